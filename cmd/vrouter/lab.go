@@ -1,0 +1,269 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/vrouter-lab/vrouter/topology"
+	"github.com/vrouter-lab/vrouter/topology/lab"
+	"github.com/vrouter-lab/vrouter/vrouter"
+)
+
+func newDeployCommand() *cobra.Command {
+	var file string
+	var timeout time.Duration
+	var noWait bool
+	cmd := &cobra.Command{
+		Use:   "deploy -t FILE",
+		Short: "Create a lab from a lab file and wait until it routes",
+		Long: `deploy validates the lab file, then creates one network namespace and one
+'vrouter node run' agent per node and one namespace per workload. It returns
+once every BGP session is Established and every node has a route to every
+other node's blocks, and prints a summary. The lab keeps running until
+'vrouter destroy'. On failure or timeout it removes everything it made.
+With --no-wait it returns as soon as every agent runs, without waiting for
+BGP: for labs whose sessions are not meant to come up (a wrong password or
+AS, a peer outside the lab).`,
+		Example: "  vrouter deploy -t examples/calico-bgp.yaml",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			l, err := topology.Load(file)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			start := time.Now()
+			st, err := lab.Deploy(ctx, l, lab.Options{File: file, Timeout: timeout, NoWait: noWait, Progress: cmd.ErrOrStderr()})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "lab %s deployed in %s\n", st.Name, time.Since(start).Round(time.Millisecond))
+			return printInspect(cmd, st, "table")
+		},
+	}
+	cmd.Flags().StringVarP(&file, "topo", "t", "", "lab file (YAML)")
+	cmd.Flags().DurationVar(&timeout, "timeout", 60*time.Second, "how long to wait for BGP sessions and routes")
+	cmd.Flags().BoolVar(&noWait, "no-wait", false, "return once the agents run, without waiting for BGP sessions and routes")
+	_ = cmd.MarkFlagRequired("topo")
+	return cmd
+}
+
+func newDestroyCommand() *cobra.Command {
+	var file, name string
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "destroy (-t FILE | --name LAB | --all)",
+		Short: "Remove a lab: processes, namespaces, devices and files",
+		Long: `destroy stops a lab's node agents (SIGTERM, then SIGKILL), deletes its
+namespaces (and with them every TUN device) and removes its state directory
+under /run/vrouter. It works after a crash left partial state and is
+idempotent: destroying a lab that is not there succeeds.`,
+		Example: "  vrouter destroy -t examples/calico-bgp.yaml\n  vrouter destroy --all",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			switch {
+			case all:
+				return lab.DestroyAll()
+			case name != "":
+				return lab.Destroy(name)
+			case file != "":
+				l, err := topology.Load(file)
+				if err != nil {
+					return err
+				}
+				return lab.Destroy(l.Name)
+			}
+			return errors.New("say which lab: -t FILE, --name LAB or --all")
+		},
+	}
+	cmd.Flags().StringVarP(&file, "topo", "t", "", "lab file (YAML)")
+	cmd.Flags().StringVar(&name, "name", "", "lab name")
+	cmd.Flags().BoolVarP(&all, "all", "a", false, "destroy every lab")
+	return cmd
+}
+
+// labFlag adds --lab and returns a function resolving it: the named lab, or
+// the only deployed one.
+func labFlag(cmd *cobra.Command) func() (*lab.State, error) {
+	var name string
+	cmd.Flags().StringVar(&name, "lab", "", "lab name (default: the only deployed lab)")
+	return func() (*lab.State, error) {
+		if name != "" {
+			return lab.Load(name)
+		}
+		names, err := lab.List()
+		if err != nil {
+			return nil, err
+		}
+		switch len(names) {
+		case 0:
+			return nil, errors.New("no lab is deployed; start one with: vrouter deploy -t FILE")
+		case 1:
+			return lab.Load(names[0])
+		}
+		return nil, fmt.Errorf("several labs are deployed (%v); say which with --lab", names)
+	}
+}
+
+// nodeAgent adds --lab and returns a function resolving a node name to a
+// client of that node's agent.
+func nodeAgent(cmd *cobra.Command) func(node string) (*vrouter.Client, error) {
+	load := labFlag(cmd)
+	return func(node string) (*vrouter.Client, error) {
+		st, err := load()
+		if err != nil {
+			return nil, err
+		}
+		n, ok := st.Node(node)
+		if !ok {
+			return nil, fmt.Errorf("lab %s has no node %q", st.Name, node)
+		}
+		return vrouter.NewClient(n.Control), nil
+	}
+}
+
+func newInspectCommand() *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "inspect",
+		Short: "List a lab's nodes and workloads with addresses, interfaces and state",
+		Args:  cobra.NoArgs,
+	}
+	load := labFlag(cmd)
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		st, err := load()
+		if err != nil {
+			return err
+		}
+		return printInspect(cmd, st, output)
+	}
+	return cmd
+}
+
+// inspectRow is one line of `vrouter inspect`.
+type inspectRow struct {
+	Name      string `json:"name"`
+	Kind      string `json:"kind"`
+	Node      string `json:"node"`
+	Namespace string `json:"namespace"`
+	Interface string `json:"interface"`
+	Address   string `json:"address"`
+	State     string `json:"state"`
+}
+
+func inspectRows(ctx context.Context, st *lab.State) []inspectRow {
+	var rows []inspectRow
+	addrs := map[string]string{}
+	for _, n := range st.Nodes {
+		state := "down"
+		if s, err := vrouter.NewClient(n.Control).Status(ctx); err == nil {
+			state = "running"
+			if !s.Ready {
+				state = "starting"
+			}
+			for _, w := range s.Workloads {
+				addrs[w.Name] = w.Address.String()
+			}
+		}
+		rows = append(rows, inspectRow{Name: n.Name, Kind: "node", Node: n.Name, Namespace: n.Namespace, Interface: n.Interface, Address: n.Address.String(), State: state})
+	}
+	for _, w := range st.Workloads {
+		state := "running"
+		a, ok := addrs[w.Name]
+		if !ok {
+			a, state = "-", "down"
+		}
+		rows = append(rows, inspectRow{Name: w.Name, Kind: "workload", Node: w.Node, Namespace: w.Namespace, Interface: w.Interface, Address: a, State: state})
+	}
+	return rows
+}
+
+func printInspect(cmd *cobra.Command, st *lab.State, format string) error {
+	rows := inspectRows(cmd.Context(), st)
+	out := cmd.OutOrStdout()
+	switch format {
+	case "json":
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			Name  string       `json:"name"`
+			Nodes []inspectRow `json:"nodes"`
+		}{st.Name, rows})
+	case "table", "":
+		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tKIND\tNODE\tNAMESPACE\tINTERFACE\tADDRESS\tSTATE")
+		for _, r := range rows {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Kind, r.Node, r.Namespace, r.Interface, r.Address, r.State)
+		}
+		return tw.Flush()
+	}
+	return fmt.Errorf("unknown output format %q (want table or json)", format)
+}
+
+func newExecCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "exec NAME -- CMD [ARGS...]",
+		Short: "Run a command in a node's or workload's namespace",
+		Long: `exec runs CMD inside the network namespace of the named node or workload,
+with the standard streams attached, and exits with CMD's exit code.`,
+		Example: "  vrouter exec web-1 -- ping -c 3 10.244.104.1\n  vrouter exec node1 -- ip route",
+		Args:    cobra.MinimumNArgs(2),
+	}
+	load := labFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		st, err := load()
+		if err != nil {
+			return err
+		}
+		ns, ok := st.Namespace(args[0])
+		if !ok {
+			return fmt.Errorf("lab %s has no node or workload %q", st.Name, args[0])
+		}
+		c := exec.Command("ip", append([]string{"netns", "exec", ns}, args[1:]...)...)
+		c.Stdin, c.Stdout, c.Stderr = os.Stdin, cmd.OutOrStdout(), cmd.ErrOrStderr()
+		err = c.Run()
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			os.Exit(exit.ExitCode())
+		}
+		return err
+	}
+	return cmd
+}
+
+func newRouteCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "route NODE",
+		Short: "Print a node's forwarding table in 'ip route' format",
+		Long: `route prints the FIB of the node's userspace engine, the table that forwards
+workload traffic, in 'ip route' format. (The node namespace's own kernel
+table, 'vrouter exec NODE -- ip route', holds only the connected underlay
+route: forwarding lives in the engine.)`,
+		Args: cobra.ExactArgs(1),
+	}
+	agent := nodeAgent(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		c, err := agent(args[0])
+		if err != nil {
+			return err
+		}
+		text, err := c.Routes(cmd.Context())
+		if err != nil {
+			return err
+		}
+		fmt.Fprint(cmd.OutOrStdout(), text)
+		return nil
+	}
+	return cmd
+}

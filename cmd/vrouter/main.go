@@ -1,0 +1,16 @@
+// Command vrouter is a Calico-style virtual router: it deploys multi-node
+// routed labs on one machine, runs the per-node agent, and prints routing
+// state the way ip, calicoctl and containerlab do.
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+func main() {
+	if err := newRootCommand().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "Error:", err)
+		os.Exit(1)
+	}
+}

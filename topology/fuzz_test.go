@@ -1,0 +1,51 @@
+package topology
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// FuzzParse feeds Parse arbitrary bytes. It must never panic; a lab it
+// accepts must keep every promise of a valid Lab; a file it rejects must get
+// a *ValidationError whose problems point inside the file.
+func FuzzParse(f *testing.F) {
+	if data, err := os.ReadFile("../examples/calico-bgp.yaml"); err == nil {
+		f.Add(data)
+	}
+	files, _ := filepath.Glob("testdata/*.yaml")
+	for _, name := range files {
+		if data, err := os.ReadFile(name); err == nil {
+			f.Add(data)
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		lab, err := Parse("fuzz.yaml", data)
+		if err == nil {
+			if lab == nil {
+				t.Fatal("Parse returned neither a lab nor an error")
+			}
+			checkInvariants(t, lab)
+			return
+		}
+		if lab != nil {
+			t.Fatalf("Parse returned a lab and an error: %v", err)
+		}
+		var ve *ValidationError
+		if !errors.As(err, &ve) || len(ve.Problems) == 0 {
+			t.Fatalf("error %T %v, want a *ValidationError with problems", err, err)
+		}
+		lines := bytes.Count(data, []byte("\n")) + 1
+		for _, p := range ve.Problems {
+			if p.Msg == "" || p.Line < 0 || p.Line > lines+1 {
+				t.Errorf("problem %+v in a file of %d lines", p, lines)
+			}
+		}
+		// Parsing is deterministic: the same file, the same report.
+		if _, again := Parse("fuzz.yaml", data); again == nil || again.Error() != err.Error() {
+			t.Errorf("second Parse reported\n%v\nfirst\n%v", again, err)
+		}
+	})
+}

@@ -1,0 +1,193 @@
+package lab_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vrouter-lab/vrouter/vrouter/netns"
+	"github.com/vrouter-lab/vrouter/vrouter/netns/netnstest"
+)
+
+// BenchmarkEndToEnd measures one TCP stream (iperf3, 5 s) and the ping RTT
+// between workloads on two nodes of a deployed lab, through both nodes'
+// userspace engines and the fabric, and then the same between namespaces
+// forwarded by the kernel (namespace - veth - router namespace - veth -
+// namespace), the reference the engine is measured against. It runs only
+// under -bench (it deploys a lab and takes about half a minute) and once,
+// whatever b.N is: `make bench` or
+//
+//	sudo go test -run '^$' -bench EndToEnd -benchtime 1x ./topology/lab/
+func BenchmarkEndToEnd(b *testing.B) {
+	netnstest.RequireRoot(b)
+	netnstest.RequireCommand(b, "iperf3", "iperf3")
+	netnstest.RequireCommand(b, "ping", "iputils-ping")
+	netnstest.GuardRoot(b)
+
+	type result struct {
+		gbps, rttMs float64
+		retrans     int
+	}
+	var engine, kernel result
+
+	// The lab: web-1 (node1) -> web-3 (node3), as the README's example.
+	data, err := os.ReadFile("../../examples/calico-bgp.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	name := fmt.Sprintf("bench-%d", os.Getpid()%100000)
+	data = regexp.MustCompile(`(?m)^name: .*$`).ReplaceAll(data, []byte("name: "+name))
+	file := filepath.Join(b.TempDir(), "lab.yaml")
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	if out, err := benchRun(vrouterBin, "deploy", "-t", file); err != nil {
+		benchRun(vrouterBin, "destroy", "-t", file)
+		b.Fatalf("deploy: %v\n%s", err, out)
+	}
+	func() {
+		defer func() {
+			if out, err := benchRun(vrouterBin, "destroy", "-t", file); err != nil {
+				b.Errorf("destroy: %v\n%s", err, out)
+			}
+		}()
+		in := func(ws string) []string { return []string{vrouterBin, "exec", "--lab", name, ws, "--"} }
+		engine.gbps, engine.retrans = benchIperf(b, in("web-3"), in("web-1"), "10.244.135.1")
+		engine.rttMs = benchPing(b, in("web-1"), "10.244.135.1")
+	}()
+
+	// The kernel reference, in namespaces of its own.
+	prefix := fmt.Sprintf("vrbench-%d-", os.Getpid())
+	netnstest.GuardNamespaces(b, prefix)
+	a, r, z := prefix+"a", prefix+"r", prefix+"z"
+	defer func() {
+		for _, ns := range []string{a, r, z} {
+			if netns.Exists(ns) {
+				if err := netns.Delete(ns); err != nil {
+					b.Errorf("delete namespace %s: %v", ns, err)
+				}
+			}
+		}
+	}()
+	for _, ns := range []string{a, r, z} {
+		if err := netns.Create(ns); err != nil {
+			b.Fatal(err)
+		}
+	}
+	nsx := func(ns string) []string { return []string{"ip", "-n", ns} }
+	for _, c := range [][]string{
+		append(nsx(a), "link", "add", "eth0", "type", "veth", "peer", "name", "ra", "netns", r),
+		append(nsx(z), "link", "add", "eth0", "type", "veth", "peer", "name", "rz", "netns", r),
+		append(nsx(a), "addr", "add", "10.99.1.2/24", "dev", "eth0"),
+		append(nsx(z), "addr", "add", "10.99.2.2/24", "dev", "eth0"),
+		append(nsx(r), "addr", "add", "10.99.1.1/24", "dev", "ra"),
+		append(nsx(r), "addr", "add", "10.99.2.1/24", "dev", "rz"),
+		append(nsx(a), "link", "set", "eth0", "up"),
+		append(nsx(z), "link", "set", "eth0", "up"),
+		append(nsx(r), "link", "set", "ra", "up"),
+		append(nsx(r), "link", "set", "rz", "up"),
+		append(nsx(a), "route", "add", "default", "via", "10.99.1.1"),
+		append(nsx(z), "route", "add", "default", "via", "10.99.2.1"),
+	} {
+		if out, err := benchRun(c[0], c[1:]...); err != nil {
+			b.Fatalf("%s: %v\n%s", strings.Join(c, " "), err, out)
+		}
+	}
+	if err := netns.SetSysctl(r, "net/ipv4/ip_forward", "1"); err != nil {
+		b.Fatal(err)
+	}
+	ex := func(ns string) []string { return []string{"ip", "netns", "exec", ns} }
+	kernel.gbps, kernel.retrans = benchIperf(b, ex(z), ex(a), "10.99.2.2")
+	kernel.rttMs = benchPing(b, ex(a), "10.99.2.2")
+
+	b.ReportMetric(engine.gbps, "engine-Gbit/s")
+	b.ReportMetric(kernel.gbps, "kernel-Gbit/s")
+	b.ReportMetric(engine.gbps/kernel.gbps, "engine/kernel")
+	b.ReportMetric(engine.rttMs*1000, "engine-rtt-µs")
+	b.ReportMetric(kernel.rttMs*1000, "kernel-rtt-µs")
+	b.Logf("\n%-28s %10s %8s %10s\n%-28s %10.2f %8d %10.3f\n%-28s %10.2f %8d %10.3f\nengine/kernel throughput: %.2f",
+		"path", "Gbit/s", "retrans", "rtt ms",
+		"engine (web-1 -> web-3)", engine.gbps, engine.retrans, engine.rttMs,
+		"kernel (ns-veth-ns-veth-ns)", kernel.gbps, kernel.retrans, kernel.rttMs,
+		engine.gbps/kernel.gbps)
+}
+
+// benchRun runs a command with a bound on its time and returns its
+// combined output.
+func benchRun(name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	return string(out), err
+}
+
+// benchIperf runs an iperf3 server (one test, daemonized with a pid file)
+// by the command prefix srv and a 5 s client by cli toward addr, and
+// returns the received Gbit/s and the sender's retransmits. The server is
+// killed if it is still running.
+func benchIperf(b *testing.B, srv, cli []string, addr string) (float64, int) {
+	b.Helper()
+	pidFile := filepath.Join(b.TempDir(), "iperf3.pid")
+	defer func() {
+		if data, err := os.ReadFile(pidFile); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && pid > 1 {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}()
+	args := append(append([]string{}, srv...), "iperf3", "-s", "-D", "-1", "-I", pidFile)
+	if out, err := benchRun(args[0], args[1:]...); err != nil {
+		b.Fatalf("iperf3 server: %v\n%s", err, out)
+	}
+	var out string
+	var err error
+	for range 20 { // the daemon may not be listening yet
+		args = append(append([]string{}, cli...), "iperf3", "-c", addr, "-t", "5", "-J")
+		if out, err = benchRun(args[0], args[1:]...); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		b.Fatalf("iperf3 client: %v\n%.500s", err, out)
+	}
+	var r struct {
+		End struct {
+			SumSent     struct{ Retransmits int } `json:"sum_sent"`
+			SumReceived struct {
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		b.Fatalf("iperf3 output: %v\n%.500s", err, out)
+	}
+	return r.End.SumReceived.BitsPerSecond / 1e9, r.End.SumSent.Retransmits
+}
+
+var rttRE = regexp.MustCompile(`= [0-9.]+/([0-9.]+)/`)
+
+// benchPing returns the average RTT in ms of 20 pings toward addr.
+func benchPing(b *testing.B, in []string, addr string) float64 {
+	b.Helper()
+	args := append(append([]string{}, in...), "ping", "-c", "20", "-i", "0.05", "-q", addr)
+	out, err := benchRun(args[0], args[1:]...)
+	if err != nil {
+		b.Fatalf("ping: %v\n%s", err, out)
+	}
+	m := rttRE.FindStringSubmatch(out)
+	if m == nil {
+		b.Fatalf("ping output:\n%s", out)
+	}
+	v, _ := strconv.ParseFloat(m[1], 64)
+	return v
+}

@@ -1,0 +1,217 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vrouter-lab/vrouter/topology"
+	"github.com/vrouter-lab/vrouter/vrouter"
+	"github.com/vrouter-lab/vrouter/vrouter/fabric"
+	"github.com/vrouter-lab/vrouter/vrouter/netns"
+)
+
+// Options tune Deploy.
+type Options struct {
+	File     string        // the lab file, recorded in the state
+	Binary   string        // the vrouter executable the nodes run; default: this one
+	Timeout  time.Duration // how long to wait for BGP and routes; default 60s
+	Progress io.Writer     // progress lines; nil for none
+	NoWait   bool          // return once every agent answers, BGP or not
+}
+
+// Deploy creates the lab: namespaces, one agent process per node, one
+// namespace per workload. It returns once every node reports that all its
+// BGP sessions are Established and every remote block is routed, or, after a
+// failure or the timeout, removes everything it made and returns the error.
+func Deploy(ctx context.Context, l *topology.Lab, opt Options) (st *State, err error) {
+	if opt.Timeout == 0 {
+		opt.Timeout = 60 * time.Second
+	}
+	if opt.Binary == "" {
+		if opt.Binary, err = os.Executable(); err != nil {
+			return nil, fmt.Errorf("find vrouter executable: %w", err)
+		}
+	}
+	progress := func(format string, args ...any) {
+		if opt.Progress != nil {
+			fmt.Fprintf(opt.Progress, format+"\n", args...)
+		}
+	}
+	dir := Dir(l.Name)
+	if _, err := os.Stat(filepath.Join(dir, stateFile)); err == nil {
+		return nil, fmt.Errorf("lab %s is already deployed (state in %s); destroy it first with: vrouter destroy -t %s", l.Name, dir, opt.File)
+	}
+	if left, _ := leftovers(l.Name); len(left) > 0 {
+		return nil, fmt.Errorf("lab %s has stale state from an earlier run (%s); clean it with: vrouter destroy --name %s", l.Name, strings.Join(left, ", "), l.Name)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "nodes"), 0o755); err != nil {
+		return nil, fmt.Errorf("create state directory: %w", err)
+	}
+	st = &State{Name: l.Name, File: opt.File, Dir: dir, Created: time.Now().UTC(), Spec: l}
+	defer func() {
+		if err != nil {
+			progress("deploy failed, cleaning up lab %s", l.Name)
+			if derr := Destroy(l.Name); derr != nil {
+				err = errors.Join(err, fmt.Errorf("clean up: %w", derr))
+			}
+			st = nil
+		}
+	}()
+
+	for _, n := range l.Nodes {
+		cfg, err := nodeConfig(l, dir, n)
+		if err != nil {
+			return nil, err
+		}
+		ns := NodeState{
+			Name:      n.Name,
+			Namespace: cfg.Namespace,
+			Address:   n.Address,
+			Network:   n.Network,
+			Interface: n.Interface,
+			Config:    filepath.Join(dir, "nodes", n.Name+".json"),
+			Control:   vrouter.ControlSocket(dir, n.Name),
+			Log:       filepath.Join(dir, "nodes", n.Name+".log"),
+			PIDFile:   filepath.Join(dir, "nodes", n.Name+".pid"),
+		}
+		st.Nodes = append(st.Nodes, ns)
+		if err := createNamespace(ns.Namespace); err != nil {
+			return nil, err
+		}
+		// The fabric's unix sockets queue only max_dgram_qlen datagrams,
+		// 10 by default: too few for a TUN read's burst.
+		if err := fabric.SetMaxDgramQlen(ns.Namespace, fabric.DefaultMaxDgramQlen); err != nil {
+			return nil, err
+		}
+		if err := cfg.WriteFile(ns.Config); err != nil {
+			return nil, fmt.Errorf("node %s: write config: %w", n.Name, err)
+		}
+	}
+	for _, w := range l.Workloads {
+		ws := WorkloadState{Name: w.Name, Node: w.Node, Namespace: l.NamespaceName(w.Name), Interface: vrouter.InterfaceName(l.Name, w.Name)}
+		st.Workloads = append(st.Workloads, ws)
+		if err := createNamespace(ws.Namespace); err != nil {
+			return nil, err
+		}
+	}
+	if err := st.save(); err != nil {
+		return nil, err
+	}
+	for _, n := range st.Nodes {
+		if err := startAgent(opt.Binary, n); err != nil {
+			return nil, err
+		}
+		progress("node %s: agent started in namespace %s", n.Name, n.Namespace)
+	}
+	ctx, cancel := context.WithTimeout(ctx, opt.Timeout)
+	defer cancel()
+	if err := waitReady(ctx, st, opt.NoWait, progress); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// createNamespace creates a lab namespace. Labs are IPv4 only, so IPv6 is
+// off inside it: no router solicitations or MLD reports reach the engine.
+func createNamespace(name string) error {
+	if err := netns.Create(name); err != nil {
+		return err
+	}
+	for _, key := range []string{"net/ipv6/conf/all/disable_ipv6", "net/ipv6/conf/default/disable_ipv6"} {
+		if err := netns.SetSysctl(name, key, "1"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startAgent starts `vrouter node run` inside the node's namespace, detached
+// from the caller (own session, output to the node's log file).
+func startAgent(bin string, n NodeState) error {
+	logf, err := os.OpenFile(n.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("node %s: open log: %w", n.Name, err)
+	}
+	defer logf.Close()
+	cmd := exec.Command("ip", "netns", "exec", n.Namespace, bin, "node", "run", "--config", n.Config)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("node %s: start agent: %w", n.Name, err)
+	}
+	pid := cmd.Process.Pid
+	started, _, err := procStart(pid)
+	if err == nil {
+		err = os.WriteFile(startFile(n.PIDFile), []byte(started+"\n"), 0o644)
+	}
+	if err == nil {
+		err = os.WriteFile(n.PIDFile, []byte(strconv.Itoa(pid)+"\n"), 0o644)
+	}
+	if err != nil {
+		_ = cmd.Process.Kill()
+		return fmt.Errorf("node %s: write pid file: %w", n.Name, err)
+	}
+	// The agent runs on after deploy returns; reap it if it dies while we
+	// are still here, so it does not linger as a zombie.
+	go func() { _ = cmd.Wait() }()
+	return nil
+}
+
+// waitReady polls every node until it reports ready (with anyState, until
+// it answers at all) or ctx ends.
+func waitReady(ctx context.Context, st *State, anyState bool, progress func(string, ...any)) error {
+	ready := map[string]bool{}
+	for {
+		for _, n := range st.Nodes {
+			if ready[n.Name] {
+				continue
+			}
+			if !processAlive(n.PIDFile) {
+				return fmt.Errorf("node %s: agent exited; last log lines:\n%s", n.Name, tail(n.Log, 10))
+			}
+			s, err := vrouter.NewClient(n.Control).Status(ctx)
+			if err != nil {
+				continue
+			}
+			if s.Ready || anyState {
+				ready[n.Name] = true
+				progress("node %s: %d BGP sessions Established, %d routes", n.Name, s.PeersEstablished, s.Routes)
+			}
+		}
+		if len(ready) == len(st.Nodes) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			var waiting []string
+			for _, n := range st.Nodes {
+				if !ready[n.Name] {
+					waiting = append(waiting, n.Name)
+				}
+			}
+			return fmt.Errorf("timed out waiting for nodes %s to establish BGP and install routes", strings.Join(waiting, ", "))
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func tail(path string, n int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

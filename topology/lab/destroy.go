@@ -1,0 +1,201 @@
+package lab
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vrouter-lab/vrouter/topology"
+	"github.com/vrouter-lab/vrouter/vrouter/netns"
+)
+
+// Destroy removes everything the lab called name made: it stops the node
+// agents (SIGTERM, then SIGKILL after a grace period), deletes the lab's
+// namespaces and its state directory. It needs nothing but the name, works
+// after a crash left partial state, and destroying a lab that is not there
+// is not an error.
+func Destroy(name string) error {
+	var errs []error
+	dir := Dir(name)
+	pidFiles, _ := filepath.Glob(filepath.Join(dir, "nodes", "*.pid"))
+	for _, pf := range pidFiles {
+		if err := stopAgent(pf); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, pid := range strayAgents(dir) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	nss, err := netns.List(topology.LabNamespacePrefix(name))
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, ns := range nss {
+		if err := netns.Delete(ns); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		errs = append(errs, fmt.Errorf("remove %s: %w", dir, err))
+	}
+	return errors.Join(errs...)
+}
+
+// DestroyAll destroys every lab with a state directory and every namespace
+// any lab left behind.
+func DestroyAll() error {
+	names, err := List()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, n := range names {
+		errs = append(errs, Destroy(n))
+	}
+	nss, err := netns.List(topology.NamespacePrefix)
+	errs = append(errs, err)
+	for _, ns := range nss {
+		errs = append(errs, netns.Delete(ns))
+	}
+	return errors.Join(errs...)
+}
+
+// leftovers lists what an earlier run of the lab left behind.
+func leftovers(name string) ([]string, error) {
+	var out []string
+	if _, err := os.Stat(Dir(name)); err == nil {
+		out = append(out, Dir(name))
+	}
+	nss, err := netns.List(topology.LabNamespacePrefix(name))
+	out = append(out, nss...)
+	return out, err
+}
+
+// agentPID reads a pid file and returns the pid if that process is still
+// the agent the file names, not a recycled pid: its start time must match
+// the one recorded beside the pid file at start. (The command line is no
+// proof: while `ip netns exec` execs the agent, /proc/PID/cmdline is briefly
+// empty.) A zombie counts as gone.
+func agentPID(pidFile string) (int, bool) {
+	data, err := os.ReadFile(pidFile)
+	if err != nil {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 1 {
+		return 0, false
+	}
+	started, state, err := procStart(pid)
+	if err != nil || state == 'Z' {
+		return 0, false
+	}
+	want, err := os.ReadFile(startFile(pidFile))
+	if err != nil {
+		// No start time recorded: fall back to the command line.
+		return pid, isAgentCmdline(pid, "")
+	}
+	return pid, strings.TrimSpace(string(want)) == started
+}
+
+// startFile is where the start time of the process in pidFile is kept.
+func startFile(pidFile string) string {
+	return strings.TrimSuffix(pidFile, ".pid") + ".start"
+}
+
+// procStart returns a process's start time (field 22 of /proc/PID/stat, in
+// clock ticks since boot, unchanged by exec) and its state letter.
+func procStart(pid int) (string, byte, error) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", 0, err
+	}
+	// The command name in parentheses may hold spaces; fields follow it.
+	i := strings.LastIndexByte(string(stat), ')')
+	if i < 0 {
+		return "", 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	// f[0] is field 3 (state); field 22 is f[19].
+	if len(f) < 20 || len(f[0]) != 1 {
+		return "", 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	return f[19], f[0][0], nil
+}
+
+// isAgentCmdline reports whether pid runs `vrouter node run`, with a config
+// under dir when dir is not empty.
+func isAgentCmdline(pid int, dir string) bool {
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false
+	}
+	args := strings.Split(string(cmdline), "\x00")
+	for i := 0; i+3 < len(args); i++ {
+		if args[i] == "node" && args[i+1] == "run" && args[i+2] == "--config" {
+			return dir == "" || strings.HasPrefix(args[i+3], dir+"/")
+		}
+	}
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == "node" && args[i+1] == "run" {
+			return dir == ""
+		}
+	}
+	return false
+}
+
+// strayAgents lists the processes (agents, or `ip netns exec` about to
+// become one) running with a config in the lab directory dir: agents whose
+// pid file was lost, for example when a deploy died between starting an
+// agent and writing its pid file.
+func strayAgents(dir string) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	self := os.Getpid()
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		if isAgentCmdline(pid, dir) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// processAlive reports whether the agent in pidFile still runs.
+func processAlive(pidFile string) bool {
+	_, ok := agentPID(pidFile)
+	return ok
+}
+
+// stopAgent sends SIGTERM, waits up to five seconds, then sends SIGKILL.
+func stopAgent(pidFile string) error {
+	pid, ok := agentPID(pidFile)
+	if !ok {
+		return nil
+	}
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if !processAlive(pidFile) {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("kill agent %d: %w", pid, err)
+	}
+	for i := 0; i < 100 && processAlive(pidFile); i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil
+}

@@ -1,0 +1,289 @@
+// Package lab deploys, inspects and destroys a vrouter lab: one network
+// namespace and one `vrouter node run` process per node, one namespace per
+// workload, and a state directory under /run/vrouter/<lab> holding the node
+// configs, pid files, logs, control sockets, the IPAM datastore and the
+// underlay fabric's sockets.
+package lab
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/vrouter-lab/vrouter/topology"
+	"github.com/vrouter-lab/vrouter/vrouter"
+)
+
+// stateFile is the name of the file in a lab's state directory that records
+// what the lab is made of.
+const stateFile = "lab.json"
+
+// State records what a deployed lab is made of, so that inspect and destroy
+// need nothing but the lab's name.
+type State struct {
+	Name      string          `json:"name"`
+	File      string          `json:"file"` // the lab file it came from
+	Dir       string          `json:"dir"`  // state directory
+	Created   time.Time       `json:"created"`
+	Spec      *topology.Lab   `json:"spec"` // the validated lab file
+	Nodes     []NodeState     `json:"nodes"`
+	Workloads []WorkloadState `json:"workloads"`
+}
+
+// NodeState is one node of a deployed lab.
+type NodeState struct {
+	Name      string     `json:"name"`
+	Namespace string     `json:"namespace"`
+	Address   netip.Addr `json:"address"`
+	Network   string     `json:"network"`
+	Interface string     `json:"interface"`
+	Config    string     `json:"config"`  // node agent config file
+	Control   string     `json:"control"` // agent control socket
+	Log       string     `json:"log"`
+	PIDFile   string     `json:"pidFile"`
+}
+
+// WorkloadState is one workload of a deployed lab.
+type WorkloadState struct {
+	Name      string `json:"name"`
+	Node      string `json:"node"`
+	Namespace string `json:"namespace"`
+	Interface string `json:"interface"` // the engine port, caliXXXXXXXXXXX
+}
+
+// ipamPath is the lab's IPAM datastore (bbolt) in its state directory.
+func ipamPath(dir string) string { return filepath.Join(dir, "ipam.db") }
+
+// Dir returns the state directory of the lab called name.
+func Dir(name string) string { return filepath.Join(topology.StateRoot, name) }
+
+// Load reads the state of the deployed lab called name.
+func Load(name string) (*State, error) {
+	data, err := os.ReadFile(filepath.Join(Dir(name), stateFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("lab %s is not deployed (no %s)", name, filepath.Join(Dir(name), stateFile))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load lab %s: %w", name, err)
+	}
+	var s State
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, fmt.Errorf("load lab %s: %w", name, err)
+	}
+	return &s, nil
+}
+
+func (s *State) save() error {
+	data, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(s.Dir, stateFile+".tmp")
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("save lab state: %w", err)
+	}
+	return os.Rename(tmp, filepath.Join(s.Dir, stateFile))
+}
+
+// List returns the names of the labs that have a state directory.
+func List() ([]string, error) {
+	ents, err := os.ReadDir(topology.StateRoot)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list labs: %w", err)
+	}
+	var out []string
+	for _, e := range ents {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// Node returns the named node's state.
+func (s *State) Node(name string) (NodeState, bool) {
+	for _, n := range s.Nodes {
+		if n.Name == name {
+			return n, true
+		}
+	}
+	return NodeState{}, false
+}
+
+// Namespace returns the namespace of the named node or workload.
+func (s *State) Namespace(name string) (string, bool) {
+	if n, ok := s.Node(name); ok {
+		return n.Namespace, true
+	}
+	for _, w := range s.Workloads {
+		if w.Name == name {
+			return w.Namespace, true
+		}
+	}
+	return "", false
+}
+
+// nodeConfig builds the agent config of one node from the lab file.
+func nodeConfig(l *topology.Lab, dir string, n topology.Node) (*vrouter.Config, error) {
+	net, ok := l.NetworkOf(n.Name)
+	if !ok {
+		return nil, fmt.Errorf("node %s: unknown network %s", n.Name, n.Network)
+	}
+	c := &vrouter.Config{
+		Lab:       l.Name,
+		Node:      n.Name,
+		StateDir:  dir,
+		Namespace: l.NamespaceName(n.Name),
+		Network:   net.Name,
+		Prefix:    netip.PrefixFrom(n.Address, net.CIDR.Bits()),
+		Interface: n.Interface,
+		MTU:       net.MTU,
+		Datastore: ipamPath(dir),
+		BGP: vrouter.BGPConfig{
+			ASN:           nodeASN(l, n),
+			KeepaliveTime: l.BGP.KeepaliveTime,
+			HoldTime:      l.BGP.HoldTime,
+		},
+	}
+	for _, o := range l.Nodes {
+		if o.Network == n.Network {
+			c.Neighbors = append(c.Neighbors, vrouter.Neighbor{Node: o.Name, Address: o.Address})
+		}
+	}
+	c.BGP.Peers = bgpPeers(l, n)
+	c.BGP.RouteNodes = routeNodes(l, n)
+	for _, p := range l.IPPools {
+		c.Pools = append(c.Pools, vrouter.Pool{Name: p.Name, CIDR: p.CIDR, BlockSize: p.BlockSize, IPIPMode: string(p.IPIPMode)})
+	}
+	for _, w := range l.Workloads {
+		if w.Node == n.Name {
+			c.Workloads = append(c.Workloads, vrouter.Workload{Name: w.Name, Namespace: l.NamespaceName(w.Name), Address: w.Address})
+		}
+	}
+	return c, nil
+}
+
+// nodeASN is the AS of node n: its own, or the lab's for a lab state
+// written before nodes had one.
+func nodeASN(l *topology.Lab, n topology.Node) uint32 {
+	if n.ASNumber != 0 {
+		return n.ASNumber
+	}
+	return l.BGP.ASNumber
+}
+
+// bgpPeers computes node n's BGP peers as Calico does: the node-to-node
+// mesh (each peer in its own AS, so nodes in different ASes mesh over
+// eBGP), then every BGPPeer that applies to n. A peerSelector peering is
+// configured at both ends: the nodes it applies to peer with the selected
+// nodes, and the selected nodes peer back. A route reflector (a node with
+// a cluster ID) treats an iBGP peer that is not a route reflector as its
+// client; two route reflectors peer as plain iBGP. The first peering of an
+// address wins.
+func bgpPeers(l *topology.Lab, n topology.Node) []vrouter.BGPPeer {
+	var out []vrouter.BGPPeer
+	seen := map[netip.Addr]bool{n.Address: true}
+	byAddr := map[netip.Addr]topology.Node{}
+	for _, o := range l.Nodes {
+		byAddr[o.Address] = o
+	}
+	add := func(p vrouter.BGPPeer) {
+		if seen[p.Address] {
+			return
+		}
+		seen[p.Address] = true
+		if o, isNode := byAddr[p.Address]; isNode {
+			p.Node = o.Name
+			if n.RouteReflector() && !o.RouteReflector() && p.ASN == nodeASN(l, n) {
+				p.RouteReflectorClient, p.ClusterID = true, n.RouteReflectorClusterID
+			}
+		}
+		out = append(out, p)
+	}
+	if l.BGP.NodeToNodeMesh {
+		for _, o := range l.Nodes {
+			add(vrouter.BGPPeer{Address: o.Address, ASN: nodeASN(l, o), Type: "node-to-node mesh"})
+		}
+	}
+	for _, bp := range l.BGPPeers {
+		typ := "node specific"
+		if bp.Global() {
+			typ = "global"
+		}
+		peer := func(addr netip.Addr, asn uint32) {
+			add(vrouter.BGPPeer{Address: addr, ASN: asn, Type: typ, Name: bp.Name, Password: bp.Password})
+		}
+		local := bp.AppliesTo(n)
+		if bp.PeerIP.IsValid() {
+			if local {
+				peer(bp.PeerIP, bp.ASNumber)
+			}
+			continue
+		}
+		selected := l.Peers(bp)
+		if local {
+			for _, o := range selected {
+				peer(o.Address, nodeASN(l, o))
+			}
+		}
+		for _, o := range selected {
+			if o.Name != n.Name {
+				continue
+			}
+			// n is selected: it peers back with every node the peering
+			// applies to.
+			for _, o := range l.Nodes {
+				if bp.AppliesTo(o) {
+					peer(o.Address, nodeASN(l, o))
+				}
+			}
+		}
+	}
+	return out
+}
+
+// routeNodes lists the lab nodes whose blocks node n learns: those it peers
+// with, and those a route reflector among its peers reflects to it (a
+// reflector passes its clients' routes to every peer, and every peer's
+// routes to its clients).
+func routeNodes(l *topology.Lab, n topology.Node) []string {
+	set := map[string]bool{}
+	for _, p := range bgpPeers(l, n) {
+		if p.Node == "" {
+			continue
+		}
+		set[p.Node] = true
+		rr, _ := l.Node(p.Node)
+		if !rr.RouteReflector() {
+			continue
+		}
+		var nIsClient bool
+		rrPeers := bgpPeers(l, rr)
+		for _, q := range rrPeers {
+			if q.Node == n.Name {
+				nIsClient = q.RouteReflectorClient
+			}
+		}
+		for _, q := range rrPeers {
+			if q.Node != "" && q.Node != n.Name && (nIsClient || q.RouteReflectorClient) {
+				set[q.Node] = true
+			}
+		}
+	}
+	out := make([]string, 0, len(set))
+	for _, o := range l.Nodes {
+		if set[o.Name] {
+			out = append(out, o.Name)
+		}
+	}
+	return out
+}

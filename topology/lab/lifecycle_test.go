@@ -1,0 +1,122 @@
+package lab_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/vrouter-lab/vrouter/topology"
+	"github.com/vrouter-lab/vrouter/vrouter/netns/netnstest"
+)
+
+// smallLab writes a two-node lab called name with one workload per node at
+// fixed addresses and returns its path.
+func smallLab(t *testing.T, name string) string {
+	t.Helper()
+	data := fmt.Sprintf(`name: %s
+ipPools:
+  - {name: pool, cidr: 10.244.0.0/16}
+networks:
+  - {name: lan, cidr: 192.168.50.0/24}
+nodes:
+  node1: {network: lan, address: 192.168.50.10}
+  node2: {network: lan, address: 192.168.50.11}
+workloads:
+  - {name: a, node: node1, address: 10.244.1.1}
+  - {name: b, node: node2, address: 10.244.2.1}
+`, name)
+	path := filepath.Join(t.TempDir(), name+".yaml")
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func pingIn(t *testing.T, lab, from, to string) int {
+	t.Helper()
+	_, code := vr(t, "exec", "--lab", lab, from, "--", "ping", "-c", "1", "-W", "2", to)
+	return code
+}
+
+// Two labs with the same addresses run side by side without colliding, and
+// destroying one leaves the other working.
+func TestTwoLabsSideBySide(t *testing.T) {
+	netnstest.RequireRoot(t)
+	netnstest.RequireCommand(t, "ping", "iputils-ping")
+	netnstest.GuardRoot(t)
+	one := fmt.Sprintf("two-a-%d", os.Getpid()%100000)
+	two := fmt.Sprintf("two-b-%d", os.Getpid()%100000)
+	f1, f2 := smallLab(t, one), smallLab(t, two)
+	t.Cleanup(func() {
+		mustVR(t, "destroy", "-t", f1)
+		mustVR(t, "destroy", "-t", f2)
+		checkGone(t, one)
+		checkGone(t, two)
+	})
+	mustVR(t, "deploy", "-t", f1)
+	mustVR(t, "deploy", "-t", f2)
+	for _, l := range []string{one, two} {
+		if code := pingIn(t, l, "a", "10.244.2.1"); code != 0 {
+			t.Fatalf("lab %s: ping a -> b failed", l)
+		}
+	}
+	if out, code := vr(t, "inspect"); code == 0 || !strings.Contains(out, "several labs") {
+		t.Errorf("inspect without --lab while two labs run: exit %d\n%s", code, out)
+	}
+	mustVR(t, "destroy", "-t", f1)
+	checkGone(t, one)
+	if code := pingIn(t, two, "a", "10.244.2.1"); code != 0 {
+		t.Fatalf("lab %s stopped working after lab %s was destroyed", two, one)
+	}
+}
+
+// After the agents die without cleaning up (a crash), deploy refuses to
+// start over the stale state, destroy removes it, and the lab deploys again.
+func TestDestroyAfterCrash(t *testing.T) {
+	netnstest.RequireRoot(t)
+	netnstest.GuardRoot(t)
+	name := fmt.Sprintf("crash-%d", os.Getpid()%100000)
+	file := smallLab(t, name)
+	t.Cleanup(func() {
+		mustVR(t, "destroy", "-t", file)
+		checkGone(t, name)
+	})
+	mustVR(t, "deploy", "-t", file)
+	for _, n := range []string{"node1", "node2"} {
+		data, err := os.ReadFile(filepath.Join(topology.StateRoot, name, "nodes", n+".pid"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, code := vr(t, "deploy", "-t", file); code == 0 || !strings.Contains(out, "already deployed") {
+		t.Fatalf("deploy over a crashed lab: exit %d\n%s", code, out)
+	}
+	mustVR(t, "destroy", "-t", file)
+	checkGone(t, name)
+	mustVR(t, "destroy", "-t", file) // idempotent
+	mustVR(t, "deploy", "-t", file)
+	if code := pingIn(t, name, "a", "10.244.2.1"); code != 0 {
+		t.Fatal("redeployed lab does not forward")
+	}
+}
+
+// A deploy that cannot finish in time removes everything it made.
+func TestDeployTimeoutCleansUp(t *testing.T) {
+	netnstest.RequireRoot(t)
+	netnstest.GuardRoot(t)
+	name := fmt.Sprintf("tmo-%d", os.Getpid()%100000)
+	file := smallLab(t, name)
+	out, code := vr(t, "deploy", "-t", file, "--timeout", "1ms")
+	if code == 0 || !strings.Contains(out, "timed out") {
+		t.Fatalf("deploy with a 1ms timeout: exit %d\n%s", code, out)
+	}
+	checkGone(t, name)
+}

@@ -1,0 +1,95 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/vrouter-lab/vrouter/vrouter"
+	"github.com/vrouter-lab/vrouter/vrouter/ipam"
+)
+
+// Table is a calicoctl-style listing: a table (the first Narrow columns by
+// default, all of them wide) and the items behind it for -o json|yaml.
+type Table struct {
+	Columns []string
+	Narrow  int
+	Rows    [][]string
+	Items   []map[string]any
+}
+
+func (l *Table) add(item map[string]any, row ...string) {
+	l.Rows = append(l.Rows, row)
+	l.Items = append(l.Items, item)
+}
+
+// Listing lists one kind of resource of a deployed lab: nodes, workloads,
+// ippools or blocks.
+func Listing(ctx context.Context, st *State, kind string) (*Table, error) {
+	switch kind {
+	case "nodes", "node", "no":
+		l := &Table{Columns: []string{"NAME", "ASN", "IPV4", "NETWORK", "INTERFACE"}, Narrow: 1}
+		for _, n := range st.Nodes {
+			asn := strconv.FormatUint(uint64(st.Spec.BGP.ASNumber), 10)
+			l.add(map[string]any{"name": n.Name, "asNumber": st.Spec.BGP.ASNumber, "ipv4Address": n.Address.String(), "network": n.Network, "interface": n.Interface},
+				n.Name, "("+asn+")", n.Address.String(), n.Network, n.Interface)
+		}
+		return l, nil
+	case "workloads", "workload", "wep", "workloadendpoints":
+		l := &Table{Columns: []string{"WORKLOAD", "NODE", "NETWORKS", "INTERFACE", "NAMESPACE"}, Narrow: 4}
+		addrs := map[string]string{}
+		for _, n := range st.Nodes {
+			if s, err := vrouter.NewClient(n.Control).Status(ctx); err == nil {
+				for _, w := range s.Workloads {
+					addrs[w.Name] = w.Address.String() + "/32"
+				}
+			}
+		}
+		for _, w := range st.Workloads {
+			a := addrs[w.Name]
+			if a == "" {
+				a = "-"
+			}
+			l.add(map[string]any{"name": w.Name, "node": w.Node, "ipNetworks": a, "interfaceName": w.Interface, "namespace": w.Namespace},
+				w.Name, w.Node, a, w.Interface, w.Namespace)
+		}
+		return l, nil
+	case "ippools", "ippool", "pools":
+		l := &Table{Columns: []string{"NAME", "CIDR", "SELECTOR", "BLOCKSIZE", "IPIPMODE"}, Narrow: 3}
+		for _, p := range st.Spec.IPPools {
+			l.add(map[string]any{"name": p.Name, "cidr": p.CIDR.String(), "blockSize": p.BlockSize, "ipipMode": string(p.IPIPMode), "nodeSelector": "all()"},
+				p.Name, p.CIDR.String(), "all()", strconv.Itoa(p.BlockSize), string(p.IPIPMode))
+		}
+		return l, nil
+	case "blocks", "block":
+		store, err := ipam.OpenBolt(ipamPath(st.Dir))
+		if err != nil {
+			return nil, err
+		}
+		defer store.Close()
+		var pools []ipam.Pool
+		for _, p := range st.Spec.IPPools {
+			pools = append(pools, ipam.Pool{Name: p.Name, CIDR: p.CIDR, BlockSize: p.BlockSize})
+		}
+		m, err := ipam.New(store, pools)
+		if err != nil {
+			return nil, err
+		}
+		blocks, err := m.Blocks(ctx)
+		if err != nil {
+			return nil, err
+		}
+		l := &Table{Columns: []string{"CIDR", "AFFINITY", "IPS TOTAL", "IPS IN USE", "IPS FREE"}, Narrow: 5}
+		for _, b := range blocks {
+			aff := "-"
+			if b.Affinity != "" {
+				aff = "host:" + b.Affinity
+			}
+			total, free := b.NumAddresses(), b.NumFree()
+			l.add(map[string]any{"cidr": b.CIDR.String(), "affinity": aff, "total": total, "inUse": total - free, "free": free},
+				b.CIDR.String(), aff, strconv.Itoa(total), strconv.Itoa(total-free), strconv.Itoa(free))
+		}
+		return l, nil
+	}
+	return nil, fmt.Errorf("unknown resource %q (want nodes, workloads, ippools or blocks)", kind)
+}

@@ -1,0 +1,77 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"github.com/vrouter-lab/vrouter/topology"
+	"github.com/vrouter-lab/vrouter/vrouter"
+	"github.com/vrouter-lab/vrouter/vrouter/netns"
+)
+
+// AddWorkload adds a workload to a running lab: it creates the workload's
+// namespace, asks the node's agent to serve it (the agent allocates its
+// address, opens eth0 and routes it) and records it in the lab's state and
+// the node's config, so a restarted agent serves it again. addr is a fixed
+// address, or the zero Addr for IPAM's choice.
+func AddWorkload(ctx context.Context, st *State, name, node string, addr netip.Addr) (*vrouter.WorkloadInfo, error) {
+	if err := topology.CheckName(name); err != nil {
+		return nil, fmt.Errorf("workload %q: %w", name, err)
+	}
+	if _, taken := st.Namespace(name); taken {
+		return nil, fmt.Errorf("lab %s already has a node or workload named %s", st.Name, name)
+	}
+	n, ok := st.Node(node)
+	if !ok {
+		return nil, fmt.Errorf("lab %s has no node %q", st.Name, node)
+	}
+	w := vrouter.Workload{Name: name, Namespace: topology.LabNamespacePrefix(st.Name) + name, Address: addr}
+	if err := createNamespace(w.Namespace); err != nil {
+		return nil, err
+	}
+	info, err := vrouter.NewClient(n.Control).AddWorkload(ctx, w)
+	if err != nil {
+		_ = netns.Delete(w.Namespace)
+		return nil, err
+	}
+	st.Workloads = append(st.Workloads, WorkloadState{Name: name, Node: node, Namespace: w.Namespace, Interface: info.Interface})
+	if err := st.save(); err != nil {
+		return info, err
+	}
+	return info, updateNodeConfig(n, func(c *vrouter.Config) { c.Workloads = append(c.Workloads, w) })
+}
+
+// DeleteWorkload removes a workload from a running lab and releases its
+// address.
+func DeleteWorkload(ctx context.Context, st *State, name string) error {
+	i := slices.IndexFunc(st.Workloads, func(w WorkloadState) bool { return w.Name == name })
+	if i < 0 {
+		return fmt.Errorf("lab %s has no workload %q", st.Name, name)
+	}
+	w := st.Workloads[i]
+	n, _ := st.Node(w.Node)
+	if err := vrouter.NewClient(n.Control).DeleteWorkload(ctx, name); err != nil {
+		return err
+	}
+	if err := netns.Delete(w.Namespace); err != nil {
+		return err
+	}
+	st.Workloads = slices.Delete(st.Workloads, i, i+1)
+	if err := st.save(); err != nil {
+		return err
+	}
+	return updateNodeConfig(n, func(c *vrouter.Config) {
+		c.Workloads = slices.DeleteFunc(c.Workloads, func(x vrouter.Workload) bool { return x.Name == name })
+	})
+}
+
+func updateNodeConfig(n NodeState, change func(*vrouter.Config)) error {
+	c, err := vrouter.LoadConfig(n.Config)
+	if err != nil {
+		return err
+	}
+	change(c)
+	return c.WriteFile(n.Config)
+}

@@ -1,0 +1,740 @@
+package topology
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/netip"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Load reads and validates the lab file at path. Problems with the file's
+// contents are returned as a [*ValidationError] naming path.
+func Load(path string) (*Lab, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read lab file: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse validates the lab file data; name is the file name used in error
+// messages. Every problem found is returned at once as a [*ValidationError];
+// a Lab is returned only when there is none.
+func Parse(name string, data []byte) (*Lab, error) {
+	p := &parser{}
+	if root := p.decode(data); root != nil {
+		raw := p.lab(root)
+		if lab := p.check(raw); len(p.probs) == 0 {
+			return lab, nil
+		}
+	}
+	sort.SliceStable(p.probs, func(i, j int) bool { return p.probs[i].Line < p.probs[j].Line })
+	return nil, &ValidationError{File: name, Problems: p.probs}
+}
+
+// The fields each part of a lab file may have, in the order error messages
+// list them.
+var (
+	labFields      = []string{"name", "ipPools", "bgp", "networks", "nodes", "workloads", "bgpPeers"}
+	poolFields     = []string{"name", "cidr", "blockSize", "ipipMode"}
+	bgpFields      = []string{"asNumber", "nodeToNodeMesh", "keepaliveTime", "holdTime"}
+	networkFields  = []string{"name", "cidr", "mtu"}
+	nodeFields     = []string{"network", "address", "interface", "asNumber", "labels", "routeReflectorClusterID"}
+	peerFields     = []string{"name", "peerIP", "peerSelector", "node", "nodeSelector", "asNumber", "password"}
+	workloadFields = []string{"name", "node", "address"}
+)
+
+// state says whether a field was given and whether its value was usable.
+type state uint8
+
+const (
+	absent state = iota // not in the file
+	bad                 // in the file, but unusable; a problem was reported
+	ok                  // in the file and well-formed
+)
+
+// val is one field's value with the line it came from.
+type val[T any] struct {
+	v    T
+	line int
+	st   state
+}
+
+// The raw lab: what the file says, field by field, with lines, before the
+// checks that relate one field to another and before defaults.
+type (
+	rawLab struct {
+		line      int // of the top-level mapping
+		name      val[string]
+		pools     []rawPool
+		poolsLine int // of the ipPools value, or of the top level if absent
+		poolsN    int // entries in the file, -1 if ipPools is not a list
+		bgp       rawBGP
+		networks  []rawNetwork
+		netsLine  int
+		netsN     int
+		nodes     []rawNode
+		nodesLine int
+		nodesN    int
+		workloads []rawWorkload
+		peers     []rawPeer
+	}
+	rawPool struct {
+		line      int
+		path      string
+		name      val[string]
+		cidr      val[netip.Prefix]
+		blockSize val[int64]
+		ipipMode  val[IPIPMode]
+	}
+	rawBGP struct {
+		asNumber  val[int64]
+		mesh      val[bool]
+		keepalive val[time.Duration]
+		hold      val[time.Duration]
+	}
+	rawNetwork struct {
+		line int
+		path string
+		name val[string]
+		cidr val[netip.Prefix]
+		mtu  val[int64]
+	}
+	rawNode struct {
+		line    int
+		path    string
+		name    val[string]
+		network val[string]
+		address val[netip.Addr]
+		iface   val[string]
+		asn     val[int64]
+		labels  val[map[string]string]
+		cluster val[netip.Addr]
+	}
+	rawPeer struct {
+		line         int
+		path         string
+		name         val[string]
+		peerIP       val[netip.Addr]
+		peerSelector val[string]
+		node         val[string]
+		nodeSelector val[string]
+		asn          val[int64]
+		password     val[string]
+	}
+	rawWorkload struct {
+		line    int
+		path    string
+		name    val[string]
+		node    val[string]
+		address val[netip.Addr]
+	}
+)
+
+// parser collects problems while it reads a lab file.
+type parser struct {
+	probs []Problem
+}
+
+func (p *parser) errorf(line int, field, format string, args ...any) {
+	p.probs = append(p.probs, Problem{Line: line, Field: field, Msg: fmt.Sprintf(format, args...)})
+}
+
+var yamlLineRE = regexp.MustCompile(`(?s)^yaml: line (\d+): (.*)$`)
+
+// decode parses data as one YAML document and returns its top-level node,
+// or nil after reporting why it cannot.
+func (p *parser) decode(data []byte) (root *yaml.Node) {
+	defer func() {
+		// The YAML library is not ours; never let it take the caller down.
+		if r := recover(); r != nil {
+			p.errorf(0, "", "invalid YAML: %v", r)
+			root = nil
+		}
+	}()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			p.errorf(0, "", "the file is empty; a lab needs at least a name, an IP pool, a network and a node")
+		} else {
+			p.yamlError(err)
+		}
+		return nil
+	}
+	var next yaml.Node
+	switch err := dec.Decode(&next); {
+	case errors.Is(err, io.EOF):
+	case err != nil:
+		p.yamlError(err)
+		return nil
+	case len(next.Content) > 0 && next.Content[0].Tag != "!!null":
+		p.errorf(next.Line, "", "a lab file holds one YAML document; remove the second one (after ---)")
+		return nil
+	}
+	if len(doc.Content) == 0 {
+		p.errorf(0, "", "the file is empty; a lab needs at least a name, an IP pool, a network and a node")
+		return nil
+	}
+	root = deref(doc.Content[0])
+	if root.Kind != yaml.MappingNode {
+		if root.Tag == "!!null" {
+			p.errorf(0, "", "the file is empty; a lab needs at least a name, an IP pool, a network and a node")
+		} else {
+			p.errorf(root.Line, "", "a lab file is a YAML mapping with the fields %s", strings.Join(labFields, ", "))
+		}
+		return nil
+	}
+	return root
+}
+
+// yamlError reports an error from the YAML library, keeping its line.
+func (p *parser) yamlError(err error) {
+	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		p.errorf(line, "", "invalid YAML: %s", m[2])
+		return
+	}
+	p.errorf(0, "", "invalid YAML: %s", strings.TrimPrefix(err.Error(), "yaml: "))
+}
+
+// deref follows an alias (*name) to the node it stands for.
+func deref(n *yaml.Node) *yaml.Node {
+	for i := 0; n.Kind == yaml.AliasNode && n.Alias != nil && i < 100; i++ {
+		n = n.Alias
+	}
+	return n
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func index(path string, i int) string {
+	return path + "[" + strconv.Itoa(i) + "]"
+}
+
+// kindName names what a node is, for "must be X, not Y" messages.
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		if n.Tag == "!!null" {
+			return "empty"
+		}
+		return strconv.Quote(n.Value)
+	}
+	return "something else"
+}
+
+func isNull(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.Tag == "!!null"
+}
+
+// pairs calls fn for each key of the mapping n in file order, after
+// reporting keys that are not plain scalars and keys given twice. The line
+// passed to fn is the key's.
+func (p *parser) pairs(n *yaml.Node, path, what string, fn func(key string, line int, v *yaml.Node)) {
+	seen := map[string]int{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := deref(n.Content[i]), n.Content[i+1]
+		if k.Kind != yaml.ScalarNode {
+			p.errorf(n.Content[i].Line, path, "%s keys must be plain names, not %s", what, kindName(k))
+			continue
+		}
+		if first, dup := seen[k.Value]; dup {
+			p.errorf(n.Content[i].Line, join(path, k.Value), "given twice (first on line %d)", first)
+			continue
+		}
+		seen[k.Value] = n.Content[i].Line
+		fn(k.Value, n.Content[i].Line, v)
+	}
+}
+
+// fields is pairs for a mapping with a fixed set of fields: it reports
+// unknown fields and calls fn for known ones.
+func (p *parser) fields(n *yaml.Node, path string, known []string, fn func(key string, v *yaml.Node)) {
+	p.pairs(n, path, "field", func(key string, line int, v *yaml.Node) {
+		switch {
+		case key == "<<":
+			p.errorf(line, join(path, key), "YAML merge keys are not supported; write the fields out")
+		case !contains(known, key):
+			p.errorf(line, join(path, key), "unknown field (known: %s)", strings.Join(known, ", "))
+		default:
+			fn(key, v)
+		}
+	})
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// scalar returns n's text. Empty values are reported; hint, if any, says
+// what leaving the field out would do.
+func (p *parser) scalar(n *yaml.Node, path, hint string) (string, int, bool) {
+	line := n.Line
+	n = deref(n)
+	if n.Kind != yaml.ScalarNode {
+		p.errorf(line, path, "must be a single value, not %s", kindName(n))
+		return "", line, false
+	}
+	if n.Tag == "!!null" || n.Value == "" {
+		if hint != "" {
+			p.errorf(line, path, "must not be empty (%s)", hint)
+		} else {
+			p.errorf(line, path, "must not be empty")
+		}
+		return "", line, false
+	}
+	return n.Value, line, true
+}
+
+func (p *parser) str(n *yaml.Node, path, hint string) val[string] {
+	s, line, good := p.scalar(n, path, hint)
+	if !good {
+		return val[string]{line: line, st: bad}
+	}
+	return val[string]{v: s, line: line, st: ok}
+}
+
+var intText = regexp.MustCompile(`^[-+]?[0-9][0-9_]*$`)
+
+// integer reads a whole number in [lo, hi].
+func (p *parser) integer(n *yaml.Node, path, hint string, lo, hi int64) val[int64] {
+	s, line, good := p.scalar(n, path, hint)
+	if !good {
+		return val[int64]{line: line, st: bad}
+	}
+	n = deref(n)
+	var i int64
+	switch {
+	case n.Tag == "!!int" && n.Decode(&i) == nil:
+		if i < lo || i > hi {
+			p.errorf(line, path, "%s is outside %d-%d", s, lo, hi)
+			return val[int64]{line: line, st: bad}
+		}
+		return val[int64]{v: i, line: line, st: ok}
+	case (n.Tag == "!!int" || n.Tag == "!!float") && intText.MatchString(s):
+		p.errorf(line, path, "%s is outside %d-%d", s, lo, hi)
+	case n.Tag == "!!str" && intText.MatchString(s):
+		p.errorf(line, path, "must be a number, not the string %q (remove the quotes)", s)
+	default:
+		p.errorf(line, path, "%s is not a whole number", strconv.Quote(s))
+	}
+	return val[int64]{line: line, st: bad}
+}
+
+func (p *parser) boolean(n *yaml.Node, path string) val[bool] {
+	s, line, good := p.scalar(n, path, "leave it out for the default")
+	if !good {
+		return val[bool]{line: line, st: bad}
+	}
+	var b bool
+	if n = deref(n); n.Tag != "!!bool" || n.Decode(&b) != nil {
+		p.errorf(line, path, "%s is not true or false", strconv.Quote(s))
+		return val[bool]{line: line, st: bad}
+	}
+	return val[bool]{v: b, line: line, st: ok}
+}
+
+// maxBGPTime is the largest BGP timer, the hold time field being 16 bits of
+// seconds (RFC 4271).
+const maxBGPTime = 65535 * time.Second
+
+// duration reads a BGP timer: a Go duration of whole seconds, at most 65535s.
+func (p *parser) duration(n *yaml.Node, path, hint string) val[time.Duration] {
+	s, line, good := p.scalar(n, path, hint)
+	if !good {
+		return val[time.Duration]{line: line, st: bad}
+	}
+	d, err := time.ParseDuration(s)
+	switch {
+	case err != nil && intText.MatchString(s):
+		p.errorf(line, path, "%s needs a unit; did you mean %ss?", s, strings.TrimPrefix(s, "+"))
+	case err != nil:
+		p.errorf(line, path, "%s is not a duration (write e.g. 3s, 90s or 1m30s)", strconv.Quote(s))
+	case d < 0:
+		p.errorf(line, path, "%s is negative", s)
+	case d%time.Second != 0:
+		p.errorf(line, path, "%s is not a whole number of seconds; BGP timers count seconds", s)
+	case d > maxBGPTime:
+		p.errorf(line, path, "%s is longer than BGP's maximum of 65535s", s)
+	default:
+		return val[time.Duration]{v: d, line: line, st: ok}
+	}
+	return val[time.Duration]{line: line, st: bad}
+}
+
+// addr reads an IPv4 address without prefix length.
+func (p *parser) addr(n *yaml.Node, path, what string) val[netip.Addr] {
+	s, line, good := p.scalar(n, path, "")
+	if !good {
+		return val[netip.Addr]{line: line, st: bad}
+	}
+	a, err := netip.ParseAddr(s)
+	switch {
+	case err != nil && strings.Contains(s, "/"):
+		p.errorf(line, path, "%s: write the address without a prefix length; %s", s, what)
+	case err != nil:
+		p.errorf(line, path, "%s is not an IPv4 address", strconv.Quote(s))
+	case !a.Is4():
+		p.errorf(line, path, "%s is not an IPv4 address (only IPv4 is supported)", s)
+	default:
+		return val[netip.Addr]{v: a, line: line, st: ok}
+	}
+	return val[netip.Addr]{line: line, st: bad}
+}
+
+// prefix reads an IPv4 CIDR without host bits.
+func (p *parser) prefix(n *yaml.Node, path string) val[netip.Prefix] {
+	s, line, good := p.scalar(n, path, "")
+	if !good {
+		return val[netip.Prefix]{line: line, st: bad}
+	}
+	c, err := netip.ParsePrefix(s)
+	switch {
+	case err != nil && !strings.Contains(s, "/"):
+		p.errorf(line, path, "%s has no prefix length; write a CIDR such as 10.244.0.0/16", s)
+	case err != nil:
+		p.errorf(line, path, "%s is not a CIDR (such as 10.244.0.0/16)", strconv.Quote(s))
+	case !c.Addr().Is4():
+		p.errorf(line, path, "%s is not an IPv4 CIDR (only IPv4 is supported)", s)
+	case c != c.Masked():
+		p.errorf(line, path, "%s has host bits set; did you mean %s?", s, c.Masked())
+	default:
+		return val[netip.Prefix]{v: c, line: line, st: ok}
+	}
+	return val[netip.Prefix]{line: line, st: bad}
+}
+
+// ipipModes are the valid ipipMode values in the order messages list them.
+var ipipModes = []IPIPMode{IPIPAlways, IPIPCrossSubnet, IPIPNever}
+
+// ipipMode reads an ipipMode. Like Calico, it is case-sensitive; a value
+// that differs only in case or dashes gets a suggestion.
+func (p *parser) ipipMode(n *yaml.Node, path string) val[IPIPMode] {
+	s, line, good := p.scalar(n, path, "leave it out for the default, Never")
+	if !good {
+		return val[IPIPMode]{line: line, st: bad}
+	}
+	for _, m := range ipipModes {
+		if s == string(m) {
+			return val[IPIPMode]{v: m, line: line, st: ok}
+		}
+	}
+	valid := "valid: Always, CrossSubnet, Never"
+	if t := deref(n).Tag; t == "!!bool" {
+		p.errorf(line, path, "%s is not an IPIP mode; did you mean Always or Never? (%s)", s, valid)
+		return val[IPIPMode]{line: line, st: bad}
+	}
+	fold := strings.NewReplacer("-", "", "_", "", " ", "").Replace(s)
+	for _, m := range ipipModes {
+		if strings.EqualFold(fold, string(m)) {
+			p.errorf(line, path, "%s is not an IPIP mode; did you mean %s? (%s; case matters)", strconv.Quote(s), m, valid)
+			return val[IPIPMode]{line: line, st: bad}
+		}
+	}
+	p.errorf(line, path, "%s is not an IPIP mode (%s)", strconv.Quote(s), valid)
+	return val[IPIPMode]{line: line, st: bad}
+}
+
+// list calls fn for each item of the list n, reporting items that are not
+// mappings, and returns the number of items, or -1 if n is not a list. An
+// empty value counts as an empty list.
+func (p *parser) list(n *yaml.Node, path, plural, singular string, fn func(i int, item *yaml.Node)) int {
+	line := n.Line
+	n = deref(n)
+	if isNull(n) {
+		return 0
+	}
+	if n.Kind != yaml.SequenceNode {
+		p.errorf(line, path, "must be a list of %s, not %s", plural, kindName(n))
+		return -1
+	}
+	for i, item := range n.Content {
+		itemLine := item.Line
+		if item = deref(item); item.Kind != yaml.MappingNode {
+			p.errorf(itemLine, index(path, i), "must be %s (a mapping), not %s", singular, kindName(item))
+			continue
+		}
+		fn(i, item)
+	}
+	return len(n.Content)
+}
+
+// lab reads the top-level mapping.
+func (p *parser) lab(root *yaml.Node) *rawLab {
+	r := &rawLab{line: root.Line, poolsLine: root.Line, netsLine: root.Line, nodesLine: root.Line}
+	p.fields(root, "", labFields, func(key string, v *yaml.Node) {
+		switch key {
+		case "name":
+			r.name = p.str(v, "name", "")
+		case "ipPools":
+			r.poolsLine = v.Line
+			r.poolsN = p.list(v, "ipPools", "IP pools", "an IP pool", func(i int, item *yaml.Node) {
+				r.pools = append(r.pools, p.pool(item, index("ipPools", i)))
+			})
+		case "bgp":
+			r.bgp = p.bgpSettings(v)
+		case "networks":
+			r.netsLine = v.Line
+			r.netsN = p.list(v, "networks", "networks", "a network", func(i int, item *yaml.Node) {
+				r.networks = append(r.networks, p.network(item, index("networks", i)))
+			})
+		case "nodes":
+			r.nodesLine = v.Line
+			r.nodes, r.nodesN = p.nodes(v)
+		case "workloads":
+			p.list(v, "workloads", "workloads", "a workload", func(i int, item *yaml.Node) {
+				r.workloads = append(r.workloads, p.workload(item, index("workloads", i)))
+			})
+		case "bgpPeers":
+			p.list(v, "bgpPeers", "BGP peers", "a BGP peer", func(i int, item *yaml.Node) {
+				r.peers = append(r.peers, p.bgpPeer(item, index("bgpPeers", i)))
+			})
+		}
+	})
+	return r
+}
+
+func (p *parser) pool(n *yaml.Node, path string) rawPool {
+	r := rawPool{line: n.Line, path: path}
+	p.fields(n, path, poolFields, func(key string, v *yaml.Node) {
+		f := join(path, key)
+		switch key {
+		case "name":
+			r.name = p.str(v, f, "")
+		case "cidr":
+			r.cidr = p.prefix(v, f)
+		case "blockSize":
+			r.blockSize = p.integer(v, f, "leave it out for the default, 26", MinBlockSize, MaxBlockSize)
+		case "ipipMode":
+			r.ipipMode = p.ipipMode(v, f)
+		}
+	})
+	return r
+}
+
+func (p *parser) bgpSettings(n *yaml.Node) rawBGP {
+	var r rawBGP
+	line := n.Line
+	if n = deref(n); isNull(n) {
+		return r
+	}
+	if n.Kind != yaml.MappingNode {
+		p.errorf(line, "bgp", "must be a mapping (fields: %s), not %s", strings.Join(bgpFields, ", "), kindName(n))
+		return r
+	}
+	p.fields(n, "bgp", bgpFields, func(key string, v *yaml.Node) {
+		f := join("bgp", key)
+		switch key {
+		case "asNumber":
+			r.asNumber = p.asNumber(v, f)
+		case "nodeToNodeMesh":
+			r.mesh = p.boolean(v, f)
+		case "keepaliveTime":
+			r.keepalive = p.duration(v, f, "leave it out for the default, 3s")
+		case "holdTime":
+			r.hold = p.duration(v, f, "leave it out for the default, 9s")
+			if r.hold.st == ok && r.hold.v != 0 && r.hold.v < 3*time.Second {
+				p.errorf(r.hold.line, f, "%s is too short; RFC 4271 allows 0 (no hold timer) or at least 3s", r.hold.v)
+				r.hold.st = bad
+			}
+		}
+	})
+	return r
+}
+
+func (p *parser) asNumber(n *yaml.Node, path string) val[int64] {
+	v := p.integer(n, path, "leave it out for the default, 64512", 1, math.MaxUint32)
+	if v.st == ok && uint32(v.v) == ASTrans {
+		p.errorf(v.line, path, "23456 is AS_TRANS (RFC 6793), reserved for 4-byte AS transition; pick another AS number, e.g. 64512")
+		v.st = bad
+	}
+	return v
+}
+
+func (p *parser) network(n *yaml.Node, path string) rawNetwork {
+	r := rawNetwork{line: n.Line, path: path}
+	p.fields(n, path, networkFields, func(key string, v *yaml.Node) {
+		f := join(path, key)
+		switch key {
+		case "name":
+			r.name = p.str(v, f, "")
+		case "cidr":
+			r.cidr = p.prefix(v, f)
+		case "mtu":
+			r.mtu = p.integer(v, f, "leave it out for the default, 1500", MinMTU, MaxMTU)
+		}
+	})
+	return r
+}
+
+// nodes reads the nodes mapping, node name to node, keeping file order. It
+// returns the nodes and how many entries the mapping has, or -1 if nodes is
+// not a mapping.
+func (p *parser) nodes(n *yaml.Node) ([]rawNode, int) {
+	line := n.Line
+	if n = deref(n); isNull(n) {
+		return nil, 0
+	}
+	if n.Kind != yaml.MappingNode {
+		p.errorf(line, "nodes", "must be a mapping of node name to node (e.g. node1: {network: lan, address: 192.168.50.10}), not %s", kindName(n))
+		return nil, -1
+	}
+	var out []rawNode
+	p.pairs(n, "nodes", "node name", func(name string, line int, v *yaml.Node) {
+		path := join("nodes", name)
+		r := rawNode{line: line, path: path, name: val[string]{v: name, line: line, st: ok}}
+		vLine := v.Line
+		v = deref(v)
+		switch {
+		case isNull(v):
+			// Reported below as missing fields.
+		case v.Kind != yaml.MappingNode:
+			p.errorf(vLine, path, "must be a mapping (fields: %s), not %s", strings.Join(nodeFields, ", "), kindName(v))
+			r.network.st, r.address.st = bad, bad
+		default:
+			p.fields(v, path, nodeFields, func(key string, v *yaml.Node) {
+				f := join(path, key)
+				switch key {
+				case "network":
+					r.network = p.str(v, f, "")
+				case "address":
+					r.address = p.addr(v, f, "the prefix length comes from the node's network")
+				case "interface":
+					r.iface = p.str(v, f, "leave it out for the default, ens33")
+				case "asNumber":
+					r.asn = p.integer(v, f, "leave it out for the lab's bgp.asNumber", 1, math.MaxUint32)
+					if r.asn.st == ok && uint32(r.asn.v) == ASTrans {
+						p.errorf(r.asn.line, f, "23456 is AS_TRANS (RFC 6793), reserved for 4-byte AS transition; pick another AS number, e.g. 64513")
+						r.asn.st = bad
+					}
+				case "labels":
+					r.labels = p.labels(v, f)
+				case "routeReflectorClusterID":
+					r.cluster = p.addr(v, f, "a cluster ID is written like an IPv4 address, e.g. 244.0.0.1")
+				}
+			})
+		}
+		out = append(out, r)
+	})
+	return out, len(n.Content) / 2
+}
+
+func (p *parser) workload(n *yaml.Node, path string) rawWorkload {
+	r := rawWorkload{line: n.Line, path: path}
+	p.fields(n, path, workloadFields, func(key string, v *yaml.Node) {
+		f := join(path, key)
+		switch key {
+		case "name":
+			r.name = p.str(v, f, "")
+		case "node":
+			r.node = p.str(v, f, "")
+		case "address":
+			r.address = p.addr(v, f, "a workload's address is a /32")
+		}
+	})
+	return r
+}
+
+// labels reads a mapping of label keys to values.
+func (p *parser) labels(n *yaml.Node, path string) val[map[string]string] {
+	line := n.Line
+	n = deref(n)
+	if isNull(n) {
+		return val[map[string]string]{line: line, st: ok}
+	}
+	if n.Kind != yaml.MappingNode {
+		p.errorf(line, path, "must be a mapping of label to value (e.g. {route-reflector: 'true'}), not %s", kindName(n))
+		return val[map[string]string]{line: line, st: bad}
+	}
+	out := map[string]string{}
+	st := ok
+	p.pairs(n, path, "label", func(key string, kline int, v *yaml.Node) {
+		f := join(path, key)
+		if m := checkLabelKey(key); m != "" {
+			p.errorf(kline, f, "%s", m)
+			st = bad
+			return
+		}
+		vline := v.Line
+		v = deref(v)
+		if v.Kind != yaml.ScalarNode || isNull(v) {
+			p.errorf(vline, f, "must be a single value, not %s", kindName(v))
+			st = bad
+			return
+		}
+		if m := checkLabelValue(v.Value); m != "" {
+			p.errorf(vline, f, "%s", m)
+			st = bad
+			return
+		}
+		out[key] = v.Value
+	})
+	return val[map[string]string]{v: out, line: line, st: st}
+}
+
+// selector reads a label selector.
+func (p *parser) selector(n *yaml.Node, path string) val[string] {
+	v := p.str(n, path, "")
+	if v.st != ok {
+		return v
+	}
+	if _, err := ParseSelector(v.v); err != nil {
+		p.errorf(v.line, path, "%s", err)
+		v.st = bad
+	}
+	return v
+}
+
+func (p *parser) bgpPeer(n *yaml.Node, path string) rawPeer {
+	r := rawPeer{line: n.Line, path: path}
+	p.fields(n, path, peerFields, func(key string, v *yaml.Node) {
+		f := join(path, key)
+		switch key {
+		case "name":
+			r.name = p.str(v, f, "")
+		case "peerIP":
+			r.peerIP = p.addr(v, f, "a peer is one address")
+		case "peerSelector":
+			r.peerSelector = p.selector(v, f)
+		case "node":
+			r.node = p.str(v, f, "leave it out to peer from every node")
+		case "nodeSelector":
+			r.nodeSelector = p.selector(v, f)
+		case "asNumber":
+			r.asn = p.asNumber(v, f)
+		case "password":
+			r.password = p.str(v, f, "leave it out for no TCP MD5 signature")
+			// Linux accepts TCP MD5 keys of up to 80 bytes (TCP_MD5SIG_MAXKEYLEN).
+			if r.password.st == ok && len(r.password.v) > 80 {
+				p.errorf(r.password.line, f, "is %d bytes long; TCP MD5 keys are at most 80", len(r.password.v))
+				r.password.st = bad
+			}
+		}
+	})
+	return r
+}

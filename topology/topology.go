@@ -1,0 +1,317 @@
+// Package topology reads and validates a vrouter lab file: one YAML file that
+// describes a Calico-style network in the spirit of a containerlab topology.
+//
+// A lab file names the lab and lists its IP pools (cidr, blockSize,
+// ipipMode), its BGP settings (asNumber, nodeToNodeMesh, timers), its underlay
+// networks, its nodes and its workloads:
+//
+//	name: calico-bgp
+//	ipPools:
+//	  - {name: default-ipv4-ippool, cidr: 10.244.0.0/16, blockSize: 26, ipipMode: Never}
+//	bgp: {asNumber: 64512, nodeToNodeMesh: true, keepaliveTime: 3s, holdTime: 9s}
+//	networks:
+//	  - {name: lan, cidr: 192.168.50.0/24, mtu: 1500}
+//	nodes:
+//	  node1: {network: lan, address: 192.168.50.10, interface: ens33}
+//	  node2: {network: lan, address: 192.168.50.11}
+//	workloads:
+//	  - {name: web-1, node: node1}
+//	  - {name: web-2, node: node2, address: 10.244.104.9}
+//
+// [Load] and [Parse] check the whole file before anything is created: unknown
+// fields, missing fields, bad values and conflicts between parts of the file
+// (duplicate names or addresses, overlapping ranges, references to things
+// that do not exist). Every problem found is reported, each with the file,
+// the line and the field it concerns, in a [*ValidationError]. A [Lab]
+// returned without error has every default applied and is consistent.
+package topology
+
+import (
+	"net/netip"
+	"path/filepath"
+	"time"
+)
+
+// Defaults applied to fields a lab file leaves out.
+const (
+	// DefaultBlockSize is the prefix length of the blocks an IP pool is
+	// cut into, as in Calico: each node claims /26 blocks (64 addresses)
+	// and announces each block as one route.
+	DefaultBlockSize = 26
+	// DefaultIPIPMode is the IPIP mode of a pool that does not say.
+	DefaultIPIPMode = IPIPNever
+	// DefaultASNumber is Calico's default AS number, the first private
+	// 16-bit AS (RFC 6996).
+	DefaultASNumber uint32 = 64512
+	// DefaultNodeToNodeMesh: every node peers with every other node.
+	DefaultNodeToNodeMesh = true
+	// DefaultKeepaliveTime is the BGP keepalive interval. It is short so
+	// that a lab notices a dead peer quickly.
+	DefaultKeepaliveTime = 3 * time.Second
+	// DefaultHoldTime is the BGP hold time, three keepalive intervals as
+	// RFC 4271 suggests.
+	DefaultHoldTime = 9 * time.Second
+	// DefaultMTU is the MTU of an underlay network.
+	DefaultMTU = 1500
+	// DefaultInterface is the name of a node's underlay interface, as in
+	// the Calico articles the labs reproduce.
+	DefaultInterface = "ens33"
+)
+
+// Limits checked by validation.
+const (
+	// MinBlockSize and MaxBlockSize bound an IPv4 pool's blockSize, as
+	// Calico does.
+	MinBlockSize, MaxBlockSize = 20, 32
+	// MinMTU and MaxMTU bound an underlay network's MTU: from the IPv4
+	// minimum datagram size every host must accept to a jumbo frame.
+	MinMTU, MaxMTU = 576, 9000
+	// MaxLabNameLen is the longest lab name. The lab name is part of every
+	// namespace name and of the state directory.
+	MaxLabNameLen = 16
+	// MaxNameLen is the longest node, workload or network name.
+	MaxNameLen = 40
+	// ASTrans is AS_TRANS (RFC 6793), the placeholder a 4-byte AS number
+	// takes in a 2-byte field; no BGP speaker may use it as its own AS.
+	ASTrans uint32 = 23456
+)
+
+// StateRoot is the directory under which each lab keeps its state
+// (see [Lab.StateDir]). Tests may point it elsewhere.
+var StateRoot = "/run/vrouter"
+
+// NamespacePrefix starts the name of every network namespace a lab creates.
+const NamespacePrefix = "vr-"
+
+// Lab is a validated lab file with every default applied.
+type Lab struct {
+	// Name names the lab; it is part of every namespace the lab creates.
+	Name string
+	// IPPools are the ranges workload addresses are allocated from, in
+	// file order.
+	IPPools []IPPool
+	// BGP holds the cluster-wide BGP settings.
+	BGP BGP
+	// Networks are the underlay networks that connect nodes, in file order.
+	Networks []Network
+	// Nodes are the routers, in file order.
+	Nodes []Node
+	// Workloads are the endpoints (Calico's pods), in file order.
+	Workloads []Workload
+	// BGPPeers are the BGP peerings beyond the node-to-node mesh (Calico's
+	// BGPPeer resources), in file order.
+	BGPPeers []BGPPeer `json:",omitempty"`
+}
+
+// BGPPeer is Calico's BGPPeer resource: which nodes (Node, NodeSelector, or
+// every node when both are empty) peer with which peers (PeerIP, or the lab
+// nodes PeerSelector selects). Exactly one of PeerIP and PeerSelector is
+// set, and at most one of Node and NodeSelector.
+type BGPPeer struct {
+	// Name names the peering.
+	Name string
+	// PeerIP is the address of the peer, inside or outside the lab.
+	PeerIP netip.Addr `json:",omitzero"`
+	// PeerSelector selects lab nodes to peer with (each selected node also
+	// peers back, as Calico configures both ends).
+	PeerSelector string `json:",omitempty"`
+	// Node restricts the peering to one node ("node specific").
+	Node string `json:",omitempty"`
+	// NodeSelector restricts the peering to the nodes it selects.
+	NodeSelector string `json:",omitempty"`
+	// ASNumber is the peer's AS for a PeerIP peer; a PeerSelector peer's
+	// AS is each selected node's own.
+	ASNumber uint32 `json:",omitempty"`
+	// Password is the TCP MD5 key (RFC 2385) of the sessions, if any.
+	Password string `json:",omitempty"`
+}
+
+// Global reports whether the peering applies to every node without
+// restriction. As in Calico, a peering with a node or a node selector (even
+// all()) is "node specific"; only one with neither is "global".
+func (p BGPPeer) Global() bool { return p.Node == "" && p.NodeSelector == "" }
+
+// AppliesTo reports whether the node n is one of the local ends of p.
+func (p BGPPeer) AppliesTo(n Node) bool {
+	switch {
+	case p.Node != "":
+		return p.Node == n.Name
+	case p.NodeSelector != "":
+		return MustParseSelector(p.NodeSelector).Matches(n.Labels)
+	}
+	return true
+}
+
+// Peers returns the lab nodes p's PeerSelector selects (none for a PeerIP
+// peering).
+func (l *Lab) Peers(p BGPPeer) []Node {
+	if p.PeerSelector == "" {
+		return nil
+	}
+	sel := MustParseSelector(p.PeerSelector)
+	var out []Node
+	for _, n := range l.Nodes {
+		if sel.Matches(n.Labels) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// IPIPMode says when traffic between workloads on different nodes is
+// encapsulated in IPIP (RFC 2003). The values are Calico's, spelled as
+// Calico spells them.
+type IPIPMode string
+
+// The IPIP modes of an IP pool.
+const (
+	// IPIPNever routes workload traffic unencapsulated: the next hop of a
+	// block is the node that owns it, reached over the underlay interface.
+	IPIPNever IPIPMode = "Never"
+	// IPIPAlways encapsulates all traffic to other nodes through tunl0.
+	IPIPAlways IPIPMode = "Always"
+	// IPIPCrossSubnet encapsulates only traffic to nodes on another
+	// underlay network.
+	IPIPCrossSubnet IPIPMode = "CrossSubnet"
+)
+
+// IPPool is a range of workload addresses, Calico's IPPool resource.
+type IPPool struct {
+	// Name names the pool (Calico's default is default-ipv4-ippool).
+	Name string
+	// CIDR is the pool's range; it has no host bits set.
+	CIDR netip.Prefix
+	// BlockSize is the prefix length of the blocks the pool is cut into;
+	// nodes claim blocks and announce one route per block.
+	BlockSize int
+	// IPIPMode says when traffic to this pool's addresses is encapsulated.
+	IPIPMode IPIPMode
+}
+
+// BGP holds the lab-wide BGP settings, Calico's BGPConfiguration.
+type BGP struct {
+	// ASNumber is the AS every node belongs to.
+	ASNumber uint32
+	// NodeToNodeMesh makes every node peer with every other node (iBGP
+	// full mesh).
+	NodeToNodeMesh bool
+	// KeepaliveTime is the interval between BGP KEEPALIVE messages.
+	KeepaliveTime time.Duration
+	// HoldTime is how long a session stays up without a message from the
+	// peer; 0 disables it (RFC 4271).
+	HoldTime time.Duration
+}
+
+// Network is an underlay network connecting nodes, like the LAN the
+// nodes' ens33 interfaces sit on.
+type Network struct {
+	// Name names the network.
+	Name string
+	// CIDR is the network's subnet; it has no host bits set.
+	CIDR netip.Prefix
+	// MTU is the largest packet the network carries.
+	MTU int
+}
+
+// Node is a router: in a lab, a network namespace running `vrouter node run`.
+type Node struct {
+	// Name names the node.
+	Name string
+	// Network is the name of the underlay network the node is on.
+	Network string
+	// Address is the node's address on that network; BGP runs over it.
+	Address netip.Addr
+	// Interface is the name of the node's underlay interface.
+	Interface string
+	// ASNumber is the node's own AS (Calico's spec.bgp.asNumber); the lab's
+	// bgp.asNumber unless the file says otherwise. Nodes in different ASes
+	// peer over eBGP.
+	ASNumber uint32 `json:",omitempty"`
+	// Labels are the node's labels, which BGPPeer selectors match.
+	Labels map[string]string `json:",omitempty"`
+	// RouteReflectorClusterID makes the node a route reflector with this
+	// cluster ID (Calico's spec.bgp.routeReflectorClusterID); the zero Addr
+	// means it is not one.
+	RouteReflectorClusterID netip.Addr `json:",omitzero"`
+}
+
+// RouteReflector reports whether the node is a route reflector.
+func (n Node) RouteReflector() bool { return n.RouteReflectorClusterID.IsValid() }
+
+// Workload is an endpoint attached to a node (Calico's pod).
+type Workload struct {
+	// Name names the workload.
+	Name string
+	// Node is the name of the node the workload is attached to.
+	Node string
+	// Address is the workload's fixed address; the zero Addr means the
+	// node allocates one from its blocks.
+	Address netip.Addr
+}
+
+// Node returns the node called name.
+func (l *Lab) Node(name string) (Node, bool) {
+	for _, n := range l.Nodes {
+		if n.Name == name {
+			return n, true
+		}
+	}
+	return Node{}, false
+}
+
+// Workload returns the workload called name.
+func (l *Lab) Workload(name string) (Workload, bool) {
+	for _, w := range l.Workloads {
+		if w.Name == name {
+			return w, true
+		}
+	}
+	return Workload{}, false
+}
+
+// Network returns the underlay network called name.
+func (l *Lab) Network(name string) (Network, bool) {
+	for _, n := range l.Networks {
+		if n.Name == name {
+			return n, true
+		}
+	}
+	return Network{}, false
+}
+
+// NetworkOf returns the underlay network of the node called node.
+func (l *Lab) NetworkOf(node string) (Network, bool) {
+	n, ok := l.Node(node)
+	if !ok {
+		return Network{}, false
+	}
+	return l.Network(n.Network)
+}
+
+// PoolFor returns the IP pool that contains addr.
+func (l *Lab) PoolFor(addr netip.Addr) (IPPool, bool) {
+	for _, p := range l.IPPools {
+		if p.CIDR.Contains(addr) {
+			return p, true
+		}
+	}
+	return IPPool{}, false
+}
+
+// NamespaceName returns the name of the network namespace of the node or
+// workload called name: vr-<lab>.<name>. The dot, which no name may
+// contain, keeps lab "a" node "b-c" apart from lab "a-b" node "c".
+func (l *Lab) NamespaceName(name string) string {
+	return LabNamespacePrefix(l.Name) + name
+}
+
+// LabNamespacePrefix starts the name of every namespace of the lab called
+// lab, and of no other lab's: vr-<lab>.
+func LabNamespacePrefix(lab string) string {
+	return NamespacePrefix + lab + "."
+}
+
+// StateDir returns the lab's state directory, <StateRoot>/<lab>.
+func (l *Lab) StateDir() string {
+	return filepath.Join(StateRoot, l.Name)
+}

@@ -1,0 +1,561 @@
+package topology
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Names of labs, networks, nodes and workloads are DNS-1123 labels; pool
+// names are DNS-1123 subdomains, as Calico's resource names are.
+var (
+	labelRE     = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	subdomainRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+)
+
+// reservedRanges may hold neither pools nor underlay networks.
+var reservedRanges = []struct {
+	prefix netip.Prefix
+	what   string
+}{
+	{netip.MustParsePrefix("0.0.0.0/8"), `the "this network" range 0.0.0.0/8`},
+	{netip.MustParsePrefix("127.0.0.0/8"), "the loopback range 127.0.0.0/8"},
+	{netip.MustParsePrefix("169.254.0.0/16"), "the link-local range 169.254.0.0/16"},
+	{netip.MustParsePrefix("224.0.0.0/4"), "the multicast range 224.0.0.0/4"},
+	{netip.MustParsePrefix("240.0.0.0/4"), "the reserved range 240.0.0.0/4"},
+}
+
+// maxNetworkBits is the longest prefix of an underlay network: a /30 has a
+// network address, two node addresses and a broadcast address.
+const maxNetworkBits = 30
+
+// checkName returns what is wrong with a lab, network, node or workload
+// name, or "".
+func checkName(s string, limit int, what, why string) string {
+	if !labelRE.MatchString(s) {
+		msg := fmt.Sprintf("%q is not a valid %s name: use lowercase letters, digits and '-', starting and ending with a letter or digit", s, what)
+		if l := strings.ToLower(s); l != s && labelRE.MatchString(l) && len(l) <= limit {
+			msg += fmt.Sprintf("; did you mean %q?", l)
+		}
+		return msg
+	}
+	if len(s) > limit {
+		return fmt.Sprintf("%q is %d characters long; %s names are at most %d%s", s, len(s), what, limit, why)
+	}
+	return ""
+}
+
+// checkPoolName returns what is wrong with an IP pool name, or "".
+func checkPoolName(s string) string {
+	if len(s) > 253 || !subdomainRE.MatchString(s) {
+		return fmt.Sprintf("%q is not a valid IP pool name: use lowercase letters, digits, '-' and '.', at most 253 characters, like default-ipv4-ippool", s)
+	}
+	return ""
+}
+
+// checkInterface returns what is wrong with a node's underlay interface
+// name, or "". Linux accepts 1-15 bytes without '/', ':' or whitespace,
+// other than "." and ".."; control characters are refused too, and names
+// the node's engine uses itself.
+func checkInterface(s string) string {
+	switch {
+	case len(s) > 15:
+		return fmt.Sprintf("%q is %d bytes long; Linux interface names are at most 15", s, len(s))
+	case s == "." || s == "..":
+		return fmt.Sprintf("%q is not a valid Linux interface name", s)
+	case s == "lo":
+		return "lo is the loopback interface; pick another name, such as ens33"
+	case s == "tunl0":
+		return "tunl0 is the node's IPIP tunnel device; pick another name, such as ens33"
+	case strings.HasPrefix(s, "cali"):
+		return fmt.Sprintf("%q starts with cali, which is reserved for workload interfaces; pick another name, such as ens33", s)
+	}
+	for _, c := range []byte(s) {
+		if c == '/' || c == ':' || c <= ' ' || c == 0x7f {
+			return fmt.Sprintf("%q contains %q, which a Linux interface name cannot contain", s, c)
+		}
+	}
+	return ""
+}
+
+// reservedOverlap returns the reserved range c overlaps, or "".
+func reservedOverlap(c netip.Prefix) string {
+	for _, r := range reservedRanges {
+		if r.prefix.Overlaps(c) {
+			return r.what
+		}
+	}
+	return ""
+}
+
+// broadcast returns the last address of the IPv4 prefix c.
+func broadcast(c netip.Prefix) netip.Addr {
+	a := c.Masked().Addr().As4()
+	u := binary.BigEndian.Uint32(a[:]) | uint32(1<<(32-c.Bits())-1)
+	binary.BigEndian.PutUint32(a[:], u)
+	return netip.AddrFrom4(a)
+}
+
+// known lists names for "(known: ...)" hints.
+func known(names map[string]int) string {
+	if len(names) == 0 {
+		return "none are defined"
+	}
+	list := make([]string, 0, len(names))
+	for n := range names {
+		list = append(list, n)
+	}
+	sort.Strings(list)
+	return "known: " + strings.Join(list, ", ")
+}
+
+// check relates the fields of a raw lab to each other, applies defaults and
+// returns the lab. The lab is meaningful only if no problem was reported.
+func (p *parser) check(r *rawLab) *Lab {
+	lab := &Lab{Name: r.name.v}
+	switch r.name.st {
+	case absent:
+		p.errorf(r.line, "name", "is required (a short name such as calico-bgp)")
+	case ok:
+		if m := checkName(r.name.v, MaxLabNameLen, "lab", " (it is part of every namespace name, vr-<lab>-<name>)"); m != "" {
+			p.errorf(r.name.line, "name", "%s", m)
+		}
+	}
+	p.checkPools(r, lab)
+	lab.BGP = p.checkBGP(r.bgp)
+	nets := p.checkNetworks(r, lab)
+	nodes := p.checkNodes(r, lab, nets)
+	p.checkWorkloads(r, lab, nodes)
+	p.checkPeers(r, lab, nodes)
+	return lab
+}
+
+func (p *parser) checkPools(r *rawLab, lab *Lab) {
+	if r.poolsN == 0 {
+		p.errorf(r.poolsLine, "ipPools", "at least one IP pool is required (e.g. {name: default-ipv4-ippool, cidr: 10.244.0.0/16})")
+	}
+	names := map[string]int{}
+	for i := range r.pools {
+		rp := &r.pools[i]
+		pool := IPPool{Name: rp.name.v, CIDR: rp.cidr.v, BlockSize: DefaultBlockSize, IPIPMode: DefaultIPIPMode}
+		switch rp.name.st {
+		case absent:
+			p.errorf(rp.line, rp.path+".name", "is required (e.g. default-ipv4-ippool)")
+		case ok:
+			if m := checkPoolName(rp.name.v); m != "" {
+				p.errorf(rp.name.line, rp.path+".name", "%s", m)
+			} else if first, dup := names[rp.name.v]; dup {
+				p.errorf(rp.name.line, rp.path+".name", "IP pool %s is already defined on line %d", rp.name.v, first)
+			} else {
+				names[rp.name.v] = rp.name.line
+			}
+		}
+		if rp.blockSize.st == ok {
+			pool.BlockSize = int(rp.blockSize.v)
+		}
+		if rp.ipipMode.st == ok {
+			pool.IPIPMode = rp.ipipMode.v
+		}
+		switch rp.cidr.st {
+		case absent:
+			p.errorf(rp.line, rp.path+".cidr", "is required (e.g. 10.244.0.0/16)")
+		case ok:
+			c := rp.cidr.v
+			if what := reservedOverlap(c); what != "" {
+				p.errorf(rp.cidr.line, rp.path+".cidr", "%s overlaps %s", c, what)
+			}
+			for j := range i {
+				q := &r.pools[j]
+				if q.cidr.st == ok && q.cidr.v.Overlaps(c) {
+					p.errorf(rp.cidr.line, rp.path+".cidr", "%s overlaps %s (%s, line %d); IP pools must not overlap", c, poolLabel(q, j), q.cidr.v, q.cidr.line)
+				}
+			}
+			switch {
+			case pool.BlockSize >= c.Bits():
+			case rp.blockSize.st == ok:
+				p.errorf(rp.blockSize.line, rp.path+".blockSize", "%d makes blocks (/%d) bigger than the pool %s; use a blockSize of at least %d or a bigger pool", pool.BlockSize, pool.BlockSize, c, c.Bits())
+			case rp.blockSize.st == absent:
+				p.errorf(rp.cidr.line, rp.path+".cidr", "%s is smaller than one block (blockSize %d by default); use a /%d or bigger pool, or set blockSize to at least %d", c, DefaultBlockSize, DefaultBlockSize, c.Bits())
+			}
+		}
+		lab.IPPools = append(lab.IPPools, pool)
+	}
+}
+
+// poolLabel names a pool in messages about another one.
+func poolLabel(rp *rawPool, i int) string {
+	if rp.name.st == ok {
+		return fmt.Sprintf("ipPools[%d] %s", i, rp.name.v)
+	}
+	return fmt.Sprintf("ipPools[%d]", i)
+}
+
+func (p *parser) checkBGP(r rawBGP) BGP {
+	b := BGP{
+		ASNumber:       DefaultASNumber,
+		NodeToNodeMesh: DefaultNodeToNodeMesh,
+		KeepaliveTime:  DefaultKeepaliveTime,
+		HoldTime:       DefaultHoldTime,
+	}
+	if r.asNumber.st == ok {
+		b.ASNumber = uint32(r.asNumber.v)
+	}
+	if r.mesh.st == ok {
+		b.NodeToNodeMesh = r.mesh.v
+	}
+	ka, hold := r.keepalive, r.hold
+	switch {
+	case ka.st == ok && hold.st == ok:
+		b.KeepaliveTime, b.HoldTime = ka.v, hold.v
+		switch {
+		case hold.v == 0:
+			// No hold timer: RFC 4271 sends no keepalives, any value goes.
+		case ka.v == 0:
+			p.errorf(ka.line, "bgp.keepaliveTime", "0s sends no keepalives, which only works with holdTime 0; use e.g. %s, a third of holdTime", third(hold.v))
+		case ka.v >= hold.v:
+			p.errorf(ka.line, "bgp.keepaliveTime", "%s must be shorter than holdTime %s, or sessions expire between keepalives; RFC 4271 suggests a third of it, %s", ka.v, hold.v, third(hold.v))
+		}
+	case ka.st == ok && hold.st == absent:
+		// Only the keepalive given: hold for three of them.
+		b.KeepaliveTime, b.HoldTime = ka.v, min(3*ka.v, maxBGPTime)
+	case hold.st == ok && ka.st == absent:
+		b.HoldTime, b.KeepaliveTime = hold.v, third(hold.v)
+	}
+	return b
+}
+
+// third is a third of a hold time in whole seconds: the keepalive interval
+// RFC 4271 suggests.
+func third(hold time.Duration) time.Duration {
+	return (hold / 3).Truncate(time.Second)
+}
+
+// checkNetworks checks the underlay networks and returns the names given,
+// valid or not, with their lines.
+func (p *parser) checkNetworks(r *rawLab, lab *Lab) map[string]int {
+	if r.netsN == 0 {
+		p.errorf(r.netsLine, "networks", "at least one underlay network is required (e.g. {name: lan, cidr: 192.168.50.0/24})")
+	}
+	names := map[string]int{}
+	for i := range r.networks {
+		rn := &r.networks[i]
+		n := Network{Name: rn.name.v, CIDR: rn.cidr.v, MTU: DefaultMTU}
+		switch rn.name.st {
+		case absent:
+			p.errorf(rn.line, rn.path+".name", "is required (e.g. lan)")
+		case ok:
+			if m := checkName(rn.name.v, MaxNameLen, "network", ""); m != "" {
+				p.errorf(rn.name.line, rn.path+".name", "%s", m)
+			}
+			if first, dup := names[rn.name.v]; dup {
+				p.errorf(rn.name.line, rn.path+".name", "network %s is already defined on line %d", rn.name.v, first)
+			} else {
+				names[rn.name.v] = rn.name.line
+			}
+		}
+		if rn.mtu.st == ok {
+			n.MTU = int(rn.mtu.v)
+		}
+		switch rn.cidr.st {
+		case absent:
+			p.errorf(rn.line, rn.path+".cidr", "is required (e.g. 192.168.50.0/24)")
+		case ok:
+			c, f := rn.cidr.v, rn.path+".cidr"
+			if c.Bits() > maxNetworkBits {
+				p.errorf(rn.cidr.line, f, "%s is too small for nodes; an underlay network is a /%d or bigger", c, maxNetworkBits)
+			}
+			if what := reservedOverlap(c); what != "" {
+				p.errorf(rn.cidr.line, f, "%s overlaps %s", c, what)
+			}
+			for j := range i {
+				q := &r.networks[j]
+				if q.cidr.st == ok && q.cidr.v.Overlaps(c) {
+					p.errorf(rn.cidr.line, f, "%s overlaps %s (%s, line %d); networks must not overlap", c, networkLabel(q, j), q.cidr.v, q.cidr.line)
+				}
+			}
+			for j := range r.pools {
+				q := &r.pools[j]
+				if q.cidr.st == ok && q.cidr.v.Overlaps(c) {
+					p.errorf(rn.cidr.line, f, "%s overlaps %s (%s, line %d); node and workload addresses must not mix", c, poolLabel(q, j), q.cidr.v, q.cidr.line)
+				}
+			}
+		}
+		lab.Networks = append(lab.Networks, n)
+	}
+	return names
+}
+
+// networkLabel names a network in messages about another one.
+func networkLabel(rn *rawNetwork, i int) string {
+	if rn.name.st == ok {
+		return fmt.Sprintf("network %s", rn.name.v)
+	}
+	return fmt.Sprintf("networks[%d]", i)
+}
+
+// checkNodes checks the nodes against each other and their networks and
+// returns the node names with their lines.
+func (p *parser) checkNodes(r *rawLab, lab *Lab, nets map[string]int) map[string]int {
+	if r.nodesN == 0 {
+		p.errorf(r.nodesLine, "nodes", "a lab needs at least one node (e.g. node1: {network: lan, address: 192.168.50.10})")
+	}
+	networks := map[string]*rawNetwork{}
+	for i := range r.networks {
+		if rn := &r.networks[i]; rn.name.st == ok {
+			if _, dup := networks[rn.name.v]; !dup {
+				networks[rn.name.v] = rn
+			}
+		}
+	}
+	// A reference to a network is checked only if every network has a
+	// usable name; otherwise the missing name is the problem to report.
+	checkRefs := r.netsN > 0 && len(r.networks) == r.netsN
+	for i := range r.networks {
+		if r.networks[i].name.st != ok {
+			checkRefs = false
+		}
+	}
+	names := map[string]int{}
+	addrs := map[netip.Addr]*rawNode{}
+	for i := range r.nodes {
+		rn := &r.nodes[i]
+		n := Node{Name: rn.name.v, Network: rn.network.v, Address: rn.address.v, Interface: DefaultInterface}
+		if m := checkName(n.Name, MaxNameLen, "node", " (its namespace is vr-<lab>-<name>)"); m != "" {
+			p.errorf(rn.line, rn.path, "%s", m)
+		}
+		names[n.Name] = rn.line
+		var net *rawNetwork
+		switch rn.network.st {
+		case absent:
+			p.errorf(rn.line, rn.path+".network", "is required (%s)", known(nets))
+		case ok:
+			if _, found := nets[n.Network]; !found && checkRefs {
+				p.errorf(rn.network.line, rn.path+".network", "unknown network %s (%s)", n.Network, known(nets))
+			}
+			net = networks[n.Network]
+		}
+		switch rn.address.st {
+		case absent:
+			p.errorf(rn.line, rn.path+".address", "is required (the node's address on its network)")
+		case ok:
+			a, f := n.Address, rn.path+".address"
+			if other, dup := addrs[a]; dup {
+				p.errorf(rn.address.line, f, "%s is already the address of node %s (line %d)", a, other.name.v, other.address.line)
+			} else {
+				addrs[a] = rn
+			}
+			if net != nil && net.cidr.st == ok {
+				c := net.cidr.v
+				switch {
+				case !c.Contains(a):
+					p.errorf(rn.address.line, f, "%s is not in network %s (%s)", a, n.Network, c)
+				case c.Bits() <= maxNetworkBits && a == c.Addr():
+					p.errorf(rn.address.line, f, "%s is the network address of %s (%s); pick a host address", a, n.Network, c)
+				case c.Bits() <= maxNetworkBits && a == broadcast(c):
+					p.errorf(rn.address.line, f, "%s is the broadcast address of %s (%s); pick a host address", a, n.Network, c)
+				}
+			}
+		}
+		n.ASNumber = lab.BGP.ASNumber
+		if rn.asn.st == ok {
+			n.ASNumber = uint32(rn.asn.v)
+		}
+		if rn.labels.st == ok && len(rn.labels.v) > 0 {
+			n.Labels = rn.labels.v
+		}
+		if rn.cluster.st == ok {
+			n.RouteReflectorClusterID = rn.cluster.v
+		}
+		if rn.iface.st == ok {
+			n.Interface = rn.iface.v
+			if m := checkInterface(n.Interface); m != "" {
+				p.errorf(rn.iface.line, rn.path+".interface", "%s", m)
+			}
+		}
+		lab.Nodes = append(lab.Nodes, n)
+	}
+	return names
+}
+
+// checkWorkloads checks the workloads against each other, the nodes and
+// the pools.
+func (p *parser) checkWorkloads(r *rawLab, lab *Lab, nodes map[string]int) {
+	names := map[string]int{}
+	addrs := map[netip.Addr]*rawWorkload{}
+	nodeAddrs := map[netip.Addr]*rawNode{}
+	for i := range r.nodes {
+		if rn := &r.nodes[i]; rn.address.st == ok {
+			nodeAddrs[rn.address.v] = rn
+		}
+	}
+	// Whether every pool's range is known, so that an address outside all
+	// of them is certainly wrong.
+	poolsKnown := r.poolsN > 0 && len(r.pools) == r.poolsN
+	for i := range r.pools {
+		if r.pools[i].cidr.st != ok {
+			poolsKnown = false
+		}
+	}
+	for i := range r.workloads {
+		rw := &r.workloads[i]
+		w := Workload{Name: rw.name.v, Node: rw.node.v, Address: rw.address.v}
+		switch rw.name.st {
+		case absent:
+			p.errorf(rw.line, rw.path+".name", "is required (e.g. web-1)")
+		case ok:
+			f := rw.path + ".name"
+			if m := checkName(w.Name, MaxNameLen, "workload", " (its namespace is vr-<lab>-<name>)"); m != "" {
+				p.errorf(rw.name.line, f, "%s", m)
+			}
+			if first, dup := names[w.Name]; dup {
+				p.errorf(rw.name.line, f, "workload %s is already defined on line %d", w.Name, first)
+			} else if line, isNode := nodes[w.Name]; isNode {
+				p.errorf(rw.name.line, f, "%s is already the name of a node (line %d); nodes and workloads share names (vrouter exec NAME)", w.Name, line)
+			} else {
+				names[w.Name] = rw.name.line
+			}
+		}
+		switch rw.node.st {
+		case absent:
+			p.errorf(rw.line, rw.path+".node", "is required (%s)", known(nodes))
+		case ok:
+			if _, found := nodes[w.Node]; !found && r.nodesN > 0 {
+				p.errorf(rw.node.line, rw.path+".node", "unknown node %s (%s)", w.Node, known(nodes))
+			}
+		}
+		if rw.address.st == ok {
+			a, f := w.Address, rw.path+".address"
+			if other, dup := addrs[a]; dup {
+				p.errorf(rw.address.line, f, "%s is already the address of workload %s (line %d)", a, other.name.v, other.address.line)
+			} else {
+				addrs[a] = rw
+			}
+			if n, dup := nodeAddrs[a]; dup {
+				p.errorf(rw.address.line, f, "%s is the address of node %s (line %d)", a, n.name.v, n.address.line)
+			}
+			if _, inPool := lab.PoolFor(a); !inPool && poolsKnown {
+				var pools []string
+				for _, pool := range lab.IPPools {
+					pools = append(pools, pool.CIDR.String())
+				}
+				p.errorf(rw.address.line, f, "%s is not in any IP pool (%s)", a, strings.Join(pools, ", "))
+			}
+		}
+		lab.Workloads = append(lab.Workloads, w)
+	}
+}
+
+// CheckName reports whether s is a valid node or workload name: a DNS label
+// of at most MaxNameLen characters, as the lab file requires.
+func CheckName(s string) error {
+	if msg := checkName(s, MaxNameLen, "workload", ""); msg != "" {
+		return errors.New(msg)
+	}
+	return nil
+}
+
+// checkPeers checks the BGP peers against each other and the nodes.
+func (p *parser) checkPeers(r *rawLab, lab *Lab, nodes map[string]int) {
+	names := map[string]int{}
+	nodeAddrs := map[netip.Addr]Node{}
+	for _, n := range lab.Nodes {
+		if n.Address.IsValid() {
+			nodeAddrs[n.Address] = n
+		}
+	}
+	// Selectors are checked against the nodes only if every node's labels
+	// are known.
+	labelsKnown := true
+	for i := range r.nodes {
+		if r.nodes[i].labels.st == bad {
+			labelsKnown = false
+		}
+	}
+	for i := range r.peers {
+		rp := &r.peers[i]
+		bp := BGPPeer{Name: rp.name.v, PeerIP: rp.peerIP.v, PeerSelector: rp.peerSelector.v, Node: rp.node.v, NodeSelector: rp.nodeSelector.v, Password: rp.password.v}
+		switch rp.name.st {
+		case absent:
+			p.errorf(rp.line, rp.path+".name", "is required (e.g. peer-with-rr)")
+		case ok:
+			if m := checkPoolName(rp.name.v); m != "" {
+				p.errorf(rp.name.line, rp.path+".name", "%s", strings.Replace(m, "IP pool name", "BGP peer name", 1))
+			} else if first, dup := names[rp.name.v]; dup {
+				p.errorf(rp.name.line, rp.path+".name", "BGP peer %s is already defined on line %d", rp.name.v, first)
+			} else {
+				names[rp.name.v] = rp.name.line
+			}
+		}
+		usable := true
+		// Where the peer is.
+		switch {
+		case rp.peerIP.st == absent && rp.peerSelector.st == absent:
+			p.errorf(rp.line, rp.path, "needs peerIP (an address) or peerSelector (lab nodes, e.g. route-reflector == 'true')")
+			usable = false
+		case rp.peerIP.st != absent && rp.peerSelector.st != absent:
+			p.errorf(rp.peerSelector.line, rp.path+".peerSelector", "peerIP and peerSelector exclude each other; give one")
+			usable = false
+		case rp.peerIP.st == bad || rp.peerSelector.st == bad:
+			usable = false
+		}
+		// Which nodes peer.
+		switch {
+		case rp.node.st != absent && rp.nodeSelector.st != absent:
+			p.errorf(rp.nodeSelector.line, rp.path+".nodeSelector", "node and nodeSelector exclude each other; give one")
+			usable = false
+		case rp.node.st == ok:
+			if _, found := nodes[bp.Node]; !found {
+				if r.nodesN > 0 {
+					p.errorf(rp.node.line, rp.path+".node", "unknown node %s (%s)", bp.Node, known(nodes))
+				}
+				usable = false
+			}
+		case rp.node.st == bad || rp.nodeSelector.st == bad:
+			usable = false
+		}
+		// The AS.
+		switch {
+		case rp.asn.st == ok && rp.peerSelector.st != absent && rp.peerIP.st == absent:
+			p.errorf(rp.asn.line, rp.path+".asNumber", "a peerSelector peer's AS is each selected node's own; leave asNumber out")
+		case rp.asn.st == ok:
+			bp.ASNumber = uint32(rp.asn.v)
+		case rp.asn.st == absent && rp.peerIP.st == ok:
+			if n, isNode := nodeAddrs[bp.PeerIP]; isNode {
+				bp.ASNumber = n.ASNumber
+			} else {
+				p.errorf(rp.line, rp.path+".asNumber", "is required for a peer outside the lab (%s is no node's address)", bp.PeerIP)
+			}
+		}
+		if usable && labelsKnown {
+			var locals []Node
+			for _, n := range lab.Nodes {
+				if bp.AppliesTo(n) {
+					locals = append(locals, n)
+				}
+			}
+			if len(locals) == 0 && rp.nodeSelector.st == ok {
+				p.errorf(rp.nodeSelector.line, rp.path+".nodeSelector", "%q selects no node", bp.NodeSelector)
+			}
+			if rp.peerSelector.st == ok && len(lab.Peers(bp)) == 0 {
+				p.errorf(rp.peerSelector.line, rp.path+".peerSelector", "%q selects no node", bp.PeerSelector)
+			}
+			if rp.peerIP.st == ok {
+				for _, n := range locals {
+					if n.Address == bp.PeerIP {
+						what := "node " + n.Name
+						if len(locals) > 1 {
+							what = "node " + n.Name + ", one of the nodes this peering applies to"
+						}
+						p.errorf(rp.peerIP.line, rp.path+".peerIP", "%s is the address of %s: a node cannot peer with itself", bp.PeerIP, what)
+					}
+				}
+			}
+		}
+		lab.BGPPeers = append(lab.BGPPeers, bp)
+	}
+}

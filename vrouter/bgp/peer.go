@@ -1,0 +1,188 @@
+package bgp
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	api "github.com/osrg/gobgp/v3/api"
+)
+
+// PeerType is how a peer came to be configured, in Calico's words.
+type PeerType int
+
+// Peer types, as `calicoctl node status` names them.
+const (
+	// Mesh is a peer of the full node-to-node mesh.
+	Mesh PeerType = iota
+	// Global is a BGPPeer resource that applies to every node.
+	Global
+	// NodeSpecific is a BGPPeer resource that applies to one node.
+	NodeSpecific
+)
+
+// String returns the name `calicoctl node status` shows in its PEER TYPE
+// column: "node-to-node mesh", "global" or "node specific".
+func (t PeerType) String() string {
+	switch t {
+	case Mesh:
+		return "node-to-node mesh"
+	case Global:
+		return "global"
+	case NodeSpecific:
+		return "node specific"
+	}
+	return fmt.Sprintf("PeerType(%d)", int(t))
+}
+
+// descriptionPrefix is the first word of a GoBGP neighbor description, as
+// Calico names its BIRD protocols and GoBGP neighbors: Mesh_192_168_50_11.
+func (t PeerType) descriptionPrefix() string {
+	switch t {
+	case Global:
+		return "Global"
+	case NodeSpecific:
+		return "Node"
+	}
+	return "Mesh"
+}
+
+// description names a neighbor the way Calico names its BIRD protocols.
+func description(t PeerType, addr netip.Addr) string {
+	return t.descriptionPrefix() + "_" + strings.NewReplacer(".", "_", ":", "_").Replace(addr.String())
+}
+
+// typeFromDescription recovers the PeerType from a neighbor's description.
+func typeFromDescription(d string) PeerType {
+	prefix, _, _ := strings.Cut(d, "_")
+	switch prefix {
+	case "Global":
+		return Global
+	case "Node":
+		return NodeSpecific
+	}
+	return Mesh
+}
+
+// Peer is a BGP neighbor to configure on a Speaker.
+type Peer struct {
+	// Address is the peer's address; sessions are opened to it and
+	// accepted from it.
+	Address netip.Addr
+	// ASN is the peer's AS number. Zero means the speaker's own AS (iBGP,
+	// as in Calico's node-to-node mesh); another value makes the session
+	// eBGP.
+	ASN uint32
+	// Type is how the peer came to be configured; it is shown by
+	// Peers and WriteStatus and changes nothing on the wire.
+	Type PeerType
+	// Port is the peer's TCP port; 0 means 179.
+	Port int
+	// LocalAddr is the source address of the sessions this speaker opens;
+	// the zero Addr lets the kernel choose.
+	LocalAddr netip.Addr
+	// Password enables TCP MD5 signatures (RFC 2385) with this key.
+	Password string
+	// RouteReflectorClient makes this speaker a route reflector for the
+	// peer: routes learned from other iBGP peers are reflected to it.
+	RouteReflectorClient bool
+	// ClusterID is the route reflector cluster ID used toward a
+	// RouteReflectorClient peer; the zero Addr means the router ID.
+	ClusterID netip.Addr
+}
+
+// BGP session states, the words BIRD uses for them. PeerStatus.State is one
+// of them.
+const (
+	StateIdle        = "Idle"
+	StateConnect     = "Connect"
+	StateActive      = "Active"
+	StateOpenSent    = "OpenSent"
+	StateOpenConfirm = "OpenConfirm"
+	StateEstablished = "Established"
+)
+
+// sessionState turns GoBGP's session state into BIRD's word for it.
+func sessionState(s api.PeerState_SessionState) string {
+	switch s {
+	case api.PeerState_CONNECT:
+		return StateConnect
+	case api.PeerState_ACTIVE:
+		return StateActive
+	case api.PeerState_OPENSENT:
+		return StateOpenSent
+	case api.PeerState_OPENCONFIRM:
+		return StateOpenConfirm
+	case api.PeerState_ESTABLISHED:
+		return StateEstablished
+	}
+	return StateIdle
+}
+
+// PeerStatus is the state of the session with one configured peer.
+type PeerStatus struct {
+	// Address is the peer's address.
+	Address netip.Addr
+	// Type is the peer's type as configured.
+	Type PeerType
+	// State is the BGP session state: StateIdle, StateConnect,
+	// StateActive, StateOpenSent, StateOpenConfirm or StateEstablished.
+	State string
+	// Since is when the session last changed state (when it came up, if
+	// it is Established), with a resolution of one second: GoBGP's uptime
+	// or downtime.
+	Since time.Time
+	// Info is "Established" while the session is, otherwise the last
+	// error in BIRD's words: "Received: Peer de-configured" (a
+	// NOTIFICATION received), "BGP Error: Bad peer AS" (one sent),
+	// "Socket: Connection refused"; empty when there was none. A
+	// NOTIFICATION received before the session is Established reads
+	// "Received: NOTIFICATION": GoBGP discards its error code.
+	Info string
+}
+
+// Peers returns the state of every configured peer, sorted by address.
+func (s *Speaker) Peers(ctx context.Context) ([]PeerStatus, error) {
+	if err := s.alive(); err != nil {
+		return nil, err
+	}
+	var out []PeerStatus
+	err := s.srv.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
+		if p.GetConf() == nil {
+			return
+		}
+		addr, err := netip.ParseAddr(p.GetConf().GetNeighborAddress())
+		if err != nil {
+			return
+		}
+		st := PeerStatus{
+			Address: addr,
+			Type:    typeFromDescription(p.GetConf().GetDescription()),
+			State:   sessionState(p.GetState().GetSessionState()),
+		}
+		timers := p.GetTimers().GetState()
+		// GoBGP stamps Uptime when the session reaches Established and
+		// Downtime at every other state change (and when the peer is
+		// configured).
+		if st.State == StateEstablished {
+			if timers.GetUptime() != nil {
+				st.Since = timers.GetUptime().AsTime()
+			}
+			st.Info = StateEstablished
+		} else {
+			if timers.GetDowntime() != nil {
+				st.Since = timers.GetDowntime().AsTime()
+			}
+			st.Info = s.events.lastError(addr)
+		}
+		out = append(out, st)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bgp: list peers: %w", err)
+	}
+	slices.SortFunc(out, func(a, b PeerStatus) int { return a.Address.Compare(b.Address) })
+	return out, nil
+}

@@ -1,0 +1,109 @@
+// Package vrouter is the node agent: for one node it wires IPAM, BGP and a
+// dataplane together. `vrouter node run --config FILE` runs it; a lab deploy
+// writes one config file per node and starts one agent per node namespace.
+package vrouter
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"time"
+)
+
+// Config is everything one node agent needs. Deploy writes it as JSON.
+type Config struct {
+	Lab       string `json:"lab"`
+	Node      string `json:"node"`
+	StateDir  string `json:"stateDir"`  // the lab's state directory
+	Namespace string `json:"namespace"` // the node's network namespace
+
+	// Underlay: the node's address on its network and the interface
+	// (a TUN device in the node namespace) that carries it.
+	Network   string       `json:"network"`
+	Prefix    netip.Prefix `json:"prefix"` // node address with the network's length
+	Interface string       `json:"interface"`
+	MTU       int          `json:"mtu"`
+	// Neighbors maps every underlay address on the network to the node that
+	// owns it, as ARP would.
+	Neighbors []Neighbor `json:"neighbors"`
+
+	Pools     []Pool     `json:"pools"`
+	Datastore string     `json:"datastore"` // bbolt file shared by the lab's nodes
+	BGP       BGPConfig  `json:"bgp"`
+	Workloads []Workload `json:"workloads"`
+}
+
+// Neighbor is an underlay address and the node that owns it.
+type Neighbor struct {
+	Node    string     `json:"node"`
+	Address netip.Addr `json:"address"`
+}
+
+// Pool is an IP pool as the agent sees it.
+type Pool struct {
+	Name      string       `json:"name"`
+	CIDR      netip.Prefix `json:"cidr"`
+	BlockSize int          `json:"blockSize"`
+	IPIPMode  string       `json:"ipipMode"`
+}
+
+// BGPConfig is the node's BGP speaker configuration.
+type BGPConfig struct {
+	ASN           uint32        `json:"asNumber"`
+	KeepaliveTime time.Duration `json:"keepaliveTime"`
+	HoldTime      time.Duration `json:"holdTime"`
+	Peers         []BGPPeer     `json:"peers"`
+	// RouteNodes are the nodes whose blocks this node learns over BGP,
+	// directly or through a route reflector; the agent is ready once they
+	// are routed. Empty means the nodes of Peers.
+	RouteNodes []string `json:"routeNodes,omitempty"`
+}
+
+// BGPPeer is one configured BGP session.
+type BGPPeer struct {
+	Address netip.Addr `json:"address"`
+	ASN     uint32     `json:"asNumber"`
+	Type    string     `json:"type"` // "node-to-node mesh", "global", "node specific"
+	Node    string     `json:"node,omitempty"` // the lab node at Address, if any
+	// Name is the BGPPeer resource the peer comes from; empty for the mesh.
+	Name string `json:"name,omitempty"`
+	// Password is the TCP MD5 key (RFC 2385) of the session.
+	Password string `json:"password,omitempty"`
+	// RouteReflectorClient makes this node a route reflector for the peer,
+	// with cluster ID ClusterID.
+	RouteReflectorClient bool       `json:"routeReflectorClient,omitempty"`
+	ClusterID            netip.Addr `json:"clusterID,omitzero"`
+}
+
+// Workload is a workload namespace whose eth0 this node's engine serves.
+type Workload struct {
+	Name      string     `json:"name"`
+	Namespace string     `json:"namespace"`
+	Address   netip.Addr `json:"address,omitempty"` // fixed address; zero for IPAM's choice
+}
+
+// LoadConfig reads a node config file.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read node config: %w", err)
+	}
+	var c Config
+	if err := json.Unmarshal(data, &c); err != nil {
+		return nil, fmt.Errorf("parse node config %s: %w", path, err)
+	}
+	if c.Node == "" || !c.Prefix.IsValid() || c.Interface == "" {
+		return nil, fmt.Errorf("node config %s: node, prefix and interface are required", path)
+	}
+	return &c, nil
+}
+
+// WriteFile writes c as indented JSON.
+func (c *Config) WriteFile(path string) error {
+	data, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(data, '\n'), 0o644)
+}

@@ -1,0 +1,145 @@
+package vrouter
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"path/filepath"
+	"time"
+)
+
+// ControlSocket returns the path of a node agent's control socket.
+func ControlSocket(stateDir, node string) string {
+	return filepath.Join(stateDir, "nodes", node+".sock")
+}
+
+// Status is what an agent reports about itself.
+type Status struct {
+	Node             string         `json:"node"`
+	Address          netip.Addr     `json:"address"`
+	Started          time.Time      `json:"started"`
+	Ready            bool           `json:"ready"` // every session Established, every remote block routed
+	PeersEstablished int            `json:"peersEstablished"`
+	Peers            []PeerStatus   `json:"peers"`
+	Routes           int            `json:"routes"`
+	Workloads        []WorkloadInfo `json:"workloads"`
+	Blocks           []netip.Prefix `json:"blocks"`
+}
+
+// PeerStatus is one BGP session as `vrouter node status` shows it.
+type PeerStatus struct {
+	Address netip.Addr `json:"address"`
+	Type    string     `json:"type"`
+	State   string     `json:"state"`
+	Since   time.Time  `json:"since"`
+	Info    string     `json:"info"`
+}
+
+// WorkloadInfo is one workload served by a node.
+type WorkloadInfo struct {
+	Name      string     `json:"name"`
+	Namespace string     `json:"namespace"`
+	Interface string     `json:"interface"`
+	Address   netip.Addr `json:"address"`
+}
+
+// Client talks to a node agent over its control socket (HTTP on a unix
+// socket, JSON bodies).
+type Client struct {
+	socket string
+	http   *http.Client
+}
+
+// NewClient returns a client for the agent listening on socket.
+func NewClient(socket string) *Client {
+	return &Client{
+		socket: socket,
+		http: &http.Client{
+			Timeout: 10 * time.Second,
+			Transport: &http.Transport{
+				DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+					var d net.Dialer
+					return d.DialContext(ctx, "unix", socket)
+				},
+			},
+		},
+	}
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		data, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(data)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://agent"+path, body)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("agent at %s: %w", c.socket, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("agent at %s: %w", c.socket, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("agent: %s", bytes.TrimSpace(data))
+	}
+	if out == nil {
+		return nil
+	}
+	if s, ok := out.(*string); ok {
+		*s = string(data)
+		return nil
+	}
+	return json.Unmarshal(data, out)
+}
+
+// Status returns the agent's status.
+func (c *Client) Status(ctx context.Context) (*Status, error) {
+	var s Status
+	if err := c.do(ctx, http.MethodGet, "/v1/status", nil, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// Routes returns the agent's FIB in `ip route` format.
+func (c *Client) Routes(ctx context.Context) (string, error) {
+	var s string
+	err := c.do(ctx, http.MethodGet, "/v1/routes", nil, &s)
+	return s, err
+}
+
+// AddWorkload asks the agent to serve a workload whose namespace exists.
+func (c *Client) AddWorkload(ctx context.Context, w Workload) (*WorkloadInfo, error) {
+	var info WorkloadInfo
+	if err := c.do(ctx, http.MethodPost, "/v1/workloads", w, &info); err != nil {
+		return nil, err
+	}
+	return &info, nil
+}
+
+// DeleteWorkload asks the agent to stop serving a workload and release its
+// address.
+func (c *Client) DeleteWorkload(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/workloads/"+name, nil, nil)
+}
+
+// Stats returns the engine's counters by name.
+func (c *Client) Stats(ctx context.Context) (map[string]uint64, error) {
+	var m map[string]uint64
+	err := c.do(ctx, http.MethodGet, "/v1/stats", nil, &m)
+	return m, err
+}

@@ -1,0 +1,606 @@
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/vrouter-lab/vrouter/vrouter/fabric"
+	"github.com/vrouter-lab/vrouter/vrouter/fib"
+	"golang.org/x/sys/unix"
+	"golang.zx2c4.com/wireguard/tun"
+)
+
+// Port IDs the engine reserves; workload ports take the IDs above them.
+const (
+	hostPortID     PortID = 0
+	underlayPortID PortID = 1
+	firstWorkload  PortID = 8
+)
+
+// headroom is the space kept before every packet in the engine's buffers:
+// TUN reads and writes put the virtio-net header there.
+const headroom = 64
+
+// vnetLen is the length of the virtio_net_hdr before every packet read from
+// or written to a TUN device opened with IFF_VNET_HDR.
+const vnetLen = fabric.VirtioNetHdrLen
+
+// bufSize is the size of one packet buffer: headroom and the largest IPv4
+// packet (a GSO super-packet is at most 64 KB).
+const bufSize = headroom + 65536
+
+// batch is how many packets one read moves at most.
+const batch = 64
+
+// Queue-full policy: when a neighbour's fabric queue is full, the frames
+// it refused are retried after a short sleep, at most queueFullRetries
+// times (a bounded backpressure of a few hundred microseconds), then
+// dropped and counted as a NIC drops when its ring is full. Measured
+// (docs/benchmarks.md, iperf3 -P 4 across two engines): dropping at once
+// cost 1170-3204 TCP retransmits in 5 s, the bounded retry 45-435, at the
+// same throughput within the noise. Every refused attempt is counted in
+// the fabric's TxDrops.QueueFull, retried or not.
+const (
+	queueFullRetries = 8
+	queueFullWait    = 50 * time.Microsecond
+)
+
+// EngineConfig describes the ports of one node's engine.
+type EngineConfig struct {
+	FIB       *fib.Table
+	Host      tun.Device       // the node's underlay interface as its kernel sees it
+	HostName  string           // port name of Host, e.g. "host"
+	Underlay  *fabric.Endpoint // the node's link to the underlay network
+	Interface string           // the underlay's name in routes, e.g. "ens33"
+	MTU       int              // the underlay MTU
+	Address   netip.Addr       // the node address
+	Logger    *slog.Logger
+}
+
+// Engine moves packets between a node's ports: it reads from every TUN
+// device and the fabric, decides with a Forwarder and writes the result out.
+//
+// TUN devices must be opened with IFF_VNET_HDR and TCP offloads (as
+// netns.OpenTUN does): the engine reads and writes their file descriptors
+// itself, one virtio_net_hdr and one packet per read or write, so a 64 KB
+// GSO super-packet the kernel hands over is routed once, by its first
+// header, crosses the fabric whole with its GSO metadata and is written
+// whole to the receiving TUN device, whose kernel segments it. Only where
+// a packet must be fragmented is a super-packet cut into segments here.
+type Engine struct {
+	fwd  *Forwarder
+	host *tunPort
+	ep   *fabric.Endpoint
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	ports   map[string]*tunPort // workload ports by name
+	nextID  PortID
+	outputs atomic.Pointer[[]*tunPort] // TUN port by PortID; nil where none
+	ctx     context.Context
+	wg      sync.WaitGroup
+	closed  atomic.Bool
+
+	segDrops atomic.Uint64 // super-packets that could not be segmented
+}
+
+type tunPort struct {
+	id   PortID
+	dev  tun.Device
+	file *os.File
+	rc   syscall.RawConn
+}
+
+func newTUNPort(id PortID, dev tun.Device) (*tunPort, error) {
+	f := dev.File()
+	if f == nil {
+		return nil, errors.New("engine: TUN device has no file")
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
+	}
+	return &tunPort{id: id, dev: dev, file: f, rc: rc}, nil
+}
+
+// NewEngine builds an engine with the host and underlay ports; workloads are
+// added with AddWorkload.
+func NewEngine(cfg EngineConfig) (*Engine, error) {
+	ports := []Port{
+		{ID: hostPortID, Name: cfg.HostName, Kind: PortHost, MTU: cfg.MTU, Addr: cfg.Address},
+		{ID: underlayPortID, Name: cfg.Interface, Kind: PortUnderlay, MTU: cfg.MTU, Addr: cfg.Address},
+	}
+	fwd, err := New(cfg.FIB, Config{Ports: ports, DefaultSource: cfg.Address})
+	if err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
+	}
+	host, err := newTUNPort(hostPortID, cfg.Host)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{fwd: fwd, host: host, ep: cfg.Underlay, log: cfg.Logger, ports: map[string]*tunPort{}, nextID: firstWorkload}
+	out := make([]*tunPort, firstWorkload)
+	out[hostPortID] = host
+	e.outputs.Store(&out)
+	return e, nil
+}
+
+// Stats returns the forwarder's and the fabric's counters by name.
+func (e *Engine) Stats() map[string]uint64 {
+	m := e.fwd.Stats().Map()
+	f := e.ep.Stats()
+	m["fabric_tx_frames"], m["fabric_rx_frames"] = f.TxFrames, f.RxFrames
+	m["fabric_tx_drops"], m["fabric_rx_drops"] = f.TxDrops.Total(), f.RxDrops.Total()
+	if n := e.segDrops.Load(); n != 0 {
+		m["gso_segment_drops"] = n
+	}
+	return m
+}
+
+// Run moves packets until ctx ends or Close is called.
+func (e *Engine) Run(ctx context.Context) {
+	e.mu.Lock()
+	e.ctx = ctx
+	e.wg.Add(2)
+	go e.readTUN(e.host)
+	go e.readFabric()
+	for _, p := range e.ports {
+		e.wg.Add(1)
+		go e.readTUN(p)
+	}
+	e.mu.Unlock()
+	<-ctx.Done()
+	e.Close()
+}
+
+// AddWorkload adds a workload port named name (caliXXXXXXXXXXX) served by dev.
+func (e *Engine) AddWorkload(name string, dev tun.Device, mtu int) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.ports[name]; ok {
+		return fmt.Errorf("port %s exists", name)
+	}
+	id := e.nextID
+	p, err := newTUNPort(id, dev)
+	if err != nil {
+		return err
+	}
+	e.nextID++
+	if err := e.fwd.AddPort(Port{ID: id, Name: name, Kind: PortWorkload, MTU: mtu}); err != nil {
+		return err
+	}
+	old := *e.outputs.Load()
+	out := make([]*tunPort, max(len(old), int(id)+1))
+	copy(out, old)
+	out[id] = p
+	e.outputs.Store(&out)
+	e.ports[name] = p
+	if e.ctx != nil {
+		e.wg.Add(1)
+		go e.readTUN(p)
+	}
+	return nil
+}
+
+// RemoveWorkload removes a workload port; the caller closes its device,
+// which ends the port's reader.
+func (e *Engine) RemoveWorkload(name string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p, ok := e.ports[name]
+	if !ok {
+		return
+	}
+	delete(e.ports, name)
+	e.fwd.RemovePort(p.id)
+	old := *e.outputs.Load()
+	out := make([]*tunPort, len(old))
+	copy(out, old)
+	out[p.id] = nil
+	e.outputs.Store(&out)
+}
+
+// Close stops the readers of the fabric; TUN readers end when their devices
+// are closed by their owners.
+func (e *Engine) Close() {
+	if e.closed.Swap(true) {
+		return
+	}
+	e.ep.Close()
+}
+
+// pending is one packet waiting to be written to a TUN device: buf holds
+// the virtio_net_hdr and the packet.
+type pending struct {
+	port PortID
+	buf  []byte
+}
+
+// sender routes the packets of one read batch and sends the results: one
+// WriteBatch to the fabric and one write per packet to TUN devices, after
+// the whole batch is routed.
+type sender struct {
+	e    *Engine
+	icmp [][]byte // one ICMP error buffer (with headroom) per packet of a batch
+	frag []byte   // fragments, vnetLen bytes in
+	seg  []byte   // segments of a super-packet, vnetLen bytes in
+
+	tun      []pending
+	nextHops []netip.Addr
+	frames   []fabric.Frame
+	errs     []error
+}
+
+func newSender(e *Engine) *sender {
+	s := &sender{
+		e:        e,
+		frag:     make([]byte, vnetLen+65536),
+		seg:      make([]byte, vnetLen+65536),
+		tun:      make([]pending, 0, batch),
+		nextHops: make([]netip.Addr, 0, batch),
+		frames:   make([]fabric.Frame, 0, batch),
+		errs:     make([]error, batch),
+	}
+	s.icmp = make([][]byte, batch)
+	for i := range s.icmp {
+		s.icmp[i] = make([]byte, headroom+MaxICMPErrorLen)
+	}
+	return s
+}
+
+// handle routes one packet, which sits at buf[headroom:headroom+n] with
+// its offload metadata g, and queues what is to be sent. i is the
+// packet's index in the batch.
+func (s *sender) handle(buf []byte, n int, g fabric.GSO, in PortID, i int) {
+	pkt := buf[headroom : headroom+n]
+	var d Decision
+	if g.IsGSO() {
+		hl := headersLen(pkt)
+		if hl == 0 {
+			s.e.segDrops.Add(1)
+			return
+		}
+		g.HdrLen = uint16(hl)
+		d = s.e.fwd.ForwardGSO(pkt, in, hl+int(g.GSOSize), s.icmp[i][headroom:])
+	} else {
+		d = s.e.fwd.Forward(pkt, in, s.icmp[i][headroom:])
+	}
+	switch d.Action {
+	case Drop:
+		return
+	case Local:
+		s.queueTUN(hostPortID, d.Packet, buf, g)
+	case Deliver, ICMPError:
+		if d.Action == ICMPError {
+			buf, g = s.icmp[i], fabric.GSO{}
+		}
+		if d.Fragment {
+			s.fragment(d, g)
+			return
+		}
+		s.emit(d.Port, d.NextHop, d.Packet, buf, g)
+	case Encap:
+		// IPIP arrives with the IPIP issue; until then it is dropped.
+	}
+}
+
+// emit sends pkt, which sits in owner at headroom, out of port p.
+func (s *sender) emit(p *Port, nextHop netip.Addr, pkt, owner []byte, g fabric.GSO) {
+	if p.Kind == PortUnderlay {
+		s.nextHops = append(s.nextHops, nextHop)
+		s.frames = append(s.frames, fabric.Frame{GSO: g, Packet: pkt})
+		if len(s.frames) == cap(s.frames) {
+			s.flushFabric()
+		}
+		return
+	}
+	s.queueTUN(p.ID, pkt, owner, g)
+}
+
+// queueTUN queues pkt (in owner, headroom bytes in) for TUN port id with
+// the virtio_net_hdr g.
+func (s *sender) queueTUN(id PortID, pkt, owner []byte, g fabric.GSO) {
+	_ = g.PutVirtioNetHdr(owner[headroom-vnetLen:])
+	s.tun = append(s.tun, pending{port: id, buf: owner[headroom-vnetLen : headroom+len(pkt)]})
+	if len(s.tun) == cap(s.tun) {
+		s.flushTUN()
+	}
+}
+
+// fragment sends the fragments of d.Packet (of each of its segments when
+// it is a GSO super-packet) out of d.Port. Fragments are sent at once: to
+// the fabric one by one, to a TUN device from a copy.
+func (s *sender) fragment(d Decision, g fabric.GSO) {
+	s.flush()
+	emitFrag := func(f []byte) error {
+		if d.Port.Kind == PortUnderlay {
+			_ = s.e.ep.SendTo(d.NextHop, fabric.Frame{Packet: f})
+			return nil
+		}
+		outs := *s.e.outputs.Load()
+		if int(d.Port.ID) >= len(outs) || outs[d.Port.ID] == nil {
+			return nil
+		}
+		// f is in frag or seg, vnetLen bytes in: the header goes before it
+		var w []byte
+		switch &f[0] {
+		case &s.frag[vnetLen]:
+			w = s.frag[:vnetLen+len(f)]
+		case &s.seg[vnetLen]:
+			w = s.seg[:vnetLen+len(f)]
+		default:
+			w = append(make([]byte, vnetLen, vnetLen+len(f)), f...)
+		}
+		clear(w[:vnetLen])
+		_, _ = outs[d.Port.ID].file.Write(w)
+		return nil
+	}
+	if g.IsGSO() {
+		if err := segment(d.Packet, g, s.seg[vnetLen:], func(seg []byte) {
+			_ = Fragment(seg, d.Port.MTU, s.frag[vnetLen:], emitFrag)
+		}); err != nil {
+			s.e.segDrops.Add(1)
+		}
+		return
+	}
+	if g.Flags&fabric.FlagNeedsCsum != 0 {
+		completeChecksum(d.Packet, g)
+	}
+	_ = Fragment(d.Packet, d.Port.MTU, s.frag[vnetLen:], emitFrag)
+}
+
+func (s *sender) flush() {
+	s.flushFabric()
+	s.flushTUN()
+}
+
+// flushFabric sends the queued frames with WriteBatch, retrying those a
+// full queue refused as the queue-full policy says.
+func (s *sender) flushFabric() {
+	n := len(s.frames)
+	if n == 0 {
+		return
+	}
+	hops, frames := s.nextHops, s.frames
+	for try := 0; ; try++ {
+		s.e.ep.WriteBatch(hops[:n], frames[:n], s.errs[:n])
+		if try == queueFullRetries {
+			break
+		}
+		// keep the refused frames, in order, and retry them
+		m := 0
+		for i := range n {
+			if errors.Is(s.errs[i], fabric.ErrQueueFull) {
+				hops[m], frames[m] = hops[i], frames[i]
+				m++
+			}
+		}
+		if m == 0 {
+			break
+		}
+		n = m
+		time.Sleep(queueFullWait)
+	}
+	clear(s.frames[:len(s.frames)])
+	s.nextHops, s.frames = s.nextHops[:0], s.frames[:0]
+}
+
+func (s *sender) flushTUN() {
+	if len(s.tun) == 0 {
+		return
+	}
+	outs := *s.e.outputs.Load()
+	for _, p := range s.tun {
+		if int(p.port) < len(outs) && outs[p.port] != nil {
+			if _, err := outs[p.port].file.Write(p.buf); err != nil {
+				s.e.log.Debug("tun write", "port", p.port, "err", err)
+			}
+		}
+	}
+	clear(s.tun)
+	s.tun = s.tun[:0]
+}
+
+// readTUN reads p's device until it is closed: each read returns one
+// virtio_net_hdr and one packet; the packets available at once (up to
+// batch) are routed together and sent with one flush.
+func (e *Engine) readTUN(p *tunPort) {
+	defer e.wg.Done()
+	bufs := make([][]byte, batch)
+	for i := range bufs {
+		bufs[i] = make([]byte, bufSize)
+	}
+	sizes := make([]int, batch)
+	s := newSender(e)
+	var n int
+	var rerr error
+	read := func(fd uintptr) bool {
+		for n < batch {
+			m, err := unix.Read(int(fd), bufs[n][headroom-vnetLen:])
+			switch {
+			case err == unix.EINTR:
+				continue
+			case err == unix.EAGAIN:
+				return n > 0
+			case err != nil:
+				rerr = err
+				return true
+			case m == 0:
+				rerr = os.ErrClosed
+				return true
+			}
+			sizes[n] = m
+			n++
+		}
+		return true
+	}
+	for {
+		n, rerr = 0, nil
+		if err := p.rc.Read(read); err != nil && rerr == nil {
+			rerr = err
+		}
+		for i := range n {
+			b := bufs[i]
+			if sizes[i] < vnetLen {
+				continue
+			}
+			g, _ := fabric.DecodeVirtioNetHdr(b[headroom-vnetLen:])
+			s.handle(b, sizes[i]-vnetLen, g, p.id, i)
+		}
+		s.flush()
+		if rerr != nil {
+			if !e.closed.Load() {
+				e.log.Debug("tun read ended", "port", p.id, "err", rerr)
+			}
+			return
+		}
+	}
+}
+
+func (e *Engine) readFabric() {
+	defer e.wg.Done()
+	// ReadBatch fills bufs[i] = raw[j][headroom:] and may reorder them;
+	// index finds each one's full buffer (with headroom) again.
+	raw := make([][]byte, batch)
+	bufs := make([][]byte, batch)
+	index := make(map[*byte]int, batch)
+	for i := range bufs {
+		raw[i] = make([]byte, bufSize)
+		bufs[i] = raw[i][headroom:]
+		index[&bufs[i][0]] = i
+	}
+	frames := make([]fabric.Frame, batch)
+	s := newSender(e)
+	for {
+		n, err := e.ep.ReadBatch(bufs, frames)
+		if err != nil {
+			return
+		}
+		for i := range n {
+			f := &frames[i]
+			s.handle(raw[index[&bufs[i][0]]], len(f.Packet), f.GSO, underlayPortID, i)
+		}
+		s.flush()
+	}
+}
+
+// headersLen returns the length of the IPv4 and TCP or UDP headers of a
+// super-packet, or 0 when it is neither or malformed.
+func headersLen(pkt []byte) int {
+	if len(pkt) < ipHeaderLen || pkt[0]>>4 != 4 {
+		return 0
+	}
+	ihl := int(pkt[0]&0xf) * 4
+	if ihl < ipHeaderLen || len(pkt) < ihl {
+		return 0
+	}
+	switch pkt[offProto] {
+	case unix.IPPROTO_TCP:
+		if len(pkt) < ihl+20 {
+			return 0
+		}
+		thl := int(pkt[ihl+12]>>4) * 4
+		if thl < 20 || len(pkt) < ihl+thl {
+			return 0
+		}
+		return ihl + thl
+	case unix.IPPROTO_UDP:
+		if len(pkt) < ihl+8 {
+			return 0
+		}
+		return ihl + 8
+	}
+	return 0
+}
+
+// errSegment is returned by segment for a super-packet it cannot cut.
+var errSegment = errors.New("engine: cannot segment super-packet")
+
+// segment cuts an IPv4 TCP or UDP super-packet into the packets its
+// GSO metadata describes, as the kernel's GSO would: each gets a copy of
+// the headers, GSOSize bytes of payload (the last the rest), its own total
+// length, IP ID, sequence number (TCP) or length (UDP) and complete
+// checksums. Each is written into buf and passed to emit, which must be
+// done with it before returning.
+func segment(pkt []byte, g fabric.GSO, buf []byte, emit func(seg []byte)) error {
+	hl := headersLen(pkt)
+	if hl == 0 || g.GSOSize == 0 {
+		return errSegment
+	}
+	tot := int(be16(pkt[offTotalLen:]))
+	if tot < hl || tot > len(pkt) {
+		return errSegment
+	}
+	pkt = pkt[:tot]
+	ihl := int(pkt[0]&0xf) * 4
+	tcp := pkt[offProto] == unix.IPPROTO_TCP
+	mss := int(g.GSOSize)
+	payload := pkt[hl:]
+	id := be16(pkt[offID:])
+	var seq uint32
+	var flags byte
+	if tcp {
+		seq = be32(pkt[ihl+4:])
+		flags = pkt[ihl+13]
+	}
+	if len(buf) < hl+min(mss, len(payload)) {
+		return errSegment
+	}
+	for pos, k := 0, 0; pos < len(payload) || k == 0; pos, k = pos+mss, k+1 {
+		n := min(mss, len(payload)-pos)
+		copy(buf, pkt[:hl])
+		copy(buf[hl:], payload[pos:pos+n])
+		s := buf[:hl+n]
+		put16(s[offTotalLen:], uint16(hl+n))
+		put16(s[offID:], id+uint16(k))
+		setHeaderChecksum(s[:ihl])
+		l4 := s[ihl:]
+		var off int
+		if tcp {
+			put32(l4[4:], seq+uint32(pos))
+			f := flags
+			if pos+n < len(payload) {
+				f &^= 0x01 | 0x08 // FIN, PSH only on the last
+			}
+			if k > 0 {
+				f &^= 0x80 // CWR only on the first
+			}
+			l4[13] = f
+			off = 16
+		} else {
+			put16(l4[4:], uint16(len(l4)))
+			off = 6
+		}
+		l4[off], l4[off+1] = 0, 0
+		acc := sum(s[offSrc:offSrc+8], uint64(pkt[offProto])+uint64(len(l4)))
+		c := ^fold(sum(l4, acc))
+		if !tcp && c == 0 {
+			c = 0xffff
+		}
+		put16(l4[off:], c)
+		emit(s)
+		if n <= 0 {
+			break
+		}
+	}
+	return nil
+}
+
+// completeChecksum computes the checksum a NEEDS_CSUM packet leaves to
+// its sender: the one's complement sum from CsumStart to the end, stored
+// at CsumStart+CsumOffset (which holds the pseudo-header's sum).
+func completeChecksum(pkt []byte, g fabric.GSO) {
+	start, at := int(g.CsumStart), int(g.CsumStart)+int(g.CsumOffset)
+	if start >= len(pkt) || at+2 > len(pkt) {
+		return
+	}
+	put16(pkt[at:], ^fold(sum(pkt[start:], 0)))
+}

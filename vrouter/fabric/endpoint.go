@@ -1,0 +1,564 @@
+package fabric
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Errors SendTo, SendToNode and ReadBatch return. They are values, never
+// wrapped, so the engine can compare them cheaply; the endpoint counts
+// every drop in Stats whether or not the caller looks at the error.
+var (
+	// ErrNoNeighbor: the neighbour table has no entry for the next hop.
+	// The engine answers ICMP host unreachable, as Linux does when ARP
+	// fails.
+	ErrNoNeighbor = errors.New("fabric: no neighbour for the next hop")
+
+	// ErrNeighborDown: the neighbour is known but nothing is attached at
+	// its socket (its engine is not running). It matches ErrNoNeighbor
+	// under errors.Is: to the sender it is the same failure.
+	ErrNeighborDown error = neighborDownError{}
+
+	// ErrLinkDown: this endpoint is down (SetUp(false)); the frame was
+	// dropped.
+	ErrLinkDown = errors.New("fabric: link down")
+
+	// ErrQueueFull: the receiver's queue (or this endpoint's send buffer,
+	// or the delay queue) was full and the frame was dropped, as a NIC
+	// drops when its transmit ring is full. Sending never waits.
+	ErrQueueFull = errors.New("fabric: queue full, frame dropped")
+
+	// ErrTooLarge: the packet is longer than a frame can carry.
+	ErrTooLarge = errors.New("fabric: packet too large")
+
+	// ErrClosed: the endpoint or tap is closed.
+	ErrClosed = errors.New("fabric: closed")
+)
+
+type neighborDownError struct{}
+
+func (neighborDownError) Error() string        { return "fabric: neighbour not attached" }
+func (neighborDownError) Is(target error) bool { return target == ErrNoNeighbor }
+
+// DefaultTapScanInterval is how often an endpoint looks for new taps when
+// Options.TapScanInterval is zero: a tap sees an endpoint's frames at most
+// this long after it opens (Tap.WaitReady waits for exactly that).
+const DefaultTapScanInterval = 200 * time.Millisecond
+
+// Options configures an endpoint.
+type Options struct {
+	// Interface names the endpoint in tap records, as a capture shows the
+	// interface a packet left by, e.g. "node1/ens33". Empty means the
+	// node name.
+	Interface string
+
+	// Neighbors is the neighbour table, like ARP's: the underlay address
+	// of every node on the network mapped to its node name. SetNeighbors
+	// replaces it later. The map is copied.
+	Neighbors map[netip.Addr]string
+
+	// SocketBuffer is the SO_SNDBUF and SO_RCVBUF to ask for; zero means
+	// DefaultSocketBuffer. Beyond net.core.wmem_max it needs root
+	// (SO_SNDBUFFORCE); without, the kernel's limit applies.
+	SocketBuffer int
+
+	// Namespace, if not empty, is a named network namespace in which the
+	// socket is created (the process needs root for that). A unix
+	// datagram socket takes its receive queue length from the
+	// net.unix.max_dgram_qlen of the namespace it is created in; see
+	// SetMaxDgramQlen. Empty means the calling thread's namespace.
+	Namespace string
+
+	// TapScanInterval is how often the endpoint looks for taps; zero
+	// means DefaultTapScanInterval, a negative value disables taps.
+	TapScanInterval time.Duration
+}
+
+// peer is a resolved neighbour: its node name and socket address.
+type peer struct {
+	name string
+	sa   sockaddr
+}
+
+// neighborTable is an immutable neighbour table; changes publish a new
+// one so senders never wait.
+type neighborTable struct {
+	byAddr map[netip.Addr]*peer
+	byName map[string]*peer
+	src    map[netip.Addr]string
+}
+
+// Endpoint is one node's attachment to an underlay network: a unix
+// datagram socket at <dir>/<network>/<node>.sock. SendTo, SendToNode,
+// SetNeighbors, SetUp, SetImpairment and Stats are safe for concurrent
+// use; ReadBatch calls are serialized.
+type Endpoint struct {
+	node, network string
+	netDir, path  string
+	iface         string
+	ino           uint64    // of the socket file, to remove only ours
+	tapMeta       [2]string // sender node and interface, as tap records carry them
+	epoch         time.Time // origin of the delay queue's monotonic clock
+	file          *os.File  // owns fd; closing it wakes ReadBatch
+	rc            syscall.RawConn
+	fd            int // the bound socket: receives, and sends frames
+	tapFD         int // an unbound socket sending tap copies, so a slow tap never eats the frames' send buffer
+
+	// mu is held for reading around every system call on fd and tapFD,
+	// and for writing by Close, so Close never closes a descriptor in
+	// use. closed is guarded by it.
+	mu     sync.RWMutex
+	closed bool
+
+	down  atomic.Bool
+	neigh atomic.Pointer[neighborTable]
+	imp   atomic.Pointer[impairState]
+	taps  atomic.Pointer[tapList] // nil when no tap exists
+
+	ctl   sync.Mutex // serializes SetImpairment and starting the delay queue
+	delay *delayQueue
+
+	done chan struct{}
+	wg   sync.WaitGroup
+
+	stats counters
+	rx    receiver
+}
+
+// Attach attaches node to the underlay network: it binds the socket
+// <dir>/<network>/<node>.sock, creating the directories as needed. A
+// socket file left by a process that died is replaced; one a live
+// process is bound to is an error (the node is attached already). The
+// path must fit in a unix socket address (107 bytes).
+func Attach(dir, network, node string, opts Options) (*Endpoint, error) {
+	if dir == "" {
+		return nil, errors.New("fabric: attach: empty directory")
+	}
+	if err := checkName("network", network); err != nil {
+		return nil, err
+	}
+	if err := checkName("node", node); err != nil {
+		return nil, err
+	}
+	iface := opts.Interface
+	if iface == "" {
+		iface = node
+	}
+	if len(iface) > maxName {
+		return nil, fmt.Errorf("fabric: interface name %q longer than %d bytes", iface, maxName)
+	}
+	size := opts.SocketBuffer
+	if size == 0 {
+		size = DefaultSocketBuffer
+	}
+	netDir := filepath.Join(dir, network)
+	e := &Endpoint{
+		node:    node,
+		network: network,
+		netDir:  netDir,
+		path:    filepath.Join(netDir, node+sockSuffix),
+		iface:   iface,
+		tapMeta: [2]string{node, iface},
+		epoch:   time.Now(),
+		done:    make(chan struct{}),
+		fd:      -1,
+		tapFD:   -1,
+	}
+	if err := e.SetNeighbors(opts.Neighbors); err != nil {
+		return nil, err
+	}
+	fd, err := newSocket(opts.Namespace, size)
+	if err != nil {
+		return nil, fmt.Errorf("fabric: attach %s to %s: %w", node, network, err)
+	}
+	if err := bindSocket(fd, e.path); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("fabric: attach %s to %s: %w", node, network, err)
+	}
+	e.ino = inode(e.path)
+	e.file = os.NewFile(uintptr(fd), e.path) // fd is nonblocking: the file uses the runtime poller
+	e.fd = fd
+	if e.rc, err = e.file.SyscallConn(); err == nil {
+		e.tapFD, err = newSocket("", size)
+	}
+	if err != nil {
+		e.file.Close()
+		e.removeFiles()
+		return nil, fmt.Errorf("fabric: attach %s to %s: %w", node, network, err)
+	}
+	e.rx.fn = e.rx.recv
+	interval := opts.TapScanInterval
+	if interval == 0 {
+		interval = DefaultTapScanInterval
+	}
+	if interval > 0 {
+		e.wg.Add(1)
+		go e.scanTaps(interval)
+	}
+	return e, nil
+}
+
+// maxName bounds node, network and interface names (tap records carry
+// their length in a byte).
+const maxName = 255
+
+// checkName accepts names that are one path component.
+func checkName(what, s string) error {
+	if s == "" || s == "." || s == ".." || len(s) > maxName || strings.ContainsAny(s, "/\x00") {
+		return fmt.Errorf("fabric: invalid %s name %q", what, s)
+	}
+	return nil
+}
+
+// Node returns the endpoint's node name.
+func (e *Endpoint) Node() string { return e.node }
+
+// Network returns the name of the network the endpoint is attached to.
+func (e *Endpoint) Network() string { return e.network }
+
+// Interface returns the interface name tap records carry for this
+// endpoint.
+func (e *Endpoint) Interface() string { return e.iface }
+
+// Path returns the endpoint's socket path.
+func (e *Endpoint) Path() string { return e.path }
+
+// SetNeighbors replaces the neighbour table (underlay address to node
+// name). Senders are never blocked: they see the old table or the new
+// one. The map is copied.
+func (e *Endpoint) SetNeighbors(m map[netip.Addr]string) error {
+	t := &neighborTable{
+		byAddr: make(map[netip.Addr]*peer, len(m)),
+		byName: make(map[string]*peer, len(m)),
+		src:    make(map[netip.Addr]string, len(m)),
+	}
+	for addr, node := range m {
+		if !addr.IsValid() {
+			return errors.New("fabric: neighbour with an invalid address")
+		}
+		if err := checkName("node", node); err != nil {
+			return err
+		}
+		p := t.byName[node]
+		if p == nil {
+			p = &peer{name: node}
+			if !p.sa.setJoin(e.netDir, node) {
+				return fmt.Errorf("fabric: socket path of neighbour %s under %s is too long for a unix socket address", node, e.netDir)
+			}
+			t.byName[node] = p
+		}
+		addr = addr.Unmap()
+		t.byAddr[addr] = p
+		t.src[addr] = node
+	}
+	e.neigh.Store(t)
+	return nil
+}
+
+// Neighbors returns a copy of the neighbour table.
+func (e *Endpoint) Neighbors() map[netip.Addr]string {
+	src := e.neigh.Load().src
+	m := make(map[netip.Addr]string, len(src))
+	for k, v := range src {
+		m[k] = v
+	}
+	return m
+}
+
+// Neighbor resolves a next hop to a node name, as SendTo does.
+func (e *Endpoint) Neighbor(nextHop netip.Addr) (string, bool) {
+	p := e.neigh.Load().byAddr[nextHop.Unmap()]
+	if p == nil {
+		return "", false
+	}
+	return p.name, true
+}
+
+// SetUp sets the link state. A down endpoint is a pulled cable: frames
+// sent are dropped (ErrLinkDown, nothing is captured), frames arriving
+// are dropped, frames waiting in the delay queue are dropped when due,
+// and all of it is counted. Endpoints start up.
+func (e *Endpoint) SetUp(up bool) { e.down.Store(!up) }
+
+// IsUp reports the link state set by SetUp.
+func (e *Endpoint) IsUp() bool { return !e.down.Load() }
+
+// Stats returns a snapshot of the endpoint's counters.
+func (e *Endpoint) Stats() Stats { return e.stats.snapshot() }
+
+// SendTo sends f to the node owning the underlay address nextHop, resolved
+// through the neighbour table. It never blocks and never allocates
+// (without delay impairments); f.Packet may be reused as soon as it
+// returns. Every frame not put in the receiver's queue is counted in
+// Stats().TxDrops and reported as ErrNoNeighbor, ErrNeighborDown,
+// ErrLinkDown, ErrQueueFull or ErrBadFrame (kernel errors as unix.Errno).
+// Frames lost to an impairment are not errors: the sender cannot know.
+func (e *Endpoint) SendTo(nextHop netip.Addr, f Frame) error {
+	p := e.neigh.Load().byAddr[nextHop]
+	if p == nil {
+		if nextHop.Is4In6() {
+			p = e.neigh.Load().byAddr[nextHop.Unmap()]
+		}
+		if p == nil {
+			e.stats.txNoNeighbor.Add(1)
+			return ErrNoNeighbor
+		}
+	}
+	return e.send(p, &f)
+}
+
+// SendToNode sends f to the named node, in or out of the neighbour table,
+// as SendTo does.
+func (e *Endpoint) SendToNode(node string, f Frame) error {
+	if p := e.neigh.Load().byName[node]; p != nil {
+		return e.send(p, &f)
+	}
+	var p peer
+	if checkName("node", node) != nil || !p.sa.setJoin(e.netDir, node) {
+		e.stats.txNoNeighbor.Add(1)
+		return ErrNoNeighbor
+	}
+	p.name = node
+	return e.send(&p, &f)
+}
+
+func (e *Endpoint) send(p *peer, f *Frame) error {
+	n := len(f.Packet)
+	if err := checkFrame(&f.GSO, n); err != nil {
+		e.stats.txBadFrame.Add(1)
+		return err
+	}
+	if uint64(n) > maxPacket {
+		e.stats.txBadFrame.Add(1)
+		return ErrTooLarge
+	}
+	if e.down.Load() {
+		e.stats.txLinkDown.Add(1)
+		return ErrLinkDown
+	}
+	if tl := e.taps.Load(); tl != nil {
+		e.mirror(tl, p.name, f)
+	}
+	if imp := e.imp.Load(); imp != nil {
+		if imp.lose() {
+			e.stats.txLoss.Add(1)
+			return nil
+		}
+		if imp.delays {
+			return e.delay.push(e, imp, p, f)
+		}
+	}
+	return e.transmit(&p.sa, &f.GSO, f.Packet)
+}
+
+// transmit puts one frame on the wire: header and packet gathered into one
+// datagram, without copying in user space.
+func (e *Endpoint) transmit(sa *sockaddr, g *GSO, pkt []byte) error {
+	var h [HeaderLen]byte
+	putHeader(&h, g, len(pkt))
+	var iov [2]unix.Iovec
+	iov[0].Base = &h[0]
+	iov[0].SetLen(HeaderLen)
+	setIov(&iov[1], pkt)
+	e.mu.RLock()
+	if e.closed {
+		e.mu.RUnlock()
+		return ErrClosed
+	}
+	errno := sendmsg(e.fd, sa, iov[:])
+	e.mu.RUnlock()
+	return e.txResult(errno, len(pkt))
+}
+
+// txResult counts the outcome of a send and turns it into SendTo's error.
+func (e *Endpoint) txResult(errno unix.Errno, n int) error {
+	switch errno {
+	case 0:
+		e.stats.txFrames.Add(1)
+		e.stats.txBytes.Add(uint64(n))
+		return nil
+	case unix.EAGAIN, unix.ENOBUFS:
+		e.stats.txQueueFull.Add(1)
+		return ErrQueueFull
+	case unix.ECONNREFUSED, unix.ENOENT, unix.ENOTDIR:
+		e.stats.txNeighborDown.Add(1)
+		return ErrNeighborDown
+	default:
+		e.stats.txError.Add(1)
+		return errno
+	}
+}
+
+// maxBatch bounds the datagrams one ReadBatch receives (recvmmsg's vlen).
+const maxBatch = 256
+
+// receiver is ReadBatch's state: the recvmmsg vectors, reused across
+// calls, and the callback the runtime poller runs when the socket is
+// readable (made once, so waiting allocates nothing).
+type receiver struct {
+	mu    sync.Mutex
+	msgs  []mmsghdr
+	iovs  [][2]unix.Iovec
+	hdrs  [][HeaderLen]byte
+	vlen  int
+	got   int
+	errno unix.Errno
+	fn    func(fd uintptr) bool
+}
+
+func (r *receiver) grow(n int) {
+	if len(r.msgs) >= n {
+		return
+	}
+	r.msgs = make([]mmsghdr, n)
+	r.iovs = make([][2]unix.Iovec, n)
+	r.hdrs = make([][HeaderLen]byte, n)
+	for i := range r.msgs {
+		r.iovs[i][0].Base = &r.hdrs[i][0]
+		r.iovs[i][0].SetLen(HeaderLen)
+		r.msgs[i].hdr.Iov = &r.iovs[i][0]
+		r.msgs[i].hdr.SetIovlen(2)
+	}
+}
+
+// recv is the poller callback: one nonblocking recvmmsg; false means
+// "nothing yet, wait for readability".
+func (r *receiver) recv(fd uintptr) bool {
+	for {
+		n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.msgs[0])), uintptr(r.vlen), unix.MSG_DONTWAIT, 0, 0)
+		switch errno {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		}
+		r.got, r.errno = int(n), errno
+		return true
+	}
+}
+
+// ReadBatch waits for frames and receives as many as are queued, up to
+// min(len(bufs), len(frames), 256), in one system call (recvmmsg). Each
+// frame's packet is received straight into a caller buffer, so a buffer
+// must hold the largest packet expected (64 KB for GSO super-packets);
+// give it headroom by slicing (bufs[i] = b[off:]) when the packet must be
+// preceded by something later, such as a virtio_net_hdr. Longer frames
+// are dropped and counted (RxDrops.TooBig).
+//
+// It returns n ≥ 1 frames: frames[i].Packet is bufs[i][:len] for i < n.
+// To keep that so when some datagrams are dropped (malformed, link down)
+// it may swap elements of bufs. It returns ErrClosed once the endpoint is
+// closed. Calls are serialized; it does not allocate.
+func (e *Endpoint) ReadBatch(bufs [][]byte, frames []Frame) (int, error) {
+	n := min(len(bufs), len(frames), maxBatch)
+	if n == 0 {
+		return 0, nil
+	}
+	r := &e.rx
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.grow(n)
+	for {
+		for i := range n {
+			setIov(&r.iovs[i][1], bufs[i])
+			r.msgs[i].hdr.Flags = 0
+		}
+		r.vlen = n
+		if err := e.rc.Read(r.fn); err != nil {
+			return 0, ErrClosed
+		}
+		if r.errno != 0 {
+			if errors.Is(r.errno, unix.EBADF) {
+				return 0, ErrClosed
+			}
+			return 0, r.errno
+		}
+		down := e.down.Load()
+		k := 0
+		var bytes uint64
+		var bad, big, dropped uint64
+		for i := range r.got {
+			m := &r.msgs[i]
+			ln := int(m.len)
+			switch {
+			case m.hdr.Flags&unix.MSG_TRUNC != 0:
+				big++
+				continue
+			case ln < HeaderLen:
+				bad++
+				continue
+			}
+			g, err := parseHeader(&r.hdrs[i], ln-HeaderLen)
+			if err != nil {
+				bad++
+				continue
+			}
+			if down {
+				dropped++
+				continue
+			}
+			if k != i {
+				bufs[k], bufs[i] = bufs[i], bufs[k]
+			}
+			frames[k] = Frame{GSO: g, Packet: bufs[k][:ln-HeaderLen]}
+			bytes += uint64(ln - HeaderLen)
+			k++
+		}
+		if bad > 0 {
+			e.stats.rxBadFrame.Add(bad)
+		}
+		if big > 0 {
+			e.stats.rxTooBig.Add(big)
+		}
+		if dropped > 0 {
+			e.stats.rxLinkDown.Add(dropped)
+		}
+		if k > 0 {
+			e.stats.rxFrames.Add(uint64(k))
+			e.stats.rxBytes.Add(bytes)
+			return k, nil
+		}
+	}
+}
+
+// Close detaches the endpoint: it stops its goroutines, drops what waits
+// in the delay queue, wakes a blocked ReadBatch (which returns ErrClosed),
+// closes the sockets and removes the socket file, and the network's
+// directory if nothing else is left in it.
+func (e *Endpoint) Close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	e.mu.Unlock()
+	close(e.done)
+	e.wg.Wait()
+	err := e.file.Close()
+	if e.tapFD >= 0 {
+		unix.Close(e.tapFD)
+	}
+	e.removeFiles()
+	return err
+}
+
+// removeFiles removes the socket file, if it is still ours, and the empty
+// directories above it.
+func (e *Endpoint) removeFiles() {
+	if e.ino != 0 && sameFile(e.path, e.ino) {
+		_ = os.Remove(e.path)
+	}
+	removeEmptyDirs(filepath.Join(e.netDir, tapsDir), e.netDir)
+}

@@ -1,0 +1,266 @@
+package fabric
+
+import (
+	"errors"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Impairment is what an endpoint does to the frames it sends, like netem
+// on an interface's egress: each frame is lost with probability Loss, and
+// otherwise delivered Delay later, plus or minus up to Jitter (uniformly;
+// with jitter frames may be reordered, as with netem). The zero value is
+// a perfect link and costs nothing per frame.
+type Impairment struct {
+	Delay  time.Duration
+	Jitter time.Duration
+	Loss   float64 // probability, 0 to 1
+
+	// Limit bounds the frames waiting in the delay queue; beyond it frames
+	// are dropped as QueueFull. Zero means DefaultDelayLimit.
+	Limit int
+
+	// Seed seeds the random draws behind Loss and Jitter, so a run can be
+	// repeated: the same seed and the same sequence of frames from one
+	// goroutine lose the same frames.
+	Seed uint64
+}
+
+// DefaultDelayLimit is the delay queue's length when Impairment.Limit is
+// zero, as netem's default limit.
+const DefaultDelayLimit = 1000
+
+// IsZero reports whether the impairment leaves frames alone.
+func (imp Impairment) IsZero() bool { return imp.Delay == 0 && imp.Jitter == 0 && imp.Loss == 0 }
+
+// impairState is an Impairment in force, with its random source.
+type impairState struct {
+	cfg     Impairment
+	loss    uint64 // a draw below it loses the frame
+	lossAll bool
+	delays  bool
+	limit   int
+	rng     atomic.Uint64 // splitmix64 state: lock-free and deterministic
+}
+
+// rand returns the next number of a splitmix64 sequence. Concurrent
+// callers each get a different number of the same sequence.
+func (s *impairState) rand() uint64 {
+	z := s.rng.Add(0x9e3779b97f4a7c15)
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	return z ^ (z >> 31)
+}
+
+func (s *impairState) lose() bool {
+	switch {
+	case s.lossAll:
+		return true
+	case s.loss == 0:
+		return false
+	}
+	return s.rand() < s.loss
+}
+
+// delayFor returns how long one frame waits.
+func (s *impairState) delayFor() time.Duration {
+	d := s.cfg.Delay
+	if j := s.cfg.Jitter; j > 0 {
+		d += time.Duration(s.rand()%uint64(2*j+1)) - j
+		if d < 0 {
+			d = 0
+		}
+	}
+	return d
+}
+
+// SetImpairment sets the impairments applied to frames sent from now on
+// (frames already delayed keep their time). The zero Impairment removes
+// them.
+func (e *Endpoint) SetImpairment(imp Impairment) error {
+	switch {
+	case imp.Delay < 0 || imp.Jitter < 0:
+		return errors.New("fabric: negative delay or jitter")
+	case math.IsNaN(imp.Loss) || imp.Loss < 0 || imp.Loss > 1:
+		return errors.New("fabric: loss must be a probability from 0 to 1")
+	case imp.Limit < 0:
+		return errors.New("fabric: negative delay queue limit")
+	}
+	e.ctl.Lock()
+	defer e.ctl.Unlock()
+	if imp.IsZero() {
+		e.imp.Store(nil)
+		return nil
+	}
+	s := &impairState{cfg: imp, delays: imp.Delay > 0 || imp.Jitter > 0, limit: imp.Limit}
+	if s.limit == 0 {
+		s.limit = DefaultDelayLimit
+	}
+	s.rng.Store(imp.Seed)
+	switch {
+	case imp.Loss >= 1:
+		s.lossAll = true
+	case imp.Loss > 0:
+		s.loss = uint64(imp.Loss * (1 << 64))
+	}
+	if s.delays && e.delay == nil {
+		e.mu.RLock()
+		if e.closed {
+			e.mu.RUnlock()
+			return ErrClosed
+		}
+		e.delay = &delayQueue{wake: make(chan struct{}, 1)}
+		e.wg.Add(1)
+		e.mu.RUnlock()
+		go e.delay.run(e)
+	}
+	e.imp.Store(s)
+	return nil
+}
+
+// Impairment returns the impairment in force.
+func (e *Endpoint) Impairment() Impairment {
+	if s := e.imp.Load(); s != nil {
+		return s.cfg
+	}
+	return Impairment{}
+}
+
+// delayQueue holds delayed frames (copied: the caller reuses its buffer)
+// in a heap ordered by due time, and one goroutine sends each when due.
+type delayQueue struct {
+	mu    sync.Mutex
+	items []delayItem // min-heap on (due, seq)
+	free  [][]byte    // recycled packet buffers
+	seq   uint64
+	wake  chan struct{}
+}
+
+type delayItem struct {
+	due time.Duration // since Endpoint.epoch (monotonic)
+	seq uint64
+	sa  sockaddr
+	gso GSO
+	pkt []byte
+}
+
+func (a *delayItem) before(b *delayItem) bool {
+	return a.due < b.due || a.due == b.due && a.seq < b.seq
+}
+
+// push queues a copy of f for p.
+func (q *delayQueue) push(e *Endpoint, s *impairState, p *peer, f *Frame) error {
+	select {
+	case <-e.done:
+		return ErrClosed
+	default:
+	}
+	due := time.Since(e.epoch) + s.delayFor()
+	q.mu.Lock()
+	if len(q.items) >= s.limit {
+		q.mu.Unlock()
+		e.stats.txQueueFull.Add(1)
+		return ErrQueueFull
+	}
+	var buf []byte
+	if k := len(q.free) - 1; k >= 0 && cap(q.free[k]) >= len(f.Packet) {
+		buf = q.free[k][:len(f.Packet)]
+		q.free = q.free[:k]
+	} else {
+		buf = make([]byte, len(f.Packet), max(len(f.Packet), 2048))
+	}
+	copy(buf, f.Packet)
+	q.seq++
+	q.items = append(q.items, delayItem{due: due, seq: q.seq, sa: p.sa, gso: f.GSO, pkt: buf})
+	q.up(len(q.items) - 1)
+	head := q.items[0].seq == q.seq
+	q.mu.Unlock()
+	e.stats.delayed.Add(1)
+	if head {
+		select {
+		case q.wake <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+func (q *delayQueue) up(i int) {
+	for i > 0 {
+		parent := (i - 1) / 2
+		if !q.items[i].before(&q.items[parent]) {
+			return
+		}
+		q.items[i], q.items[parent] = q.items[parent], q.items[i]
+		i = parent
+	}
+}
+
+// pop removes the earliest item.
+func (q *delayQueue) pop() delayItem {
+	it := q.items[0]
+	last := len(q.items) - 1
+	q.items[0] = q.items[last]
+	q.items[last] = delayItem{}
+	q.items = q.items[:last]
+	for i := 0; ; {
+		l, r, m := 2*i+1, 2*i+2, i
+		if l < last && q.items[l].before(&q.items[m]) {
+			m = l
+		}
+		if r < last && q.items[r].before(&q.items[m]) {
+			m = r
+		}
+		if m == i {
+			return it
+		}
+		q.items[i], q.items[m] = q.items[m], q.items[i]
+		i = m
+	}
+}
+
+// run sends frames when due until the endpoint closes.
+func (q *delayQueue) run(e *Endpoint) {
+	defer e.wg.Done()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		q.mu.Lock()
+		for len(q.items) > 0 && q.items[0].due <= time.Since(e.epoch) {
+			it := q.pop()
+			q.mu.Unlock()
+			e.stats.delayed.Add(-1)
+			if e.down.Load() {
+				e.stats.txLinkDown.Add(1)
+			} else {
+				_ = e.transmit(&it.sa, &it.gso, it.pkt)
+			}
+			q.mu.Lock()
+			if len(q.free) < DefaultDelayLimit {
+				q.free = append(q.free, it.pkt)
+			}
+		}
+		wait := time.Duration(-1)
+		if len(q.items) > 0 {
+			wait = q.items[0].due - time.Since(e.epoch)
+		}
+		q.mu.Unlock()
+		if wait >= 0 {
+			timer.Reset(wait)
+		}
+		select {
+		case <-e.done:
+			timer.Stop()
+			q.mu.Lock()
+			e.stats.delayed.Add(-int64(len(q.items)))
+			q.items, q.free = nil, nil
+			q.mu.Unlock()
+			return
+		case <-q.wake:
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+}

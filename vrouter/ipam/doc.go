@@ -1,0 +1,37 @@
+// Package ipam is vrouter's IP address management, modelled on Calico IPAM
+// (libcalico-go/lib/ipam).
+//
+// An IP pool (Pool) is carved into blocks, /26 by default. A node claims a
+// free block on its first workload and becomes the block's affinity; it
+// assigns workload addresses from its own blocks, lowest first, and claims
+// another block when they are full. Every block affine to a node is a
+// `blackhole CIDR proto bird` route on that node and the prefix it
+// announces over BGP; every local workload is a /32 route to its cali
+// device. Addresses belong to handles, the workloads' identities, and are
+// released by handle (or by address) when a workload is deleted; nothing in
+// a block is reserved, so the first address of a block is a workload's too.
+//
+// All state lives in a Datastore shared by the nodes, and every operation
+// is one transaction, so that any number of node processes claiming blocks
+// and addresses at once never hand out one twice. BoltStore, the default,
+// is a bbolt file in the lab's state directory and needs no server;
+// MemStore serves tests and single processes; an etcd backend (the store
+// Calico itself uses) fits the same interface.
+//
+// A node agent uses it like this:
+//
+//	store, err := ipam.OpenBolt(filepath.Join(stateDir, "ipam.db"))
+//	...
+//	m, err := ipam.New(store, []ipam.Pool{{Name: "default-ipv4-ippool", CIDR: cidr, BlockSize: 26}})
+//	...
+//	addr, err := m.AutoAssign(ctx, ipam.AssignArgs{Node: "node1", Handle: "lab.web-1"})
+//	blocks, err := m.BlocksForNode(ctx, "node1") // blackhole and announce these
+//	...
+//	err = m.ReleaseByHandle(ctx, "lab.web-1")
+//
+// Not yet: borrowing an address from another node's block when no pool has
+// a free block (Calico does that unless the pool has strict affinity), the
+// etcd backend, and the tunl0 address (Calico assigns it from the node's
+// block under the handle "ipip-tunnel-addr-<node>", which AutoAssign can
+// already do).
+package ipam

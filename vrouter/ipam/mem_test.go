@@ -1,0 +1,7 @@
+package ipam
+
+import "testing"
+
+func TestMemStoreConformance(t *testing.T) {
+	testDatastoreConformance(t, func(t *testing.T) Datastore { return NewMemStore() })
+}

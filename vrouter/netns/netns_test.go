@@ -1,0 +1,226 @@
+package netns
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vrouter-lab/vrouter/vrouter/netns/netnstest"
+	"golang.org/x/sys/unix"
+)
+
+func testName(t *testing.T, suffix string) string {
+	netnstest.GuardNamespaces(t, fmt.Sprintf("vrtest-%d-", os.Getpid()))
+	name := fmt.Sprintf("vrtest-%d-%s", os.Getpid(), suffix)
+	t.Cleanup(func() {
+		if err := Delete(name); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	return name
+}
+
+func ipOut(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("ip", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+func TestCreateDoDelete(t *testing.T) {
+	netnstest.RequireRoot(t)
+	netnstest.GuardRoot(t)
+	name := testName(t, "a")
+	if err := Create(name); err != nil {
+		t.Fatal(err)
+	}
+	if err := Create(name); err == nil {
+		t.Fatal("second Create of the same name succeeded")
+	}
+	if !strings.Contains(ipOut(t, "netns", "list"), name) {
+		t.Fatalf("ip netns list does not show %s", name)
+	}
+	if lo := ipOut(t, "-n", name, "link", "show", "lo"); !strings.Contains(lo, "UP") {
+		t.Fatalf("lo not up in %s: %s", name, lo)
+	}
+	names, err := List(fmt.Sprintf("vrtest-%d-", os.Getpid()))
+	if err != nil || len(names) != 1 || names[0] != name {
+		t.Fatalf("List = %v, %v; want [%s]", names, err, name)
+	}
+
+	var st unix.Stat_t
+	if err := unix.Stat(Path(name), &st); err != nil {
+		t.Fatal(err)
+	}
+	var inside unix.Stat_t
+	err = Do(name, func() error { return unix.Stat("/proc/thread-self/ns/net", &inside) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inside.Ino != st.Ino {
+		t.Fatalf("Do ran in namespace inode %d, want %d", inside.Ino, st.Ino)
+	}
+	var after unix.Stat_t
+	if err := unix.Stat("/proc/thread-self/ns/net", &after); err != nil {
+		t.Fatal(err)
+	}
+	if after.Ino == st.Ino {
+		t.Fatal("calling thread left inside the namespace")
+	}
+
+	if err := Delete(name); err != nil {
+		t.Fatal(err)
+	}
+	if Exists(name) {
+		t.Fatal("namespace still exists after Delete")
+	}
+	if err := Delete(name); err != nil {
+		t.Fatalf("second Delete: %v", err)
+	}
+}
+
+func TestRefusesRootNamespace(t *testing.T) {
+	netnstest.RequireRoot(t)
+	netnstest.GuardRoot(t)
+	name := fmt.Sprintf("vrtest-%d-root", os.Getpid())
+	// A name that points at the root namespace (the test runs there), as a
+	// careless bind mount would.
+	if err := os.MkdirAll(Dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(Path(name), nil, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("/proc/self/ns/net", Path(name), "bind", unix.MS_BIND, ""); err != nil {
+		os.Remove(Path(name))
+		t.Fatal(err)
+	}
+	defer func() {
+		unix.Unmount(Path(name), unix.MNT_DETACH)
+		os.Remove(Path(name))
+	}()
+	if _, err := Handle(name); !errors.Is(err, ErrRoot) {
+		t.Fatalf("Handle on the root namespace: err = %v, want ErrRoot", err)
+	}
+	if err := Do(name, func() error { return nil }); !errors.Is(err, ErrRoot) {
+		t.Fatalf("Do on the root namespace: err = %v, want ErrRoot", err)
+	}
+	if _, err := OpenTUN(name, "vrtest0", 1500); !errors.Is(err, ErrRoot) {
+		t.Fatalf("OpenTUN in the root namespace: err = %v, want ErrRoot", err)
+	}
+}
+
+func TestInvalidNames(t *testing.T) {
+	for _, n := range []string{"", ".", "..", "a/b"} {
+		if err := Create(n); err == nil {
+			t.Errorf("Create(%q) succeeded", n)
+		}
+		if _, err := Handle(n); err == nil {
+			t.Errorf("Handle(%q) succeeded", n)
+		}
+	}
+}
+
+// TestTUNCarriesPing opens a TUN device in a namespace and answers the
+// kernel's ping through it: real ping sends an echo request into the
+// device, the test reads it and writes an echo reply back.
+func TestTUNCarriesPing(t *testing.T) {
+	netnstest.RequireRoot(t)
+	netnstest.RequireCommand(t, "ping", "iputils-ping")
+	netnstest.GuardRoot(t)
+	name := testName(t, "tun")
+	if err := Create(name); err != nil {
+		t.Fatal(err)
+	}
+	dev, err := OpenTUN(name, "eth0", 1400)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	if err := dev.AddAddress(netip.MustParsePrefix("10.99.0.1/24")); err != nil {
+		t.Fatal(err)
+	}
+	link := ipOut(t, "-n", name, "link", "show", "eth0")
+	if !strings.Contains(link, "mtu 1400") || !strings.Contains(link, "UP") {
+		t.Fatalf("eth0 in %s: %s", name, link)
+	}
+
+	done := make(chan error, 1)
+	go func() {
+		out, err := exec.Command("ip", "netns", "exec", name, "ping", "-c", "1", "-W", "5", "10.99.0.2").CombinedOutput()
+		if err != nil {
+			err = fmt.Errorf("%v\n%s", err, out)
+		}
+		done <- err
+	}()
+
+	const off = 16 // room for the virtio-net header
+	bufs := [][]byte{make([]byte, 65536)}
+	sizes := []int{0}
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		n, err := dev.Read(bufs, sizes, off)
+		if err != nil {
+			t.Fatalf("read tun: %v", err)
+		}
+		if n == 0 {
+			continue
+		}
+		pkt := bufs[0][off : off+sizes[0]]
+		// Only the echo request to 10.99.0.2 interests us (the kernel may
+		// also send IPv6 router solicitations and the like).
+		if len(pkt) < 28 || pkt[0]>>4 != 4 || pkt[9] != 1 || netip.AddrFrom4([4]byte(pkt[16:20])) != netip.MustParseAddr("10.99.0.2") || pkt[20] != 8 {
+			continue
+		}
+		reply := echoReply(pkt)
+		wb := make([]byte, off+len(reply))
+		copy(wb[off:], reply)
+		if _, err := dev.Write([][]byte{wb}, off); err != nil {
+			t.Fatalf("write tun: %v", err)
+		}
+		break
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("ping through the TUN device failed: %v", err)
+	}
+}
+
+// echoReply turns an IPv4 ICMP echo request into its reply, recomputing both
+// checksums from scratch (RFC 1071).
+func echoReply(req []byte) []byte {
+	ihl := int(req[0]&0x0f) * 4
+	total := int(binary.BigEndian.Uint16(req[2:4]))
+	p := append([]byte(nil), req[:total]...)
+	copy(p[12:16], req[16:20])
+	copy(p[16:20], req[12:16])
+	p[8] = 64
+	p[10], p[11] = 0, 0
+	binary.BigEndian.PutUint16(p[10:12], checksum(p[:ihl]))
+	icmp := p[ihl:]
+	icmp[0] = 0 // echo reply
+	icmp[2], icmp[3] = 0, 0
+	binary.BigEndian.PutUint16(icmp[2:4], checksum(icmp))
+	return p
+}
+
+func checksum(b []byte) uint16 {
+	var s uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		s += uint32(b[i])<<8 | uint32(b[i+1])
+	}
+	if len(b)%2 == 1 {
+		s += uint32(b[len(b)-1]) << 8
+	}
+	for s > 0xffff {
+		s = s>>16 + s&0xffff
+	}
+	return ^uint16(s)
+}

@@ -1,0 +1,25 @@
+package vrouter
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/vrouter-lab/vrouter/vrouter/bgp"
+)
+
+// WriteNodeStatus prints a node's BGP peers as `calicoctl node status`
+// does. statusErr is the error of fetching s: the agent is not running.
+func WriteNodeStatus(w io.Writer, s *Status, statusErr error) error {
+	if statusErr != nil || s == nil {
+		if err := bgp.WriteStatus(w, "vrouter", false, nil, time.Now()); err != nil {
+			return err
+		}
+		return fmt.Errorf("node agent is not running: %w", statusErr)
+	}
+	var peers []bgp.PeerStatus
+	for _, p := range s.Peers {
+		peers = append(peers, bgp.PeerStatus{Address: p.Address, Type: peerType(p.Type), State: p.State, Since: p.Since, Info: p.Info})
+	}
+	return bgp.WriteStatus(w, "vrouter", true, peers, time.Now())
+}
