@@ -64,7 +64,7 @@ type BGPConfig struct {
 type BGPPeer struct {
 	Address netip.Addr `json:"address"`
 	ASN     uint32     `json:"asNumber"`
-	Type    string     `json:"type"` // "node-to-node mesh", "global", "node specific"
+	Type    string     `json:"type"`           // "node-to-node mesh", "global", "node specific"
 	Node    string     `json:"node,omitempty"` // the lab node at Address, if any
 	// Name is the BGPPeer resource the peer comes from; empty for the mesh.
 	Name string `json:"name,omitempty"`
