@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/vrouter-lab/vrouter/vrouter/fabric"
 	"github.com/vrouter-lab/vrouter/vrouter/fib"
@@ -109,6 +110,42 @@ func newTUNPort(id PortID, dev tun.Device) (*tunPort, error) {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
 	return &tunPort{id: id, dev: dev, file: f, rc: rc}, nil
+}
+
+// The engine's TUN reads and writes never block (the descriptors are
+// nonblocking), so they are raw system calls: the Go scheduler is not told,
+// and does not hand the goroutine's P to another thread when a write that
+// runs the receiving kernel's TCP takes tens of microseconds. That hand-off
+// (futex wakeups, sysmon polling) cost more than the copy itself; see
+// docs/benchmarks.md. gVisor's rawfile does the same.
+
+// rawRead is read(2) on a nonblocking descriptor.
+func rawRead(fd uintptr, p []byte) (int, error) {
+	n, _, errno := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
+// write writes one virtio_net_hdr and packet to the port's device.
+func (p *tunPort) write(b []byte) error {
+	var errno unix.Errno
+	err := p.rc.Write(func(fd uintptr) bool {
+		for {
+			_, _, errno = unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+			if errno != unix.EINTR {
+				return true
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if errno != 0 {
+		return errno
+	}
+	return nil
 }
 
 // NewEngine builds an engine with the host and underlay ports; workloads are
@@ -340,7 +377,7 @@ func (s *sender) fragment(d Decision, g fabric.GSO) {
 			w = append(make([]byte, vnetLen, vnetLen+len(f)), f...)
 		}
 		clear(w[:vnetLen])
-		_, _ = outs[d.Port.ID].file.Write(w)
+		_ = outs[d.Port.ID].write(w)
 		return nil
 	}
 	if g.IsGSO() {
@@ -400,7 +437,7 @@ func (s *sender) flushTUN() {
 	outs := *s.e.outputs.Load()
 	for _, p := range s.tun {
 		if int(p.port) < len(outs) && outs[p.port] != nil {
-			if _, err := outs[p.port].file.Write(p.buf); err != nil {
+			if err := outs[p.port].write(p.buf); err != nil {
 				s.e.log.Debug("tun write", "port", p.port, "err", err)
 			}
 		}
@@ -424,7 +461,7 @@ func (e *Engine) readTUN(p *tunPort) {
 	var rerr error
 	read := func(fd uintptr) bool {
 		for n < batch {
-			m, err := unix.Read(int(fd), bufs[n][headroom-vnetLen:])
+			m, err := rawRead(fd, bufs[n][headroom-vnetLen:])
 			switch {
 			case err == unix.EINTR:
 				continue

@@ -122,7 +122,7 @@ func (e *Endpoint) writeChunk(nextHops []netip.Addr, frames []Frame, errs []erro
 		return sent
 	}
 	for j := 0; j < k; {
-		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(e.fd), uintptr(unsafe.Pointer(&msgs[j])), uintptr(k-j), unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, 0, 0)
+		r, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(e.fd), uintptr(unsafe.Pointer(&msgs[j])), uintptr(k-j), unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, 0, 0)
 		switch {
 		case errno == unix.EINTR:
 		case errno != 0:
@@ -180,7 +180,7 @@ func (e *Endpoint) mirrorBatch(tl *tapList, to *[writeChunk]string, fs *[writeCh
 			}
 		send:
 			for j := 0; j < n; {
-				r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(e.tapFD), uintptr(unsafe.Pointer(&msgs[j])), uintptr(n-j), unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, 0, 0)
+				r, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(e.tapFD), uintptr(unsafe.Pointer(&msgs[j])), uintptr(n-j), unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, 0, 0)
 				switch errno {
 				case 0:
 					sent += uint64(r)

@@ -177,7 +177,7 @@ func sendmsg(fd int, sa *sockaddr, iov []unix.Iovec) unix.Errno {
 	msg.Iov = &iov[0]
 	msg.SetIovlen(len(iov))
 	for {
-		_, _, errno := unix.Syscall(unix.SYS_SENDMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
+		_, _, errno := unix.RawSyscall(unix.SYS_SENDMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
 		if errno != unix.EINTR {
 			return errno
 		}
