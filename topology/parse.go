@@ -49,7 +49,7 @@ var (
 	poolFields     = []string{"name", "cidr", "blockSize", "ipipMode"}
 	bgpFields      = []string{"asNumber", "nodeToNodeMesh", "keepaliveTime", "holdTime"}
 	networkFields  = []string{"name", "cidr", "mtu"}
-	nodeFields     = []string{"network", "address", "interface", "asNumber", "labels", "routeReflectorClusterID"}
+	nodeFields     = []string{"network", "address", "interface", "asNumber", "labels", "routeReflectorClusterID", "cpuSet"}
 	peerFields     = []string{"name", "peerIP", "peerSelector", "node", "nodeSelector", "asNumber", "password"}
 	workloadFields = []string{"name", "node", "address"}
 )
@@ -120,6 +120,7 @@ type (
 		asn     val[int64]
 		labels  val[map[string]string]
 		cluster val[netip.Addr]
+		cpuSet  val[[]int]
 	}
 	rawPeer struct {
 		line         int
@@ -636,6 +637,16 @@ func (p *parser) nodes(n *yaml.Node) ([]rawNode, int) {
 					r.labels = p.labels(v, f)
 				case "routeReflectorClusterID":
 					r.cluster = p.addr(v, f, "a cluster ID is written like an IPv4 address, e.g. 244.0.0.1")
+				case "cpuSet":
+					str := p.str(v, f, `CPUs like taskset -c takes them, e.g. "0" or "0-1,3"`)
+					if str.st == ok {
+						cpus, err := ParseCPUSet(str.v)
+						if err != nil {
+							p.errorf(str.line, f, "%v", err)
+							str.st = bad
+						}
+						r.cpuSet = val[[]int]{v: cpus, line: str.line, st: str.st}
+					}
 				}
 			})
 		}

@@ -233,6 +233,9 @@ type Node struct {
 	// cluster ID (Calico's spec.bgp.routeReflectorClusterID); the zero Addr
 	// means it is not one.
 	RouteReflectorClusterID netip.Addr `json:",omitzero"`
+	// CPUSet pins the node's agent (its engine and BGP) to these CPUs, as
+	// containerlab's cpu-set pins a container; empty means any CPU.
+	CPUSet []int `json:",omitempty"`
 }
 
 // RouteReflector reports whether the node is a route reflector.

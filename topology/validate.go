@@ -371,6 +371,9 @@ func (p *parser) checkNodes(r *rawLab, lab *Lab, nets map[string]int) map[string
 		if rn.cluster.st == ok {
 			n.RouteReflectorClusterID = rn.cluster.v
 		}
+		if rn.cpuSet.st == ok {
+			n.CPUSet = rn.cpuSet.v
+		}
 		if rn.iface.st == ok {
 			n.Interface = rn.iface.v
 			if m := checkInterface(n.Interface); m != "" {

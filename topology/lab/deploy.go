@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -17,6 +18,7 @@ import (
 	"github.com/vrouter-lab/vrouter/vrouter"
 	"github.com/vrouter-lab/vrouter/vrouter/fabric"
 	"github.com/vrouter-lab/vrouter/vrouter/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Options tune Deploy.
@@ -45,6 +47,9 @@ func Deploy(ctx context.Context, l *topology.Lab, opt Options) (st *State, err e
 		if opt.Progress != nil {
 			fmt.Fprintf(opt.Progress, format+"\n", args...)
 		}
+	}
+	if err := checkCPUs(l); err != nil {
+		return nil, err
 	}
 	dir := Dir(l.Name)
 	if _, err := os.Stat(filepath.Join(dir, stateFile)); err == nil {
@@ -107,7 +112,8 @@ func Deploy(ctx context.Context, l *topology.Lab, opt Options) (st *State, err e
 		return nil, err
 	}
 	for _, n := range st.Nodes {
-		if err := startAgent(opt.Binary, n); err != nil {
+		spec, _ := l.Node(n.Name)
+		if err := startAgent(opt.Binary, n, spec.CPUSet); err != nil {
 			return nil, err
 		}
 		progress("node %s: agent started in namespace %s", n.Name, n.Namespace)
@@ -134,9 +140,28 @@ func createNamespace(name string) error {
 	return nil
 }
 
+// checkCPUs checks that every CPU a node's cpuSet names is one this process
+// may run on, before anything is created.
+func checkCPUs(l *topology.Lab) error {
+	var avail unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &avail); err != nil {
+		return fmt.Errorf("read CPU affinity: %w", err)
+	}
+	for _, n := range l.Nodes {
+		for _, c := range n.CPUSet {
+			if !avail.IsSet(c) {
+				return fmt.Errorf("node %s: cpuSet %s: CPU %d is not available here (this machine has %d CPUs, 0-%d)",
+					n.Name, topology.FormatCPUSet(n.CPUSet), c, runtime.NumCPU(), runtime.NumCPU()-1)
+			}
+		}
+	}
+	return nil
+}
+
 // startAgent starts `vrouter node run` inside the node's namespace, detached
-// from the caller (own session, output to the node's log file).
-func startAgent(bin string, n NodeState) error {
+// from the caller (own session, output to the node's log file), on the CPUs
+// in cpus (any when empty).
+func startAgent(bin string, n NodeState, cpus []int) error {
 	logf, err := os.OpenFile(n.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("node %s: open log: %w", n.Name, err)
@@ -145,7 +170,7 @@ func startAgent(bin string, n NodeState) error {
 	cmd := exec.Command("ip", "netns", "exec", n.Namespace, bin, "node", "run", "--config", n.Config)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
+	if err := startOnCPUs(cmd, cpus); err != nil {
 		return fmt.Errorf("node %s: start agent: %w", n.Name, err)
 	}
 	pid := cmd.Process.Pid
@@ -164,6 +189,30 @@ func startAgent(bin string, n NodeState) error {
 	// are still here, so it does not linger as a zombie.
 	go func() { _ = cmd.Wait() }()
 	return nil
+}
+
+// startOnCPUs starts cmd with its CPU affinity set to cpus (unchanged when
+// empty). A child inherits the affinity of the thread that forks it, so the
+// fork happens on a locked thread given that affinity; the thread is thrown
+// away afterwards (the goroutine ends without unlocking it).
+func startOnCPUs(cmd *exec.Cmd, cpus []int) error {
+	if len(cpus) == 0 {
+		return cmd.Start()
+	}
+	done := make(chan error)
+	go func() {
+		runtime.LockOSThread()
+		var set unix.CPUSet
+		for _, c := range cpus {
+			set.Set(c)
+		}
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			done <- fmt.Errorf("set CPU affinity %s: %w", topology.FormatCPUSet(cpus), err)
+			return
+		}
+		done <- cmd.Start()
+	}()
+	return <-done
 }
 
 // waitReady polls every node until it reports ready (with anyState, until

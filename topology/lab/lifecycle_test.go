@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -117,6 +118,60 @@ func TestDeployTimeoutCleansUp(t *testing.T) {
 	out, code := vr(t, "deploy", "-t", file, "--timeout", "1ms")
 	if code == 0 || !strings.Contains(out, "timed out") {
 		t.Fatalf("deploy with a 1ms timeout: exit %d\n%s", code, out)
+	}
+	checkGone(t, name)
+}
+
+// A node's cpuSet pins its agent, every thread of it, to those CPUs; a CPU
+// the machine lacks is refused before anything is made.
+func TestCPUSet(t *testing.T) {
+	netnstest.RequireRoot(t)
+	netnstest.GuardRoot(t)
+	name := fmt.Sprintf("cpu-%d", os.Getpid()%100000)
+	file := smallLab(t, name)
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned := strings.Replace(string(data), "address: 192.168.50.10}", "address: 192.168.50.10, cpuSet: '0'}", 1)
+	if err := os.WriteFile(file, []byte(pinned), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		mustVR(t, "destroy", "-t", file)
+		checkGone(t, name)
+	})
+	mustVR(t, "deploy", "-t", file)
+	pidData, err := os.ReadFile(filepath.Join(topology.StateRoot, name, "nodes", "node1.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := strings.TrimSpace(string(pidData))
+	tasks, err := os.ReadDir("/proc/" + pid + "/task")
+	if err != nil || len(tasks) < 2 {
+		t.Fatalf("threads of agent %s: %v, %v", pid, tasks, err)
+	}
+	for _, task := range tasks {
+		status, err := os.ReadFile("/proc/" + pid + "/task/" + task.Name() + "/status")
+		if err != nil {
+			continue // the thread ended
+		}
+		if m := regexp.MustCompile(`(?m)^Cpus_allowed_list:\s*(\S+)$`).FindSubmatch(status); m == nil || string(m[1]) != "0" {
+			t.Errorf("agent thread %s runs on CPUs %q, want 0", task.Name(), m)
+		}
+	}
+	if code := pingIn(t, name, "a", "10.244.2.1"); code != 0 {
+		t.Error("pinned lab does not forward")
+	}
+	mustVR(t, "destroy", "-t", file)
+
+	bad := strings.Replace(pinned, "cpuSet: '0'", "cpuSet: '1000'", 1)
+	if err := os.WriteFile(file, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, code := vr(t, "deploy", "-t", file)
+	if code == 0 || !strings.Contains(out, "node node1: cpuSet 1000: CPU 1000 is not available here") {
+		t.Fatalf("deploy with a missing CPU: exit %d\n%s", code, out)
 	}
 	checkGone(t, name)
 }
