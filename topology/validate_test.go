@@ -32,7 +32,7 @@ var ruleTests = []struct {
 	{"top level is a mapping", "not-a-mapping.yaml", []want{
 		{1, "", "a lab file is a YAML mapping with the fields name, ipPools, bgp, networks, nodes, workloads, bgpPeers"}}},
 	{"unknown fields", "unknown-field.yaml", []want{
-		{7, "nodes.node1.adress", "unknown field (known: network, address, interface, asNumber, labels, routeReflectorClusterID)"},
+		{7, "nodes.node1.adress", "unknown field (known: network, address, interface, asNumber, labels, routeReflectorClusterID, cpuSet)"},
 		{7, "nodes.node1.address", "is required"},
 		{8, "routeReflectors", "unknown field (known: name, ipPools, bgp, networks, nodes, workloads, bgpPeers)"}}},
 	{"field names are case-sensitive", "unknown-field-case.yaml", []want{
@@ -269,7 +269,7 @@ testdata/many-problems.yaml:4: bgp.asNumber: 23456 is AS_TRANS (RFC 6793), reser
 testdata/many-problems.yaml:4: bgp.holdTime: 1s is too short; RFC 4271 allows 0 (no hold timer) or at least 3s
 testdata/many-problems.yaml:6: networks[0].mtu: 100000 is outside 576-9000
 testdata/many-problems.yaml:8: nodes.node1.address: 192.168.60.10 is not in network lan (192.168.50.0/24)
-testdata/many-problems.yaml:9: nodes.node2.adress: unknown field (known: network, address, interface, asNumber, labels, routeReflectorClusterID)
+testdata/many-problems.yaml:9: nodes.node2.adress: unknown field (known: network, address, interface, asNumber, labels, routeReflectorClusterID, cpuSet)
 testdata/many-problems.yaml:9: nodes.node2.address: is required (the node's address on its network)
 testdata/many-problems.yaml:11: workloads[0].node: unknown node node3 (known: node1, node2)`
 	if err == nil || err.Error() != want {
