@@ -10,6 +10,8 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -153,6 +155,9 @@ func (a *Agent) start(ctx context.Context) error {
 	for _, p := range cfg.BGP.Peers {
 		peer := bgp.Peer{Address: p.Address, ASN: p.ASN, Type: peerType(p.Type), Password: p.Password,
 			RouteReflectorClient: p.RouteReflectorClient, ClusterID: p.ClusterID}
+		if cfg.Prefix.Masked().Contains(p.Address) {
+			peer.SharedNetwork = cfg.Prefix.Masked()
+		}
 		if err := a.bgp.AddPeer(ctx, peer); err != nil {
 			return err
 		}
@@ -352,6 +357,42 @@ func (a *Agent) syncBlocks(ctx context.Context) error {
 	return nil
 }
 
+// hasPassword reports whether the session with addr uses TCP MD5.
+func (a *Agent) hasPassword(addr netip.Addr) bool {
+	for _, p := range a.cfg.BGP.Peers {
+		if p.Address == addr {
+			return p.Password != ""
+		}
+	}
+	return false
+}
+
+// tcpMD5Failures returns the kernel's count of TCP segments dropped in this
+// network namespace for a wrong MD5 signature (TcpExt TCPMD5Failure), or 0
+// when it cannot be read. A password mismatch shows only there: the SYNs
+// are dropped silently and the session just times out.
+func tcpMD5Failures() int {
+	data, err := os.ReadFile("/proc/self/net/netstat")
+	if err != nil {
+		return 0
+	}
+	// Pairs of lines: "TcpExt: names..." then "TcpExt: values...".
+	lines := strings.Split(string(data), "\n")
+	for i := 0; i+1 < len(lines); i++ {
+		names, values := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+		if len(names) == 0 || names[0] != "TcpExt:" || len(values) != len(names) || values[0] != "TcpExt:" {
+			continue
+		}
+		for j, n := range names {
+			if n == "TCPMD5Failure" {
+				v, _ := strconv.Atoi(values[j])
+				return v
+			}
+		}
+	}
+	return 0
+}
+
 // status reports the node's state; Ready means every BGP session is
 // Established and every block affine to a peer is routed.
 func (a *Agent) status(ctx context.Context) (*Status, error) {
@@ -360,8 +401,18 @@ func (a *Agent) status(ctx context.Context) (*Status, error) {
 	if err != nil {
 		return nil, err
 	}
+	md5Failures := -1 // not read yet
 	for _, p := range peers {
-		s.Peers = append(s.Peers, PeerStatus{Address: p.Address, Type: p.Type.String(), State: p.State, Since: p.Since, Info: p.Info})
+		info := p.Info
+		if p.State != "Established" && a.hasPassword(p.Address) {
+			if md5Failures < 0 {
+				md5Failures = tcpMD5Failures()
+			}
+			if md5Failures > 0 {
+				info = fmt.Sprintf("%s (TCP MD5: %d segments with a bad signature; check the password on both ends)", info, md5Failures)
+			}
+		}
+		s.Peers = append(s.Peers, PeerStatus{Address: p.Address, Type: p.Type.String(), State: p.State, Since: p.Since, Info: info})
 		if p.State == "Established" {
 			s.PeersEstablished++
 		}

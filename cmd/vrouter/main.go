@@ -1,3 +1,9 @@
+// Go listens with MPTCP by default since Go 1.24, and the kernel refuses
+// TCP MD5 signatures (BGP passwords) on MPTCP sockets with ENOPROTOOPT.
+// BGP wants plain TCP.
+
+//go:debug multipathtcp=0
+
 // Command vrouter is a Calico-style virtual router: it deploys multi-node
 // routed labs on one machine, runs the per-node agent, and prints routing
 // state the way ip, calicoctl and containerlab do.

@@ -30,9 +30,18 @@ func Listing(ctx context.Context, st *State, kind string) (*Table, error) {
 	case "nodes", "node", "no":
 		l := &Table{Columns: []string{"NAME", "ASN", "IPV4", "NETWORK", "INTERFACE"}, Narrow: 1}
 		for _, n := range st.Nodes {
-			asn := strconv.FormatUint(uint64(st.Spec.BGP.ASNumber), 10)
-			l.add(map[string]any{"name": n.Name, "asNumber": st.Spec.BGP.ASNumber, "ipv4Address": n.Address.String(), "network": n.Network, "interface": n.Interface},
-				n.Name, "("+asn+")", n.Address.String(), n.Network, n.Interface)
+			// As calicoctl: the AS in parentheses when it is the default.
+			spec, _ := st.Spec.Node(n.Name)
+			num := spec.ASNumber
+			if num == 0 {
+				num = st.Spec.BGP.ASNumber
+			}
+			asn := strconv.FormatUint(uint64(num), 10)
+			if num == st.Spec.BGP.ASNumber {
+				asn = "(" + asn + ")"
+			}
+			l.add(map[string]any{"name": n.Name, "asNumber": num, "ipv4Address": n.Address.String(), "network": n.Network, "interface": n.Interface},
+				n.Name, asn, n.Address.String(), n.Network, n.Interface)
 		}
 		return l, nil
 	case "workloads", "workload", "wep", "workloadendpoints":
@@ -90,6 +99,37 @@ func Listing(ctx context.Context, st *State, kind string) (*Table, error) {
 				b.CIDR.String(), aff, strconv.Itoa(total), strconv.Itoa(total-free), strconv.Itoa(free))
 		}
 		return l, nil
+	case "bgppeers", "bgppeer", "bgpp":
+		// calicoctl's columns: the peer IP or peer selector, the node or
+		// node selector ("(global)" for every node), the AS.
+		l := &Table{Columns: []string{"NAME", "PEERIP", "NODE", "ASN", "PASSWORD"}, Narrow: 4}
+		for _, p := range st.Spec.BGPPeers {
+			peer := p.PeerSelector
+			if p.PeerIP.IsValid() {
+				peer = p.PeerIP.String()
+			}
+			node := "(global)"
+			switch {
+			case p.Node != "":
+				node = p.Node
+			case p.NodeSelector != "":
+				node = p.NodeSelector
+			}
+			asn := "(node's own)"
+			if p.ASNumber != 0 {
+				asn = strconv.FormatUint(uint64(p.ASNumber), 10)
+			}
+			pw := "-"
+			if p.Password != "" {
+				pw = "set"
+			}
+			item := map[string]any{"name": p.Name, "node": p.Node, "nodeSelector": p.NodeSelector, "peerSelector": p.PeerSelector, "asNumber": p.ASNumber, "password": p.Password != ""}
+			if p.PeerIP.IsValid() {
+				item["peerIP"] = p.PeerIP.String()
+			}
+			l.add(item, p.Name, peer, node, asn, pw)
+		}
+		return l, nil
 	}
-	return nil, fmt.Errorf("unknown resource %q (want nodes, workloads, ippools or blocks)", kind)
+	return nil, fmt.Errorf("unknown resource %q (want nodes, workloads, ippools, blocks or bgppeers)", kind)
 }

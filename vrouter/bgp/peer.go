@@ -92,6 +92,13 @@ type Peer struct {
 	// ClusterID is the route reflector cluster ID used toward a
 	// RouteReflectorClient peer; the zero Addr means the router ID.
 	ClusterID netip.Addr
+	// SharedNetwork is the network this speaker shares with an eBGP peer.
+	// Routes whose next hop is in it are sent to the peer with that next
+	// hop unchanged instead of this speaker's address (RFC 4271 5.1.3's
+	// third-party next hop, as BIRD does on a shared subnet): the peer
+	// then forwards straight to the node that owns the route. The zero
+	// Prefix, or an iBGP peer, keeps GoBGP's next-hop-self.
+	SharedNetwork netip.Prefix
 }
 
 // BGP session states, the words BIRD uses for them. PeerStatus.State is one

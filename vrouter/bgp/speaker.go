@@ -62,6 +62,7 @@ type Speaker struct {
 	stopped   bool
 	announced map[netip.Prefix]*api.Path
 	watches   map[*watch]struct{}
+	policies  map[string]bool // export policies defined, by name
 }
 
 // Start starts a speaker and, unless Config.ListenPort is -1, its listener.
@@ -195,10 +196,57 @@ func (s *Speaker) AddPeer(ctx context.Context, p Peer) error {
 			peer.RouteReflector.RouteReflectorClusterId = p.ClusterID.Unmap().String()
 		}
 	}
+	if p.SharedNetwork.IsValid() && asn != s.cfg.ASN {
+		if err := s.keepNextHop(ctx, p.SharedNetwork.Masked(), addr); err != nil {
+			return fmt.Errorf("bgp: add peer %v: %w", addr, err)
+		}
+	}
 	s.events.forget(addr)
 	if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: peer}); err != nil {
 		return fmt.Errorf("bgp: add peer %v: %w", addr, err)
 	}
+	return nil
+}
+
+// keepNextHop arranges for routes whose next hop is in network to be sent
+// to the eBGP peer addr with that next hop unchanged. GoBGP applies one
+// export policy to all peers that are not route-server clients (the global
+// one), so the policy matches the peer by a neighbor set, one per network,
+// to which each such peer is added.
+func (s *Speaker) keepNextHop(ctx context.Context, network netip.Prefix, addr netip.Addr) error {
+	name := "keep-next-hop-" + network.String()
+	neighbors := &api.DefinedSet{DefinedType: api.DefinedType_NEIGHBOR, Name: name, List: []string{netip.PrefixFrom(addr, addr.BitLen()).String()}}
+	if err := s.srv.AddDefinedSet(ctx, &api.AddDefinedSetRequest{DefinedSet: neighbors}); err != nil {
+		return fmt.Errorf("add %v to neighbor set %s: %w", addr, name, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.policies[name] {
+		return nil
+	}
+	policy := &api.Policy{Name: name, Statements: []*api.Statement{{
+		Name: name,
+		Conditions: &api.Conditions{
+			NeighborSet:   &api.MatchSet{Type: api.MatchSet_ANY, Name: name},
+			NextHopInList: []string{network.String()},
+		},
+		Actions: &api.Actions{
+			RouteAction: api.RouteAction_ACCEPT,
+			Nexthop:     &api.NexthopAction{Unchanged: true},
+		},
+	}}}
+	if err := s.srv.AddPolicy(ctx, &api.AddPolicyRequest{Policy: policy}); err != nil {
+		return fmt.Errorf("define policy %s: %w", name, err)
+	}
+	assign := &api.PolicyAssignment{Name: "global", Direction: api.PolicyDirection_EXPORT,
+		Policies: []*api.Policy{{Name: name}}, DefaultAction: api.RouteAction_ACCEPT}
+	if err := s.srv.AddPolicyAssignment(ctx, &api.AddPolicyAssignmentRequest{Assignment: assign}); err != nil {
+		return fmt.Errorf("assign export policy %s: %w", name, err)
+	}
+	if s.policies == nil {
+		s.policies = map[string]bool{}
+	}
+	s.policies[name] = true
 	return nil
 }
 
