@@ -60,3 +60,34 @@ nodes:
 	}
 	checkProblems(t, ve, []want{{6, "nodes.node2.cpuSet", `"1-x" is not a CPU number or range`}})
 }
+
+func TestIPAMSettings(t *testing.T) {
+	const base = `name: t
+ipPools: [{name: p, cidr: 10.244.0.0/16}]
+networks: [{name: lan, cidr: 192.168.50.0/24}]
+nodes:
+  node1: {network: lan, address: 192.168.50.10}
+`
+	l, err := Parse("lab.yaml", []byte(base))
+	if err != nil || l.IPAM.StrictAffinity {
+		t.Fatalf("default: %v, strictAffinity %v; want borrowing allowed", err, l.IPAM.StrictAffinity)
+	}
+	if l, err = Parse("lab.yaml", []byte(base+"ipam: {strictAffinity: true}\n")); err != nil || !l.IPAM.StrictAffinity {
+		t.Fatalf("strictAffinity: true: %v, %v", err, l.IPAM.StrictAffinity)
+	}
+	for _, tc := range []struct {
+		ipam string
+		want want
+	}{
+		{"ipam: {strictAfinity: true}", want{6, "ipam.strictAfinity", "unknown field (known: strictAffinity)"}},
+		{"ipam: {strictAffinity: maybe}", want{6, "ipam.strictAffinity", "maybe"}},
+		{"ipam: [strictAffinity]", want{6, "ipam", "must be a mapping (fields: strictAffinity), not a list"}},
+	} {
+		_, err := Parse("lab.yaml", []byte(base+tc.ipam+"\n"))
+		var ve *ValidationError
+		if !errors.As(err, &ve) {
+			t.Fatalf("%s: Parse error %v, want *ValidationError", tc.ipam, err)
+		}
+		checkProblems(t, ve, []want{tc.want})
+	}
+}

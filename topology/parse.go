@@ -45,7 +45,8 @@ func Parse(name string, data []byte) (*Lab, error) {
 // The fields each part of a lab file may have, in the order error messages
 // list them.
 var (
-	labFields      = []string{"name", "ipPools", "bgp", "networks", "nodes", "workloads", "bgpPeers"}
+	labFields      = []string{"name", "ipPools", "ipam", "bgp", "networks", "nodes", "workloads", "bgpPeers"}
+	ipamFields     = []string{"strictAffinity"}
 	poolFields     = []string{"name", "cidr", "blockSize", "ipipMode"}
 	bgpFields      = []string{"asNumber", "nodeToNodeMesh", "keepaliveTime", "holdTime"}
 	networkFields  = []string{"name", "cidr", "mtu"}
@@ -80,6 +81,7 @@ type (
 		poolsLine int // of the ipPools value, or of the top level if absent
 		poolsN    int // entries in the file, -1 if ipPools is not a list
 		bgp       rawBGP
+		strict    val[bool]
 		networks  []rawNetwork
 		netsLine  int
 		netsN     int
@@ -499,6 +501,18 @@ func (p *parser) lab(root *yaml.Node) *rawLab {
 			})
 		case "bgp":
 			r.bgp = p.bgpSettings(v)
+		case "ipam":
+			line := v.Line
+			if v = deref(v); isNull(v) {
+				return
+			}
+			if v.Kind != yaml.MappingNode {
+				p.errorf(line, "ipam", "must be a mapping (fields: %s), not %s", strings.Join(ipamFields, ", "), kindName(v))
+				return
+			}
+			p.fields(v, "ipam", ipamFields, func(key string, v *yaml.Node) {
+				r.strict = p.boolean(v, join("ipam", key))
+			})
 		case "networks":
 			r.netsLine = v.Line
 			r.netsN = p.list(v, "networks", "networks", "a network", func(i int, item *yaml.Node) {

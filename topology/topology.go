@@ -90,6 +90,8 @@ type Lab struct {
 	// IPPools are the ranges workload addresses are allocated from, in
 	// file order.
 	IPPools []IPPool
+	// IPAM holds the cluster-wide IPAM settings.
+	IPAM IPAM `json:",omitzero"`
 	// BGP holds the cluster-wide BGP settings.
 	BGP BGP
 	// Networks are the underlay networks that connect nodes, in file order.
@@ -101,6 +103,14 @@ type Lab struct {
 	// BGPPeers are the BGP peerings beyond the node-to-node mesh (Calico's
 	// BGPPeer resources), in file order.
 	BGPPeers []BGPPeer `json:",omitempty"`
+}
+
+// IPAM is Calico's IPAMConfiguration.
+type IPAM struct {
+	// StrictAffinity forbids borrowing: a node whose blocks are full and
+	// finds no free block gets an error instead of an address from another
+	// node's block.
+	StrictAffinity bool `json:",omitempty"`
 }
 
 // BGPPeer is Calico's BGPPeer resource: which nodes (Node, NodeSelector, or

@@ -128,6 +128,7 @@ func (p *parser) check(r *rawLab) *Lab {
 	}
 	p.checkPools(r, lab)
 	lab.BGP = p.checkBGP(r.bgp)
+	lab.IPAM.StrictAffinity = r.strict.st == ok && r.strict.v
 	nets := p.checkNetworks(r, lab)
 	nodes := p.checkNodes(r, lab, nets)
 	p.checkWorkloads(r, lab, nodes)

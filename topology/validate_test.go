@@ -30,11 +30,11 @@ var ruleTests = []struct {
 	{"one document only", "two-documents.yaml", []want{
 		{8, "", "holds one YAML document"}}},
 	{"top level is a mapping", "not-a-mapping.yaml", []want{
-		{1, "", "a lab file is a YAML mapping with the fields name, ipPools, bgp, networks, nodes, workloads, bgpPeers"}}},
+		{1, "", "a lab file is a YAML mapping with the fields name, ipPools, ipam, bgp, networks, nodes, workloads, bgpPeers"}}},
 	{"unknown fields", "unknown-field.yaml", []want{
 		{7, "nodes.node1.adress", "unknown field (known: network, address, interface, asNumber, labels, routeReflectorClusterID, cpuSet)"},
 		{7, "nodes.node1.address", "is required"},
-		{8, "routeReflectors", "unknown field (known: name, ipPools, bgp, networks, nodes, workloads, bgpPeers)"}}},
+		{8, "routeReflectors", "unknown field (known: name, ipPools, ipam, bgp, networks, nodes, workloads, bgpPeers)"}}},
 	{"field names are case-sensitive", "unknown-field-case.yaml", []want{
 		{9, "bgp.asnumber", "unknown field (known: asNumber, nodeToNodeMesh, keepaliveTime, holdTime)"}}},
 	{"a key given twice", "duplicate-key.yaml", []want{

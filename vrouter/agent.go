@@ -43,7 +43,8 @@ type Agent struct {
 
 	mu        sync.Mutex // guards workloads and blocks
 	workloads map[string]*workload
-	blocks    []netip.Prefix // affine blocks announced and blackholed
+	blocks    []netip.Prefix        // announced: affine blocks and borrowed /32s
+	holes     map[netip.Prefix]bool // the announced blocks, which are blackholed
 }
 
 type workload struct {
@@ -131,7 +132,7 @@ func (a *Agent) start(ctx context.Context) error {
 	for _, p := range cfg.Pools {
 		pools = append(pools, ipam.Pool{Name: p.Name, CIDR: p.CIDR, BlockSize: p.BlockSize})
 	}
-	a.ipam, err = ipam.New(a.store, pools)
+	a.ipam, err = ipam.New(a.store, pools, ipam.Options{StrictAffinity: cfg.StrictAffinity})
 	if err != nil {
 		return err
 	}
@@ -320,16 +321,28 @@ func (a *Agent) deleteWorkload(ctx context.Context, name string) error {
 	return a.syncBlocks(ctx)
 }
 
-// syncBlocks makes the blackholes and BGP announcements match the node's
-// affine blocks.
+// syncBlocks makes the blackholes and BGP announcements match IPAM: every
+// block affine to the node is blackholed and announced, and every address
+// the node borrowed from another node's block is announced as a /32 (its
+// workload route is already there), so that the other nodes, the owner
+// included, reach it by longest-prefix match over the owner's /26.
 func (a *Agent) syncBlocks(ctx context.Context) error {
 	blocks, err := a.ipam.BlocksForNode(ctx, a.cfg.Node)
 	if err != nil {
 		return err
 	}
+	borrowed, err := a.ipam.BorrowedByNode(ctx, a.cfg.Node)
+	if err != nil {
+		return err
+	}
 	var want []netip.Prefix
+	holes := map[netip.Prefix]bool{}
 	for _, b := range blocks {
 		want = append(want, b.CIDR)
+		holes[b.CIDR] = true
+	}
+	for _, addr := range borrowed {
+		want = append(want, netip.PrefixFrom(addr, 32))
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -337,23 +350,30 @@ func (a *Agent) syncBlocks(ctx context.Context) error {
 		if slices.Contains(a.blocks, p) {
 			continue
 		}
-		if err := a.fib.Replace(fib.Route{Dst: p, Type: fib.Blackhole, Protocol: fib.ProtoBird}); err != nil {
-			return err
+		if holes[p] {
+			if err := a.fib.Replace(fib.Route{Dst: p, Type: fib.Blackhole, Protocol: fib.ProtoBird}); err != nil {
+				return err
+			}
 		}
 		if err := a.bgp.Announce(ctx, p, a.cfg.Prefix.Addr()); err != nil {
 			return err
+		}
+		if !holes[p] {
+			a.log.Info("announcing borrowed address", "prefix", p)
 		}
 	}
 	for _, p := range a.blocks {
 		if slices.Contains(want, p) {
 			continue
 		}
-		a.fib.Delete(p, 0)
+		if a.holes[p] {
+			a.fib.Delete(p, 0)
+		}
 		if err := a.bgp.Withdraw(ctx, p); err != nil {
 			return err
 		}
 	}
-	a.blocks = want
+	a.blocks, a.holes = want, holes
 	return nil
 }
 

@@ -30,6 +30,8 @@ type Config struct {
 
 	Pools     []Pool     `json:"pools"`
 	Datastore string     `json:"datastore"` // bbolt file shared by the lab's nodes
+	// StrictAffinity forbids borrowing addresses from other nodes' blocks.
+	StrictAffinity bool `json:"strictAffinity,omitempty"`
 	BGP       BGPConfig  `json:"bgp"`
 	Workloads []Workload `json:"workloads"`
 }
