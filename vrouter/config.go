@@ -28,12 +28,12 @@ type Config struct {
 	// owns it, as ARP would.
 	Neighbors []Neighbor `json:"neighbors"`
 
-	Pools     []Pool     `json:"pools"`
-	Datastore string     `json:"datastore"` // bbolt file shared by the lab's nodes
+	Pools     []Pool `json:"pools"`
+	Datastore string `json:"datastore"` // bbolt file shared by the lab's nodes
 	// StrictAffinity forbids borrowing addresses from other nodes' blocks.
-	StrictAffinity bool `json:"strictAffinity,omitempty"`
-	BGP       BGPConfig  `json:"bgp"`
-	Workloads []Workload `json:"workloads"`
+	StrictAffinity bool       `json:"strictAffinity,omitempty"`
+	BGP            BGPConfig  `json:"bgp"`
+	Workloads      []Workload `json:"workloads"`
 }
 
 // Neighbor is an underlay address and the node that owns it.
