@@ -3,6 +3,7 @@ module github.com/vrouter-lab/vrouter
 go 1.26.8
 
 require (
+	github.com/fsnotify/fsnotify v1.6.0
 	github.com/gaissmai/bart v0.25.0
 	github.com/gopacket/gopacket v1.4.0
 	github.com/osrg/gobgp/v3 v3.37.0
@@ -19,7 +20,6 @@ require (
 	github.com/dgryski/go-farm v0.0.0-20200201041132-a6ae2369ad13 // indirect
 	github.com/eapache/channels v1.1.0 // indirect
 	github.com/eapache/queue v1.1.0 // indirect
-	github.com/fsnotify/fsnotify v1.6.0 // indirect
 	github.com/golang/protobuf v1.5.3 // indirect
 	github.com/google/go-cmp v0.6.0 // indirect
 	github.com/google/uuid v1.6.0 // indirect

@@ -159,6 +159,14 @@ func (a *Agent) start(ctx context.Context) error {
 		if cfg.Prefix.Masked().Contains(p.Address) {
 			peer.SharedNetwork = cfg.Prefix.Masked()
 		}
+		// Between two lab nodes, the one with the lower address opens the
+		// session and the other waits: no connection collisions, which at
+		// a few hundred sessions kept pairs from ever coming up. Sessions
+		// with a password stay active on both ends: a password mismatch
+		// is then visible on both (TCPMD5Failure counts on the receiver).
+		if cfg.isNode(p.Address) && p.Address.Less(addr) && p.Password == "" {
+			peer.Passive = true
+		}
 		if err := a.bgp.AddPeer(ctx, peer); err != nil {
 			return err
 		}

@@ -36,6 +36,16 @@ type Config struct {
 	Workloads      []Workload `json:"workloads"`
 }
 
+// isNode reports whether addr is a lab node's underlay address.
+func (c *Config) isNode(addr netip.Addr) bool {
+	for _, n := range c.Neighbors {
+		if n.Address == addr {
+			return n.Node != ""
+		}
+	}
+	return false
+}
+
 // Neighbor is an underlay address and the node that owns it.
 type Neighbor struct {
 	Node    string     `json:"node"`

@@ -99,6 +99,12 @@ type Peer struct {
 	// then forwards straight to the node that owns the route. The zero
 	// Prefix, or an iBGP peer, keeps GoBGP's next-hop-self.
 	SharedNetwork netip.Prefix
+	// Passive makes the speaker wait for the peer to open the session
+	// instead of opening it too. When both ends open sessions with the
+	// same timers they can keep closing each other's (each end refuses
+	// connections while its FSM idles after a failure, in lockstep):
+	// with one passive end per pair, only one side ever connects.
+	Passive bool
 }
 
 // BGP session states, the words BIRD uses for them. PeerStatus.State is one

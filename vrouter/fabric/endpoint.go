@@ -52,9 +52,11 @@ func (neighborDownError) Error() string        { return "fabric: neighbour not a
 func (neighborDownError) Is(target error) bool { return target == ErrNoNeighbor }
 
 // DefaultTapScanInterval is how often an endpoint looks for new taps when
-// Options.TapScanInterval is zero: a tap sees an endpoint's frames at most
-// this long after it opens (Tap.WaitReady waits for exactly that).
-const DefaultTapScanInterval = 200 * time.Millisecond
+// Options.TapScanInterval is zero, besides when inotify tells it the taps
+// directory changed (at once, normally): a tap sees an endpoint's frames
+// at most this long after it opens (Tap.WaitReady waits for the endpoints'
+// hellos).
+const DefaultTapScanInterval = 2 * time.Second
 
 // Options configures an endpoint.
 type Options struct {

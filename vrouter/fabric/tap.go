@@ -1,6 +1,8 @@
 package fabric
 
 import (
+	"github.com/fsnotify/fsnotify"
+
 	"context"
 	"encoding/binary"
 	"errors"
@@ -122,12 +124,49 @@ type tapTarget struct {
 // tapList is the immutable list of live taps senders copy to.
 type tapList struct{ taps []*tapTarget }
 
-// scanTaps looks for taps every interval until the endpoint closes.
+// scanTaps looks for taps until the endpoint closes: when inotify reports
+// a change in the network's directory or its taps directory, and every
+// interval in case it missed one (or is unavailable). An idle lab then
+// wakes for taps every few seconds instead of several times a second per
+// node, which at a few hundred nodes was a CPU's worth of polling.
 func (e *Endpoint) scanTaps(interval time.Duration) {
 	defer e.wg.Done()
 	known := map[string]*tapTarget{}
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	var events <-chan fsnotify.Event
+	taps := filepath.Join(e.netDir, tapsDir)
+	if w, err := fsnotify.NewWatcher(); err == nil {
+		defer w.Close()
+		if w.Add(e.netDir) == nil {
+			events = w.Events
+			_ = w.Add(taps) // not there until the first capture
+		}
+		go func() { // ends when Close closes Errors
+			for range w.Errors {
+			}
+		}()
+		// The taps directory appears with the first capture: watch it then.
+		watchTaps := func(ev fsnotify.Event) {
+			if ev.Name == taps && ev.Has(fsnotify.Create) {
+				_ = w.Add(taps)
+			}
+		}
+		for {
+			e.rescanTaps(known)
+			select {
+			case <-e.done:
+				return
+			case ev, ok := <-events:
+				if !ok {
+					events = nil
+					continue
+				}
+				watchTaps(ev)
+			case <-t.C:
+			}
+		}
+	}
 	for {
 		e.rescanTaps(known)
 		select {

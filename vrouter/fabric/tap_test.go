@@ -360,3 +360,24 @@ func TestDecodeTapRecord(t *testing.T) {
 		}
 	}
 }
+
+// An endpoint learns of a new tap from inotify, not its (here hour-long)
+// rescan interval: twice, the first time when the taps directory does not
+// exist yet, the second time when it does.
+func TestTapFoundByInotify(t *testing.T) {
+	dir := t.TempDir()
+	attach(t, dir, "node1", Options{TapScanInterval: time.Hour})
+	for i := range 2 {
+		tap, err := OpenTap(dir, "lan")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err = tap.WaitReady(ctx)
+		cancel()
+		tap.Close()
+		if err != nil {
+			t.Fatalf("tap %d: %v", i+1, err)
+		}
+	}
+}
