@@ -135,7 +135,12 @@ func BenchmarkEndToEnd(b *testing.B) {
 // benchRun runs a command with a bound on its time and returns its
 // combined output.
 func benchRun(name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	return benchRunFor(60*time.Second, name, args...)
+}
+
+// benchRunFor is benchRun with a bound of d.
+func benchRunFor(d time.Duration, name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
 	return string(out), err

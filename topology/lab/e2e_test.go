@@ -82,7 +82,7 @@ func labFile(t *testing.T) (string, string) {
 }
 
 // checkGone fails the test if anything of the lab called name is left.
-func checkGone(t *testing.T, name string) {
+func checkGone(t testing.TB, name string) {
 	t.Helper()
 	if nss, _ := netns.List(topology.LabNamespacePrefix(name)); len(nss) > 0 {
 		t.Errorf("namespaces left: %v", nss)
