@@ -47,7 +47,7 @@ func Parse(name string, data []byte) (*Lab, error) {
 var (
 	labFields      = []string{"name", "ipPools", "ipam", "bgp", "networks", "nodes", "workloads", "bgpPeers"}
 	ipamFields     = []string{"strictAffinity"}
-	poolFields     = []string{"name", "cidr", "blockSize", "ipipMode"}
+	poolFields     = []string{"name", "cidr", "blockSize", "ipipMode", "mtu"}
 	bgpFields      = []string{"asNumber", "nodeToNodeMesh", "keepaliveTime", "holdTime"}
 	networkFields  = []string{"name", "cidr", "mtu"}
 	nodeFields     = []string{"network", "address", "interface", "asNumber", "labels", "routeReflectorClusterID", "cpuSet"}
@@ -98,6 +98,7 @@ type (
 		cidr      val[netip.Prefix]
 		blockSize val[int64]
 		ipipMode  val[IPIPMode]
+		mtu       val[int64]
 	}
 	rawBGP struct {
 		asNumber  val[int64]
@@ -547,6 +548,8 @@ func (p *parser) pool(n *yaml.Node, path string) rawPool {
 			r.blockSize = p.integer(v, f, "leave it out for the default, 26", MinBlockSize, MaxBlockSize)
 		case "ipipMode":
 			r.ipipMode = p.ipipMode(v, f)
+		case "mtu":
+			r.mtu = p.integer(v, f, "leave it out for Calico's choice: the network's MTU, minus 20 with IPIP", MinMTU, MaxMTU)
 		}
 	})
 	return r

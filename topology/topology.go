@@ -196,6 +196,22 @@ type IPPool struct {
 	BlockSize int
 	// IPIPMode says when traffic to this pool's addresses is encapsulated.
 	IPIPMode IPIPMode
+	// MTU is the MTU of the interfaces of workloads with addresses from
+	// the pool; 0 means Calico's choice, WorkloadMTU.
+	MTU int `json:",omitempty"`
+}
+
+// WorkloadMTU is the MTU of a workload with an address from p on a node of
+// network n: the pool's MTU if set, else the network's, minus the IPIP
+// header when the pool may encapsulate (as Calico's auto-detection does).
+func (p IPPool) WorkloadMTU(n Network) int {
+	if p.MTU != 0 {
+		return p.MTU
+	}
+	if p.IPIPMode == IPIPAlways || p.IPIPMode == IPIPCrossSubnet {
+		return n.MTU - 20
+	}
+	return n.MTU
 }
 
 // BGP holds the lab-wide BGP settings, Calico's BGPConfiguration.

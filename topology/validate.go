@@ -159,6 +159,9 @@ func (p *parser) checkPools(r *rawLab, lab *Lab) {
 		if rp.blockSize.st == ok {
 			pool.BlockSize = int(rp.blockSize.v)
 		}
+		if rp.mtu.st == ok {
+			pool.MTU = int(rp.mtu.v)
+		}
 		if rp.ipipMode.st == ok {
 			pool.IPIPMode = rp.ipipMode.v
 		}

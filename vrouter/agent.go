@@ -41,10 +41,11 @@ type Agent struct {
 	bgp    *bgp.Speaker
 	engine *dataplane.Engine
 
-	mu        sync.Mutex // guards workloads and blocks
-	workloads map[string]*workload
-	blocks    []netip.Prefix        // announced: affine blocks and borrowed /32s
-	holes     map[netip.Prefix]bool // the announced blocks, which are blackholed
+	mu         sync.Mutex // guards workloads and blocks
+	workloads  map[string]*workload
+	blocks     []netip.Prefix        // announced: affine blocks and borrowed /32s
+	holes      map[netip.Prefix]bool // the announced blocks, which are blackholed
+	tunnelAddr netip.Addr            // tunl0 address, when a pool uses IPIP
 }
 
 type workload struct {
@@ -91,6 +92,39 @@ func (a *Agent) start(ctx context.Context) error {
 		host.Close()
 		return err
 	}
+	// IPAM: the lab's shared datastore.
+	a.store, err = ipam.OpenBolt(cfg.Datastore)
+	if err != nil {
+		return err
+	}
+	var pools []ipam.Pool
+	for _, p := range cfg.Pools {
+		pools = append(pools, ipam.Pool{Name: p.Name, CIDR: p.CIDR, BlockSize: p.BlockSize})
+	}
+	a.ipam, err = ipam.New(a.store, pools, ipam.Options{StrictAffinity: cfg.StrictAffinity})
+	if err != nil {
+		return err
+	}
+	// IPIP: the node's tunl0 address comes from its own block, as Calico
+	// assigns it (handle ipip-tunnel-addr-NODE); the node's kernel owns
+	// it, so the engine hands packets to it to the node.
+	var tunnelAddr netip.Addr
+	if cfg.ipip() {
+		h := "ipip-tunnel-addr-" + cfg.Node
+		tunnelAddr, err = a.ipam.AddressByHandle(ctx, h)
+		if err != nil {
+			tunnelAddr, err = a.ipam.AutoAssign(ctx, ipam.AssignArgs{Node: cfg.Node, Handle: h, Attrs: map[string]string{"type": "ipipTunnelAddress", "node": cfg.Node}})
+		}
+		if err != nil {
+			host.Close()
+			return fmt.Errorf("tunl0 address: %w", err)
+		}
+		if err := host.AddAddress(netip.PrefixFrom(tunnelAddr, 32)); err != nil {
+			host.Close()
+			return err
+		}
+		a.tunnelAddr = tunnelAddr
+	}
 	neighbors := map[netip.Addr]string{}
 	for _, n := range cfg.Neighbors {
 		neighbors[n.Address] = n.Node
@@ -104,14 +138,17 @@ func (a *Agent) start(ctx context.Context) error {
 		return err
 	}
 	a.engine, err = dataplane.NewEngine(dataplane.EngineConfig{
-		FIB:       a.fib,
-		Host:      host.Device,
-		HostName:  "@host",
-		Underlay:  ep,
-		Interface: cfg.Interface,
-		MTU:       cfg.MTU,
-		Address:   addr,
-		Logger:    a.log,
+		FIB:           a.fib,
+		Host:          host.Device,
+		HostName:      "@host",
+		Underlay:      ep,
+		Interface:     cfg.Interface,
+		MTU:           cfg.MTU,
+		Address:       addr,
+		Logger:        a.log,
+		Tunnel:        cfg.ipip(),
+		TunnelAddress: tunnelAddr,
+		Nodes:         nodeAddrs(cfg.Neighbors),
 	})
 	if err != nil {
 		host.Close()
@@ -120,20 +157,6 @@ func (a *Agent) start(ctx context.Context) error {
 	}
 	connected := fib.Route{Dst: cfg.Prefix.Masked(), Type: fib.Unicast, Dev: cfg.Interface, Protocol: fib.ProtoKernel, Scope: fib.ScopeLink, PrefSrc: addr}
 	if err := a.fib.Replace(connected); err != nil {
-		return err
-	}
-
-	// IPAM: the lab's shared datastore.
-	a.store, err = ipam.OpenBolt(cfg.Datastore)
-	if err != nil {
-		return err
-	}
-	var pools []ipam.Pool
-	for _, p := range cfg.Pools {
-		pools = append(pools, ipam.Pool{Name: p.Name, CIDR: p.CIDR, BlockSize: p.BlockSize})
-	}
-	a.ipam, err = ipam.New(a.store, pools, ipam.Options{StrictAffinity: cfg.StrictAffinity})
-	if err != nil {
 		return err
 	}
 
@@ -219,6 +242,17 @@ func peerType(s string) bgp.PeerType {
 	return bgp.Mesh
 }
 
+// nodeAddrs returns the underlay addresses of the lab's nodes.
+func nodeAddrs(ns []Neighbor) []netip.Addr {
+	var out []netip.Addr
+	for _, n := range ns {
+		if n.Node != "" {
+			out = append(out, n.Address)
+		}
+	}
+	return out
+}
+
 // learn installs or removes a route learned over BGP.
 func (a *Agent) learn(u bgp.RouteUpdate) {
 	if u.Withdrawn {
@@ -227,6 +261,9 @@ func (a *Agent) learn(u bgp.RouteUpdate) {
 		return
 	}
 	r := fib.Route{Dst: u.Prefix, Type: fib.Unicast, Gateway: u.NextHop, Dev: a.cfg.Interface, Protocol: fib.ProtoBird}
+	if a.cfg.encapsulate(u.Prefix, u.NextHop) {
+		r.Dev, r.OnLink = dataplane.TunnelName, true
+	}
 	if err := a.fib.Replace(r); err != nil {
 		a.log.Error("install learned route", "route", r, "err", err)
 		return
@@ -258,7 +295,7 @@ func (a *Agent) addWorkload(ctx context.Context, w Workload) (*WorkloadInfo, err
 	if err != nil {
 		return nil, fmt.Errorf("workload %s: %w", w.Name, err)
 	}
-	mtu := a.cfg.MTU
+	mtu := a.cfg.workloadMTU(addr)
 	t, err := netns.OpenTUN(w.Namespace, "eth0", mtu)
 	if err != nil {
 		_ = a.ipam.ReleaseByHandle(ctx, h)
@@ -424,7 +461,7 @@ func tcpMD5Failures() int {
 // status reports the node's state; Ready means every BGP session is
 // Established and every block affine to a peer is routed.
 func (a *Agent) status(ctx context.Context) (*Status, error) {
-	s := &Status{Node: a.cfg.Node, Address: a.cfg.Prefix.Addr(), Started: a.started, Routes: a.fib.Len()}
+	s := &Status{Node: a.cfg.Node, Address: a.cfg.Prefix.Addr(), Started: a.started, Routes: a.fib.Len(), TunnelAddress: a.tunnelAddr}
 	peers, err := a.bgp.Peers(ctx)
 	if err != nil {
 		return nil, err

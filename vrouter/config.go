@@ -36,6 +36,46 @@ type Config struct {
 	Workloads      []Workload `json:"workloads"`
 }
 
+// workloadMTU returns the MTU of a workload with address a.
+func (c *Config) workloadMTU(a netip.Addr) int {
+	for _, p := range c.Pools {
+		if p.CIDR.Contains(a) && p.MTU != 0 {
+			return p.MTU
+		}
+	}
+	return c.MTU
+}
+
+// ipip reports whether any pool encapsulates (ipipMode Always or
+// CrossSubnet): the node then has tunl0.
+func (c *Config) ipip() bool {
+	for _, p := range c.Pools {
+		if p.IPIPMode == "Always" || p.IPIPMode == "CrossSubnet" {
+			return true
+		}
+	}
+	return false
+}
+
+// encapsulate reports whether traffic to dst via nextHop goes through
+// tunl0: dst is in a pool with ipipMode Always, or CrossSubnet and nextHop
+// is not on the node's own network.
+func (c *Config) encapsulate(dst netip.Prefix, nextHop netip.Addr) bool {
+	for _, p := range c.Pools {
+		if !p.CIDR.Overlaps(dst) || p.CIDR.Bits() > dst.Bits() {
+			continue
+		}
+		switch p.IPIPMode {
+		case "Always":
+			return true
+		case "CrossSubnet":
+			return !c.Prefix.Masked().Contains(nextHop)
+		}
+		return false
+	}
+	return false
+}
+
 // isNode reports whether addr is a lab node's underlay address.
 func (c *Config) isNode(addr netip.Addr) bool {
 	for _, n := range c.Neighbors {
@@ -58,6 +98,7 @@ type Pool struct {
 	CIDR      netip.Prefix `json:"cidr"`
 	BlockSize int          `json:"blockSize"`
 	IPIPMode  string       `json:"ipipMode"`
+	MTU       int          `json:"mtu,omitempty"` // of its workloads' interfaces; 0: the underlay's
 }
 
 // BGPConfig is the node's BGP speaker configuration.

@@ -29,6 +29,8 @@ type Status struct {
 	Routes           int            `json:"routes"`
 	Workloads        []WorkloadInfo `json:"workloads"`
 	Blocks           []netip.Prefix `json:"blocks"`
+	// TunnelAddress is tunl0's address when a pool uses IPIP.
+	TunnelAddress netip.Addr `json:"tunnelAddress,omitzero"`
 }
 
 // PeerStatus is one BGP session as `vrouter node status` shows it.

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"net/netip"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +18,7 @@ import (
 	"github.com/vrouter-lab/vrouter/topology"
 	"github.com/vrouter-lab/vrouter/topology/lab"
 	"github.com/vrouter-lab/vrouter/vrouter"
+	"github.com/vrouter-lab/vrouter/vrouter/dataplane"
 )
 
 func newDeployCommand() *cobra.Command {
@@ -167,6 +170,7 @@ func inspectRows(ctx context.Context, st *lab.State) []inspectRow {
 	addrs := map[string]string{}
 	for _, n := range st.Nodes {
 		state := "down"
+		var tunnel netip.Addr
 		if s, err := vrouter.NewClient(n.Control).Status(ctx); err == nil {
 			state = "running"
 			if !s.Ready {
@@ -175,8 +179,12 @@ func inspectRows(ctx context.Context, st *lab.State) []inspectRow {
 			for _, w := range s.Workloads {
 				addrs[w.Name] = w.Address.String()
 			}
+			tunnel = s.TunnelAddress
 		}
 		rows = append(rows, inspectRow{Name: n.Name, Kind: "node", Node: n.Name, Namespace: n.Namespace, Interface: n.Interface, Address: n.Address.String(), State: state})
+		if tunnel.IsValid() {
+			rows = append(rows, inspectRow{Name: n.Name, Kind: "tunnel", Node: n.Name, Namespace: n.Namespace, Interface: dataplane.TunnelName, Address: tunnel.String(), State: state})
+		}
 	}
 	for _, w := range st.Workloads {
 		state := "running"

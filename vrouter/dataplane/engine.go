@@ -13,6 +13,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/vrouter-lab/vrouter/encap"
 	"github.com/vrouter-lab/vrouter/vrouter/fabric"
 	"github.com/vrouter-lab/vrouter/vrouter/fib"
 	"golang.org/x/sys/unix"
@@ -23,6 +24,7 @@ import (
 const (
 	hostPortID     PortID = 0
 	underlayPortID PortID = 1
+	tunnelPortID   PortID = 2
 	firstWorkload  PortID = 8
 )
 
@@ -64,6 +66,14 @@ type EngineConfig struct {
 	MTU       int              // the underlay MTU
 	Address   netip.Addr       // the node address
 	Logger    *slog.Logger
+	// Tunnel adds the IPIP port tunl0 (MTU: the underlay's minus the outer
+	// header): routes with dev tunl0 are encapsulated toward their
+	// gateway, and IPIP packets to Address from one of Nodes are
+	// decapsulated and routed as if received on tunl0. Others are dropped
+	// and counted.
+	Tunnel        bool
+	TunnelAddress netip.Addr   // tunl0's own address, if any: handed to Host
+	Nodes         []netip.Addr // the outer sources tunl0 accepts
 }
 
 // Engine moves packets between a node's ports: it reads from every TUN
@@ -77,10 +87,13 @@ type EngineConfig struct {
 // whole to the receiving TUN device, whose kernel segments it. Only where
 // a packet must be fragmented is a super-packet cut into segments here.
 type Engine struct {
-	fwd  *Forwarder
-	host *tunPort
-	ep   *fabric.Endpoint
-	log  *slog.Logger
+	fwd    *Forwarder
+	host   *tunPort
+	ep     *fabric.Endpoint
+	log    *slog.Logger
+	addr   netip.Addr
+	tunnel bool
+	decap  *encap.Decapsulator
 
 	mu      sync.Mutex
 	ports   map[string]*tunPort // workload ports by name
@@ -90,7 +103,8 @@ type Engine struct {
 	wg      sync.WaitGroup
 	closed  atomic.Bool
 
-	segDrops atomic.Uint64 // super-packets that could not be segmented
+	segDrops   atomic.Uint64 // super-packets that could not be segmented
+	encapDrops atomic.Uint64 // packets for tunl0 that could not be encapsulated
 }
 
 type tunPort struct {
@@ -148,12 +162,22 @@ func (p *tunPort) write(b []byte) error {
 	return nil
 }
 
+// TunnelName is the IPIP port's name in routes, as Calico's tunl0.
+const TunnelName = "tunl0"
+
 // NewEngine builds an engine with the host and underlay ports; workloads are
 // added with AddWorkload.
 func NewEngine(cfg EngineConfig) (*Engine, error) {
 	ports := []Port{
 		{ID: hostPortID, Name: cfg.HostName, Kind: PortHost, MTU: cfg.MTU, Addr: cfg.Address},
 		{ID: underlayPortID, Name: cfg.Interface, Kind: PortUnderlay, MTU: cfg.MTU, Addr: cfg.Address},
+	}
+	if cfg.Tunnel {
+		ports = append(ports, Port{ID: tunnelPortID, Name: TunnelName, Kind: PortTunnel, MTU: cfg.MTU - encap.HeaderLen, Addr: cfg.TunnelAddress})
+	}
+	decap, err := encap.NewDecapsulator(cfg.Nodes...)
+	if err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
 	}
 	fwd, err := New(cfg.FIB, Config{Ports: ports, DefaultSource: cfg.Address})
 	if err != nil {
@@ -163,7 +187,8 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{fwd: fwd, host: host, ep: cfg.Underlay, log: cfg.Logger, ports: map[string]*tunPort{}, nextID: firstWorkload}
+	e := &Engine{fwd: fwd, host: host, ep: cfg.Underlay, log: cfg.Logger, addr: cfg.Address, tunnel: cfg.Tunnel, decap: decap,
+		ports: map[string]*tunPort{}, nextID: firstWorkload}
 	out := make([]*tunPort, firstWorkload)
 	out[hostPortID] = host
 	e.outputs.Store(&out)
@@ -178,6 +203,16 @@ func (e *Engine) Stats() map[string]uint64 {
 	m["fabric_tx_drops"], m["fabric_rx_drops"] = f.TxDrops.Total(), f.RxDrops.Total()
 	if n := e.segDrops.Load(); n != 0 {
 		m["gso_segment_drops"] = n
+	}
+	if e.tunnel {
+		for _, c := range e.decap.Counters() {
+			if c.Value != 0 || c.Name == "accepted" {
+				m["ipip_decap_"+c.Name] = c.Value
+			}
+		}
+		if n := e.encapDrops.Load(); n != 0 {
+			m["ipip_encap_drops"] = n
+		}
 	}
 	return m
 }
@@ -265,10 +300,11 @@ type pending struct {
 // WriteBatch to the fabric and one write per packet to TUN devices, after
 // the whole batch is routed.
 type sender struct {
-	e    *Engine
-	icmp [][]byte // one ICMP error buffer (with headroom) per packet of a batch
-	frag []byte   // fragments, vnetLen bytes in
-	seg  []byte   // segments of a super-packet, vnetLen bytes in
+	e      *Engine
+	icmp   [][]byte // one ICMP error buffer (with headroom) per packet of a batch
+	frag   []byte   // fragments, vnetLen bytes in
+	seg    []byte   // segments of a super-packet, vnetLen bytes in
+	tunBuf []byte   // an encapsulated fragment
 
 	tun      []pending
 	nextHops []netip.Addr
@@ -281,6 +317,7 @@ func newSender(e *Engine) *sender {
 		e:        e,
 		frag:     make([]byte, vnetLen+65536),
 		seg:      make([]byte, vnetLen+65536),
+		tunBuf:   make([]byte, encap.HeaderLen+65536),
 		tun:      make([]pending, 0, batch),
 		nextHops: make([]netip.Addr, 0, batch),
 		frames:   make([]fabric.Frame, 0, batch),
@@ -297,7 +334,13 @@ func newSender(e *Engine) *sender {
 // its offload metadata g, and queues what is to be sent. i is the
 // packet's index in the batch.
 func (s *sender) handle(buf []byte, n int, g fabric.GSO, in PortID, i int) {
-	pkt := buf[headroom : headroom+n]
+	s.handleAt(buf, headroom, n, g, in, i)
+}
+
+// handleAt is handle for a packet at buf[off:off+n]; at least vnetLen
+// bytes (HeaderLen for tunl0) must precede it.
+func (s *sender) handleAt(buf []byte, off, n int, g fabric.GSO, in PortID, i int) {
+	pkt := buf[off : off+n]
 	var d Decision
 	if g.IsGSO() {
 		hl := headersLen(pkt)
@@ -325,13 +368,52 @@ func (s *sender) handle(buf []byte, n int, g fabric.GSO, in PortID, i int) {
 		}
 		s.emit(d.Port, d.NextHop, d.Packet, buf, g)
 	case Encap:
-		// IPIP arrives with the IPIP issue; until then it is dropped.
+		if d.Fragment {
+			s.fragment(d, g)
+			return
+		}
+		s.emit(d.Port, d.NextHop, d.Packet, buf, g)
 	}
 }
 
-// emit sends pkt, which sits in owner at headroom, out of port p.
+// offsetIn returns where pkt, a subslice of owner, starts in it. (Not
+// from their capacities: a subslice may have had its capacity cut.)
+func offsetIn(owner, pkt []byte) int {
+	return int(uintptr(unsafe.Pointer(unsafe.SliceData(pkt))) - uintptr(unsafe.Pointer(unsafe.SliceData(owner))))
+}
+
+// encapsulate wraps pkt, which sits in owner with at least HeaderLen bytes
+// before it, in an IPIP header toward nextHop, in place, and returns the
+// outer packet and its offload metadata.
+func (s *sender) encapsulate(nextHop netip.Addr, pkt, owner []byte, g fabric.GSO) ([]byte, fabric.GSO, bool) {
+	off := offsetIn(owner, pkt)
+	segs := 1
+	if g.IsGSO() && g.GSOSize > 0 && len(pkt) > int(g.HdrLen) {
+		segs = (len(pkt) - int(g.HdrLen) + int(g.GSOSize) - 1) / int(g.GSOSize)
+	}
+	out, err := encap.EncapsulateSegments(owner[:off+len(pkt)], off, s.e.addr, nextHop, segs)
+	if err != nil {
+		s.e.encapDrops.Add(1)
+		return nil, g, false
+	}
+	if g.IsGSO() {
+		g.HdrLen += encap.HeaderLen
+	}
+	if g.Flags&fabric.FlagNeedsCsum != 0 {
+		g.CsumStart += encap.HeaderLen
+	}
+	return out, g, true
+}
+
+// emit sends pkt, a subslice of owner, out of port p.
 func (s *sender) emit(p *Port, nextHop netip.Addr, pkt, owner []byte, g fabric.GSO) {
-	if p.Kind == PortUnderlay {
+	if p.Kind == PortTunnel {
+		var ok bool
+		if pkt, g, ok = s.encapsulate(nextHop, pkt, owner, g); !ok {
+			return
+		}
+	}
+	if p.Kind == PortUnderlay || p.Kind == PortTunnel {
 		s.nextHops = append(s.nextHops, nextHop)
 		s.frames = append(s.frames, fabric.Frame{GSO: g, Packet: pkt})
 		if len(s.frames) == cap(s.frames) {
@@ -342,11 +424,12 @@ func (s *sender) emit(p *Port, nextHop netip.Addr, pkt, owner []byte, g fabric.G
 	s.queueTUN(p.ID, pkt, owner, g)
 }
 
-// queueTUN queues pkt (in owner, headroom bytes in) for TUN port id with
-// the virtio_net_hdr g.
+// queueTUN queues pkt (a subslice of owner, at least vnetLen bytes in)
+// for TUN port id with the virtio_net_hdr g.
 func (s *sender) queueTUN(id PortID, pkt, owner []byte, g fabric.GSO) {
-	_ = g.PutVirtioNetHdr(owner[headroom-vnetLen:])
-	s.tun = append(s.tun, pending{port: id, buf: owner[headroom-vnetLen : headroom+len(pkt)]})
+	off := offsetIn(owner, pkt)
+	_ = g.PutVirtioNetHdr(owner[off-vnetLen:])
+	s.tun = append(s.tun, pending{port: id, buf: owner[off-vnetLen : off+len(pkt)]})
 	if len(s.tun) == cap(s.tun) {
 		s.flushTUN()
 	}
@@ -360,6 +443,17 @@ func (s *sender) fragment(d Decision, g fabric.GSO) {
 	emitFrag := func(f []byte) error {
 		if d.Port.Kind == PortUnderlay {
 			_ = s.e.ep.SendTo(d.NextHop, fabric.Frame{Packet: f})
+			return nil
+		}
+		if d.Port.Kind == PortTunnel {
+			// f is in frag or seg, vnetLen bytes in: copy it behind
+			// room for the outer header.
+			n, err := encap.Encapsulate(s.tunBuf, f, s.e.addr, d.NextHop)
+			if err != nil {
+				s.e.encapDrops.Add(1)
+				return nil
+			}
+			_ = s.e.ep.SendTo(d.NextHop, fabric.Frame{Packet: s.tunBuf[:n]})
 			return nil
 		}
 		outs := *s.e.outputs.Load()
@@ -523,10 +617,48 @@ func (e *Engine) readFabric() {
 		}
 		for i := range n {
 			f := &frames[i]
-			s.handle(raw[index[&bufs[i][0]]], len(f.Packet), f.GSO, underlayPortID, i)
+			b := raw[index[&bufs[i][0]]]
+			if e.tunnel && isIPIPTo(f.Packet, e.addr) {
+				e.receiveTunnel(s, b, f, i)
+				continue
+			}
+			s.handle(b, len(f.Packet), f.GSO, underlayPortID, i)
 		}
 		s.flush()
 	}
+}
+
+// isIPIPTo reports whether pkt is an IPIP packet addressed to addr.
+func isIPIPTo(pkt []byte, addr netip.Addr) bool {
+	return len(pkt) >= ipHeaderLen && pkt[0]>>4 == 4 && pkt[offProto] == 4 &&
+		netip.AddrFrom4([4]byte(pkt[offDst:offDst+4])) == addr
+}
+
+// receiveTunnel decapsulates the IPIP frame f, held at headroom in b, and
+// routes the inner packet as received on tunl0; a frame from an unknown
+// source or malformed is dropped and counted by the decapsulator.
+func (e *Engine) receiveTunnel(s *sender, b []byte, f *fabric.Frame, i int) {
+	inner, _, r := e.decap.Decapsulate(f.Packet)
+	if r != encap.Accepted {
+		return
+	}
+	outer := offsetIn(f.Packet, inner)
+	g := f.GSO
+	if g.IsGSO() {
+		if int(g.HdrLen) <= outer {
+			e.segDrops.Add(1)
+			return
+		}
+		g.HdrLen -= uint16(outer)
+	}
+	if g.Flags&fabric.FlagNeedsCsum != 0 {
+		if int(g.CsumStart) < outer {
+			g.Flags &^= fabric.FlagNeedsCsum
+		} else {
+			g.CsumStart -= uint16(outer)
+		}
+	}
+	s.handleAt(b, headroom+outer, len(inner), g, tunnelPortID, i)
 }
 
 // headersLen returns the length of the IPv4 and TCP or UDP headers of a
