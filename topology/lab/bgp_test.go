@@ -176,17 +176,19 @@ func TestRouteReflectorExample(t *testing.T) {
 
 	// Every block is routed via the node that owns it, not the reflector.
 	var inspect struct {
-		Workloads []struct{ Name, Node, Address string }
+		Nodes []struct{ Name, Kind, Node, Address string } // nodes and workloads
 	}
 	if err := json.Unmarshal([]byte(mustVR(t, append([]string{"inspect", "-o", "json"}, lab...)...)), &inspect); err != nil {
 		t.Fatal(err)
 	}
 	owner := map[string]string{"node1": "192.168.50.10", "node2": "192.168.50.11", "node3": "192.168.50.12", "node4": "192.168.50.13"}
 	routes := mustVR(t, append([]string{"route", "node2"}, lab...)...)
-	for _, w := range inspect.Workloads {
-		if w.Node == "node2" {
+	checked := 0
+	for _, w := range inspect.Nodes {
+		if w.Kind != "workload" || w.Node == "node2" {
 			continue
 		}
+		checked++
 		block := regexp.MustCompile(`(?m)^(10\.244\.\d+\.\d+/26) via (\S+) dev ens33 proto bird$`)
 		found := false
 		for _, m := range block.FindAllStringSubmatch(routes, -1) {
@@ -203,6 +205,9 @@ func TestRouteReflectorExample(t *testing.T) {
 		if code := pingIn(t, name, "web-2", w.Address); code != 0 {
 			t.Errorf("ping web-2 -> %s (%s) failed", w.Name, w.Address)
 		}
+	}
+	if checked != 3 {
+		t.Errorf("checked %d workloads on other nodes, want 3 (web-1, web-3, web-4)", checked)
 	}
 	peers := mustVR(t, append([]string{"get", "bgppeers"}, lab...)...)
 	if !regexp.MustCompile(`(?m)^peer-with-rr +route-reflector == 'true' +all\(\) +\(node's own\)$`).MatchString(peers) {
