@@ -2,6 +2,7 @@ package vrouter
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -46,6 +48,9 @@ type Agent struct {
 	blocks     []netip.Prefix        // announced: affine blocks and borrowed /32s
 	holes      map[netip.Prefix]bool // the announced blocks, which are blackholed
 	tunnelAddr netip.Addr            // tunl0 address, when a pool uses IPIP
+	host       *netns.TUN            // the node's underlay interface
+
+	pools atomic.Pointer[[]Pool] // the IP pools, replaced by setPools
 }
 
 type workload struct {
@@ -105,26 +110,6 @@ func (a *Agent) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// IPIP: the node's tunl0 address comes from its own block, as Calico
-	// assigns it (handle ipip-tunnel-addr-NODE); the node's kernel owns
-	// it, so the engine hands packets to it to the node.
-	var tunnelAddr netip.Addr
-	if cfg.ipip() {
-		h := "ipip-tunnel-addr-" + cfg.Node
-		tunnelAddr, err = a.ipam.AddressByHandle(ctx, h)
-		if err != nil {
-			tunnelAddr, err = a.ipam.AutoAssign(ctx, ipam.AssignArgs{Node: cfg.Node, Handle: h, Attrs: map[string]string{"type": "ipipTunnelAddress", "node": cfg.Node}})
-		}
-		if err != nil {
-			host.Close()
-			return fmt.Errorf("tunl0 address: %w", err)
-		}
-		if err := host.AddAddress(netip.PrefixFrom(tunnelAddr, 32)); err != nil {
-			host.Close()
-			return err
-		}
-		a.tunnelAddr = tunnelAddr
-	}
 	neighbors := map[netip.Addr]string{}
 	for _, n := range cfg.Neighbors {
 		neighbors[n.Address] = n.Node
@@ -146,13 +131,17 @@ func (a *Agent) start(ctx context.Context) error {
 		MTU:           cfg.MTU,
 		Address:       addr,
 		Logger:        a.log,
-		Tunnel:        cfg.ipip(),
-		TunnelAddress: tunnelAddr,
 		Nodes:         nodeAddrs(cfg.Neighbors),
 	})
 	if err != nil {
 		host.Close()
 		ep.Close()
+		return err
+	}
+	a.host = host
+	cfgPools := slices.Clone(cfg.Pools)
+	a.pools.Store(&cfgPools)
+	if err := a.ensureTunnel(ctx); err != nil {
 		return err
 	}
 	connected := fib.Route{Dst: cfg.Prefix.Masked(), Type: fib.Unicast, Dev: cfg.Interface, Protocol: fib.ProtoKernel, Scope: fib.ScopeLink, PrefSrc: addr}
@@ -242,6 +231,76 @@ func peerType(s string) bgp.PeerType {
 	return bgp.Mesh
 }
 
+// ensureTunnel brings up tunl0 when a pool uses IPIP and it is not up yet:
+// its address comes from the node's own block, as Calico assigns it
+// (handle ipip-tunnel-addr-NODE); the node's kernel owns the address, so
+// the engine hands packets for it to the node.
+func (a *Agent) ensureTunnel(ctx context.Context) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.tunnelAddr.IsValid() || !ipip(*a.pools.Load()) {
+		return nil
+	}
+	h := "ipip-tunnel-addr-" + a.cfg.Node
+	addr, err := a.ipam.AddressByHandle(ctx, h)
+	if err != nil {
+		addr, err = a.ipam.AutoAssign(ctx, ipam.AssignArgs{Node: a.cfg.Node, Handle: h, Attrs: map[string]string{"type": "ipipTunnelAddress", "node": a.cfg.Node}})
+	}
+	if err != nil {
+		return fmt.Errorf("tunl0 address: %w", err)
+	}
+	if err := a.host.AddAddress(netip.PrefixFrom(addr, 32)); err != nil {
+		return fmt.Errorf("tunl0 address: %w", err)
+	}
+	if err := a.engine.EnableTunnel(addr); err != nil {
+		return err
+	}
+	a.tunnelAddr = addr
+	a.log.Info("tunl0 up", "address", addr)
+	return nil
+}
+
+// setPools applies new IP pool settings (ipipMode, workload MTU) to the
+// running node: tunl0 comes up if a pool now needs it, and every learned
+// route is reprogrammed through tunl0 or ens33 as the modes now say.
+// Workloads keep their MTU until they are re-created. The pools' names
+// and CIDRs must not change.
+func (a *Agent) setPools(ctx context.Context, pools []Pool) error {
+	cur := *a.pools.Load()
+	if len(pools) != len(cur) {
+		return fmt.Errorf("pools: %d given, the node has %d; only ipipMode and mtu can change on a running lab", len(pools), len(cur))
+	}
+	for i, p := range pools {
+		if p.Name != cur[i].Name || p.CIDR != cur[i].CIDR || p.BlockSize != cur[i].BlockSize {
+			return fmt.Errorf("pool %s (%s): only ipipMode and mtu can change on a running lab", cur[i].Name, cur[i].CIDR)
+		}
+	}
+	pools = slices.Clone(pools)
+	a.pools.Store(&pools)
+	if err := a.ensureTunnel(ctx); err != nil {
+		return err
+	}
+	changed := 0
+	for _, r := range a.fib.Routes() {
+		if r.Protocol != fib.ProtoBird || r.Type != fib.Unicast || !r.Gateway.IsValid() {
+			continue
+		}
+		want := fib.Route{Dst: r.Dst, Type: fib.Unicast, Gateway: r.Gateway, Dev: a.cfg.Interface, Protocol: fib.ProtoBird, Metric: r.Metric}
+		if encapsulate(pools, a.cfg.Prefix, r.Dst, r.Gateway) {
+			want.Dev, want.OnLink = dataplane.TunnelName, true
+		}
+		if want == r {
+			continue
+		}
+		if err := a.fib.Replace(want); err != nil {
+			return fmt.Errorf("reprogram %s: %w", r.Dst, err)
+		}
+		changed++
+	}
+	a.log.Info("pools applied", "routes_changed", changed)
+	return nil
+}
+
 // nodeAddrs returns the underlay addresses of the lab's nodes.
 func nodeAddrs(ns []Neighbor) []netip.Addr {
 	var out []netip.Addr
@@ -261,7 +320,7 @@ func (a *Agent) learn(u bgp.RouteUpdate) {
 		return
 	}
 	r := fib.Route{Dst: u.Prefix, Type: fib.Unicast, Gateway: u.NextHop, Dev: a.cfg.Interface, Protocol: fib.ProtoBird}
-	if a.cfg.encapsulate(u.Prefix, u.NextHop) {
+	if encapsulate(*a.pools.Load(), a.cfg.Prefix, u.Prefix, u.NextHop) {
 		r.Dev, r.OnLink = dataplane.TunnelName, true
 	}
 	if err := a.fib.Replace(r); err != nil {
@@ -295,7 +354,7 @@ func (a *Agent) addWorkload(ctx context.Context, w Workload) (*WorkloadInfo, err
 	if err != nil {
 		return nil, fmt.Errorf("workload %s: %w", w.Name, err)
 	}
-	mtu := a.cfg.workloadMTU(addr)
+	mtu := workloadMTU(*a.pools.Load(), addr, a.cfg.MTU)
 	t, err := netns.OpenTUN(w.Namespace, "eth0", mtu)
 	if err != nil {
 		_ = a.ipam.ReleaseByHandle(ctx, h)
@@ -560,6 +619,18 @@ func (a *Agent) serveControl(ctx context.Context) error {
 	mux.HandleFunc("GET /v1/routes", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		fmt.Fprint(w, fib.Format(a.fib.Routes()))
+	})
+	mux.HandleFunc("PUT /v1/pools", func(w http.ResponseWriter, r *http.Request) {
+		var pools []Pool
+		if err := json.NewDecoder(r.Body).Decode(&pools); err != nil {
+			http.Error(w, "bad pools: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		if err := a.setPools(r.Context(), pools); err != nil {
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, a.engine.Stats(), nil)

@@ -36,20 +36,21 @@ type Config struct {
 	Workloads      []Workload `json:"workloads"`
 }
 
-// workloadMTU returns the MTU of a workload with address a.
-func (c *Config) workloadMTU(a netip.Addr) int {
-	for _, p := range c.Pools {
+// workloadMTU returns the MTU of a workload with address a: its pool's,
+// or def.
+func workloadMTU(pools []Pool, a netip.Addr, def int) int {
+	for _, p := range pools {
 		if p.CIDR.Contains(a) && p.MTU != 0 {
 			return p.MTU
 		}
 	}
-	return c.MTU
+	return def
 }
 
 // ipip reports whether any pool encapsulates (ipipMode Always or
 // CrossSubnet): the node then has tunl0.
-func (c *Config) ipip() bool {
-	for _, p := range c.Pools {
+func ipip(pools []Pool) bool {
+	for _, p := range pools {
 		if p.IPIPMode == "Always" || p.IPIPMode == "CrossSubnet" {
 			return true
 		}
@@ -59,9 +60,9 @@ func (c *Config) ipip() bool {
 
 // encapsulate reports whether traffic to dst via nextHop goes through
 // tunl0: dst is in a pool with ipipMode Always, or CrossSubnet and nextHop
-// is not on the node's own network.
-func (c *Config) encapsulate(dst netip.Prefix, nextHop netip.Addr) bool {
-	for _, p := range c.Pools {
+// is not on own, the node's network.
+func encapsulate(pools []Pool, own netip.Prefix, dst netip.Prefix, nextHop netip.Addr) bool {
+	for _, p := range pools {
 		if !p.CIDR.Overlaps(dst) || p.CIDR.Bits() > dst.Bits() {
 			continue
 		}
@@ -69,7 +70,7 @@ func (c *Config) encapsulate(dst netip.Prefix, nextHop netip.Addr) bool {
 		case "Always":
 			return true
 		case "CrossSubnet":
-			return !c.Prefix.Masked().Contains(nextHop)
+			return !own.Masked().Contains(nextHop)
 		}
 		return false
 	}

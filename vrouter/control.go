@@ -95,7 +95,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	if err != nil {
 		return fmt.Errorf("agent at %s: %w", c.socket, err)
 	}
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNoContent {
 		return fmt.Errorf("agent: %s", bytes.TrimSpace(data))
 	}
 	if out == nil {
@@ -144,4 +144,10 @@ func (c *Client) Stats(ctx context.Context) (map[string]uint64, error) {
 	var m map[string]uint64
 	err := c.do(ctx, http.MethodGet, "/v1/stats", nil, &m)
 	return m, err
+}
+
+// SetPools replaces the node's IP pool settings (ipipMode, mtu) on the
+// running agent, which reprograms its routes.
+func (c *Client) SetPools(ctx context.Context, pools []Pool) error {
+	return c.do(ctx, http.MethodPut, "/v1/pools", pools, nil)
 }

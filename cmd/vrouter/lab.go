@@ -275,3 +275,45 @@ route: forwarding lives in the engine.)`,
 	}
 	return cmd
 }
+
+func newApplyCommand() *cobra.Command {
+	var file string
+	cmd := &cobra.Command{
+		Use:   "apply -t FILE",
+		Short: "Apply an edited lab file to a running lab (IP pools' ipipMode and mtu)",
+		Long: `apply compares the lab file with the running lab of the same name and
+applies what can change without restarting nodes: each IP pool's ipipMode
+(Never, Always, CrossSubnet) and mtu. Every node reprograms its routes at
+once (via NODE dev tunl0 onlink, or dev ens33) and brings up tunl0 with an
+address from its own block if it needs one. A new mtu applies to workloads
+added afterwards. Any other difference is refused, changing nothing:
+destroy and deploy for those.`,
+		Example: "  sed -i 's/ipipMode: Never/ipipMode: Always/' lab.yaml\n  vrouter apply -t lab.yaml",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			l, err := topology.Load(file)
+			if err != nil {
+				return err
+			}
+			st, err := lab.Load(l.Name)
+			if err != nil {
+				return err
+			}
+			changes, err := lab.Apply(cmd.Context(), st, l)
+			if err != nil {
+				return err
+			}
+			if len(changes) == 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "lab %s: nothing to change\n", st.Name)
+				return nil
+			}
+			for _, c := range changes {
+				fmt.Fprintf(cmd.OutOrStdout(), "lab %s: %s\n", st.Name, c)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&file, "topo", "t", "", "lab file (YAML)")
+	_ = cmd.MarkFlagRequired("topo")
+	return cmd
+}

@@ -26,7 +26,7 @@ encapsulation. Routing tables print in 'ip route' format, BGP status the way
 		SilenceErrors: true,
 	}
 	root.AddCommand(
-		newDeployCommand(), newDestroyCommand(), newInspectCommand(), newExecCommand(),
+		newDeployCommand(), newDestroyCommand(), newApplyCommand(), newInspectCommand(), newExecCommand(),
 		newNodeCommand(), newGetCommand(), newRouteCommand(), newWorkloadCommand(),
 		newCaptureCommand(), newVersionCommand(), newDemoCommand(),
 	)

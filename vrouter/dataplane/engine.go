@@ -92,7 +92,8 @@ type Engine struct {
 	ep     *fabric.Endpoint
 	log    *slog.Logger
 	addr   netip.Addr
-	tunnel bool
+	mtu    int
+	tunnel atomic.Bool // tunl0 is up: encapsulation and decapsulation
 	decap  *encap.Decapsulator
 
 	mu      sync.Mutex
@@ -172,9 +173,6 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		{ID: hostPortID, Name: cfg.HostName, Kind: PortHost, MTU: cfg.MTU, Addr: cfg.Address},
 		{ID: underlayPortID, Name: cfg.Interface, Kind: PortUnderlay, MTU: cfg.MTU, Addr: cfg.Address},
 	}
-	if cfg.Tunnel {
-		ports = append(ports, Port{ID: tunnelPortID, Name: TunnelName, Kind: PortTunnel, MTU: cfg.MTU - encap.HeaderLen, Addr: cfg.TunnelAddress})
-	}
 	decap, err := encap.NewDecapsulator(cfg.Nodes...)
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
@@ -187,12 +185,34 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{fwd: fwd, host: host, ep: cfg.Underlay, log: cfg.Logger, addr: cfg.Address, tunnel: cfg.Tunnel, decap: decap,
+	e := &Engine{fwd: fwd, host: host, ep: cfg.Underlay, log: cfg.Logger, addr: cfg.Address, mtu: cfg.MTU, decap: decap,
 		ports: map[string]*tunPort{}, nextID: firstWorkload}
+	if cfg.Tunnel {
+		if err := e.EnableTunnel(cfg.TunnelAddress); err != nil {
+			return nil, err
+		}
+	}
 	out := make([]*tunPort, firstWorkload)
 	out[hostPortID] = host
 	e.outputs.Store(&out)
 	return e, nil
+}
+
+// EnableTunnel brings up tunl0 (MTU: the underlay's minus the outer
+// header) with the local address addr (none if invalid), on a running
+// engine too; it does nothing when tunl0 is up.
+func (e *Engine) EnableTunnel(addr netip.Addr) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.tunnel.Load() {
+		return nil
+	}
+	p := Port{ID: tunnelPortID, Name: TunnelName, Kind: PortTunnel, MTU: e.mtu - encap.HeaderLen, Addr: addr}
+	if err := e.fwd.AddPort(p); err != nil {
+		return fmt.Errorf("engine: add %s: %w", TunnelName, err)
+	}
+	e.tunnel.Store(true)
+	return nil
 }
 
 // Stats returns the forwarder's and the fabric's counters by name.
@@ -204,7 +224,7 @@ func (e *Engine) Stats() map[string]uint64 {
 	if n := e.segDrops.Load(); n != 0 {
 		m["gso_segment_drops"] = n
 	}
-	if e.tunnel {
+	if e.tunnel.Load() {
 		for _, c := range e.decap.Counters() {
 			if c.Value != 0 || c.Name == "accepted" {
 				m["ipip_decap_"+c.Name] = c.Value
@@ -618,7 +638,7 @@ func (e *Engine) readFabric() {
 		for i := range n {
 			f := &frames[i]
 			b := raw[index[&bufs[i][0]]]
-			if e.tunnel && isIPIPTo(f.Packet, e.addr) {
+			if e.tunnel.Load() && isIPIPTo(f.Packet, e.addr) {
 				e.receiveTunnel(s, b, f, i)
 				continue
 			}

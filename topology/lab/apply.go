@@ -1,0 +1,91 @@
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"reflect"
+
+	"github.com/vrouter-lab/vrouter/topology"
+	"github.com/vrouter-lab/vrouter/vrouter"
+)
+
+// Apply brings the running lab st to the lab file l where that needs no
+// restart: the IP pools' ipipMode and mtu. Every node's agent reprograms
+// its routes (through tunl0 or not) at once; the node configuration files
+// and the lab's state are updated so that a restarted node keeps the new
+// settings. Any other difference is refused before anything changes, with
+// the advice to destroy and deploy. It returns one line per change.
+func Apply(ctx context.Context, st *State, l *topology.Lab) ([]string, error) {
+	if l.Name != st.Name {
+		return nil, fmt.Errorf("the file describes lab %s, not %s", l.Name, st.Name)
+	}
+	if len(l.IPPools) != len(st.Spec.IPPools) {
+		return nil, fmt.Errorf("ipPools: %d pools in the file, %d in the running lab; only a pool's ipipMode and mtu can change on a running lab (destroy and deploy for the rest)", len(l.IPPools), len(st.Spec.IPPools))
+	}
+	var changes []string
+	for i, p := range l.IPPools {
+		old := st.Spec.IPPools[i]
+		if p.Name != old.Name || p.CIDR != old.CIDR || p.BlockSize != old.BlockSize {
+			return nil, fmt.Errorf("ipPools[%d]: %s %s /%d in the file, %s %s /%d running; only ipipMode and mtu can change on a running lab (destroy and deploy for the rest)",
+				i, p.Name, p.CIDR, p.BlockSize, old.Name, old.CIDR, old.BlockSize)
+		}
+		if p.IPIPMode != old.IPIPMode {
+			changes = append(changes, fmt.Sprintf("pool %s: ipipMode %s -> %s", p.Name, old.IPIPMode, p.IPIPMode))
+		}
+		if p.MTU != old.MTU {
+			changes = append(changes, fmt.Sprintf("pool %s: mtu %d -> %d (new workloads)", p.Name, old.MTU, p.MTU))
+		}
+	}
+	// Everything else must be as deployed.
+	for _, part := range []struct {
+		field     string
+		file, lab any
+	}{
+		{"ipam", l.IPAM, st.Spec.IPAM},
+		{"bgp", l.BGP, st.Spec.BGP},
+		{"networks", l.Networks, st.Spec.Networks},
+		{"nodes", l.Nodes, st.Spec.Nodes},
+		{"workloads", l.Workloads, st.Spec.Workloads},
+		{"bgpPeers", l.BGPPeers, st.Spec.BGPPeers},
+	} {
+		if !sameJSON(part.file, part.lab) {
+			return nil, fmt.Errorf("%s: the file differs from the running lab %s; only the pools' ipipMode and mtu can change on a running lab (destroy and deploy to change the rest)", part.field, st.Name)
+		}
+	}
+	if want, have := *l, *st.Spec; !sameJSON(withoutPools(want), withoutPools(have)) {
+		return nil, fmt.Errorf("the file differs from the running lab %s beyond its pools' ipipMode and mtu; destroy and deploy to change the rest", st.Name)
+	}
+	if len(changes) == 0 {
+		return nil, nil
+	}
+	for _, n := range st.Nodes {
+		spec, _ := l.Node(n.Name)
+		cfg, err := nodeConfig(l, st.Dir, spec)
+		if err != nil {
+			return nil, err
+		}
+		if err := vrouter.NewClient(n.Control).SetPools(ctx, cfg.Pools); err != nil {
+			return nil, fmt.Errorf("node %s: %w", n.Name, err)
+		}
+		if err := cfg.WriteFile(n.Config); err != nil {
+			return nil, fmt.Errorf("node %s: write config: %w", n.Name, err)
+		}
+	}
+	st.Spec.IPPools = l.IPPools
+	if err := st.save(); err != nil {
+		return nil, err
+	}
+	return changes, nil
+}
+
+func withoutPools(l topology.Lab) topology.Lab {
+	l.IPPools = nil
+	return l
+}
+
+func sameJSON(a, b any) bool {
+	ja, err1 := json.Marshal(a)
+	jb, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && reflect.DeepEqual(ja, jb)
+}
