@@ -123,15 +123,15 @@ func (a *Agent) start(ctx context.Context) error {
 		return err
 	}
 	a.engine, err = dataplane.NewEngine(dataplane.EngineConfig{
-		FIB:           a.fib,
-		Host:          host.Device,
-		HostName:      "@host",
-		Underlay:      ep,
-		Interface:     cfg.Interface,
-		MTU:           cfg.MTU,
-		Address:       addr,
-		Logger:        a.log,
-		Nodes:         nodeAddrs(cfg.Neighbors),
+		FIB:       a.fib,
+		Host:      host.Device,
+		HostName:  "@host",
+		Underlay:  ep,
+		Interface: cfg.Interface,
+		MTU:       cfg.MTU,
+		Address:   addr,
+		Logger:    a.log,
+		Nodes:     nodeAddrs(cfg.Neighbors),
 	})
 	if err != nil {
 		host.Close()
