@@ -38,6 +38,7 @@ type Agent struct {
 	store  *ipam.BoltStore
 	bgp    *bgp.Speaker
 	engine *dataplane.Engine
+	ep     *fabric.Endpoint // the underlay link; its state is `vrouter link set`
 
 	mu        sync.Mutex // guards workloads and blocks
 	workloads map[string]*workload
@@ -100,6 +101,7 @@ func (a *Agent) start(ctx context.Context) error {
 		host.Close()
 		return err
 	}
+	a.ep = ep
 	a.engine, err = dataplane.NewEngine(dataplane.EngineConfig{
 		FIB:       a.fib,
 		Host:      host.Device,
@@ -355,7 +357,7 @@ func (a *Agent) syncBlocks(ctx context.Context) error {
 // status reports the node's state; Ready means every BGP session is
 // Established and every block affine to a peer is routed.
 func (a *Agent) status(ctx context.Context) (*Status, error) {
-	s := &Status{Node: a.cfg.Node, Address: a.cfg.Prefix.Addr(), Started: a.started, Routes: a.fib.Len()}
+	s := &Status{Node: a.cfg.Node, Address: a.cfg.Prefix.Addr(), Started: a.started, Routes: a.fib.Len(), LinkUp: a.ep.IsUp()}
 	peers, err := a.bgp.Peers(ctx)
 	if err != nil {
 		return nil, err
@@ -427,6 +429,11 @@ func (a *Agent) close() {
 
 var errNotFound = errors.New("not found")
 
+// link reports the state of the node's underlay link.
+func (a *Agent) link() Link {
+	return Link{Interface: a.cfg.Interface, Network: a.cfg.Network, Up: a.ep.IsUp()}
+}
+
 // serveControl serves the control API on the node's control socket until
 // ctx ends.
 func (a *Agent) serveControl(ctx context.Context) error {
@@ -444,6 +451,19 @@ func (a *Agent) serveControl(ctx context.Context) error {
 	mux.HandleFunc("GET /v1/routes", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		fmt.Fprint(w, fib.Format(a.fib.Routes()))
+	})
+	mux.HandleFunc("GET /v1/link", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, a.link(), nil)
+	})
+	mux.HandleFunc("PUT /v1/link", func(w http.ResponseWriter, r *http.Request) {
+		var l Link
+		if err := decode(r, &l); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		a.ep.SetUp(l.Up)
+		a.log.Info("underlay link set", "interface", a.cfg.Interface, "up", l.Up)
+		reply(w, a.link(), nil)
 	})
 	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, a.engine.Stats(), nil)

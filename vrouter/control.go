@@ -27,6 +27,7 @@ type Status struct {
 	PeersEstablished int            `json:"peersEstablished"`
 	Peers            []PeerStatus   `json:"peers"`
 	Routes           int            `json:"routes"`
+	LinkUp           bool           `json:"linkUp"` // the underlay link's state (vrouter link set)
 	Workloads        []WorkloadInfo `json:"workloads"`
 	Blocks           []netip.Prefix `json:"blocks"`
 }
@@ -38,6 +39,14 @@ type PeerStatus struct {
 	State   string     `json:"state"`
 	Since   time.Time  `json:"since"`
 	Info    string     `json:"info"`
+}
+
+// Link is the state of a node's underlay link: a down link is a pulled
+// cable, every frame the engine sends or receives on it is dropped.
+type Link struct {
+	Interface string `json:"interface,omitempty"`
+	Network   string `json:"network,omitempty"`
+	Up        bool   `json:"up"`
 }
 
 // WorkloadInfo is one workload served by a node.
@@ -142,4 +151,13 @@ func (c *Client) Stats(ctx context.Context) (map[string]uint64, error) {
 	var m map[string]uint64
 	err := c.do(ctx, http.MethodGet, "/v1/stats", nil, &m)
 	return m, err
+}
+
+// SetLink sets the node's underlay link up or down and returns its state.
+func (c *Client) SetLink(ctx context.Context, up bool) (*Link, error) {
+	var l Link
+	if err := c.do(ctx, http.MethodPut, "/v1/link", Link{Up: up}, &l); err != nil {
+		return nil, fmt.Errorf("set link: %w", err)
+	}
+	return &l, nil
 }

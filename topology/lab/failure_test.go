@@ -1,0 +1,129 @@
+package lab_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vrouter-lab/vrouter/vrouter/netns/netnstest"
+)
+
+// failLab writes a three-node lab called name, one workload per node at
+// fixed addresses (a 10.244.1.1 on node1, b 10.244.2.1 on node2, c
+// 10.244.3.1 on node3), with short BGP timers so failures are noticed
+// fast; bgpExtra is added to the bgp mapping (e.g. ", gracefulRestart:
+// true"). It returns the file's path.
+func failLab(t *testing.T, name, bgpExtra string) string {
+	t.Helper()
+	data := fmt.Sprintf(`name: %s
+ipPools:
+  - {name: pool, cidr: 10.244.0.0/16}
+bgp: {keepaliveTime: 1s, holdTime: 3s%s}
+networks:
+  - {name: lan, cidr: 192.168.50.0/24}
+nodes:
+  node1: {network: lan, address: 192.168.50.10}
+  node2: {network: lan, address: 192.168.50.11}
+  node3: {network: lan, address: 192.168.50.12}
+workloads:
+  - {name: a, node: node1, address: 10.244.1.1}
+  - {name: b, node: node2, address: 10.244.2.1}
+  - {name: c, node: node3, address: 10.244.3.1}
+`, name, bgpExtra)
+	path := filepath.Join(t.TempDir(), name+".yaml")
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// eventually polls cond every 200 ms until it holds or timeout passes, then
+// fails the test with what cond last reported.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not so after %s:\n%s", what, timeout, state)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// established reports whether `vrouter node status NODE` shows the session
+// with peer Established.
+func established(status, peer string) bool {
+	return regexp.MustCompile(regexp.QuoteMeta(peer) + ` +\| node-to-node mesh \| up +\| [0-9:-]+ +\| Established`).MatchString(status)
+}
+
+// Taking node2's underlay link down makes node1 withdraw node2's block once
+// its hold timer expires, and pings to node2's workload fail while node3's
+// still work; up again, the sessions and routes come back and pings work.
+func TestLinkDownUp(t *testing.T) {
+	netnstest.RequireRoot(t)
+	netnstest.RequireCommand(t, "ping", "iputils-ping")
+	netnstest.GuardRoot(t)
+	name := fmt.Sprintf("link-%d", os.Getpid()%100000)
+	file := failLab(t, name, "")
+	t.Cleanup(func() {
+		mustVR(t, "destroy", "-t", file)
+		checkGone(t, name)
+	})
+	mustVR(t, "deploy", "-t", file)
+	lab := []string{"--lab", name}
+	const node2Block = "10.244.2.0/26 via 192.168.50.11 dev ens33 proto bird"
+	routes := mustVR(t, append([]string{"route", "node1"}, lab...)...)
+	if !strings.Contains(routes, node2Block+"\n") {
+		t.Fatalf("node1 lacks node2's block before the link goes down:\n%s", routes)
+	}
+	if code := pingIn(t, name, "a", "10.244.2.1"); code != 0 {
+		t.Fatal("ping a -> b failed before the link went down")
+	}
+
+	out := mustVR(t, append([]string{"link", "set", "node2", "down"}, lab...)...)
+	if strings.TrimSpace(out) != "node2/ens33 (network lan): DOWN" {
+		t.Errorf("link set down printed %q", out)
+	}
+	eventually(t, 20*time.Second, "node1 withdraws node2's block after its hold timer", func() (bool, string) {
+		routes := mustVR(t, append([]string{"route", "node1"}, lab...)...)
+		status := mustVR(t, append([]string{"node", "status", "node1"}, lab...)...)
+		return !strings.Contains(routes, "via 192.168.50.11") && !established(status, "192.168.50.11"), routes + status
+	})
+	if code := pingIn(t, name, "a", "10.244.2.1"); code == 0 {
+		t.Error("ping a -> b succeeded while node2's link was down")
+	}
+	if code := pingIn(t, name, "a", "10.244.3.1"); code != 0 {
+		t.Error("ping a -> c (node3) failed while only node2's link was down")
+	}
+	status := mustVR(t, append([]string{"node", "status", "node1"}, lab...)...)
+	if !established(status, "192.168.50.12") {
+		t.Errorf("node1's session with node3 is down while only node2's link is:\n%s", status)
+	}
+
+	out = mustVR(t, append([]string{"link", "set", "node2", "up"}, lab...)...)
+	if strings.TrimSpace(out) != "node2/ens33 (network lan): UP" {
+		t.Errorf("link set up printed %q", out)
+	}
+	eventually(t, 30*time.Second, "node1 relearns node2's block once the link is up", func() (bool, string) {
+		routes := mustVR(t, append([]string{"route", "node1"}, lab...)...)
+		status := mustVR(t, append([]string{"node", "status", "node1"}, lab...)...)
+		return strings.Contains(routes, node2Block+"\n") && established(status, "192.168.50.11"), routes + status
+	})
+	eventually(t, 20*time.Second, "ping a -> b works again", func() (bool, string) {
+		return pingIn(t, name, "a", "10.244.2.1") == 0, "ping failed"
+	})
+	if _, code := vr(t, append([]string{"link", "set", "node2", "sideways"}, lab...)...); code == 0 {
+		t.Error("link set with a bad state succeeded")
+	}
+	if _, code := vr(t, append([]string{"link", "set", "node9", "down"}, lab...)...); code == 0 {
+		t.Error("link set on an unknown node succeeded")
+	}
+}
