@@ -20,6 +20,7 @@ import (
 	"github.com/vrouter-lab/vrouter/vrouter/fib"
 	"github.com/vrouter-lab/vrouter/vrouter/ipam"
 	"github.com/vrouter-lab/vrouter/vrouter/netns"
+	"golang.org/x/sys/unix"
 )
 
 // linkLocalGateway is the next hop every workload uses, as in Calico: an
@@ -77,7 +78,7 @@ func (a *Agent) start(ctx context.Context) error {
 	// The underlay: a TUN device in the node namespace carrying the node
 	// address (the kernel adds the connected route), and the fabric
 	// endpoint the engine sends and receives underlay frames on.
-	host, err := netns.OpenTUN(cfg.Namespace, cfg.Interface, cfg.MTU)
+	host, err := openTUN(ctx, cfg.Namespace, cfg.Interface, cfg.MTU)
 	if err != nil {
 		return err
 	}
@@ -154,7 +155,10 @@ func (a *Agent) start(ctx context.Context) error {
 	}
 	for _, p := range cfg.BGP.Peers {
 		peer := bgp.Peer{Address: p.Address, ASN: p.ASN, Type: peerType(p.Type), Password: p.Password,
-			RouteReflectorClient: p.RouteReflectorClient, ClusterID: p.ClusterID}
+			RouteReflectorClient: p.RouteReflectorClient, ClusterID: p.ClusterID,
+			// Between two lab nodes the one with the lower address waits
+			// for the other to connect (see bgp.Peer.Passive).
+			Passive: p.Node != "" && addr.Less(p.Address)}
 		if err := a.bgp.AddPeer(ctx, peer); err != nil {
 			return err
 		}
@@ -170,6 +174,25 @@ func (a *Agent) start(ctx context.Context) error {
 	}
 	go a.engine.Run(ctx)
 	return a.serveControl(ctx)
+}
+
+// openTUN opens a TUN device in a namespace. A device of that name still
+// held by an agent that is exiting (a restart: the kernel removes the old
+// agent's devices with its last descriptors, after its last thread is gone)
+// is busy; openTUN waits up to five seconds for it to go.
+func openTUN(ctx context.Context, ns, name string, mtu int) (*netns.TUN, error) {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		t, err := netns.OpenTUN(ns, name, mtu)
+		if err == nil || !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
+			return t, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // defaultToEngine gives the node namespace's kernel a default route through
@@ -247,7 +270,7 @@ func (a *Agent) addWorkload(ctx context.Context, w Workload) (*WorkloadInfo, err
 		return nil, fmt.Errorf("workload %s: %w", w.Name, err)
 	}
 	mtu := a.cfg.MTU
-	t, err := netns.OpenTUN(w.Namespace, "eth0", mtu)
+	t, err := openTUN(ctx, w.Namespace, "eth0", mtu)
 	if err != nil {
 		_ = a.ipam.ReleaseByHandle(ctx, h)
 		return nil, fmt.Errorf("workload %s: %w", w.Name, err)

@@ -127,3 +127,103 @@ func TestLinkDownUp(t *testing.T) {
 		t.Error("link set on an unknown node succeeded")
 	}
 }
+
+// Restarting node2's agent, gracefully and by SIGKILL, brings back every
+// session and route; its workloads keep their addresses, eth0 devices and
+// Calico's default route, and pings reach them again.
+func TestNodeRestart(t *testing.T) {
+	netnstest.RequireRoot(t)
+	netnstest.RequireCommand(t, "ping", "iputils-ping")
+	netnstest.GuardRoot(t)
+	name := fmt.Sprintf("rst-%d", os.Getpid()%100000)
+	file := failLab(t, name, "")
+	t.Cleanup(func() {
+		mustVR(t, "destroy", "-t", file)
+		checkGone(t, name)
+	})
+	mustVR(t, "deploy", "-t", file)
+	lab := []string{"--lab", name}
+	// A workload whose address IPAM chose, not the lab file.
+	out := mustVR(t, append([]string{"workload", "add", "d", "--node", "node2"}, lab...)...)
+	m := regexp.MustCompile(`: (10\.244\.\d+\.\d+) dev (cali[0-9a-f]{11})`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("workload add output: %s", out)
+	}
+	dAddr := m[1]
+	inspect := func() string {
+		// Names, addresses and ports of node2's workloads, in order.
+		out := mustVR(t, append([]string{"get", "workloads", "-o", "wide"}, lab...)...)
+		var lines []string
+		for _, l := range strings.Split(out, "\n") {
+			if strings.Contains(l, "node2") {
+				lines = append(lines, strings.Join(strings.Fields(l), " "))
+			}
+		}
+		return strings.Join(lines, "\n")
+	}
+	before := inspect()
+	if !strings.Contains(before, dAddr) || !strings.Contains(before, "10.244.2.1") {
+		t.Fatalf("get workloads lacks node2's workloads:\n%s", before)
+	}
+	pidFile := filepath.Join("/run/vrouter", name, "nodes", "node2.pid")
+	for _, mode := range []string{"graceful", "kill"} {
+		oldPID, err := os.ReadFile(pidFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		args := append([]string{"node", "restart", "node2"}, lab...)
+		if mode == "kill" {
+			args = append(args, "--kill")
+		}
+		out := mustVR(t, args...)
+		if !strings.Contains(out, "node node2 restarted in ") {
+			t.Errorf("%s: node restart printed:\n%s", mode, out)
+		}
+		newPID, err := os.ReadFile(pidFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(newPID) == string(oldPID) {
+			t.Fatalf("%s: node2's agent has the same pid %s after restart", mode, newPID)
+		}
+		status := mustVR(t, append([]string{"node", "status", "node2"}, lab...)...)
+		if !established(status, "192.168.50.10") || !established(status, "192.168.50.12") {
+			t.Errorf("%s: node2's sessions after restart:\n%s", mode, status)
+		}
+		if after := inspect(); after != before {
+			t.Errorf("%s: node2's workloads changed across the restart:\nbefore:\n%s\nafter:\n%s", mode, before, after)
+		}
+		for w, addr := range map[string]string{"b": "10.244.2.1", "d": dAddr} {
+			ipAddr := mustVR(t, append(append([]string{"exec"}, lab...), w, "--", "ip", "-4", "-o", "addr", "show", "dev", "eth0")...)
+			if !strings.Contains(ipAddr, "inet "+addr+"/32") {
+				t.Errorf("%s: workload %s's eth0 after restart:\n%s", mode, w, ipAddr)
+			}
+			route := mustVR(t, append(append([]string{"exec"}, lab...), w, "--", "ip", "route")...)
+			if strings.TrimSpace(route) != "default via 169.254.1.1 dev eth0 onlink" {
+				t.Errorf("%s: workload %s's routes after restart:\n%s", mode, w, route)
+			}
+		}
+		eventually(t, 30*time.Second, mode+": node1 and node3 see node2 again", func() (bool, string) {
+			var all string
+			ok := true
+			for _, n := range []string{"node1", "node3"} {
+				status := mustVR(t, append([]string{"node", "status", n}, lab...)...)
+				routes := mustVR(t, append([]string{"route", n}, lab...)...)
+				ok = ok && established(status, "192.168.50.11") && strings.Contains(routes, "10.244.2.0/26 via 192.168.50.11 dev ens33 proto bird\n")
+				all += status + routes
+			}
+			return ok, all
+		})
+		for _, to := range []string{"10.244.2.1", dAddr} {
+			if code := pingIn(t, name, "a", to); code != 0 {
+				t.Errorf("%s: ping a -> %s failed after node2 restarted", mode, to)
+			}
+		}
+		if code := pingIn(t, name, "b", "10.244.3.1"); code != 0 {
+			t.Errorf("%s: ping b -> c failed after node2 restarted", mode)
+		}
+	}
+	if _, code := vr(t, append([]string{"node", "restart", "node9"}, lab...)...); code == 0 {
+		t.Error("restart of an unknown node succeeded")
+	}
+}

@@ -89,6 +89,13 @@ type Peer struct {
 	// RouteReflectorClient makes this speaker a route reflector for the
 	// peer: routes learned from other iBGP peers are reflected to it.
 	RouteReflectorClient bool
+	// Passive makes the speaker wait for the peer to open the session
+	// instead of opening it too. GoBGP stays Idle for 5 s after a session
+	// fails and refuses connections meanwhile; when both ends open sessions
+	// to each other, a restarted peer and one whose session just failed
+	// can refuse each other's attempts for tens of seconds. With one
+	// passive end per pair there is no such dance.
+	Passive bool
 	// ClusterID is the route reflector cluster ID used toward a
 	// RouteReflectorClient peer; the zero Addr means the router ID.
 	ClusterID netip.Addr

@@ -184,7 +184,7 @@ func (s *Speaker) AddPeer(ctx context.Context, p Peer) error {
 			ConnectRetry:           seconds(s.cfg.ConnectRetry),
 			IdleHoldTimeAfterReset: seconds(s.cfg.ConnectRetry),
 		}},
-		Transport: &api.Transport{RemotePort: uint32(p.Port)},
+		Transport: &api.Transport{RemotePort: uint32(p.Port), PassiveMode: p.Passive},
 	}
 	if p.LocalAddr.IsValid() {
 		peer.Transport.LocalAddress = p.LocalAddr.Unmap().String()
