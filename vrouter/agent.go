@@ -41,6 +41,10 @@ type Agent struct {
 	engine *dataplane.Engine
 	ep     *fabric.Endpoint // the underlay link; its state is `vrouter link set`
 
+	saveMu  sync.Mutex // serializes writes of the routes file
+	staleMu sync.Mutex
+	stale   map[netip.Prefix]bool // restored routes not learned again yet
+
 	mu        sync.Mutex // guards workloads and blocks
 	workloads map[string]*workload
 	blocks    []netip.Prefix // affine blocks announced and blackholed
@@ -60,6 +64,7 @@ func Run(ctx context.Context, cfg *Config) error {
 		started:   time.Now().UTC(),
 		fib:       fib.NewTable(),
 		workloads: map[string]*workload{},
+		stale:     map[netip.Prefix]bool{},
 	}
 	defer a.close()
 	if err := a.start(ctx); err != nil {
@@ -123,6 +128,18 @@ func (a *Agent) start(ctx context.Context) error {
 		return err
 	}
 
+	// Graceful restart: forward along the routes an earlier agent of this
+	// node learned until BGP has brought them back.
+	if cfg.BGP.GracefulRestart {
+		n, err := a.restoreRoutes()
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			a.log.Info("graceful restart: forwarding state restored", "routes", n)
+		}
+	}
+
 	// IPAM: the lab's shared datastore.
 	a.store, err = ipam.OpenBolt(cfg.Datastore)
 	if err != nil {
@@ -146,6 +163,9 @@ func (a *Agent) start(ctx context.Context) error {
 		HoldTime:      cfg.BGP.HoldTime,
 		ConnectRetry:  time.Second, // a restarted node is back in a second
 		Logger:        a.log,
+
+		GracefulRestart: cfg.BGP.GracefulRestart,
+		RestartTime:     cfg.BGP.RestartTime,
 	})
 	if err != nil {
 		return err
@@ -173,6 +193,9 @@ func (a *Agent) start(ctx context.Context) error {
 		return err
 	}
 	go a.engine.Run(ctx)
+	if a.staleCount() > 0 {
+		go a.sweepStale(ctx)
+	}
 	return a.serveControl(ctx)
 }
 
@@ -232,12 +255,14 @@ func peerType(s string) bgp.PeerType {
 
 // learn installs or removes a route learned over BGP.
 func (a *Agent) learn(u bgp.RouteUpdate) {
+	a.refreshed(u.Prefix)
+	defer a.saveRoutes()
 	if u.Withdrawn {
 		a.fib.Delete(u.Prefix, 0)
 		a.log.Info("route withdrawn", "prefix", u.Prefix)
 		return
 	}
-	r := fib.Route{Dst: u.Prefix, Type: fib.Unicast, Gateway: u.NextHop, Dev: a.cfg.Interface, Protocol: fib.ProtoBird}
+	r := a.bgpRoute(u.Prefix, u.NextHop)
 	if err := a.fib.Replace(r); err != nil {
 		a.log.Error("install learned route", "route", r, "err", err)
 		return
@@ -380,13 +405,13 @@ func (a *Agent) syncBlocks(ctx context.Context) error {
 // status reports the node's state; Ready means every BGP session is
 // Established and every block affine to a peer is routed.
 func (a *Agent) status(ctx context.Context) (*Status, error) {
-	s := &Status{Node: a.cfg.Node, Address: a.cfg.Prefix.Addr(), Started: a.started, Routes: a.fib.Len(), LinkUp: a.ep.IsUp()}
+	s := &Status{Node: a.cfg.Node, Address: a.cfg.Prefix.Addr(), Started: a.started, Routes: a.fib.Len(), LinkUp: a.ep.IsUp(), StaleRoutes: a.staleCount()}
 	peers, err := a.bgp.Peers(ctx)
 	if err != nil {
 		return nil, err
 	}
 	for _, p := range peers {
-		s.Peers = append(s.Peers, PeerStatus{Address: p.Address, Type: p.Type.String(), State: p.State, Since: p.Since, Info: p.Info})
+		s.Peers = append(s.Peers, PeerStatus{Address: p.Address, Type: p.Type.String(), State: p.State, Since: p.Since, Info: p.Info, GracefulRestart: p.GracefulRestart})
 		if p.State == "Established" {
 			s.PeersEstablished++
 		}
@@ -433,7 +458,14 @@ func (a *Agent) remoteBlocksRouted(ctx context.Context) (bool, error) {
 }
 
 func (a *Agent) close() {
-	if a.bgp != nil {
+	switch {
+	case a.bgp == nil:
+	case a.cfg.BGP.GracefulRestart:
+		// A restarting router closes no session: no Cease NOTIFICATION, so
+		// its peers see the sessions fail (the connections break) and keep
+		// its routes as stale until it is back.
+		a.log.Info("graceful restart: leaving the BGP sessions open for the peers to notice")
+	default:
 		a.bgp.Stop()
 	}
 	if a.engine != nil {

@@ -27,7 +27,8 @@ type Status struct {
 	PeersEstablished int            `json:"peersEstablished"`
 	Peers            []PeerStatus   `json:"peers"`
 	Routes           int            `json:"routes"`
-	LinkUp           bool           `json:"linkUp"` // the underlay link's state (vrouter link set)
+	LinkUp           bool           `json:"linkUp"`      // the underlay link's state (vrouter link set)
+	StaleRoutes      int            `json:"staleRoutes"` // routes restored at a graceful restart, not yet learned again
 	Workloads        []WorkloadInfo `json:"workloads"`
 	Blocks           []netip.Prefix `json:"blocks"`
 }
@@ -39,6 +40,8 @@ type PeerStatus struct {
 	State   string     `json:"state"`
 	Since   time.Time  `json:"since"`
 	Info    string     `json:"info"`
+	// GracefulRestart: both ends enabled graceful restart.
+	GracefulRestart bool `json:"gracefulRestart"`
 }
 
 // Link is the state of a node's underlay link: a down link is a pulled

@@ -5,7 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -225,5 +227,102 @@ func TestNodeRestart(t *testing.T) {
 	}
 	if _, code := vr(t, append([]string{"node", "restart", "node9"}, lab...)...); code == 0 {
 		t.Error("restart of an unknown node succeeded")
+	}
+}
+
+// pingLoss runs a bounded ping flood from a workload and returns the
+// packets sent and received.
+func pingLoss(t *testing.T, lab, from, to string, count int) (sent, received int, out string) {
+	t.Helper()
+	out, _ = vr(t, "exec", "--lab", lab, from, "--", "ping", "-q", "-i", "0.01", "-W", "1", "-c", strconv.Itoa(count), to)
+	m := regexp.MustCompile(`(\d+) packets transmitted, (\d+) received`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("ping %s -> %s printed no summary:\n%s", from, to, out)
+	}
+	sent, _ = strconv.Atoi(m[1])
+	received, _ = strconv.Atoi(m[2])
+	return sent, received, out
+}
+
+// While node2's agent is dead, node1 keeps node2's block (stale) with
+// graceful restart and drops it without; the restarted node2 restores the
+// routes it had before BGP is back; traffic between node1 and node3 goes on
+// throughout.
+func TestGracefulRestart(t *testing.T) {
+	netnstest.RequireRoot(t)
+	netnstest.RequireCommand(t, "ping", "iputils-ping")
+	netnstest.GuardRoot(t)
+	for _, gr := range []bool{true, false} {
+		t.Run(fmt.Sprintf("gracefulRestart=%v", gr), func(t *testing.T) {
+			name := fmt.Sprintf("gr%v-%d", gr, os.Getpid()%100000)
+			file := failLab(t, name, fmt.Sprintf(", gracefulRestart: %v, restartTime: 120s", gr))
+			t.Cleanup(func() {
+				mustVR(t, "destroy", "-t", file)
+				checkGone(t, name)
+			})
+			mustVR(t, "deploy", "-t", file)
+			lab := []string{"--lab", name}
+			const node2Block = "10.244.2.0/26 via 192.168.50.11 dev ens33 proto bird\n"
+
+			// node1 <-> node3 traffic while node2 dies and comes back.
+			type result struct {
+				sent, received int
+				out            string
+			}
+			flood := make(chan result, 1)
+			go func() {
+				s, r, out := pingLoss(t, name, "a", "10.244.3.1", 800)
+				flood <- result{s, r, out}
+			}()
+
+			pidData, err := os.ReadFile(filepath.Join("/run/vrouter", name, "nodes", "node2.pid"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			pid, _ := strconv.Atoi(strings.TrimSpace(string(pidData)))
+			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range []string{"node1", "node3"} {
+				eventually(t, 20*time.Second, n+" sees its session with node2 fail", func() (bool, string) {
+					status := mustVR(t, append([]string{"node", "status", n}, lab...)...)
+					return !established(status, "192.168.50.11"), status
+				})
+				routes := mustVR(t, append([]string{"route", n}, lab...)...)
+				if gr && !strings.Contains(routes, node2Block) {
+					t.Errorf("%s dropped node2's block while node2 restarts under graceful restart:\n%s", n, routes)
+				}
+				if !gr && strings.Contains(routes, node2Block) {
+					t.Errorf("%s keeps node2's block after the session failed without graceful restart:\n%s", n, routes)
+				}
+			}
+			status := mustVR(t, append([]string{"node", "status", "node1"}, lab...)...)
+			if !established(status, "192.168.50.12") {
+				t.Errorf("node1's session with node3 failed while node2 was down:\n%s", status)
+			}
+
+			mustVR(t, append([]string{"node", "restart", "node2"}, lab...)...)
+			logData, err := os.ReadFile(filepath.Join("/run/vrouter", name, "nodes", "node2.log"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			restored := strings.Contains(string(logData), `msg="graceful restart: forwarding state restored" node=node2 routes=2`)
+			if restored != gr {
+				t.Errorf("node2 restored its routes at restart: %v, want %v", restored, gr)
+			}
+			eventually(t, 30*time.Second, "node1 routes node2's block with node2 Established", func() (bool, string) {
+				status := mustVR(t, append([]string{"node", "status", "node1"}, lab...)...)
+				routes := mustVR(t, append([]string{"route", "node1"}, lab...)...)
+				return established(status, "192.168.50.11") && strings.Contains(routes, node2Block), status + routes
+			})
+			if code := pingIn(t, name, "a", "10.244.2.1"); code != 0 {
+				t.Error("ping a -> b failed after node2 restarted")
+			}
+			r := <-flood
+			t.Logf("node1 -> node3 while node2 restarted: %d sent, %d received", r.sent, r.received)
+			if r.sent == 0 || r.sent-r.received > r.sent/100 {
+				t.Errorf("node1 -> node3 lost more than 1%% while node2 restarted:\n%s", r.out)
+			}
+		})
 	}
 }

@@ -149,6 +149,13 @@ type PeerStatus struct {
 	// NOTIFICATION received before the session is Established reads
 	// "Received: NOTIFICATION": GoBGP discards its error code.
 	Info string
+	// GracefulRestart reports that both ends enabled graceful restart in
+	// the current (or last) session.
+	GracefulRestart bool
+	// EndOfRIB reports that the peer has sent its End-of-RIB marker in
+	// this session for every address family with graceful restart: it
+	// has sent every route it has. (Only tracked with graceful restart.)
+	EndOfRIB bool
 }
 
 // Peers returns the state of every configured peer, sorted by address.
@@ -170,6 +177,8 @@ func (s *Speaker) Peers(ctx context.Context) ([]PeerStatus, error) {
 			Type:    typeFromDescription(p.GetConf().GetDescription()),
 			State:   sessionState(p.GetState().GetSessionState()),
 		}
+		st.GracefulRestart = p.GetGracefulRestart().GetPeerRestartTime() > 0 || anyGR(p)
+		st.EndOfRIB = endOfRIB(p)
 		timers := p.GetTimers().GetState()
 		// GoBGP stamps Uptime when the session reaches Established and
 		// Downtime at every other state change (and when the peer is
@@ -192,4 +201,31 @@ func (s *Speaker) Peers(ctx context.Context) ([]PeerStatus, error) {
 	}
 	slices.SortFunc(out, func(a, b PeerStatus) int { return a.Address.Compare(b.Address) })
 	return out, nil
+}
+
+// anyGR reports whether graceful restart was negotiated for a family.
+func anyGR(p *api.Peer) bool {
+	for _, a := range p.GetAfiSafis() {
+		if s := a.GetMpGracefulRestart().GetState(); s.GetEnabled() && s.GetReceived() {
+			return true
+		}
+	}
+	return false
+}
+
+// endOfRIB reports whether End-of-RIB was received for every family with
+// graceful restart (false when there is none).
+func endOfRIB(p *api.Peer) bool {
+	n := 0
+	for _, a := range p.GetAfiSafis() {
+		s := a.GetMpGracefulRestart().GetState()
+		if !s.GetEnabled() || !s.GetReceived() {
+			continue
+		}
+		if !s.GetEndOfRibReceived() {
+			return false
+		}
+		n++
+	}
+	return n > 0
 }
