@@ -65,7 +65,7 @@ func newNodeStatusCommand() *cobra.Command {
 }
 
 func newNodeRestartCommand() *cobra.Command {
-	var kill bool
+	var kill, noWait bool
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "restart NODE [--kill]",
@@ -77,13 +77,15 @@ workloads keep their namespaces and addresses (IPAM remembers them); the new
 agent recreates their eth0 devices, which vanish with the old agent. An
 agent that died is simply started again. With gracefulRestart in the lab
 file the peers keep the node's routes (stale) while it restarts, and the
-node keeps forwarding along the routes it had.`,
+node keeps forwarding along the routes it had. With --no-wait it returns as
+soon as the new agent answers, without waiting for BGP.`,
 		Example: "  vrouter node restart node2\n  vrouter node restart node2 --kill",
 		Args:    cobra.ExactArgs(1),
 	}
 	load := labFlag(cmd)
 	cmd.Flags().BoolVar(&kill, "kill", false, "stop the agent with SIGKILL, as a crash would")
 	cmd.Flags().DurationVar(&timeout, "timeout", 60*time.Second, "how long to wait for the node's BGP sessions and routes")
+	cmd.Flags().BoolVar(&noWait, "no-wait", false, "return once the new agent runs, without waiting for BGP sessions and routes")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		st, err := load()
 		if err != nil {
@@ -91,7 +93,7 @@ node keeps forwarding along the routes it had.`,
 		}
 		start := time.Now()
 		progress := func(format string, a ...any) { fmt.Fprintf(cmd.ErrOrStderr(), format+"\n", a...) }
-		if err := lab.RestartNode(cmd.Context(), st, args[0], lab.RestartOptions{Kill: kill, Timeout: timeout, Progress: progress}); err != nil {
+		if err := lab.RestartNode(cmd.Context(), st, args[0], lab.RestartOptions{Kill: kill, Timeout: timeout, NoWait: noWait, Progress: progress}); err != nil {
 			return err
 		}
 		fmt.Fprintf(cmd.OutOrStdout(), "node %s restarted in %s\n", args[0], time.Since(start).Round(time.Millisecond))

@@ -323,6 +323,86 @@ func TestGracefulRestart(t *testing.T) {
 			if r.sent == 0 || r.sent-r.received > r.sent/100 {
 				t.Errorf("node1 -> node3 lost more than 1%% while node2 restarted:\n%s", r.out)
 			}
+
+			// A restart by SIGTERM: with graceful restart node2 leaves
+			// without a Cease, so node1 never withdraws node2's block.
+			mustVR(t, append([]string{"node", "restart", "node2"}, lab...)...)
+			eventually(t, 30*time.Second, "node1 routes node2's block with node2 Established", func() (bool, string) {
+				status := mustVR(t, append([]string{"node", "status", "node1"}, lab...)...)
+				routes := mustVR(t, append([]string{"route", "node1"}, lab...)...)
+				return established(status, "192.168.50.11") && strings.Contains(routes, node2Block), status + routes
+			})
+			if code := pingIn(t, name, "a", "10.244.2.1"); code != 0 {
+				t.Error("ping a -> b failed after node2 restarted by SIGTERM")
+			}
+			node1Log, err := os.ReadFile(filepath.Join("/run/vrouter", name, "nodes", "node1.log"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			withdrawals := strings.Count(string(node1Log), `msg="route withdrawn" node=node1 prefix=10.244.2.0/26`)
+			switch {
+			case gr && withdrawals != 0:
+				t.Errorf("node1 withdrew node2's block %d times across two graceful restarts of node2", withdrawals)
+			case !gr && withdrawals != 2:
+				t.Errorf("node1 withdrew node2's block %d times across two restarts of node2 without graceful restart, want 2", withdrawals)
+			}
 		})
 	}
+}
+
+// A restarted node forwards along the routes it had until BGP is back, and
+// then drops those no peer announced again: here node3's block, node3
+// being cut off (its link down) while node2 restarts, once restartTime has
+// passed without node3's End-of-RIB (30 s: node1 is back well before).
+func TestGracefulRestartDropsStaleRoutes(t *testing.T) {
+	netnstest.RequireRoot(t)
+	netnstest.RequireCommand(t, "ping", "iputils-ping")
+	netnstest.GuardRoot(t)
+	name := fmt.Sprintf("grst-%d", os.Getpid()%100000)
+	file := failLab(t, name, ", gracefulRestart: true, restartTime: 30s")
+	t.Cleanup(func() {
+		mustVR(t, "destroy", "-t", file)
+		checkGone(t, name)
+	})
+	mustVR(t, "deploy", "-t", file)
+	lab := []string{"--lab", name}
+	const node1Block = "10.244.1.0/26 via 192.168.50.10 dev ens33 proto bird\n"
+	const node3Block = "10.244.3.0/26 via 192.168.50.12 dev ens33 proto bird\n"
+	logPath := filepath.Join("/run/vrouter", name, "nodes", "node2.log")
+
+	pidData, err := os.ReadFile(filepath.Join("/run/vrouter", name, "nodes", "node2.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(pidData)))
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	mustVR(t, append([]string{"link", "set", "node3", "down"}, lab...)...)
+	mustVR(t, append([]string{"node", "restart", "node2", "--no-wait"}, lab...)...)
+	eventually(t, 30*time.Second, "node2 drops node3's stale block and keeps node1's", func() (bool, string) {
+		logData, _ := os.ReadFile(logPath)
+		routes := mustVR(t, append([]string{"route", "node2"}, lab...)...)
+		return strings.Contains(routes, node1Block) && !strings.Contains(routes, node3Block) &&
+			strings.Contains(string(logData), `msg="graceful restart done: stale routes removed" node=node2 removed=1`), routes + string(logData)
+	})
+	logData, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(logData), `msg="graceful restart: forwarding state restored" node=node2 routes=2`) {
+		t.Errorf("node2 did not restore its two routes:\n%s", logData)
+	}
+	if code := pingIn(t, name, "b", "10.244.1.1"); code != 0 {
+		t.Error("ping b -> a failed after node2 restarted")
+	}
+
+	mustVR(t, append([]string{"link", "set", "node3", "up"}, lab...)...)
+	eventually(t, 30*time.Second, "node2 learns node3's block again", func() (bool, string) {
+		routes := mustVR(t, append([]string{"route", "node2"}, lab...)...)
+		return strings.Contains(routes, node3Block), routes
+	})
+	eventually(t, 20*time.Second, "ping b -> c works again", func() (bool, string) {
+		return pingIn(t, name, "b", "10.244.3.1") == 0, "ping failed"
+	})
 }

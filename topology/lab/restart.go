@@ -17,6 +17,7 @@ type RestartOptions struct {
 	Kill     bool
 	Binary   string        // the vrouter executable; default: this one
 	Timeout  time.Duration // how long to wait for the node to be ready; default 60s
+	NoWait   bool          // return once the new agent answers, BGP or not
 	Progress func(format string, args ...any)
 }
 
@@ -68,7 +69,7 @@ func RestartNode(ctx context.Context, st *State, node string, opt RestartOptions
 	ctx, cancel := context.WithTimeout(ctx, opt.Timeout)
 	defer cancel()
 	one := &State{Name: st.Name, Dir: st.Dir, Nodes: []NodeState{n}}
-	return waitReady(ctx, one, false, opt.Progress)
+	return waitReady(ctx, one, opt.NoWait, opt.Progress)
 }
 
 // killAgent sends SIGKILL to the agent in pidFile, if it runs, and waits
