@@ -102,6 +102,9 @@ func TestLinkDownUp(t *testing.T) {
 	if code := pingIn(t, name, "a", "10.244.2.1"); code == 0 {
 		t.Error("ping a -> b succeeded while node2's link was down")
 	}
+	if out := mustVR(t, append([]string{"inspect"}, lab...)...); !regexp.MustCompile(`(?m)^node2 .* link down$`).MatchString(out) {
+		t.Errorf("inspect does not show node2's link down:\n%s", out)
+	}
 	if code := pingIn(t, name, "a", "10.244.3.1"); code != 0 {
 		t.Error("ping a -> c (node3) failed while only node2's link was down")
 	}
@@ -121,6 +124,10 @@ func TestLinkDownUp(t *testing.T) {
 	})
 	eventually(t, 20*time.Second, "ping a -> b works again", func() (bool, string) {
 		return pingIn(t, name, "a", "10.244.2.1") == 0, "ping failed"
+	})
+	eventually(t, 30*time.Second, "inspect shows node2 running once its link is up", func() (bool, string) {
+		out := mustVR(t, append([]string{"inspect"}, lab...)...)
+		return regexp.MustCompile(`(?m)^node2 .* running$`).MatchString(out), out
 	})
 	if _, code := vr(t, append([]string{"link", "set", "node2", "sideways"}, lab...)...); code == 0 {
 		t.Error("link set with a bad state succeeded")
