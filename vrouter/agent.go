@@ -284,6 +284,13 @@ func (a *Agent) addWorkload(ctx context.Context, w Workload) (*WorkloadInfo, err
 	h := handle(a.cfg.Lab, w.Name)
 	args := ipam.AssignArgs{Node: a.cfg.Node, Handle: h, Attrs: map[string]string{"workload": w.Name, "node": a.cfg.Node}}
 	addr, err := a.ipam.AddressByHandle(ctx, h)
+	// An address IPAM already kept for the workload (a restarted agent
+	// serving it again) stays the workload's if serving it fails; only
+	// one allocated here is given back.
+	release := func() {}
+	if err != nil {
+		release = func() { _ = a.ipam.ReleaseByHandle(ctx, h) }
+	}
 	switch {
 	case err == nil:
 	case w.Address.IsValid():
@@ -297,18 +304,18 @@ func (a *Agent) addWorkload(ctx context.Context, w Workload) (*WorkloadInfo, err
 	mtu := a.cfg.MTU
 	t, err := openTUN(ctx, w.Namespace, "eth0", mtu)
 	if err != nil {
-		_ = a.ipam.ReleaseByHandle(ctx, h)
+		release()
 		return nil, fmt.Errorf("workload %s: %w", w.Name, err)
 	}
 	if err := workloadRoutes(t, addr); err != nil {
 		t.Close()
-		_ = a.ipam.ReleaseByHandle(ctx, h)
+		release()
 		return nil, fmt.Errorf("workload %s: %w", w.Name, err)
 	}
 	info := WorkloadInfo{Name: w.Name, Namespace: w.Namespace, Interface: InterfaceName(a.cfg.Lab, w.Name), Address: addr}
 	if err := a.engine.AddWorkload(info.Interface, t.Device, mtu); err != nil {
 		t.Close()
-		_ = a.ipam.ReleaseByHandle(ctx, h)
+		release()
 		return nil, fmt.Errorf("workload %s: %w", w.Name, err)
 	}
 	r := fib.Route{Dst: netip.PrefixFrom(addr, 32), Type: fib.Unicast, Dev: info.Interface, Protocol: fib.ProtoBoot, Scope: fib.ScopeLink}
