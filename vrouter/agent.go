@@ -108,6 +108,10 @@ func (a *Agent) start(ctx context.Context) error {
 		return err
 	}
 	a.ep = ep
+	if cfg.LinkDown {
+		ep.SetUp(false)
+		a.log.Info("underlay link is down (vrouter link set)", "interface", cfg.Interface)
+	}
 	a.engine, err = dataplane.NewEngine(dataplane.EngineConfig{
 		FIB:       a.fib,
 		Host:      host.Device,

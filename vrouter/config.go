@@ -27,6 +27,10 @@ type Config struct {
 	// Neighbors maps every underlay address on the network to the node that
 	// owns it, as ARP would.
 	Neighbors []Neighbor `json:"neighbors"`
+	// LinkDown starts the agent with its underlay link down (set by
+	// `vrouter link set NODE down`, so that a restart keeps the cable
+	// pulled).
+	LinkDown bool `json:"linkDown,omitempty"`
 
 	Pools     []Pool     `json:"pools"`
 	Datastore string     `json:"datastore"` // bbolt file shared by the lab's nodes

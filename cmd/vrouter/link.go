@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+	"github.com/vrouter-lab/vrouter/topology/lab"
 )
 
 func newLinkCommand() *cobra.Command {
@@ -24,12 +25,13 @@ fabric: while it is down every frame the node's engine sends or receives on
 it is dropped, BGP traffic included. The node's peers notice when their hold
 timer expires (holdTime in the lab file) and withdraw its routes; the node
 withdraws theirs. Once the link is up again the sessions re-establish, the
-routes come back and traffic resumes.`,
+routes come back and traffic resumes. The state is kept in the node's
+config: a restarted agent comes up with its link as it was.`,
 		Example:   "  vrouter link set node2 down\n  vrouter link set node2 up",
 		Args:      cobra.ExactArgs(2),
 		ValidArgs: []string{"up", "down"},
 	}
-	agent := nodeAgent(cmd)
+	load := labFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		var up bool
 		switch args[1] {
@@ -39,13 +41,13 @@ routes come back and traffic resumes.`,
 		default:
 			return fmt.Errorf("link state %q: want up or down", args[1])
 		}
-		c, err := agent(args[0])
+		st, err := load()
 		if err != nil {
 			return err
 		}
-		l, err := c.SetLink(cmd.Context(), up)
+		l, err := lab.SetLink(cmd.Context(), st, args[0], up)
 		if err != nil {
-			return fmt.Errorf("node %s: %w", args[0], err)
+			return err
 		}
 		state := "DOWN"
 		if l.Up {

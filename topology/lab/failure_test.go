@@ -112,6 +112,14 @@ func TestLinkDownUp(t *testing.T) {
 	if !established(status, "192.168.50.12") {
 		t.Errorf("node1's session with node3 is down while only node2's link is:\n%s", status)
 	}
+	// A restarted agent keeps the cable pulled.
+	mustVR(t, append([]string{"node", "restart", "node2", "--no-wait"}, lab...)...)
+	if out := mustVR(t, append([]string{"inspect"}, lab...)...); !regexp.MustCompile(`(?m)^node2 .* link down$`).MatchString(out) {
+		t.Errorf("node2's link is not down after its agent restarted:\n%s", out)
+	}
+	if code := pingIn(t, name, "a", "10.244.2.1"); code == 0 {
+		t.Error("ping a -> b succeeded after node2 restarted with its link down")
+	}
 
 	out = mustVR(t, append([]string{"link", "set", "node2", "up"}, lab...)...)
 	if strings.TrimSpace(out) != "node2/ens33 (network lan): UP" {

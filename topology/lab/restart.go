@@ -7,6 +7,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/vrouter-lab/vrouter/vrouter"
 )
 
 // RestartOptions tune RestartNode.
@@ -99,4 +101,21 @@ func killAgent(pidFile string) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return nil
+}
+
+// SetLink sets the underlay link of a node of a running lab up or down, and
+// records it in the node's config so that a restarted agent keeps it.
+func SetLink(ctx context.Context, st *State, node string, up bool) (*vrouter.Link, error) {
+	n, ok := st.Node(node)
+	if !ok {
+		return nil, fmt.Errorf("lab %s has no node %q", st.Name, node)
+	}
+	if err := updateNodeConfig(n, func(c *vrouter.Config) { c.LinkDown = !up }); err != nil {
+		return nil, fmt.Errorf("node %s: %w", node, err)
+	}
+	l, err := vrouter.NewClient(n.Control).SetLink(ctx, up)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w", node, err)
+	}
+	return l, nil
 }
