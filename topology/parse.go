@@ -48,7 +48,7 @@ var (
 	labFields      = []string{"name", "ipPools", "ipam", "bgp", "networks", "nodes", "workloads", "bgpPeers"}
 	ipamFields     = []string{"strictAffinity"}
 	poolFields     = []string{"name", "cidr", "blockSize", "ipipMode", "mtu"}
-	bgpFields      = []string{"asNumber", "nodeToNodeMesh", "keepaliveTime", "holdTime"}
+	bgpFields      = []string{"asNumber", "nodeToNodeMesh", "keepaliveTime", "holdTime", "gracefulRestart", "restartTime"}
 	networkFields  = []string{"name", "cidr", "mtu"}
 	nodeFields     = []string{"network", "address", "interface", "asNumber", "labels", "routeReflectorClusterID", "cpuSet"}
 	peerFields     = []string{"name", "peerIP", "peerSelector", "node", "nodeSelector", "asNumber", "password"}
@@ -105,6 +105,8 @@ type (
 		mesh      val[bool]
 		keepalive val[time.Duration]
 		hold      val[time.Duration]
+		gr        val[bool]
+		restart   val[time.Duration]
 	}
 	rawNetwork struct {
 		line int
@@ -579,6 +581,14 @@ func (p *parser) bgpSettings(n *yaml.Node) rawBGP {
 			if r.hold.st == ok && r.hold.v != 0 && r.hold.v < 3*time.Second {
 				p.errorf(r.hold.line, f, "%s is too short; RFC 4271 allows 0 (no hold timer) or at least 3s", r.hold.v)
 				r.hold.st = bad
+			}
+		case "gracefulRestart":
+			r.gr = p.boolean(v, f)
+		case "restartTime":
+			r.restart = p.duration(v, f, "leave it out for the default, 120s")
+			if r.restart.st == ok && (r.restart.v == 0 || r.restart.v > MaxRestartTime) {
+				p.errorf(r.restart.line, f, "%s is out of range; the graceful restart capability carries 1s to 4095s (RFC 4724)", r.restart.v)
+				r.restart.st = bad
 			}
 		}
 	})

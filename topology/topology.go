@@ -51,6 +51,11 @@ const (
 	// DefaultHoldTime is the BGP hold time, three keepalive intervals as
 	// RFC 4271 suggests.
 	DefaultHoldTime = 9 * time.Second
+	// DefaultRestartTime is the graceful restart time, BIRD's default.
+	DefaultRestartTime = 120 * time.Second
+	// MaxRestartTime is the largest restart time the graceful restart
+	// capability carries (12 bits of seconds).
+	MaxRestartTime = 4095 * time.Second
 	// DefaultMTU is the MTU of an underlay network.
 	DefaultMTU = 1500
 	// DefaultInterface is the name of a node's underlay interface, as in
@@ -226,6 +231,15 @@ type BGP struct {
 	// HoldTime is how long a session stays up without a message from the
 	// peer; 0 disables it (RFC 4271).
 	HoldTime time.Duration
+	// GracefulRestart enables BGP graceful restart (RFC 4724) between the
+	// nodes, as Calico's BIRD configuration does: when a node's agent
+	// restarts, its peers keep its routes (stale) for up to RestartTime
+	// and the restarting node keeps forwarding along the routes it had,
+	// until the sessions are back and the routes refreshed.
+	GracefulRestart bool
+	// RestartTime is the time a node asks its peers to keep its routes
+	// while it restarts.
+	RestartTime time.Duration
 }
 
 // Network is an underlay network connecting nodes, like the LAN the

@@ -28,7 +28,7 @@ func TestExample(t *testing.T) {
 		IPPools: []IPPool{
 			{Name: "default-ipv4-ippool", CIDR: mustPrefix("10.244.0.0/16"), BlockSize: 26, IPIPMode: IPIPNever},
 		},
-		BGP: BGP{ASNumber: 64512, NodeToNodeMesh: true, KeepaliveTime: 3 * time.Second, HoldTime: 9 * time.Second},
+		BGP: BGP{ASNumber: 64512, NodeToNodeMesh: true, KeepaliveTime: 3 * time.Second, HoldTime: 9 * time.Second, RestartTime: 120 * time.Second},
 		Networks: []Network{
 			{Name: "lan", CIDR: mustPrefix("192.168.50.0/24"), MTU: 1500},
 		},
@@ -109,7 +109,7 @@ workloads:
 			{Name: "a", CIDR: mustPrefix("10.244.0.0/16"), BlockSize: 24, IPIPMode: IPIPAlways},
 			{Name: "b", CIDR: mustPrefix("10.96.0.0/12"), BlockSize: 32, IPIPMode: IPIPCrossSubnet},
 		},
-		BGP: BGP{ASNumber: 4200000000, NodeToNodeMesh: false, KeepaliveTime: 10 * time.Second, HoldTime: 30 * time.Second},
+		BGP: BGP{ASNumber: 4200000000, NodeToNodeMesh: false, KeepaliveTime: 10 * time.Second, HoldTime: 30 * time.Second, RestartTime: 120 * time.Second},
 		Networks: []Network{
 			{Name: "rack-1", CIDR: mustPrefix("192.168.50.0/24"), MTU: 9000},
 			{Name: "rack-2", CIDR: mustPrefix("192.168.60.0/30"), MTU: 576},

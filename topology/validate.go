@@ -205,6 +205,13 @@ func (p *parser) checkBGP(r rawBGP) BGP {
 		NodeToNodeMesh: DefaultNodeToNodeMesh,
 		KeepaliveTime:  DefaultKeepaliveTime,
 		HoldTime:       DefaultHoldTime,
+		RestartTime:    DefaultRestartTime,
+	}
+	if r.gr.st == ok {
+		b.GracefulRestart = r.gr.v
+	}
+	if r.restart.st == ok {
+		b.RestartTime = r.restart.v
 	}
 	if r.asNumber.st == ok {
 		b.ASNumber = uint32(r.asNumber.v)

@@ -36,7 +36,7 @@ var ruleTests = []struct {
 		{7, "nodes.node1.address", "is required"},
 		{8, "routeReflectors", "unknown field (known: name, ipPools, ipam, bgp, networks, nodes, workloads, bgpPeers)"}}},
 	{"field names are case-sensitive", "unknown-field-case.yaml", []want{
-		{9, "bgp.asnumber", "unknown field (known: asNumber, nodeToNodeMesh, keepaliveTime, holdTime)"}}},
+		{9, "bgp.asnumber", "unknown field (known: asNumber, nodeToNodeMesh, keepaliveTime, holdTime, gracefulRestart, restartTime)"}}},
 	{"a key given twice", "duplicate-key.yaml", []want{
 		{8, "nodes.node1", "given twice (first on line 7)"}}},
 	{"merge keys", "merge-key.yaml", []want{
@@ -110,9 +110,11 @@ var ruleTests = []struct {
 	{"nodeToNodeMesh is a boolean", "mesh-not-bool.yaml", []want{
 		{8, "bgp.nodeToNodeMesh", `"yes" is not true or false`}}},
 	{"bgp is a mapping", "bgp-not-mapping.yaml", []want{
-		{8, "bgp", `must be a mapping (fields: asNumber, nodeToNodeMesh, keepaliveTime, holdTime), not "64512"`}}},
+		{8, "bgp", `must be a mapping (fields: asNumber, nodeToNodeMesh, keepaliveTime, holdTime, gracefulRestart, restartTime), not "64512"`}}},
 	{"holdTime 0 or at least 3s", "holdtime-too-short.yaml", []want{
 		{8, "bgp.holdTime", "2s is too short; RFC 4271 allows 0 (no hold timer) or at least 3s"}}},
+	{"restartTime fits the capability", "restart-time-range.yaml", []want{
+		{8, "bgp.restartTime", "1h23m20s is out of range; the graceful restart capability carries 1s to 4095s (RFC 4724)"}}},
 	{"keepalive shorter than hold", "keepalive-not-shorter.yaml", []want{
 		{8, "bgp.keepaliveTime", "9s must be shorter than holdTime 9s"}}},
 	{"keepalive 0 only without hold timer", "keepalive-zero.yaml", []want{

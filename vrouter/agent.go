@@ -24,6 +24,7 @@ import (
 	"github.com/vrouter-lab/vrouter/vrouter/fib"
 	"github.com/vrouter-lab/vrouter/vrouter/ipam"
 	"github.com/vrouter-lab/vrouter/vrouter/netns"
+	"golang.org/x/sys/unix"
 )
 
 // linkLocalGateway is the next hop every workload uses, as in Calico: an
@@ -42,6 +43,11 @@ type Agent struct {
 	store  *ipam.BoltStore
 	bgp    *bgp.Speaker
 	engine *dataplane.Engine
+	ep     *fabric.Endpoint // the underlay link; its state is `vrouter link set`
+
+	saveMu  sync.Mutex // serializes writes of the routes file
+	staleMu sync.Mutex
+	stale   map[netip.Prefix]bool // restored routes not learned again yet
 
 	mu         sync.Mutex // guards workloads and blocks
 	workloads  map[string]*workload
@@ -67,6 +73,7 @@ func Run(ctx context.Context, cfg *Config) error {
 		started:   time.Now().UTC(),
 		fib:       fib.NewTable(),
 		workloads: map[string]*workload{},
+		stale:     map[netip.Prefix]bool{},
 	}
 	defer a.close()
 	if err := a.start(ctx); err != nil {
@@ -85,7 +92,7 @@ func (a *Agent) start(ctx context.Context) error {
 	// The underlay: a TUN device in the node namespace carrying the node
 	// address (the kernel adds the connected route), and the fabric
 	// endpoint the engine sends and receives underlay frames on.
-	host, err := netns.OpenTUN(cfg.Namespace, cfg.Interface, cfg.MTU)
+	host, err := openTUN(ctx, cfg.Namespace, cfg.Interface, cfg.MTU)
 	if err != nil {
 		return err
 	}
@@ -122,6 +129,11 @@ func (a *Agent) start(ctx context.Context) error {
 		host.Close()
 		return err
 	}
+	a.ep = ep
+	if cfg.LinkDown {
+		ep.SetUp(false)
+		a.log.Info("underlay link is down (vrouter link set)", "interface", cfg.Interface)
+	}
 	a.engine, err = dataplane.NewEngine(dataplane.EngineConfig{
 		FIB:       a.fib,
 		Host:      host.Device,
@@ -149,6 +161,18 @@ func (a *Agent) start(ctx context.Context) error {
 		return err
 	}
 
+	// Graceful restart: forward along the routes an earlier agent of this
+	// node learned until BGP has brought them back.
+	if cfg.BGP.GracefulRestart {
+		n, err := a.restoreRoutes()
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			a.log.Info("graceful restart: forwarding state restored", "routes", n)
+		}
+	}
+
 	// BGP: listen on the node address, peer, and install what is learned.
 	a.bgp, err = bgp.Start(ctx, bgp.Config{
 		ASN:           cfg.BGP.ASN,
@@ -158,6 +182,9 @@ func (a *Agent) start(ctx context.Context) error {
 		HoldTime:      cfg.BGP.HoldTime,
 		ConnectRetry:  time.Second, // a restarted node is back in a second
 		Logger:        a.log,
+
+		GracefulRestart: cfg.BGP.GracefulRestart,
+		RestartTime:     cfg.BGP.RestartTime,
 	})
 	if err != nil {
 		return err
@@ -193,7 +220,29 @@ func (a *Agent) start(ctx context.Context) error {
 		return err
 	}
 	go a.engine.Run(ctx)
+	if a.staleCount() > 0 {
+		go a.sweepStale(ctx)
+	}
 	return a.serveControl(ctx)
+}
+
+// openTUN opens a TUN device in a namespace. A device of that name still
+// held by an agent that is exiting (a restart: the kernel removes the old
+// agent's devices with its last descriptors, after its last thread is gone)
+// is busy; openTUN waits up to five seconds for it to go.
+func openTUN(ctx context.Context, ns, name string, mtu int) (*netns.TUN, error) {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		t, err := netns.OpenTUN(ns, name, mtu)
+		if err == nil || !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
+			return t, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // defaultToEngine gives the node namespace's kernel a default route through
@@ -238,7 +287,7 @@ func peerType(s string) bgp.PeerType {
 func (a *Agent) ensureTunnel(ctx context.Context) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.tunnelAddr.IsValid() || !ipip(*a.pools.Load()) {
+	if a.tunnelAddr.IsValid() || !ipip(a.currentPools()) {
 		return nil
 	}
 	h := "ipip-tunnel-addr-" + a.cfg.Node
@@ -266,7 +315,7 @@ func (a *Agent) ensureTunnel(ctx context.Context) error {
 // Workloads keep their MTU until they are re-created. The pools' names
 // and CIDRs must not change.
 func (a *Agent) setPools(ctx context.Context, pools []Pool) error {
-	cur := *a.pools.Load()
+	cur := a.currentPools()
 	if len(pools) != len(cur) {
 		return fmt.Errorf("pools: %d given, the node has %d; only ipipMode and mtu can change on a running lab", len(pools), len(cur))
 	}
@@ -314,15 +363,14 @@ func nodeAddrs(ns []Neighbor) []netip.Addr {
 
 // learn installs or removes a route learned over BGP.
 func (a *Agent) learn(u bgp.RouteUpdate) {
+	a.refreshed(u.Prefix)
+	defer a.saveRoutes()
 	if u.Withdrawn {
 		a.fib.Delete(u.Prefix, 0)
 		a.log.Info("route withdrawn", "prefix", u.Prefix)
 		return
 	}
-	r := fib.Route{Dst: u.Prefix, Type: fib.Unicast, Gateway: u.NextHop, Dev: a.cfg.Interface, Protocol: fib.ProtoBird}
-	if encapsulate(*a.pools.Load(), a.cfg.Prefix, u.Prefix, u.NextHop) {
-		r.Dev, r.OnLink = dataplane.TunnelName, true
-	}
+	r := a.bgpRoute(u.Prefix, u.NextHop)
 	if err := a.fib.Replace(r); err != nil {
 		a.log.Error("install learned route", "route", r, "err", err)
 		return
@@ -344,6 +392,13 @@ func (a *Agent) addWorkload(ctx context.Context, w Workload) (*WorkloadInfo, err
 	h := handle(a.cfg.Lab, w.Name)
 	args := ipam.AssignArgs{Node: a.cfg.Node, Handle: h, Attrs: map[string]string{"workload": w.Name, "node": a.cfg.Node}}
 	addr, err := a.ipam.AddressByHandle(ctx, h)
+	// An address IPAM already kept for the workload (a restarted agent
+	// serving it again) stays the workload's if serving it fails; only
+	// one allocated here is given back.
+	release := func() {}
+	if err != nil {
+		release = func() { _ = a.ipam.ReleaseByHandle(ctx, h) }
+	}
 	switch {
 	case err == nil:
 	case w.Address.IsValid():
@@ -354,21 +409,21 @@ func (a *Agent) addWorkload(ctx context.Context, w Workload) (*WorkloadInfo, err
 	if err != nil {
 		return nil, fmt.Errorf("workload %s: %w", w.Name, err)
 	}
-	mtu := workloadMTU(*a.pools.Load(), addr, a.cfg.MTU)
-	t, err := netns.OpenTUN(w.Namespace, "eth0", mtu)
+	mtu := workloadMTU(a.currentPools(), addr, a.cfg.MTU)
+	t, err := openTUN(ctx, w.Namespace, "eth0", mtu)
 	if err != nil {
-		_ = a.ipam.ReleaseByHandle(ctx, h)
+		release()
 		return nil, fmt.Errorf("workload %s: %w", w.Name, err)
 	}
 	if err := workloadRoutes(t, addr); err != nil {
 		t.Close()
-		_ = a.ipam.ReleaseByHandle(ctx, h)
+		release()
 		return nil, fmt.Errorf("workload %s: %w", w.Name, err)
 	}
 	info := WorkloadInfo{Name: w.Name, Namespace: w.Namespace, Interface: InterfaceName(a.cfg.Lab, w.Name), Address: addr}
 	if err := a.engine.AddWorkload(info.Interface, t.Device, mtu); err != nil {
 		t.Close()
-		_ = a.ipam.ReleaseByHandle(ctx, h)
+		release()
 		return nil, fmt.Errorf("workload %s: %w", w.Name, err)
 	}
 	r := fib.Route{Dst: netip.PrefixFrom(addr, 32), Type: fib.Unicast, Dev: info.Interface, Protocol: fib.ProtoBoot, Scope: fib.ScopeLink}
@@ -520,7 +575,7 @@ func tcpMD5Failures() int {
 // status reports the node's state; Ready means every BGP session is
 // Established and every block affine to a peer is routed.
 func (a *Agent) status(ctx context.Context) (*Status, error) {
-	s := &Status{Node: a.cfg.Node, Address: a.cfg.Prefix.Addr(), Started: a.started, Routes: a.fib.Len(), TunnelAddress: a.tunnelAddr}
+	s := &Status{Node: a.cfg.Node, Address: a.cfg.Prefix.Addr(), Started: a.started, Routes: a.fib.Len(), TunnelAddress: a.tunnelAddr, LinkUp: a.ep.IsUp(), StaleRoutes: a.staleCount()}
 	peers, err := a.bgp.Peers(ctx)
 	if err != nil {
 		return nil, err
@@ -536,7 +591,7 @@ func (a *Agent) status(ctx context.Context) (*Status, error) {
 				info = fmt.Sprintf("%s (TCP MD5: %d segments with a bad signature; check the password on both ends)", info, md5Failures)
 			}
 		}
-		s.Peers = append(s.Peers, PeerStatus{Address: p.Address, Type: p.Type.String(), State: p.State, Since: p.Since, Info: info})
+		s.Peers = append(s.Peers, PeerStatus{Address: p.Address, Type: p.Type.String(), State: p.State, Since: p.Since, Info: info, GracefulRestart: p.GracefulRestart})
 		if p.State == "Established" {
 			s.PeersEstablished++
 		}
@@ -583,7 +638,14 @@ func (a *Agent) remoteBlocksRouted(ctx context.Context) (bool, error) {
 }
 
 func (a *Agent) close() {
-	if a.bgp != nil {
+	switch {
+	case a.bgp == nil:
+	case a.cfg.BGP.GracefulRestart:
+		// A restarting router closes no session: no Cease NOTIFICATION, so
+		// its peers see the sessions fail (the connections break) and keep
+		// its routes as stale until it is back.
+		a.log.Info("graceful restart: leaving the BGP sessions open for the peers to notice")
+	default:
 		a.bgp.Stop()
 	}
 	if a.engine != nil {
@@ -601,6 +663,11 @@ func (a *Agent) close() {
 }
 
 var errNotFound = errors.New("not found")
+
+// link reports the state of the node's underlay link.
+func (a *Agent) link() Link {
+	return Link{Interface: a.cfg.Interface, Network: a.cfg.Network, Up: a.ep.IsUp()}
+}
 
 // serveControl serves the control API on the node's control socket until
 // ctx ends.
@@ -632,6 +699,19 @@ func (a *Agent) serveControl(ctx context.Context) error {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
+	mux.HandleFunc("GET /v1/link", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, a.link(), nil)
+	})
+	mux.HandleFunc("PUT /v1/link", func(w http.ResponseWriter, r *http.Request) {
+		var l Link
+		if err := decode(r, &l); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		a.ep.SetUp(l.Up)
+		a.log.Info("underlay link set", "interface", a.cfg.Interface, "up", l.Up)
+		reply(w, a.link(), nil)
+	})
 	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, a.engine.Stats(), nil)
 	})
@@ -659,5 +739,13 @@ func (a *Agent) serveControl(ctx context.Context) error {
 			a.log.Error("control socket", "err", err)
 		}
 	}()
+	return nil
+}
+
+// currentPools returns the IP pools as last set (none before start).
+func (a *Agent) currentPools() []Pool {
+	if p := a.pools.Load(); p != nil {
+		return *p
+	}
 	return nil
 }

@@ -27,6 +27,10 @@ type Config struct {
 	// Neighbors maps every underlay address on the network to the node that
 	// owns it, as ARP would.
 	Neighbors []Neighbor `json:"neighbors"`
+	// LinkDown starts the agent with its underlay link down (set by
+	// `vrouter link set NODE down`, so that a restart keeps the cable
+	// pulled).
+	LinkDown bool `json:"linkDown,omitempty"`
 
 	Pools     []Pool `json:"pools"`
 	Datastore string `json:"datastore"` // bbolt file shared by the lab's nodes
@@ -107,7 +111,12 @@ type BGPConfig struct {
 	ASN           uint32        `json:"asNumber"`
 	KeepaliveTime time.Duration `json:"keepaliveTime"`
 	HoldTime      time.Duration `json:"holdTime"`
-	Peers         []BGPPeer     `json:"peers"`
+	// GracefulRestart enables BGP graceful restart: peers keep this node's
+	// routes while its agent restarts, and a restarted agent forwards
+	// along the routes it had until BGP brings them back.
+	GracefulRestart bool          `json:"gracefulRestart,omitempty"`
+	RestartTime     time.Duration `json:"restartTime,omitempty"`
+	Peers           []BGPPeer     `json:"peers"`
 	// RouteNodes are the nodes whose blocks this node learns over BGP,
 	// directly or through a route reflector; the agent is ready once they
 	// are routed. Empty means the nodes of Peers.

@@ -27,6 +27,8 @@ type Status struct {
 	PeersEstablished int            `json:"peersEstablished"`
 	Peers            []PeerStatus   `json:"peers"`
 	Routes           int            `json:"routes"`
+	LinkUp           bool           `json:"linkUp"`      // the underlay link's state (vrouter link set)
+	StaleRoutes      int            `json:"staleRoutes"` // routes restored at a graceful restart, not yet learned again
 	Workloads        []WorkloadInfo `json:"workloads"`
 	Blocks           []netip.Prefix `json:"blocks"`
 	// TunnelAddress is tunl0's address when a pool uses IPIP.
@@ -40,6 +42,16 @@ type PeerStatus struct {
 	State   string     `json:"state"`
 	Since   time.Time  `json:"since"`
 	Info    string     `json:"info"`
+	// GracefulRestart: both ends enabled graceful restart.
+	GracefulRestart bool `json:"gracefulRestart"`
+}
+
+// Link is the state of a node's underlay link: a down link is a pulled
+// cable, every frame the engine sends or receives on it is dropped.
+type Link struct {
+	Interface string `json:"interface,omitempty"`
+	Network   string `json:"network,omitempty"`
+	Up        bool   `json:"up"`
 }
 
 // WorkloadInfo is one workload served by a node.
@@ -150,4 +162,13 @@ func (c *Client) Stats(ctx context.Context) (map[string]uint64, error) {
 // running agent, which reprograms its routes.
 func (c *Client) SetPools(ctx context.Context, pools []Pool) error {
 	return c.do(ctx, http.MethodPut, "/v1/pools", pools, nil)
+}
+
+// SetLink sets the node's underlay link up or down and returns its state.
+func (c *Client) SetLink(ctx context.Context, up bool) (*Link, error) {
+	var l Link
+	if err := c.do(ctx, http.MethodPut, "/v1/link", Link{Up: up}, &l); err != nil {
+		return nil, fmt.Errorf("set link: %w", err)
+	}
+	return &l, nil
 }

@@ -173,7 +173,10 @@ func inspectRows(ctx context.Context, st *lab.State) []inspectRow {
 		var tunnel netip.Addr
 		if s, err := vrouter.NewClient(n.Control).Status(ctx); err == nil {
 			state = "running"
-			if !s.Ready {
+			switch {
+			case !s.LinkUp:
+				state = "link down" // vrouter link set NODE down
+			case !s.Ready:
 				state = "starting"
 			}
 			for _, w := range s.Workloads {

@@ -1,20 +1,23 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/vrouter-lab/vrouter/topology/lab"
 	"github.com/vrouter-lab/vrouter/vrouter"
 )
 
 func newNodeCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "node",
-		Short: "Run the node agent, or show a node's BGP status",
+		Short: "Run the node agent, show a node's BGP status, or restart a node's agent",
 	}
-	cmd.AddCommand(newNodeRunCommand(), newNodeStatusCommand())
+	cmd.AddCommand(newNodeRunCommand(), newNodeStatusCommand(), newNodeRestartCommand())
 	return cmd
 }
 
@@ -57,6 +60,44 @@ func newNodeStatusCommand() *cobra.Command {
 		}
 		s, err := c.Status(cmd.Context())
 		return vrouter.WriteNodeStatus(cmd.OutOrStdout(), s, err)
+	}
+	return cmd
+}
+
+func newNodeRestartCommand() *cobra.Command {
+	var kill, noWait bool
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "restart NODE [--kill]",
+		Short: "Restart a node's agent on a running lab",
+		Long: `restart stops the node's agent (SIGTERM; with --kill, SIGKILL, as a crash
+would), starts a new one with the same config and returns once the node is
+ready again: every BGP session Established, every remote block routed. The
+workloads keep their namespaces and addresses (IPAM remembers them); the new
+agent recreates their eth0 devices, which vanish with the old agent. An
+agent that died is simply started again. With gracefulRestart in the lab
+file the peers keep the node's routes (stale) while it restarts, and the
+node keeps forwarding along the routes it had. With --no-wait it returns as
+soon as the new agent answers, without waiting for BGP.`,
+		Example: "  vrouter node restart node2\n  vrouter node restart node2 --kill",
+		Args:    cobra.ExactArgs(1),
+	}
+	load := labFlag(cmd)
+	cmd.Flags().BoolVar(&kill, "kill", false, "stop the agent with SIGKILL, as a crash would")
+	cmd.Flags().DurationVar(&timeout, "timeout", 60*time.Second, "how long to wait for the node's BGP sessions and routes")
+	cmd.Flags().BoolVar(&noWait, "no-wait", false, "return once the new agent runs, without waiting for BGP sessions and routes")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		st, err := load()
+		if err != nil {
+			return err
+		}
+		start := time.Now()
+		progress := func(format string, a ...any) { fmt.Fprintf(cmd.ErrOrStderr(), format+"\n", a...) }
+		if err := lab.RestartNode(cmd.Context(), st, args[0], lab.RestartOptions{Kill: kill, Timeout: timeout, NoWait: noWait, Progress: progress}); err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "node %s restarted in %s\n", args[0], time.Since(start).Round(time.Millisecond))
+		return nil
 	}
 	return cmd
 }

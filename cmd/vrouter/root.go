@@ -28,7 +28,7 @@ encapsulation. Routing tables print in 'ip route' format, BGP status the way
 	root.AddCommand(
 		newDeployCommand(), newDestroyCommand(), newApplyCommand(), newInspectCommand(), newExecCommand(),
 		newNodeCommand(), newGetCommand(), newRouteCommand(), newWorkloadCommand(),
-		newCaptureCommand(), newVersionCommand(), newDemoCommand(),
+		newLinkCommand(), newCaptureCommand(), newVersionCommand(), newDemoCommand(),
 	)
 	return root
 }

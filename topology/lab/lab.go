@@ -153,6 +153,9 @@ func nodeConfig(l *topology.Lab, dir string, n topology.Node) (*vrouter.Config, 
 			ASN:           nodeASN(l, n),
 			KeepaliveTime: l.BGP.KeepaliveTime,
 			HoldTime:      l.BGP.HoldTime,
+
+			GracefulRestart: l.BGP.GracefulRestart,
+			RestartTime:     l.BGP.RestartTime,
 		},
 	}
 	for _, o := range l.Nodes {

@@ -98,8 +98,14 @@ func startNode(t *testing.T, name, addr string, asn uint32) *node {
 // startNodeOn is startNode with another listening port (-1: none).
 func startNodeOn(t *testing.T, name, addr string, asn uint32, port int) *node {
 	t.Helper()
+	return startNodeWith(t, name, addr, asn, port, nil)
+}
+
+// startNodeWith is startNodeOn with a change to the speaker's config.
+func startNodeWith(t *testing.T, name, addr string, asn uint32, port int, change func(*Config)) *node {
+	t.Helper()
 	n := &node{name: name, addr: netip.MustParseAddr(addr), routes: map[netip.Prefix]RouteUpdate{}}
-	s, err := Start(t.Context(), Config{
+	cfg := Config{
 		ASN:           asn,
 		ListenAddr:    n.addr,
 		ListenPort:    port,
@@ -107,7 +113,11 @@ func startNodeOn(t *testing.T, name, addr string, asn uint32, port int) *node {
 		HoldTime:      3 * time.Second,
 		ConnectRetry:  time.Second,
 		Logger:        testLogger(t).With("node", name),
-	})
+	}
+	if change != nil {
+		change(&cfg)
+	}
+	s, err := Start(t.Context(), cfg)
 	if err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}

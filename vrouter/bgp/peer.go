@@ -89,6 +89,14 @@ type Peer struct {
 	// RouteReflectorClient makes this speaker a route reflector for the
 	// peer: routes learned from other iBGP peers are reflected to it.
 	RouteReflectorClient bool
+	// Passive makes the speaker wait for the peer to open the session
+	// instead of opening it too. GoBGP stays Idle for 5 s after a session
+	// fails and refuses connections meanwhile; when both ends open sessions
+	// to each other, a restarted peer and one whose session just failed
+	// can refuse each other's attempts for tens of seconds (and, at a few
+	// hundred sessions with equal timers, forever, in lockstep). With one
+	// passive end per pair there is no such dance.
+	Passive bool
 	// ClusterID is the route reflector cluster ID used toward a
 	// RouteReflectorClient peer; the zero Addr means the router ID.
 	ClusterID netip.Addr
@@ -99,12 +107,6 @@ type Peer struct {
 	// then forwards straight to the node that owns the route. The zero
 	// Prefix, or an iBGP peer, keeps GoBGP's next-hop-self.
 	SharedNetwork netip.Prefix
-	// Passive makes the speaker wait for the peer to open the session
-	// instead of opening it too. When both ends open sessions with the
-	// same timers they can keep closing each other's (each end refuses
-	// connections while its FSM idles after a failure, in lockstep):
-	// with one passive end per pair, only one side ever connects.
-	Passive bool
 }
 
 // BGP session states, the words BIRD uses for them. PeerStatus.State is one
@@ -155,6 +157,13 @@ type PeerStatus struct {
 	// NOTIFICATION received before the session is Established reads
 	// "Received: NOTIFICATION": GoBGP discards its error code.
 	Info string
+	// GracefulRestart reports that both ends enabled graceful restart in
+	// the current (or last) session.
+	GracefulRestart bool
+	// EndOfRIB reports that the peer has sent its End-of-RIB marker in
+	// this session for every address family with graceful restart: it
+	// has sent every route it has. (Only tracked with graceful restart.)
+	EndOfRIB bool
 }
 
 // Peers returns the state of every configured peer, sorted by address.
@@ -176,6 +185,8 @@ func (s *Speaker) Peers(ctx context.Context) ([]PeerStatus, error) {
 			Type:    typeFromDescription(p.GetConf().GetDescription()),
 			State:   sessionState(p.GetState().GetSessionState()),
 		}
+		st.GracefulRestart = p.GetGracefulRestart().GetPeerRestartTime() > 0 || anyGR(p)
+		st.EndOfRIB = endOfRIB(p)
 		timers := p.GetTimers().GetState()
 		// GoBGP stamps Uptime when the session reaches Established and
 		// Downtime at every other state change (and when the peer is
@@ -198,4 +209,31 @@ func (s *Speaker) Peers(ctx context.Context) ([]PeerStatus, error) {
 	}
 	slices.SortFunc(out, func(a, b PeerStatus) int { return a.Address.Compare(b.Address) })
 	return out, nil
+}
+
+// anyGR reports whether graceful restart was negotiated for a family.
+func anyGR(p *api.Peer) bool {
+	for _, a := range p.GetAfiSafis() {
+		if s := a.GetMpGracefulRestart().GetState(); s.GetEnabled() && s.GetReceived() {
+			return true
+		}
+	}
+	return false
+}
+
+// endOfRIB reports whether End-of-RIB was received for every family with
+// graceful restart (false when there is none).
+func endOfRIB(p *api.Peer) bool {
+	n := 0
+	for _, a := range p.GetAfiSafis() {
+		s := a.GetMpGracefulRestart().GetState()
+		if !s.GetEnabled() || !s.GetReceived() {
+			continue
+		}
+		if !s.GetEndOfRibReceived() {
+			return false
+		}
+		n++
+	}
+	return n > 0
 }

@@ -39,12 +39,25 @@ type Config struct {
 	// 5 s. (GoBGP's own defaults, 120 s and 30 s, make a lab slow to
 	// converge after a node restarts.)
 	ConnectRetry time.Duration
+	// GracefulRestart enables BGP graceful restart (RFC 4724) with every
+	// peer, for its address family: when a session with a peer that
+	// also has it enabled fails (the peer's process died, its TCP
+	// connection broke, its hold timer expired), the speaker keeps the
+	// peer's routes, marked stale, until the peer is back and has sent
+	// End-of-RIB, or for at most the restart time the peer asked for.
+	GracefulRestart bool
+	// RestartTime is the time the speaker asks its peers to keep its
+	// routes while it restarts; zero means 120 s (BIRD's default).
+	RestartTime time.Duration
 	// Logger receives the speaker's logs; nil discards them. GoBGP's
 	// informational messages are logged at slog.LevelDebug, except peers
 	// coming up and going down (slog.LevelInfo); its debug messages at
 	// slog.LevelDebug-4.
 	Logger *slog.Logger
 }
+
+// defaultRestartTime is used when Config.RestartTime is zero.
+const defaultRestartTime = 120 * time.Second
 
 // defaultConnectRetry is used when Config.ConnectRetry is zero.
 const defaultConnectRetry = 5 * time.Second
@@ -189,6 +202,21 @@ func (s *Speaker) AddPeer(ctx context.Context, p Peer) error {
 	}
 	if p.LocalAddr.IsValid() {
 		peer.Transport.LocalAddress = p.LocalAddr.Unmap().String()
+	}
+	if s.cfg.GracefulRestart {
+		restart := seconds(s.cfg.RestartTime)
+		if restart == 0 {
+			restart = uint64(defaultRestartTime / time.Second)
+		}
+		family := &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}
+		if addr.Is6() {
+			family.Afi = api.Family_AFI_IP6
+		}
+		peer.GracefulRestart = &api.GracefulRestart{Enabled: true, RestartTime: uint32(restart)}
+		peer.AfiSafis = []*api.AfiSafi{{
+			Config:            &api.AfiSafiConfig{Family: family, Enabled: true},
+			MpGracefulRestart: &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: true}},
+		}}
 	}
 	if p.RouteReflectorClient {
 		peer.RouteReflector = &api.RouteReflector{RouteReflectorClient: true}

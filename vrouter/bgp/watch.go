@@ -118,3 +118,31 @@ func (w *watch) deliver(paths []*api.Path, log *slog.Logger) {
 		}
 	}
 }
+
+// Learned returns the best paths learned from peers now, IPv4 and IPv6
+// (paths the speaker announces itself are left out), by prefix.
+func (s *Speaker) Learned(ctx context.Context) (map[netip.Prefix]RouteUpdate, error) {
+	if err := s.alive(); err != nil {
+		return nil, err
+	}
+	out := map[netip.Prefix]RouteUpdate{}
+	for _, afi := range []api.Family_Afi{api.Family_AFI_IP, api.Family_AFI_IP6} {
+		req := &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: &api.Family{Afi: afi, Safi: api.Family_SAFI_UNICAST}}
+		err := s.srv.ListPath(ctx, req, func(d *api.Destination) {
+			for _, p := range d.GetPaths() {
+				if !p.GetBest() || p.GetIsWithdraw() {
+					continue
+				}
+				u, err := decodePath(p)
+				if err != nil || !u.Peer.IsValid() {
+					continue
+				}
+				out[u.Prefix] = u
+			}
+		})
+		if err != nil {
+			return nil, fmt.Errorf("bgp: list paths: %w", err)
+		}
+	}
+	return out, nil
+}

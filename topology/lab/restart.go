@@ -1,0 +1,121 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/vrouter-lab/vrouter/vrouter"
+)
+
+// RestartOptions tune RestartNode.
+type RestartOptions struct {
+	// Kill stops the agent with SIGKILL, as a crash would, instead of
+	// SIGTERM: it leaves without closing its sessions or its devices (the
+	// kernel removes its TUN devices with its last descriptors).
+	Kill     bool
+	Binary   string        // the vrouter executable; default: this one
+	Timeout  time.Duration // how long to wait for the node to be ready; default 60s
+	NoWait   bool          // return once the new agent answers, BGP or not
+	Progress func(format string, args ...any)
+}
+
+// RestartNode stops the agent of one node of a running lab (if it still
+// runs) and starts a new one with the same config, then waits until the
+// node is ready: every BGP session Established and every remote block
+// routed. The new agent recreates the node's underlay interface and each
+// workload's eth0 with the address IPAM keeps for it (the workload
+// namespaces, and whatever runs in them, stay), and announces its blocks
+// again.
+func RestartNode(ctx context.Context, st *State, node string, opt RestartOptions) error {
+	n, ok := st.Node(node)
+	if !ok {
+		return fmt.Errorf("lab %s has no node %q", st.Name, node)
+	}
+	if opt.Timeout == 0 {
+		opt.Timeout = 60 * time.Second
+	}
+	if opt.Progress == nil {
+		opt.Progress = func(string, ...any) {}
+	}
+	if opt.Binary == "" {
+		var err error
+		if opt.Binary, err = os.Executable(); err != nil {
+			return fmt.Errorf("find vrouter executable: %w", err)
+		}
+	}
+	if opt.Kill {
+		if err := killAgent(n.PIDFile); err != nil {
+			return fmt.Errorf("node %s: %w", node, err)
+		}
+		opt.Progress("node %s: agent killed", node)
+	} else {
+		if err := stopAgent(n.PIDFile); err != nil {
+			return fmt.Errorf("node %s: %w", node, err)
+		}
+		opt.Progress("node %s: agent stopped", node)
+	}
+	var cpus []int
+	if st.Spec != nil {
+		if spec, ok := st.Spec.Node(node); ok {
+			cpus = spec.CPUSet
+		}
+	}
+	if err := startAgent(opt.Binary, n, cpus); err != nil {
+		return err
+	}
+	opt.Progress("node %s: agent started in namespace %s", node, n.Namespace)
+	ctx, cancel := context.WithTimeout(ctx, opt.Timeout)
+	defer cancel()
+	one := &State{Name: st.Name, Dir: st.Dir, Nodes: []NodeState{n}}
+	return waitReady(ctx, one, opt.NoWait, opt.Progress)
+}
+
+// killAgent sends SIGKILL to the agent in pidFile, if it runs, and waits
+// until it is gone.
+func killAgent(pidFile string) error {
+	pid, ok := agentPID(pidFile)
+	if !ok {
+		return nil
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("kill agent %d: %w", pid, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for processAlive(pidFile) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("agent %d still runs 5 s after SIGKILL", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// A zombie's other threads may still be exiting, holding its TUN
+	// devices; wait (a little) until it is reaped. The new agent also
+	// waits for busy devices.
+	for time.Now().Before(deadline) {
+		if _, _, err := procStart(pid); err != nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil
+}
+
+// SetLink sets the underlay link of a node of a running lab up or down, and
+// records it in the node's config so that a restarted agent keeps it.
+func SetLink(ctx context.Context, st *State, node string, up bool) (*vrouter.Link, error) {
+	n, ok := st.Node(node)
+	if !ok {
+		return nil, fmt.Errorf("lab %s has no node %q", st.Name, node)
+	}
+	if err := updateNodeConfig(n, func(c *vrouter.Config) { c.LinkDown = !up }); err != nil {
+		return nil, fmt.Errorf("node %s: %w", node, err)
+	}
+	l, err := vrouter.NewClient(n.Control).SetLink(ctx, up)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w", node, err)
+	}
+	return l, nil
+}

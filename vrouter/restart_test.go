@@ -1,0 +1,81 @@
+package vrouter
+
+import (
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vrouter-lab/vrouter/vrouter/fib"
+)
+
+func testAgent(t *testing.T, dir string) *Agent {
+	t.Helper()
+	return &Agent{
+		cfg: &Config{Node: "node2", StateDir: dir, Interface: "ens33",
+			BGP: BGPConfig{GracefulRestart: true}},
+		log:   slog.New(slog.DiscardHandler),
+		fib:   fib.NewTable(),
+		stale: map[netip.Prefix]bool{},
+	}
+}
+
+// The routes an agent learned over BGP (and only those: not its own
+// blackholes or workload routes) come back, stale, in the next agent of
+// the node; learning a prefix again makes it fresh.
+func TestRoutesSurviveRestart(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "nodes"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	old := testAgent(t, dir)
+	learned := []fib.Route{
+		old.bgpRoute(netip.MustParsePrefix("10.244.1.0/26"), netip.MustParseAddr("192.168.50.10")),
+		old.bgpRoute(netip.MustParsePrefix("10.244.3.0/26"), netip.MustParseAddr("192.168.50.12")),
+	}
+	others := []fib.Route{
+		{Dst: netip.MustParsePrefix("10.244.2.0/26"), Type: fib.Blackhole, Protocol: fib.ProtoBird},
+		{Dst: netip.MustParsePrefix("10.244.2.1/32"), Type: fib.Unicast, Dev: "cali0123456789a", Protocol: fib.ProtoBoot, Scope: fib.ScopeLink},
+	}
+	for _, r := range append(learned, others...) {
+		if err := old.fib.Replace(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old.saveRoutes()
+
+	a := testAgent(t, dir)
+	n, err := a.restoreRoutes()
+	if err != nil || n != 2 {
+		t.Fatalf("restored %d routes (%v), want 2", n, err)
+	}
+	want := fib.Format(learned)
+	if got := fib.Format(a.fib.Routes()); got != want {
+		t.Errorf("restored FIB:\n%s\nwant:\n%s", got, want)
+	}
+	if a.staleCount() != 2 {
+		t.Errorf("%d stale routes, want 2", a.staleCount())
+	}
+	a.refreshed(learned[0].Dst)
+	if a.staleCount() != 1 {
+		t.Errorf("%d stale routes after one was learned again, want 1", a.staleCount())
+	}
+
+	// Without graceful restart nothing is written.
+	plain := testAgent(t, t.TempDir())
+	plain.cfg.BGP.GracefulRestart = false
+	_ = plain.fib.Replace(learned[0])
+	plain.saveRoutes()
+	if _, err := os.Stat(routesFile(plain.cfg.StateDir, "node2")); !os.IsNotExist(err) {
+		t.Errorf("routes file written without graceful restart: %v", err)
+	}
+	// A damaged file is an error that names it.
+	if err := os.WriteFile(routesFile(dir, "node2"), []byte("{"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := testAgent(t, dir).restoreRoutes(); err == nil || !strings.Contains(err.Error(), "node2.routes.json") {
+		t.Errorf("restore from a damaged file: %v", err)
+	}
+}
