@@ -56,13 +56,14 @@ lint:
 # workloads, full BGP mesh), shows node1's BGP peers and routes, pings and
 # traceroutes across nodes, and leaves the lab running.
 EXAMPLE := examples/calico-bgp.yaml
+LAB := --lab calico-bgp
 run: deps build
 	@$(BIN) destroy -t $(EXAMPLE)
 	$(BIN) deploy -t $(EXAMPLE)
-	$(BIN) node status node1
-	$(BIN) route node1
-	$(BIN) exec web-1 -- ping -c 3 -i 0.2 10.244.104.1
-	$(BIN) exec web-1 -- traceroute -n -q 1 -w 2 10.244.135.1
+	$(BIN) node status node1 $(LAB)
+	$(BIN) route node1 $(LAB)
+	$(BIN) exec $(LAB) web-1 -- ping -c 3 -i 0.2 10.244.104.1
+	$(BIN) exec $(LAB) web-1 -- traceroute -n -q 1 -w 2 10.244.135.1
 	@echo
 	@echo "The lab keeps running. Look around with '$(BIN) inspect', '$(BIN) get blocks',"
 	@echo "'$(BIN) exec web-2 -- ip route'; remove it with '$(BIN) destroy -t $(EXAMPLE)'."
