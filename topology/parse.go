@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -31,7 +32,7 @@ func Load(path string) (*Lab, error) {
 // messages. Every problem found is returned at once as a [*ValidationError];
 // a Lab is returned only when there is none.
 func Parse(name string, data []byte) (*Lab, error) {
-	p := &parser{}
+	p := &parser{dir: filepath.Dir(name)}
 	if root := p.decode(data); root != nil {
 		raw := p.lab(root)
 		if lab := p.check(raw); len(p.probs) == 0 {
@@ -45,13 +46,14 @@ func Parse(name string, data []byte) (*Lab, error) {
 // The fields each part of a lab file may have, in the order error messages
 // list them.
 var (
-	labFields      = []string{"name", "ipPools", "bgp", "networks", "nodes", "workloads", "bgpPeers"}
+	labFields      = []string{"name", "ipPools", "bgp", "networks", "nodes", "workloads", "bgpPeers", "routers"}
 	poolFields     = []string{"name", "cidr", "blockSize", "ipipMode"}
 	bgpFields      = []string{"asNumber", "nodeToNodeMesh", "keepaliveTime", "holdTime"}
 	networkFields  = []string{"name", "cidr", "mtu"}
 	nodeFields     = []string{"network", "address", "interface", "asNumber", "labels", "routeReflectorClusterID", "cpuSet"}
 	peerFields     = []string{"name", "peerIP", "peerSelector", "node", "nodeSelector", "asNumber", "password"}
 	workloadFields = []string{"name", "node", "address"}
+	routerFields   = []string{"network", "address", "interface", "asNumber", "daemon", "binary", "config", "peers", "announce"}
 )
 
 // state says whether a field was given and whether its value was usable.
@@ -88,6 +90,7 @@ type (
 		nodesN    int
 		workloads []rawWorkload
 		peers     []rawPeer
+		routers   []rawRouter
 	}
 	rawPool struct {
 		line      int
@@ -133,6 +136,22 @@ type (
 		asn          val[int64]
 		password     val[string]
 	}
+	rawRouter struct {
+		line     int
+		path     string
+		name     val[string]
+		network  val[string]
+		address  val[netip.Addr]
+		iface    val[string]
+		asn      val[int64]
+		daemon   val[Daemon]
+		binary   val[string]
+		config   val[string]
+		peers    []val[string]
+		peersSt  state
+		peersLn  int
+		announce []val[netip.Prefix]
+	}
 	rawWorkload struct {
 		line    int
 		path    string
@@ -145,6 +164,7 @@ type (
 // parser collects problems while it reads a lab file.
 type parser struct {
 	probs []Problem
+	dir   string // the lab file's directory, for relative paths in it
 }
 
 func (p *parser) errorf(line int, field, format string, args ...any) {
@@ -515,6 +535,8 @@ func (p *parser) lab(root *yaml.Node) *rawLab {
 			p.list(v, "bgpPeers", "BGP peers", "a BGP peer", func(i int, item *yaml.Node) {
 				r.peers = append(r.peers, p.bgpPeer(item, index("bgpPeers", i)))
 			})
+		case "routers":
+			r.routers = p.routers(v)
 		}
 	})
 	return r

@@ -101,6 +101,9 @@ type Lab struct {
 	// BGPPeers are the BGP peerings beyond the node-to-node mesh (Calico's
 	// BGPPeer resources), in file order.
 	BGPPeers []BGPPeer `json:",omitempty"`
+	// Routers are the external routers running real BGP daemons, in file
+	// order.
+	Routers []Router `json:",omitempty"`
 }
 
 // BGPPeer is Calico's BGPPeer resource: which nodes (Node, NodeSelector, or

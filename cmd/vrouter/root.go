@@ -27,7 +27,7 @@ encapsulation. Routing tables print in 'ip route' format, BGP status the way
 	}
 	root.AddCommand(
 		newDeployCommand(), newDestroyCommand(), newInspectCommand(), newExecCommand(),
-		newNodeCommand(), newGetCommand(), newRouteCommand(), newWorkloadCommand(),
+		newNodeCommand(), newRouterCommand(), newGetCommand(), newRouteCommand(), newWorkloadCommand(),
 		newCaptureCommand(), newVersionCommand(), newDemoCommand(),
 	)
 	return root

@@ -51,12 +51,18 @@ func Deploy(ctx context.Context, l *topology.Lab, opt Options) (st *State, err e
 	if err := checkCPUs(l); err != nil {
 		return nil, err
 	}
+	if err := CheckDaemons(l); err != nil {
+		return nil, err
+	}
 	dir := Dir(l.Name)
 	if _, err := os.Stat(filepath.Join(dir, stateFile)); err == nil {
 		return nil, fmt.Errorf("lab %s is already deployed (state in %s); destroy it first with: vrouter destroy -t %s", l.Name, dir, opt.File)
 	}
 	if left, _ := leftovers(l.Name); len(left) > 0 {
 		return nil, fmt.Errorf("lab %s has stale state from an earlier run (%s); clean it with: vrouter destroy --name %s", l.Name, strings.Join(left, ", "), l.Name)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "routers"), 0o755); err != nil {
+		return nil, fmt.Errorf("create state directory: %w", err)
 	}
 	if err := os.MkdirAll(filepath.Join(dir, "nodes"), 0o755); err != nil {
 		return nil, fmt.Errorf("create state directory: %w", err)
@@ -101,6 +107,19 @@ func Deploy(ctx context.Context, l *topology.Lab, opt Options) (st *State, err e
 			return nil, fmt.Errorf("node %s: write config: %w", n.Name, err)
 		}
 	}
+	for _, r := range l.Routers {
+		rs, err := prepareRouter(l, dir, r)
+		if err != nil {
+			return nil, err
+		}
+		st.Routers = append(st.Routers, rs)
+		if err := createNamespace(rs.Namespace); err != nil {
+			return nil, err
+		}
+		if err := fabric.SetMaxDgramQlen(rs.Namespace, fabric.DefaultMaxDgramQlen); err != nil {
+			return nil, err
+		}
+	}
 	for _, w := range l.Workloads {
 		ws := WorkloadState{Name: w.Name, Node: w.Node, Namespace: l.NamespaceName(w.Name), Interface: vrouter.InterfaceName(l.Name, w.Name)}
 		st.Workloads = append(st.Workloads, ws)
@@ -120,6 +139,18 @@ func Deploy(ctx context.Context, l *topology.Lab, opt Options) (st *State, err e
 	}
 	ctx, cancel := context.WithTimeout(ctx, opt.Timeout)
 	defer cancel()
+	for _, r := range st.Routers {
+		if err := startProcess(r.Namespace, []string{opt.Binary, "router", "run", "--config", r.Config}, r.Log, r.PIDFile, nil); err != nil {
+			return nil, fmt.Errorf("router %s: start forwarder: %w", r.Name, err)
+		}
+		if err := waitForwarder(ctx, r); err != nil {
+			return nil, err
+		}
+		if err := startRouterDaemons(r); err != nil {
+			return nil, err
+		}
+		progress("router %s: %s started in namespace %s", r.Name, r.Daemon, r.Namespace)
+	}
 	if err := waitReady(ctx, st, opt.NoWait, progress); err != nil {
 		return nil, err
 	}
@@ -220,6 +251,9 @@ func startOnCPUs(cmd *exec.Cmd, cpus []int) error {
 func waitReady(ctx context.Context, st *State, anyState bool, progress func(string, ...any)) error {
 	ready := map[string]bool{}
 	for {
+		if err := checkRouterDaemons(st); err != nil {
+			return err
+		}
 		for _, n := range st.Nodes {
 			if ready[n.Name] {
 				continue
@@ -249,6 +283,24 @@ func waitReady(ctx context.Context, st *State, anyState bool, progress func(stri
 			}
 			return fmt.Errorf("timed out waiting for nodes %s to establish BGP and install routes", strings.Join(waiting, ", "))
 		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// waitForwarder waits until router r's forwarder answers on its control
+// socket: its underlay interface and loopback addresses are up.
+func waitForwarder(ctx context.Context, r RouterState) error {
+	for {
+		if !processAlive(r.PIDFile) {
+			return fmt.Errorf("router %s: forwarder exited; last log lines:\n%s", r.Name, tail(r.Log, 10))
+		}
+		if _, err := vrouter.NewClient(r.Control).Status(ctx); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("router %s: timed out waiting for the forwarder", r.Name)
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }

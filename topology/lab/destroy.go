@@ -23,7 +23,8 @@ func Destroy(name string) error {
 	var errs []error
 	dir := Dir(name)
 	pidFiles, _ := filepath.Glob(filepath.Join(dir, "nodes", "*.pid"))
-	for _, pf := range pidFiles {
+	routerPIDs, _ := filepath.Glob(filepath.Join(dir, "routers", "*.pid"))
+	for _, pf := range append(routerPIDs, pidFiles...) {
 		if err := stopAgent(pf); err != nil {
 			errs = append(errs, err)
 		}
@@ -33,6 +34,12 @@ func Destroy(name string) error {
 	}
 	nss, err := netns.List(topology.LabNamespacePrefix(name))
 	if err != nil {
+		errs = append(errs, err)
+	}
+	// Whatever still runs in the lab's namespaces (a daemon whose pid file
+	// was lost, a process someone started with vrouter exec) would keep
+	// the namespace alive after it is unmounted.
+	if err := killInNamespaces(nss); err != nil {
 		errs = append(errs, err)
 	}
 	for _, ns := range nss {
@@ -136,7 +143,7 @@ func isAgentCmdline(pid int, dir string) bool {
 	}
 	args := strings.Split(string(cmdline), "\x00")
 	for i := 0; i+3 < len(args); i++ {
-		if args[i] == "node" && args[i+1] == "run" && args[i+2] == "--config" {
+		if (args[i] == "node" || args[i] == "router") && args[i+1] == "run" && args[i+2] == "--config" {
 			return dir == "" || strings.HasPrefix(args[i+3], dir+"/")
 		}
 	}
@@ -195,6 +202,68 @@ func stopAgent(pidFile string) error {
 		return fmt.Errorf("kill agent %d: %w", pid, err)
 	}
 	for i := 0; i < 100 && processAlive(pidFile); i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil
+}
+
+// NamespaceProcesses returns the processes whose network namespace is one
+// of the named namespaces nss.
+func NamespaceProcesses(nss []string) []int {
+	if len(nss) == 0 {
+		return nil
+	}
+	inodes := map[uint64]bool{}
+	for _, ns := range nss {
+		var st syscall.Stat_t
+		if err := syscall.Stat(netns.Path(ns), &st); err == nil {
+			inodes[st.Ino] = true
+		}
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	self := os.Getpid()
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		var st syscall.Stat_t
+		if err := syscall.Stat(fmt.Sprintf("/proc/%d/ns/net", pid), &st); err != nil {
+			continue
+		}
+		if inodes[st.Ino] {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// killInNamespaces sends SIGKILL to every process in the namespaces nss
+// and waits for them to go.
+func killInNamespaces(nss []string) error {
+	pids := NamespaceProcesses(nss)
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(pids) > 0 {
+		var left []int
+		for _, pid := range pids {
+			if _, state, err := procStart(pid); err == nil && state != 'Z' {
+				left = append(left, pid)
+			}
+		}
+		if len(left) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("processes %v still run in the lab's namespaces", left)
+		}
+		pids = left
 		time.Sleep(20 * time.Millisecond)
 	}
 	return nil

@@ -92,6 +92,12 @@ type Peer struct {
 	// ClusterID is the route reflector cluster ID used toward a
 	// RouteReflectorClient peer; the zero Addr means the router ID.
 	ClusterID netip.Addr
+	// KeepOriginalNextHop sends routes to the peer with their next hop
+	// unchanged, also over eBGP (Calico's BGPPeer keepOriginalNextHop):
+	// a peer on the node's own network then reaches each block at the
+	// node that owns it, as BIRD's third-party next hop does, instead of
+	// through this speaker.
+	KeepOriginalNextHop bool
 }
 
 // BGP session states, the words BIRD uses for them. PeerStatus.State is one

@@ -1,0 +1,358 @@
+package lab_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vrouter-lab/vrouter/topology"
+	"github.com/vrouter-lab/vrouter/topology/lab"
+	"github.com/vrouter-lab/vrouter/vrouter/netns/netnstest"
+)
+
+// The addresses of the router interop labs: two nodes, one router, one
+// workload per node at fixed addresses (so the blocks are known), and a
+// network behind the router.
+const (
+	rtNode1, rtNode2 = "192.168.50.10", "192.168.50.11"
+	rtRouter         = "192.168.50.100"
+	rtBlock1         = "10.244.166.128/26" // node1's, around web-1
+	rtBlock2         = "10.244.104.0/26"   // node2's, around web-2
+	rtBehind         = "10.99.0.0/24"      // announced by the router
+	rtBehindAddr     = "10.99.0.1"         // on the router's loopback
+)
+
+// daemonUnderTest is one BGP daemon the interop tests run.
+type daemonUnderTest struct {
+	daemon topology.Daemon
+	code   string // short, for lab names
+	// require fails (CI) or skips the test when the daemon is missing and
+	// returns the binary: line for the lab file ("" for the default).
+	require func(t *testing.T) string
+}
+
+func requireBIRD(t *testing.T) string {
+	netnstest.RequireCommand(t, "bird", "bird")
+	netnstest.RequireCommand(t, "birdc", "bird")
+	return ""
+}
+
+// routerLab writes a router interop lab and returns its path.
+func routerLab(t *testing.T, name string, d topology.Daemon, binary string, routerAS int) string {
+	t.Helper()
+	bin := ""
+	if binary != "" {
+		bin = ", binary: " + binary
+	}
+	data := fmt.Sprintf(`name: %s
+ipPools:
+  - {name: pool, cidr: 10.244.0.0/16}
+bgp: {asNumber: 64512}
+networks:
+  - {name: lan, cidr: 192.168.50.0/24}
+nodes:
+  node1: {network: lan, address: %s}
+  node2: {network: lan, address: %s}
+routers:
+  ext1: {network: lan, address: %s, asNumber: %d, daemon: %s%s, announce: [%s]}
+bgpPeers:
+  - {name: ext1, peerIP: %s}
+workloads:
+  - {name: web-1, node: node1, address: 10.244.166.130}
+  - {name: web-2, node: node2, address: 10.244.104.2}
+`, name, rtNode1, rtNode2, rtRouter, routerAS, d, bin, rtBehind, rtRouter)
+	path := filepath.Join(t.TempDir(), name+".yaml")
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// inRouter runs a command in the router's namespace.
+func inRouter(t *testing.T, name string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", topology.LabNamespacePrefix(name) + "ext1"}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+// daemonRoutes asks the router's daemon, through its own CLI, for its BGP
+// routes: prefix to next hop of the best route.
+func daemonRoutes(t *testing.T, name string, rs lab.RouterState) (map[string]string, string) {
+	t.Helper()
+	got := map[string]string{}
+	switch rs.Daemon {
+	case topology.DaemonFRR:
+		text, err := inRouter(t, name, rs.CLIArgs("show ip bgp")...)
+		if err != nil {
+			return got, fmt.Sprintf("vtysh: %v\n%s", err, text)
+		}
+		out, err := inRouter(t, name, rs.CLIArgs("show ip bgp json")...)
+		if err != nil {
+			return got, fmt.Sprintf("vtysh: %v\n%s", err, out)
+		}
+		var j struct {
+			Routes map[string][]struct {
+				Bestpath bool `json:"bestpath"`
+				Nexthops []struct {
+					IP string `json:"ip"`
+				} `json:"nexthops"`
+			} `json:"routes"`
+		}
+		if err := json.Unmarshal([]byte(out), &j); err != nil {
+			return got, fmt.Sprintf("vtysh json: %v\n%s", err, out)
+		}
+		for p, paths := range j.Routes {
+			// The plain listing must show every prefix the JSON has.
+			if !strings.Contains(text, p) {
+				continue
+			}
+			for _, path := range paths {
+				if path.Bestpath && len(path.Nexthops) > 0 {
+					got[p] = path.Nexthops[0].IP
+				}
+			}
+		}
+		return got, text
+	default:
+		text, err := inRouter(t, name, rs.CLIArgs("show", "route", "protocol", "peer_node1")...)
+		if err != nil {
+			return got, fmt.Sprintf("birdc: %v\n%s", err, text)
+		}
+		text2, err := inRouter(t, name, rs.CLIArgs("show", "route", "protocol", "peer_node2")...)
+		if err != nil {
+			return got, fmt.Sprintf("birdc: %v\n%s", err, text2)
+		}
+		text += text2
+		// BIRD 1.6: "10.244.166.128/26 via 192.168.50.10 on ens33 [...]".
+		// BIRD 2: "10.244.166.128/26 unicast [...]" then "\tvia 192.168.50.10 on ens33".
+		cur := ""
+		for _, line := range strings.Split(text, "\n") {
+			f := strings.Fields(line)
+			if len(f) == 0 {
+				continue
+			}
+			if strings.Contains(f[0], "/") && line[0] != ' ' && line[0] != '\t' {
+				cur = f[0]
+				f = f[1:]
+			}
+			if cur != "" && len(f) >= 2 && f[0] == "via" {
+				if _, seen := got[cur]; !seen {
+					got[cur] = f[1]
+				}
+			}
+		}
+		return got, text
+	}
+}
+
+// eventually polls cond until it returns "" or the deadline passes, then
+// fails with the last reason.
+func eventually(t *testing.T, what string, timeout time.Duration, cond func() string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		why := cond()
+		if why == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s: %s", what, timeout, why)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// withdrawAnnounce makes the daemon stop (or, with back, resume)
+// announcing the network behind the router, through its own CLI.
+func withdrawAnnounce(t *testing.T, name string, rs lab.RouterState, asn int, back bool) {
+	t.Helper()
+	var args []string
+	switch rs.Daemon {
+	case topology.DaemonFRR:
+		no := "no "
+		if back {
+			no = ""
+		}
+		args = rs.CLIArgs("configure terminal", "router bgp "+strconv.Itoa(asn), "address-family ipv4 unicast", no+"network "+rtBehind)
+	default:
+		cmd := "disable"
+		if back {
+			cmd = "enable"
+		}
+		args = rs.CLIArgs(cmd, "announce")
+	}
+	if out, err := inRouter(t, name, args...); err != nil {
+		t.Fatalf("%v: %v\n%s", args, err, out)
+	}
+}
+
+// TestRouterDaemons runs each real BGP daemon as an external router, over
+// iBGP and eBGP with the lab's nodes: the daemon learns every block with
+// the right next hop, its announcement lands in the nodes' FIBs as proto
+// bird and workloads reach the address behind it, and withdrawals on
+// either side take the routes away.
+func TestRouterDaemons(t *testing.T) {
+	netnstest.RequireRoot(t)
+	netnstest.RequireCommand(t, "ping", "iputils-ping")
+	netnstest.GuardRoot(t)
+	daemons := []daemonUnderTest{
+		{topology.DaemonBIRD, "b1", requireBIRD},
+	}
+	for _, d := range daemons {
+		for _, mode := range []struct {
+			name string
+			asn  int
+		}{{"iBGP", 64512}, {"eBGP", 64600}} {
+			t.Run(string(d.daemon)+"/"+mode.name, func(t *testing.T) {
+				bin := d.require(t)
+				name := fmt.Sprintf("rt%s%s-%d", d.code, strings.ToLower(mode.name[:1]), os.Getpid()%100000)
+				testRouter(t, name, d.daemon, bin, mode.asn)
+			})
+		}
+	}
+}
+
+func testRouter(t *testing.T, name string, d topology.Daemon, bin string, asn int) {
+	file := routerLab(t, name, d, bin, asn)
+	t.Cleanup(func() {
+		mustVR(t, "destroy", "-t", file)
+		checkGone(t, name)
+	})
+	mustVR(t, "deploy", "-t", file)
+	st, err := lab.Load(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, ok := st.Router("ext1")
+	if !ok || len(rs.Processes) == 0 {
+		t.Fatalf("lab state has no router ext1: %+v", st.Routers)
+	}
+	fibHas := func(node, line string) bool {
+		out, _ := vr(t, "route", "--lab", name, node)
+		return strings.Contains(out, line+"\n")
+	}
+	behind := rtBehind + " via " + rtRouter + " dev ens33 proto bird"
+
+	// The daemon's own CLI lists every lab block with the node as next hop.
+	eventually(t, "daemon learns both blocks", 30*time.Second, func() string {
+		got, text := daemonRoutes(t, name, rs)
+		if got[rtBlock1] != rtNode1 || got[rtBlock2] != rtNode2 {
+			return fmt.Sprintf("routes %v, want %s via %s and %s via %s\n%s", got, rtBlock1, rtNode1, rtBlock2, rtNode2, text)
+		}
+		return ""
+	})
+	// ... and installs them in the namespace's kernel table.
+	eventually(t, "router kernel has both blocks", 30*time.Second, func() string {
+		out, _ := inRouter(t, name, "ip", "route")
+		for _, want := range []string{rtBlock1 + " via " + rtNode1, rtBlock2 + " via " + rtNode2} {
+			if !strings.Contains(out, want) {
+				return "no " + want + " in\n" + out
+			}
+		}
+		return ""
+	})
+	// The daemon's announcement lands in both nodes' FIBs as proto bird.
+	eventually(t, "nodes learn the network behind the router", 30*time.Second, func() string {
+		for _, n := range []string{"node1", "node2"} {
+			if !fibHas(n, behind) {
+				out, _ := vr(t, "route", "--lab", name, n)
+				return n + " lacks " + behind + ":\n" + out
+			}
+		}
+		return ""
+	})
+	for _, w := range []string{"web-1", "web-2"} {
+		if out, code := vr(t, "exec", "--lab", name, w, "--", "ping", "-c", "2", "-i", "0.2", "-W", "2", rtBehindAddr); code != 0 || !strings.Contains(out, "2 received") {
+			t.Fatalf("ping %s -> %s behind the router: exit %d\n%s", w, rtBehindAddr, code, out)
+		}
+	}
+
+	// The daemon withdraws its announcement: gone from both FIBs, and the
+	// address behind the router is unreachable; announced again, back.
+	withdrawAnnounce(t, name, rs, asn, false)
+	eventually(t, "withdrawn announcement leaves the FIBs", 30*time.Second, func() string {
+		for _, n := range []string{"node1", "node2"} {
+			if fibHas(n, behind) {
+				return n + " still has " + behind
+			}
+		}
+		return ""
+	})
+	if out, code := vr(t, "exec", "--lab", name, "web-1", "--", "ping", "-c", "1", "-W", "1", rtBehindAddr); code == 0 {
+		t.Fatalf("ping after withdrawal succeeded:\n%s", out)
+	}
+	withdrawAnnounce(t, name, rs, asn, true)
+	eventually(t, "announcement returns", 30*time.Second, func() string {
+		if !fibHas("node1", behind) {
+			return "node1 lacks " + behind
+		}
+		return ""
+	})
+
+	// A node goes away (its agent stops, closing its sessions): its block
+	// leaves the daemon's table and the router's kernel; node1's stays.
+	n2, _ := st.Node("node2")
+	pid, err := os.ReadFile(n2.PIDFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := strconv.Atoi(strings.TrimSpace(string(pid)))
+	if err := syscall.Kill(p, syscall.SIGTERM); err != nil {
+		t.Fatalf("stop node2's agent: %v", err)
+	}
+	eventually(t, "node2's block leaves the daemon", 30*time.Second, func() string {
+		got, text := daemonRoutes(t, name, rs)
+		if _, still := got[rtBlock2]; still {
+			return "daemon still has " + rtBlock2 + "\n" + text
+		}
+		if got[rtBlock1] != rtNode1 {
+			return "daemon lost node1's " + rtBlock1 + "\n" + text
+		}
+		out, _ := inRouter(t, name, "ip", "route")
+		if strings.Contains(out, rtBlock2) {
+			return "router kernel still routes " + rtBlock2 + "\n" + out
+		}
+		return ""
+	})
+	if out, code := vr(t, "exec", "--lab", name, "web-1", "--", "ping", "-c", "1", "-W", "2", rtBehindAddr); code != 0 {
+		t.Fatalf("ping web-1 -> %s after node2 left: exit %d\n%s", rtBehindAddr, code, out)
+	}
+}
+
+// A router whose daemon is not installed fails deploy before anything is
+// created, naming the Debian package.
+func TestRouterDaemonMissing(t *testing.T) {
+	netnstest.RequireRoot(t)
+	name := fmt.Sprintf("rtmiss-%d", os.Getpid()%100000)
+	for _, c := range []struct {
+		daemon topology.Daemon
+		want   string
+	}{
+		{topology.DaemonBIRD, "install the Debian package bird"},
+		{topology.DaemonBIRD2, "install the Debian package bird2"},
+		{topology.DaemonFRR, "install the Debian package frr"},
+	} {
+		t.Run(string(c.daemon), func(t *testing.T) {
+			file := routerLab(t, name, c.daemon, "/nonexistent/vrouter-test/"+string(c.daemon), 64512)
+			out, code := vr(t, "deploy", "-t", file)
+			if code == 0 {
+				mustVR(t, "destroy", "-t", file)
+				t.Fatalf("deploy with a missing daemon succeeded:\n%s", out)
+			}
+			if !strings.Contains(out, "router ext1") || !strings.Contains(out, c.want) {
+				t.Errorf("error does not name the router and the package (%q):\n%s", c.want, out)
+			}
+			checkGone(t, name)
+		})
+	}
+}
