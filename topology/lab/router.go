@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -385,9 +386,14 @@ func prepareRouter(l *topology.Lab, dir string, r topology.Router) (RouterState,
 		if err := os.WriteFile(zconf, []byte("hostname "+r.Name+"\nlog stdout\n"), 0o644); err != nil {
 			return rs, fmt.Errorf("router %s: write zebra.conf: %w", r.Name, err)
 		}
+		// FRR's daemons drop to user frr (and need its vty group): the
+		// directory of their pid files and sockets must be theirs.
+		if err := chownTo(rs.Dir, "frr"); err != nil {
+			return rs, fmt.Errorf("router %s: %w", r.Name, err)
+		}
 		rs.Socket = rs.Dir
 		zserv := filepath.Join(rs.Dir, "zserv.api")
-		common := []string{"-z", zserv, "--vty_socket", rs.Dir, "-u", "root", "-g", "root"}
+		common := []string{"-z", zserv, "--vty_socket", rs.Dir}
 		rs.Processes = []DaemonProcess{
 			proc("zebra", append([]string{bins.zebra, "-f", zconf, "-i", filepath.Join(rs.Dir, "zebra.pid")}, common...)...),
 			proc("bgpd", append([]string{bins.main, "-f", rs.DaemonConfig, "-i", filepath.Join(rs.Dir, "bgpd.pid"), "-l", r.Address.String()}, common...)...),
@@ -462,5 +468,22 @@ func startProcess(ns string, args []string, log, pidFile string, cpus []int) err
 		return fmt.Errorf("write pid file: %w", err)
 	}
 	go func() { _ = cmd.Wait() }()
+	return nil
+}
+
+// chownTo gives dir to the user called name and its group.
+func chownTo(dir, name string) error {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return fmt.Errorf("user %s (made by the Debian package frr): %w", name, err)
+	}
+	uid, err1 := strconv.Atoi(u.Uid)
+	gid, err2 := strconv.Atoi(u.Gid)
+	if err := errors.Join(err1, err2); err != nil {
+		return fmt.Errorf("user %s: %w", name, err)
+	}
+	if err := os.Chown(dir, uid, gid); err != nil {
+		return fmt.Errorf("chown %s: %w", dir, err)
+	}
 	return nil
 }

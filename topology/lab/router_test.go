@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -43,6 +44,26 @@ func requireBIRD(t *testing.T) string {
 	netnstest.RequireCommand(t, "bird", "bird")
 	netnstest.RequireCommand(t, "birdc", "bird")
 	return ""
+}
+
+func requireFRR(t *testing.T) string {
+	netnstest.RequireCommand(t, "vtysh", "frr")
+	for _, d := range []string{"bgpd", "zebra"} {
+		if _, err := os.Stat("/usr/lib/frr/" + d); err != nil {
+			failOrSkip(t, "/usr/lib/frr/%s not found; install the Debian package frr", d)
+		}
+	}
+	return ""
+}
+
+// failOrSkip fails the test under CI and skips it elsewhere, as
+// netnstest.RequireCommand does.
+func failOrSkip(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf(format, args...)
+	}
+	t.Skipf(format, args...)
 }
 
 // routerLab writes a router interop lab and returns its path.
@@ -207,6 +228,7 @@ func TestRouterDaemons(t *testing.T) {
 	netnstest.GuardRoot(t)
 	daemons := []daemonUnderTest{
 		{topology.DaemonBIRD, "b1", requireBIRD},
+		{topology.DaemonFRR, "fr", requireFRR},
 	}
 	for _, d := range daemons {
 		for _, mode := range []struct {
@@ -224,9 +246,17 @@ func TestRouterDaemons(t *testing.T) {
 
 func testRouter(t *testing.T, name string, d topology.Daemon, bin string, asn int) {
 	file := routerLab(t, name, d, bin, asn)
+	// FRR's daemons keep per-process files in /var/tmp/frr/<daemon>.<pid>,
+	// removed when they exit cleanly.
+	var frrTmp []string
 	t.Cleanup(func() {
 		mustVR(t, "destroy", "-t", file)
 		checkGone(t, name)
+		for _, dir := range frrTmp {
+			if _, err := os.Stat(dir); err == nil {
+				t.Errorf("%s left behind", dir)
+			}
+		}
 	})
 	mustVR(t, "deploy", "-t", file)
 	st, err := lab.Load(name)
@@ -236,6 +266,11 @@ func testRouter(t *testing.T, name string, d topology.Daemon, bin string, asn in
 	rs, ok := st.Router("ext1")
 	if !ok || len(rs.Processes) == 0 {
 		t.Fatalf("lab state has no router ext1: %+v", st.Routers)
+	}
+	for _, p := range rs.Processes {
+		if pid, err := os.ReadFile(p.PIDFile); err == nil && d == topology.DaemonFRR {
+			frrTmp = append(frrTmp, fmt.Sprintf("/var/tmp/frr/%s.%s", p.Name, strings.TrimSpace(string(pid))))
+		}
 	}
 	fibHas := func(node, line string) bool {
 		out, _ := vr(t, "route", "--lab", name, node)
@@ -254,9 +289,11 @@ func testRouter(t *testing.T, name string, d topology.Daemon, bin string, asn in
 	// ... and installs them in the namespace's kernel table.
 	eventually(t, "router kernel has both blocks", 30*time.Second, func() string {
 		out, _ := inRouter(t, name, "ip", "route")
-		for _, want := range []string{rtBlock1 + " via " + rtNode1, rtBlock2 + " via " + rtNode2} {
-			if !strings.Contains(out, want) {
-				return "no " + want + " in\n" + out
+		for _, want := range [][2]string{{rtBlock1, rtNode1}, {rtBlock2, rtNode2}} {
+			// FRR's zebra installs routes with nexthop objects (nhid N).
+			re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(want[0]) + ` (nhid \d+ )?via ` + regexp.QuoteMeta(want[1]) + ` dev ens33 `)
+			if !re.MatchString(out) {
+				return "no " + want[0] + " via " + want[1] + " in\n" + out
 			}
 		}
 		return ""
