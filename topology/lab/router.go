@@ -282,7 +282,12 @@ func birdConfig(l *topology.Lab, r topology.Router, v2 bool) string {
 			fmt.Fprintf(&b, "  password %q;\n", p.Password)
 		}
 		if v2 {
-			fmt.Fprintf(&b, "  ipv4 {\n    next hop self;\n    import all;\n    export %s;\n  };\n", staticOnly)
+			// direct, gateway direct: BIRD 2 treats iBGP as multihop and
+			// resolves its next hop recursively, through the direct
+			// route, to "dev ens33" without the gateway, which leaves
+			// the kernel nothing to route by. The peers share a network.
+			b.WriteString("  direct;\n")
+			fmt.Fprintf(&b, "  ipv4 {\n    gateway direct;\n    next hop self;\n    import all;\n    export %s;\n  };\n", staticOnly)
 		} else {
 			fmt.Fprintf(&b, "  start delay time 1;\n  next hop self;\n  import all;\n  export %s;\n", staticOnly)
 		}

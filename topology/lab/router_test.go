@@ -56,6 +56,19 @@ func requireFRR(t *testing.T) string {
 	return ""
 }
 
+func requireBIRD2(t *testing.T) string {
+	bin := os.Getenv("VROUTER_BIRD2")
+	if bin == "" {
+		bin = lab.DefaultBIRD2
+	}
+	for _, f := range []string{bin, filepath.Join(filepath.Dir(bin), "birdc")} {
+		if _, err := os.Stat(f); err != nil {
+			failOrSkip(t, "%s not found; BIRD 2 conflicts with bird: apt-get download bird2 && dpkg-deb -x bird2_*.deb /opt/vrouter-bird2 (or set VROUTER_BIRD2)", f)
+		}
+	}
+	return bin
+}
+
 // failOrSkip fails the test under CI and skips it elsewhere, as
 // netnstest.RequireCommand does.
 func failOrSkip(t *testing.T, format string, args ...any) {
@@ -229,6 +242,7 @@ func TestRouterDaemons(t *testing.T) {
 	daemons := []daemonUnderTest{
 		{topology.DaemonBIRD, "b1", requireBIRD},
 		{topology.DaemonFRR, "fr", requireFRR},
+		{topology.DaemonBIRD2, "b2", requireBIRD2},
 	}
 	for _, d := range daemons {
 		for _, mode := range []struct {
@@ -237,6 +251,9 @@ func TestRouterDaemons(t *testing.T) {
 		}{{"iBGP", 64512}, {"eBGP", 64600}} {
 			t.Run(string(d.daemon)+"/"+mode.name, func(t *testing.T) {
 				bin := d.require(t)
+				if d.daemon == topology.DaemonBIRD2 && mode.name == "iBGP" {
+					bin = "" // found where deploy looks by default: $VROUTER_BIRD2 or /opt/vrouter-bird2
+				}
 				name := fmt.Sprintf("rt%s%s-%d", d.code, strings.ToLower(mode.name[:1]), os.Getpid()%100000)
 				testRouter(t, name, d.daemon, bin, mode.asn)
 			})
