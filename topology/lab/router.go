@@ -381,11 +381,27 @@ func prepareRouter(l *topology.Lab, dir string, r topology.Router) (RouterState,
 		}
 		rs.Processes = []DaemonProcess{proc("bird", bins.main, "-f", "-c", rs.DaemonConfig, "-s", rs.Socket)}
 	case topology.DaemonFRR:
-		if rs.DaemonConfig == "" {
-			rs.DaemonConfig = filepath.Join(rs.Dir, "bgpd.conf")
-			if err := os.WriteFile(rs.DaemonConfig, []byte(frrConfig(l, r)), 0o644); err != nil {
-				return rs, fmt.Errorf("router %s: write bgpd.conf: %w", r.Name, err)
+		// bgpd runs as user frr, which may not read the user's file
+		// where it is: it gets a copy in its own directory.
+		conf := []byte(frrConfig(l, r))
+		if r.Config != "" {
+			if conf, err = os.ReadFile(r.Config); err != nil {
+				return rs, fmt.Errorf("router %s: read config: %w", r.Name, err)
 			}
+		}
+		rs.DaemonConfig = filepath.Join(rs.Dir, "bgpd.conf")
+		if err := os.WriteFile(rs.DaemonConfig, conf, 0o644); err != nil {
+			return rs, fmt.Errorf("router %s: write bgpd.conf: %w", r.Name, err)
+		}
+		// bgpd -C reads the configuration and exits; it reports errors
+		// as "[EC n]" log lines but exits 0 all the same.
+		out, err := exec.Command(bins.main, "-C", "-f", rs.DaemonConfig).CombinedOutput()
+		if err != nil || strings.Contains(string(out), "[EC ") {
+			what := rs.DaemonConfig
+			if r.Config != "" {
+				what = r.Config + " (copied to " + rs.DaemonConfig + ")"
+			}
+			return rs, fmt.Errorf("router %s: %s rejects %s: %s", r.Name, bins.main, what, strings.TrimSpace(string(out)))
 		}
 		zconf := filepath.Join(rs.Dir, "zebra.conf")
 		if err := os.WriteFile(zconf, []byte("hostname "+r.Name+"\nlog stdout\n"), 0o644); err != nil {

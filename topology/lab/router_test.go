@@ -410,3 +410,166 @@ func TestRouterDaemonMissing(t *testing.T) {
 		})
 	}
 }
+
+// userConfigLab writes a lab whose router runs the user's daemon
+// configuration (written beside the lab file) and peers with node1 only.
+func userConfigLab(t *testing.T, name string, d topology.Daemon, conf string) string {
+	t.Helper()
+	dir := t.TempDir()
+	confFile := "ext1.conf"
+	if err := os.WriteFile(filepath.Join(dir, confFile), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	data := fmt.Sprintf(`name: %s
+ipPools:
+  - {name: pool, cidr: 10.244.0.0/16}
+networks:
+  - {name: lan, cidr: 192.168.50.0/24}
+nodes:
+  node1: {network: lan, address: %s}
+  node2: {network: lan, address: %s}
+routers:
+  ext1: {network: lan, address: %s, daemon: %s, config: %s, announce: [10.98.0.0/24]}
+bgpPeers:
+  - {name: ext1, node: node1, peerIP: %s}
+workloads:
+  - {name: web-1, node: node1, address: 10.244.166.130}
+`, name, rtNode1, rtNode2, rtRouter, d, confFile, rtRouter)
+	path := filepath.Join(dir, "lab.yaml")
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// A router runs the configuration the user gives (config: in the lab
+// file) instead of a generated one; one the daemon rejects fails deploy
+// with the daemon's message and leaves nothing behind.
+func TestRouterUserConfig(t *testing.T) {
+	netnstest.RequireRoot(t)
+	netnstest.RequireCommand(t, "ping", "iputils-ping")
+	netnstest.GuardRoot(t)
+	configs := []struct {
+		daemon     topology.Daemon
+		code       string
+		require    func(t *testing.T) string
+		good, bad  string
+		badMessage string
+	}{
+		{topology.DaemonBIRD, "b1", requireBIRD, `router id 192.168.50.100;
+log stderr all;
+protocol device {}
+protocol direct { interface "ens33"; }
+protocol kernel { scan time 2; import none; export where source = RTS_BGP; }
+protocol static mine { route 10.98.0.0/24 blackhole; }
+protocol bgp to_node1 {
+  local 192.168.50.100 as 64512;
+  neighbor 192.168.50.10 as 64512;
+  connect retry time 2;
+  start delay time 1;
+  next hop self;
+  import all;
+  export where source = RTS_STATIC;
+}
+`, "router id 192.168.50.100;\nprotocol bgp x { neighbour 1.2.3.4 as 1; }\n", "syntax error"},
+		{topology.DaemonFRR, "fr", requireFRR, `hostname mine
+router bgp 64512
+ bgp router-id 192.168.50.100
+ no bgp ebgp-requires-policy
+ no bgp network import-check
+ neighbor 192.168.50.10 remote-as 64512
+ neighbor 192.168.50.10 timers connect 2
+ address-family ipv4 unicast
+  network 10.98.0.0/24
+ exit-address-family
+`, "router bgp 64512\n neighbour 1.2.3.4 remote-as 1\n", "No such command"},
+	}
+	for _, c := range configs {
+		t.Run(string(c.daemon), func(t *testing.T) {
+			c.require(t)
+			name := fmt.Sprintf("rtu%s-%d", c.code, os.Getpid()%100000)
+			t.Run("rejected", func(t *testing.T) {
+				file := userConfigLab(t, name, c.daemon, c.bad)
+				out, code := vr(t, "deploy", "-t", file)
+				if code == 0 {
+					mustVR(t, "destroy", "-t", file)
+					t.Fatalf("deploy with a broken %s config succeeded:\n%s", c.daemon, out)
+				}
+				if !strings.Contains(out, "router ext1") || !strings.Contains(out, "ext1.conf") || !strings.Contains(out, c.badMessage) {
+					t.Errorf("error does not name the router, the file and the daemon's complaint (%q):\n%s", c.badMessage, out)
+				}
+				checkGone(t, name)
+			})
+			t.Run("runs", func(t *testing.T) {
+				file := userConfigLab(t, name, c.daemon, c.good)
+				t.Cleanup(func() {
+					mustVR(t, "destroy", "-t", file)
+					checkGone(t, name)
+				})
+				mustVR(t, "deploy", "-t", file)
+				want := "10.98.0.0/24 via " + rtRouter + " dev ens33 proto bird"
+				eventually(t, "node1 learns the user config's prefix", 30*time.Second, func() string {
+					out, _ := vr(t, "route", "--lab", name, "node1")
+					if !strings.Contains(out, want+"\n") {
+						return "node1 lacks " + want + ":\n" + out
+					}
+					return ""
+				})
+				// The router's kernel learns node1's block before it can reply.
+				eventually(t, "ping behind the router", 30*time.Second, func() string {
+					out, code := vr(t, "exec", "--lab", name, "web-1", "--", "ping", "-c", "1", "-W", "1", "10.98.0.1")
+					if code != 0 {
+						return out
+					}
+					return ""
+				})
+			})
+		})
+	}
+}
+
+// destroy removes a router whose forwarder crashed and whose daemon's pid
+// file is lost, and whatever else runs in its namespace.
+func TestRouterDestroyAfterCrash(t *testing.T) {
+	netnstest.RequireRoot(t)
+	netnstest.GuardRoot(t)
+	requireBIRD(t)
+	name := fmt.Sprintf("rtcr-%d", os.Getpid()%100000)
+	file := routerLab(t, name, topology.DaemonBIRD, "", 64512)
+	t.Cleanup(func() {
+		mustVR(t, "destroy", "-t", file)
+		checkGone(t, name)
+	})
+	mustVR(t, "deploy", "-t", file)
+	st, err := lab.Load(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, _ := st.Router("ext1")
+	data, err := os.ReadFile(rs.PIDFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fwd, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err := syscall.Kill(fwd, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(rs.Processes[0].PIDFile); err != nil {
+		t.Fatal(err)
+	}
+	other := exec.Command("ip", "netns", "exec", rs.Namespace, "sleep", "600")
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- other.Wait() }()
+
+	mustVR(t, "destroy", "-t", file)
+	checkGone(t, name)
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		_ = other.Process.Kill()
+		t.Fatal("a process started in the router's namespace outlived destroy")
+	}
+}
