@@ -80,11 +80,14 @@ func failOrSkip(t *testing.T, format string, args ...any) {
 }
 
 // routerLab writes a router interop lab and returns its path.
-func routerLab(t *testing.T, name string, d topology.Daemon, binary string, routerAS int) string {
+func routerLab(t *testing.T, name string, d topology.Daemon, binary string, routerAS int, password string) string {
 	t.Helper()
-	bin := ""
+	bin, pw := "", ""
 	if binary != "" {
 		bin = ", binary: " + binary
+	}
+	if password != "" {
+		pw = ", password: " + password
 	}
 	data := fmt.Sprintf(`name: %s
 ipPools:
@@ -98,11 +101,11 @@ nodes:
 routers:
   ext1: {network: lan, address: %s, asNumber: %d, daemon: %s%s, announce: [%s]}
 bgpPeers:
-  - {name: ext1, peerIP: %s}
+  - {name: ext1, peerIP: %s%s}
 workloads:
   - {name: web-1, node: node1, address: 10.244.166.130}
   - {name: web-2, node: node2, address: 10.244.104.2}
-`, name, rtNode1, rtNode2, rtRouter, routerAS, d, bin, rtBehind, rtRouter)
+`, name, rtNode1, rtNode2, rtRouter, routerAS, d, bin, rtBehind, rtRouter, pw)
 	path := filepath.Join(t.TempDir(), name+".yaml")
 	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
 		t.Fatal(err)
@@ -245,24 +248,27 @@ func TestRouterDaemons(t *testing.T) {
 		{topology.DaemonBIRD2, "b2", requireBIRD2},
 	}
 	for _, d := range daemons {
+		// The eBGP sessions are signed with TCP MD5 (the BGPPeer's
+		// password, in the generated daemon config too).
 		for _, mode := range []struct {
-			name string
-			asn  int
-		}{{"iBGP", 64512}, {"eBGP", 64600}} {
+			name     string
+			asn      int
+			password string
+		}{{"iBGP", 64512, ""}, {"eBGP", 64600, "s3cret-md5"}} {
 			t.Run(string(d.daemon)+"/"+mode.name, func(t *testing.T) {
 				bin := d.require(t)
 				if d.daemon == topology.DaemonBIRD2 && mode.name == "iBGP" {
 					bin = "" // found where deploy looks by default: $VROUTER_BIRD2 or /opt/vrouter-bird2
 				}
 				name := fmt.Sprintf("rt%s%s-%d", d.code, strings.ToLower(mode.name[:1]), os.Getpid()%100000)
-				testRouter(t, name, d.daemon, bin, mode.asn)
+				testRouter(t, name, d.daemon, bin, mode.asn, mode.password)
 			})
 		}
 	}
 }
 
-func testRouter(t *testing.T, name string, d topology.Daemon, bin string, asn int) {
-	file := routerLab(t, name, d, bin, asn)
+func testRouter(t *testing.T, name string, d topology.Daemon, bin string, asn int, password string) {
+	file := routerLab(t, name, d, bin, asn, password)
 	// FRR's daemons keep per-process files in /var/tmp/frr/<daemon>.<pid>,
 	// removed when they exit cleanly.
 	var frrTmp []string
@@ -397,7 +403,7 @@ func TestRouterDaemonMissing(t *testing.T) {
 		{topology.DaemonFRR, "install the Debian package frr"},
 	} {
 		t.Run(string(c.daemon), func(t *testing.T) {
-			file := routerLab(t, name, c.daemon, "/nonexistent/vrouter-test/"+string(c.daemon), 64512)
+			file := routerLab(t, name, c.daemon, "/nonexistent/vrouter-test/"+string(c.daemon), 64512, "")
 			out, code := vr(t, "deploy", "-t", file)
 			if code == 0 {
 				mustVR(t, "destroy", "-t", file)
@@ -535,7 +541,7 @@ func TestRouterDestroyAfterCrash(t *testing.T) {
 	netnstest.GuardRoot(t)
 	requireBIRD(t)
 	name := fmt.Sprintf("rtcr-%d", os.Getpid()%100000)
-	file := routerLab(t, name, topology.DaemonBIRD, "", 64512)
+	file := routerLab(t, name, topology.DaemonBIRD, "", 64512, "")
 	t.Cleanup(func() {
 		mustVR(t, "destroy", "-t", file)
 		checkGone(t, name)
