@@ -53,7 +53,7 @@ var (
 	nodeFields     = []string{"network", "address", "interface", "asNumber", "labels", "routeReflectorClusterID", "cpuSet"}
 	peerFields     = []string{"name", "peerIP", "peerSelector", "node", "nodeSelector", "asNumber", "password"}
 	workloadFields = []string{"name", "node", "address"}
-	routerFields   = []string{"network", "address", "interface", "asNumber", "daemon", "binary", "config", "peers", "announce"}
+	routerFields   = []string{"network", "address", "interface", "asNumber", "daemon", "binary", "config", "announce"}
 )
 
 // state says whether a field was given and whether its value was usable.
@@ -147,10 +147,8 @@ type (
 		daemon   val[Daemon]
 		binary   val[string]
 		config   val[string]
-		peers    []val[string]
-		peersSt  state
-		peersLn  int
 		announce []val[netip.Prefix]
+		clean    bool // no problem found in the router's own fields
 	}
 	rawWorkload struct {
 		line    int

@@ -45,8 +45,7 @@ type Router struct {
 	// wrote; empty means vrouter generates one.
 	Config string `json:",omitempty"`
 	// Peers are the lab nodes a generated configuration peers with: those
-	// named in the file, else those a bgpPeers entry makes peer with the
-	// router.
+	// a bgpPeers entry makes peer with the router's address.
 	Peers []string `json:",omitempty"`
 	// Announce are prefixes behind the router: the first address of each
 	// is put on the router's loopback, and a generated configuration

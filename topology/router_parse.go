@@ -56,9 +56,6 @@ func (p *parser) routers(n *yaml.Node) []rawRouter {
 					r.binary = p.path(v, f, "leave it out for the daemon's usual place", false)
 				case "config":
 					r.config = p.path(v, f, "leave it out to have vrouter generate one", true)
-				case "peers":
-					r.peersLn = v.Line
-					r.peers, r.peersSt = p.strList(v, f, "node names")
 				case "announce":
 					items, _ := p.scalars(v, f, "prefixes")
 					for _, it := range items {
@@ -161,24 +158,6 @@ func (p *parser) scalars(n *yaml.Node, path, plural string) ([]item, bool) {
 	return out, true
 }
 
-// strList reads a list of names.
-func (p *parser) strList(n *yaml.Node, path, plural string) ([]val[string], state) {
-	items, good := p.scalars(n, path, plural)
-	if !good {
-		return nil, bad
-	}
-	var out []val[string]
-	st := ok
-	for _, it := range items {
-		v := p.str(it.node, it.path, "")
-		if v.st != ok {
-			st = bad
-		}
-		out = append(out, v)
-	}
-	return out, st
-}
-
 // checkRouters checks the routers against each other, the networks, the
 // nodes, the workloads and the pools.
 func (p *parser) checkRouters(r *rawLab, lab *Lab, nets map[string]int, nodes map[string]int) {
@@ -210,6 +189,7 @@ func (p *parser) checkRouters(r *rawLab, lab *Lab, nets map[string]int, nodes ma
 	}
 	for i := range r.routers {
 		rr := &r.routers[i]
+		before := len(p.probs)
 		rt := Router{Name: rr.name.v, Network: rr.network.v, Address: rr.address.v, Interface: DefaultInterface, ASNumber: lab.BGP.ASNumber,
 			Daemon: rr.daemon.v, Binary: rr.binary.v, Config: rr.config.v}
 		if m := checkName(rt.Name, MaxNameLen, "router", " (its namespace is vr-<lab>.<name>)"); m != "" {
@@ -260,22 +240,6 @@ func (p *parser) checkRouters(r *rawLab, lab *Lab, nets map[string]int, nodes ma
 				p.errorf(rr.iface.line, rr.path+".interface", "%s", m)
 			}
 		}
-		seen := map[string]bool{}
-		for _, pv := range rr.peers {
-			if pv.st != ok {
-				continue
-			}
-			if _, found := nodes[pv.v]; !found {
-				p.errorf(pv.line, rr.path+".peers", "unknown node %s (%s)", pv.v, known(nodes))
-				continue
-			}
-			if seen[pv.v] {
-				p.errorf(pv.line, rr.path+".peers", "node %s is listed twice", pv.v)
-				continue
-			}
-			seen[pv.v] = true
-			rt.Peers = append(rt.Peers, pv.v)
-		}
 		for j, av := range rr.announce {
 			if av.st != ok {
 				continue
@@ -310,28 +274,29 @@ func (p *parser) checkRouters(r *rawLab, lab *Lab, nets map[string]int, nodes ma
 			}{c, rt.Name, av.line})
 			rt.Announce = append(rt.Announce, c)
 		}
+		rr.clean = len(p.probs) == before && rr.daemon.st == ok && rr.config.st != bad
 		lab.Routers = append(lab.Routers, rt)
 	}
 }
 
-// routerPeers fills in the peers of the routers that name none: the nodes a
-// bgpPeers entry makes peer with the router's address. A router whose
-// configuration vrouter generates must peer with some node.
+// routerPeers sets the peers of each router: the nodes a bgpPeers entry
+// makes peer with the router's address. A router whose configuration
+// vrouter generates must peer with some node.
 func (p *parser) routerPeers(r *rawLab, lab *Lab) {
 	for i := range lab.Routers {
 		rt := &lab.Routers[i]
 		rr := &r.routers[i]
-		if rr.peersSt == absent || (rr.peersSt == ok && len(rr.peers) == 0) {
-			for _, n := range lab.Nodes {
-				for _, bp := range lab.BGPPeers {
-					if bp.PeerIP == rt.Address && bp.AppliesTo(n) && !contains(rt.Peers, n.Name) {
-						rt.Peers = append(rt.Peers, n.Name)
-					}
+		for _, n := range lab.Nodes {
+			for _, bp := range lab.BGPPeers {
+				if bp.PeerIP == rt.Address && bp.AppliesTo(n) && !contains(rt.Peers, n.Name) {
+					rt.Peers = append(rt.Peers, n.Name)
 				}
 			}
 		}
-		if len(rt.Peers) == 0 && rt.Config == "" && rr.config.st != bad && rr.peersSt != bad && rt.Address.IsValid() {
-			p.errorf(rr.line, rr.path+".peers", "no node peers with router %s: add a bgpPeers entry with peerIP: %s (or list the nodes in peers)", rt.Name, rt.Address)
+		// Only a router without other problems: a wrong address or
+		// daemon is the thing to fix first.
+		if len(rt.Peers) == 0 && rt.Config == "" && rr.clean {
+			p.errorf(rr.line, rr.path, "no node peers with router %s: add a bgpPeers entry with peerIP: %s", rt.Name, rt.Address)
 		}
 	}
 }

@@ -9,9 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/vrouter-lab/vrouter/topology"
@@ -193,32 +191,9 @@ func checkCPUs(l *topology.Lab) error {
 // from the caller (own session, output to the node's log file), on the CPUs
 // in cpus (any when empty).
 func startAgent(bin string, n NodeState, cpus []int) error {
-	logf, err := os.OpenFile(n.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return fmt.Errorf("node %s: open log: %w", n.Name, err)
-	}
-	defer logf.Close()
-	cmd := exec.Command("ip", "netns", "exec", n.Namespace, bin, "node", "run", "--config", n.Config)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := startOnCPUs(cmd, cpus); err != nil {
+	if err := startProcess(n.Namespace, []string{bin, "node", "run", "--config", n.Config}, n.Log, n.PIDFile, cpus); err != nil {
 		return fmt.Errorf("node %s: start agent: %w", n.Name, err)
 	}
-	pid := cmd.Process.Pid
-	started, _, err := procStart(pid)
-	if err == nil {
-		err = os.WriteFile(startFile(n.PIDFile), []byte(started+"\n"), 0o644)
-	}
-	if err == nil {
-		err = os.WriteFile(n.PIDFile, []byte(strconv.Itoa(pid)+"\n"), 0o644)
-	}
-	if err != nil {
-		_ = cmd.Process.Kill()
-		return fmt.Errorf("node %s: write pid file: %w", n.Name, err)
-	}
-	// The agent runs on after deploy returns; reap it if it dies while we
-	// are still here, so it does not linger as a zombie.
-	go func() { _ = cmd.Wait() }()
 	return nil
 }
 

@@ -65,7 +65,7 @@ func DestroyAll() error {
 		errs = append(errs, Destroy(n))
 	}
 	nss, err := netns.List(topology.NamespacePrefix)
-	errs = append(errs, err)
+	errs = append(errs, err, killInNamespaces(nss))
 	for _, ns := range nss {
 		errs = append(errs, netns.Delete(ns))
 	}
