@@ -357,8 +357,21 @@ func testRouter(t *testing.T, name string, d topology.Daemon, bin string, asn in
 		return ""
 	})
 
-	// A node goes away (its agent stops, closing its sessions): its block
-	// leaves the daemon's table and the router's kernel; node1's stays.
+	// A workload added on a running lab claims a new block on node2: the
+	// daemon learns it at once, and the new workload reaches the router.
+	mustVR(t, "workload", "add", "--lab", name, "web-9", "--node", "node2", "--address", "10.244.200.5")
+	const rtBlock9 = "10.244.200.0/26"
+	eventually(t, "daemon learns node2's new block", 30*time.Second, func() string {
+		got, text := daemonRoutes(t, name, rs)
+		if got[rtBlock9] != rtNode2 {
+			return fmt.Sprintf("routes %v, want %s via %s\n%s", got, rtBlock9, rtNode2, text)
+		}
+		return ""
+	})
+	pingsBehind(t, name, "web-9")
+
+	// A node goes away (its agent stops, closing its sessions): its blocks
+	// leave the daemon's table and the router's kernel; node1's stays.
 	n2, _ := st.Node("node2")
 	pid, err := os.ReadFile(n2.PIDFile)
 	if err != nil {
@@ -370,15 +383,19 @@ func testRouter(t *testing.T, name string, d topology.Daemon, bin string, asn in
 	}
 	eventually(t, "node2's block leaves the daemon", 30*time.Second, func() string {
 		got, text := daemonRoutes(t, name, rs)
-		if _, still := got[rtBlock2]; still {
-			return "daemon still has " + rtBlock2 + "\n" + text
+		for _, b := range []string{rtBlock2, rtBlock9} {
+			if _, still := got[b]; still {
+				return "daemon still has " + b + "\n" + text
+			}
 		}
 		if got[rtBlock1] != rtNode1 {
 			return "daemon lost node1's " + rtBlock1 + "\n" + text
 		}
 		out, _ := inRouter(t, name, "ip", "route")
-		if strings.Contains(out, rtBlock2) {
-			return "router kernel still routes " + rtBlock2 + "\n" + out
+		for _, b := range []string{rtBlock2, rtBlock9} {
+			if strings.Contains(out, b) {
+				return "router kernel still routes " + b + "\n" + out
+			}
 		}
 		return ""
 	})
