@@ -287,10 +287,17 @@ func (p *parser) routerPeers(r *rawLab, lab *Lab) {
 		rt := &lab.Routers[i]
 		rr := &r.routers[i]
 		for _, n := range lab.Nodes {
-			for _, bp := range lab.BGPPeers {
-				if bp.PeerIP == rt.Address && bp.AppliesTo(n) && !contains(rt.Peers, n.Name) {
-					rt.Peers = append(rt.Peers, n.Name)
+			for j, bp := range lab.BGPPeers {
+				if bp.PeerIP != rt.Address || !bp.AppliesTo(n) || contains(rt.Peers, n.Name) {
+					continue
 				}
+				if n.Network != rt.Network && rt.Network != "" && j < len(r.peers) {
+					// Labs route nothing between underlay networks.
+					p.errorf(r.peers[j].peerIP.line, r.peers[j].path+".peerIP", "router %s is on network %s but node %s is on %s: a node peers only with routers on its own network", rt.Name, rt.Network, n.Name, n.Network)
+					rr.clean = false
+					continue
+				}
+				rt.Peers = append(rt.Peers, n.Name)
 			}
 		}
 		// Only a router without other problems: a wrong address or

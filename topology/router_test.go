@@ -92,6 +92,8 @@ func TestRoutersRules(t *testing.T) {
 			{9, "routers.ext1.config", "/nonexistent/bird.conf: no such file or directory"}}},
 		{"peer AS must be the router's", "  ext1: {network: lan, address: 192.168.50.100, daemon: bird, asNumber: 64600}\nbgpPeers: [{name: a, peerIP: 192.168.50.100, asNumber: 64512}]", []want{
 			{10, "bgpPeers[0].asNumber", "64512 is not the AS of router ext1 (64600)"}}},
+		{"peers share the router's network", "  ext1: {network: wan, address: 172.16.0.100, daemon: bird}\nbgpPeers: [{name: a, node: node1, peerIP: 172.16.0.100}]", []want{
+			{10, "bgpPeers[0].peerIP", "router ext1 is on network wan but node node1 is on lan"}}},
 		{"routers is a mapping", "  - {name: ext1}", []want{
 			{9, "routers", "must be a mapping of router name to router"}}},
 	} {

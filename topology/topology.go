@@ -3,7 +3,8 @@
 //
 // A lab file names the lab and lists its IP pools (cidr, blockSize,
 // ipipMode), its BGP settings (asNumber, nodeToNodeMesh, timers), its underlay
-// networks, its nodes and its workloads:
+// networks, its nodes and its workloads, and optionally Calico BGPPeers
+// (bgpPeers) and external routers running a real BGP daemon (routers):
 //
 //	name: calico-bgp
 //	ipPools:
