@@ -393,10 +393,7 @@ func prepareRouter(l *topology.Lab, dir string, r topology.Router) (RouterState,
 		if err := os.WriteFile(rs.DaemonConfig, conf, 0o644); err != nil {
 			return rs, fmt.Errorf("router %s: write bgpd.conf: %w", r.Name, err)
 		}
-		// bgpd -C reads the configuration and exits; it reports errors
-		// as "[EC n]" log lines but exits 0 all the same.
-		out, err := exec.Command(bins.main, "-C", "-f", rs.DaemonConfig).CombinedOutput()
-		if err != nil || strings.Contains(string(out), "[EC ") {
+		if out, err := checkFRRConfig(bins.main, rs.DaemonConfig); err != nil {
 			what := rs.DaemonConfig
 			if r.Config != "" {
 				what = r.Config + " (copied to " + rs.DaemonConfig + ")"
@@ -507,4 +504,22 @@ func chownTo(dir, name string) error {
 		return fmt.Errorf("chown %s: %w", dir, err)
 	}
 	return nil
+}
+
+// frrTmp is where FRR's daemons keep per-process files, <daemon>.<pid>.
+const frrTmp = "/var/tmp/frr"
+
+// checkFRRConfig has bgpd read the configuration file and exit (-C). bgpd
+// reports errors as "[EC n]" log lines but exits 0 all the same, and a dry
+// run leaves its /var/tmp/frr/bgpd.<pid> behind, which is removed here.
+func checkFRRConfig(bgpd, file string) (string, error) {
+	cmd := exec.Command(bgpd, "-C", "-f", file)
+	out, err := cmd.CombinedOutput()
+	if cmd.Process != nil {
+		_ = os.RemoveAll(filepath.Join(frrTmp, fmt.Sprintf("bgpd.%d", cmd.Process.Pid)))
+	}
+	if err == nil && strings.Contains(string(out), "[EC ") {
+		err = errors.New("configuration errors")
+	}
+	return string(out), err
 }

@@ -70,8 +70,17 @@ func TestGeneratedConfigsParse(t *testing.T) {
 				if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
 					t.Fatal(err)
 				}
-				out, err := exec.Command(check[0], check[1:]...).CombinedOutput()
-				if err != nil || strings.Contains(string(out), "[EC ") {
+				var out []byte
+				if r.Daemon == topology.DaemonFRR {
+					before, _ := filepath.Glob(filepath.Join(frrTmp, "bgpd.*"))
+					o, err := checkFRRConfig(check[0], file)
+					if err != nil {
+						t.Fatalf("%v: %v\n%s\nconfig:\n%s", check, err, o, text)
+					}
+					if after, _ := filepath.Glob(filepath.Join(frrTmp, "bgpd.*")); len(after) > len(before) {
+						t.Errorf("bgpd -C left files in %s: %v (before: %v)", frrTmp, after, before)
+					}
+				} else if out, err = exec.Command(check[0], check[1:]...).CombinedOutput(); err != nil {
 					t.Fatalf("%v: %v\n%s\nconfig:\n%s", check, err, out, text)
 				}
 				for _, p := range routerPeers(l, r) {
