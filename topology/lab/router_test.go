@@ -562,13 +562,25 @@ router bgp 64512
 }
 
 // destroy removes a router whose forwarder crashed and whose daemon's pid
-// file is lost, and whatever else runs in its namespace.
+// file is lost, and whatever else runs in its namespace; and FRR daemons
+// that were killed, with the files they leave in /var/tmp/frr.
 func TestRouterDestroyAfterCrash(t *testing.T) {
 	netnstest.RequireRoot(t)
 	netnstest.GuardRoot(t)
-	requireBIRD(t)
-	name := fmt.Sprintf("rtcr-%d", os.Getpid()%100000)
-	file := routerLab(t, name, topology.DaemonBIRD, "", 64512, "")
+	for _, c := range []struct {
+		daemon  topology.Daemon
+		code    string
+		require func(t *testing.T) string
+	}{{topology.DaemonBIRD, "b1", requireBIRD}, {topology.DaemonFRR, "fr", requireFRR}} {
+		t.Run(string(c.daemon), func(t *testing.T) {
+			c.require(t)
+			testRouterCrash(t, fmt.Sprintf("rtcr%s-%d", c.code, os.Getpid()%100000), c.daemon)
+		})
+	}
+}
+
+func testRouterCrash(t *testing.T, name string, d topology.Daemon) {
+	file := routerLab(t, name, d, "", 64512, "")
 	t.Cleanup(func() {
 		mustVR(t, "destroy", "-t", file)
 		checkGone(t, name)
@@ -579,15 +591,30 @@ func TestRouterDestroyAfterCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	rs, _ := st.Router("ext1")
-	data, err := os.ReadFile(rs.PIDFile)
-	if err != nil {
-		t.Fatal(err)
+	kill := func(pidFile string) int {
+		t.Helper()
+		data, err := os.ReadFile(pidFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		return pid
 	}
-	fwd, _ := strconv.Atoi(strings.TrimSpace(string(data)))
-	if err := syscall.Kill(fwd, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Remove(rs.Processes[0].PIDFile); err != nil {
+	kill(rs.PIDFile)
+	var frrTmp []string
+	if d == topology.DaemonFRR {
+		for _, p := range rs.Processes {
+			pid := kill(p.PIDFile)
+			dir := fmt.Sprintf("/var/tmp/frr/%s.%d", p.Name, pid)
+			if _, err := os.Stat(dir); err != nil {
+				t.Fatalf("killed %s left no %s to clean (%v): test is moot", p.Name, dir, err)
+			}
+			frrTmp = append(frrTmp, dir)
+		}
+	} else if err := os.Remove(rs.Processes[0].PIDFile); err != nil {
 		t.Fatal(err)
 	}
 	other := exec.Command("ip", "netns", "exec", rs.Namespace, "sleep", "600")
@@ -599,6 +626,11 @@ func TestRouterDestroyAfterCrash(t *testing.T) {
 
 	mustVR(t, "destroy", "-t", file)
 	checkGone(t, name)
+	for _, dir := range frrTmp {
+		if _, err := os.Stat(dir); err == nil {
+			t.Errorf("%s left behind", dir)
+		}
+	}
 	select {
 	case <-exited:
 	case <-time.After(10 * time.Second):
