@@ -321,6 +321,36 @@ func testRouter(t *testing.T, name string, d topology.Daemon, bin string, asn in
 		}
 		return ""
 	})
+	// The forwarder's copy of the router's kernel table, as vrouter route
+	// prints it, routes each block to its node.
+	eventually(t, "vrouter route ext1 shows the blocks", 30*time.Second, func() string {
+		out, _ := vr(t, "route", "--lab", name, "ext1")
+		for _, want := range [][2]string{{rtBlock1, rtNode1}, {rtBlock2, rtNode2}} {
+			if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(want[0]) + ` via ` + regexp.QuoteMeta(want[1]) + ` dev ens33 proto `).MatchString(out) {
+				return "no " + want[0] + " via " + want[1] + " in\n" + out
+			}
+		}
+		return ""
+	})
+	var inspect struct {
+		Nodes []struct{ Name, Kind, Address, State string }
+	}
+	if err := json.Unmarshal([]byte(mustVR(t, "inspect", "--lab", name, "-o", "json")), &inspect); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, n := range inspect.Nodes {
+		if n.Name == "ext1" {
+			found = true
+			if n.Kind != "router ("+string(d)+")" || n.Address != rtRouter || n.State != "running" {
+				t.Errorf("inspect: ext1 is %+v", n)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("inspect lacks ext1: %+v", inspect.Nodes)
+	}
+
 	// The daemon's announcement lands in both nodes' FIBs as proto bird.
 	eventually(t, "nodes learn the network behind the router", 30*time.Second, func() string {
 		for _, n := range []string{"node1", "node2"} {
