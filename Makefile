@@ -8,7 +8,9 @@ LDFLAGS     := -X main.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.6.1
 FUZZTIME    ?= 15s
 # Debian packages the tests and the lab use.
-APT_PACKAGES := iproute2 iputils-ping iperf3 tshark traceroute bird
+APT_PACKAGES := iproute2 iputils-ping iperf3 tshark traceroute bird frr libssh-gcrypt-4 libreadline8
+# BIRD 2 conflicts with bird (1.6) in Debian: it is extracted here instead.
+BIRD2_DIR := /opt/vrouter-bird2
 
 .PHONY: all deps build test bench fuzz lint run clean
 
@@ -17,7 +19,7 @@ all: build
 # deps installs the Debian packages the tests need when one is missing.
 deps:
 	@missing=""; \
-	for c in ip ping iperf3 tshark traceroute bird; do \
+	for c in ip ping iperf3 tshark traceroute bird vtysh; do \
 		command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -25,6 +27,11 @@ deps:
 		export DEBIAN_FRONTEND=noninteractive; \
 		echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections; \
 		apt-get update -qq && apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	fi; \
+	if [ ! -x $(BIRD2_DIR)/usr/sbin/bird ]; then \
+		echo "extracting bird2 into $(BIRD2_DIR) (it conflicts with bird, so it is not installed)"; \
+		tmp=$$(mktemp -d) && (cd $$tmp && apt-get download bird2 >/dev/null) && \
+		dpkg-deb -x $$tmp/bird2_*.deb $(BIRD2_DIR) && rm -rf $$tmp; \
 	fi
 
 build:

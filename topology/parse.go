@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -31,7 +32,7 @@ func Load(path string) (*Lab, error) {
 // messages. Every problem found is returned at once as a [*ValidationError];
 // a Lab is returned only when there is none.
 func Parse(name string, data []byte) (*Lab, error) {
-	p := &parser{}
+	p := &parser{dir: filepath.Dir(name)}
 	if root := p.decode(data); root != nil {
 		raw := p.lab(root)
 		if lab := p.check(raw); len(p.probs) == 0 {
@@ -45,7 +46,7 @@ func Parse(name string, data []byte) (*Lab, error) {
 // The fields each part of a lab file may have, in the order error messages
 // list them.
 var (
-	labFields      = []string{"name", "ipPools", "ipam", "bgp", "networks", "nodes", "workloads", "bgpPeers"}
+	labFields      = []string{"name", "ipPools", "ipam", "bgp", "networks", "nodes", "workloads", "bgpPeers", "routers"}
 	ipamFields     = []string{"strictAffinity"}
 	poolFields     = []string{"name", "cidr", "blockSize", "ipipMode", "mtu"}
 	bgpFields      = []string{"asNumber", "nodeToNodeMesh", "keepaliveTime", "holdTime", "gracefulRestart", "restartTime"}
@@ -53,6 +54,7 @@ var (
 	nodeFields     = []string{"network", "address", "interface", "asNumber", "labels", "routeReflectorClusterID", "cpuSet"}
 	peerFields     = []string{"name", "peerIP", "peerSelector", "node", "nodeSelector", "asNumber", "password"}
 	workloadFields = []string{"name", "node", "address"}
+	routerFields   = []string{"network", "address", "interface", "asNumber", "daemon", "binary", "config", "announce"}
 )
 
 // state says whether a field was given and whether its value was usable.
@@ -90,6 +92,7 @@ type (
 		nodesN    int
 		workloads []rawWorkload
 		peers     []rawPeer
+		routers   []rawRouter
 	}
 	rawPool struct {
 		line      int
@@ -138,6 +141,20 @@ type (
 		asn          val[int64]
 		password     val[string]
 	}
+	rawRouter struct {
+		line     int
+		path     string
+		name     val[string]
+		network  val[string]
+		address  val[netip.Addr]
+		iface    val[string]
+		asn      val[int64]
+		daemon   val[Daemon]
+		binary   val[string]
+		config   val[string]
+		announce []val[netip.Prefix]
+		clean    bool // no problem found in the router's own fields
+	}
 	rawWorkload struct {
 		line    int
 		path    string
@@ -150,6 +167,7 @@ type (
 // parser collects problems while it reads a lab file.
 type parser struct {
 	probs []Problem
+	dir   string // the lab file's directory, for relative paths in it
 }
 
 func (p *parser) errorf(line int, field, format string, args ...any) {
@@ -532,6 +550,8 @@ func (p *parser) lab(root *yaml.Node) *rawLab {
 			p.list(v, "bgpPeers", "BGP peers", "a BGP peer", func(i int, item *yaml.Node) {
 				r.peers = append(r.peers, p.bgpPeer(item, index("bgpPeers", i)))
 			})
+		case "routers":
+			r.routers = p.routers(v)
 		}
 	})
 	return r

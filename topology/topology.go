@@ -3,7 +3,8 @@
 //
 // A lab file names the lab and lists its IP pools (cidr, blockSize,
 // ipipMode), its BGP settings (asNumber, nodeToNodeMesh, timers), its underlay
-// networks, its nodes and its workloads:
+// networks, its nodes and its workloads, and optionally Calico BGPPeers
+// (bgpPeers) and external routers running a real BGP daemon (routers):
 //
 //	name: calico-bgp
 //	ipPools:
@@ -108,6 +109,9 @@ type Lab struct {
 	// BGPPeers are the BGP peerings beyond the node-to-node mesh (Calico's
 	// BGPPeer resources), in file order.
 	BGPPeers []BGPPeer `json:",omitempty"`
+	// Routers are the external routers running real BGP daemons, in file
+	// order.
+	Routers []Router `json:",omitempty"`
 }
 
 // IPAM is Calico's IPAMConfiguration.

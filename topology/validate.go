@@ -132,7 +132,9 @@ func (p *parser) check(r *rawLab) *Lab {
 	nets := p.checkNetworks(r, lab)
 	nodes := p.checkNodes(r, lab, nets)
 	p.checkWorkloads(r, lab, nodes)
+	p.checkRouters(r, lab, nets, nodes)
 	p.checkPeers(r, lab, nodes)
+	p.routerPeers(r, lab)
 	return lab
 }
 
@@ -538,9 +540,14 @@ func (p *parser) checkPeers(r *rawLab, lab *Lab, nodes map[string]int) {
 			p.errorf(rp.asn.line, rp.path+".asNumber", "a peerSelector peer's AS is each selected node's own; leave asNumber out")
 		case rp.asn.st == ok:
 			bp.ASNumber = uint32(rp.asn.v)
+			if rt, isRouter := lab.RouterAt(bp.PeerIP); isRouter && rp.peerIP.st == ok && rt.ASNumber != bp.ASNumber {
+				p.errorf(rp.asn.line, rp.path+".asNumber", "%d is not the AS of router %s (%d); leave asNumber out to use the router's", bp.ASNumber, rt.Name, rt.ASNumber)
+			}
 		case rp.asn.st == absent && rp.peerIP.st == ok:
 			if n, isNode := nodeAddrs[bp.PeerIP]; isNode {
 				bp.ASNumber = n.ASNumber
+			} else if rt, isRouter := lab.RouterAt(bp.PeerIP); isRouter {
+				bp.ASNumber = rt.ASNumber
 			} else {
 				p.errorf(rp.line, rp.path+".asNumber", "is required for a peer outside the lab (%s is no node's address)", bp.PeerIP)
 			}

@@ -194,7 +194,7 @@ func (a *Agent) start(ctx context.Context) error {
 	}
 	for _, p := range cfg.BGP.Peers {
 		peer := bgp.Peer{Address: p.Address, ASN: p.ASN, Type: peerType(p.Type), Password: p.Password,
-			RouteReflectorClient: p.RouteReflectorClient, ClusterID: p.ClusterID}
+			RouteReflectorClient: p.RouteReflectorClient, ClusterID: p.ClusterID, KeepOriginalNextHop: p.KeepOriginalNextHop}
 		if cfg.Prefix.Masked().Contains(p.Address) {
 			peer.SharedNetwork = cfg.Prefix.Masked()
 		}

@@ -137,6 +137,10 @@ type BGPPeer struct {
 	// with cluster ID ClusterID.
 	RouteReflectorClient bool       `json:"routeReflectorClient,omitempty"`
 	ClusterID            netip.Addr `json:"clusterID,omitzero"`
+	// KeepOriginalNextHop sends routes to the peer with their next hop
+	// unchanged (set for peers outside the lab on the node's network, so
+	// each block is reached at its own node, as BIRD does).
+	KeepOriginalNextHop bool `json:"keepOriginalNextHop,omitempty"`
 }
 
 // Workload is a workload namespace whose eth0 this node's engine serves.

@@ -127,11 +127,14 @@ func nodeAgent(cmd *cobra.Command) func(node string) (*vrouter.Client, error) {
 		if err != nil {
 			return nil, err
 		}
-		n, ok := st.Node(node)
-		if !ok {
-			return nil, fmt.Errorf("lab %s has no node %q", st.Name, node)
+		if n, ok := st.Node(node); ok {
+			return vrouter.NewClient(n.Control), nil
 		}
-		return vrouter.NewClient(n.Control), nil
+		if r, ok := st.Router(node); ok {
+			// A router's forwarder answers status, routes and stats.
+			return vrouter.NewClient(r.Control), nil
+		}
+		return nil, fmt.Errorf("lab %s has no node %q", st.Name, node)
 	}
 }
 
@@ -189,6 +192,13 @@ func inspectRows(ctx context.Context, st *lab.State) []inspectRow {
 			rows = append(rows, inspectRow{Name: n.Name, Kind: "tunnel", Node: n.Name, Namespace: n.Namespace, Interface: dataplane.TunnelName, Address: tunnel.String(), State: state})
 		}
 	}
+	for _, r := range st.Routers {
+		state := "running"
+		if _, err := vrouter.NewClient(r.Control).Status(ctx); err != nil {
+			state = "down"
+		}
+		rows = append(rows, inspectRow{Name: r.Name, Kind: "router (" + string(r.Daemon) + ")", Node: r.Name, Namespace: r.Namespace, Interface: r.Interface, Address: r.Address.String(), State: state})
+	}
 	for _, w := range st.Workloads {
 		state := "running"
 		a, ok := addrs[w.Name]
@@ -239,7 +249,7 @@ with the standard streams attached, and exits with CMD's exit code.`,
 		}
 		ns, ok := st.Namespace(args[0])
 		if !ok {
-			return fmt.Errorf("lab %s has no node or workload %q", st.Name, args[0])
+			return fmt.Errorf("lab %s has no node, router or workload %q", st.Name, args[0])
 		}
 		c := exec.Command("ip", append([]string{"netns", "exec", ns}, args[1:]...)...)
 		c.Stdin, c.Stdout, c.Stderr = os.Stdin, cmd.OutOrStdout(), cmd.ErrOrStderr()

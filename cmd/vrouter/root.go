@@ -27,7 +27,7 @@ encapsulation. Routing tables print in 'ip route' format, BGP status the way
 	}
 	root.AddCommand(
 		newDeployCommand(), newDestroyCommand(), newApplyCommand(), newInspectCommand(), newExecCommand(),
-		newNodeCommand(), newGetCommand(), newRouteCommand(), newWorkloadCommand(),
+		newNodeCommand(), newRouterCommand(), newGetCommand(), newRouteCommand(), newWorkloadCommand(),
 		newLinkCommand(), newCaptureCommand(), newVersionCommand(), newDemoCommand(),
 	)
 	return root

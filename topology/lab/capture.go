@@ -47,6 +47,11 @@ func (s *State) Networks() []string {
 			out = append(out, n.Network)
 		}
 	}
+	for _, r := range s.Routers {
+		if !slices.Contains(out, r.Network) {
+			out = append(out, r.Network)
+		}
+	}
 	return out
 }
 
@@ -91,6 +96,11 @@ func Capture(ctx context.Context, st *State, network string, w io.Writer, opt Ca
 			ns = n.Namespace
 		}
 		ifaces = append(ifaces, n.Name+"/"+n.Interface)
+	}
+	for _, r := range st.Routers {
+		if r.Network == network {
+			ifaces = append(ifaces, r.Name+"/"+r.Interface)
+		}
 	}
 	if ns == "" && len(st.Nodes) > 0 {
 		ns = st.Nodes[0].Namespace

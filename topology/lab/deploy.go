@@ -9,9 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/vrouter-lab/vrouter/topology"
@@ -51,12 +49,18 @@ func Deploy(ctx context.Context, l *topology.Lab, opt Options) (st *State, err e
 	if err := checkCPUs(l); err != nil {
 		return nil, err
 	}
+	if err := CheckDaemons(l); err != nil {
+		return nil, err
+	}
 	dir := Dir(l.Name)
 	if _, err := os.Stat(filepath.Join(dir, stateFile)); err == nil {
 		return nil, fmt.Errorf("lab %s is already deployed (state in %s); destroy it first with: vrouter destroy -t %s", l.Name, dir, opt.File)
 	}
 	if left, _ := leftovers(l.Name); len(left) > 0 {
 		return nil, fmt.Errorf("lab %s has stale state from an earlier run (%s); clean it with: vrouter destroy --name %s", l.Name, strings.Join(left, ", "), l.Name)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "routers"), 0o755); err != nil {
+		return nil, fmt.Errorf("create state directory: %w", err)
 	}
 	if err := os.MkdirAll(filepath.Join(dir, "nodes"), 0o755); err != nil {
 		return nil, fmt.Errorf("create state directory: %w", err)
@@ -101,6 +105,19 @@ func Deploy(ctx context.Context, l *topology.Lab, opt Options) (st *State, err e
 			return nil, fmt.Errorf("node %s: write config: %w", n.Name, err)
 		}
 	}
+	for _, r := range l.Routers {
+		rs, err := prepareRouter(l, dir, r)
+		if err != nil {
+			return nil, err
+		}
+		st.Routers = append(st.Routers, rs)
+		if err := createNamespace(rs.Namespace); err != nil {
+			return nil, err
+		}
+		if err := fabric.SetMaxDgramQlen(rs.Namespace, fabric.DefaultMaxDgramQlen); err != nil {
+			return nil, err
+		}
+	}
 	for _, w := range l.Workloads {
 		ws := WorkloadState{Name: w.Name, Node: w.Node, Namespace: l.NamespaceName(w.Name), Interface: vrouter.InterfaceName(l.Name, w.Name)}
 		st.Workloads = append(st.Workloads, ws)
@@ -120,6 +137,18 @@ func Deploy(ctx context.Context, l *topology.Lab, opt Options) (st *State, err e
 	}
 	ctx, cancel := context.WithTimeout(ctx, opt.Timeout)
 	defer cancel()
+	for _, r := range st.Routers {
+		if err := startProcess(r.Namespace, []string{opt.Binary, "router", "run", "--config", r.Config}, r.Log, r.PIDFile, nil); err != nil {
+			return nil, fmt.Errorf("router %s: start forwarder: %w", r.Name, err)
+		}
+		if err := waitForwarder(ctx, r); err != nil {
+			return nil, err
+		}
+		if err := startRouterDaemons(r); err != nil {
+			return nil, err
+		}
+		progress("router %s: %s started in namespace %s", r.Name, r.Daemon, r.Namespace)
+	}
 	if err := waitReady(ctx, st, opt.NoWait, progress); err != nil {
 		return nil, err
 	}
@@ -162,32 +191,9 @@ func checkCPUs(l *topology.Lab) error {
 // from the caller (own session, output to the node's log file), on the CPUs
 // in cpus (any when empty).
 func startAgent(bin string, n NodeState, cpus []int) error {
-	logf, err := os.OpenFile(n.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return fmt.Errorf("node %s: open log: %w", n.Name, err)
-	}
-	defer logf.Close()
-	cmd := exec.Command("ip", "netns", "exec", n.Namespace, bin, "node", "run", "--config", n.Config)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := startOnCPUs(cmd, cpus); err != nil {
+	if err := startProcess(n.Namespace, []string{bin, "node", "run", "--config", n.Config}, n.Log, n.PIDFile, cpus); err != nil {
 		return fmt.Errorf("node %s: start agent: %w", n.Name, err)
 	}
-	pid := cmd.Process.Pid
-	started, _, err := procStart(pid)
-	if err == nil {
-		err = os.WriteFile(startFile(n.PIDFile), []byte(started+"\n"), 0o644)
-	}
-	if err == nil {
-		err = os.WriteFile(n.PIDFile, []byte(strconv.Itoa(pid)+"\n"), 0o644)
-	}
-	if err != nil {
-		_ = cmd.Process.Kill()
-		return fmt.Errorf("node %s: write pid file: %w", n.Name, err)
-	}
-	// The agent runs on after deploy returns; reap it if it dies while we
-	// are still here, so it does not linger as a zombie.
-	go func() { _ = cmd.Wait() }()
 	return nil
 }
 
@@ -220,6 +226,9 @@ func startOnCPUs(cmd *exec.Cmd, cpus []int) error {
 func waitReady(ctx context.Context, st *State, anyState bool, progress func(string, ...any)) error {
 	ready := map[string]bool{}
 	for {
+		if err := checkRouterDaemons(st); err != nil {
+			return err
+		}
 		for _, n := range st.Nodes {
 			if ready[n.Name] {
 				continue
@@ -249,6 +258,24 @@ func waitReady(ctx context.Context, st *State, anyState bool, progress func(stri
 			}
 			return fmt.Errorf("timed out waiting for nodes %s to establish BGP and install routes", strings.Join(waiting, ", "))
 		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// waitForwarder waits until router r's forwarder answers on its control
+// socket: its underlay interface and loopback addresses are up.
+func waitForwarder(ctx context.Context, r RouterState) error {
+	for {
+		if !processAlive(r.PIDFile) {
+			return fmt.Errorf("router %s: forwarder exited; last log lines:\n%s", r.Name, tail(r.Log, 10))
+		}
+		if _, err := vrouter.NewClient(r.Control).Status(ctx); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("router %s: timed out waiting for the forwarder", r.Name)
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }

@@ -23,16 +23,24 @@ func Destroy(name string) error {
 	var errs []error
 	dir := Dir(name)
 	pidFiles, _ := filepath.Glob(filepath.Join(dir, "nodes", "*.pid"))
-	for _, pf := range pidFiles {
+	routerPIDs, _ := filepath.Glob(filepath.Join(dir, "routers", "*.pid"))
+	for _, pf := range append(routerPIDs, pidFiles...) {
 		if err := stopAgent(pf); err != nil {
 			errs = append(errs, err)
 		}
+		removeFRRTmp(pf)
 	}
 	for _, pid := range strayAgents(dir) {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 	nss, err := netns.List(topology.LabNamespacePrefix(name))
 	if err != nil {
+		errs = append(errs, err)
+	}
+	// Whatever still runs in the lab's namespaces (a daemon whose pid file
+	// was lost, a process someone started with vrouter exec) would keep
+	// the namespace alive after it is unmounted.
+	if err := killInNamespaces(nss); err != nil {
 		errs = append(errs, err)
 	}
 	for _, ns := range nss {
@@ -58,7 +66,7 @@ func DestroyAll() error {
 		errs = append(errs, Destroy(n))
 	}
 	nss, err := netns.List(topology.NamespacePrefix)
-	errs = append(errs, err)
+	errs = append(errs, err, killInNamespaces(nss))
 	for _, ns := range nss {
 		errs = append(errs, netns.Delete(ns))
 	}
@@ -136,7 +144,7 @@ func isAgentCmdline(pid int, dir string) bool {
 	}
 	args := strings.Split(string(cmdline), "\x00")
 	for i := 0; i+3 < len(args); i++ {
-		if args[i] == "node" && args[i+1] == "run" && args[i+2] == "--config" {
+		if (args[i] == "node" || args[i] == "router") && args[i+1] == "run" && args[i+2] == "--config" {
 			return dir == "" || strings.HasPrefix(args[i+3], dir+"/")
 		}
 	}
@@ -198,4 +206,91 @@ func stopAgent(pidFile string) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return nil
+}
+
+// NamespaceProcesses returns the processes whose network namespace is one
+// of the named namespaces nss.
+func NamespaceProcesses(nss []string) []int {
+	if len(nss) == 0 {
+		return nil
+	}
+	inodes := map[uint64]bool{}
+	for _, ns := range nss {
+		var st syscall.Stat_t
+		if err := syscall.Stat(netns.Path(ns), &st); err == nil {
+			inodes[st.Ino] = true
+		}
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	self := os.Getpid()
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		var st syscall.Stat_t
+		if err := syscall.Stat(fmt.Sprintf("/proc/%d/ns/net", pid), &st); err != nil {
+			continue
+		}
+		if inodes[st.Ino] {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// killInNamespaces sends SIGKILL to every process in the namespaces nss
+// and waits for them to go.
+func killInNamespaces(nss []string) error {
+	pids := NamespaceProcesses(nss)
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(pids) > 0 {
+		var left []int
+		for _, pid := range pids {
+			if _, state, err := procStart(pid); err == nil && state != 'Z' {
+				left = append(left, pid)
+			}
+		}
+		if len(left) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("processes %v still run in the lab's namespaces", left)
+		}
+		pids = left
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil
+}
+
+// removeFRRTmp removes the /var/tmp/frr/<daemon>.<pid> of the FRR daemon
+// (zebra, bgpd) whose pid file is pidFile, once it no longer runs: a daemon
+// that was killed rather than stopped leaves it behind.
+func removeFRRTmp(pidFile string) {
+	base := strings.TrimSuffix(filepath.Base(pidFile), ".pid")
+	daemon := base[strings.LastIndexByte(base, '.')+1:]
+	if daemon != "zebra" && daemon != "bgpd" {
+		return
+	}
+	data, err := os.ReadFile(pidFile)
+	if err != nil || processAlive(pidFile) {
+		return
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 1 {
+		return
+	}
+	// A zombie (never reaped: its parent, deploy, is gone) holds its pid;
+	// a live process with the pid may be another lab's daemon.
+	if _, state, err := procStart(pid); err == nil && state != 'Z' {
+		return
+	}
+	_ = os.RemoveAll(filepath.Join(frrTmp, fmt.Sprintf("%s.%d", daemon, pid)))
 }

@@ -96,6 +96,12 @@ func checkGone(t testing.TB, name string) {
 	if s := strings.TrimSpace(string(out)); s != "" {
 		t.Errorf("agent processes left: %s", s)
 	}
+	// Router forwarders and daemons (bird, zebra, bgpd) name files in the
+	// state directory on their command lines.
+	out, _ = exec.Command("pgrep", "-a", "-f", filepath.Join(topology.StateRoot, name)+"/").CombinedOutput()
+	if s := strings.TrimSpace(string(out)); s != "" {
+		t.Errorf("processes of the lab left: %s", s)
+	}
 }
 
 func TestLabEndToEnd(t *testing.T) {

@@ -33,6 +33,7 @@ type State struct {
 	Spec      *topology.Lab   `json:"spec"` // the validated lab file
 	Nodes     []NodeState     `json:"nodes"`
 	Workloads []WorkloadState `json:"workloads"`
+	Routers   []RouterState   `json:"routers,omitempty"`
 }
 
 // NodeState is one node of a deployed lab.
@@ -129,6 +130,9 @@ func (s *State) Namespace(name string) (string, bool) {
 			return w.Namespace, true
 		}
 	}
+	if r, ok := s.Router(name); ok {
+		return r.Namespace, true
+	}
 	return "", false
 }
 
@@ -158,11 +162,7 @@ func nodeConfig(l *topology.Lab, dir string, n topology.Node) (*vrouter.Config, 
 			RestartTime:     l.BGP.RestartTime,
 		},
 	}
-	for _, o := range l.Nodes {
-		if o.Network == n.Network {
-			c.Neighbors = append(c.Neighbors, vrouter.Neighbor{Node: o.Name, Address: o.Address})
-		}
-	}
+	c.Neighbors = neighbors(l, n.Network)
 	c.BGP.Peers = bgpPeers(l, n)
 	c.BGP.RouteNodes = routeNodes(l, n)
 	for _, p := range l.IPPools {
@@ -205,6 +205,13 @@ func bgpPeers(l *topology.Lab, n topology.Node) []vrouter.BGPPeer {
 			return
 		}
 		seen[p.Address] = true
+		if net, ok := l.Network(n.Network); ok && p.ASN != nodeASN(l, n) && net.CIDR.Contains(p.Address) {
+			// An eBGP peer on the node's own network is sent every
+			// block with the owning node as next hop, as BIRD (Calico's
+			// daemon) does for a peer on a shared subnet.
+			_, isNode := byAddr[p.Address]
+			p.KeepOriginalNextHop = !isNode
+		}
 		if o, isNode := byAddr[p.Address]; isNode {
 			p.Node = o.Name
 			if n.RouteReflector() && !o.RouteReflector() && p.ASN == nodeASN(l, n) {

@@ -107,6 +107,12 @@ type Peer struct {
 	// then forwards straight to the node that owns the route. The zero
 	// Prefix, or an iBGP peer, keeps GoBGP's next-hop-self.
 	SharedNetwork netip.Prefix
+	// KeepOriginalNextHop sends routes to the peer with their next hop
+	// unchanged, also over eBGP (Calico's BGPPeer keepOriginalNextHop):
+	// a peer on the node's own network then reaches each block at the
+	// node that owns it, as BIRD's third-party next hop does, instead of
+	// through this speaker.
+	KeepOriginalNextHop bool
 }
 
 // BGP session states, the words BIRD uses for them. PeerStatus.State is one

@@ -76,6 +76,7 @@ type Speaker struct {
 	announced map[netip.Prefix]*api.Path
 	watches   map[*watch]struct{}
 	policies  map[string]bool // export policies defined, by name
+	keepNH    bool            // the keep-next-hop export policy is installed
 }
 
 // Start starts a speaker and, unless Config.ListenPort is -1, its listener.
@@ -229,6 +230,11 @@ func (s *Speaker) AddPeer(ctx context.Context, p Peer) error {
 			return fmt.Errorf("bgp: add peer %v: %w", addr, err)
 		}
 	}
+	if p.KeepOriginalNextHop {
+		if err := s.keepOriginalNextHop(ctx, addr); err != nil {
+			return fmt.Errorf("bgp: add peer %v: %w", addr, err)
+		}
+	}
 	s.events.forget(addr)
 	if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: peer}); err != nil {
 		return fmt.Errorf("bgp: add peer %v: %w", addr, err)
@@ -361,4 +367,41 @@ func (s *Speaker) Stop() {
 	}
 	s.srv.Stop()
 	s.log.Info("BGP speaker stopped", "router-id", s.cfg.RouterID)
+}
+
+// keepNextHopPolicy names the neighbor set and the global export policy
+// that keep the next hop of routes sent to KeepOriginalNextHop peers.
+const keepNextHopPolicy = "vrouter-keep-original-next-hop"
+
+// keepOriginalNextHop adds addr to the peers routes are exported to with their
+// next hop unchanged, installing the export policy on first use. (GoBGP
+// applies export policies globally; the policy's neighbor condition
+// matches the peer a route is sent to.)
+func (s *Speaker) keepOriginalNextHop(ctx context.Context, addr netip.Addr) error {
+	set := &api.DefinedSet{DefinedType: api.DefinedType_NEIGHBOR, Name: keepNextHopPolicy,
+		List: []string{netip.PrefixFrom(addr, addr.BitLen()).String()}}
+	if err := s.srv.AddDefinedSet(ctx, &api.AddDefinedSetRequest{DefinedSet: set}); err != nil {
+		return fmt.Errorf("neighbor set: %w", err)
+	}
+	s.mu.Lock()
+	installed := s.keepNH
+	s.keepNH = true
+	s.mu.Unlock()
+	if installed {
+		return nil
+	}
+	policy := &api.Policy{Name: keepNextHopPolicy, Statements: []*api.Statement{{
+		Name:       keepNextHopPolicy,
+		Conditions: &api.Conditions{NeighborSet: &api.MatchSet{Type: api.MatchSet_ANY, Name: keepNextHopPolicy}},
+		Actions:    &api.Actions{RouteAction: api.RouteAction_NONE, Nexthop: &api.NexthopAction{Unchanged: true}},
+	}}}
+	if err := s.srv.AddPolicy(ctx, &api.AddPolicyRequest{Policy: policy}); err != nil {
+		return fmt.Errorf("policy: %w", err)
+	}
+	assign := &api.PolicyAssignment{Name: "global", Direction: api.PolicyDirection_EXPORT,
+		Policies: []*api.Policy{{Name: keepNextHopPolicy}}, DefaultAction: api.RouteAction_ACCEPT}
+	if err := s.srv.AddPolicyAssignment(ctx, &api.AddPolicyAssignmentRequest{Assignment: assign}); err != nil {
+		return fmt.Errorf("policy assignment: %w", err)
+	}
+	return nil
 }

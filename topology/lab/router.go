@@ -1,0 +1,525 @@
+package lab
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vrouter-lab/vrouter/topology"
+	"github.com/vrouter-lab/vrouter/vrouter"
+)
+
+// RouterState is one external router of a deployed lab: its namespace, the
+// forwarder that joins it to the underlay, and its BGP daemon.
+type RouterState struct {
+	Name      string          `json:"name"`
+	Namespace string          `json:"namespace"`
+	Address   netip.Addr      `json:"address"`
+	Network   string          `json:"network"`
+	Interface string          `json:"interface"`
+	Daemon    topology.Daemon `json:"daemon"`
+	Config    string          `json:"config"`  // forwarder config file
+	Control   string          `json:"control"` // forwarder control socket
+	Log       string          `json:"log"`     // forwarder log
+	PIDFile   string          `json:"pidFile"` // forwarder pid file
+	// Dir holds the daemon's configuration, sockets, pid and log files.
+	Dir string `json:"dir"`
+	// DaemonConfig is the configuration the daemon runs with (the user's
+	// file, or one vrouter generated in Dir).
+	DaemonConfig string `json:"daemonConfig"`
+	// Socket is BIRD's control socket (birdc -s SOCKET) or FRR's vty
+	// socket directory (vtysh --vty_socket DIR).
+	Socket string `json:"socket"`
+	// CLI is the daemon's command-line client (birdc or vtysh).
+	CLI string `json:"cli"`
+	// Processes are the daemon processes (bird; zebra and bgpd).
+	Processes []DaemonProcess `json:"processes"`
+}
+
+// DaemonProcess is one daemon process of a router.
+type DaemonProcess struct {
+	Name    string   `json:"name"` // bird, zebra, bgpd
+	Args    []string `json:"args"` // the command line, run in the namespace
+	PIDFile string   `json:"pidFile"`
+	Log     string   `json:"log"`
+}
+
+// CLIArgs returns the command line that runs the router's daemon CLI with
+// args (e.g. "show route"), to be run in the router's namespace.
+func (r RouterState) CLIArgs(args ...string) []string {
+	if r.Daemon == topology.DaemonFRR {
+		out := []string{r.CLI, "--vty_socket", r.Socket}
+		for _, a := range args {
+			out = append(out, "-c", a)
+		}
+		return out
+	}
+	return append([]string{r.CLI, "-s", r.Socket}, args...)
+}
+
+// Router returns the named router's state.
+func (s *State) Router(name string) (RouterState, bool) {
+	for _, r := range s.Routers {
+		if r.Name == name {
+			return r, true
+		}
+	}
+	return RouterState{}, false
+}
+
+// daemonBins are the executables a router's daemon needs.
+type daemonBins struct {
+	main  string // bird, or FRR's bgpd
+	zebra string // FRR only
+	cli   string // birdc or vtysh
+}
+
+// DefaultBIRD2 is where BIRD 2 is looked for when the lab file names no
+// binary and VROUTER_BIRD2 is unset: the Debian package bird2 conflicts
+// with bird (1.6), so it is extracted, not installed, there
+// (apt-get download bird2 && dpkg-deb -x bird2_*.deb /opt/vrouter-bird2).
+const DefaultBIRD2 = "/opt/vrouter-bird2/usr/sbin/bird"
+
+// frrDir is where Debian's frr package puts its daemons.
+const frrDir = "/usr/lib/frr"
+
+// findDaemon finds the executables of router r's daemon, or says which
+// Debian package provides the missing one.
+func findDaemon(r topology.Router) (daemonBins, error) {
+	var b daemonBins
+	main, pkg := r.Binary, ""
+	switch r.Daemon {
+	case topology.DaemonBIRD:
+		pkg = "bird (apt-get install bird)"
+		if main == "" {
+			main = "bird"
+		}
+	case topology.DaemonBIRD2:
+		pkg = "bird2, which conflicts with bird: extract it without installing (apt-get download bird2 && dpkg-deb -x bird2_*.deb /opt/vrouter-bird2), or set binary: in the lab file or VROUTER_BIRD2"
+		if main == "" {
+			main = os.Getenv("VROUTER_BIRD2")
+		}
+		if main == "" {
+			main = DefaultBIRD2
+		}
+	case topology.DaemonFRR:
+		pkg = "frr (apt-get install frr)"
+		if main == "" {
+			main = filepath.Join(frrDir, "bgpd")
+		}
+	default:
+		return b, fmt.Errorf("router %s: unknown daemon %q", r.Name, r.Daemon)
+	}
+	var err error
+	if b.main, err = lookPath(main); err != nil {
+		return b, fmt.Errorf("router %s: daemon %s: %s not found; install the Debian package %s", r.Name, r.Daemon, main, pkg)
+	}
+	dir := filepath.Dir(b.main)
+	companion := func(name string) (string, error) {
+		if p, err := lookPath(filepath.Join(dir, name)); err == nil {
+			return p, nil
+		}
+		if p, err := lookPath(filepath.Join(frrDir, name)); err == nil && r.Daemon == topology.DaemonFRR {
+			return p, nil
+		}
+		if p, err := exec.LookPath(name); err == nil {
+			return p, nil
+		}
+		return "", fmt.Errorf("router %s: daemon %s: %s not found beside %s or in PATH; install the Debian package %s", r.Name, r.Daemon, name, b.main, pkg)
+	}
+	switch r.Daemon {
+	case topology.DaemonFRR:
+		if b.zebra, err = companion("zebra"); err != nil {
+			return b, err
+		}
+		b.cli, err = companion("vtysh")
+	default:
+		b.cli, err = companion("birdc")
+	}
+	return b, err
+}
+
+// lookPath is exec.LookPath that also accepts a path without a slash only
+// through PATH, and reports a directory or non-executable as missing.
+func lookPath(p string) (string, error) {
+	found, err := exec.LookPath(p)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Abs(found)
+}
+
+// CheckDaemons checks that every router's daemon is installed, before
+// anything of the lab is created.
+func CheckDaemons(l *topology.Lab) error {
+	var errs []error
+	for _, r := range l.Routers {
+		if _, err := findDaemon(r); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// routerConfig builds the forwarder config of router r.
+func routerConfig(l *topology.Lab, dir string, r topology.Router) (*vrouter.RouterConfig, error) {
+	net, ok := l.Network(r.Network)
+	if !ok {
+		return nil, fmt.Errorf("router %s: unknown network %s", r.Name, r.Network)
+	}
+	c := &vrouter.RouterConfig{
+		Lab:       l.Name,
+		Router:    r.Name,
+		StateDir:  dir,
+		Namespace: l.NamespaceName(r.Name),
+		Network:   net.Name,
+		Prefix:    netip.PrefixFrom(r.Address, net.CIDR.Bits()),
+		Interface: r.Interface,
+		MTU:       net.MTU,
+		Neighbors: neighbors(l, r.Network),
+	}
+	for _, p := range r.Announce {
+		first := p.Addr()
+		if p.Bits() < 31 {
+			first = first.Next()
+		}
+		c.Loopback = append(c.Loopback, netip.PrefixFrom(first, p.Bits()))
+	}
+	return c, nil
+}
+
+// neighbors lists the nodes and routers on network, as ARP would find them.
+func neighbors(l *topology.Lab, network string) []vrouter.Neighbor {
+	var out []vrouter.Neighbor
+	for _, o := range l.Nodes {
+		if o.Network == network {
+			out = append(out, vrouter.Neighbor{Node: o.Name, Address: o.Address})
+		}
+	}
+	for _, o := range l.Routers {
+		if o.Network == network {
+			out = append(out, vrouter.Neighbor{Node: o.Name, Address: o.Address})
+		}
+	}
+	return out
+}
+
+// routerPeer is one BGP session of a router's generated configuration.
+type routerPeer struct {
+	Name     string
+	Address  netip.Addr
+	ASN      uint32
+	Password string
+}
+
+// routerPeers lists the sessions router r's generated configuration has:
+// one per peer node, with the password of a bgpPeers entry between them.
+func routerPeers(l *topology.Lab, r topology.Router) []routerPeer {
+	var out []routerPeer
+	for _, name := range r.Peers {
+		n, ok := l.Node(name)
+		if !ok {
+			continue
+		}
+		p := routerPeer{Name: n.Name, Address: n.Address, ASN: nodeASN(l, n)}
+		for _, bp := range l.BGPPeers {
+			if bp.PeerIP == r.Address && bp.AppliesTo(n) && bp.Password != "" {
+				p.Password = bp.Password
+				break
+			}
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// birdName makes a BIRD protocol name of a node name ("node-1" → "node_1").
+func birdName(s string) string {
+	return "peer_" + strings.ReplaceAll(s, "-", "_")
+}
+
+// birdConfig generates a BIRD configuration (1.6 syntax, or 2's with v2)
+// for router r: a kernel protocol exporting BGP routes to the namespace's
+// table, a static protocol originating the announced prefixes, and one
+// BGP session per peer node exporting only those.
+func birdConfig(l *topology.Lab, r topology.Router, v2 bool) string {
+	var b strings.Builder
+	hold, ka := int(l.BGP.HoldTime/time.Second), int(l.BGP.KeepaliveTime/time.Second)
+	fmt.Fprintf(&b, "# Generated by vrouter for router %s of lab %s.\n", r.Name, l.Name)
+	fmt.Fprintf(&b, "router id %s;\nlog stderr all;\n\n", r.Address)
+	b.WriteString("protocol device {\n  scan time 10;\n}\n\n")
+	bgpOnly := "filter { if source = RTS_BGP then accept; reject; }"
+	staticOnly := "filter { if source = RTS_STATIC then accept; reject; }"
+	if v2 {
+		fmt.Fprintf(&b, "protocol direct {\n  ipv4;\n  interface \"%s\";\n}\n\n", r.Interface)
+		fmt.Fprintf(&b, "protocol kernel {\n  scan time 2;\n  ipv4 {\n    import none;\n    export %s;\n  };\n}\n\n", bgpOnly)
+		b.WriteString("protocol static announce {\n  ipv4;\n")
+	} else {
+		fmt.Fprintf(&b, "protocol direct {\n  interface \"%s\";\n}\n\n", r.Interface)
+		fmt.Fprintf(&b, "protocol kernel {\n  scan time 2;\n  import none;\n  export %s;\n}\n\n", bgpOnly)
+		b.WriteString("protocol static announce {\n")
+	}
+	for _, p := range r.Announce {
+		fmt.Fprintf(&b, "  route %s blackhole;\n", p)
+	}
+	b.WriteString("}\n")
+	for _, p := range routerPeers(l, r) {
+		fmt.Fprintf(&b, "\nprotocol bgp %s {\n", birdName(p.Name))
+		fmt.Fprintf(&b, "  local %s as %d;\n  neighbor %s as %d;\n", r.Address, r.ASNumber, p.Address, p.ASN)
+		if hold > 0 {
+			fmt.Fprintf(&b, "  hold time %d;\n  keepalive time %d;\n", hold, ka)
+		}
+		b.WriteString("  connect retry time 2;\n")
+		if p.Password != "" {
+			fmt.Fprintf(&b, "  password %q;\n", p.Password)
+		}
+		if v2 {
+			// direct, gateway direct: BIRD 2 treats iBGP as multihop and
+			// resolves its next hop recursively, through the direct
+			// route, to "dev ens33" without the gateway, which leaves
+			// the kernel nothing to route by. The peers share a network.
+			b.WriteString("  direct;\n")
+			fmt.Fprintf(&b, "  ipv4 {\n    gateway direct;\n    next hop self;\n    import all;\n    export %s;\n  };\n", staticOnly)
+		} else {
+			fmt.Fprintf(&b, "  start delay time 1;\n  next hop self;\n  import all;\n  export %s;\n", staticOnly)
+		}
+		b.WriteString("}\n")
+	}
+	return b.String()
+}
+
+// frrConfig generates FRR's bgpd configuration for router r: one neighbor
+// per peer node, the announced prefixes as network statements, and a
+// route map that announces only those.
+func frrConfig(l *topology.Lab, r topology.Router) string {
+	var b strings.Builder
+	hold, ka := int(l.BGP.HoldTime/time.Second), int(l.BGP.KeepaliveTime/time.Second)
+	fmt.Fprintf(&b, "! Generated by vrouter for router %s of lab %s.\nhostname %s\nlog stdout\n!\n", r.Name, l.Name, r.Name)
+	if len(r.Announce) == 0 {
+		b.WriteString("route-map VROUTER-ANNOUNCE deny 10\n!\n")
+	} else {
+		for i, p := range r.Announce {
+			fmt.Fprintf(&b, "ip prefix-list VROUTER-ANNOUNCE seq %d permit %s\n", 5*(i+1), p)
+		}
+		b.WriteString("route-map VROUTER-ANNOUNCE permit 10\n match ip address prefix-list VROUTER-ANNOUNCE\n!\n")
+	}
+	fmt.Fprintf(&b, "router bgp %d\n bgp router-id %s\n no bgp ebgp-requires-policy\n no bgp network import-check\n timers bgp %d %d\n", r.ASNumber, r.Address, ka, hold)
+	peers := routerPeers(l, r)
+	for _, p := range peers {
+		fmt.Fprintf(&b, " neighbor %s remote-as %d\n neighbor %s timers connect 2\n", p.Address, p.ASN, p.Address)
+		if p.Password != "" {
+			fmt.Fprintf(&b, " neighbor %s password %s\n", p.Address, p.Password)
+		}
+	}
+	b.WriteString(" !\n address-family ipv4 unicast\n")
+	for _, p := range r.Announce {
+		fmt.Fprintf(&b, "  network %s\n", p)
+	}
+	for _, p := range peers {
+		fmt.Fprintf(&b, "  neighbor %s next-hop-self\n  neighbor %s route-map VROUTER-ANNOUNCE out\n", p.Address, p.Address)
+	}
+	b.WriteString(" exit-address-family\n!\n")
+	return b.String()
+}
+
+// prepareRouter writes router r's forwarder config and daemon
+// configuration and returns its state; nothing runs yet.
+func prepareRouter(l *topology.Lab, dir string, r topology.Router) (RouterState, error) {
+	bins, err := findDaemon(r)
+	if err != nil {
+		return RouterState{}, err
+	}
+	cfg, err := routerConfig(l, dir, r)
+	if err != nil {
+		return RouterState{}, err
+	}
+	base := filepath.Join(dir, "routers")
+	rs := RouterState{
+		Name:      r.Name,
+		Namespace: cfg.Namespace,
+		Address:   r.Address,
+		Network:   r.Network,
+		Interface: r.Interface,
+		Daemon:    r.Daemon,
+		Config:    filepath.Join(base, r.Name+".json"),
+		Control:   vrouter.ControlSocket(dir, r.Name),
+		Log:       filepath.Join(base, r.Name+".log"),
+		PIDFile:   filepath.Join(base, r.Name+".pid"),
+		Dir:       filepath.Join(base, r.Name),
+		CLI:       bins.cli,
+	}
+	if err := os.MkdirAll(rs.Dir, 0o755); err != nil {
+		return rs, fmt.Errorf("router %s: %w", r.Name, err)
+	}
+	if err := cfg.WriteFile(rs.Config); err != nil {
+		return rs, fmt.Errorf("router %s: write config: %w", r.Name, err)
+	}
+	proc := func(name string, args ...string) DaemonProcess {
+		return DaemonProcess{Name: name, Args: args,
+			PIDFile: filepath.Join(base, r.Name+"."+name+".pid"), Log: filepath.Join(base, r.Name+"."+name+".log")}
+	}
+	rs.DaemonConfig = r.Config
+	switch r.Daemon {
+	case topology.DaemonBIRD, topology.DaemonBIRD2:
+		if rs.DaemonConfig == "" {
+			rs.DaemonConfig = filepath.Join(rs.Dir, "bird.conf")
+			if err := os.WriteFile(rs.DaemonConfig, []byte(birdConfig(l, r, r.Daemon == topology.DaemonBIRD2)), 0o644); err != nil {
+				return rs, fmt.Errorf("router %s: write bird.conf: %w", r.Name, err)
+			}
+		}
+		rs.Socket = filepath.Join(rs.Dir, "bird.ctl")
+		if out, err := exec.Command(bins.main, "-p", "-c", rs.DaemonConfig).CombinedOutput(); err != nil {
+			return rs, fmt.Errorf("router %s: %s rejects %s: %s", r.Name, bins.main, rs.DaemonConfig, strings.TrimSpace(string(out)))
+		}
+		rs.Processes = []DaemonProcess{proc("bird", bins.main, "-f", "-c", rs.DaemonConfig, "-s", rs.Socket)}
+	case topology.DaemonFRR:
+		// bgpd runs as user frr, which may not read the user's file
+		// where it is: it gets a copy in its own directory.
+		conf := []byte(frrConfig(l, r))
+		if r.Config != "" {
+			if conf, err = os.ReadFile(r.Config); err != nil {
+				return rs, fmt.Errorf("router %s: read config: %w", r.Name, err)
+			}
+		}
+		rs.DaemonConfig = filepath.Join(rs.Dir, "bgpd.conf")
+		if err := os.WriteFile(rs.DaemonConfig, conf, 0o644); err != nil {
+			return rs, fmt.Errorf("router %s: write bgpd.conf: %w", r.Name, err)
+		}
+		if out, err := checkFRRConfig(bins.main, rs.DaemonConfig); err != nil {
+			what := rs.DaemonConfig
+			if r.Config != "" {
+				what = r.Config + " (copied to " + rs.DaemonConfig + ")"
+			}
+			return rs, fmt.Errorf("router %s: %s rejects %s: %s", r.Name, bins.main, what, strings.TrimSpace(string(out)))
+		}
+		zconf := filepath.Join(rs.Dir, "zebra.conf")
+		if err := os.WriteFile(zconf, []byte("hostname "+r.Name+"\nlog stdout\n"), 0o644); err != nil {
+			return rs, fmt.Errorf("router %s: write zebra.conf: %w", r.Name, err)
+		}
+		// FRR's daemons drop to user frr (and need its vty group): the
+		// directory of their pid files and sockets must be theirs.
+		if err := chownTo(rs.Dir, "frr"); err != nil {
+			return rs, fmt.Errorf("router %s: %w", r.Name, err)
+		}
+		rs.Socket = rs.Dir
+		zserv := filepath.Join(rs.Dir, "zserv.api")
+		common := []string{"-z", zserv, "--vty_socket", rs.Dir}
+		rs.Processes = []DaemonProcess{
+			proc("zebra", append([]string{bins.zebra, "-f", zconf, "-i", filepath.Join(rs.Dir, "zebra.pid")}, common...)...),
+			proc("bgpd", append([]string{bins.main, "-f", rs.DaemonConfig, "-i", filepath.Join(rs.Dir, "bgpd.pid"), "-l", r.Address.String()}, common...)...),
+		}
+	}
+	return rs, nil
+}
+
+// startRouterDaemons starts the router's daemon processes in its
+// namespace; FRR's bgpd starts once zebra listens.
+func startRouterDaemons(rs RouterState) error {
+	for _, p := range rs.Processes {
+		if err := startProcess(rs.Namespace, p.Args, p.Log, p.PIDFile, nil); err != nil {
+			return fmt.Errorf("router %s: start %s: %w", rs.Name, p.Name, err)
+		}
+		if p.Name == "zebra" {
+			zserv := filepath.Join(rs.Dir, "zserv.api")
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				if _, err := os.Stat(zserv); err == nil {
+					break
+				}
+				if !processAlive(p.PIDFile) {
+					return fmt.Errorf("router %s: zebra exited; last log lines:\n%s", rs.Name, tail(p.Log, 10))
+				}
+				if time.Now().After(deadline) {
+					return fmt.Errorf("router %s: zebra did not open %s within 10s", rs.Name, zserv)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+	}
+	return nil
+}
+
+// checkRouterDaemons reports a router daemon that exited.
+func checkRouterDaemons(st *State) error {
+	for _, r := range st.Routers {
+		for _, p := range r.Processes {
+			if !processAlive(p.PIDFile) {
+				return fmt.Errorf("router %s: %s exited; last log lines:\n%s", r.Name, p.Name, tail(p.Log, 10))
+			}
+		}
+	}
+	return nil
+}
+
+// startProcess starts args inside namespace ns, detached from the caller
+// (own session, output to log), and records its pid and start time.
+func startProcess(ns string, args []string, log, pidFile string, cpus []int) error {
+	logf, err := os.OpenFile(log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("open log: %w", err)
+	}
+	defer logf.Close()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := startOnCPUs(cmd, cpus); err != nil {
+		return err
+	}
+	pid := cmd.Process.Pid
+	started, _, err := procStart(pid)
+	if err == nil {
+		err = os.WriteFile(startFile(pidFile), []byte(started+"\n"), 0o644)
+	}
+	if err == nil {
+		err = os.WriteFile(pidFile, []byte(strconv.Itoa(pid)+"\n"), 0o644)
+	}
+	if err != nil {
+		_ = cmd.Process.Kill()
+		return fmt.Errorf("write pid file: %w", err)
+	}
+	go func() { _ = cmd.Wait() }()
+	return nil
+}
+
+// chownTo gives dir to the user called name and its group.
+func chownTo(dir, name string) error {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return fmt.Errorf("user %s (made by the Debian package frr): %w", name, err)
+	}
+	uid, err1 := strconv.Atoi(u.Uid)
+	gid, err2 := strconv.Atoi(u.Gid)
+	if err := errors.Join(err1, err2); err != nil {
+		return fmt.Errorf("user %s: %w", name, err)
+	}
+	if err := os.Chown(dir, uid, gid); err != nil {
+		return fmt.Errorf("chown %s: %w", dir, err)
+	}
+	return nil
+}
+
+// frrTmp is where FRR's daemons keep per-process files, <daemon>.<pid>.
+const frrTmp = "/var/tmp/frr"
+
+// checkFRRConfig has bgpd read the configuration file and exit (-C). bgpd
+// reports errors as "[EC n]" log lines but exits 0 all the same, and a dry
+// run leaves its /var/tmp/frr/bgpd.<pid> behind, which is removed here.
+func checkFRRConfig(bgpd, file string) (string, error) {
+	cmd := exec.Command(bgpd, "-C", "-f", file)
+	out, err := cmd.CombinedOutput()
+	if cmd.Process != nil {
+		_ = os.RemoveAll(filepath.Join(frrTmp, fmt.Sprintf("bgpd.%d", cmd.Process.Pid)))
+	}
+	if err == nil && strings.Contains(string(out), "[EC ") {
+		err = errors.New("configuration errors")
+	}
+	return string(out), err
+}

@@ -1,0 +1,304 @@
+package vrouter
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vrouter-lab/vrouter/vrouter/dataplane"
+	"github.com/vrouter-lab/vrouter/vrouter/fabric"
+	"github.com/vrouter-lab/vrouter/vrouter/fib"
+	"github.com/vrouter-lab/vrouter/vrouter/netns"
+	"golang.org/x/sys/unix"
+)
+
+// RouterConfig is what the forwarder of an external router needs: the
+// router namespace's underlay interface, its fabric neighbours and the
+// addresses to put on its loopback. `vrouter router run` reads it.
+type RouterConfig struct {
+	Lab       string       `json:"lab"`
+	Router    string       `json:"router"`
+	StateDir  string       `json:"stateDir"`
+	Namespace string       `json:"namespace"`
+	Network   string       `json:"network"`
+	Prefix    netip.Prefix `json:"prefix"` // router address with the network's length
+	Interface string       `json:"interface"`
+	MTU       int          `json:"mtu"`
+	Neighbors []Neighbor   `json:"neighbors"`
+	// Loopback are addresses (with their prefix length) put on lo: the
+	// networks behind the router.
+	Loopback []netip.Prefix `json:"loopback,omitempty"`
+}
+
+// LoadRouterConfig reads a router forwarder config file.
+func LoadRouterConfig(path string) (*RouterConfig, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read router config: %w", err)
+	}
+	var c RouterConfig
+	if err := json.Unmarshal(data, &c); err != nil {
+		return nil, fmt.Errorf("parse router config %s: %w", path, err)
+	}
+	if c.Router == "" || !c.Prefix.IsValid() || c.Interface == "" || c.Namespace == "" {
+		return nil, fmt.Errorf("router config %s: router, namespace, prefix and interface are required", path)
+	}
+	return &c, nil
+}
+
+// WriteFile writes c as indented JSON.
+func (c *RouterConfig) WriteFile(path string) error {
+	data, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(data, '\n'), 0o644)
+}
+
+// kernelSyncInterval is how often the forwarder re-reads the namespace's
+// routing table even without a netlink notification (a lost notification
+// is repaired within it).
+const kernelSyncInterval = time.Second
+
+// RunRouter runs the forwarder of an external router until ctx ends. The
+// router's BGP daemon installs routes in the namespace's kernel table
+// (BIRD's kernel protocol, FRR's zebra); the kernel sends packets for them
+// out of the underlay TUN device, where the forwarder routes them by a copy
+// of that kernel table, to the gateway's engine over the fabric. Packets
+// from the fabric for the router's addresses go to its kernel.
+func RunRouter(ctx context.Context, cfg *RouterConfig) error {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("router", cfg.Router)
+	table := fib.NewTable()
+	if err := loopbackUp(cfg.Namespace, cfg.Loopback); err != nil {
+		return fmt.Errorf("router %s: %w", cfg.Router, err)
+	}
+	host, err := netns.OpenTUN(cfg.Namespace, cfg.Interface, cfg.MTU)
+	if err != nil {
+		return fmt.Errorf("router %s: %w", cfg.Router, err)
+	}
+	defer host.Close()
+	if err := host.AddAddress(cfg.Prefix); err != nil {
+		return fmt.Errorf("router %s: %w", cfg.Router, err)
+	}
+	neighbors := map[netip.Addr]string{}
+	for _, n := range cfg.Neighbors {
+		neighbors[n.Address] = n.Node
+	}
+	ep, err := fabric.Attach(fabricDir(cfg.StateDir), cfg.Network, cfg.Router, fabric.Options{
+		Interface: cfg.Router + "/" + cfg.Interface,
+		Neighbors: neighbors,
+	})
+	if err != nil {
+		return fmt.Errorf("router %s: %w", cfg.Router, err)
+	}
+	engine, err := dataplane.NewEngine(dataplane.EngineConfig{
+		FIB: table, Host: host.Device, HostName: "@host", Underlay: ep,
+		Interface: cfg.Interface, MTU: cfg.MTU, Address: cfg.Prefix.Addr(), Logger: log,
+	})
+	if err != nil {
+		ep.Close()
+		return fmt.Errorf("router %s: %w", cfg.Router, err)
+	}
+	defer engine.Close()
+	m := &kernelMirror{ns: cfg.Namespace, dev: cfg.Interface, table: table, log: log, installed: map[netip.Prefix]fib.Route{}}
+	if err := m.sync(); err != nil {
+		return fmt.Errorf("router %s: %w", cfg.Router, err)
+	}
+	go m.run(ctx)
+	go engine.Run(ctx)
+	if err := serveRouterControl(ctx, cfg, table, engine, log); err != nil {
+		return fmt.Errorf("router %s: %w", cfg.Router, err)
+	}
+	log.Info("router forwarder running", "address", cfg.Prefix.Addr())
+	<-ctx.Done()
+	log.Info("router forwarder stopping")
+	_ = os.Remove(ControlSocket(cfg.StateDir, cfg.Router))
+	return nil
+}
+
+// loopbackUp brings lo up and puts the addresses on it.
+func loopbackUp(ns string, addrs []netip.Prefix) error {
+	h, err := netns.Handle(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("loopback: %w", err)
+	}
+	if err := h.LinkSetUp(lo); err != nil {
+		return fmt.Errorf("loopback up: %w", err)
+	}
+	for _, p := range addrs {
+		a, err := netlink.ParseAddr(p.String())
+		if err != nil {
+			return err
+		}
+		if err := h.AddrReplace(lo, a); err != nil {
+			return fmt.Errorf("loopback: add address %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// kernelMirror keeps a FIB equal to the namespace kernel's routing table
+// as far as forwarding needs it: routes out of the underlay device keep
+// their gateway (the engine sends to it over the fabric); anything the
+// kernel delivers locally or sends elsewhere (lo, blackholes) is a local
+// route, handed back to the kernel.
+type kernelMirror struct {
+	ns        string
+	dev       string
+	table     *fib.Table
+	log       *slog.Logger
+	installed map[netip.Prefix]fib.Route
+}
+
+// rtnLocal is RTN_LOCAL, a route type package fib has no constant for.
+const rtnLocal fib.Type = unix.RTN_LOCAL
+
+func (m *kernelMirror) run(ctx context.Context) {
+	updates := make(chan netlink.RouteUpdate, 64)
+	done := make(chan struct{})
+	defer close(done)
+	subscribe := func() {
+		_ = netns.Do(m.ns, func() error {
+			return netlink.RouteSubscribeWithOptions(updates, done, netlink.RouteSubscribeOptions{
+				ErrorCallback: func(err error) { m.log.Debug("route subscription", "err", err) },
+			})
+		})
+	}
+	subscribe()
+	tick := time.NewTicker(kernelSyncInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case _, open := <-updates:
+			if !open {
+				updates = nil // the periodic dump carries on
+			}
+		case <-tick.C:
+		}
+		if err := m.sync(); err != nil {
+			m.log.Warn("read kernel routes", "err", err)
+		}
+	}
+}
+
+// sync makes the FIB match the kernel's main and local tables.
+func (m *kernelMirror) sync() error {
+	h, err := netns.Handle(m.ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	link, err := h.LinkByName(m.dev)
+	if err != nil {
+		return fmt.Errorf("underlay %s: %w", m.dev, err)
+	}
+	ifindex := link.Attrs().Index
+	routes, err := h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return fmt.Errorf("list routes: %w", err)
+	}
+	want := map[netip.Prefix]fib.Route{}
+	for _, kr := range routes {
+		if kr.Table != unix.RT_TABLE_MAIN && kr.Table != unix.RT_TABLE_LOCAL {
+			continue
+		}
+		dst := netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+		if kr.Dst != nil {
+			a, ok := netip.AddrFromSlice(kr.Dst.IP.To4())
+			bits, _ := kr.Dst.Mask.Size()
+			if !ok {
+				continue
+			}
+			dst = netip.PrefixFrom(a, bits).Masked()
+		}
+		if old, seen := want[dst]; seen && old.Type == rtnLocal {
+			continue // the local table is consulted first
+		}
+		r := fib.Route{Dst: dst, Type: rtnLocal, Protocol: fib.Protocol(kr.Protocol), Scope: fib.ScopeHost, Dev: "lo"}
+		linkIndex, gw := kr.LinkIndex, kr.Gw
+		if len(kr.MultiPath) > 0 {
+			linkIndex, gw = kr.MultiPath[0].LinkIndex, kr.MultiPath[0].Gw
+		}
+		if kr.Type == unix.RTN_UNICAST && linkIndex == ifindex {
+			r = fib.Route{Dst: dst, Type: fib.Unicast, Dev: m.dev, Protocol: fib.Protocol(kr.Protocol), Scope: fib.Scope(kr.Scope)}
+			if g, ok := netip.AddrFromSlice(gw.To4()); ok && gw != nil {
+				r.Gateway = g
+				r.OnLink = kr.Flags&unix.RTNH_F_ONLINK != 0
+			}
+			if s, ok := netip.AddrFromSlice(kr.Src.To4()); ok && kr.Src != nil {
+				r.PrefSrc = s
+			}
+		}
+		want[dst] = r
+	}
+	for p, r := range want {
+		if old, ok := m.installed[p]; ok && old == r {
+			continue
+		}
+		if err := m.table.Replace(r); err != nil {
+			m.log.Warn("mirror kernel route", "route", r.String(), "err", err)
+			continue
+		}
+		m.installed[p] = r
+		m.log.Debug("kernel route", "route", r.String())
+	}
+	for p := range m.installed {
+		if _, ok := want[p]; !ok {
+			m.table.Delete(p, 0)
+			delete(m.installed, p)
+			m.log.Debug("kernel route gone", "prefix", p)
+		}
+	}
+	return nil
+}
+
+// serveRouterControl serves status, routes and stats on the router's
+// control socket.
+func serveRouterControl(ctx context.Context, cfg *RouterConfig, table *fib.Table, engine *dataplane.Engine, log *slog.Logger) error {
+	path := ControlSocket(cfg.StateDir, cfg.Router)
+	_ = os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	started := time.Now().UTC()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, &Status{Node: cfg.Router, Address: cfg.Prefix.Addr(), Started: started, Ready: true, Routes: table.Len()}, nil)
+	})
+	mux.HandleFunc("GET /v1/routes", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		fmt.Fprint(w, fib.Format(table.Routes()))
+	})
+	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, engine.Stats(), nil)
+	})
+	srv := &http.Server{Handler: mux}
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdown)
+	}()
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("control socket", "err", err)
+		}
+	}()
+	return nil
+}
