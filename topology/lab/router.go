@@ -122,6 +122,11 @@ func findDaemon(r topology.Router) (daemonBins, error) {
 	if b.main, err = lookPath(main); err != nil {
 		return b, fmt.Errorf("router %s: daemon %s: %s not found; install the Debian package %s", r.Name, r.Daemon, main, pkg)
 	}
+	if r.Daemon == topology.DaemonBIRD || r.Daemon == topology.DaemonBIRD2 {
+		if err := checkBIRDVersion(r, b.main); err != nil {
+			return b, err
+		}
+	}
 	dir := filepath.Dir(b.main)
 	companion := func(name string) (string, error) {
 		if p, err := lookPath(filepath.Join(dir, name)); err == nil {
@@ -145,6 +150,24 @@ func findDaemon(r topology.Router) (daemonBins, error) {
 		b.cli, err = companion("birdc")
 	}
 	return b, err
+}
+
+// checkBIRDVersion checks that bin is the BIRD r.Daemon names (1.x for
+// bird, 2.x for bird2): their configuration languages differ.
+func checkBIRDVersion(r topology.Router, bin string) error {
+	out, err := exec.Command(bin, "--version").CombinedOutput()
+	v := strings.TrimSpace(string(out))
+	if err != nil {
+		return fmt.Errorf("router %s: %s --version: %w: %s", r.Name, bin, err, v)
+	}
+	want, other := "BIRD version 1.", topology.DaemonBIRD2
+	if r.Daemon == topology.DaemonBIRD2 {
+		want, other = "BIRD version 2.", topology.DaemonBIRD
+	}
+	if !strings.HasPrefix(v, want) {
+		return fmt.Errorf("router %s: daemon %s: %s is %q; for that BIRD write daemon: %s", r.Name, r.Daemon, bin, v, other)
+	}
+	return nil
 }
 
 // lookPath is exec.LookPath that also accepts a path without a slash only

@@ -446,6 +446,36 @@ func pingsBehind(t *testing.T, name, w string) {
 	})
 }
 
+// A router whose binary is the other BIRD fails deploy before anything is
+// created, saying which daemon to write.
+func TestRouterWrongBIRD(t *testing.T) {
+	netnstest.RequireRoot(t)
+	requireBIRD(t)
+	bird2 := requireBIRD2(t)
+	name := fmt.Sprintf("rtwb-%d", os.Getpid()%100000)
+	for _, c := range []struct {
+		daemon topology.Daemon
+		binary string
+		want   string
+	}{
+		{topology.DaemonBIRD, bird2, `is "BIRD version 2.0`},
+		{topology.DaemonBIRD2, "/usr/sbin/bird", `is "BIRD version 1.6`},
+	} {
+		t.Run(string(c.daemon), func(t *testing.T) {
+			file := routerLab(t, name, c.daemon, c.binary, 64512, "")
+			out, code := vr(t, "deploy", "-t", file)
+			if code == 0 {
+				mustVR(t, "destroy", "-t", file)
+				t.Fatalf("deploy with the other BIRD succeeded:\n%s", out)
+			}
+			if !strings.Contains(out, "router ext1") || !strings.Contains(out, c.want) {
+				t.Errorf("error does not name the router and the version (%q):\n%s", c.want, out)
+			}
+			checkGone(t, name)
+		})
+	}
+}
+
 // A router whose daemon is not installed fails deploy before anything is
 // created, naming the Debian package.
 func TestRouterDaemonMissing(t *testing.T) {
