@@ -16,7 +16,9 @@ BIRD2_DIR := /opt/vrouter-bird2
 
 all: build
 
-# deps installs the Debian packages the tests need when one is missing.
+# deps installs the Debian packages the tests need when one is missing,
+# without letting them start their services (bird and frr would run in the
+# root namespace; the labs start their own daemons in their namespaces).
 deps:
 	@missing=""; \
 	for c in ip ping iperf3 tshark traceroute bird vtysh; do \
@@ -26,7 +28,11 @@ deps:
 		echo "installing packages (missing:$$missing)"; \
 		export DEBIAN_FRONTEND=noninteractive; \
 		echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections; \
-		apt-get update -qq && apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+		policy=/usr/sbin/policy-rc.d; made=""; \
+		if [ ! -e $$policy ]; then printf '#!/bin/sh\nexit 101\n' > $$policy; chmod +x $$policy; made=1; fi; \
+		apt-get update -qq && apt-get install -y -qq $(APT_PACKAGES) >/dev/null; rc=$$?; \
+		if [ -n "$$made" ]; then rm -f $$policy; fi; \
+		[ $$rc -eq 0 ] || exit $$rc; \
 	fi; \
 	if [ ! -x $(BIRD2_DIR)/usr/sbin/bird ]; then \
 		echo "extracting bird2 into $(BIRD2_DIR) (it conflicts with bird, so it is not installed)"; \
