@@ -8,7 +8,7 @@ LDFLAGS     := -X main.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.6.1
 FUZZTIME    ?= 15s
 # Debian packages the tests and the lab use.
-APT_PACKAGES := iproute2 iputils-ping iperf3 tshark traceroute bird frr libssh-gcrypt-4 libreadline8
+APT_PACKAGES := iproute2 iputils-ping iperf3 tshark traceroute bird frr gobgpd libssh-gcrypt-4 libreadline8
 # BIRD 2 conflicts with bird (1.6) in Debian: it is extracted here instead.
 BIRD2_DIR := /opt/vrouter-bird2
 
@@ -21,7 +21,7 @@ all: build
 # root namespace; the labs start their own daemons in their namespaces).
 deps:
 	@missing=""; \
-	for c in ip ping iperf3 tshark traceroute bird vtysh; do \
+	for c in ip ping iperf3 tshark traceroute bird vtysh gobgpd; do \
 		command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; \
 	done; \
 	if [ -n "$$missing" ]; then \

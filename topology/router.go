@@ -14,13 +14,16 @@ const (
 	DaemonBIRD2 Daemon = "bird2"
 	// DaemonFRR is FRRouting's bgpd with zebra (Debian package frr).
 	DaemonFRR Daemon = "frr"
+	// DaemonGoBGP is GoBGP's gobgpd (Debian package gobgpd), installing
+	// routes through an FRR zebra (Debian package frr).
+	DaemonGoBGP Daemon = "gobgpd"
 )
 
 // daemons are the valid daemon values in the order messages list them.
-var daemons = []Daemon{DaemonBIRD, DaemonBIRD2, DaemonFRR}
+var daemons = []Daemon{DaemonBIRD, DaemonBIRD2, DaemonFRR, DaemonGoBGP}
 
 // Router is an external router: a network namespace on an underlay network
-// running a real BGP daemon (BIRD or FRR) with its own kernel routing
+// running a real BGP daemon (BIRD, FRR or GoBGP) with its own kernel routing
 // table, which a small forwarder (`vrouter router run`) joins to the
 // underlay fabric.
 type Router struct {
@@ -38,7 +41,7 @@ type Router struct {
 	ASNumber uint32
 	// Daemon is the BGP daemon the router runs.
 	Daemon Daemon
-	// Binary is the daemon's executable (bird, or FRR's bgpd); empty means
+	// Binary is the daemon's executable (bird, FRR's bgpd, gobgpd); empty means
 	// the default place for Daemon.
 	Binary string `json:",omitempty"`
 	// Config is the absolute path of a daemon configuration the user

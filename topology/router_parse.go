@@ -90,8 +90,8 @@ func (p *parser) daemon(n *yaml.Node, path string) val[Daemon] {
 		hint = "; did you mean bird2?"
 	case "bgpd", "frrouting", "quagga":
 		hint = "; did you mean frr?"
-	case "gobgp", "gobgpd":
-		hint = "; gobgpd is not supported yet (the lab's own nodes run GoBGP)"
+	case "gobgp", "gobgp3":
+		hint = "; did you mean gobgpd?"
 	}
 	p.errorf(line, path, "%s is not a supported daemon (valid: %s)%s", strconv.Quote(s), strings.Join(names, ", "), hint)
 	return val[Daemon]{line: line, st: bad}
@@ -229,7 +229,7 @@ func (p *parser) checkRouters(r *rawLab, lab *Lab, nets map[string]int, nodes ma
 			}
 		}
 		if rr.daemon.st == absent {
-			p.errorf(rr.line, rr.path+".daemon", "is required (bird, bird2 or frr)")
+			p.errorf(rr.line, rr.path+".daemon", "is required (bird, bird2, frr or gobgpd)")
 		}
 		if rr.asn.st == ok {
 			rt.ASNumber = uint32(rr.asn.v)

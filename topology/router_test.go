@@ -63,9 +63,9 @@ func TestRoutersRules(t *testing.T) {
 		{"required fields", "  ext1: {interface: eth0}\nbgpPeers: [{name: a, peerIP: 192.168.50.100, asNumber: 1}]", []want{
 			{9, "routers.ext1.network", "is required (known: lan, wan)"},
 			{9, "routers.ext1.address", "is required"},
-			{9, "routers.ext1.daemon", "is required (bird, bird2 or frr)"}}},
-		{"daemon", "  ext1: {network: lan, address: 192.168.50.100, daemon: gobgpd}\n  ext2: {network: lan, address: 192.168.50.101, daemon: quagga}", []want{
-			{9, "routers.ext1.daemon", `"gobgpd" is not a supported daemon (valid: bird, bird2, frr); gobgpd is not supported yet`},
+			{9, "routers.ext1.daemon", "is required (bird, bird2, frr or gobgpd)"}}},
+		{"daemon", "  ext1: {network: lan, address: 192.168.50.100, daemon: gobgp}\n  ext2: {network: lan, address: 192.168.50.101, daemon: quagga}", []want{
+			{9, "routers.ext1.daemon", `"gobgp" is not a supported daemon (valid: bird, bird2, frr, gobgpd); did you mean gobgpd?`},
 			{10, "routers.ext2.daemon", "did you mean frr?"}}},
 		{"address", "  ext1: {network: lan, address: 192.168.50.10, daemon: bird}\n  ext2: {network: wan, address: 192.168.50.101, daemon: bird}\n  ext3: {network: lan, address: 192.168.50.255, daemon: bird}", []want{
 			{9, "routers.ext1.address", "192.168.50.10 is already the address of node node1"},

@@ -36,6 +36,9 @@ type RouterConfig struct {
 	// Loopback are addresses (with their prefix length) put on lo: the
 	// networks behind the router.
 	Loopback []netip.Prefix `json:"loopback,omitempty"`
+	// GoBGP, when set, has the forwarder copy gobgpd's best routes into
+	// the namespace's kernel table.
+	GoBGP *GoBGPKernel `json:"gobgp,omitempty"`
 }
 
 // LoadRouterConfig reads a router forwarder config file.
@@ -113,6 +116,9 @@ func RunRouter(ctx context.Context, cfg *RouterConfig) error {
 		return fmt.Errorf("router %s: %w", cfg.Router, err)
 	}
 	go m.run(ctx)
+	if cfg.GoBGP != nil {
+		go runGoBGPKernel(ctx, cfg.Namespace, cfg.GoBGP, log)
+	}
 	go engine.Run(ctx)
 	if err := serveRouterControl(ctx, cfg, table, engine, log); err != nil {
 		return fmt.Errorf("router %s: %w", cfg.Router, err)

@@ -56,6 +56,12 @@ func requireFRR(t *testing.T) string {
 	return ""
 }
 
+func requireGoBGP(t *testing.T) string {
+	netnstest.RequireCommand(t, "gobgpd", "gobgpd")
+	netnstest.RequireCommand(t, "gobgp", "gobgpd")
+	return ""
+}
+
 func requireBIRD2(t *testing.T) string {
 	bin := os.Getenv("VROUTER_BIRD2")
 	if bin == "" {
@@ -160,6 +166,39 @@ func daemonRoutes(t *testing.T, name string, rs lab.RouterState) (map[string]str
 			}
 		}
 		return got, text
+	case topology.DaemonGoBGP:
+		text, err := inRouter(t, name, rs.CLIArgs("global", "rib", "-a", "ipv4")...)
+		if err != nil {
+			return got, fmt.Sprintf("gobgp: %v\n%s", err, text)
+		}
+		out, err := inRouter(t, name, rs.CLIArgs("-j", "global", "rib", "-a", "ipv4")...)
+		if err != nil {
+			return got, fmt.Sprintf("gobgp: %v\n%s", err, out)
+		}
+		var j map[string][]struct {
+			Best  bool `json:"best"`
+			Attrs []struct {
+				Type    int    `json:"type"`
+				Nexthop string `json:"nexthop"`
+			} `json:"attrs"`
+		}
+		if err := json.Unmarshal([]byte(out), &j); err != nil {
+			return got, fmt.Sprintf("gobgp json: %v\n%s", err, out)
+		}
+		for p, paths := range j {
+			// The plain listing must show every prefix the JSON has.
+			if !strings.Contains(text, p) {
+				continue
+			}
+			for _, path := range paths {
+				for _, a := range path.Attrs {
+					if path.Best && a.Type == 3 { // NEXT_HOP
+						got[p] = a.Nexthop
+					}
+				}
+			}
+		}
+		return got, text
 	default:
 		text, err := inRouter(t, name, rs.CLIArgs("show", "route", "protocol", "peer_node1")...)
 		if err != nil {
@@ -221,6 +260,12 @@ func withdrawAnnounce(t *testing.T, name string, rs lab.RouterState, asn int, ba
 			no = ""
 		}
 		args = rs.CLIArgs("configure terminal", "router bgp "+strconv.Itoa(asn), "address-family ipv4 unicast", no+"network "+rtBehind)
+	case topology.DaemonGoBGP:
+		cmd := "del"
+		if back {
+			cmd = "add"
+		}
+		args = rs.CLIArgs("global", "rib", cmd, "-a", "ipv4", rtBehind)
 	default:
 		cmd := "disable"
 		if back {
@@ -246,6 +291,7 @@ func TestRouterDaemons(t *testing.T) {
 		{topology.DaemonBIRD, "b1", requireBIRD},
 		{topology.DaemonFRR, "fr", requireFRR},
 		{topology.DaemonBIRD2, "b2", requireBIRD2},
+		{topology.DaemonGoBGP, "gb", requireGoBGP},
 	}
 	for _, d := range daemons {
 		// The eBGP sessions are signed with TCP MD5 (the BGPPeer's
@@ -488,6 +534,7 @@ func TestRouterDaemonMissing(t *testing.T) {
 		{topology.DaemonBIRD, "install the Debian package bird"},
 		{topology.DaemonBIRD2, "install the Debian package bird2"},
 		{topology.DaemonFRR, "install the Debian package frr"},
+		{topology.DaemonGoBGP, "install the Debian package gobgpd"},
 	} {
 		t.Run(string(c.daemon), func(t *testing.T) {
 			file := routerLab(t, name, c.daemon, "/nonexistent/vrouter-test/"+string(c.daemon), 64512, "")
@@ -576,6 +623,22 @@ router bgp 64512
   network 10.98.0.0/24
  exit-address-family
 `, "router bgp 64512\n neighbour 1.2.3.4 remote-as 1\n", "No such command"},
+		// gobgpd cannot originate routes from its configuration: vrouter
+		// adds the announce: prefixes through its API.
+		{topology.DaemonGoBGP, "gb", requireGoBGP, `[global.config]
+  as = 64512
+  router-id = "192.168.50.100"
+  local-address-list = ["192.168.50.100"]
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "192.168.50.10"
+    peer-as = 64512
+  [neighbors.timers.config]
+    connect-retry = 2
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv4-unicast"
+`, "[global.config]\n  as = 64512\n[[neighbours]]\n  [neighbours.config]\n    neighbor-address = \"1.2.3.4\"\n", "invalid keys: neighbours"},
 	}
 	for _, c := range configs {
 		t.Run(string(c.daemon), func(t *testing.T) {
@@ -631,7 +694,7 @@ func TestRouterDestroyAfterCrash(t *testing.T) {
 		daemon  topology.Daemon
 		code    string
 		require func(t *testing.T) string
-	}{{topology.DaemonBIRD, "b1", requireBIRD}, {topology.DaemonFRR, "fr", requireFRR}} {
+	}{{topology.DaemonBIRD, "b1", requireBIRD}, {topology.DaemonFRR, "fr", requireFRR}, {topology.DaemonGoBGP, "gb", requireGoBGP}} {
 		t.Run(string(c.daemon), func(t *testing.T) {
 			c.require(t)
 			testRouterCrash(t, fmt.Sprintf("rtcr%s-%d", c.code, os.Getpid()%100000), c.daemon)
