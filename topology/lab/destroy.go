@@ -161,6 +161,11 @@ func isAgentCmdline(pid int, dir string) bool {
 // pid file was lost, for example when a deploy died between starting an
 // agent and writing its pid file.
 func strayAgents(dir string) []int {
+	return processes(func(pid int) bool { return isAgentCmdline(pid, dir) })
+}
+
+// processes returns the pids, other than this process's, that match.
+func processes(match func(pid int) bool) []int {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
@@ -172,7 +177,7 @@ func strayAgents(dir string) []int {
 		if err != nil || pid == self {
 			continue
 		}
-		if isAgentCmdline(pid, dir) {
+		if match(pid) {
 			pids = append(pids, pid)
 		}
 	}
@@ -221,26 +226,10 @@ func NamespaceProcesses(nss []string) []int {
 			inodes[st.Ino] = true
 		}
 	}
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	self := os.Getpid()
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == self {
-			continue
-		}
+	return processes(func(pid int) bool {
 		var st syscall.Stat_t
-		if err := syscall.Stat(fmt.Sprintf("/proc/%d/ns/net", pid), &st); err != nil {
-			continue
-		}
-		if inodes[st.Ino] {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
+		return syscall.Stat(fmt.Sprintf("/proc/%d/ns/net", pid), &st) == nil && inodes[st.Ino]
+	})
 }
 
 // killInNamespaces sends SIGKILL to every process in the namespaces nss
