@@ -112,6 +112,10 @@ type Lab struct {
 	// Routers are the external routers running real BGP daemons, in file
 	// order.
 	Routers []Router `json:",omitempty"`
+	// RouterNodes are the nodes of kind router (plain layer-3 routers
+	// between underlay networks), in file order. They are not in Nodes,
+	// which holds Calico nodes only.
+	RouterNodes []RouterNode `json:",omitempty"`
 }
 
 // IPAM is Calico's IPAMConfiguration.
@@ -255,6 +259,12 @@ type Network struct {
 	CIDR netip.Prefix
 	// MTU is the largest packet the network carries.
 	MTU int
+	// Gateway is the default gateway of the Calico nodes on the network
+	// (`default via GATEWAY dev ens33 proto static`): by default the
+	// address of the only router node on the network, if there is one;
+	// the zero Addr means none, and the nodes reach only their own
+	// network.
+	Gateway netip.Addr `json:",omitzero"`
 }
 
 // Node is a router: in a lab, a network namespace running `vrouter node run`.
