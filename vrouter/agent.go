@@ -57,6 +57,9 @@ type Agent struct {
 	host       *netns.TUN            // the node's underlay interface
 
 	pools atomic.Pointer[[]Pool] // the IP pools, replaced by setPools
+
+	hopMu sync.Mutex
+	hops  map[netip.Prefix]netip.Addr // BGP next hop of each learned route
 }
 
 type workload struct {
@@ -74,6 +77,7 @@ func Run(ctx context.Context, cfg *Config) error {
 		fib:       fib.NewTable(),
 		workloads: map[string]*workload{},
 		stale:     map[netip.Prefix]bool{},
+		hops:      map[netip.Prefix]netip.Addr{},
 	}
 	defer a.close()
 	if err := a.start(ctx); err != nil {
@@ -143,7 +147,7 @@ func (a *Agent) start(ctx context.Context) error {
 		MTU:       cfg.MTU,
 		Address:   addr,
 		Logger:    a.log,
-		Nodes:     nodeAddrs(cfg.Neighbors),
+		Nodes:     tunnelSources(cfg),
 	})
 	if err != nil {
 		host.Close()
@@ -159,6 +163,12 @@ func (a *Agent) start(ctx context.Context) error {
 	connected := fib.Route{Dst: cfg.Prefix.Masked(), Type: fib.Unicast, Dev: cfg.Interface, Protocol: fib.ProtoKernel, Scope: fib.ScopeLink, PrefSrc: addr}
 	if err := a.fib.Replace(connected); err != nil {
 		return err
+	}
+	if cfg.Gateway.IsValid() {
+		def := fib.Route{Dst: netip.PrefixFrom(netip.IPv4Unspecified(), 0), Type: fib.Unicast, Gateway: cfg.Gateway, Dev: cfg.Interface, Protocol: fib.ProtoStatic}
+		if err := a.fib.Replace(def); err != nil {
+			return err
+		}
 	}
 
 	// Graceful restart: forward along the routes an earlier agent of this
@@ -334,10 +344,8 @@ func (a *Agent) setPools(ctx context.Context, pools []Pool) error {
 		if r.Protocol != fib.ProtoBird || r.Type != fib.Unicast || !r.Gateway.IsValid() {
 			continue
 		}
-		want := fib.Route{Dst: r.Dst, Type: fib.Unicast, Gateway: r.Gateway, Dev: a.cfg.Interface, Protocol: fib.ProtoBird, Metric: r.Metric}
-		if encapsulate(pools, a.cfg.Prefix, r.Dst, r.Gateway) {
-			want.Dev, want.OnLink = dataplane.TunnelName, true
-		}
+		want := a.bgpRoute(r.Dst, a.bgpNextHop(r))
+		want.Metric = r.Metric
 		if want == r {
 			continue
 		}
@@ -348,6 +356,15 @@ func (a *Agent) setPools(ctx context.Context, pools []Pool) error {
 	}
 	a.log.Info("pools applied", "routes_changed", changed)
 	return nil
+}
+
+// tunnelSources returns the outer sources tunl0 accepts: every lab node's
+// underlay address.
+func tunnelSources(cfg *Config) []netip.Addr {
+	if len(cfg.TunnelSources) > 0 {
+		return cfg.TunnelSources
+	}
+	return nodeAddrs(cfg.Neighbors)
 }
 
 // nodeAddrs returns the underlay addresses of the lab's nodes.
@@ -367,6 +384,9 @@ func (a *Agent) learn(u bgp.RouteUpdate) {
 	defer a.saveRoutes()
 	if u.Withdrawn {
 		a.fib.Delete(u.Prefix, 0)
+		a.hopMu.Lock()
+		delete(a.hops, u.Prefix)
+		a.hopMu.Unlock()
 		a.log.Info("route withdrawn", "prefix", u.Prefix)
 		return
 	}

@@ -27,6 +27,14 @@ type Config struct {
 	// Neighbors maps every underlay address on the network to the node that
 	// owns it, as ARP would.
 	Neighbors []Neighbor `json:"neighbors"`
+	// Gateway is the node's default gateway on its network (`default via
+	// GATEWAY dev ens33 proto static`): how it reaches nodes on other
+	// networks. Invalid: none.
+	Gateway netip.Addr `json:"gateway,omitzero"`
+	// TunnelSources are the underlay addresses of every lab node, on
+	// every network: the outer sources tunl0 decapsulates. Empty means
+	// the nodes among Neighbors.
+	TunnelSources []netip.Addr `json:"tunnelSources,omitempty"`
 	// LinkDown starts the agent with its underlay link down (set by
 	// `vrouter link set NODE down`, so that a restart keeps the cable
 	// pulled).

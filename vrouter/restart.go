@@ -35,13 +35,39 @@ func routesFile(stateDir, node string) string {
 	return filepath.Join(stateDir, "nodes", node+".routes.json")
 }
 
-// bgpRoute is the FIB route for a prefix learned over BGP.
+// bgpRoute is the FIB route for a prefix learned over BGP with next hop
+// nextHop. Through tunl0 the next hop is the outer destination ("via NODE
+// dev tunl0 onlink"). Otherwise a next hop off the node's network is
+// resolved recursively, as BIRD's "gateway recursive" in Calico's
+// configuration does: the route goes via the gateway of the (non-BGP)
+// route to the next hop, typically the default gateway, which has to
+// know the destination itself.
 func (a *Agent) bgpRoute(dst netip.Prefix, nextHop netip.Addr) fib.Route {
+	a.hopMu.Lock()
+	a.hops[dst] = nextHop
+	a.hopMu.Unlock()
 	r := fib.Route{Dst: dst, Type: fib.Unicast, Gateway: nextHop, Dev: a.cfg.Interface, Protocol: fib.ProtoBird}
 	if encapsulate(a.currentPools(), a.cfg.Prefix, dst, nextHop) {
 		r.Dev, r.OnLink = dataplane.TunnelName, true
+		return r
+	}
+	if !a.cfg.Prefix.Masked().Contains(nextHop) {
+		if via, ok := a.fib.Lookup(nextHop); ok && via.Protocol != fib.ProtoBird && via.Type == fib.Unicast && via.Gateway.IsValid() && via.Dev == a.cfg.Interface {
+			r.Gateway = via.Gateway
+		}
 	}
 	return r
+}
+
+// bgpNextHop returns the BGP next hop of learned route r: its gateway,
+// unless that was resolved recursively.
+func (a *Agent) bgpNextHop(r fib.Route) netip.Addr {
+	a.hopMu.Lock()
+	defer a.hopMu.Unlock()
+	if h, ok := a.hops[r.Dst]; ok {
+		return h
+	}
+	return r.Gateway
 }
 
 // saveRoutes writes the routes learned over BGP to the routes file.
@@ -54,7 +80,7 @@ func (a *Agent) saveRoutes() {
 	var out []learnedRoute
 	for _, r := range a.fib.Routes() {
 		if r.Protocol == fib.ProtoBird && r.Type == fib.Unicast && r.Gateway.IsValid() {
-			out = append(out, learnedRoute{Dst: r.Dst, Gateway: r.Gateway})
+			out = append(out, learnedRoute{Dst: r.Dst, Gateway: a.bgpNextHop(r)})
 		}
 	}
 	data, err := json.Marshal(out)

@@ -19,6 +19,7 @@ func testAgent(t *testing.T, dir string) *Agent {
 		log:   slog.New(slog.DiscardHandler),
 		fib:   fib.NewTable(),
 		stale: map[netip.Prefix]bool{},
+		hops:  map[netip.Prefix]netip.Addr{},
 	}
 }
 

@@ -39,6 +39,27 @@ type RouterConfig struct {
 	// GoBGP, when set, has the forwarder copy gobgpd's best routes into
 	// the namespace's kernel table.
 	GoBGP *GoBGPKernel `json:"gobgp,omitempty"`
+	// Interfaces are the router's interfaces on more networks (a router
+	// node joining several underlays); the one above is its first.
+	Interfaces []RouterInterface `json:"interfaces,omitempty"`
+	// Routes are static routes the forwarder puts in the namespace's
+	// kernel table (proto static) once the interfaces are up.
+	Routes []StaticRoute `json:"routes,omitempty"`
+}
+
+// RouterInterface is one more underlay interface of a router.
+type RouterInterface struct {
+	Network   string       `json:"network"`
+	Prefix    netip.Prefix `json:"prefix"` // address with the network's length
+	Interface string       `json:"interface"`
+	MTU       int          `json:"mtu"`
+	Neighbors []Neighbor   `json:"neighbors"`
+}
+
+// StaticRoute is a static route of a router: Dst via Via.
+type StaticRoute struct {
+	Dst netip.Prefix `json:"dst"`
+	Via netip.Addr   `json:"via"`
 }
 
 // LoadRouterConfig reads a router forwarder config file.
@@ -83,35 +104,45 @@ func RunRouter(ctx context.Context, cfg *RouterConfig) error {
 	if err := loopbackUp(cfg.Namespace, cfg.Loopback); err != nil {
 		return fmt.Errorf("router %s: %w", cfg.Router, err)
 	}
-	host, err := netns.OpenTUN(cfg.Namespace, cfg.Interface, cfg.MTU)
-	if err != nil {
-		return fmt.Errorf("router %s: %w", cfg.Router, err)
+	all := append([]RouterInterface{{Network: cfg.Network, Prefix: cfg.Prefix, Interface: cfg.Interface, MTU: cfg.MTU, Neighbors: cfg.Neighbors}}, cfg.Interfaces...)
+	var hosts []*netns.TUN
+	var eps []*fabric.Endpoint
+	defer func() {
+		for _, h := range hosts {
+			h.Close()
+		}
+	}()
+	for _, ri := range all {
+		host, ep, err := openRouterInterface(cfg, ri)
+		if err != nil {
+			for _, ep := range eps {
+				ep.Close()
+			}
+			return fmt.Errorf("router %s: %w", cfg.Router, err)
+		}
+		hosts, eps = append(hosts, host), append(eps, ep)
 	}
-	defer host.Close()
-	if err := host.AddAddress(cfg.Prefix); err != nil {
-		return fmt.Errorf("router %s: %w", cfg.Router, err)
-	}
-	neighbors := map[netip.Addr]string{}
-	for _, n := range cfg.Neighbors {
-		neighbors[n.Address] = n.Node
-	}
-	ep, err := fabric.Attach(fabricDir(cfg.StateDir), cfg.Network, cfg.Router, fabric.Options{
-		Interface: cfg.Router + "/" + cfg.Interface,
-		Neighbors: neighbors,
-	})
-	if err != nil {
-		return fmt.Errorf("router %s: %w", cfg.Router, err)
-	}
-	engine, err := dataplane.NewEngine(dataplane.EngineConfig{
-		FIB: table, Host: host.Device, HostName: "@host", Underlay: ep,
+	ecfg := dataplane.EngineConfig{
+		FIB: table, Host: hosts[0].Device, HostName: "@host", Underlay: eps[0],
 		Interface: cfg.Interface, MTU: cfg.MTU, Address: cfg.Prefix.Addr(), Logger: log,
-	})
+	}
+	devs := []string{cfg.Interface}
+	for i, ri := range cfg.Interfaces {
+		ecfg.Interfaces = append(ecfg.Interfaces, dataplane.Interface{Name: ri.Interface, Host: hosts[i+1].Device, Underlay: eps[i+1], MTU: ri.MTU, Address: ri.Prefix.Addr()})
+		devs = append(devs, ri.Interface)
+	}
+	engine, err := dataplane.NewEngine(ecfg)
 	if err != nil {
-		ep.Close()
+		for _, ep := range eps {
+			ep.Close()
+		}
 		return fmt.Errorf("router %s: %w", cfg.Router, err)
 	}
 	defer engine.Close()
-	m := &kernelMirror{ns: cfg.Namespace, dev: cfg.Interface, table: table, log: log, installed: map[netip.Prefix]fib.Route{}}
+	if err := staticRoutes(cfg.Namespace, cfg.Routes); err != nil {
+		return fmt.Errorf("router %s: %w", cfg.Router, err)
+	}
+	m := &kernelMirror{ns: cfg.Namespace, devs: devs, table: table, log: log, installed: map[netip.Prefix]fib.Route{}}
 	if err := m.sync(); err != nil {
 		return fmt.Errorf("router %s: %w", cfg.Router, err)
 	}
@@ -127,6 +158,54 @@ func RunRouter(ctx context.Context, cfg *RouterConfig) error {
 	<-ctx.Done()
 	log.Info("router forwarder stopping")
 	_ = os.Remove(ControlSocket(cfg.StateDir, cfg.Router))
+	return nil
+}
+
+// openRouterInterface opens interface ri of a router: a TUN device in the
+// namespace with the router's address (the kernel adds the connected
+// route), and the fabric endpoint on ri's network.
+func openRouterInterface(cfg *RouterConfig, ri RouterInterface) (*netns.TUN, *fabric.Endpoint, error) {
+	host, err := netns.OpenTUN(cfg.Namespace, ri.Interface, ri.MTU)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := host.AddAddress(ri.Prefix); err != nil {
+		host.Close()
+		return nil, nil, err
+	}
+	neighbors := map[netip.Addr]string{}
+	for _, n := range ri.Neighbors {
+		neighbors[n.Address] = n.Node
+	}
+	ep, err := fabric.Attach(fabricDir(cfg.StateDir), ri.Network, cfg.Router, fabric.Options{
+		Interface: cfg.Router + "/" + ri.Interface,
+		Neighbors: neighbors,
+	})
+	if err != nil {
+		host.Close()
+		return nil, nil, err
+	}
+	return host, ep, nil
+}
+
+// staticRoutes puts the routes in the namespace's main table, proto
+// static, as `ip route add DST via VIA` would.
+func staticRoutes(ns string, routes []StaticRoute) error {
+	if len(routes) == 0 {
+		return nil
+	}
+	h, err := netns.Handle(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	for _, r := range routes {
+		dst := &net.IPNet{IP: r.Dst.Addr().AsSlice(), Mask: net.CIDRMask(r.Dst.Bits(), 32)}
+		kr := &netlink.Route{Dst: dst, Gw: r.Via.AsSlice(), Protocol: unix.RTPROT_STATIC}
+		if err := h.RouteReplace(kr); err != nil {
+			return fmt.Errorf("static route %s via %s: %w", r.Dst, r.Via, err)
+		}
+	}
 	return nil
 }
 
@@ -157,13 +236,13 @@ func loopbackUp(ns string, addrs []netip.Prefix) error {
 }
 
 // kernelMirror keeps a FIB equal to the namespace kernel's routing table
-// as far as forwarding needs it: routes out of the underlay device keep
+// as far as forwarding needs it: routes out of an underlay device keep
 // their gateway (the engine sends to it over the fabric); anything the
 // kernel delivers locally or sends elsewhere (lo, blackholes) is a local
 // route, handed back to the kernel.
 type kernelMirror struct {
 	ns        string
-	dev       string
+	devs      []string // the underlay devices
 	table     *fib.Table
 	log       *slog.Logger
 	installed map[netip.Prefix]fib.Route
@@ -209,11 +288,14 @@ func (m *kernelMirror) sync() error {
 		return err
 	}
 	defer h.Close()
-	link, err := h.LinkByName(m.dev)
-	if err != nil {
-		return fmt.Errorf("underlay %s: %w", m.dev, err)
+	devs := map[int]string{}
+	for _, d := range m.devs {
+		link, err := h.LinkByName(d)
+		if err != nil {
+			return fmt.Errorf("underlay %s: %w", d, err)
+		}
+		devs[link.Attrs().Index] = d
 	}
-	ifindex := link.Attrs().Index
 	routes, err := h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
 	if err != nil {
 		return fmt.Errorf("list routes: %w", err)
@@ -240,8 +322,8 @@ func (m *kernelMirror) sync() error {
 		if len(kr.MultiPath) > 0 {
 			linkIndex, gw = kr.MultiPath[0].LinkIndex, kr.MultiPath[0].Gw
 		}
-		if kr.Type == unix.RTN_UNICAST && linkIndex == ifindex {
-			r = fib.Route{Dst: dst, Type: fib.Unicast, Dev: m.dev, Protocol: fib.Protocol(kr.Protocol), Scope: fib.Scope(kr.Scope)}
+		if dev, ok := devs[linkIndex]; ok && kr.Type == unix.RTN_UNICAST {
+			r = fib.Route{Dst: dst, Type: fib.Unicast, Dev: dev, Protocol: fib.Protocol(kr.Protocol), Scope: fib.Scope(kr.Scope)}
 			if g, ok := netip.AddrFromSlice(gw.To4()); ok && gw != nil {
 				r.Gateway = g
 				r.OnLink = kr.Flags&unix.RTNH_F_ONLINK != 0

@@ -52,7 +52,7 @@ func TestKernelMirror(t *testing.T) {
 		}
 	}
 	table := fib.NewTable()
-	m := &kernelMirror{ns: ns, dev: "ens33", table: table, log: slog.New(slog.NewTextHandler(io.Discard, nil)), installed: map[netip.Prefix]fib.Route{}}
+	m := &kernelMirror{ns: ns, devs: []string{"ens33"}, table: table, log: slog.New(slog.NewTextHandler(io.Discard, nil)), installed: map[netip.Prefix]fib.Route{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if err := m.sync(); err != nil {

@@ -197,6 +197,15 @@ func inspectRows(ctx context.Context, st *lab.State) []inspectRow {
 		if _, err := vrouter.NewClient(r.Control).Status(ctx); err != nil {
 			state = "down"
 		}
+		if r.IsRouterNode() {
+			// one row per interface, as containerlab lists a node's
+			// management and data interfaces
+			rows = append(rows, inspectRow{Name: r.Name, Kind: "router", Node: r.Name, Namespace: r.Namespace, Interface: r.Interface, Address: r.Address.String(), State: state})
+			for _, i := range r.Interfaces {
+				rows = append(rows, inspectRow{Name: r.Name, Kind: "router", Node: r.Name, Namespace: r.Namespace, Interface: i.Name, Address: i.Address.String(), State: state})
+			}
+			continue
+		}
 		rows = append(rows, inspectRow{Name: r.Name, Kind: "router (" + string(r.Daemon) + ")", Node: r.Name, Namespace: r.Namespace, Interface: r.Interface, Address: r.Address.String(), State: state})
 	}
 	for _, w := range st.Workloads {

@@ -48,8 +48,10 @@ func (s *State) Networks() []string {
 		}
 	}
 	for _, r := range s.Routers {
-		if !slices.Contains(out, r.Network) {
-			out = append(out, r.Network)
+		for _, n := range append([]string{r.Network}, routerNetworks(r)...) {
+			if !slices.Contains(out, n) {
+				out = append(out, n)
+			}
 		}
 	}
 	return out
@@ -98,8 +100,11 @@ func Capture(ctx context.Context, st *State, network string, w io.Writer, opt Ca
 		ifaces = append(ifaces, n.Name+"/"+n.Interface)
 	}
 	for _, r := range st.Routers {
-		if r.Network == network {
-			ifaces = append(ifaces, r.Name+"/"+r.Interface)
+		if name, _, ok := r.InterfaceOn(network); ok {
+			ifaces = append(ifaces, r.Name+"/"+name)
+			if ns == "" {
+				ns = r.Namespace
+			}
 		}
 	}
 	if ns == "" && len(st.Nodes) > 0 {

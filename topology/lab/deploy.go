@@ -118,6 +118,19 @@ func Deploy(ctx context.Context, l *topology.Lab, opt Options) (st *State, err e
 			return nil, err
 		}
 	}
+	for _, r := range l.RouterNodes {
+		rs, err := prepareRouterNode(l, dir, r)
+		if err != nil {
+			return nil, err
+		}
+		st.Routers = append(st.Routers, rs)
+		if err := createNamespace(rs.Namespace); err != nil {
+			return nil, err
+		}
+		if err := fabric.SetMaxDgramQlen(rs.Namespace, fabric.DefaultMaxDgramQlen); err != nil {
+			return nil, err
+		}
+	}
 	for _, w := range l.Workloads {
 		ws := WorkloadState{Name: w.Name, Node: w.Node, Namespace: l.NamespaceName(w.Name), Interface: vrouter.InterfaceName(l.Name, w.Name)}
 		st.Workloads = append(st.Workloads, ws)
@@ -137,6 +150,7 @@ func Deploy(ctx context.Context, l *topology.Lab, opt Options) (st *State, err e
 	}
 	ctx, cancel := context.WithTimeout(ctx, opt.Timeout)
 	defer cancel()
+	// Routers first: the nodes' BGP sessions across them need them.
 	for _, r := range st.Routers {
 		if err := startProcess(r.Namespace, []string{opt.Binary, "router", "run", "--config", r.Config}, r.Log, r.PIDFile, nil); err != nil {
 			return nil, fmt.Errorf("router %s: start forwarder: %w", r.Name, err)
@@ -146,6 +160,10 @@ func Deploy(ctx context.Context, l *topology.Lab, opt Options) (st *State, err e
 		}
 		if err := startRouterDaemons(r); err != nil {
 			return nil, err
+		}
+		if r.IsRouterNode() {
+			progress("router %s: forwarding in namespace %s", r.Name, r.Namespace)
+			continue
 		}
 		progress("router %s: %s started in namespace %s", r.Name, r.Daemon, r.Namespace)
 	}

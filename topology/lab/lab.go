@@ -163,6 +163,10 @@ func nodeConfig(l *topology.Lab, dir string, n topology.Node) (*vrouter.Config, 
 		},
 	}
 	c.Neighbors = neighbors(l, n.Network)
+	c.Gateway = net.Gateway
+	for _, o := range l.Nodes {
+		c.TunnelSources = append(c.TunnelSources, o.Address)
+	}
 	c.BGP.Peers = bgpPeers(l, n)
 	c.BGP.RouteNodes = routeNodes(l, n)
 	for _, p := range l.IPPools {

@@ -47,6 +47,9 @@ type RouterState struct {
 	// Announce are the prefixes put into gobgpd's RIB through its API
 	// once it runs (gobgpd's configuration cannot originate routes).
 	Announce []netip.Prefix `json:"announce,omitempty"`
+	// Interfaces are a router node's interfaces beyond the one above
+	// (Interface, Network, Address), on other networks.
+	Interfaces []InterfaceState `json:"interfaces,omitempty"`
 }
 
 // DaemonProcess is one daemon process of a router.
@@ -245,6 +248,11 @@ func neighbors(l *topology.Lab, network string) []vrouter.Neighbor {
 	for _, o := range l.Routers {
 		if o.Network == network {
 			out = append(out, vrouter.Neighbor{Node: o.Name, Address: o.Address})
+		}
+	}
+	for _, o := range l.RouterNodes {
+		if i, ok := o.InterfaceOn(network); ok {
+			out = append(out, vrouter.Neighbor{Node: o.Name, Address: i.Address})
 		}
 	}
 	return out

@@ -21,12 +21,21 @@ import (
 )
 
 // Port IDs the engine reserves; workload ports take the IDs above them.
+// A router's extra interfaces (EngineConfig.Interfaces) k = 1, 2, ... have
+// their host side at firstExtraHost+k and their underlay side at
+// firstExtraUnderlay+k.
 const (
-	hostPortID     PortID = 0
-	underlayPortID PortID = 1
-	tunnelPortID   PortID = 2
-	firstWorkload  PortID = 8
+	hostPortID         PortID = 0
+	underlayPortID     PortID = 1
+	tunnelPortID       PortID = 2
+	firstExtraHost     PortID = 8
+	firstExtraUnderlay PortID = 16
+	firstWorkload      PortID = 24
 )
+
+// MaxInterfaces is the most underlay interfaces an engine has: the
+// primary one and up to MaxInterfaces-1 in EngineConfig.Interfaces.
+const MaxInterfaces = int(firstExtraUnderlay - firstExtraHost)
 
 // headroom is the space kept before every packet in the engine's buffers:
 // TUN reads and writes put the virtio-net header there.
@@ -72,8 +81,26 @@ type EngineConfig struct {
 	// decapsulated and routed as if received on tunl0. Others are dropped
 	// and counted.
 	Tunnel        bool
-	TunnelAddress netip.Addr   // tunl0's own address, if any: handed to Host
-	Nodes         []netip.Addr // the outer sources tunl0 accepts
+	TunnelAddress netip.Addr // tunl0's own address, if any: handed to Host
+	// ErrorsToIngress sends ICMP errors the engine has no route for back
+	// to the neighbour the offending packet came from (a lab router
+	// between networks; see Config.ErrorsToIngress).
+	ErrorsToIngress bool
+	Nodes           []netip.Addr // the outer sources tunl0 accepts
+	// Interfaces are more underlay interfaces, for a router joining
+	// several networks: each is a host side (a TUN device in the
+	// router's namespace carrying its address) and a fabric endpoint,
+	// like the primary Host and Underlay.
+	Interfaces []Interface
+}
+
+// Interface is one more underlay interface of an engine.
+type Interface struct {
+	Name     string           // the name in routes, e.g. "eth1"
+	Host     tun.Device       // the interface as the namespace's kernel sees it
+	Underlay *fabric.Endpoint // the link to the interface's network
+	MTU      int
+	Address  netip.Addr // the router's address on the network
 }
 
 // Engine moves packets between a node's ports: it reads from every TUN
@@ -87,14 +114,25 @@ type EngineConfig struct {
 // whole to the receiving TUN device, whose kernel segments it. Only where
 // a packet must be fragmented is a super-packet cut into segments here.
 type Engine struct {
-	fwd    *Forwarder
-	host   *tunPort
-	ep     *fabric.Endpoint
-	log    *slog.Logger
-	addr   netip.Addr
-	mtu    int
-	tunnel atomic.Bool // tunl0 is up: encapsulation and decapsulation
-	decap  *encap.Decapsulator
+	fwd  *Forwarder
+	host *tunPort
+	ep   *fabric.Endpoint // the primary underlay
+	log  *slog.Logger
+	// hosts are the host ports (the primary's first), underlays the
+	// fabric endpoints (the primary's first) with their port IDs;
+	// epByPort finds an underlay port's endpoint. They do not change
+	// after NewEngine.
+	hosts     []*tunPort
+	underlays []underlay
+	epByPort  map[PortID]*fabric.Endpoint
+	// localPort is the host port whose interface has the address: a
+	// packet for one of the router's addresses is handed to the
+	// kernel by that interface.
+	localPort map[netip.Addr]PortID
+	addr      netip.Addr
+	mtu       int
+	tunnel    atomic.Bool // tunl0 is up: encapsulation and decapsulation
+	decap     *encap.Decapsulator
 
 	mu      sync.Mutex
 	ports   map[string]*tunPort // workload ports by name
@@ -169,6 +207,9 @@ const TunnelName = "tunl0"
 // NewEngine builds an engine with the host and underlay ports; workloads are
 // added with AddWorkload.
 func NewEngine(cfg EngineConfig) (*Engine, error) {
+	if len(cfg.Interfaces) >= MaxInterfaces {
+		return nil, fmt.Errorf("engine: %d interfaces; at most %d", len(cfg.Interfaces)+1, MaxInterfaces)
+	}
 	ports := []Port{
 		{ID: hostPortID, Name: cfg.HostName, Kind: PortHost, MTU: cfg.MTU, Addr: cfg.Address},
 		{ID: underlayPortID, Name: cfg.Interface, Kind: PortUnderlay, MTU: cfg.MTU, Addr: cfg.Address},
@@ -177,7 +218,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
-	fwd, err := New(cfg.FIB, Config{Ports: ports, DefaultSource: cfg.Address})
+	fwd, err := New(cfg.FIB, Config{Ports: ports, DefaultSource: cfg.Address, ErrorsToIngress: cfg.ErrorsToIngress})
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
@@ -186,16 +227,45 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{fwd: fwd, host: host, ep: cfg.Underlay, log: cfg.Logger, addr: cfg.Address, mtu: cfg.MTU, decap: decap,
-		ports: map[string]*tunPort{}, nextID: firstWorkload}
+		ports: map[string]*tunPort{}, nextID: firstWorkload,
+		hosts:     []*tunPort{host},
+		underlays: []underlay{{id: underlayPortID, ep: cfg.Underlay}},
+		epByPort:  map[PortID]*fabric.Endpoint{underlayPortID: cfg.Underlay},
+		localPort: map[netip.Addr]PortID{},
+	}
+	out := make([]*tunPort, firstWorkload)
+	out[hostPortID] = host
+	for k, x := range cfg.Interfaces {
+		hid, uid := firstExtraHost+PortID(k+1), firstExtraUnderlay+PortID(k+1)
+		hp, err := newTUNPort(hid, x.Host)
+		if err != nil {
+			return nil, err
+		}
+		if err := fwd.AddPort(Port{ID: hid, Name: "@" + x.Name, Kind: PortHost, MTU: x.MTU}); err != nil {
+			return nil, fmt.Errorf("engine: %w", err)
+		}
+		if err := fwd.AddPort(Port{ID: uid, Name: x.Name, Kind: PortUnderlay, MTU: x.MTU, Addr: x.Address}); err != nil {
+			return nil, fmt.Errorf("engine: %w", err)
+		}
+		out[hid] = hp
+		e.hosts = append(e.hosts, hp)
+		e.underlays = append(e.underlays, underlay{id: uid, ep: x.Underlay})
+		e.epByPort[uid] = x.Underlay
+		e.localPort[x.Address] = hid
+	}
 	if cfg.Tunnel {
 		if err := e.EnableTunnel(cfg.TunnelAddress); err != nil {
 			return nil, err
 		}
 	}
-	out := make([]*tunPort, firstWorkload)
-	out[hostPortID] = host
 	e.outputs.Store(&out)
 	return e, nil
+}
+
+// underlay is one fabric endpoint of the engine and its port's ID.
+type underlay struct {
+	id PortID
+	ep *fabric.Endpoint
 }
 
 // EnableTunnel brings up tunl0 (MTU: the underlay's minus the outer
@@ -218,9 +288,13 @@ func (e *Engine) EnableTunnel(addr netip.Addr) error {
 // Stats returns the forwarder's and the fabric's counters by name.
 func (e *Engine) Stats() map[string]uint64 {
 	m := e.fwd.Stats().Map()
-	f := e.ep.Stats()
-	m["fabric_tx_frames"], m["fabric_rx_frames"] = f.TxFrames, f.RxFrames
-	m["fabric_tx_drops"], m["fabric_rx_drops"] = f.TxDrops.Total(), f.RxDrops.Total()
+	for _, u := range e.underlays {
+		f := u.ep.Stats()
+		m["fabric_tx_frames"] += f.TxFrames
+		m["fabric_rx_frames"] += f.RxFrames
+		m["fabric_tx_drops"] += f.TxDrops.Total()
+		m["fabric_rx_drops"] += f.RxDrops.Total()
+	}
 	if n := e.segDrops.Load(); n != 0 {
 		m["gso_segment_drops"] = n
 	}
@@ -241,9 +315,14 @@ func (e *Engine) Stats() map[string]uint64 {
 func (e *Engine) Run(ctx context.Context) {
 	e.mu.Lock()
 	e.ctx = ctx
-	e.wg.Add(2)
-	go e.readTUN(e.host)
-	go e.readFabric()
+	for _, h := range e.hosts {
+		e.wg.Add(1)
+		go e.readTUN(h)
+	}
+	for _, u := range e.underlays {
+		e.wg.Add(1)
+		go e.readFabric(u)
+	}
 	for _, p := range e.ports {
 		e.wg.Add(1)
 		go e.readTUN(p)
@@ -306,7 +385,9 @@ func (e *Engine) Close() {
 	if e.closed.Swap(true) {
 		return
 	}
-	e.ep.Close()
+	for _, u := range e.underlays {
+		u.ep.Close()
+	}
 }
 
 // pending is one packet waiting to be written to a TUN device: buf holds
@@ -326,22 +407,34 @@ type sender struct {
 	seg    []byte   // segments of a super-packet, vnetLen bytes in
 	tunBuf []byte   // an encapsulated fragment
 
-	tun      []pending
+	tun  []pending
+	fab  []fabricQueue // one per underlay, as e.underlays
+	errs []error
+	// rx is the endpoint the batch being routed came from (nil for a
+	// TUN device's), rxIndex the packet's index in it: an ICMP error
+	// without a next hop goes back to that frame's sender.
+	rx      *fabric.Endpoint
+	rxIndex int
+}
+
+// fabricQueue holds the frames waiting for one WriteBatch to an underlay.
+type fabricQueue struct {
+	ep       *fabric.Endpoint
 	nextHops []netip.Addr
 	frames   []fabric.Frame
-	errs     []error
 }
 
 func newSender(e *Engine) *sender {
 	s := &sender{
-		e:        e,
-		frag:     make([]byte, vnetLen+65536),
-		seg:      make([]byte, vnetLen+65536),
-		tunBuf:   make([]byte, encap.HeaderLen+65536),
-		tun:      make([]pending, 0, batch),
-		nextHops: make([]netip.Addr, 0, batch),
-		frames:   make([]fabric.Frame, 0, batch),
-		errs:     make([]error, batch),
+		e:      e,
+		frag:   make([]byte, vnetLen+65536),
+		seg:    make([]byte, vnetLen+65536),
+		tunBuf: make([]byte, encap.HeaderLen+65536),
+		tun:    make([]pending, 0, batch),
+		errs:   make([]error, batch),
+	}
+	for _, u := range e.underlays {
+		s.fab = append(s.fab, fabricQueue{ep: u.ep, nextHops: make([]netip.Addr, 0, batch), frames: make([]fabric.Frame, 0, batch)})
 	}
 	s.icmp = make([][]byte, batch)
 	for i := range s.icmp {
@@ -377,7 +470,7 @@ func (s *sender) handleAt(buf []byte, off, n int, g fabric.GSO, in PortID, i int
 	case Drop:
 		return
 	case Local:
-		s.queueTUN(hostPortID, d.Packet, buf, g)
+		s.queueTUN(s.e.hostFor(d.Packet), d.Packet, buf, g)
 	case Deliver, ICMPError:
 		if d.Action == ICMPError {
 			buf, g = s.icmp[i], fabric.GSO{}
@@ -425,23 +518,77 @@ func (s *sender) encapsulate(nextHop netip.Addr, pkt, owner []byte, g fabric.GSO
 	return out, g, true
 }
 
+// hostFor returns the host port a packet for one of the router's own
+// addresses is handed to: that of the interface with the packet's
+// destination, or the primary one.
+func (e *Engine) hostFor(pkt []byte) PortID {
+	if len(e.localPort) == 0 || len(pkt) < ipHeaderLen {
+		return hostPortID
+	}
+	if id, ok := e.localPort[netip.AddrFrom4([4]byte(pkt[offDst:offDst+4]))]; ok {
+		return id
+	}
+	return hostPortID
+}
+
+// underlayIndex returns the index in e.underlays of underlay port id.
+func underlayIndex(id PortID) int {
+	if id == underlayPortID {
+		return 0
+	}
+	return int(id - firstExtraUnderlay)
+}
+
+// outerRoute returns the underlay (an index in e.underlays) and the
+// neighbour an IPIP packet to dst leaves by: the outer packet is routed
+// like one the node sends, so a node on another network is reached through
+// the gateway of the route to it, as the kernel routes what leaves tunl0.
+func (e *Engine) outerRoute(dst netip.Addr) (int, netip.Addr) {
+	r, ok := e.fwd.table.Lookup(dst)
+	if !ok || r.Type != fib.Unicast {
+		return 0, dst
+	}
+	p := e.fwd.ports.Load().byName[r.Dev]
+	if p == nil || p.Kind != PortUnderlay {
+		return 0, dst
+	}
+	if r.Gateway.IsValid() {
+		return underlayIndex(p.ID), r.Gateway
+	}
+	return underlayIndex(p.ID), dst
+}
+
 // emit sends pkt, a subslice of owner, out of port p.
 func (s *sender) emit(p *Port, nextHop netip.Addr, pkt, owner []byte, g fabric.GSO) {
-	if p.Kind == PortTunnel {
+	k := 0
+	switch p.Kind {
+	case PortTunnel:
 		var ok bool
 		if pkt, g, ok = s.encapsulate(nextHop, pkt, owner, g); !ok {
 			return
 		}
-	}
-	if p.Kind == PortUnderlay || p.Kind == PortTunnel {
-		s.nextHops = append(s.nextHops, nextHop)
-		s.frames = append(s.frames, fabric.Frame{GSO: g, Packet: pkt})
-		if len(s.frames) == cap(s.frames) {
-			s.flushFabric()
+		k, nextHop = s.e.outerRoute(nextHop)
+	case PortUnderlay:
+		k = underlayIndex(p.ID)
+		if !nextHop.IsValid() {
+			// an ICMP error back to the sender of the packet
+			if s.rx != nil {
+				if node, ok := s.rx.Sender(s.rxIndex); ok {
+					_ = s.e.underlays[k].ep.SendToNode(node, fabric.Frame{GSO: g, Packet: pkt})
+				}
+			}
+			return
 		}
+	default:
+		s.queueTUN(p.ID, pkt, owner, g)
 		return
 	}
-	s.queueTUN(p.ID, pkt, owner, g)
+	q := &s.fab[k]
+	q.nextHops = append(q.nextHops, nextHop)
+	q.frames = append(q.frames, fabric.Frame{GSO: g, Packet: pkt})
+	if len(q.frames) == cap(q.frames) {
+		s.flushQueue(q)
+	}
 }
 
 // queueTUN queues pkt (a subslice of owner, at least vnetLen bytes in)
@@ -462,7 +609,7 @@ func (s *sender) fragment(d Decision, g fabric.GSO) {
 	s.flush()
 	emitFrag := func(f []byte) error {
 		if d.Port.Kind == PortUnderlay {
-			_ = s.e.ep.SendTo(d.NextHop, fabric.Frame{Packet: f})
+			_ = s.e.underlays[underlayIndex(d.Port.ID)].ep.SendTo(d.NextHop, fabric.Frame{Packet: f})
 			return nil
 		}
 		if d.Port.Kind == PortTunnel {
@@ -473,7 +620,8 @@ func (s *sender) fragment(d Decision, g fabric.GSO) {
 				s.e.encapDrops.Add(1)
 				return nil
 			}
-			_ = s.e.ep.SendTo(d.NextHop, fabric.Frame{Packet: s.tunBuf[:n]})
+			k, hop := s.e.outerRoute(d.NextHop)
+			_ = s.e.underlays[k].ep.SendTo(hop, fabric.Frame{Packet: s.tunBuf[:n]})
 			return nil
 		}
 		outs := *s.e.outputs.Load()
@@ -513,16 +661,23 @@ func (s *sender) flush() {
 	s.flushTUN()
 }
 
-// flushFabric sends the queued frames with WriteBatch, retrying those a
-// full queue refused as the queue-full policy says.
+// flushFabric sends the queued frames of every underlay.
 func (s *sender) flushFabric() {
-	n := len(s.frames)
+	for i := range s.fab {
+		s.flushQueue(&s.fab[i])
+	}
+}
+
+// flushQueue sends q's frames with WriteBatch, retrying those a full queue
+// refused as the queue-full policy says.
+func (s *sender) flushQueue(q *fabricQueue) {
+	n := len(q.frames)
 	if n == 0 {
 		return
 	}
-	hops, frames := s.nextHops, s.frames
+	hops, frames := q.nextHops, q.frames
 	for try := 0; ; try++ {
-		s.e.ep.WriteBatch(hops[:n], frames[:n], s.errs[:n])
+		q.ep.WriteBatch(hops[:n], frames[:n], s.errs[:n])
 		if try == queueFullRetries {
 			break
 		}
@@ -540,8 +695,8 @@ func (s *sender) flushFabric() {
 		n = m
 		time.Sleep(queueFullWait)
 	}
-	clear(s.frames[:len(s.frames)])
-	s.nextHops, s.frames = s.nextHops[:0], s.frames[:0]
+	clear(q.frames[:len(q.frames)])
+	q.nextHops, q.frames = q.nextHops[:0], q.frames[:0]
 }
 
 func (s *sender) flushTUN() {
@@ -616,7 +771,8 @@ func (e *Engine) readTUN(p *tunPort) {
 	}
 }
 
-func (e *Engine) readFabric() {
+// readFabric reads underlay u's frames and routes them as received on u.
+func (e *Engine) readFabric(u underlay) {
 	defer e.wg.Done()
 	// ReadBatch fills bufs[i] = raw[j][headroom:] and may reorder them;
 	// index finds each one's full buffer (with headroom) again.
@@ -630,19 +786,21 @@ func (e *Engine) readFabric() {
 	}
 	frames := make([]fabric.Frame, batch)
 	s := newSender(e)
+	s.rx = u.ep
 	for {
-		n, err := e.ep.ReadBatch(bufs, frames)
+		n, err := u.ep.ReadBatch(bufs, frames)
 		if err != nil {
 			return
 		}
 		for i := range n {
 			f := &frames[i]
 			b := raw[index[&bufs[i][0]]]
-			if e.tunnel.Load() && isIPIPTo(f.Packet, e.addr) {
+			s.rxIndex = i
+			if u.id == underlayPortID && e.tunnel.Load() && isIPIPTo(f.Packet, e.addr) {
 				e.receiveTunnel(s, b, f, i)
 				continue
 			}
-			s.handle(b, len(f.Packet), f.GSO, underlayPortID, i)
+			s.handle(b, len(f.Packet), f.GSO, u.id, i)
 		}
 		s.flush()
 	}

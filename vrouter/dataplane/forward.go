@@ -63,7 +63,9 @@ type Decision struct {
 	Port *Port
 	// NextHop is the neighbour to send to: the route's gateway, or the
 	// destination itself for a directly connected route (Deliver, Encap,
-	// ICMPError); the destination for Local.
+	// ICMPError); the destination for Local. Invalid for an ICMPError
+	// sent back to the sender of the offending packet
+	// (Config.ErrorsToIngress).
 	NextHop netip.Addr
 	// Packet is what to send: the packet itself, in the input's memory
 	// and trimmed to its total length (Deliver, Encap, Local), its TTL
@@ -104,6 +106,13 @@ type Config struct {
 	// second's credit before icmp_send sees it).
 	RouteErrorCost  time.Duration
 	RouteErrorBurst time.Duration
+	// ErrorsToIngress sends an ICMP error the router has no route for
+	// back out of the underlay port the offending packet came in by, to
+	// the neighbour that sent it (Decision.NextHop is then invalid),
+	// instead of dropping it as Linux would. Lab routers between racks
+	// use it: they know no workload addresses, yet a workload should see
+	// why its packet went nowhere.
+	ErrorsToIngress bool
 }
 
 // Forwarder makes forwarding decisions for IPv4 packets by a fib.Table. It
@@ -115,6 +124,8 @@ type Forwarder struct {
 	epoch      time.Time
 	defaultSrc uint32
 	extraLocal []netip.Addr
+	// errorsToIngress: Config.ErrorsToIngress
+	errorsToIngress bool
 
 	mu    sync.Mutex // serialises port changes
 	ports atomic.Pointer[portSet]
@@ -142,6 +153,8 @@ func New(table *fib.Table, cfg Config) (*Forwarder, error) {
 		now:        cfg.Now,
 		defaultSrc: addr4(cfg.DefaultSource),
 		extraLocal: slices.Clone(cfg.Local),
+
+		errorsToIngress: cfg.ErrorsToIngress,
 	}
 	if f.now == nil {
 		f.now = time.Now
@@ -334,7 +347,7 @@ func (f *Forwarder) forward(pkt []byte, in PortID, segLen int, icmpBuf []byte) D
 		var pp int
 		opts, pp = compileOptions(hdr)
 		if pp != 0 {
-			return f.icmpError(ps, pkt, ihl, icmpParamProblem, codeParamPointer, uint32(pp)<<24, ReasonBadOptions, false, icmpBuf)
+			return f.icmpError(ps, in, pkt, ihl, icmpParamProblem, codeParamPointer, uint32(pp)<<24, ReasonBadOptions, false, icmpBuf)
 		}
 		if opts.srr != 0 {
 			return f.drop(ReasonSourceRoute)
@@ -343,20 +356,20 @@ func (f *Forwarder) forward(pkt []byte, in PortID, segLen int, icmpBuf []byte) D
 
 	r, ok := f.table.Lookup(addrFrom4(dst))
 	if !ok {
-		return f.icmpError(ps, pkt, ihl, icmpDestUnreach, codeNetUnreach, 0, ReasonNoRoute, true, icmpBuf)
+		return f.icmpError(ps, in, pkt, ihl, icmpDestUnreach, codeNetUnreach, 0, ReasonNoRoute, true, icmpBuf)
 	}
 	switch r.Type {
 	case fib.Unicast:
 	case rtnLocal, rtnBroadcast: // ip_route_input_slow: local_input, brd_input
 		return f.local(ps, pkt, dst)
 	case rtnThrow: // -EAGAIN: no further table, so -ENETUNREACH
-		return f.icmpError(ps, pkt, ihl, icmpDestUnreach, codeNetUnreach, 0, ReasonNoRoute, true, icmpBuf)
+		return f.icmpError(ps, in, pkt, ihl, icmpDestUnreach, codeNetUnreach, 0, ReasonNoRoute, true, icmpBuf)
 	case fib.Blackhole:
 		return f.drop(ReasonBlackhole)
 	case fib.Unreachable: // fib_props: -EHOSTUNREACH; ip_error: ICMP_HOST_UNREACH
-		return f.icmpError(ps, pkt, ihl, icmpDestUnreach, codeHostUnreach, 0, ReasonUnreachable, true, icmpBuf)
+		return f.icmpError(ps, in, pkt, ihl, icmpDestUnreach, codeHostUnreach, 0, ReasonUnreachable, true, icmpBuf)
 	case fib.Prohibit: // fib_props: -EACCES; ip_error: ICMP_PKT_FILTERED
-		return f.icmpError(ps, pkt, ihl, icmpDestUnreach, codePktFiltered, 0, ReasonProhibit, true, icmpBuf)
+		return f.icmpError(ps, in, pkt, ihl, icmpDestUnreach, codePktFiltered, 0, ReasonProhibit, true, icmpBuf)
 	default:
 		return f.drop(ReasonRouteType)
 	}
@@ -367,7 +380,7 @@ func (f *Forwarder) forward(pkt []byte, in PortID, segLen int, icmpBuf []byte) D
 
 	// ip_forward.
 	if !host && hdr[offTTL] <= 1 {
-		return f.icmpError(ps, pkt, ihl, icmpTimeExceeded, codeTTLExceeded, 0, ReasonTTLExceeded, false, icmpBuf)
+		return f.icmpError(ps, in, pkt, ihl, icmpTimeExceeded, codeTTLExceeded, 0, ReasonTTLExceeded, false, icmpBuf)
 	}
 	size := tot
 	if segLen > 0 && segLen < tot {
@@ -377,7 +390,7 @@ func (f *Forwarder) forward(pkt []byte, in PortID, segLen int, icmpBuf []byte) D
 	if size > out.MTU {
 		fo := be16(hdr[offFrag:])
 		if fo&ipFlagDF != 0 {
-			return f.icmpError(ps, pkt, ihl, icmpDestUnreach, codeFragNeeded, uint32(out.MTU), ReasonFragNeeded, false, icmpBuf)
+			return f.icmpError(ps, in, pkt, ihl, icmpDestUnreach, codeFragNeeded, uint32(out.MTU), ReasonFragNeeded, false, icmpBuf)
 		}
 		if int(fo&ipOffMask)*8+tot-ihl > 65535 {
 			return f.drop(ReasonFragOverflow)
@@ -481,7 +494,7 @@ func (f *Forwarder) updateOptions(ps *portSet, hdr []byte, o ipOptions, r *fib.R
 // reason, with an ICMP error of the given type, code and info, if the
 // rules and the rate limits allow; routeErr marks errors caused by a route
 // (ip_error's extra limit).
-func (f *Forwarder) icmpError(ps *portSet, pkt []byte, ihl int, typ, code uint8, info uint32, reason Reason, routeErr bool, buf []byte) Decision {
+func (f *Forwarder) icmpError(ps *portSet, in PortID, pkt []byte, ihl int, typ, code uint8, info uint32, reason Reason, routeErr bool, buf []byte) Decision {
 	f.c.drops[reason].Add(1)
 	drop := Decision{Action: Drop, Reason: reason}
 	src := be32(pkt[offSrc:])
@@ -518,6 +531,12 @@ func (f *Forwarder) icmpError(ps *portSet, pkt []byte, ihl int, typ, code uint8,
 			from = f.sourceFor(&back, out)
 		}
 	}
+	toIngress := false
+	if out == nil && f.errorsToIngress && !toLocal {
+		if p := ps.port(in); p != nil && p.Kind == PortUnderlay {
+			out, nextHop, from, toIngress = p, 0, addr4(p.Addr), true
+		}
+	}
 	if from == 0 {
 		from = inaddrDummy
 	}
@@ -542,5 +561,8 @@ func (f *Forwarder) icmpError(ps *portSet, pkt []byte, ihl int, typ, code uint8,
 	id := uint16(f.ipID.Add(1))
 	n := buildError(buf, from, src, tos, id, typ, code, info, quote)
 	f.c.icmpErrors.Add(1)
+	if toIngress {
+		return Decision{Action: ICMPError, Reason: reason, Port: out, Packet: buf[:n]}
+	}
 	return Decision{Action: ICMPError, Reason: reason, Port: out, NextHop: addrFrom4(nextHop), Packet: buf[:n]}
 }

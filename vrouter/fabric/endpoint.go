@@ -413,6 +413,8 @@ type receiver struct {
 	msgs  []mmsghdr
 	iovs  [][2]unix.Iovec
 	hdrs  [][HeaderLen]byte
+	names []unix.RawSockaddrUnix // the senders' socket addresses
+	order []int                  // frames[k] came in msgs[order[k]]
 	vlen  int
 	got   int
 	errno unix.Errno
@@ -426,6 +428,8 @@ func (r *receiver) grow(n int) {
 	r.msgs = make([]mmsghdr, n)
 	r.iovs = make([][2]unix.Iovec, n)
 	r.hdrs = make([][HeaderLen]byte, n)
+	r.names = make([]unix.RawSockaddrUnix, n)
+	r.order = make([]int, n)
 	for i := range r.msgs {
 		r.iovs[i][0].Base = &r.hdrs[i][0]
 		r.iovs[i][0].SetLen(HeaderLen)
@@ -475,6 +479,8 @@ func (e *Endpoint) ReadBatch(bufs [][]byte, frames []Frame) (int, error) {
 		for i := range n {
 			setIov(&r.iovs[i][1], bufs[i])
 			r.msgs[i].hdr.Flags = 0
+			r.msgs[i].hdr.Name = (*byte)(unsafe.Pointer(&r.names[i]))
+			r.msgs[i].hdr.Namelen = unix.SizeofSockaddrUnix
 		}
 		r.vlen = n
 		if err := e.rc.Read(r.fn); err != nil {
@@ -514,6 +520,7 @@ func (e *Endpoint) ReadBatch(bufs [][]byte, frames []Frame) (int, error) {
 				bufs[k], bufs[i] = bufs[i], bufs[k]
 			}
 			frames[k] = Frame{GSO: g, Packet: bufs[k][:ln-HeaderLen]}
+			r.order[k] = i
 			bytes += uint64(ln - HeaderLen)
 			k++
 		}
@@ -532,6 +539,36 @@ func (e *Endpoint) ReadBatch(bufs [][]byte, frames []Frame) (int, error) {
 			return k, nil
 		}
 	}
+}
+
+// Sender returns the node that sent frames[k] of the last ReadBatch, from
+// the address of its socket. It must be called by the goroutine that
+// called ReadBatch, before it calls it again. It allocates: it is meant
+// for rare uses, such as sending an ICMP error back to the neighbour a
+// packet came from.
+func (e *Endpoint) Sender(k int) (string, bool) {
+	r := &e.rx
+	if k < 0 || k >= r.got || k >= len(r.order) {
+		return "", false
+	}
+	i := r.order[k]
+	sa := &r.names[i]
+	n := int(r.msgs[i].hdr.Namelen) - 2 // after sun_family
+	if sa.Family != unix.AF_UNIX || n <= 0 {
+		return "", false
+	}
+	path := make([]byte, 0, n)
+	for _, c := range sa.Path[:min(n, len(sa.Path))] {
+		if c == 0 {
+			break
+		}
+		path = append(path, byte(c))
+	}
+	name, ok := strings.CutSuffix(filepath.Base(string(path)), ".sock")
+	if !ok || name == "" {
+		return "", false
+	}
+	return name, true
 }
 
 // Close detaches the endpoint: it stops its goroutines, drops what waits

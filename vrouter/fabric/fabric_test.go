@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -697,5 +699,41 @@ func TestConcurrentUse(t *testing.T) {
 	s := a.Stats()
 	if s.TxFrames == 0 || s.TxDrops.LinkDown == 0 || s.TxDrops.Loss == 0 {
 		t.Errorf("expected traffic, link-down and loss drops: %+v", s)
+	}
+}
+
+// ReadBatch remembers who sent each frame: Sender names the node of the
+// socket a frame came from, for each frame of a batch from several nodes.
+func TestSender(t *testing.T) {
+	dir := t.TempDir()
+	a := attach(t, dir, "node1", Options{})
+	b := attach(t, dir, "node2", Options{})
+	c := attach(t, dir, "node3", Options{})
+	for i, from := range []*Endpoint{a, c, a} {
+		if err := from.SendToNode("node2", Frame{Packet: packet(64, i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bufs := [][]byte{make([]byte, 2048), make([]byte, 2048), make([]byte, 2048)}
+	frames := make([]Frame, 3)
+	var got []string
+	for len(got) < 3 {
+		n, err := b.ReadBatch(bufs, frames)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k := range n {
+			name, ok := b.Sender(k)
+			if !ok {
+				t.Fatalf("frame %d: no sender", k)
+			}
+			got = append(got, fmt.Sprintf("%s:%d", name, frames[k].Packet[len(frames[k].Packet)-1]))
+		}
+	}
+	if want := []string{"node1:" + fmt.Sprint(packet(64, 0)[63]), "node3:" + fmt.Sprint(packet(64, 1)[63]), "node1:" + fmt.Sprint(packet(64, 2)[63])}; !slices.Equal(got, want) {
+		t.Errorf("senders %v, want %v", got, want)
+	}
+	if _, ok := b.Sender(5); ok {
+		t.Error("Sender of a frame beyond the batch")
 	}
 }

@@ -1,0 +1,122 @@
+package lab
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+
+	"github.com/vrouter-lab/vrouter/topology"
+	"github.com/vrouter-lab/vrouter/vrouter"
+)
+
+// KindRouterNode is the Daemon a RouterState of a router node (kind:
+// router) has: none, it forwards by its static routes.
+const KindRouterNode topology.Daemon = ""
+
+// InterfaceState is one interface of a router node as deployed.
+type InterfaceState struct {
+	Name    string     `json:"name"`
+	Network string     `json:"network"`
+	Address netip.Addr `json:"address"`
+}
+
+// InterfaceOn returns the name and address of router r's interface on
+// network.
+func (r RouterState) InterfaceOn(network string) (string, netip.Addr, bool) {
+	if r.Network == network {
+		return r.Interface, r.Address, true
+	}
+	for _, i := range r.Interfaces {
+		if i.Network == network {
+			return i.Name, i.Address, true
+		}
+	}
+	return "", netip.Addr{}, false
+}
+
+// IsRouterNode reports whether r is a router node (kind: router) rather
+// than an external router running a BGP daemon.
+func (r RouterState) IsRouterNode() bool { return r.Daemon == KindRouterNode }
+
+// routerNodeConfig builds the forwarder config of router node r: its
+// first interface is the forwarder's primary one, the others extra
+// interfaces, and its static routes.
+func routerNodeConfig(l *topology.Lab, dir string, r topology.RouterNode) (*vrouter.RouterConfig, error) {
+	var ifaces []vrouter.RouterInterface
+	for _, ri := range r.Interfaces {
+		net, ok := l.Network(ri.Network)
+		if !ok {
+			return nil, fmt.Errorf("router %s: interface %s: unknown network %s", r.Name, ri.Name, ri.Network)
+		}
+		ifaces = append(ifaces, vrouter.RouterInterface{
+			Network:   net.Name,
+			Prefix:    netip.PrefixFrom(ri.Address, net.CIDR.Bits()),
+			Interface: ri.Name,
+			MTU:       net.MTU,
+			Neighbors: neighbors(l, net.Name),
+		})
+	}
+	if len(ifaces) == 0 {
+		return nil, fmt.Errorf("router %s: no interfaces", r.Name)
+	}
+	first := ifaces[0]
+	c := &vrouter.RouterConfig{
+		Lab:        l.Name,
+		Router:     r.Name,
+		StateDir:   dir,
+		Namespace:  l.NamespaceName(r.Name),
+		Network:    first.Network,
+		Prefix:     first.Prefix,
+		Interface:  first.Interface,
+		MTU:        first.MTU,
+		Neighbors:  first.Neighbors,
+		Interfaces: ifaces[1:],
+	}
+	for _, s := range r.Routes {
+		c.Routes = append(c.Routes, vrouter.StaticRoute{Dst: s.Dst, Via: s.Via})
+	}
+	return c, nil
+}
+
+// prepareRouterNode writes router node r's forwarder config and returns
+// its state; nothing runs yet.
+func prepareRouterNode(l *topology.Lab, dir string, r topology.RouterNode) (RouterState, error) {
+	cfg, err := routerNodeConfig(l, dir, r)
+	if err != nil {
+		return RouterState{}, err
+	}
+	base := filepath.Join(dir, "routers")
+	rs := RouterState{
+		Name:      r.Name,
+		Namespace: cfg.Namespace,
+		Address:   cfg.Prefix.Addr(),
+		Network:   cfg.Network,
+		Interface: cfg.Interface,
+		Daemon:    KindRouterNode,
+		Config:    filepath.Join(base, r.Name+".json"),
+		Control:   vrouter.ControlSocket(dir, r.Name),
+		Log:       filepath.Join(base, r.Name+".log"),
+		PIDFile:   filepath.Join(base, r.Name+".pid"),
+		Dir:       filepath.Join(base, r.Name),
+	}
+	for _, ri := range r.Interfaces[1:] {
+		rs.Interfaces = append(rs.Interfaces, InterfaceState{Name: ri.Name, Network: ri.Network, Address: ri.Address})
+	}
+	if err := os.MkdirAll(rs.Dir, 0o755); err != nil {
+		return rs, fmt.Errorf("router %s: %w", r.Name, err)
+	}
+	if err := cfg.WriteFile(rs.Config); err != nil {
+		return rs, fmt.Errorf("router %s: write config: %w", r.Name, err)
+	}
+	return rs, nil
+}
+
+// routerNetworks returns the networks of r's extra interfaces.
+func routerNetworks(r RouterState) []string {
+	var out []string
+	for _, i := range r.Interfaces {
+		out = append(out, i.Network)
+	}
+	return out
+}
