@@ -46,15 +46,20 @@ func Parse(name string, data []byte) (*Lab, error) {
 // The fields each part of a lab file may have, in the order error messages
 // list them.
 var (
-	labFields      = []string{"name", "ipPools", "ipam", "bgp", "networks", "nodes", "workloads", "bgpPeers", "routers"}
-	ipamFields     = []string{"strictAffinity"}
-	poolFields     = []string{"name", "cidr", "blockSize", "ipipMode", "mtu"}
-	bgpFields      = []string{"asNumber", "nodeToNodeMesh", "keepaliveTime", "holdTime", "gracefulRestart", "restartTime"}
-	networkFields  = []string{"name", "cidr", "mtu"}
-	nodeFields     = []string{"network", "address", "interface", "asNumber", "labels", "routeReflectorClusterID", "cpuSet"}
-	peerFields     = []string{"name", "peerIP", "peerSelector", "node", "nodeSelector", "asNumber", "password"}
-	workloadFields = []string{"name", "node", "address"}
-	routerFields   = []string{"network", "address", "interface", "asNumber", "daemon", "binary", "config", "announce"}
+	labFields     = []string{"name", "ipPools", "ipam", "bgp", "networks", "nodes", "workloads", "bgpPeers", "routers"}
+	ipamFields    = []string{"strictAffinity"}
+	poolFields    = []string{"name", "cidr", "blockSize", "ipipMode", "mtu"}
+	bgpFields     = []string{"asNumber", "nodeToNodeMesh", "keepaliveTime", "holdTime", "gracefulRestart", "restartTime"}
+	networkFields = []string{"name", "cidr", "mtu", "gateway"}
+	nodeFields    = []string{"kind", "network", "address", "interface", "asNumber", "labels", "routeReflectorClusterID", "cpuSet"}
+	// A router node's fields; the fields of nodeFields after kind are
+	// for calico nodes only.
+	routerNodeFields = []string{"kind", "interfaces", "routes"}
+	ifaceFields      = []string{"name", "network", "address"}
+	routeFields      = []string{"dst", "via"}
+	peerFields       = []string{"name", "peerIP", "peerSelector", "node", "nodeSelector", "asNumber", "password"}
+	workloadFields   = []string{"name", "node", "address"}
+	routerFields     = []string{"network", "address", "interface", "asNumber", "daemon", "binary", "config", "announce"}
 )
 
 // state says whether a field was given and whether its value was usable.
@@ -87,9 +92,10 @@ type (
 		networks  []rawNetwork
 		netsLine  int
 		netsN     int
-		nodes     []rawNode
+		nodes     []rawNode // calico nodes, and nodes of an unusable kind
 		nodesLine int
 		nodesN    int
+		rnodes    []rawRouterNode
 		workloads []rawWorkload
 		peers     []rawPeer
 		routers   []rawRouter
@@ -112,16 +118,18 @@ type (
 		restart   val[time.Duration]
 	}
 	rawNetwork struct {
-		line int
-		path string
-		name val[string]
-		cidr val[netip.Prefix]
-		mtu  val[int64]
+		line    int
+		path    string
+		name    val[string]
+		cidr    val[netip.Prefix]
+		mtu     val[int64]
+		gateway val[netip.Addr]
 	}
 	rawNode struct {
 		line    int
 		path    string
 		name    val[string]
+		kindBad bool // kind was given but is unusable; only the name counts
 		network val[string]
 		address val[netip.Addr]
 		iface   val[string]
@@ -129,6 +137,30 @@ type (
 		labels  val[map[string]string]
 		cluster val[netip.Addr]
 		cpuSet  val[[]int]
+	}
+	rawRouterNode struct {
+		line       int
+		path       string
+		name       val[string]
+		ifaces     []rawRouterIface
+		ifacesLine int // of the interfaces value, or of the node if absent
+		ifacesN    int // entries in the file, -1 if not a list
+		ifacesSeen bool
+		routes     []rawStaticRoute
+	}
+	rawRouterIface struct {
+		line    int
+		path    string
+		pos     int // in the list, for the default name
+		name    val[string]
+		network val[string]
+		address val[netip.Addr]
+	}
+	rawStaticRoute struct {
+		line int
+		path string
+		dst  val[netip.Prefix]
+		via  val[netip.Addr]
 	}
 	rawPeer struct {
 		line         int
@@ -541,7 +573,7 @@ func (p *parser) lab(root *yaml.Node) *rawLab {
 			})
 		case "nodes":
 			r.nodesLine = v.Line
-			r.nodes, r.nodesN = p.nodes(v)
+			r.nodes, r.rnodes, r.nodesN = p.nodes(v)
 		case "workloads":
 			p.list(v, "workloads", "workloads", "a workload", func(i int, item *yaml.Node) {
 				r.workloads = append(r.workloads, p.workload(item, index("workloads", i)))
@@ -635,71 +667,218 @@ func (p *parser) network(n *yaml.Node, path string) rawNetwork {
 			r.cidr = p.prefix(v, f)
 		case "mtu":
 			r.mtu = p.integer(v, f, "leave it out for the default, 1500", MinMTU, MaxMTU)
+		case "gateway":
+			r.gateway = p.addr(v, f, "the prefix length comes from the network")
 		}
 	})
 	return r
 }
 
 // nodes reads the nodes mapping, node name to node, keeping file order. It
-// returns the nodes and how many entries the mapping has, or -1 if nodes is
-// not a mapping.
-func (p *parser) nodes(n *yaml.Node) ([]rawNode, int) {
+// returns the calico nodes (and those of an unusable kind), the router
+// nodes, and how many entries the mapping has, or -1 if nodes is not a
+// mapping.
+func (p *parser) nodes(n *yaml.Node) ([]rawNode, []rawRouterNode, int) {
 	line := n.Line
 	if n = deref(n); isNull(n) {
-		return nil, 0
+		return nil, nil, 0
 	}
 	if n.Kind != yaml.MappingNode {
 		p.errorf(line, "nodes", "must be a mapping of node name to node (e.g. node1: {network: lan, address: 192.168.50.10}), not %s", kindName(n))
-		return nil, -1
+		return nil, nil, -1
 	}
 	var out []rawNode
+	var routers []rawRouterNode
 	p.pairs(n, "nodes", "node name", func(name string, line int, v *yaml.Node) {
 		path := join("nodes", name)
-		r := rawNode{line: line, path: path, name: val[string]{v: name, line: line, st: ok}}
 		vLine := v.Line
 		v = deref(v)
+		kind := val[string]{v: KindCalico}
+		if v.Kind == yaml.MappingNode {
+			kind = p.nodeKind(v, path)
+		}
 		switch {
-		case isNull(v):
-			// Reported below as missing fields.
-		case v.Kind != yaml.MappingNode:
-			p.errorf(vLine, path, "must be a mapping (fields: %s), not %s", strings.Join(nodeFields, ", "), kindName(v))
-			r.network.st, r.address.st = bad, bad
-		default:
-			p.fields(v, path, nodeFields, func(key string, v *yaml.Node) {
-				f := join(path, key)
+		case kind.st == ok && kind.v == KindRouter:
+			routers = append(routers, p.routerNode(v, name, line, path))
+		case kind.st == bad:
+			// The fields cannot be judged without the kind; read them
+			// for their own problems only.
+			p.nodeFieldsOf(v, path, "", nil, func(key string, line int, v *yaml.Node) {
 				switch key {
-				case "network":
-					r.network = p.str(v, f, "")
-				case "address":
-					r.address = p.addr(v, f, "the prefix length comes from the node's network")
-				case "interface":
-					r.iface = p.str(v, f, "leave it out for the default, ens33")
-				case "asNumber":
-					r.asn = p.integer(v, f, "leave it out for the lab's bgp.asNumber", 1, math.MaxUint32)
-					if r.asn.st == ok && uint32(r.asn.v) == ASTrans {
-						p.errorf(r.asn.line, f, "23456 is AS_TRANS (RFC 6793), reserved for 4-byte AS transition; pick another AS number, e.g. 64513")
-						r.asn.st = bad
-					}
-				case "labels":
-					r.labels = p.labels(v, f)
-				case "routeReflectorClusterID":
-					r.cluster = p.addr(v, f, "a cluster ID is written like an IPv4 address, e.g. 244.0.0.1")
-				case "cpuSet":
-					str := p.str(v, f, `CPUs like taskset -c takes them, e.g. "0" or "0-1,3"`)
-					if str.st == ok {
-						cpus, err := ParseCPUSet(str.v)
-						if err != nil {
-							p.errorf(str.line, f, "%v", err)
-							str.st = bad
-						}
-						r.cpuSet = val[[]int]{v: cpus, line: str.line, st: str.st}
-					}
+				case "interfaces", "routes":
+					p.routerNodeField(&rawRouterNode{path: path}, key, line, v)
+				default:
+					p.calicoNodeField(&rawNode{}, key, v, join(path, key))
 				}
 			})
+			out = append(out, rawNode{line: line, path: path, name: val[string]{v: name, line: line, st: ok}, kindBad: true})
+		default:
+			out = append(out, p.calicoNode(v, name, line, vLine, path))
 		}
-		out = append(out, r)
 	})
-	return out, len(n.Content) / 2
+	return out, routers, len(n.Content) / 2
+}
+
+// nodeKinds are the valid kinds of node, in the order messages list them.
+var nodeKinds = []string{KindCalico, KindRouter}
+
+// nodeKind reads the kind field of the node mapping n, calico if absent.
+func (p *parser) nodeKind(n *yaml.Node, path string) val[string] {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k := deref(n.Content[i]); k.Kind != yaml.ScalarNode || k.Value != "kind" {
+			continue
+		}
+		f := join(path, "kind")
+		v := p.str(n.Content[i+1], f, "leave it out for a calico node")
+		if v.st != ok {
+			return v
+		}
+		if !contains(nodeKinds, v.v) {
+			hint := ""
+			if l := strings.ToLower(v.v); l != v.v && contains(nodeKinds, l) {
+				hint = fmt.Sprintf("; did you mean %s? (case matters)", l)
+			}
+			p.errorf(v.line, f, "%s is not a kind of node (valid: %s)%s", strconv.Quote(v.v), strings.Join(nodeKinds, ", "), hint)
+			v.st = bad
+		}
+		return v
+	}
+	return val[string]{v: KindCalico}
+}
+
+// nodeFieldsOf calls fn for the fields of the node mapping n other than
+// kind. With kind set, fields of the other kind are reported as such, and
+// unknown fields with the fields of this kind; with kind empty (unknown),
+// every field of either kind is passed to fn.
+func (p *parser) nodeFieldsOf(n *yaml.Node, path, kind string, known []string, fn func(key string, line int, v *yaml.Node)) {
+	p.pairs(n, path, "field", func(key string, line int, v *yaml.Node) {
+		f := join(path, key)
+		switch {
+		case key == "kind":
+			// Read by nodeKind.
+		case key == "<<":
+			p.errorf(line, f, "YAML merge keys are not supported; write the fields out")
+		case kind == KindRouter && contains(nodeFields, key):
+			p.errorf(line, f, "is a field of calico nodes; a router node has interfaces instead (fields of a router node: %s)", strings.Join(routerNodeFields, ", "))
+		case kind == KindCalico && contains(routerNodeFields, key):
+			p.errorf(line, f, "is a field of router nodes (kind: router); a calico node has one network and address")
+		case kind != "" && !contains(known, key):
+			p.errorf(line, f, "unknown field (known: %s)", strings.Join(known, ", "))
+		case kind == "" && !contains(nodeFields, key) && !contains(routerNodeFields, key):
+			p.errorf(line, f, "unknown field (known for calico nodes: %s; for router nodes: %s)", strings.Join(nodeFields, ", "), strings.Join(routerNodeFields, ", "))
+		default:
+			fn(key, line, v)
+		}
+	})
+}
+
+// calicoNode reads a calico node; n is the node's value, vLine its line.
+func (p *parser) calicoNode(n *yaml.Node, name string, line, vLine int, path string) rawNode {
+	r := rawNode{line: line, path: path, name: val[string]{v: name, line: line, st: ok}}
+	switch {
+	case isNull(n):
+		// Reported later as missing fields.
+	case n.Kind != yaml.MappingNode:
+		p.errorf(vLine, path, "must be a mapping (fields: %s), not %s", strings.Join(nodeFields, ", "), kindName(n))
+		r.network.st, r.address.st = bad, bad
+	default:
+		p.nodeFieldsOf(n, path, KindCalico, nodeFields, func(key string, _ int, v *yaml.Node) {
+			p.calicoNodeField(&r, key, v, join(path, key))
+		})
+	}
+	return r
+}
+
+// calicoNodeField reads the field key of a calico node into r.
+func (p *parser) calicoNodeField(r *rawNode, key string, v *yaml.Node, f string) {
+	switch key {
+	case "network":
+		r.network = p.str(v, f, "")
+	case "address":
+		r.address = p.addr(v, f, "the prefix length comes from the node's network")
+	case "interface":
+		r.iface = p.str(v, f, "leave it out for the default, ens33")
+	case "asNumber":
+		r.asn = p.integer(v, f, "leave it out for the lab's bgp.asNumber", 1, math.MaxUint32)
+		if r.asn.st == ok && uint32(r.asn.v) == ASTrans {
+			p.errorf(r.asn.line, f, "23456 is AS_TRANS (RFC 6793), reserved for 4-byte AS transition; pick another AS number, e.g. 64513")
+			r.asn.st = bad
+		}
+	case "labels":
+		r.labels = p.labels(v, f)
+	case "routeReflectorClusterID":
+		r.cluster = p.addr(v, f, "a cluster ID is written like an IPv4 address, e.g. 244.0.0.1")
+	case "cpuSet":
+		str := p.str(v, f, `CPUs like taskset -c takes them, e.g. "0" or "0-1,3"`)
+		if str.st == ok {
+			cpus, err := ParseCPUSet(str.v)
+			if err != nil {
+				p.errorf(str.line, f, "%v", err)
+				str.st = bad
+			}
+			r.cpuSet = val[[]int]{v: cpus, line: str.line, st: str.st}
+		}
+	}
+}
+
+// routerNode reads a node of kind router; n is the node's mapping.
+func (p *parser) routerNode(n *yaml.Node, name string, line int, path string) rawRouterNode {
+	r := rawRouterNode{line: line, path: path, name: val[string]{v: name, line: line, st: ok}, ifacesLine: line}
+	p.nodeFieldsOf(n, path, KindRouter, routerNodeFields, func(key string, line int, v *yaml.Node) {
+		p.routerNodeField(&r, key, line, v)
+	})
+	return r
+}
+
+// routerNodeField reads the field key (interfaces or routes) of a router
+// node into r; line is the key's.
+func (p *parser) routerNodeField(r *rawRouterNode, key string, line int, v *yaml.Node) {
+	f := join(r.path, key)
+	switch key {
+	case "interfaces":
+		r.ifacesSeen, r.ifacesLine = true, line
+		r.ifacesN = p.list(v, f, "interfaces", "an interface", func(i int, item *yaml.Node) {
+			r.ifaces = append(r.ifaces, p.routerIface(item, index(f, i), i))
+		})
+	case "routes":
+		p.list(v, f, "static routes", "a static route", func(i int, item *yaml.Node) {
+			r.routes = append(r.routes, p.staticRoute(item, index(f, i)))
+		})
+	}
+}
+
+func (p *parser) routerIface(n *yaml.Node, path string, i int) rawRouterIface {
+	r := rawRouterIface{line: n.Line, path: path, pos: i}
+	p.fields(n, path, ifaceFields, func(key string, v *yaml.Node) {
+		f := join(path, key)
+		switch key {
+		case "name":
+			r.name = p.str(v, f, fmt.Sprintf("leave it out for the default, eth%d", i))
+		case "network":
+			r.network = p.str(v, f, "")
+		case "address":
+			r.address = p.addr(v, f, "the prefix length comes from the interface's network")
+		}
+	})
+	return r
+}
+
+func (p *parser) staticRoute(n *yaml.Node, path string) rawStaticRoute {
+	r := rawStaticRoute{line: n.Line, path: path}
+	p.fields(n, path, routeFields, func(key string, v *yaml.Node) {
+		f := join(path, key)
+		switch key {
+		case "dst":
+			if s := deref(v); s.Kind == yaml.ScalarNode && s.Value == "default" {
+				r.dst = val[netip.Prefix]{v: netip.PrefixFrom(netip.IPv4Unspecified(), 0), line: v.Line, st: ok}
+			} else {
+				r.dst = p.prefix(v, f)
+			}
+		case "via":
+			r.via = p.addr(v, f, "a gateway is one address")
+		}
+	})
+	return r
 }
 
 func (p *parser) workload(n *yaml.Node, path string) rawWorkload {

@@ -171,6 +171,9 @@ func (p *parser) checkRouters(r *rawLab, lab *Lab, nets map[string]int, nodes ma
 	for _, n := range lab.Nodes {
 		taken[n.Name] = "node"
 	}
+	for _, n := range lab.RouterNodes {
+		taken[n.Name] = "router node"
+	}
 	for _, w := range lab.Workloads {
 		if _, dup := taken[w.Name]; !dup && w.Name != "" {
 			taken[w.Name] = "workload"
@@ -180,6 +183,13 @@ func (p *parser) checkRouters(r *rawLab, lab *Lab, nets map[string]int, nodes ma
 	for _, n := range lab.Nodes {
 		if n.Address.IsValid() {
 			addrs[n.Address] = "node " + n.Name
+		}
+	}
+	for _, n := range lab.RouterNodes {
+		for _, i := range n.Interfaces {
+			if _, dup := addrs[i.Address]; !dup && i.Address.IsValid() {
+				addrs[i.Address] = "router node " + n.Name
+			}
 		}
 	}
 	var announced []struct {

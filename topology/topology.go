@@ -19,6 +19,25 @@
 //	  - {name: web-1, node: node1}
 //	  - {name: web-2, node: node2, address: 10.244.104.9}
 //
+// A node is a Calico node (kind: calico, the default) or a plain layer-3
+// router between underlay networks (kind: router), which has interfaces
+// (name, default eth0, eth1, ...; network; address) and static routes (dst,
+// a CIDR or default; via) instead of a network and an address, and carries
+// no workloads and runs no BGP. A network's gateway, the Calico nodes'
+// default route, defaults to the address of the only router node on it:
+//
+//	networks:
+//	  - {name: rack1, cidr: 192.168.50.0/24, gateway: 192.168.50.1}
+//	  - {name: rack2, cidr: 192.168.60.0/24}
+//	nodes:
+//	  tor:
+//	    kind: router
+//	    interfaces:
+//	      - {network: rack1, address: 192.168.50.1}
+//	      - {name: eth1, network: rack2, address: 192.168.60.1}
+//	    routes:
+//	      - {dst: default, via: 192.168.60.254}
+//
 // [Load] and [Parse] check the whole file before anything is created: unknown
 // fields, missing fields, bad values and conflicts between parts of the file
 // (duplicate names or addresses, overlapping ranges, references to things
@@ -102,7 +121,8 @@ type Lab struct {
 	BGP BGP
 	// Networks are the underlay networks that connect nodes, in file order.
 	Networks []Network
-	// Nodes are the routers, in file order.
+	// Nodes are the Calico nodes, in file order (router nodes are in
+	// RouterNodes).
 	Nodes []Node
 	// Workloads are the endpoints (Calico's pods), in file order.
 	Workloads []Workload

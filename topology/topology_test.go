@@ -361,6 +361,40 @@ func checkInvariants(t *testing.T, lab *Lab) {
 			fail("namespace %q", lab.NamespaceName(n.Name))
 		}
 	}
+	for _, r := range lab.RouterNodes {
+		if !label(r.Name, MaxNameLen) || names[r.Name] {
+			fail("router node name %q invalid or repeated", r.Name)
+		}
+		names[r.Name] = true
+		if len(r.Interfaces) == 0 || len(r.Interfaces) > MaxRouterInterfaces {
+			fail("router node %s has %d interfaces", r.Name, len(r.Interfaces))
+		}
+		ifNames, ifNets := map[string]bool{}, map[string]bool{}
+		own := map[netip.Addr]bool{}
+		for _, i := range r.Interfaces {
+			net, ok := lab.Network(i.Network)
+			if !ok || ifNets[i.Network] || ifNames[i.Name] || i.Name == "" || len(i.Name) > 15 || strings.ContainsAny(i.Name, "/: \t\n") {
+				fail("router node %s interface %+v", r.Name, i)
+			}
+			ifNames[i.Name], ifNets[i.Network], own[i.Address] = true, true, true
+			if !net.CIDR.Contains(i.Address) || i.Address == net.CIDR.Addr() || i.Address == broadcast(net.CIDR) || addrs[i.Address] {
+				fail("router node %s address %v in %v", r.Name, i.Address, net.CIDR)
+			}
+			addrs[i.Address] = true
+		}
+		dsts := map[netip.Prefix]bool{}
+		for _, rt := range r.Routes {
+			if !rt.Dst.IsValid() || rt.Dst != rt.Dst.Masked() || dsts[rt.Dst] || own[rt.Via] || !rt.Via.Is4() {
+				fail("router node %s route %+v", r.Name, rt)
+			}
+			dsts[rt.Dst] = true
+		}
+	}
+	for _, n := range lab.Networks {
+		if n.Gateway.IsValid() && !n.CIDR.Contains(n.Gateway) {
+			fail("network %s gateway %v", n.Name, n.Gateway)
+		}
+	}
 	for _, w := range lab.Workloads {
 		if !label(w.Name, MaxNameLen) || names[w.Name] {
 			fail("workload name %q invalid or repeated", w.Name)

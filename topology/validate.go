@@ -131,9 +131,11 @@ func (p *parser) check(r *rawLab) *Lab {
 	lab.IPAM.StrictAffinity = r.strict.st == ok && r.strict.v
 	nets := p.checkNetworks(r, lab)
 	nodes := p.checkNodes(r, lab, nets)
-	p.checkWorkloads(r, lab, nodes)
+	rnodes := p.checkRouterNodes(r, lab, nets)
+	p.checkGateways(r, lab)
+	p.checkWorkloads(r, lab, nodes, rnodes)
 	p.checkRouters(r, lab, nets, nodes)
-	p.checkPeers(r, lab, nodes)
+	p.checkPeers(r, lab, nodes, rnodes)
 	p.routerPeers(r, lab)
 	return lab
 }
@@ -311,12 +313,10 @@ func networkLabel(rn *rawNetwork, i int) string {
 	return fmt.Sprintf("networks[%d]", i)
 }
 
-// checkNodes checks the nodes against each other and their networks and
-// returns the node names with their lines.
-func (p *parser) checkNodes(r *rawLab, lab *Lab, nets map[string]int) map[string]int {
-	if r.nodesN == 0 {
-		p.errorf(r.nodesLine, "nodes", "a lab needs at least one node (e.g. node1: {network: lan, address: 192.168.50.10})")
-	}
+// netRefs returns the networks by name (the first of each name), and
+// whether references to networks can be checked: only if every network
+// has a usable name; otherwise the missing name is the problem to report.
+func netRefs(r *rawLab) (map[string]*rawNetwork, bool) {
 	networks := map[string]*rawNetwork{}
 	for i := range r.networks {
 		if rn := &r.networks[i]; rn.name.st == ok {
@@ -325,14 +325,25 @@ func (p *parser) checkNodes(r *rawLab, lab *Lab, nets map[string]int) map[string
 			}
 		}
 	}
-	// A reference to a network is checked only if every network has a
-	// usable name; otherwise the missing name is the problem to report.
 	checkRefs := r.netsN > 0 && len(r.networks) == r.netsN
 	for i := range r.networks {
 		if r.networks[i].name.st != ok {
 			checkRefs = false
 		}
 	}
+	return networks, checkRefs
+}
+
+// checkNodes checks the calico nodes against each other and their networks and
+// returns the node names with their lines (router nodes excepted).
+func (p *parser) checkNodes(r *rawLab, lab *Lab, nets map[string]int) map[string]int {
+	if r.nodesN == 0 {
+		p.errorf(r.nodesLine, "nodes", "a lab needs at least one node (e.g. node1: {network: lan, address: 192.168.50.10})")
+	}
+	if r.nodesN > 0 && len(r.nodes) == 0 && len(r.rnodes) > 0 {
+		p.errorf(r.nodesLine, "nodes", "a lab needs at least one calico node (router nodes run no BGP and carry no workloads)")
+	}
+	networks, checkRefs := netRefs(r)
 	names := map[string]int{}
 	addrs := map[netip.Addr]*rawNode{}
 	for i := range r.nodes {
@@ -342,6 +353,9 @@ func (p *parser) checkNodes(r *rawLab, lab *Lab, nets map[string]int) map[string
 			p.errorf(rn.line, rn.path, "%s", m)
 		}
 		names[n.Name] = rn.line
+		if rn.kindBad {
+			continue
+		}
 		var net *rawNetwork
 		switch rn.network.st {
 		case absent:
@@ -400,7 +414,7 @@ func (p *parser) checkNodes(r *rawLab, lab *Lab, nets map[string]int) map[string
 
 // checkWorkloads checks the workloads against each other, the nodes and
 // the pools.
-func (p *parser) checkWorkloads(r *rawLab, lab *Lab, nodes map[string]int) {
+func (p *parser) checkWorkloads(r *rawLab, lab *Lab, nodes, rnodes map[string]int) {
 	names := map[string]int{}
 	addrs := map[netip.Addr]*rawWorkload{}
 	nodeAddrs := map[netip.Addr]*rawNode{}
@@ -432,6 +446,8 @@ func (p *parser) checkWorkloads(r *rawLab, lab *Lab, nodes map[string]int) {
 				p.errorf(rw.name.line, f, "workload %s is already defined on line %d", w.Name, first)
 			} else if line, isNode := nodes[w.Name]; isNode {
 				p.errorf(rw.name.line, f, "%s is already the name of a node (line %d); nodes and workloads share names (vrouter exec NAME)", w.Name, line)
+			} else if line, isNode := rnodes[w.Name]; isNode {
+				p.errorf(rw.name.line, f, "%s is already the name of a router node (line %d); nodes and workloads share names (vrouter exec NAME)", w.Name, line)
 			} else {
 				names[w.Name] = rw.name.line
 			}
@@ -440,7 +456,9 @@ func (p *parser) checkWorkloads(r *rawLab, lab *Lab, nodes map[string]int) {
 		case absent:
 			p.errorf(rw.line, rw.path+".node", "is required (%s)", known(nodes))
 		case ok:
-			if _, found := nodes[w.Node]; !found && r.nodesN > 0 {
+			if line, isRouter := rnodes[w.Node]; isRouter {
+				p.errorf(rw.node.line, rw.path+".node", "%s is a router node (line %d): routers carry no workloads; put the workload on a calico node (%s)", w.Node, line, known(nodes))
+			} else if _, found := nodes[w.Node]; !found && r.nodesN > 0 {
 				p.errorf(rw.node.line, rw.path+".node", "unknown node %s (%s)", w.Node, known(nodes))
 			}
 		}
@@ -476,7 +494,7 @@ func CheckName(s string) error {
 }
 
 // checkPeers checks the BGP peers against each other and the nodes.
-func (p *parser) checkPeers(r *rawLab, lab *Lab, nodes map[string]int) {
+func (p *parser) checkPeers(r *rawLab, lab *Lab, nodes, rnodes map[string]int) {
 	names := map[string]int{}
 	nodeAddrs := map[netip.Addr]Node{}
 	for _, n := range lab.Nodes {
@@ -525,7 +543,10 @@ func (p *parser) checkPeers(r *rawLab, lab *Lab, nodes map[string]int) {
 			p.errorf(rp.nodeSelector.line, rp.path+".nodeSelector", "node and nodeSelector exclude each other; give one")
 			usable = false
 		case rp.node.st == ok:
-			if _, found := nodes[bp.Node]; !found {
+			if line, isRouter := rnodes[bp.Node]; isRouter {
+				p.errorf(rp.node.line, rp.path+".node", "%s is a router node (line %d), which runs no BGP; name a calico node (%s)", bp.Node, line, known(nodes))
+				usable = false
+			} else if _, found := nodes[bp.Node]; !found {
 				if r.nodesN > 0 {
 					p.errorf(rp.node.line, rp.path+".node", "unknown node %s (%s)", bp.Node, known(nodes))
 				}
@@ -578,5 +599,188 @@ func (p *parser) checkPeers(r *rawLab, lab *Lab, nodes map[string]int) {
 			}
 		}
 		lab.BGPPeers = append(lab.BGPPeers, bp)
+	}
+}
+
+// checkRouterNodes checks the router nodes against each other, the
+// networks and the calico nodes, and returns their names with their lines.
+func (p *parser) checkRouterNodes(r *rawLab, lab *Lab, nets map[string]int) map[string]int {
+	networks, checkRefs := netRefs(r)
+	addrs := map[netip.Addr]string{} // addresses taken: by what
+	for i := range r.nodes {
+		if rn := &r.nodes[i]; rn.address.st == ok && !rn.kindBad {
+			if _, dup := addrs[rn.address.v]; !dup {
+				addrs[rn.address.v] = fmt.Sprintf("node %s (line %d)", rn.name.v, rn.address.line)
+			}
+		}
+	}
+	names := map[string]int{}
+	for i := range r.rnodes {
+		rn := &r.rnodes[i]
+		rt := RouterNode{Name: rn.name.v}
+		if m := checkName(rt.Name, MaxNameLen, "node", " (its namespace is vr-<lab>-<name>)"); m != "" {
+			p.errorf(rn.line, rn.path, "%s", m)
+		}
+		names[rt.Name] = rn.line
+		f := rn.path + ".interfaces"
+		switch {
+		case !rn.ifacesSeen:
+			p.errorf(rn.line, f, "is required: a router node has interfaces (e.g. [{network: lan, address: 192.168.50.1}])")
+		case rn.ifacesN == 0:
+			p.errorf(rn.ifacesLine, f, "a router node needs at least one interface (e.g. {network: lan, address: 192.168.50.1})")
+		case rn.ifacesN > MaxRouterInterfaces:
+			p.errorf(rn.ifacesLine, f, "%d interfaces are too many; a router node has at most %d", rn.ifacesN, MaxRouterInterfaces)
+		}
+		// The router's own addresses and networks, for its routes. The
+		// networks are complete only if every interface's is known.
+		own := map[netip.Addr]string{}
+		var ownNets []Network
+		complete := rn.ifacesN > 0 && len(rn.ifaces) == rn.ifacesN
+		ifNames := map[string]*rawRouterIface{}
+		onNet := map[string]*rawRouterIface{}
+		for j := range rn.ifaces {
+			ri := &rn.ifaces[j]
+			ifc := RouterInterface{Name: fmt.Sprintf("eth%d", ri.pos), Network: ri.network.v, Address: ri.address.v}
+			switch ri.name.st {
+			case ok:
+				ifc.Name = ri.name.v
+				if m := checkInterface(ifc.Name); m != "" {
+					p.errorf(ri.name.line, ri.path+".name", "%s", m)
+				} else if other, dup := ifNames[ifc.Name]; dup {
+					p.errorf(ri.name.line, ri.path+".name", "%s is already the name of %s (line %d)", ifc.Name, other.path, other.line)
+				}
+			case absent:
+				if other, dup := ifNames[ifc.Name]; dup {
+					p.errorf(ri.line, ri.path+".name", "%s, the default name of this interface, is already the name of %s (line %d); give this one a name", ifc.Name, other.path, other.line)
+				}
+			}
+			if _, dup := ifNames[ifc.Name]; !dup && ri.name.st != bad {
+				ifNames[ifc.Name] = ri
+			}
+			var net *rawNetwork
+			switch ri.network.st {
+			case absent:
+				p.errorf(ri.line, ri.path+".network", "is required (%s)", known(nets))
+				complete = false
+			case bad:
+				complete = false
+			case ok:
+				if _, found := nets[ifc.Network]; !found && checkRefs {
+					p.errorf(ri.network.line, ri.path+".network", "unknown network %s (%s)", ifc.Network, known(nets))
+				}
+				if other, dup := onNet[ifc.Network]; dup {
+					p.errorf(ri.network.line, ri.path+".network", "%s (line %d) is already on network %s; a router node has one interface per network", other.path, other.line, ifc.Network)
+				} else {
+					onNet[ifc.Network] = ri
+				}
+				net = networks[ifc.Network]
+				if net != nil && net.cidr.st == ok {
+					ownNets = append(ownNets, Network{Name: ifc.Network, CIDR: net.cidr.v})
+				} else {
+					complete = false
+				}
+			}
+			switch ri.address.st {
+			case absent:
+				p.errorf(ri.line, ri.path+".address", "is required (the router's address on the interface's network)")
+			case ok:
+				a, f := ifc.Address, ri.path+".address"
+				own[a] = ri.path
+				if other, dup := addrs[a]; dup {
+					p.errorf(ri.address.line, f, "%s is already the address of %s", a, other)
+				} else {
+					addrs[a] = fmt.Sprintf("router node %s (%s, line %d)", rt.Name, ri.path, ri.address.line)
+				}
+				if net != nil && net.cidr.st == ok {
+					c := net.cidr.v
+					switch {
+					case !c.Contains(a):
+						p.errorf(ri.address.line, f, "%s is not in network %s (%s)", a, ifc.Network, c)
+					case c.Bits() <= maxNetworkBits && a == c.Addr():
+						p.errorf(ri.address.line, f, "%s is the network address of %s (%s); pick a host address", a, ifc.Network, c)
+					case c.Bits() <= maxNetworkBits && a == broadcast(c):
+						p.errorf(ri.address.line, f, "%s is the broadcast address of %s (%s); pick a host address", a, ifc.Network, c)
+					}
+				}
+			}
+			rt.Interfaces = append(rt.Interfaces, ifc)
+		}
+		dsts := map[netip.Prefix]int{}
+		for j := range rn.routes {
+			rr := &rn.routes[j]
+			sr := StaticRoute{Dst: rr.dst.v, Via: rr.via.v}
+			switch rr.dst.st {
+			case absent:
+				p.errorf(rr.line, rr.path+".dst", "is required (a CIDR such as 10.10.0.0/16, or default)")
+			case ok:
+				if first, dup := dsts[sr.Dst]; dup {
+					p.errorf(rr.dst.line, rr.path+".dst", "a route to %s is already given on line %d", sr.Dst, first)
+				} else {
+					dsts[sr.Dst] = rr.dst.line
+				}
+			}
+			switch rr.via.st {
+			case absent:
+				p.errorf(rr.line, rr.path+".via", "is required (the next hop, an address on one of the router's networks)")
+			case ok:
+				a, f := sr.Via, rr.path+".via"
+				if path, isOwn := own[a]; isOwn {
+					p.errorf(rr.via.line, f, "%s is the router's own address (%s); the next hop is another router on one of its networks", a, path)
+					break
+				}
+				on := false
+				var list []string
+				for _, n := range ownNets {
+					on = on || n.CIDR.Contains(a)
+					list = append(list, fmt.Sprintf("%s %s", n.Name, n.CIDR))
+				}
+				if !on && complete {
+					p.errorf(rr.via.line, f, "%s is on none of the router's networks (%s)", a, strings.Join(list, ", "))
+				}
+			}
+			rt.Routes = append(rt.Routes, sr)
+		}
+		lab.RouterNodes = append(lab.RouterNodes, rt)
+	}
+	return names
+}
+
+// checkGateways checks the networks' gateways against the networks and
+// the calico nodes, and gives a network without one the address of the
+// only router node on it, if there is exactly one.
+func (p *parser) checkGateways(r *rawLab, lab *Lab) {
+	for i := range r.networks {
+		rn, n := &r.networks[i], &lab.Networks[i]
+		switch rn.gateway.st {
+		case absent:
+			var on []netip.Addr
+			for _, rt := range lab.RouterNodes {
+				if ifc, found := rt.InterfaceOn(n.Name); found && n.Name != "" {
+					on = append(on, ifc.Address)
+				}
+			}
+			if len(on) == 1 {
+				n.Gateway = on[0]
+			}
+		case ok:
+			a, f := rn.gateway.v, rn.path+".gateway"
+			n.Gateway = a
+			if rn.cidr.st == ok {
+				c := rn.cidr.v
+				switch {
+				case !c.Contains(a):
+					p.errorf(rn.gateway.line, f, "%s is not in network %s (%s)", a, n.Name, c)
+				case c.Bits() <= maxNetworkBits && a == c.Addr():
+					p.errorf(rn.gateway.line, f, "%s is the network address of %s (%s); the gateway is a router's address", a, n.Name, c)
+				case c.Bits() <= maxNetworkBits && a == broadcast(c):
+					p.errorf(rn.gateway.line, f, "%s is the broadcast address of %s (%s); the gateway is a router's address", a, n.Name, c)
+				}
+			}
+			for j := range r.nodes {
+				if nd := &r.nodes[j]; nd.address.st == ok && !nd.kindBad && nd.address.v == a && nd.network.v == n.Name {
+					p.errorf(rn.gateway.line, f, "%s is the address of node %s (line %d); the gateway is a router's address, not a calico node's", a, nd.name.v, nd.address.line)
+				}
+			}
+		}
 	}
 }

@@ -32,7 +32,7 @@ var ruleTests = []struct {
 	{"top level is a mapping", "not-a-mapping.yaml", []want{
 		{1, "", "a lab file is a YAML mapping with the fields name, ipPools, ipam, bgp, networks, nodes, workloads, bgpPeers"}}},
 	{"unknown fields", "unknown-field.yaml", []want{
-		{7, "nodes.node1.adress", "unknown field (known: network, address, interface, asNumber, labels, routeReflectorClusterID, cpuSet)"},
+		{7, "nodes.node1.adress", "unknown field (known: kind, network, address, interface, asNumber, labels, routeReflectorClusterID, cpuSet)"},
 		{7, "nodes.node1.address", "is required"},
 		{8, "routeReflectors", "unknown field (known: name, ipPools, ipam, bgp, networks, nodes, workloads, bgpPeers, routers)"}}},
 	{"field names are case-sensitive", "unknown-field-case.yaml", []want{
@@ -204,6 +204,66 @@ var ruleTests = []struct {
 	{"workload address not a node's", "workload-address-of-node.yaml", []want{
 		{5, "networks[0].cidr", "10.244.0.0/24 overlaps ipPools[0] p"},
 		{9, "workloads[0].address", "10.244.0.10 is the address of node node1 (line 7)"}}},
+
+	// Router nodes (kind: router) and network gateways.
+	{"node kind is calico or router", "node-kind-invalid.yaml", []want{
+		{9, "nodes.tor.kind", `"Router" is not a kind of node (valid: calico, router); did you mean router? (case matters)`},
+		{10, "nodes.node2.kind", `"switch" is not a kind of node (valid: calico, router)`},
+		{10, "nodes.node2.bogus", "unknown field (known for calico nodes: kind, network, address, interface, asNumber, labels, routeReflectorClusterID, cpuSet; for router nodes: kind, interfaces, routes)"}}},
+	{"router and calico nodes keep to their fields", "router-node-calico-fields.yaml", []want{
+		{11, "nodes.tor.network", "is a field of calico nodes; a router node has interfaces instead (fields of a router node: kind, interfaces, routes)"},
+		{12, "nodes.tor.address", "is a field of calico nodes; a router node has interfaces instead"},
+		{14, "nodes.tor.asNumber", "is a field of calico nodes"},
+		{15, "nodes.tor.peers", "unknown field (known: kind, interfaces, routes)"},
+		{19, "nodes.node2.routes", "is a field of router nodes (kind: router)"}}},
+	{"router node interfaces required, a list", "router-node-interfaces-missing.yaml", []want{
+		{9, "nodes.tor1.interfaces", "is required: a router node has interfaces"},
+		{10, "nodes.tor2.interfaces", "a router node needs at least one interface"},
+		{11, "nodes.tor3.interfaces", `must be a list of interfaces, not "lan"`},
+		{12, "nodes.tor4.interfaces[0]", `must be an interface (a mapping), not "lan"`}}},
+	{"router node at most 8 interfaces", "router-node-too-many-interfaces.yaml", []want{
+		{18, "nodes.tor.interfaces", "9 interfaces are too many; a router node has at most 8"}}},
+	{"router node interface names", "router-node-interface-name.yaml", []want{
+		{13, "nodes.tor.interfaces[1].name", "eth1, the default name of this interface, is already the name of nodes.tor.interfaces[0] (line 12)"},
+		{17, "nodes.tor2.interfaces[0].name", "tunl0 is the node's IPIP tunnel device"},
+		{18, "nodes.tor2.interfaces[1].name", `"eth/0" contains '/'`},
+		{23, "nodes.tor3.interfaces[1].name", "up is already the name of nodes.tor3.interfaces[0] (line 22)"}}},
+	{"router node interface networks", "router-node-interface-network.yaml", []want{
+		{12, "nodes.tor.interfaces[0].network", "is required (known: lan, wan)"},
+		{13, "nodes.tor.interfaces[1].network", "unknown network dmz (known: lan, wan)"},
+		{15, "nodes.tor.interfaces[3].network", "nodes.tor.interfaces[2] (line 14) is already on network wan; a router node has one interface per network"}}},
+	{"router node interface addresses", "router-node-interface-address.yaml", []want{
+		{12, "nodes.tor.interfaces[0].address", "is required"},
+		{13, "nodes.tor.interfaces[1].address", "192.168.50.1 is not in network wan (192.168.60.0/24)"},
+		{17, "nodes.tor2.interfaces[0].address", "192.168.50.0 is the network address of lan"},
+		{18, "nodes.tor2.interfaces[1].address", "192.168.60.255 is the broadcast address of wan"},
+		{22, "nodes.tor3.interfaces[0].address", "192.168.50.10 is already the address of node node1 (line 8)"},
+		{23, "nodes.tor3.interfaces[1].address", "192.168.60.1/24: write the address without a prefix length"},
+		{29, "nodes.tor5.interfaces[0].address", "192.168.60.9 is already the address of router node tor4 (nodes.tor4.interfaces[1], line 28)"}}},
+	{"router node static routes", "router-node-routes.yaml", []want{
+		{15, "nodes.tor.routes[0].dst", "10.10.0.1/16 has host bits set; did you mean 10.10.0.0/16?"},
+		{16, "nodes.tor.routes[1].via", "is required"},
+		{17, "nodes.tor.routes[2].dst", "is required (a CIDR such as 10.10.0.0/16, or default)"},
+		{18, "nodes.tor.routes[3].via", "192.168.60.1 is the router's own address (nodes.tor.interfaces[1])"},
+		{19, "nodes.tor.routes[4].dst", "a route to 0.0.0.0/0 is already given on line 18"},
+		{19, "nodes.tor.routes[4].via", "192.168.70.1 is on none of the router's networks (lan 192.168.50.0/24, wan 192.168.60.0/24)"},
+		{20, "nodes.tor.routes[5].dev", "unknown field (known: dst, via)"},
+		{21, "nodes.tor.routes[6].dst", "10.13.0.0 has no prefix length"}}},
+	{"network gateway", "network-gateway.yaml", []want{
+		{5, "networks[0].gateway", "192.168.50.10 is the address of node node1 (line 10); the gateway is a router's address"},
+		{6, "networks[1].gateway", "192.168.50.1 is not in network wan (192.168.60.0/24)"},
+		{7, "networks[2].gateway", "192.168.70.1/24: write the address without a prefix length"},
+		{8, "networks[3].gateway", "192.168.80.255 is the broadcast address of ext"}}},
+	{"router node names shared", "router-node-name.yaml", []want{
+		{9, "nodes.Tor_1", `"Tor_1" is not a valid node name`},
+		{12, "workloads[0].name", "tor is already the name of a router node (line 10)"},
+		{14, "routers.tor", "tor is already the name of a router node"},
+		{15, "routers.ext.address", "192.168.60.1 is already the address of router node tor"}}},
+	{"router nodes carry no workloads and run no BGP", "workload-on-router-node.yaml", []want{
+		{11, "workloads[0].node", "tor is a router node (line 9): routers carry no workloads; put the workload on a calico node (known: node1)"},
+		{13, "bgpPeers[0].node", "tor is a router node (line 9), which runs no BGP; name a calico node (known: node1)"}}},
+	{"a calico node required", "nodes-only-routers.yaml", []want{
+		{7, "nodes", "a lab needs at least one calico node"}}},
 }
 
 func TestRules(t *testing.T) {
@@ -271,7 +331,7 @@ testdata/many-problems.yaml:4: bgp.asNumber: 23456 is AS_TRANS (RFC 6793), reser
 testdata/many-problems.yaml:4: bgp.holdTime: 1s is too short; RFC 4271 allows 0 (no hold timer) or at least 3s
 testdata/many-problems.yaml:6: networks[0].mtu: 100000 is outside 576-9000
 testdata/many-problems.yaml:8: nodes.node1.address: 192.168.60.10 is not in network lan (192.168.50.0/24)
-testdata/many-problems.yaml:9: nodes.node2.adress: unknown field (known: network, address, interface, asNumber, labels, routeReflectorClusterID, cpuSet)
+testdata/many-problems.yaml:9: nodes.node2.adress: unknown field (known: kind, network, address, interface, asNumber, labels, routeReflectorClusterID, cpuSet)
 testdata/many-problems.yaml:9: nodes.node2.address: is required (the node's address on its network)
 testdata/many-problems.yaml:11: workloads[0].node: unknown node node3 (known: node1, node2)`
 	if err == nil || err.Error() != want {
