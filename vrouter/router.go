@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -45,6 +46,11 @@ type RouterConfig struct {
 	// Routes are static routes the forwarder puts in the namespace's
 	// kernel table (proto static) once the interfaces are up.
 	Routes []StaticRoute `json:"routes,omitempty"`
+	// ErrorsToSender sends the ICMP errors the router has no route for
+	// back to the neighbour the offending packet came from (a router node
+	// between racks knows no workload addresses, yet a workload should
+	// see why its packets go nowhere).
+	ErrorsToSender bool `json:"errorsToSender,omitempty"`
 }
 
 // RouterInterface is one more underlay interface of a router.
@@ -125,6 +131,7 @@ func RunRouter(ctx context.Context, cfg *RouterConfig) error {
 	ecfg := dataplane.EngineConfig{
 		FIB: table, Host: hosts[0].Device, HostName: "@host", Underlay: eps[0],
 		Interface: cfg.Interface, MTU: cfg.MTU, Address: cfg.Prefix.Addr(), Logger: log,
+		ErrorsToIngress: cfg.ErrorsToSender,
 	}
 	devs := []string{cfg.Interface}
 	for i, ri := range cfg.Interfaces {
@@ -370,8 +377,11 @@ func serveRouterControl(ctx context.Context, cfg *RouterConfig, table *fib.Table
 		reply(w, &Status{Node: cfg.Router, Address: cfg.Prefix.Addr(), Started: started, Ready: true, Routes: table.Len()}, nil)
 	})
 	mux.HandleFunc("GET /v1/routes", func(w http.ResponseWriter, r *http.Request) {
+		// the main table, as `ip route` lists it: the local table's
+		// routes are in the FIB only to hand packets to the kernel
 		w.Header().Set("Content-Type", "text/plain")
-		fmt.Fprint(w, fib.Format(table.Routes()))
+		routes := slices.DeleteFunc(table.Routes(), func(r fib.Route) bool { return r.Type == rtnLocal })
+		fmt.Fprint(w, fib.Format(routes))
 	})
 	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, engine.Stats(), nil)

@@ -72,6 +72,8 @@ func routerNodeConfig(l *topology.Lab, dir string, r topology.RouterNode) (*vrou
 		MTU:        first.MTU,
 		Neighbors:  first.Neighbors,
 		Interfaces: ifaces[1:],
+
+		ErrorsToSender: true,
 	}
 	for _, s := range r.Routes {
 		c.Routes = append(c.Routes, vrouter.StaticRoute{Dst: s.Dst, Via: s.Via})

@@ -324,3 +324,37 @@ func TestRateLimit(t *testing.T) {
 		}
 	})
 }
+
+// With ErrorsToIngress, an error the router has no route back for (a lab
+// router that knows no workload addresses) goes back out of the underlay
+// port the packet came in by, to its sender (no next hop), from that
+// port's address; without, it is dropped and counted, as Linux does. An
+// error for a packet from a workload port has no neighbour to go back to.
+func TestErrorsToIngress(t *testing.T) {
+	const stranger, nowhere = "203.0.113.9", "198.51.100.1" // no routes to either
+	orig := ipSpec{src: stranger, dst: nowhere, payload: udp(40)}.pkt()
+
+	f, _ := newLab(t, noRateLimit)
+	if d := f.Forward(bytes.Clone(orig), idEns33, make([]byte, 576)); d.Action != dataplane.Drop || d.Reason != dataplane.ReasonNoRoute {
+		t.Fatalf("without ErrorsToIngress: %v %v", d.Action, d.Reason)
+	}
+	if s := f.Stats(); s.ICMPUnroutable != 1 || s.ICMPErrors != 0 {
+		t.Errorf("stats %v", s.Map())
+	}
+
+	f, _ = newLab(t, func(c *dataplane.Config) { noRateLimit(c); c.ErrorsToIngress = true })
+	d := f.Forward(bytes.Clone(orig), idEns33, make([]byte, 576))
+	if d.Action != dataplane.ICMPError || d.Port == nil || d.Port.ID != idEns33 || d.NextHop.IsValid() {
+		t.Fatalf("with ErrorsToIngress: %v port %v next hop %v", d.Action, d.Port, d.NextHop)
+	}
+	e := decodeICMP(t, d.Packet)
+	if e.ip.SrcIP.String() != nodeAddr || e.ip.DstIP.String() != stranger || e.icmp.TypeCode.Type() != 3 || e.icmp.TypeCode.Code() != 0 {
+		t.Errorf("error %s -> %s type %d code %d, want net unreachable from %s to %s",
+			e.ip.SrcIP, e.ip.DstIP, e.icmp.TypeCode.Type(), e.icmp.TypeCode.Code(), nodeAddr, stranger)
+	}
+	// A workload's packet: the error still needs a route.
+	w := ipSpec{src: stranger, dst: nowhere, payload: udp(40)}.pkt()
+	if d := f.Forward(w, idCali, make([]byte, 576)); d.Action != dataplane.Drop {
+		t.Errorf("from a workload port: %v, want drop", d.Action)
+	}
+}
