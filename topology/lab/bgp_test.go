@@ -18,17 +18,12 @@ import (
 // deadline passes, and returns the last output.
 func eventuallyVR(t *testing.T, d time.Duration, check func(out string) bool, args ...string) string {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		out, _ := vr(t, args...)
-		if check(out) {
-			return out
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("vrouter %s: still not as wanted after %v:\n%s", strings.Join(args, " "), d, out)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+	var out string
+	eventually(t, d, "vrouter "+strings.Join(args, " "), func() (bool, string) {
+		out, _ = vr(t, args...)
+		return check(out), out
+	})
+	return out
 }
 
 // peerRow matches a node status row of the peer at addr in state info.

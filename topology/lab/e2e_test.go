@@ -383,3 +383,20 @@ func TestEveryBadLabFileCreatesNothing(t *testing.T) {
 		})
 	}
 }
+
+// eventually polls cond every 200 ms until it holds or timeout passes, then
+// fails the test with what cond last reported.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not so after %s:\n%s", what, timeout, state)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

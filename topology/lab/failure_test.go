@@ -43,23 +43,6 @@ workloads:
 	return path
 }
 
-// eventually polls cond every 200 ms until it holds or timeout passes, then
-// fails the test with what cond last reported.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not so after %s:\n%s", what, timeout, state)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
 // established reports whether `vrouter node status NODE` shows the session
 // with peer Established.
 func established(status, peer string) bool {

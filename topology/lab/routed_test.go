@@ -117,6 +117,19 @@ func TestCrossSubnetAcrossRouter(t *testing.T) {
 		t.Errorf("inspect rows of tor: %q, want %q", tor, want)
 	}
 
+	// The router is a router: it answers pings to its addresses (the one
+	// on the far side too) and time exceeded to a traceroute, from the
+	// address of the interface the error leaves by.
+	for _, to := range []string{"192.168.50.1", "192.168.60.1", "192.168.70.1"} {
+		if _, code := vr(t, "exec", "--lab", name, "node1", "--", "ping", "-c", "1", "-W", "2", to); code != 0 {
+			t.Errorf("node1 cannot ping the router at %s", to)
+		}
+	}
+	out, code := vr(t, "exec", "--lab", name, "node1", "--", "traceroute", "-n", "-q", "1", "-w", "2", "-m", "4", "192.168.60.10")
+	if code != 0 || !regexp.MustCompile(`(?m)^ 1  192\.168\.50\.1 .*\n 2  192\.168\.60\.10 `).MatchString(out) {
+		t.Errorf("traceroute node1 -> node3: exit %d, want hop 1 the router, hop 2 node3:\n%s", code, out)
+	}
+
 	ping := func(to string) func() {
 		return func() {
 			if code := pingIn(t, name, "web-1", to); code != 0 {

@@ -235,17 +235,10 @@ func daemonRoutes(t *testing.T, name string, rs lab.RouterState) (map[string]str
 // fails with the last reason.
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() string) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	eventually(t, timeout, what, func() (bool, string) {
 		why := cond()
-		if why == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %s", what, timeout, why)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return why == "", why
+	})
 }
 
 // withdrawAnnounce makes the daemon stop (or, with back, resume)
