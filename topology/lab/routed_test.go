@@ -214,27 +214,33 @@ func TestNeverAcrossRouter(t *testing.T) {
 		t.Errorf("pod packets crossed the router to rack2:\n%s", strings.Join(rack2, "\n"))
 	}
 
-	// CrossSubnet repairs it on the running lab; Never breaks it again
-	// (the BGP next hop, not the resolved gateway, is what is reprogrammed).
+	// CrossSubnet repairs it on the running lab, so does Always (through
+	// tunl0 on the same rack too); Never breaks it again (the BGP next
+	// hop, not the resolved gateway, is what is reprogrammed).
 	data, err := os.ReadFile("../../examples/calico-routed-never.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	text := regexp.MustCompile(`(?m)^name: .*$`).ReplaceAllString(string(data), "name: "+name)
 	for _, step := range []struct {
-		mode, route string
-		ok          bool
+		mode   string
+		routes []string
+		ok     bool
 	}{
-		{"CrossSubnet", "10.244.135.0/26 via 192.168.60.10 dev tunl0 proto bird onlink", true},
-		{"Never", "10.244.135.0/26 via 192.168.50.1 dev ens33 proto bird", false},
+		{"CrossSubnet", []string{"10.244.135.0/26 via 192.168.60.10 dev tunl0 proto bird onlink", "10.244.104.0/26 via 192.168.50.11 dev ens33 proto bird"}, true},
+		{"Always", []string{"10.244.135.0/26 via 192.168.60.10 dev tunl0 proto bird onlink", "10.244.104.0/26 via 192.168.50.11 dev tunl0 proto bird onlink"}, true},
+		{"Never", []string{"10.244.135.0/26 via 192.168.50.1 dev ens33 proto bird", "10.244.104.0/26 via 192.168.50.11 dev ens33 proto bird"}, false},
 	} {
 		if err := os.WriteFile(file, []byte(strings.Replace(text, "ipipMode: Never", "ipipMode: "+step.mode, 1)), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		mustVR(t, "apply", "-t", file)
-		wantRoutes(t, name, "node1", []string{step.route, "10.244.104.0/26 via 192.168.50.11 dev ens33 proto bird"}, nil)
+		wantRoutes(t, name, "node1", step.routes, nil)
 		if code := pingIn(t, name, "web-1", "10.244.135.1"); (code == 0) != step.ok {
 			t.Errorf("after apply %s: ping web-1 -> web-3 exit %d", step.mode, code)
+		}
+		if code := pingIn(t, name, "web-1", "10.244.104.1"); code != 0 {
+			t.Errorf("after apply %s: same-rack ping failed", step.mode)
 		}
 	}
 }
