@@ -37,7 +37,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 		gbps, rttMs float64
 		retrans     int
 	}
-	var engine, pinned, ipip, kernel result
+	var engine, pinned, ipip, routed, kernel result
 
 	// The lab: web-1 (node1) -> web-3 (node3), as the README's example;
 	// once as it is and once with every node's engine pinned to CPU 0.
@@ -79,6 +79,13 @@ func BenchmarkEndToEnd(b *testing.B) {
 		b.Fatal("the example's pool has no ipipMode: Never to switch")
 	}
 	ipip = runLab([]byte(ipipData))
+	// Across a router node (examples/calico-crosssubnet.yaml): node1 on
+	// rack1, node3 on rack2, IPIP (CrossSubnet) through a third engine.
+	xs, err := os.ReadFile("../../examples/calico-crosssubnet.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	routed = runLab(regexp.MustCompile(`(?m)^name: .*$`).ReplaceAll(xs, []byte("name: "+name)))
 
 	// The kernel reference, in namespaces of its own.
 	prefix := fmt.Sprintf("vrbench-%d-", os.Getpid())
@@ -127,17 +134,19 @@ func BenchmarkEndToEnd(b *testing.B) {
 	b.ReportMetric(engine.gbps, "engine-Gbit/s")
 	b.ReportMetric(pinned.gbps, "pinned-Gbit/s")
 	b.ReportMetric(ipip.gbps, "ipip-Gbit/s")
+	b.ReportMetric(routed.gbps, "routed-ipip-Gbit/s")
 	b.ReportMetric(kernel.gbps, "kernel-Gbit/s")
 	b.ReportMetric(engine.gbps/kernel.gbps, "engine/kernel")
 	b.ReportMetric(pinned.gbps/kernel.gbps, "pinned/kernel")
 	b.ReportMetric(engine.rttMs*1000, "engine-rtt-µs")
 	b.ReportMetric(kernel.rttMs*1000, "kernel-rtt-µs")
 	row := "\n%-34s %8.2f %8d %8.3f %8.2f"
-	b.Logf("\n%-34s %8s %8s %8s %8s"+row+row+row+row,
+	b.Logf("\n%-34s %8s %8s %8s %8s"+row+row+row+row+row,
 		"path (iperf3 TCP 5 s, ping x20)", "Gbit/s", "retrans", "rtt ms", "/kernel",
 		"engines (web-1 -> web-3)", engine.gbps, engine.retrans, engine.rttMs, engine.gbps/kernel.gbps,
 		"engines, cpuSet 0 (web-1 -> web-3)", pinned.gbps, pinned.retrans, pinned.rttMs, pinned.gbps/kernel.gbps,
 		"engines, IPIP Always", ipip.gbps, ipip.retrans, ipip.rttMs, ipip.gbps/kernel.gbps,
+		"CrossSubnet IPIP via router node", routed.gbps, routed.retrans, routed.rttMs, routed.gbps/kernel.gbps,
 		"kernel (ns-veth-ns-veth-ns)", kernel.gbps, kernel.retrans, kernel.rttMs, 1.0)
 }
 

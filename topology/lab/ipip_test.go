@@ -188,12 +188,23 @@ func TestIPIPPathMTU(t *testing.T) {
 		t.Error("a DF ping that fits tunl0 (1480 bytes) failed")
 	}
 	// A bulk transfer (2 s), which needs PMTU discovery to pass.
-	if out, err := benchRun(vrouterBin, append(append([]string{"exec"}, lab...), "web-3", "--", "iperf3", "-s", "-D", "-1")...); err != nil {
+	if got, code, res := iperfBytes(t, name, "web-3", "web-1", "10.244.135.1"); code != 0 || got < 1<<20 {
+		t.Errorf("iperf3 through IPIP with 1500-byte workloads: exit %d, %v bytes\n%.400s", code, got, res)
+	}
+}
+
+// iperfBytes runs a 2-second iperf3 TCP transfer from workload client to
+// workload server (at addr) in lab and returns the bytes received,
+// iperf3's exit code and its output.
+func iperfBytes(t *testing.T, lab, server, client, addr string) (float64, int, string) {
+	t.Helper()
+	if out, err := benchRun(vrouterBin, "exec", "--lab", lab, server, "--", "iperf3", "-s", "-D", "-1"); err != nil {
 		t.Fatalf("iperf3 server: %v\n%s", err, out)
 	}
 	var res string
+	var code int
 	for range 20 {
-		if res, code = ex("web-1", "iperf3", "-c", "10.244.135.1", "-t", "2", "-J"); code == 0 {
+		if res, code = vr(t, "exec", "--lab", lab, client, "--", "iperf3", "-c", addr, "-t", "2", "-J"); code == 0 {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -205,9 +216,10 @@ func TestIPIPPathMTU(t *testing.T) {
 			} `json:"sum_received"`
 		}
 	}
-	if code != 0 || json.Unmarshal([]byte(res), &r) != nil || r.End.SumReceived.Bytes < 1<<20 {
-		t.Errorf("iperf3 through IPIP with 1500-byte workloads: exit %d, %v bytes\n%.400s", code, r.End.SumReceived.Bytes, res)
+	if code == 0 && json.Unmarshal([]byte(res), &r) != nil {
+		code = -1
 	}
+	return r.End.SumReceived.Bytes, code, res
 }
 
 // IPIP from a source that is not a node is dropped and counted: a

@@ -77,6 +77,7 @@ func TestCrossSubnetAcrossRouter(t *testing.T) {
 	netnstest.RequireRoot(t)
 	netnstest.RequireCommand(t, "ping", "iputils-ping")
 	netnstest.RequireCommand(t, "tshark", "tshark")
+	netnstest.RequireCommand(t, "iperf3", "iperf3")
 	netnstest.GuardRoot(t)
 	name := deployExample(t, "calico-crosssubnet.yaml", "xsub", nil)
 
@@ -146,6 +147,11 @@ func TestCrossSubnetAcrossRouter(t *testing.T) {
 		if isIPIP(l) {
 			t.Errorf("IP in IP on rack1 during a same-rack ping: %s", l)
 		}
+	}
+	// Bulk TCP across the router: 64 KB super-packets cross three engines
+	// as IPIP.
+	if got, code, res := iperfBytes(t, name, "web-3", "web-1", "10.244.135.1"); code != 0 || got < 1<<20 {
+		t.Errorf("iperf3 web-1 -> web-3 across the router: exit %d, %v bytes\n%.400s", code, got, res)
 	}
 	// Across the router: IP in IP between node addresses on both racks.
 	for _, rack := range []string{"rack1", "rack2"} {

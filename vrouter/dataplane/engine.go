@@ -456,7 +456,7 @@ func (s *sender) handleAt(buf []byte, off, n int, g fabric.GSO, in PortID, i int
 	pkt := buf[off : off+n]
 	var d Decision
 	if g.IsGSO() {
-		hl := headersLen(pkt)
+		hl := gsoHeadersLen(pkt)
 		if hl == 0 {
 			s.e.segDrops.Add(1)
 			return
@@ -837,6 +837,24 @@ func (e *Engine) receiveTunnel(s *sender, b []byte, f *fabric.Frame, i int) {
 		}
 	}
 	s.handleAt(b, headroom+outer, len(inner), g, tunnelPortID, i)
+}
+
+// gsoHeadersLen returns the length of the headers before the payload a
+// super-packet's segments share: IPv4 and TCP or UDP, or for an IPIP
+// super-packet (one crossing a router between two nodes' tunl0) the outer
+// header and the inner packet's. 0 when it is none of these or malformed.
+func gsoHeadersLen(pkt []byte) int {
+	if len(pkt) >= ipHeaderLen && pkt[0]>>4 == 4 && pkt[offProto] == 4 {
+		ihl := int(pkt[0]&0xf) * 4
+		if ihl < ipHeaderLen || len(pkt) < ihl {
+			return 0
+		}
+		if inner := headersLen(pkt[ihl:]); inner != 0 {
+			return ihl + inner
+		}
+		return 0
+	}
+	return headersLen(pkt)
 }
 
 // headersLen returns the length of the IPv4 and TCP or UDP headers of a
