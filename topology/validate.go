@@ -305,6 +305,19 @@ func (p *parser) checkNetworks(r *rawLab, lab *Lab) map[string]int {
 	return names
 }
 
+// checkHostAddr reports a, the address in field f on line, unless it is
+// a host address of network (CIDR c).
+func (p *parser) checkHostAddr(line int, f string, a netip.Addr, network string, c netip.Prefix) {
+	switch {
+	case !c.Contains(a):
+		p.errorf(line, f, "%s is not in network %s (%s)", a, network, c)
+	case c.Bits() <= maxNetworkBits && a == c.Addr():
+		p.errorf(line, f, "%s is the network address of %s (%s); pick a host address", a, network, c)
+	case c.Bits() <= maxNetworkBits && a == broadcast(c):
+		p.errorf(line, f, "%s is the broadcast address of %s (%s); pick a host address", a, network, c)
+	}
+}
+
 // networkLabel names a network in messages about another one.
 func networkLabel(rn *rawNetwork, i int) string {
 	if rn.name.st == ok {
@@ -377,15 +390,7 @@ func (p *parser) checkNodes(r *rawLab, lab *Lab, nets map[string]int) map[string
 				addrs[a] = rn
 			}
 			if net != nil && net.cidr.st == ok {
-				c := net.cidr.v
-				switch {
-				case !c.Contains(a):
-					p.errorf(rn.address.line, f, "%s is not in network %s (%s)", a, n.Network, c)
-				case c.Bits() <= maxNetworkBits && a == c.Addr():
-					p.errorf(rn.address.line, f, "%s is the network address of %s (%s); pick a host address", a, n.Network, c)
-				case c.Bits() <= maxNetworkBits && a == broadcast(c):
-					p.errorf(rn.address.line, f, "%s is the broadcast address of %s (%s); pick a host address", a, n.Network, c)
-				}
+				p.checkHostAddr(rn.address.line, f, a, n.Network, net.cidr.v)
 			}
 		}
 		n.ASNumber = lab.BGP.ASNumber
@@ -692,15 +697,7 @@ func (p *parser) checkRouterNodes(r *rawLab, lab *Lab, nets map[string]int) map[
 					addrs[a] = fmt.Sprintf("router node %s (%s, line %d)", rt.Name, ri.path, ri.address.line)
 				}
 				if net != nil && net.cidr.st == ok {
-					c := net.cidr.v
-					switch {
-					case !c.Contains(a):
-						p.errorf(ri.address.line, f, "%s is not in network %s (%s)", a, ifc.Network, c)
-					case c.Bits() <= maxNetworkBits && a == c.Addr():
-						p.errorf(ri.address.line, f, "%s is the network address of %s (%s); pick a host address", a, ifc.Network, c)
-					case c.Bits() <= maxNetworkBits && a == broadcast(c):
-						p.errorf(ri.address.line, f, "%s is the broadcast address of %s (%s); pick a host address", a, ifc.Network, c)
-					}
+					p.checkHostAddr(ri.address.line, f, a, ifc.Network, net.cidr.v)
 				}
 			}
 			rt.Interfaces = append(rt.Interfaces, ifc)

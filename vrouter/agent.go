@@ -121,13 +121,9 @@ func (a *Agent) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	neighbors := map[netip.Addr]string{}
-	for _, n := range cfg.Neighbors {
-		neighbors[n.Address] = n.Node
-	}
 	ep, err := fabric.Attach(fabricDir(cfg.StateDir), cfg.Network, cfg.Node, fabric.Options{
 		Interface: cfg.Node + "/" + cfg.Interface,
-		Neighbors: neighbors,
+		Neighbors: neighborTable(cfg.Neighbors),
 	})
 	if err != nil {
 		host.Close()

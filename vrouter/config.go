@@ -99,6 +99,16 @@ func (c *Config) isNode(addr netip.Addr) bool {
 	return false
 }
 
+// neighborTable maps each neighbour's address to its node, as a fabric
+// endpoint's neighbour table wants it.
+func neighborTable(ns []Neighbor) map[netip.Addr]string {
+	m := make(map[netip.Addr]string, len(ns))
+	for _, n := range ns {
+		m[n.Address] = n.Node
+	}
+	return m
+}
+
 // Neighbor is an underlay address and the node that owns it.
 type Neighbor struct {
 	Node    string     `json:"node"`

@@ -180,13 +180,9 @@ func openRouterInterface(cfg *RouterConfig, ri RouterInterface) (*netns.TUN, *fa
 		host.Close()
 		return nil, nil, err
 	}
-	neighbors := map[netip.Addr]string{}
-	for _, n := range ri.Neighbors {
-		neighbors[n.Address] = n.Node
-	}
 	ep, err := fabric.Attach(fabricDir(cfg.StateDir), ri.Network, cfg.Router, fabric.Options{
 		Interface: cfg.Router + "/" + ri.Interface,
-		Neighbors: neighbors,
+		Neighbors: neighborTable(ri.Neighbors),
 	})
 	if err != nil {
 		host.Close()

@@ -105,18 +105,14 @@ func Deploy(ctx context.Context, l *topology.Lab, opt Options) (st *State, err e
 			return nil, fmt.Errorf("node %s: write config: %w", n.Name, err)
 		}
 	}
+	// External routers (BGP daemons), then router nodes (kind: router):
+	// both run a forwarder in a namespace of their own.
 	for _, r := range l.Routers {
 		rs, err := prepareRouter(l, dir, r)
 		if err != nil {
 			return nil, err
 		}
 		st.Routers = append(st.Routers, rs)
-		if err := createNamespace(rs.Namespace); err != nil {
-			return nil, err
-		}
-		if err := fabric.SetMaxDgramQlen(rs.Namespace, fabric.DefaultMaxDgramQlen); err != nil {
-			return nil, err
-		}
 	}
 	for _, r := range l.RouterNodes {
 		rs, err := prepareRouterNode(l, dir, r)
@@ -124,6 +120,8 @@ func Deploy(ctx context.Context, l *topology.Lab, opt Options) (st *State, err e
 			return nil, err
 		}
 		st.Routers = append(st.Routers, rs)
+	}
+	for _, rs := range st.Routers {
 		if err := createNamespace(rs.Namespace); err != nil {
 			return nil, err
 		}
