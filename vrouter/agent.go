@@ -724,6 +724,10 @@ func (a *Agent) serveControl(ctx context.Context) error {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
+		if l.Interface != "" && l.Interface != a.cfg.Interface {
+			http.Error(w, fmt.Sprintf("node %s has no interface %q (its underlay is %s)", a.cfg.Node, l.Interface, a.cfg.Interface), http.StatusBadRequest)
+			return
+		}
 		a.ep.SetUp(l.Up)
 		a.log.Info("underlay link set", "interface", a.cfg.Interface, "up", l.Up)
 		reply(w, a.link(), nil)

@@ -164,10 +164,12 @@ func (c *Client) SetPools(ctx context.Context, pools []Pool) error {
 	return c.do(ctx, http.MethodPut, "/v1/pools", pools, nil)
 }
 
-// SetLink sets the node's underlay link up or down and returns its state.
-func (c *Client) SetLink(ctx context.Context, up bool) (*Link, error) {
+// SetLink sets the link of interface iface (a router's; empty for a
+// node's underlay or a router's only interface) up or down and returns its
+// state.
+func (c *Client) SetLink(ctx context.Context, iface string, up bool) (*Link, error) {
 	var l Link
-	if err := c.do(ctx, http.MethodPut, "/v1/link", Link{Up: up}, &l); err != nil {
+	if err := c.do(ctx, http.MethodPut, "/v1/link", Link{Interface: iface, Up: up}, &l); err != nil {
 		return nil, fmt.Errorf("set link: %w", err)
 	}
 	return &l, nil

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -158,7 +160,11 @@ func RunRouter(ctx context.Context, cfg *RouterConfig) error {
 		go runGoBGPKernel(ctx, cfg.Namespace, cfg.GoBGP, log)
 	}
 	go engine.Run(ctx)
-	if err := serveRouterControl(ctx, cfg, table, engine, log); err != nil {
+	links := map[string]routerLink{}
+	for i, ri := range all {
+		links[ri.Interface] = routerLink{network: ri.Network, ep: eps[i]}
+	}
+	if err := serveRouterControl(ctx, cfg, table, engine, links, log); err != nil {
 		return fmt.Errorf("router %s: %w", cfg.Router, err)
 	}
 	log.Info("router forwarder running", "address", cfg.Prefix.Addr())
@@ -358,9 +364,15 @@ func (m *kernelMirror) sync() error {
 	return nil
 }
 
-// serveRouterControl serves status, routes and stats on the router's
-// control socket.
-func serveRouterControl(ctx context.Context, cfg *RouterConfig, table *fib.Table, engine *dataplane.Engine, log *slog.Logger) error {
+// routerLink is one interface's link to its network.
+type routerLink struct {
+	network string
+	ep      *fabric.Endpoint
+}
+
+// serveRouterControl serves status, routes, stats and the interfaces'
+// link state on the router's control socket.
+func serveRouterControl(ctx context.Context, cfg *RouterConfig, table *fib.Table, engine *dataplane.Engine, links map[string]routerLink, log *slog.Logger) error {
 	path := ControlSocket(cfg.StateDir, cfg.Router)
 	_ = os.Remove(path)
 	ln, err := net.Listen("unix", path)
@@ -381,6 +393,25 @@ func serveRouterControl(ctx context.Context, cfg *RouterConfig, table *fib.Table
 	})
 	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, engine.Stats(), nil)
+	})
+	mux.HandleFunc("PUT /v1/link", func(w http.ResponseWriter, r *http.Request) {
+		var l Link
+		if err := decode(r, &l); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if l.Interface == "" && len(links) == 1 {
+			l.Interface = cfg.Interface
+		}
+		link, ok := links[l.Interface]
+		if !ok {
+			names := slices.Sorted(maps.Keys(links))
+			http.Error(w, fmt.Sprintf("router %s has no interface %q (its interfaces: %s)", cfg.Router, l.Interface, strings.Join(names, ", ")), http.StatusBadRequest)
+			return
+		}
+		link.ep.SetUp(l.Up)
+		log.Info("link set", "interface", l.Interface, "up", l.Up)
+		reply(w, Link{Interface: l.Interface, Network: link.network, Up: link.ep.IsUp()}, nil)
 	})
 	srv := &http.Server{Handler: mux}
 	go func() {

@@ -10,7 +10,7 @@ import (
 func newLinkCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "link",
-		Short: "Take a node's underlay link down or up on a running lab",
+		Short: "Take a node's or router's link down or up on a running lab",
 	}
 	cmd.AddCommand(newLinkSetCommand())
 	return cmd
@@ -18,34 +18,41 @@ func newLinkCommand() *cobra.Command {
 
 func newLinkSetCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "set NODE up|down",
-		Short: "Set a node's underlay link up or down, as 'ip link set' does",
+		Use:   "set NODE [INTERFACE] up|down",
+		Short: "Set a node's underlay link or a router's interface up or down, as 'ip link set' does",
 		Long: `set pulls or plugs the cable of a node's underlay interface (ens33) in the
 fabric: while it is down every frame the node's engine sends or receives on
 it is dropped, BGP traffic included. The node's peers notice when their hold
 timer expires (holdTime in the lab file) and withdraw its routes; the node
 withdraws theirs. Once the link is up again the sessions re-establish, the
 routes come back and traffic resumes. The state is kept in the node's
-config: a restarted agent comes up with its link as it was.`,
-		Example:   "  vrouter link set node2 down\n  vrouter link set node2 up",
-		Args:      cobra.ExactArgs(2),
+config: a restarted agent comes up with its link as it was.
+
+For a router (kind: router, or an external router) name the interface,
+e.g. eth1, unless it has only one: that cuts one network off the router.`,
+		Example:   "  vrouter link set node2 down\n  vrouter link set node2 up\n  vrouter link set tor eth1 down",
+		Args:      cobra.RangeArgs(2, 3),
 		ValidArgs: []string{"up", "down"},
 	}
 	load := labFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		var up bool
-		switch args[1] {
+		var iface string
+		if len(args) == 3 {
+			iface = args[1]
+		}
+		switch state := args[len(args)-1]; state {
 		case "up":
 			up = true
 		case "down":
 		default:
-			return fmt.Errorf("link state %q: want up or down", args[1])
+			return fmt.Errorf("link state %q: want up or down", state)
 		}
 		st, err := load()
 		if err != nil {
 			return err
 		}
-		l, err := lab.SetLink(cmd.Context(), st, args[0], up)
+		l, err := lab.SetLink(cmd.Context(), st, args[0], iface, up)
 		if err != nil {
 			return err
 		}

@@ -104,16 +104,28 @@ func killAgent(pidFile string) error {
 }
 
 // SetLink sets the underlay link of a node of a running lab up or down, and
-// records it in the node's config so that a restarted agent keeps it.
-func SetLink(ctx context.Context, st *State, node string, up bool) (*vrouter.Link, error) {
+// records it in the node's config so that a restarted agent keeps it; or
+// that of a router's interface iface (which may be empty for a router with
+// one interface).
+func SetLink(ctx context.Context, st *State, node, iface string, up bool) (*vrouter.Link, error) {
+	if r, ok := st.Router(node); ok {
+		l, err := vrouter.NewClient(r.Control).SetLink(ctx, iface, up)
+		if err != nil {
+			return nil, fmt.Errorf("router %s: %w", node, err)
+		}
+		return l, nil
+	}
 	n, ok := st.Node(node)
 	if !ok {
-		return nil, fmt.Errorf("lab %s has no node %q", st.Name, node)
+		return nil, fmt.Errorf("lab %s has no node or router %q", st.Name, node)
+	}
+	if iface != "" && iface != n.Interface {
+		return nil, fmt.Errorf("node %s has no interface %q (its underlay is %s)", node, iface, n.Interface)
 	}
 	if err := updateNodeConfig(n, func(c *vrouter.Config) { c.LinkDown = !up }); err != nil {
 		return nil, fmt.Errorf("node %s: %w", node, err)
 	}
-	l, err := vrouter.NewClient(n.Control).SetLink(ctx, up)
+	l, err := vrouter.NewClient(n.Control).SetLink(ctx, "", up)
 	if err != nil {
 		return nil, fmt.Errorf("node %s: %w", node, err)
 	}

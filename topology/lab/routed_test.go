@@ -153,6 +153,25 @@ func TestCrossSubnetAcrossRouter(t *testing.T) {
 	if got, code, res := iperfBytes(t, name, "web-3", "web-1", "10.244.135.1"); code != 0 || got < 1<<20 {
 		t.Errorf("iperf3 web-1 -> web-3 across the router: exit %d, %v bytes\n%.400s", code, got, res)
 	}
+	// Cutting rack2 off the router stops cross-rack traffic only; plugged
+	// back, it flows again. A router's interface must be named.
+	mustVR(t, "link", "set", "tor", "eth1", "down", "--lab", name)
+	if code := pingIn(t, name, "web-1", "10.244.135.1"); code == 0 {
+		t.Error("ping web-1 -> web-3 passed with tor's eth1 down")
+	}
+	if code := pingIn(t, name, "web-1", "10.244.104.1"); code != 0 {
+		t.Error("same-rack ping failed with tor's eth1 down")
+	}
+	if out := mustVR(t, "link", "set", "tor", "eth1", "up", "--lab", name); !strings.Contains(out, "tor/eth1 (network rack2): UP") {
+		t.Errorf("link set tor eth1 up: %s", out)
+	}
+	eventually(t, 30*time.Second, "ping web-1 -> web-3 after tor's eth1 is up", func() (bool, string) {
+		return pingIn(t, name, "web-1", "10.244.135.1") == 0, ""
+	})
+	if out, code := vr(t, "link", "set", "tor", "down", "--lab", name); code == 0 || !strings.Contains(out, "its interfaces: eth0, eth1, eth2") {
+		t.Errorf("link set on a router without an interface: exit %d\n%s", code, out)
+	}
+
 	// Across the router: IP in IP between node addresses on both racks.
 	for _, rack := range []string{"rack1", "rack2"} {
 		cross := captureICMP(t, name, rack, ping("10.244.135.1"))
