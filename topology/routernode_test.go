@@ -101,3 +101,28 @@ nodes:
 	}
 	checkInvariants(t, lab)
 }
+
+// A workload's MTU: the pool's if set; without IPIP the node's network's;
+// with IPIP the smallest network's minus the outer header, since tunnel
+// packets may cross every network of a routed lab.
+func TestWorkloadMTU(t *testing.T) {
+	l := &Lab{Networks: []Network{{Name: "rack1", MTU: 9000}, {Name: "rack2", MTU: 1500}}}
+	rack1 := l.Networks[0]
+	for _, tc := range []struct {
+		pool IPPool
+		want int
+	}{
+		{IPPool{IPIPMode: IPIPNever}, 9000},
+		{IPPool{IPIPMode: IPIPAlways}, 1480},
+		{IPPool{IPIPMode: IPIPCrossSubnet}, 1480},
+		{IPPool{IPIPMode: IPIPAlways, MTU: 8000}, 8000},
+	} {
+		if got := l.WorkloadMTU(tc.pool, rack1); got != tc.want {
+			t.Errorf("%s mtu %d on rack1: %d, want %d", tc.pool.IPIPMode, tc.pool.MTU, got, tc.want)
+		}
+	}
+	one := &Lab{Networks: []Network{{Name: "lan", MTU: 1500}}}
+	if got := one.WorkloadMTU(IPPool{IPIPMode: IPIPAlways}, one.Networks[0]); got != 1480 {
+		t.Errorf("one network, Always: %d, want 1480", got)
+	}
+}

@@ -230,19 +230,25 @@ type IPPool struct {
 	// IPIPMode says when traffic to this pool's addresses is encapsulated.
 	IPIPMode IPIPMode
 	// MTU is the MTU of the interfaces of workloads with addresses from
-	// the pool; 0 means Calico's choice, WorkloadMTU.
+	// the pool; 0 means Calico's choice, Lab.WorkloadMTU.
 	MTU int `json:",omitempty"`
 }
 
 // WorkloadMTU is the MTU of a workload with an address from p on a node of
-// network n: the pool's MTU if set, else the network's, minus the IPIP
-// header when the pool may encapsulate (as Calico's auto-detection does).
-func (p IPPool) WorkloadMTU(n Network) int {
+// network n: the pool's MTU if set, else the network's, or, when the pool
+// may encapsulate, the smallest network's minus the IPIP header (as
+// Calico's auto-detection does on one network: a tunnel packet may cross
+// any of them, and a router cannot cut an IPIP super-packet).
+func (l *Lab) WorkloadMTU(p IPPool, n Network) int {
 	if p.MTU != 0 {
 		return p.MTU
 	}
 	if p.IPIPMode == IPIPAlways || p.IPIPMode == IPIPCrossSubnet {
-		return n.MTU - 20
+		m := n.MTU
+		for _, o := range l.Networks {
+			m = min(m, o.MTU)
+		}
+		return m - 20
 	}
 	return n.MTU
 }

@@ -129,6 +129,16 @@ func (c *Client) Status(ctx context.Context) (*Status, error) {
 	return &s, nil
 }
 
+// Links returns the state of a router's interfaces' links, in no
+// particular order.
+func (c *Client) Links(ctx context.Context) ([]Link, error) {
+	var ls []Link
+	if err := c.do(ctx, http.MethodGet, "/v1/links", nil, &ls); err != nil {
+		return nil, err
+	}
+	return ls, nil
+}
+
 // Routes returns the agent's FIB in `ip route` format.
 func (c *Client) Routes(ctx context.Context) (string, error) {
 	var s string

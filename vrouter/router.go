@@ -394,6 +394,13 @@ func serveRouterControl(ctx context.Context, cfg *RouterConfig, table *fib.Table
 	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, engine.Stats(), nil)
 	})
+	mux.HandleFunc("GET /v1/links", func(w http.ResponseWriter, r *http.Request) {
+		var ls []Link
+		for name, l := range links {
+			ls = append(ls, Link{Interface: name, Network: l.network, Up: l.ep.IsUp()})
+		}
+		reply(w, ls, nil)
+	})
 	mux.HandleFunc("PUT /v1/link", func(w http.ResponseWriter, r *http.Request) {
 		var l Link
 		if err := decode(r, &l); err != nil {

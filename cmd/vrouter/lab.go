@@ -194,15 +194,27 @@ func inspectRows(ctx context.Context, st *lab.State) []inspectRow {
 	}
 	for _, r := range st.Routers {
 		state := "running"
-		if _, err := vrouter.NewClient(r.Control).Status(ctx); err != nil {
+		c := vrouter.NewClient(r.Control)
+		if _, err := c.Status(ctx); err != nil {
 			state = "down"
 		}
 		if r.IsRouterNode() {
-			// one row per interface, as containerlab lists a node's
-			// management and data interfaces
-			rows = append(rows, inspectRow{Name: r.Name, Kind: "router", Node: r.Name, Namespace: r.Namespace, Interface: r.Interface, Address: r.Address.String(), State: state})
+			// one row per interface, with its link's state
+			down := map[string]bool{}
+			if ls, err := c.Links(ctx); err == nil {
+				for _, l := range ls {
+					down[l.Interface] = !l.Up
+				}
+			}
+			ifState := func(name string) string {
+				if state == "running" && down[name] {
+					return "link down" // vrouter link set ROUTER IFACE down
+				}
+				return state
+			}
+			rows = append(rows, inspectRow{Name: r.Name, Kind: "router", Node: r.Name, Namespace: r.Namespace, Interface: r.Interface, Address: r.Address.String(), State: ifState(r.Interface)})
 			for _, i := range r.Interfaces {
-				rows = append(rows, inspectRow{Name: r.Name, Kind: "router", Node: r.Name, Namespace: r.Namespace, Interface: i.Name, Address: i.Address.String(), State: state})
+				rows = append(rows, inspectRow{Name: r.Name, Kind: "router", Node: r.Name, Namespace: r.Namespace, Interface: i.Name, Address: i.Address.String(), State: ifState(i.Name)})
 			}
 			continue
 		}

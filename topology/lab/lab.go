@@ -170,7 +170,7 @@ func nodeConfig(l *topology.Lab, dir string, n topology.Node) (*vrouter.Config, 
 	c.BGP.Peers = bgpPeers(l, n)
 	c.BGP.RouteNodes = routeNodes(l, n)
 	for _, p := range l.IPPools {
-		c.Pools = append(c.Pools, vrouter.Pool{Name: p.Name, CIDR: p.CIDR, BlockSize: p.BlockSize, IPIPMode: string(p.IPIPMode), MTU: p.WorkloadMTU(net)})
+		c.Pools = append(c.Pools, vrouter.Pool{Name: p.Name, CIDR: p.CIDR, BlockSize: p.BlockSize, IPIPMode: string(p.IPIPMode), MTU: l.WorkloadMTU(p, net)})
 	}
 	for _, w := range l.Workloads {
 		if w.Node == n.Name {

@@ -162,6 +162,9 @@ func TestCrossSubnetAcrossRouter(t *testing.T) {
 	if code := pingIn(t, name, "web-1", "10.244.104.1"); code != 0 {
 		t.Error("same-rack ping failed with tor's eth1 down")
 	}
+	if insp := mustVR(t, "inspect", "--lab", name); !regexp.MustCompile(`(?m)^tor +router .* eth1 +192\.168\.60\.1 +link down$`).MatchString(insp) {
+		t.Errorf("inspect should show tor's eth1 link down:\n%s", insp)
+	}
 	if out := mustVR(t, "link", "set", "tor", "eth1", "up", "--lab", name); !strings.Contains(out, "tor/eth1 (network rack2): UP") {
 		t.Errorf("link set tor eth1 up: %s", out)
 	}
