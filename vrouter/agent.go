@@ -218,6 +218,12 @@ func (a *Agent) start(ctx context.Context) error {
 	}
 
 	for _, w := range cfg.Workloads {
+		if !netns.Exists(w.Namespace) {
+			// Deleted while no agent served it (before a restart): the
+			// node serves the others; inspect shows this one down.
+			a.log.Error("workload namespace is gone, not serving the workload", "workload", w.Name, "namespace", w.Namespace)
+			continue
+		}
 		if _, err := a.addWorkload(ctx, w); err != nil {
 			return err
 		}

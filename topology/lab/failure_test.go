@@ -3,6 +3,7 @@ package lab_test
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -225,6 +226,19 @@ func TestNodeRestart(t *testing.T) {
 	}
 	if _, code := vr(t, append([]string{"node", "restart", "node9"}, lab...)...); code == 0 {
 		t.Error("restart of an unknown node succeeded")
+	}
+
+	// A workload namespace deleted behind the lab's back: the restarted
+	// agent serves the other workloads and inspect shows that one down.
+	if out, err := exec.Command("ip", "netns", "del", "vr-"+name+".d").CombinedOutput(); err != nil {
+		t.Fatalf("ip netns del: %v\n%s", err, out)
+	}
+	mustVR(t, append([]string{"node", "restart", "node2"}, lab...)...)
+	eventually(t, 30*time.Second, "ping a -> b after d's namespace is gone", func() (bool, string) {
+		return pingIn(t, name, "a", "10.244.2.1") == 0, ""
+	})
+	if insp := mustVR(t, append([]string{"inspect"}, lab...)...); !regexp.MustCompile(`(?m)^d +workload +node2 .* down$`).MatchString(insp) {
+		t.Errorf("inspect should show workload d down:\n%s", insp)
 	}
 }
 
