@@ -43,3 +43,31 @@ func TestGSOHeadersLen(t *testing.T) {
 		t.Error("segment cut an IPIP super-packet")
 	}
 }
+
+// gsoHeadersLen never panics and never claims more headers than the
+// packet has; what it accepts, headersLen agrees with for the inner part.
+func FuzzGSOHeadersLen(f *testing.F) {
+	tcp := make([]byte, 20)
+	tcp[12] = 5 << 4
+	for _, seed := range [][]byte{
+		append([]byte{0x45, 0, 0, 0, 0, 0, 0, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2}, tcp...),
+		append(append([]byte{0x45, 0, 0, 0, 0, 0, 0, 0, 64, 4, 0, 0, 192, 168, 50, 10, 192, 168, 60, 10},
+			0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2), make([]byte, 8)...),
+		{0x45, 0, 0, 0, 0, 0, 0, 0, 64, 4},
+		{0x4f},
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, pkt []byte) {
+		n := gsoHeadersLen(pkt)
+		if n < 0 || n > len(pkt) {
+			t.Fatalf("gsoHeadersLen = %d for %d bytes", n, len(pkt))
+		}
+		if n != 0 && pkt[offProto] == 4 {
+			ihl := int(pkt[0]&0xf) * 4
+			if inner := headersLen(pkt[ihl:]); ihl+inner != n {
+				t.Fatalf("outer %d + inner %d != %d", ihl, inner, n)
+			}
+		}
+	})
+}
