@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/vrouter-lab/vrouter/topology"
 	"github.com/vrouter-lab/vrouter/topology/lab"
 	"github.com/vrouter-lab/vrouter/vrouter"
 )
@@ -52,16 +54,38 @@ func newNodeStatusCommand() *cobra.Command {
 		Short: "Print a node's BGP peers as 'calicoctl node status' does",
 		Args:  cobra.ExactArgs(1),
 	}
-	agent := nodeAgent(cmd)
+	load := labFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		c, err := agent(args[0])
+		st, err := load()
 		if err != nil {
 			return err
 		}
-		s, err := c.Status(cmd.Context())
+		if r, ok := st.Router(args[0]); ok {
+			// Routers run no vrouter BGP speaker: say where to look.
+			if r.IsRouterNode() {
+				return fmt.Errorf("%s is a router (kind: router): it runs no BGP; its routes: vrouter route %s", r.Name, r.Name)
+			}
+			return fmt.Errorf("%s is an external router running %s; ask it: vrouter exec %s -- %s", r.Name, r.Daemon, r.Name, shellJoin(r.CLIArgs(routerStatusArgs(r.Daemon)...)))
+		}
+		n, ok := st.Node(args[0])
+		if !ok {
+			return fmt.Errorf("lab %s has no node %q", st.Name, args[0])
+		}
+		s, err := vrouter.NewClient(n.Control).Status(cmd.Context())
 		return vrouter.WriteNodeStatus(cmd.OutOrStdout(), s, err)
 	}
 	return cmd
+}
+
+// routerStatusArgs is the daemon CLI command that lists BGP sessions.
+func routerStatusArgs(d topology.Daemon) []string {
+	switch d {
+	case topology.DaemonFRR:
+		return []string{"show bgp summary"}
+	case topology.DaemonGoBGP:
+		return []string{"neighbor"}
+	}
+	return []string{"show", "protocols"}
 }
 
 func newNodeRestartCommand() *cobra.Command {
@@ -100,4 +124,16 @@ soon as the new agent answers, without waiting for BGP.`,
 		return nil
 	}
 	return cmd
+}
+
+// shellJoin joins args into a command line a shell splits back into them.
+func shellJoin(args []string) string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if a == "" || strings.ContainsAny(a, " \t'\"$\\") {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		out[i] = a
+	}
+	return strings.Join(out, " ")
 }

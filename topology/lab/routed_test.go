@@ -153,6 +153,10 @@ func TestCrossSubnetAcrossRouter(t *testing.T) {
 	if got, code, res := iperfBytes(t, name, "web-3", "web-1", "10.244.135.1"); code != 0 || got < 1<<20 {
 		t.Errorf("iperf3 web-1 -> web-3 across the router: exit %d, %v bytes\n%.400s", code, got, res)
 	}
+	if out, code := vr(t, "node", "status", "tor", "--lab", name); code == 0 || !strings.Contains(out, "tor is a router (kind: router): it runs no BGP") {
+		t.Errorf("node status of a router: exit %d\n%s", code, out)
+	}
+
 	// Cutting rack2 off the router stops cross-rack traffic only; plugged
 	// back, it flows again. A router's interface must be named.
 	mustVR(t, "link", "set", "tor", "eth1", "down", "--lab", name)
