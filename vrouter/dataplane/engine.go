@@ -116,15 +116,13 @@ type Interface struct {
 type Engine struct {
 	fwd  *Forwarder
 	host *tunPort
-	ep   *fabric.Endpoint // the primary underlay
 	log  *slog.Logger
 	// hosts are the host ports (the primary's first), underlays the
-	// fabric endpoints (the primary's first) with their port IDs;
-	// epByPort finds an underlay port's endpoint. They do not change
-	// after NewEngine.
+	// fabric endpoints (the primary's first, then in the order of
+	// EngineConfig.Interfaces; see underlayIndex) with their port IDs.
+	// They do not change after NewEngine.
 	hosts     []*tunPort
 	underlays []underlay
-	epByPort  map[PortID]*fabric.Endpoint
 	// localPort is the host port whose interface has the address: a
 	// packet for one of the router's addresses is handed to the
 	// kernel by that interface.
@@ -226,11 +224,10 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{fwd: fwd, host: host, ep: cfg.Underlay, log: cfg.Logger, addr: cfg.Address, mtu: cfg.MTU, decap: decap,
+	e := &Engine{fwd: fwd, host: host, log: cfg.Logger, addr: cfg.Address, mtu: cfg.MTU, decap: decap,
 		ports: map[string]*tunPort{}, nextID: firstWorkload,
 		hosts:     []*tunPort{host},
 		underlays: []underlay{{id: underlayPortID, ep: cfg.Underlay}},
-		epByPort:  map[PortID]*fabric.Endpoint{underlayPortID: cfg.Underlay},
 		localPort: map[netip.Addr]PortID{},
 	}
 	out := make([]*tunPort, firstWorkload)
@@ -250,7 +247,6 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		out[hid] = hp
 		e.hosts = append(e.hosts, hp)
 		e.underlays = append(e.underlays, underlay{id: uid, ep: x.Underlay})
-		e.epByPort[uid] = x.Underlay
 		e.localPort[x.Address] = hid
 	}
 	if cfg.Tunnel {
