@@ -30,5 +30,12 @@
 // filter, no directed (subnet) broadcast, no multicast routing, no global
 // ICMP rate limit (icmp_msgs_per_sec), and ICMP errors carry no IP
 // options; options are updated only on packets that are forwarded, so an
-// ICMP error quotes the packet exactly as it was received.
+// ICMP error quotes the packet exactly as it was received. With
+// Config.ErrorsToIngress (lab routers) an error with no route back goes
+// out of the port the packet came in by, where Linux would drop it.
+//
+// The Engine drives a Forwarder with real devices: a node's underlay TUN
+// (host side) and fabric endpoint, its workloads' TUN devices and tunl0;
+// a router node has one host side and one fabric endpoint per interface
+// (EngineConfig.Interfaces).
 package dataplane
