@@ -21,5 +21,16 @@ func WriteNodeStatus(w io.Writer, s *Status, statusErr error) error {
 	for _, p := range s.Peers {
 		peers = append(peers, bgp.PeerStatus{Address: p.Address, Type: peerType(p.Type), State: p.State, Since: p.Since, Info: p.Info})
 	}
-	return bgp.WriteStatus(w, "vrouter", true, peers, time.Now())
+	if err := bgp.WriteStatus(w, "vrouter", true, peers, time.Now()); err != nil {
+		return err
+	}
+	switch {
+	case s.StaleRoutes == 1:
+		_, err := fmt.Fprintln(w, "\nGraceful restart: 1 restored route is still stale (kept until BGP brings it back or the restart time passes).")
+		return err
+	case s.StaleRoutes > 1:
+		_, err := fmt.Fprintf(w, "\nGraceful restart: %d restored routes are still stale (kept until BGP brings them back or the restart time passes).\n", s.StaleRoutes)
+		return err
+	}
+	return nil
 }

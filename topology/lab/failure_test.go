@@ -392,6 +392,11 @@ func TestGracefulRestartDropsStaleRoutes(t *testing.T) {
 	}
 	mustVR(t, append([]string{"link", "set", "node3", "down"}, lab...)...)
 	mustVR(t, append([]string{"node", "restart", "node2", "--no-wait"}, lab...)...)
+	// node3's block stays stale until the restart time (30 s) passes.
+	eventually(t, 20*time.Second, "node status shows node3's stale route", func() (bool, string) {
+		out, _ := vr(t, append([]string{"node", "status", "node2"}, lab...)...)
+		return strings.Contains(out, "Graceful restart: 1 restored route is still stale"), out
+	})
 	eventually(t, 30*time.Second, "node2 drops node3's stale block and keeps node1's", func() (bool, string) {
 		logData, _ := os.ReadFile(logPath)
 		routes := mustVR(t, append([]string{"route", "node2"}, lab...)...)
@@ -407,6 +412,10 @@ func TestGracefulRestartDropsStaleRoutes(t *testing.T) {
 	}
 	if code := pingIn(t, name, "b", "10.244.1.1"); code != 0 {
 		t.Error("ping b -> a failed after node2 restarted")
+	}
+
+	if out := mustVR(t, append([]string{"node", "status", "node2"}, lab...)...); strings.Contains(out, "stale") {
+		t.Errorf("node status still shows stale routes after the sweep:\n%s", out)
 	}
 
 	mustVR(t, append([]string{"link", "set", "node3", "up"}, lab...)...)
