@@ -15,12 +15,12 @@ import (
 	"github.com/vrouter-lab/vrouter/vrouter/netns/netnstest"
 )
 
-// failLab writes a three-node lab called name, one workload per node at
-// fixed addresses (a 10.244.1.1 on node1, b 10.244.2.1 on node2, c
+// deployFailLab deploys a three-node lab called name, one workload per
+// node at fixed addresses (a 10.244.1.1 on node1, b 10.244.2.1 on node2, c
 // 10.244.3.1 on node3), with short BGP timers so failures are noticed
 // fast; bgpExtra is added to the bgp mapping (e.g. ", gracefulRestart:
-// true"). It returns the file's path.
-func failLab(t *testing.T, name, bgpExtra string) string {
+// true"). The test's cleanup destroys it and checks nothing is left.
+func deployFailLab(t *testing.T, name, bgpExtra string) {
 	t.Helper()
 	data := fmt.Sprintf(`name: %s
 ipPools:
@@ -41,7 +41,11 @@ workloads:
 	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return path
+	t.Cleanup(func() {
+		mustVR(t, "destroy", "-t", path)
+		checkGone(t, name)
+	})
+	mustVR(t, "deploy", "-t", path)
 }
 
 // established reports whether `vrouter node status NODE` shows the session
@@ -58,12 +62,7 @@ func TestLinkDownUp(t *testing.T) {
 	netnstest.RequireCommand(t, "ping", "iputils-ping")
 	netnstest.GuardRoot(t)
 	name := fmt.Sprintf("link-%d", os.Getpid()%100000)
-	file := failLab(t, name, "")
-	t.Cleanup(func() {
-		mustVR(t, "destroy", "-t", file)
-		checkGone(t, name)
-	})
-	mustVR(t, "deploy", "-t", file)
+	deployFailLab(t, name, "")
 	lab := []string{"--lab", name}
 	const node2Block = "10.244.2.0/26 via 192.168.50.11 dev ens33 proto bird"
 	routes := mustVR(t, append([]string{"route", "node1"}, lab...)...)
@@ -137,12 +136,7 @@ func TestNodeRestart(t *testing.T) {
 	netnstest.RequireCommand(t, "ping", "iputils-ping")
 	netnstest.GuardRoot(t)
 	name := fmt.Sprintf("rst-%d", os.Getpid()%100000)
-	file := failLab(t, name, "")
-	t.Cleanup(func() {
-		mustVR(t, "destroy", "-t", file)
-		checkGone(t, name)
-	})
-	mustVR(t, "deploy", "-t", file)
+	deployFailLab(t, name, "")
 	lab := []string{"--lab", name}
 	// A workload whose address IPAM chose, not the lab file.
 	out := mustVR(t, append([]string{"workload", "add", "d", "--node", "node2"}, lab...)...)
@@ -267,12 +261,7 @@ func TestGracefulRestart(t *testing.T) {
 	for _, gr := range []bool{true, false} {
 		t.Run(fmt.Sprintf("gracefulRestart=%v", gr), func(t *testing.T) {
 			name := fmt.Sprintf("gr%v-%d", gr, os.Getpid()%100000)
-			file := failLab(t, name, fmt.Sprintf(", gracefulRestart: %v, restartTime: 120s", gr))
-			t.Cleanup(func() {
-				mustVR(t, "destroy", "-t", file)
-				checkGone(t, name)
-			})
-			mustVR(t, "deploy", "-t", file)
+			deployFailLab(t, name, fmt.Sprintf(", gracefulRestart: %v, restartTime: 120s", gr))
 			lab := []string{"--lab", name}
 			const node2Block = "10.244.2.0/26 via 192.168.50.11 dev ens33 proto bird\n"
 
@@ -371,12 +360,7 @@ func TestGracefulRestartDropsStaleRoutes(t *testing.T) {
 	netnstest.RequireCommand(t, "ping", "iputils-ping")
 	netnstest.GuardRoot(t)
 	name := fmt.Sprintf("grst-%d", os.Getpid()%100000)
-	file := failLab(t, name, ", gracefulRestart: true, restartTime: 30s")
-	t.Cleanup(func() {
-		mustVR(t, "destroy", "-t", file)
-		checkGone(t, name)
-	})
-	mustVR(t, "deploy", "-t", file)
+	deployFailLab(t, name, ", gracefulRestart: true, restartTime: 30s")
 	lab := []string{"--lab", name}
 	const node1Block = "10.244.1.0/26 via 192.168.50.10 dev ens33 proto bird\n"
 	const node3Block = "10.244.3.0/26 via 192.168.50.12 dev ens33 proto bird\n"
