@@ -385,10 +385,7 @@ func (a *Agent) learn(u bgp.RouteUpdate) {
 	a.refreshed(u.Prefix)
 	defer a.saveRoutes()
 	if u.Withdrawn {
-		a.fib.Delete(u.Prefix, 0)
-		a.hopMu.Lock()
-		delete(a.hops, u.Prefix)
-		a.hopMu.Unlock()
+		a.forgetRoute(u.Prefix)
 		a.log.Info("route withdrawn", "prefix", u.Prefix)
 		return
 	}

@@ -41,7 +41,7 @@ func routesFile(stateDir, node string) string {
 // resolved recursively, as BIRD's "gateway recursive" in Calico's
 // configuration does: the route goes via the gateway of the (non-BGP)
 // route to the next hop, typically the default gateway, which has to
-// know the destination itself.
+// know the destination itself. It records nextHop as dst's BGP next hop.
 func (a *Agent) bgpRoute(dst netip.Prefix, nextHop netip.Addr) fib.Route {
 	a.hopMu.Lock()
 	a.hops[dst] = nextHop
@@ -57,6 +57,14 @@ func (a *Agent) bgpRoute(dst netip.Prefix, nextHop netip.Addr) fib.Route {
 		}
 	}
 	return r
+}
+
+// forgetRoute removes the learned route to dst and its BGP next hop.
+func (a *Agent) forgetRoute(dst netip.Prefix) {
+	a.fib.Delete(dst, 0)
+	a.hopMu.Lock()
+	delete(a.hops, dst)
+	a.hopMu.Unlock()
 }
 
 // bgpNextHop returns the BGP next hop of learned route r: its gateway,
@@ -169,7 +177,7 @@ func (a *Agent) sweepStale(ctx context.Context) {
 		var dropped []netip.Prefix
 		for p := range a.stale {
 			if _, ok := learned[p]; !ok {
-				a.fib.Delete(p, 0)
+				a.forgetRoute(p)
 				dropped = append(dropped, p)
 			}
 		}
