@@ -13,7 +13,8 @@ import (
 	"time"
 
 	"github.com/vrouter-lab/vrouter/topology"
-	"github.com/vrouter-lab/vrouter/vrouter"
+	"github.com/vrouter-lab/vrouter/vrouter/config"
+	"github.com/vrouter-lab/vrouter/vrouter/control"
 	"github.com/vrouter-lab/vrouter/vrouter/fabric"
 	"github.com/vrouter-lab/vrouter/vrouter/netns"
 	"golang.org/x/sys/unix"
@@ -88,7 +89,7 @@ func Deploy(ctx context.Context, l *topology.Lab, opt Options) (st *State, err e
 			Network:   n.Network,
 			Interface: n.Interface,
 			Config:    filepath.Join(dir, "nodes", n.Name+".json"),
-			Control:   vrouter.ControlSocket(dir, n.Name),
+			Control:   control.Socket(dir, n.Name),
 			Log:       filepath.Join(dir, "nodes", n.Name+".log"),
 			PIDFile:   filepath.Join(dir, "nodes", n.Name+".pid"),
 		}
@@ -130,7 +131,7 @@ func Deploy(ctx context.Context, l *topology.Lab, opt Options) (st *State, err e
 		}
 	}
 	for _, w := range l.Workloads {
-		ws := WorkloadState{Name: w.Name, Node: w.Node, Namespace: l.NamespaceName(w.Name), Interface: vrouter.InterfaceName(l.Name, w.Name)}
+		ws := WorkloadState{Name: w.Name, Node: w.Node, Namespace: l.NamespaceName(w.Name), Interface: config.InterfaceName(l.Name, w.Name)}
 		st.Workloads = append(st.Workloads, ws)
 		if err := createNamespace(ws.Namespace); err != nil {
 			return nil, err
@@ -252,7 +253,7 @@ func waitReady(ctx context.Context, st *State, anyState bool, progress func(stri
 			if !processAlive(n.PIDFile) {
 				return fmt.Errorf("node %s: agent exited; last log lines:\n%s", n.Name, tail(n.Log, 10))
 			}
-			s, err := vrouter.NewClient(n.Control).Status(ctx)
+			s, err := control.NewClient(n.Control).Status(ctx)
 			if err != nil {
 				continue
 			}
@@ -285,7 +286,7 @@ func waitForwarder(ctx context.Context, r RouterState) error {
 		if !processAlive(r.PIDFile) {
 			return fmt.Errorf("router %s: forwarder exited; last log lines:\n%s", r.Name, tail(r.Log, 10))
 		}
-		if _, err := vrouter.NewClient(r.Control).Status(ctx); err == nil {
+		if _, err := control.NewClient(r.Control).Status(ctx); err == nil {
 			return nil
 		}
 		select {

@@ -1,4 +1,4 @@
-package vrouter
+package agent
 
 import (
 	"log/slog"
@@ -8,14 +8,15 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vrouter-lab/vrouter/vrouter/config"
 	"github.com/vrouter-lab/vrouter/vrouter/fib"
 )
 
 func testAgent(t *testing.T, dir string) *Agent {
 	t.Helper()
 	return &Agent{
-		cfg: &Config{Node: "node2", StateDir: dir, Interface: "ens33",
-			BGP: BGPConfig{GracefulRestart: true}},
+		cfg: &config.Node{Node: "node2", StateDir: dir, Interface: "ens33",
+			BGP: config.BGP{GracefulRestart: true}},
 		log:   slog.New(slog.DiscardHandler),
 		fib:   fib.NewTable(),
 		stale: map[netip.Prefix]bool{},

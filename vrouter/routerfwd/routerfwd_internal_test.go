@@ -1,4 +1,4 @@
-package vrouter
+package routerfwd
 
 import (
 	"context"

@@ -1,9 +1,10 @@
-package vrouter
+package agent
 
 import (
 	"net/netip"
 	"testing"
 
+	"github.com/vrouter-lab/vrouter/vrouter/config"
 	"github.com/vrouter-lab/vrouter/vrouter/fib"
 )
 
@@ -25,7 +26,7 @@ func TestBGPRouteAcrossNetworks(t *testing.T) {
 	} {
 		a := testAgent(t, t.TempDir())
 		a.cfg.Prefix = mp("192.168.50.10/24")
-		pools := []Pool{{Name: "p", CIDR: pool, BlockSize: 26, IPIPMode: tc.mode}}
+		pools := []config.Pool{{Name: "p", CIDR: pool, BlockSize: 26, IPIPMode: tc.mode}}
 		a.pools.Store(&pools)
 		for _, r := range []fib.Route{
 			{Dst: mp("192.168.50.0/24"), Type: fib.Unicast, Dev: "ens33", Protocol: fib.ProtoKernel, Scope: fib.ScopeLink},

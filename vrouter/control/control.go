@@ -1,4 +1,9 @@
-package vrouter
+// Package control is the control API of the lab's per-node processes (a
+// node agent, an external router's forwarder): HTTP with JSON bodies on a
+// unix socket in the lab's state directory. It owns the request and
+// response types, the client that cmd/vrouter and topology/lab use, and
+// the one helper both servers listen with.
+package control
 
 import (
 	"bytes"
@@ -11,10 +16,13 @@ import (
 	"net/netip"
 	"path/filepath"
 	"time"
+
+	"github.com/vrouter-lab/vrouter/vrouter/config"
 )
 
-// ControlSocket returns the path of a node agent's control socket.
-func ControlSocket(stateDir, node string) string {
+// Socket returns the path of a node agent's (or router forwarder's)
+// control socket.
+func Socket(stateDir, node string) string {
 	return filepath.Join(stateDir, "nodes", node+".sock")
 }
 
@@ -147,7 +155,7 @@ func (c *Client) Routes(ctx context.Context) (string, error) {
 }
 
 // AddWorkload asks the agent to serve a workload whose namespace exists.
-func (c *Client) AddWorkload(ctx context.Context, w Workload) (*WorkloadInfo, error) {
+func (c *Client) AddWorkload(ctx context.Context, w config.Workload) (*WorkloadInfo, error) {
 	var info WorkloadInfo
 	if err := c.do(ctx, http.MethodPost, "/v1/workloads", w, &info); err != nil {
 		return nil, err
@@ -170,7 +178,7 @@ func (c *Client) Stats(ctx context.Context) (map[string]uint64, error) {
 
 // SetPools replaces the node's IP pool settings (ipipMode, mtu) on the
 // running agent, which reprograms its routes.
-func (c *Client) SetPools(ctx context.Context, pools []Pool) error {
+func (c *Client) SetPools(ctx context.Context, pools []config.Pool) error {
 	return c.do(ctx, http.MethodPut, "/v1/pools", pools, nil)
 }
 

@@ -1,7 +1,11 @@
-// Package vrouter is the node agent: for one node it wires IPAM, BGP and a
-// dataplane together. `vrouter node run --config FILE` runs it; a lab deploy
-// writes one config file per node and starts one agent per node namespace.
-package vrouter
+// Package config holds the configuration files of the per-node processes
+// a lab starts: a node agent's (Node, read by `vrouter node run`) and an
+// external router forwarder's (Router, read by `vrouter router run`),
+// written by topology/lab as JSON, plus the names both sides derive from
+// them (workload port names, the fabric directory). It depends on nothing
+// but the standard library, so the lab that writes the files and the
+// processes that read them share it without importing each other.
+package config
 
 import (
 	"encoding/json"
@@ -11,8 +15,8 @@ import (
 	"time"
 )
 
-// Config is everything one node agent needs. Deploy writes it as JSON.
-type Config struct {
+// Node is everything one node agent needs. Deploy writes it as JSON.
+type Node struct {
 	Lab       string `json:"lab"`
 	Node      string `json:"node"`
 	StateDir  string `json:"stateDir"`  // the lab's state directory
@@ -44,64 +48,13 @@ type Config struct {
 	Datastore string `json:"datastore"` // bbolt file shared by the lab's nodes
 	// StrictAffinity forbids borrowing addresses from other nodes' blocks.
 	StrictAffinity bool       `json:"strictAffinity,omitempty"`
-	BGP            BGPConfig  `json:"bgp"`
+	BGP            BGP        `json:"bgp"`
 	Workloads      []Workload `json:"workloads"`
 }
 
-// workloadMTU returns the MTU of a workload with address a: its pool's,
-// or def.
-func workloadMTU(pools []Pool, a netip.Addr, def int) int {
-	for _, p := range pools {
-		if p.CIDR.Contains(a) && p.MTU != 0 {
-			return p.MTU
-		}
-	}
-	return def
-}
-
-// ipip reports whether any pool encapsulates (ipipMode Always or
-// CrossSubnet): the node then has tunl0.
-func ipip(pools []Pool) bool {
-	for _, p := range pools {
-		if p.IPIPMode == "Always" || p.IPIPMode == "CrossSubnet" {
-			return true
-		}
-	}
-	return false
-}
-
-// encapsulate reports whether traffic to dst via nextHop goes through
-// tunl0: dst is in a pool with ipipMode Always, or CrossSubnet and nextHop
-// is not on own, the node's network.
-func encapsulate(pools []Pool, own netip.Prefix, dst netip.Prefix, nextHop netip.Addr) bool {
-	for _, p := range pools {
-		if !p.CIDR.Overlaps(dst) || p.CIDR.Bits() > dst.Bits() {
-			continue
-		}
-		switch p.IPIPMode {
-		case "Always":
-			return true
-		case "CrossSubnet":
-			return !own.Masked().Contains(nextHop)
-		}
-		return false
-	}
-	return false
-}
-
-// isNode reports whether addr is a lab node's underlay address.
-func (c *Config) isNode(addr netip.Addr) bool {
-	for _, n := range c.Neighbors {
-		if n.Address == addr {
-			return n.Node != ""
-		}
-	}
-	return false
-}
-
-// neighborTable maps each neighbour's address to its node, as a fabric
+// NeighborTable maps each neighbour's address to its node, as a fabric
 // endpoint's neighbour table wants it.
-func neighborTable(ns []Neighbor) map[netip.Addr]string {
+func NeighborTable(ns []Neighbor) map[netip.Addr]string {
 	m := make(map[netip.Addr]string, len(ns))
 	for _, n := range ns {
 		m[n.Address] = n.Node
@@ -124,8 +77,8 @@ type Pool struct {
 	MTU       int          `json:"mtu,omitempty"` // of its workloads' interfaces; 0: the underlay's
 }
 
-// BGPConfig is the node's BGP speaker configuration.
-type BGPConfig struct {
+// BGP is the node's BGP speaker configuration.
+type BGP struct {
 	ASN           uint32        `json:"asNumber"`
 	KeepaliveTime time.Duration `json:"keepaliveTime"`
 	HoldTime      time.Duration `json:"holdTime"`
@@ -168,13 +121,13 @@ type Workload struct {
 	Address   netip.Addr `json:"address,omitempty"` // fixed address; zero for IPAM's choice
 }
 
-// LoadConfig reads a node config file.
-func LoadConfig(path string) (*Config, error) {
+// LoadNode reads a node config file.
+func LoadNode(path string) (*Node, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read node config: %w", err)
 	}
-	var c Config
+	var c Node
 	if err := json.Unmarshal(data, &c); err != nil {
 		return nil, fmt.Errorf("parse node config %s: %w", path, err)
 	}
@@ -185,7 +138,7 @@ func LoadConfig(path string) (*Config, error) {
 }
 
 // WriteFile writes c as indented JSON.
-func (c *Config) WriteFile(path string) error {
+func (c *Node) WriteFile(path string) error {
 	data, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
 		return err

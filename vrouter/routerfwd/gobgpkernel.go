@@ -1,4 +1,4 @@
-package vrouter
+package routerfwd
 
 import (
 	"context"
@@ -11,25 +11,17 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vrouter-lab/vrouter/vrouter/config"
 	"github.com/vrouter-lab/vrouter/vrouter/netns"
 	"golang.org/x/sys/unix"
 )
-
-// GoBGPKernel says where a router's gobgpd listens: gobgpd installs no
-// kernel routes, and the zebra integration of Debian's gobgpd (3.10) does
-// not understand the zebra of Debian's FRR (8.4), so the forwarder copies
-// gobgpd's best IPv4 routes into the namespace's kernel table itself.
-type GoBGPKernel struct {
-	CLI    string `json:"cli"`    // gobgp
-	Socket string `json:"socket"` // gobgpd's API socket
-}
 
 // gobgpKernelProto marks the kernel routes copied from gobgpd (RTPROT_BGP).
 const gobgpKernelProto = unix.RTPROT_BGP
 
 // runGoBGPKernel copies gobgpd's best routes into the kernel table of
 // namespace ns every kernelSyncInterval until ctx ends.
-func runGoBGPKernel(ctx context.Context, ns string, g *GoBGPKernel, log *slog.Logger) {
+func runGoBGPKernel(ctx context.Context, ns string, g *config.GoBGPKernel, log *slog.Logger) {
 	t := time.NewTicker(kernelSyncInterval / 2)
 	defer t.Stop()
 	last := ""
@@ -51,7 +43,7 @@ func runGoBGPKernel(ctx context.Context, ns string, g *GoBGPKernel, log *slog.Lo
 
 // gobgpRIB reads gobgpd's global IPv4 RIB: prefix to the next hop of its
 // best path, leaving out local routes (next hop 0.0.0.0).
-func gobgpRIB(ctx context.Context, g *GoBGPKernel) (map[netip.Prefix]netip.Addr, error) {
+func gobgpRIB(ctx context.Context, g *config.GoBGPKernel) (map[netip.Prefix]netip.Addr, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, g.CLI, "--target", "unix://"+g.Socket, "-j", "global", "rib", "-a", "ipv4").Output()
@@ -90,7 +82,7 @@ func gobgpRIB(ctx context.Context, g *GoBGPKernel) (map[netip.Prefix]netip.Addr,
 
 // syncGoBGPKernel makes the namespace's RTPROT_BGP routes gobgpd's best
 // routes.
-func syncGoBGPKernel(ctx context.Context, ns string, g *GoBGPKernel) error {
+func syncGoBGPKernel(ctx context.Context, ns string, g *config.GoBGPKernel) error {
 	want, err := gobgpRIB(ctx, g)
 	if err != nil {
 		return err

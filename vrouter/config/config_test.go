@@ -1,4 +1,4 @@
-package vrouter
+package config
 
 import (
 	"crypto/sha1"
@@ -28,13 +28,13 @@ func TestInterfaceName(t *testing.T) {
 }
 
 func TestConfigRoundTrip(t *testing.T) {
-	c := &Config{
+	c := &Node{
 		Lab: "l", Node: "node1", StateDir: "/run/vrouter/l", Namespace: "vr-l.node1",
 		Network: "lan", Prefix: netip.MustParsePrefix("192.168.50.10/24"), Interface: "ens33", MTU: 1500,
 		Neighbors: []Neighbor{{Node: "node2", Address: netip.MustParseAddr("192.168.50.11")}},
 		Pools:     []Pool{{Name: "p", CIDR: netip.MustParsePrefix("10.244.0.0/16"), BlockSize: 26, IPIPMode: "Never"}},
 		Datastore: "/run/vrouter/l/ipam.db",
-		BGP: BGPConfig{ASN: 64512, KeepaliveTime: 3 * time.Second, HoldTime: 9 * time.Second,
+		BGP: BGP{ASN: 64512, KeepaliveTime: 3 * time.Second, HoldTime: 9 * time.Second,
 			Peers: []BGPPeer{{Address: netip.MustParseAddr("192.168.50.11"), ASN: 64512, Type: "node-to-node mesh", Node: "node2"}}},
 		Workloads: []Workload{{Name: "web-1", Namespace: "vr-l.web-1", Address: netip.MustParseAddr("10.244.1.1")}},
 	}
@@ -42,14 +42,14 @@ func TestConfigRoundTrip(t *testing.T) {
 	if err := c.WriteFile(path); err != nil {
 		t.Fatal(err)
 	}
-	got, err := LoadConfig(path)
+	got, err := LoadNode(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(got, c) {
 		t.Fatalf("round trip:\n%+v\nwant\n%+v", got, c)
 	}
-	if _, err := LoadConfig(filepath.Join(t.TempDir(), "missing.json")); err == nil {
+	if _, err := LoadNode(filepath.Join(t.TempDir(), "missing.json")); err == nil {
 		t.Fatal("LoadConfig of a missing file succeeded")
 	}
 }

@@ -1,8 +1,13 @@
-package vrouter
+// Package routerfwd is the forwarder of a lab's external router (BIRD,
+// FRR or gobgpd in a namespace of its own, or a router node between
+// networks): it joins the router's namespace to the lab's underlay
+// networks with the userspace engine and forwards by a copy of the
+// namespace kernel's routing table, which the router's BGP daemon fills.
+// `vrouter router run --config FILE` runs it.
+package routerfwd
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +21,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vrouter-lab/vrouter/vrouter/config"
+	"github.com/vrouter-lab/vrouter/vrouter/control"
 	"github.com/vrouter-lab/vrouter/vrouter/dataplane"
 	"github.com/vrouter-lab/vrouter/vrouter/fabric"
 	"github.com/vrouter-lab/vrouter/vrouter/fib"
@@ -23,96 +30,24 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// RouterConfig is what the forwarder of an external router needs: the
-// router namespace's underlay interface, its fabric neighbours and the
-// addresses to put on its loopback. `vrouter router run` reads it.
-type RouterConfig struct {
-	Lab       string       `json:"lab"`
-	Router    string       `json:"router"`
-	StateDir  string       `json:"stateDir"`
-	Namespace string       `json:"namespace"`
-	Network   string       `json:"network"`
-	Prefix    netip.Prefix `json:"prefix"` // router address with the network's length
-	Interface string       `json:"interface"`
-	MTU       int          `json:"mtu"`
-	Neighbors []Neighbor   `json:"neighbors"`
-	// Loopback are addresses (with their prefix length) put on lo: the
-	// networks behind the router.
-	Loopback []netip.Prefix `json:"loopback,omitempty"`
-	// GoBGP, when set, has the forwarder copy gobgpd's best routes into
-	// the namespace's kernel table.
-	GoBGP *GoBGPKernel `json:"gobgp,omitempty"`
-	// Interfaces are the router's interfaces on more networks (a router
-	// node joining several underlays); the one above is its first.
-	Interfaces []RouterInterface `json:"interfaces,omitempty"`
-	// Routes are static routes the forwarder puts in the namespace's
-	// kernel table (proto static) once the interfaces are up.
-	Routes []StaticRoute `json:"routes,omitempty"`
-	// ErrorsToSender sends the ICMP errors the router has no route for
-	// back to the neighbour the offending packet came from (a router node
-	// between racks knows no workload addresses, yet a workload should
-	// see why its packets go nowhere).
-	ErrorsToSender bool `json:"errorsToSender,omitempty"`
-}
-
-// RouterInterface is one more underlay interface of a router.
-type RouterInterface struct {
-	Network   string       `json:"network"`
-	Prefix    netip.Prefix `json:"prefix"` // address with the network's length
-	Interface string       `json:"interface"`
-	MTU       int          `json:"mtu"`
-	Neighbors []Neighbor   `json:"neighbors"`
-}
-
-// StaticRoute is a static route of a router: Dst via Via.
-type StaticRoute struct {
-	Dst netip.Prefix `json:"dst"`
-	Via netip.Addr   `json:"via"`
-}
-
-// LoadRouterConfig reads a router forwarder config file.
-func LoadRouterConfig(path string) (*RouterConfig, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read router config: %w", err)
-	}
-	var c RouterConfig
-	if err := json.Unmarshal(data, &c); err != nil {
-		return nil, fmt.Errorf("parse router config %s: %w", path, err)
-	}
-	if c.Router == "" || !c.Prefix.IsValid() || c.Interface == "" || c.Namespace == "" {
-		return nil, fmt.Errorf("router config %s: router, namespace, prefix and interface are required", path)
-	}
-	return &c, nil
-}
-
-// WriteFile writes c as indented JSON.
-func (c *RouterConfig) WriteFile(path string) error {
-	data, err := json.MarshalIndent(c, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, append(data, '\n'), 0o644)
-}
-
 // kernelSyncInterval is how often the forwarder re-reads the namespace's
 // routing table even without a netlink notification (a lost notification
 // is repaired within it).
 const kernelSyncInterval = time.Second
 
-// RunRouter runs the forwarder of an external router until ctx ends. The
+// Run runs the forwarder of an external router until ctx ends. The
 // router's BGP daemon installs routes in the namespace's kernel table
 // (BIRD's kernel protocol, FRR's zebra); the kernel sends packets for them
 // out of the underlay TUN device, where the forwarder routes them by a copy
 // of that kernel table, to the gateway's engine over the fabric. Packets
 // from the fabric for the router's addresses go to its kernel.
-func RunRouter(ctx context.Context, cfg *RouterConfig) error {
+func Run(ctx context.Context, cfg *config.Router) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("router", cfg.Router)
 	table := fib.NewTable()
 	if err := loopbackUp(cfg.Namespace, cfg.Loopback); err != nil {
 		return fmt.Errorf("router %s: %w", cfg.Router, err)
 	}
-	all := append([]RouterInterface{{Network: cfg.Network, Prefix: cfg.Prefix, Interface: cfg.Interface, MTU: cfg.MTU, Neighbors: cfg.Neighbors}}, cfg.Interfaces...)
+	all := append([]config.RouterInterface{{Network: cfg.Network, Prefix: cfg.Prefix, Interface: cfg.Interface, MTU: cfg.MTU, Neighbors: cfg.Neighbors}}, cfg.Interfaces...)
 	var hosts []*netns.TUN
 	var eps []*fabric.Endpoint
 	defer func() {
@@ -170,14 +105,14 @@ func RunRouter(ctx context.Context, cfg *RouterConfig) error {
 	log.Info("router forwarder running", "address", cfg.Prefix.Addr())
 	<-ctx.Done()
 	log.Info("router forwarder stopping")
-	_ = os.Remove(ControlSocket(cfg.StateDir, cfg.Router))
+	_ = os.Remove(control.Socket(cfg.StateDir, cfg.Router))
 	return nil
 }
 
 // openRouterInterface opens interface ri of a router: a TUN device in the
 // namespace with the router's address (the kernel adds the connected
 // route), and the fabric endpoint on ri's network.
-func openRouterInterface(cfg *RouterConfig, ri RouterInterface) (*netns.TUN, *fabric.Endpoint, error) {
+func openRouterInterface(cfg *config.Router, ri config.RouterInterface) (*netns.TUN, *fabric.Endpoint, error) {
 	host, err := netns.OpenTUN(cfg.Namespace, ri.Interface, ri.MTU)
 	if err != nil {
 		return nil, nil, err
@@ -186,9 +121,9 @@ func openRouterInterface(cfg *RouterConfig, ri RouterInterface) (*netns.TUN, *fa
 		host.Close()
 		return nil, nil, err
 	}
-	ep, err := fabric.Attach(fabricDir(cfg.StateDir), ri.Network, cfg.Router, fabric.Options{
+	ep, err := fabric.Attach(config.FabricDir(cfg.StateDir), ri.Network, cfg.Router, fabric.Options{
 		Interface: cfg.Router + "/" + ri.Interface,
-		Neighbors: neighborTable(ri.Neighbors),
+		Neighbors: config.NeighborTable(ri.Neighbors),
 	})
 	if err != nil {
 		host.Close()
@@ -199,7 +134,7 @@ func openRouterInterface(cfg *RouterConfig, ri RouterInterface) (*netns.TUN, *fa
 
 // staticRoutes puts the routes in the namespace's main table, proto
 // static, as `ip route add DST via VIA` would.
-func staticRoutes(ns string, routes []StaticRoute) error {
+func staticRoutes(ns string, routes []config.StaticRoute) error {
 	if len(routes) == 0 {
 		return nil
 	}
@@ -372,8 +307,8 @@ type routerLink struct {
 
 // serveRouterControl serves status, routes, stats and the interfaces'
 // link state on the router's control socket.
-func serveRouterControl(ctx context.Context, cfg *RouterConfig, table *fib.Table, engine *dataplane.Engine, links map[string]routerLink, log *slog.Logger) error {
-	path := ControlSocket(cfg.StateDir, cfg.Router)
+func serveRouterControl(ctx context.Context, cfg *config.Router, table *fib.Table, engine *dataplane.Engine, links map[string]routerLink, log *slog.Logger) error {
+	path := control.Socket(cfg.StateDir, cfg.Router)
 	_ = os.Remove(path)
 	ln, err := net.Listen("unix", path)
 	if err != nil {
@@ -382,7 +317,7 @@ func serveRouterControl(ctx context.Context, cfg *RouterConfig, table *fib.Table
 	started := time.Now().UTC()
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
-		reply(w, &Status{Node: cfg.Router, Address: cfg.Prefix.Addr(), Started: started, Ready: true, Routes: table.Len()}, nil)
+		control.Reply(w, &control.Status{Node: cfg.Router, Address: cfg.Prefix.Addr(), Started: started, Ready: true, Routes: table.Len()}, nil)
 	})
 	mux.HandleFunc("GET /v1/routes", func(w http.ResponseWriter, r *http.Request) {
 		// the main table, as `ip route` lists it: the local table's
@@ -392,18 +327,18 @@ func serveRouterControl(ctx context.Context, cfg *RouterConfig, table *fib.Table
 		fmt.Fprint(w, fib.Format(routes))
 	})
 	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) {
-		reply(w, engine.Stats(), nil)
+		control.Reply(w, engine.Stats(), nil)
 	})
 	mux.HandleFunc("GET /v1/links", func(w http.ResponseWriter, r *http.Request) {
-		var ls []Link
+		var ls []control.Link
 		for name, l := range links {
-			ls = append(ls, Link{Interface: name, Network: l.network, Up: l.ep.IsUp()})
+			ls = append(ls, control.Link{Interface: name, Network: l.network, Up: l.ep.IsUp()})
 		}
-		reply(w, ls, nil)
+		control.Reply(w, ls, nil)
 	})
 	mux.HandleFunc("PUT /v1/link", func(w http.ResponseWriter, r *http.Request) {
-		var l Link
-		if err := decode(r, &l); err != nil {
+		var l control.Link
+		if err := control.Decode(r, &l); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
@@ -418,7 +353,7 @@ func serveRouterControl(ctx context.Context, cfg *RouterConfig, table *fib.Table
 		}
 		link.ep.SetUp(l.Up)
 		log.Info("link set", "interface", l.Interface, "up", l.Up)
-		reply(w, Link{Interface: l.Interface, Network: link.network, Up: link.ep.IsUp()}, nil)
+		control.Reply(w, control.Link{Interface: l.Interface, Network: link.network, Up: link.ep.IsUp()}, nil)
 	})
 	srv := &http.Server{Handler: mux}
 	go func() {

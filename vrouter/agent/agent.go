@@ -1,4 +1,10 @@
-package vrouter
+// Package agent is the node agent: for one node it wires IPAM (addresses
+// and /26 blocks from the lab's datastore), a BGP speaker (announcing the
+// node's blocks, learning the others') and one dataplane (the routes and
+// workload ports it programs) together, and serves the node's control API.
+// `vrouter node run --config FILE` runs it; a lab deploy writes one config
+// file per node and starts one agent per node namespace.
+package agent
 
 import (
 	"context"
@@ -19,6 +25,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vrouter-lab/vrouter/vrouter/bgp"
+	"github.com/vrouter-lab/vrouter/vrouter/config"
+	"github.com/vrouter-lab/vrouter/vrouter/control"
 	"github.com/vrouter-lab/vrouter/vrouter/dataplane"
 	"github.com/vrouter-lab/vrouter/vrouter/fabric"
 	"github.com/vrouter-lab/vrouter/vrouter/fib"
@@ -34,7 +42,7 @@ var linkLocalGateway = netip.MustParseAddr("169.254.1.1")
 
 // Agent is one running node.
 type Agent struct {
-	cfg     *Config
+	cfg     *config.Node
 	log     *slog.Logger
 	started time.Time
 
@@ -56,20 +64,20 @@ type Agent struct {
 	tunnelAddr netip.Addr            // tunl0 address, when a pool uses IPIP
 	host       *netns.TUN            // the node's underlay interface
 
-	pools atomic.Pointer[[]Pool] // the IP pools, replaced by setPools
+	pools atomic.Pointer[[]config.Pool] // the IP pools, replaced by setPools
 
 	hopMu sync.Mutex
 	hops  map[netip.Prefix]netip.Addr // BGP next hop of each learned route
 }
 
 type workload struct {
-	info WorkloadInfo
+	info control.WorkloadInfo
 	tun  *netns.TUN
 }
 
 // Run runs the agent until ctx ends, then removes what it made (its TUN
 // devices vanish with their descriptors).
-func Run(ctx context.Context, cfg *Config) error {
+func Run(ctx context.Context, cfg *config.Node) error {
 	a := &Agent{
 		cfg:       cfg,
 		log:       slog.New(slog.NewTextHandler(os.Stderr, nil)).With("node", cfg.Node),
@@ -121,9 +129,9 @@ func (a *Agent) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ep, err := fabric.Attach(fabricDir(cfg.StateDir), cfg.Network, cfg.Node, fabric.Options{
+	ep, err := fabric.Attach(config.FabricDir(cfg.StateDir), cfg.Network, cfg.Node, fabric.Options{
 		Interface: cfg.Node + "/" + cfg.Interface,
-		Neighbors: neighborTable(cfg.Neighbors),
+		Neighbors: config.NeighborTable(cfg.Neighbors),
 	})
 	if err != nil {
 		host.Close()
@@ -199,7 +207,7 @@ func (a *Agent) start(ctx context.Context) error {
 		return err
 	}
 	for _, p := range cfg.BGP.Peers {
-		peer := bgp.Peer{Address: p.Address, ASN: p.ASN, Type: peerType(p.Type), Password: p.Password,
+		peer := bgp.Peer{Address: p.Address, ASN: p.ASN, Type: bgp.ParsePeerType(p.Type), Password: p.Password,
 			RouteReflectorClient: p.RouteReflectorClient, ClusterID: p.ClusterID, KeepOriginalNextHop: p.KeepOriginalNextHop}
 		if cfg.Prefix.Masked().Contains(p.Address) {
 			peer.SharedNetwork = cfg.Prefix.Masked()
@@ -209,7 +217,7 @@ func (a *Agent) start(ctx context.Context) error {
 		// a few hundred sessions kept pairs from ever coming up. Sessions
 		// with a password stay active on both ends: a password mismatch
 		// is then visible on both (TCPMD5Failure counts on the receiver).
-		if cfg.isNode(p.Address) && p.Address.Less(addr) && p.Password == "" {
+		if isNode(cfg, p.Address) && p.Address.Less(addr) && p.Password == "" {
 			peer.Passive = true
 		}
 		if err := a.bgp.AddPeer(ctx, peer); err != nil {
@@ -280,18 +288,6 @@ func defaultToEngine(ns, dev string) error {
 	return nil
 }
 
-func fabricDir(stateDir string) string { return stateDir + "/fabric" }
-
-func peerType(s string) bgp.PeerType {
-	switch s {
-	case "global":
-		return bgp.Global
-	case "node specific":
-		return bgp.NodeSpecific
-	}
-	return bgp.Mesh
-}
-
 // ensureTunnel brings up tunl0 when a pool uses IPIP and it is not up yet:
 // its address comes from the node's own block, as Calico assigns it
 // (handle ipip-tunnel-addr-NODE); the node's kernel owns the address, so
@@ -326,7 +322,7 @@ func (a *Agent) ensureTunnel(ctx context.Context) error {
 // route is reprogrammed through tunl0 or ens33 as the modes now say.
 // Workloads keep their MTU until they are re-created. The pools' names
 // and CIDRs must not change.
-func (a *Agent) setPools(ctx context.Context, pools []Pool) error {
+func (a *Agent) setPools(ctx context.Context, pools []config.Pool) error {
 	cur := a.currentPools()
 	if len(pools) != len(cur) {
 		return fmt.Errorf("pools: %d given, the node has %d; only ipipMode and mtu can change on a running lab", len(pools), len(cur))
@@ -362,7 +358,7 @@ func (a *Agent) setPools(ctx context.Context, pools []Pool) error {
 
 // tunnelSources returns the outer sources tunl0 accepts: every lab node's
 // underlay address.
-func tunnelSources(cfg *Config) []netip.Addr {
+func tunnelSources(cfg *config.Node) []netip.Addr {
 	if len(cfg.TunnelSources) > 0 {
 		return cfg.TunnelSources
 	}
@@ -370,7 +366,7 @@ func tunnelSources(cfg *Config) []netip.Addr {
 }
 
 // nodeAddrs returns the underlay addresses of the lab's nodes.
-func nodeAddrs(ns []Neighbor) []netip.Addr {
+func nodeAddrs(ns []config.Neighbor) []netip.Addr {
 	var out []netip.Addr
 	for _, n := range ns {
 		if n.Node != "" {
@@ -401,7 +397,7 @@ func handle(lab, name string) string { return lab + "." + name }
 
 // addWorkload allocates the workload's address (the one it had, if IPAM
 // remembers it), opens its eth0 TUN device and routes it.
-func (a *Agent) addWorkload(ctx context.Context, w Workload) (*WorkloadInfo, error) {
+func (a *Agent) addWorkload(ctx context.Context, w config.Workload) (*control.WorkloadInfo, error) {
 	a.mu.Lock()
 	_, dup := a.workloads[w.Name]
 	a.mu.Unlock()
@@ -439,7 +435,7 @@ func (a *Agent) addWorkload(ctx context.Context, w Workload) (*WorkloadInfo, err
 		release()
 		return nil, fmt.Errorf("workload %s: %w", w.Name, err)
 	}
-	info := WorkloadInfo{Name: w.Name, Namespace: w.Namespace, Interface: InterfaceName(a.cfg.Lab, w.Name), Address: addr}
+	info := control.WorkloadInfo{Name: w.Name, Namespace: w.Namespace, Interface: config.InterfaceName(a.cfg.Lab, w.Name), Address: addr}
 	if err := a.engine.AddWorkload(info.Interface, t.Device, mtu); err != nil {
 		t.Close()
 		release()
@@ -593,8 +589,8 @@ func tcpMD5Failures() int {
 
 // status reports the node's state; Ready means every BGP session is
 // Established and every block affine to a peer is routed.
-func (a *Agent) status(ctx context.Context) (*Status, error) {
-	s := &Status{Node: a.cfg.Node, Address: a.cfg.Prefix.Addr(), Started: a.started, Routes: a.fib.Len(), TunnelAddress: a.tunnelAddr, LinkUp: a.ep.IsUp(), StaleRoutes: a.staleCount()}
+func (a *Agent) status(ctx context.Context) (*control.Status, error) {
+	s := &control.Status{Node: a.cfg.Node, Address: a.cfg.Prefix.Addr(), Started: a.started, Routes: a.fib.Len(), TunnelAddress: a.tunnelAddr, LinkUp: a.ep.IsUp(), StaleRoutes: a.staleCount()}
 	peers, err := a.bgp.Peers(ctx)
 	if err != nil {
 		return nil, err
@@ -610,7 +606,7 @@ func (a *Agent) status(ctx context.Context) (*Status, error) {
 				info = fmt.Sprintf("%s (TCP MD5: %d segments with a bad signature; check the password on both ends)", info, md5Failures)
 			}
 		}
-		s.Peers = append(s.Peers, PeerStatus{Address: p.Address, Type: p.Type.String(), State: p.State, Since: p.Since, Info: info, GracefulRestart: p.GracefulRestart})
+		s.Peers = append(s.Peers, control.PeerStatus{Address: p.Address, Type: p.Type.String(), State: p.State, Since: p.Since, Info: info, GracefulRestart: p.GracefulRestart})
 		if p.State == "Established" {
 			s.PeersEstablished++
 		}
@@ -621,7 +617,7 @@ func (a *Agent) status(ctx context.Context) (*Status, error) {
 	}
 	s.Blocks = slices.Clone(a.blocks)
 	a.mu.Unlock()
-	slices.SortFunc(s.Workloads, func(x, y WorkloadInfo) int { return x.Address.Compare(y.Address) })
+	slices.SortFunc(s.Workloads, func(x, y control.WorkloadInfo) int { return x.Address.Compare(y.Address) })
 	s.Ready = s.PeersEstablished == len(a.cfg.BGP.Peers)
 	if s.Ready {
 		s.Ready, err = a.remoteBlocksRouted(ctx)
@@ -678,20 +674,18 @@ func (a *Agent) close() {
 	if a.store != nil {
 		a.store.Close()
 	}
-	_ = os.Remove(ControlSocket(a.cfg.StateDir, a.cfg.Node))
+	_ = os.Remove(control.Socket(a.cfg.StateDir, a.cfg.Node))
 }
 
-var errNotFound = errors.New("not found")
-
 // link reports the state of the node's underlay link.
-func (a *Agent) link() Link {
-	return Link{Interface: a.cfg.Interface, Network: a.cfg.Network, Up: a.ep.IsUp()}
+func (a *Agent) link() control.Link {
+	return control.Link{Interface: a.cfg.Interface, Network: a.cfg.Network, Up: a.ep.IsUp()}
 }
 
 // serveControl serves the control API on the node's control socket until
 // ctx ends.
 func (a *Agent) serveControl(ctx context.Context) error {
-	path := ControlSocket(a.cfg.StateDir, a.cfg.Node)
+	path := control.Socket(a.cfg.StateDir, a.cfg.Node)
 	_ = os.Remove(path)
 	ln, err := net.Listen("unix", path)
 	if err != nil {
@@ -700,14 +694,14 @@ func (a *Agent) serveControl(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		s, err := a.status(r.Context())
-		reply(w, s, err)
+		control.Reply(w, s, err)
 	})
 	mux.HandleFunc("GET /v1/routes", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		fmt.Fprint(w, fib.Format(a.fib.Routes()))
 	})
 	mux.HandleFunc("PUT /v1/pools", func(w http.ResponseWriter, r *http.Request) {
-		var pools []Pool
+		var pools []config.Pool
 		if err := json.NewDecoder(r.Body).Decode(&pools); err != nil {
 			http.Error(w, "bad pools: "+err.Error(), http.StatusBadRequest)
 			return
@@ -719,11 +713,11 @@ func (a *Agent) serveControl(ctx context.Context) error {
 		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("GET /v1/link", func(w http.ResponseWriter, r *http.Request) {
-		reply(w, a.link(), nil)
+		control.Reply(w, a.link(), nil)
 	})
 	mux.HandleFunc("PUT /v1/link", func(w http.ResponseWriter, r *http.Request) {
-		var l Link
-		if err := decode(r, &l); err != nil {
+		var l control.Link
+		if err := control.Decode(r, &l); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
@@ -733,22 +727,22 @@ func (a *Agent) serveControl(ctx context.Context) error {
 		}
 		a.ep.SetUp(l.Up)
 		a.log.Info("underlay link set", "interface", a.cfg.Interface, "up", l.Up)
-		reply(w, a.link(), nil)
+		control.Reply(w, a.link(), nil)
 	})
 	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) {
-		reply(w, a.engine.Stats(), nil)
+		control.Reply(w, a.engine.Stats(), nil)
 	})
 	mux.HandleFunc("POST /v1/workloads", func(w http.ResponseWriter, r *http.Request) {
-		var wl Workload
-		if err := decode(r, &wl); err != nil {
+		var wl config.Workload
+		if err := control.Decode(r, &wl); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
 		info, err := a.addWorkload(r.Context(), wl)
-		reply(w, info, err)
+		control.Reply(w, info, err)
 	})
 	mux.HandleFunc("DELETE /v1/workloads/{name}", func(w http.ResponseWriter, r *http.Request) {
-		reply(w, struct{}{}, a.deleteWorkload(r.Context(), r.PathValue("name")))
+		control.Reply(w, struct{}{}, a.deleteWorkload(r.Context(), r.PathValue("name")))
 	})
 	srv := &http.Server{Handler: mux}
 	go func() {
@@ -766,7 +760,7 @@ func (a *Agent) serveControl(ctx context.Context) error {
 }
 
 // currentPools returns the IP pools as last set (none before start).
-func (a *Agent) currentPools() []Pool {
+func (a *Agent) currentPools() []config.Pool {
 	if p := a.pools.Load(); p != nil {
 		return *p
 	}

@@ -1,4 +1,4 @@
-package vrouter
+package control
 
 import (
 	"fmt"
@@ -19,7 +19,7 @@ func WriteNodeStatus(w io.Writer, s *Status, statusErr error) error {
 	}
 	var peers []bgp.PeerStatus
 	for _, p := range s.Peers {
-		peers = append(peers, bgp.PeerStatus{Address: p.Address, Type: peerType(p.Type), State: p.State, Since: p.Since, Info: p.Info})
+		peers = append(peers, bgp.PeerStatus{Address: p.Address, Type: bgp.ParsePeerType(p.Type), State: p.State, Since: p.Since, Info: p.Info})
 	}
 	if err := bgp.WriteStatus(w, "vrouter", true, peers, time.Now()); err != nil {
 		return err
