@@ -685,12 +685,6 @@ func (a *Agent) link() control.Link {
 // serveControl serves the control API on the node's control socket until
 // ctx ends.
 func (a *Agent) serveControl(ctx context.Context) error {
-	path := control.Socket(a.cfg.StateDir, a.cfg.Node)
-	_ = os.Remove(path)
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return fmt.Errorf("control socket: %w", err)
-	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		s, err := a.status(r.Context())
@@ -744,19 +738,7 @@ func (a *Agent) serveControl(ctx context.Context) error {
 	mux.HandleFunc("DELETE /v1/workloads/{name}", func(w http.ResponseWriter, r *http.Request) {
 		control.Reply(w, struct{}{}, a.deleteWorkload(r.Context(), r.PathValue("name")))
 	})
-	srv := &http.Server{Handler: mux}
-	go func() {
-		<-ctx.Done()
-		shutdown, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_ = srv.Shutdown(shutdown)
-	}()
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			a.log.Error("control socket", "err", err)
-		}
-	}()
-	return nil
+	return control.Serve(ctx, control.Socket(a.cfg.StateDir, a.cfg.Node), mux, a.log)
 }
 
 // currentPools returns the IP pools as last set (none before start).

@@ -1,10 +1,41 @@
 package control
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
+	"net"
 	"net/http"
+	"os"
+	"time"
 )
+
+// Serve serves h on the unix socket at path until ctx ends, then shuts the
+// server down (waiting up to a second for requests in flight). A socket
+// file left at path by an earlier process is replaced. It returns once
+// the socket listens; errors of the server after that are logged.
+func Serve(ctx context.Context, path string, h http.Handler, log *slog.Logger) error {
+	_ = os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	srv := &http.Server{Handler: h}
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdown)
+	}()
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("control socket", "err", err)
+		}
+	}()
+	return nil
+}
 
 // ErrNotFound marks an error about something the request names that does
 // not exist: Reply answers it with 404 Not Found.

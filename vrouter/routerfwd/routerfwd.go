@@ -8,7 +8,6 @@ package routerfwd
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -308,12 +307,6 @@ type routerLink struct {
 // serveRouterControl serves status, routes, stats and the interfaces'
 // link state on the router's control socket.
 func serveRouterControl(ctx context.Context, cfg *config.Router, table *fib.Table, engine *dataplane.Engine, links map[string]routerLink, log *slog.Logger) error {
-	path := control.Socket(cfg.StateDir, cfg.Router)
-	_ = os.Remove(path)
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return fmt.Errorf("control socket: %w", err)
-	}
 	started := time.Now().UTC()
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
@@ -355,17 +348,5 @@ func serveRouterControl(ctx context.Context, cfg *config.Router, table *fib.Tabl
 		log.Info("link set", "interface", l.Interface, "up", l.Up)
 		control.Reply(w, control.Link{Interface: l.Interface, Network: link.network, Up: link.ep.IsUp()}, nil)
 	})
-	srv := &http.Server{Handler: mux}
-	go func() {
-		<-ctx.Done()
-		shutdown, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_ = srv.Shutdown(shutdown)
-	}()
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("control socket", "err", err)
-		}
-	}()
-	return nil
+	return control.Serve(ctx, control.Socket(cfg.StateDir, cfg.Router), mux, log)
 }
