@@ -9,10 +9,8 @@ package agent
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -23,22 +21,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	"github.com/vrouter-lab/vrouter/vrouter/bgp"
 	"github.com/vrouter-lab/vrouter/vrouter/config"
 	"github.com/vrouter-lab/vrouter/vrouter/control"
-	"github.com/vrouter-lab/vrouter/vrouter/dataplane"
-	"github.com/vrouter-lab/vrouter/vrouter/fabric"
 	"github.com/vrouter-lab/vrouter/vrouter/fib"
 	"github.com/vrouter-lab/vrouter/vrouter/ipam"
 	"github.com/vrouter-lab/vrouter/vrouter/netns"
-	"golang.org/x/sys/unix"
 )
-
-// linkLocalGateway is the next hop every workload uses, as in Calico: an
-// address nobody owns, reached "onlink" through eth0, so every packet a
-// workload sends goes to its node's engine.
-var linkLocalGateway = netip.MustParseAddr("169.254.1.1")
 
 // Agent is one running node.
 type Agent struct {
@@ -46,12 +35,15 @@ type Agent struct {
 	log     *slog.Logger
 	started time.Time
 
-	fib    *fib.Table
-	ipam   *ipam.IPAM
-	store  *ipam.BoltStore
-	bgp    *bgp.Speaker
-	engine *dataplane.Engine
-	ep     *fabric.Endpoint // the underlay link; its state is `vrouter link set`
+	// newDataplane and newSpeaker make the node's dataplane and BGP
+	// speaker: the userspace engine and GoBGP, or fakes in tests.
+	newDataplane func(context.Context, *config.Node, *slog.Logger) (Dataplane, error)
+	newSpeaker   func(context.Context, bgp.Config) (Speaker, error)
+
+	dp    Dataplane
+	ipam  *ipam.IPAM
+	store *ipam.BoltStore
+	bgp   Speaker
 
 	saveMu  sync.Mutex // serializes writes of the routes file
 	staleMu sync.Mutex
@@ -62,7 +54,6 @@ type Agent struct {
 	blocks     []netip.Prefix        // announced: affine blocks and borrowed /32s
 	holes      map[netip.Prefix]bool // the announced blocks, which are blackholed
 	tunnelAddr netip.Addr            // tunl0 address, when a pool uses IPIP
-	host       *netns.TUN            // the node's underlay interface
 
 	pools atomic.Pointer[[]config.Pool] // the IP pools, replaced by setPools
 
@@ -72,21 +63,12 @@ type Agent struct {
 
 type workload struct {
 	info control.WorkloadInfo
-	tun  *netns.TUN
 }
 
 // Run runs the agent until ctx ends, then removes what it made (its TUN
 // devices vanish with their descriptors).
 func Run(ctx context.Context, cfg *config.Node) error {
-	a := &Agent{
-		cfg:       cfg,
-		log:       slog.New(slog.NewTextHandler(os.Stderr, nil)).With("node", cfg.Node),
-		started:   time.Now().UTC(),
-		fib:       fib.NewTable(),
-		workloads: map[string]*workload{},
-		stale:     map[netip.Prefix]bool{},
-		hops:      map[netip.Prefix]netip.Addr{},
-	}
+	a := newAgent(cfg, slog.New(slog.NewTextHandler(os.Stderr, nil)).With("node", cfg.Node))
 	defer a.close()
 	if err := a.start(ctx); err != nil {
 		return fmt.Errorf("node %s: %w", cfg.Node, err)
@@ -97,25 +79,35 @@ func Run(ctx context.Context, cfg *config.Node) error {
 	return nil
 }
 
+// newAgent returns the agent of the node cfg describes, with the
+// userspace engine as its dataplane and GoBGP as its speaker.
+func newAgent(cfg *config.Node, log *slog.Logger) *Agent {
+	return &Agent{
+		cfg:          cfg,
+		log:          log,
+		started:      time.Now().UTC(),
+		newDataplane: newUserspace,
+		newSpeaker:   startSpeaker,
+		workloads:    map[string]*workload{},
+		stale:        map[netip.Prefix]bool{},
+		hops:         map[netip.Prefix]netip.Addr{},
+	}
+}
+
+// start brings the node up: its dataplane, IPAM, routes (restored ones
+// first, at a graceful restart), BGP and workloads, then the control
+// socket. What it made before an error, close releases.
 func (a *Agent) start(ctx context.Context) error {
 	cfg := a.cfg
 	addr := cfg.Prefix.Addr()
 
-	// The underlay: a TUN device in the node namespace carrying the node
-	// address (the kernel adds the connected route), and the fabric
-	// endpoint the engine sends and receives underlay frames on.
-	host, err := openTUN(ctx, cfg.Namespace, cfg.Interface, cfg.MTU)
+	// The dataplane: the node's underlay interface, which carries the
+	// node address (the kernel adds the connected route), and its link.
+	dp, err := a.newDataplane(ctx, cfg, a.log)
 	if err != nil {
 		return err
 	}
-	if err := host.AddAddress(cfg.Prefix); err != nil {
-		host.Close()
-		return err
-	}
-	if err := defaultToEngine(cfg.Namespace, cfg.Interface); err != nil {
-		host.Close()
-		return err
-	}
+	a.dp = dp
 	// IPAM: the lab's shared datastore.
 	a.store, err = ipam.OpenBolt(cfg.Datastore)
 	if err != nil {
@@ -129,48 +121,18 @@ func (a *Agent) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ep, err := fabric.Attach(config.FabricDir(cfg.StateDir), cfg.Network, cfg.Node, fabric.Options{
-		Interface: cfg.Node + "/" + cfg.Interface,
-		Neighbors: config.NeighborTable(cfg.Neighbors),
-	})
-	if err != nil {
-		host.Close()
-		return err
-	}
-	a.ep = ep
-	if cfg.LinkDown {
-		ep.SetUp(false)
-		a.log.Info("underlay link is down (vrouter link set)", "interface", cfg.Interface)
-	}
-	a.engine, err = dataplane.NewEngine(dataplane.EngineConfig{
-		FIB:       a.fib,
-		Host:      host.Device,
-		HostName:  "@host",
-		Underlay:  ep,
-		Interface: cfg.Interface,
-		MTU:       cfg.MTU,
-		Address:   addr,
-		Logger:    a.log,
-		Nodes:     tunnelSources(cfg),
-	})
-	if err != nil {
-		host.Close()
-		ep.Close()
-		return err
-	}
-	a.host = host
 	cfgPools := slices.Clone(cfg.Pools)
 	a.pools.Store(&cfgPools)
 	if err := a.ensureTunnel(ctx); err != nil {
 		return err
 	}
 	connected := fib.Route{Dst: cfg.Prefix.Masked(), Type: fib.Unicast, Dev: cfg.Interface, Protocol: fib.ProtoKernel, Scope: fib.ScopeLink, PrefSrc: addr}
-	if err := a.fib.Replace(connected); err != nil {
+	if err := a.dp.ReplaceRoute(connected); err != nil {
 		return err
 	}
 	if cfg.Gateway.IsValid() {
 		def := fib.Route{Dst: netip.PrefixFrom(netip.IPv4Unspecified(), 0), Type: fib.Unicast, Gateway: cfg.Gateway, Dev: cfg.Interface, Protocol: fib.ProtoStatic}
-		if err := a.fib.Replace(def); err != nil {
+		if err := a.dp.ReplaceRoute(def); err != nil {
 			return err
 		}
 	}
@@ -188,7 +150,7 @@ func (a *Agent) start(ctx context.Context) error {
 	}
 
 	// BGP: listen on the node address, peer, and install what is learned.
-	a.bgp, err = bgp.Start(ctx, bgp.Config{
+	a.bgp, err = a.newSpeaker(ctx, bgp.Config{
 		ASN:           cfg.BGP.ASN,
 		RouterID:      addr,
 		ListenAddr:    addr,
@@ -239,53 +201,11 @@ func (a *Agent) start(ctx context.Context) error {
 	if err := a.syncBlocks(ctx); err != nil {
 		return err
 	}
-	go a.engine.Run(ctx)
+	go a.dp.Run(ctx)
 	if a.staleCount() > 0 {
 		go a.sweepStale(ctx)
 	}
 	return a.serveControl(ctx)
-}
-
-// openTUN opens a TUN device in a namespace. A device of that name still
-// held by an agent that is exiting (a restart: the kernel removes the old
-// agent's devices with its last descriptors, after its last thread is gone)
-// is busy; openTUN waits up to five seconds for it to go.
-func openTUN(ctx context.Context, ns, name string, mtu int) (*netns.TUN, error) {
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		t, err := netns.OpenTUN(ns, name, mtu)
-		if err == nil || !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
-			return t, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, err
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-// defaultToEngine gives the node namespace's kernel a default route through
-// the underlay TUN in the "default" table (253), consulted after "main" by
-// the standard rule 32767. The node's own traffic to workload addresses
-// (ping replies, for instance) thus reaches the engine, while `ip route`,
-// which lists "main", shows only the connected underlay route.
-func defaultToEngine(ns, dev string) error {
-	h, err := netns.Handle(ns)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	link, err := h.LinkByName(dev)
-	if err != nil {
-		return fmt.Errorf("default route: %w", err)
-	}
-	anyDst := &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}
-	r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: anyDst, Table: 253, Scope: netlink.SCOPE_LINK}
-	if err := h.RouteReplace(r); err != nil {
-		return fmt.Errorf("default route via %s in table default: %w", dev, err)
-	}
-	return nil
 }
 
 // ensureTunnel brings up tunl0 when a pool uses IPIP and it is not up yet:
@@ -306,10 +226,7 @@ func (a *Agent) ensureTunnel(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("tunl0 address: %w", err)
 	}
-	if err := a.host.AddAddress(netip.PrefixFrom(addr, 32)); err != nil {
-		return fmt.Errorf("tunl0 address: %w", err)
-	}
-	if err := a.engine.EnableTunnel(addr); err != nil {
+	if err := a.dp.EnableTunnel(addr); err != nil {
 		return err
 	}
 	a.tunnelAddr = addr
@@ -337,8 +254,12 @@ func (a *Agent) setPools(ctx context.Context, pools []config.Pool) error {
 	if err := a.ensureTunnel(ctx); err != nil {
 		return err
 	}
+	// tunl0's address may come from a block the node claimed just now.
+	if err := a.syncBlocks(ctx); err != nil {
+		return err
+	}
 	changed := 0
-	for _, r := range a.fib.Routes() {
+	for _, r := range a.dp.Routes() {
 		if r.Protocol != fib.ProtoBird || r.Type != fib.Unicast || !r.Gateway.IsValid() {
 			continue
 		}
@@ -347,33 +268,13 @@ func (a *Agent) setPools(ctx context.Context, pools []config.Pool) error {
 		if want == r {
 			continue
 		}
-		if err := a.fib.Replace(want); err != nil {
+		if err := a.dp.ReplaceRoute(want); err != nil {
 			return fmt.Errorf("reprogram %s: %w", r.Dst, err)
 		}
 		changed++
 	}
 	a.log.Info("pools applied", "routes_changed", changed)
 	return nil
-}
-
-// tunnelSources returns the outer sources tunl0 accepts: every lab node's
-// underlay address.
-func tunnelSources(cfg *config.Node) []netip.Addr {
-	if len(cfg.TunnelSources) > 0 {
-		return cfg.TunnelSources
-	}
-	return nodeAddrs(cfg.Neighbors)
-}
-
-// nodeAddrs returns the underlay addresses of the lab's nodes.
-func nodeAddrs(ns []config.Neighbor) []netip.Addr {
-	var out []netip.Addr
-	for _, n := range ns {
-		if n.Node != "" {
-			out = append(out, n.Address)
-		}
-	}
-	return out
 }
 
 // learn installs or removes a route learned over BGP.
@@ -386,7 +287,7 @@ func (a *Agent) learn(u bgp.RouteUpdate) {
 		return
 	}
 	r := a.bgpRoute(u.Prefix, u.NextHop)
-	if err := a.fib.Replace(r); err != nil {
+	if err := a.dp.ReplaceRoute(r); err != nil {
 		a.log.Error("install learned route", "route", r, "err", err)
 		return
 	}
@@ -425,54 +326,23 @@ func (a *Agent) addWorkload(ctx context.Context, w config.Workload) (*control.Wo
 		return nil, fmt.Errorf("workload %s: %w", w.Name, err)
 	}
 	mtu := workloadMTU(a.currentPools(), addr, a.cfg.MTU)
-	t, err := openTUN(ctx, w.Namespace, "eth0", mtu)
-	if err != nil {
-		release()
-		return nil, fmt.Errorf("workload %s: %w", w.Name, err)
-	}
-	if err := workloadRoutes(t, addr); err != nil {
-		t.Close()
-		release()
-		return nil, fmt.Errorf("workload %s: %w", w.Name, err)
-	}
 	info := control.WorkloadInfo{Name: w.Name, Namespace: w.Namespace, Interface: config.InterfaceName(a.cfg.Lab, w.Name), Address: addr}
-	if err := a.engine.AddWorkload(info.Interface, t.Device, mtu); err != nil {
-		t.Close()
+	port := WorkloadPort{Name: info.Interface, Namespace: w.Namespace, Address: addr, MTU: mtu}
+	if err := a.dp.AddWorkload(ctx, port); err != nil {
 		release()
 		return nil, fmt.Errorf("workload %s: %w", w.Name, err)
 	}
 	r := fib.Route{Dst: netip.PrefixFrom(addr, 32), Type: fib.Unicast, Dev: info.Interface, Protocol: fib.ProtoBoot, Scope: fib.ScopeLink}
-	if err := a.fib.Replace(r); err != nil {
-		return nil, err
+	if err := a.dp.ReplaceRoute(r); err != nil {
+		a.dp.RemoveWorkload(info.Interface)
+		release()
+		return nil, fmt.Errorf("workload %s: %w", w.Name, err)
 	}
 	a.mu.Lock()
-	a.workloads[w.Name] = &workload{info: info, tun: t}
+	a.workloads[w.Name] = &workload{info: info}
 	a.mu.Unlock()
 	a.log.Info("workload added", "workload", w.Name, "address", addr, "interface", info.Interface)
 	return &info, a.syncBlocks(ctx)
-}
-
-// workloadRoutes gives a workload its /32 and Calico's default route.
-func workloadRoutes(t *netns.TUN, addr netip.Addr) error {
-	if err := t.AddAddress(netip.PrefixFrom(addr, 32)); err != nil {
-		return err
-	}
-	h, err := netns.Handle(t.Namespace)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	link, err := h.LinkByName(t.Name)
-	if err != nil {
-		return err
-	}
-	gw := net.IP(linkLocalGateway.AsSlice())
-	anyDst := &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}
-	r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: anyDst, Gw: gw, Flags: int(netlink.FLAG_ONLINK)}
-	if err := h.RouteReplace(r); err != nil {
-		return fmt.Errorf("default via %s dev %s onlink: %w", linkLocalGateway, t.Name, err)
-	}
-	return nil
 }
 
 // deleteWorkload removes a workload's port and route and releases its
@@ -485,9 +355,8 @@ func (a *Agent) deleteWorkload(ctx context.Context, name string) error {
 	if !ok {
 		return fmt.Errorf("no workload %s on node %s", name, a.cfg.Node)
 	}
-	a.fib.Delete(netip.PrefixFrom(w.info.Address, 32), 0)
-	a.engine.RemoveWorkload(w.info.Interface)
-	w.tun.Close()
+	a.dp.DeleteRoute(netip.PrefixFrom(w.info.Address, 32))
+	a.dp.RemoveWorkload(w.info.Interface)
 	if err := a.ipam.ReleaseByHandle(ctx, handle(a.cfg.Lab, name)); err != nil {
 		return err
 	}
@@ -525,7 +394,7 @@ func (a *Agent) syncBlocks(ctx context.Context) error {
 			continue
 		}
 		if holes[p] {
-			if err := a.fib.Replace(fib.Route{Dst: p, Type: fib.Blackhole, Protocol: fib.ProtoBird}); err != nil {
+			if err := a.dp.ReplaceRoute(fib.Route{Dst: p, Type: fib.Blackhole, Protocol: fib.ProtoBird}); err != nil {
 				return err
 			}
 		}
@@ -541,7 +410,7 @@ func (a *Agent) syncBlocks(ctx context.Context) error {
 			continue
 		}
 		if a.holes[p] {
-			a.fib.Delete(p, 0)
+			a.dp.DeleteRoute(p)
 		}
 		if err := a.bgp.Withdraw(ctx, p); err != nil {
 			return err
@@ -590,7 +459,7 @@ func tcpMD5Failures() int {
 // status reports the node's state; Ready means every BGP session is
 // Established and every block affine to a peer is routed.
 func (a *Agent) status(ctx context.Context) (*control.Status, error) {
-	s := &control.Status{Node: a.cfg.Node, Address: a.cfg.Prefix.Addr(), Started: a.started, Routes: a.fib.Len(), TunnelAddress: a.tunnelAddr, LinkUp: a.ep.IsUp(), StaleRoutes: a.staleCount()}
+	s := &control.Status{Node: a.cfg.Node, Address: a.cfg.Prefix.Addr(), Started: a.started, Routes: len(a.dp.Routes()), TunnelAddress: a.tunnelAddr, LinkUp: a.dp.LinkUp(), StaleRoutes: a.staleCount()}
 	peers, err := a.bgp.Peers(ctx)
 	if err != nil {
 		return nil, err
@@ -644,7 +513,7 @@ func (a *Agent) remoteBlocksRouted(ctx context.Context) (bool, error) {
 		if b.Affinity == "" || b.Affinity == a.cfg.Node || !peers[b.Affinity] {
 			continue
 		}
-		routes := a.fib.Get(b.CIDR)
+		routes := a.dp.Route(b.CIDR)
 		if len(routes) == 0 || routes[0].Protocol != fib.ProtoBird {
 			return false, nil
 		}
@@ -663,14 +532,9 @@ func (a *Agent) close() {
 	default:
 		a.bgp.Stop()
 	}
-	if a.engine != nil {
-		a.engine.Close()
+	if a.dp != nil {
+		_ = a.dp.Close() // the workloads' ports and the underlay interface go with it
 	}
-	a.mu.Lock()
-	for _, w := range a.workloads {
-		w.tun.Close()
-	}
-	a.mu.Unlock()
 	if a.store != nil {
 		a.store.Close()
 	}
@@ -679,7 +543,7 @@ func (a *Agent) close() {
 
 // link reports the state of the node's underlay link.
 func (a *Agent) link() control.Link {
-	return control.Link{Interface: a.cfg.Interface, Network: a.cfg.Network, Up: a.ep.IsUp()}
+	return control.Link{Interface: a.cfg.Interface, Network: a.cfg.Network, Up: a.dp.LinkUp()}
 }
 
 // serveControl serves the control API on the node's control socket until
@@ -692,7 +556,7 @@ func (a *Agent) serveControl(ctx context.Context) error {
 	})
 	mux.HandleFunc("GET /v1/routes", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
-		fmt.Fprint(w, fib.Format(a.fib.Routes()))
+		fmt.Fprint(w, fib.Format(a.dp.Routes()))
 	})
 	mux.HandleFunc("PUT /v1/pools", func(w http.ResponseWriter, r *http.Request) {
 		var pools []config.Pool
@@ -719,12 +583,12 @@ func (a *Agent) serveControl(ctx context.Context) error {
 			http.Error(w, fmt.Sprintf("node %s has no interface %q (its underlay is %s)", a.cfg.Node, l.Interface, a.cfg.Interface), http.StatusBadRequest)
 			return
 		}
-		a.ep.SetUp(l.Up)
+		a.dp.SetLinkUp(l.Up)
 		a.log.Info("underlay link set", "interface", a.cfg.Interface, "up", l.Up)
 		control.Reply(w, a.link(), nil)
 	})
 	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) {
-		control.Reply(w, a.engine.Stats(), nil)
+		control.Reply(w, a.dp.Stats(), nil)
 	})
 	mux.HandleFunc("POST /v1/workloads", func(w http.ResponseWriter, r *http.Request) {
 		var wl config.Workload

@@ -52,7 +52,7 @@ func (a *Agent) bgpRoute(dst netip.Prefix, nextHop netip.Addr) fib.Route {
 		return r
 	}
 	if !a.cfg.Prefix.Masked().Contains(nextHop) {
-		if via, ok := a.fib.Lookup(nextHop); ok && via.Protocol != fib.ProtoBird && via.Type == fib.Unicast && via.Gateway.IsValid() && via.Dev == a.cfg.Interface {
+		if via, ok := a.dp.Lookup(nextHop); ok && via.Protocol != fib.ProtoBird && via.Type == fib.Unicast && via.Gateway.IsValid() && via.Dev == a.cfg.Interface {
 			r.Gateway = via.Gateway
 		}
 	}
@@ -61,7 +61,7 @@ func (a *Agent) bgpRoute(dst netip.Prefix, nextHop netip.Addr) fib.Route {
 
 // forgetRoute removes the learned route to dst and its BGP next hop.
 func (a *Agent) forgetRoute(dst netip.Prefix) {
-	a.fib.Delete(dst, 0)
+	a.dp.DeleteRoute(dst)
 	a.hopMu.Lock()
 	delete(a.hops, dst)
 	a.hopMu.Unlock()
@@ -86,7 +86,7 @@ func (a *Agent) saveRoutes() {
 	a.saveMu.Lock()
 	defer a.saveMu.Unlock()
 	var out []learnedRoute
-	for _, r := range a.fib.Routes() {
+	for _, r := range a.dp.Routes() {
 		if r.Protocol == fib.ProtoBird && r.Type == fib.Unicast && r.Gateway.IsValid() {
 			out = append(out, learnedRoute{Dst: r.Dst, Gateway: a.bgpNextHop(r)})
 		}
@@ -121,7 +121,7 @@ func (a *Agent) restoreRoutes() (int, error) {
 	a.staleMu.Lock()
 	defer a.staleMu.Unlock()
 	for _, r := range routes {
-		if err := a.fib.Replace(a.bgpRoute(r.Dst, r.Gateway)); err != nil {
+		if err := a.dp.ReplaceRoute(a.bgpRoute(r.Dst, r.Gateway)); err != nil {
 			return 0, fmt.Errorf("restore route %s: %w", r.Dst, err)
 		}
 		a.stale[r.Dst] = true

@@ -18,7 +18,7 @@ func testAgent(t *testing.T, dir string) *Agent {
 		cfg: &config.Node{Node: "node2", StateDir: dir, Interface: "ens33",
 			BGP: config.BGP{GracefulRestart: true}},
 		log:   slog.New(slog.DiscardHandler),
-		fib:   fib.NewTable(),
+		dp:    newFakeDataplane(),
 		stale: map[netip.Prefix]bool{},
 		hops:  map[netip.Prefix]netip.Addr{},
 	}
@@ -42,7 +42,7 @@ func TestRoutesSurviveRestart(t *testing.T) {
 		{Dst: netip.MustParsePrefix("10.244.2.1/32"), Type: fib.Unicast, Dev: "cali0123456789a", Protocol: fib.ProtoBoot, Scope: fib.ScopeLink},
 	}
 	for _, r := range append(learned, others...) {
-		if err := old.fib.Replace(r); err != nil {
+		if err := old.dp.ReplaceRoute(r); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -54,7 +54,7 @@ func TestRoutesSurviveRestart(t *testing.T) {
 		t.Fatalf("restored %d routes (%v), want 2", n, err)
 	}
 	want := fib.Format(learned)
-	if got := fib.Format(a.fib.Routes()); got != want {
+	if got := fib.Format(a.dp.Routes()); got != want {
 		t.Errorf("restored FIB:\n%s\nwant:\n%s", got, want)
 	}
 	if a.staleCount() != 2 {
@@ -68,7 +68,7 @@ func TestRoutesSurviveRestart(t *testing.T) {
 	// Without graceful restart nothing is written.
 	plain := testAgent(t, t.TempDir())
 	plain.cfg.BGP.GracefulRestart = false
-	_ = plain.fib.Replace(learned[0])
+	_ = plain.dp.ReplaceRoute(learned[0])
 	plain.saveRoutes()
 	if _, err := os.Stat(routesFile(plain.cfg.StateDir, "node2")); !os.IsNotExist(err) {
 		t.Errorf("routes file written without graceful restart: %v", err)

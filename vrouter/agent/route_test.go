@@ -32,7 +32,7 @@ func TestBGPRouteAcrossNetworks(t *testing.T) {
 			{Dst: mp("192.168.50.0/24"), Type: fib.Unicast, Dev: "ens33", Protocol: fib.ProtoKernel, Scope: fib.ScopeLink},
 			{Dst: mp("0.0.0.0/0"), Type: fib.Unicast, Gateway: ma("192.168.50.1"), Dev: "ens33", Protocol: fib.ProtoStatic},
 		} {
-			if err := a.fib.Replace(r); err != nil {
+			if err := a.dp.ReplaceRoute(r); err != nil {
 				t.Fatal(err)
 			}
 		}
