@@ -45,9 +45,14 @@ type Agent struct {
 	store *ipam.BoltStore
 	bgp   Speaker
 
-	saveMu  sync.Mutex // serializes writes of the routes file
-	staleMu sync.Mutex
-	stale   map[netip.Prefix]bool // restored routes not learned again yet
+	saveMu sync.Mutex // serializes writes of the routes file
+
+	// routeMu serializes every change to the routes learned over BGP,
+	// in learned and in the dataplane: learn, setPools' reprogramming,
+	// the restore and the sweep of a graceful restart.
+	routeMu sync.Mutex
+	learned map[netip.Prefix]netip.Addr // the BGP next hop of each learned (or restored) route
+	stale   map[netip.Prefix]bool       // restored routes not learned again yet
 
 	mu         sync.Mutex // guards workloads and blocks
 	workloads  map[string]*workload
@@ -55,10 +60,7 @@ type Agent struct {
 	holes      map[netip.Prefix]bool // the announced blocks, which are blackholed
 	tunnelAddr netip.Addr            // tunl0 address, when a pool uses IPIP
 
-	pools atomic.Pointer[[]config.Pool] // the IP pools, replaced by setPools
-
-	hopMu sync.Mutex
-	hops  map[netip.Prefix]netip.Addr // BGP next hop of each learned route
+	pools atomic.Pointer[[]config.Pool] // the IP pools, replaced by setPools (under routeMu)
 }
 
 type workload struct {
@@ -89,8 +91,8 @@ func newAgent(cfg *config.Node, log *slog.Logger) *Agent {
 		newDataplane: newUserspace,
 		newSpeaker:   startSpeaker,
 		workloads:    map[string]*workload{},
+		learned:      map[netip.Prefix]netip.Addr{},
 		stale:        map[netip.Prefix]bool{},
-		hops:         map[netip.Prefix]netip.Addr{},
 	}
 }
 
@@ -123,7 +125,7 @@ func (a *Agent) start(ctx context.Context) error {
 	}
 	cfgPools := slices.Clone(cfg.Pools)
 	a.pools.Store(&cfgPools)
-	if err := a.ensureTunnel(ctx); err != nil {
+	if err := a.ensureTunnel(ctx, cfgPools); err != nil {
 		return err
 	}
 	connected := fib.Route{Dst: cfg.Prefix.Masked(), Type: fib.Unicast, Dev: cfg.Interface, Protocol: fib.ProtoKernel, Scope: fib.ScopeLink, PrefSrc: addr}
@@ -208,14 +210,14 @@ func (a *Agent) start(ctx context.Context) error {
 	return a.serveControl(ctx)
 }
 
-// ensureTunnel brings up tunl0 when a pool uses IPIP and it is not up yet:
-// its address comes from the node's own block, as Calico assigns it
-// (handle ipip-tunnel-addr-NODE); the node's kernel owns the address, so
-// the engine hands packets for it to the node.
-func (a *Agent) ensureTunnel(ctx context.Context) error {
+// ensureTunnel brings up tunl0 when one of pools uses IPIP and it is not
+// up yet: its address comes from the node's own block, as Calico assigns
+// it (handle ipip-tunnel-addr-NODE); the node's kernel owns the address,
+// so the dataplane hands packets for it to the node.
+func (a *Agent) ensureTunnel(ctx context.Context, pools []config.Pool) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.tunnelAddr.IsValid() || !ipip(a.currentPools()) {
+	if a.tunnelAddr.IsValid() || !ipip(pools) {
 		return nil
 	}
 	h := "ipip-tunnel-addr-" + a.cfg.Node
@@ -250,26 +252,27 @@ func (a *Agent) setPools(ctx context.Context, pools []config.Pool) error {
 		}
 	}
 	pools = slices.Clone(pools)
-	a.pools.Store(&pools)
-	if err := a.ensureTunnel(ctx); err != nil {
+	if err := a.ensureTunnel(ctx, pools); err != nil {
 		return err
 	}
 	// tunl0's address may come from a block the node claimed just now.
 	if err := a.syncBlocks(ctx); err != nil {
 		return err
 	}
+	// The pools change and the learned routes are reprogrammed in one
+	// step for learn: a route it withdraws meanwhile stays withdrawn, one
+	// it learns is programmed by the new pools' modes.
+	a.routeMu.Lock()
+	defer a.routeMu.Unlock()
+	a.pools.Store(&pools)
 	changed := 0
-	for _, r := range a.dp.Routes() {
-		if r.Protocol != fib.ProtoBird || r.Type != fib.Unicast || !r.Gateway.IsValid() {
-			continue
-		}
-		want := a.bgpRoute(r.Dst, a.bgpNextHop(r))
-		want.Metric = r.Metric
-		if want == r {
+	for dst, nextHop := range a.learned {
+		want := a.bgpRoute(dst, nextHop)
+		if have := a.dp.Route(dst); len(have) > 0 && have[0] == want {
 			continue
 		}
 		if err := a.dp.ReplaceRoute(want); err != nil {
-			return fmt.Errorf("reprogram %s: %w", r.Dst, err)
+			return fmt.Errorf("reprogram %s: %w", dst, err)
 		}
 		changed++
 	}
@@ -279,15 +282,17 @@ func (a *Agent) setPools(ctx context.Context, pools []config.Pool) error {
 
 // learn installs or removes a route learned over BGP.
 func (a *Agent) learn(u bgp.RouteUpdate) {
-	a.refreshed(u.Prefix)
-	defer a.saveRoutes()
+	defer a.saveRoutes() // after routeMu is released
+	a.routeMu.Lock()
+	defer a.routeMu.Unlock()
+	delete(a.stale, u.Prefix) // learned (or withdrawn) in this run: no longer stale
 	if u.Withdrawn {
-		a.forgetRoute(u.Prefix)
+		a.forgetLearned(u.Prefix)
 		a.log.Info("route withdrawn", "prefix", u.Prefix)
 		return
 	}
-	r := a.bgpRoute(u.Prefix, u.NextHop)
-	if err := a.dp.ReplaceRoute(r); err != nil {
+	r, err := a.installLearned(u.Prefix, u.NextHop)
+	if err != nil {
 		a.log.Error("install learned route", "route", r, "err", err)
 		return
 	}

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -246,5 +247,66 @@ func TestGracefulRestartSweep(t *testing.T) {
 				t.Errorf("route learned again: %q, want %q", got, kept)
 			}
 		})
+	}
+}
+
+// setPools reprograms the learned routes; a route withdrawn while it does
+// must stay withdrawn, not come back with setPools' reprogramming. The
+// withdrawal is delivered while setPools replaces its first route: it
+// either runs then (setPools must not see the route any more) or waits
+// until setPools is done.
+func TestSetPoolsDoesNotResurrectWithdrawnRoute(t *testing.T) {
+	cfg := testConfig(t)
+	n := startTestNode(t, cfg)
+	first, second := "10.244.104.0/26", "10.244.135.0/26"
+	n.speaker.deliver(first, "192.168.50.11")
+	n.speaker.deliver(second, "192.168.50.12")
+
+	withdrawn := make(chan struct{})
+	var once sync.Once
+	n.dp.mu.Lock()
+	n.dp.beforeReplace = func(r fib.Route) {
+		if r.Protocol != fib.ProtoBird || r.Type != fib.Unicast {
+			return
+		}
+		once.Do(func() {
+			// withdraw whichever of the two is not being replaced now
+			other := second
+			if r.Dst.String() == second {
+				other = first
+			}
+			go func() {
+				n.speaker.deliver(other, "")
+				close(withdrawn)
+			}()
+			select {
+			case <-withdrawn:
+			case <-time.After(200 * time.Millisecond): // blocked until setPools is done
+			}
+		})
+	}
+	n.dp.mu.Unlock()
+
+	always := []config.Pool{cfg.Pools[0]}
+	always[0].IPIPMode = "Always"
+	if err := n.setPools(context.Background(), always); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-withdrawn:
+	case <-time.After(10 * time.Second):
+		t.Fatal("withdrawal never done")
+	}
+	var bird []string
+	for _, r := range n.dp.Routes() {
+		if r.Protocol == fib.ProtoBird && r.Type == fib.Unicast {
+			bird = append(bird, r.String())
+		}
+	}
+	if len(bird) != 1 {
+		t.Fatalf("learned routes after setPools and one withdrawal: %q, want just one", bird)
+	}
+	if !strings.Contains(bird[0], "dev tunl0") {
+		t.Errorf("remaining route %q not reprogrammed onto tunl0", bird[0])
 	}
 }

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,8 +9,10 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
+	"github.com/vrouter-lab/vrouter/vrouter/bgp"
 	"github.com/vrouter-lab/vrouter/vrouter/dataplane"
 	"github.com/vrouter-lab/vrouter/vrouter/fib"
 )
@@ -35,17 +38,14 @@ func routesFile(stateDir, node string) string {
 	return filepath.Join(stateDir, "nodes", node+".routes.json")
 }
 
-// bgpRoute is the FIB route for a prefix learned over BGP with next hop
+// bgpRoute is the route for a prefix learned over BGP with next hop
 // nextHop. Through tunl0 the next hop is the outer destination ("via NODE
 // dev tunl0 onlink"). Otherwise a next hop off the node's network is
 // resolved recursively, as BIRD's "gateway recursive" in Calico's
 // configuration does: the route goes via the gateway of the (non-BGP)
 // route to the next hop, typically the default gateway, which has to
-// know the destination itself. It records nextHop as dst's BGP next hop.
+// know the destination itself.
 func (a *Agent) bgpRoute(dst netip.Prefix, nextHop netip.Addr) fib.Route {
-	a.hopMu.Lock()
-	a.hops[dst] = nextHop
-	a.hopMu.Unlock()
 	r := fib.Route{Dst: dst, Type: fib.Unicast, Gateway: nextHop, Dev: a.cfg.Interface, Protocol: fib.ProtoBird}
 	if encapsulate(a.currentPools(), a.cfg.Prefix, dst, nextHop) {
 		r.Dev, r.OnLink = dataplane.TunnelName, true
@@ -59,23 +59,24 @@ func (a *Agent) bgpRoute(dst netip.Prefix, nextHop netip.Addr) fib.Route {
 	return r
 }
 
-// forgetRoute removes the learned route to dst and its BGP next hop.
-func (a *Agent) forgetRoute(dst netip.Prefix) {
-	a.dp.DeleteRoute(dst)
-	a.hopMu.Lock()
-	delete(a.hops, dst)
-	a.hopMu.Unlock()
+// installLearned programs the route to dst learned with BGP next hop
+// nextHop and records it. The caller holds routeMu.
+func (a *Agent) installLearned(dst netip.Prefix, nextHop netip.Addr) (fib.Route, error) {
+	r := a.bgpRoute(dst, nextHop)
+	if err := a.dp.ReplaceRoute(r); err != nil {
+		return r, err
+	}
+	a.learned[dst] = nextHop
+	return r, nil
 }
 
-// bgpNextHop returns the BGP next hop of learned route r: its gateway,
-// unless that was resolved recursively.
-func (a *Agent) bgpNextHop(r fib.Route) netip.Addr {
-	a.hopMu.Lock()
-	defer a.hopMu.Unlock()
-	if h, ok := a.hops[r.Dst]; ok {
-		return h
+// forgetLearned removes the learned route to dst from the dataplane and
+// the record. The caller holds routeMu.
+func (a *Agent) forgetLearned(dst netip.Prefix) {
+	if _, ok := a.learned[dst]; ok {
+		a.dp.DeleteRoute(dst)
+		delete(a.learned, dst)
 	}
-	return r.Gateway
 }
 
 // saveRoutes writes the routes learned over BGP to the routes file.
@@ -85,12 +86,15 @@ func (a *Agent) saveRoutes() {
 	}
 	a.saveMu.Lock()
 	defer a.saveMu.Unlock()
-	var out []learnedRoute
-	for _, r := range a.dp.Routes() {
-		if r.Protocol == fib.ProtoBird && r.Type == fib.Unicast && r.Gateway.IsValid() {
-			out = append(out, learnedRoute{Dst: r.Dst, Gateway: a.bgpNextHop(r)})
-		}
+	a.routeMu.Lock()
+	out := make([]learnedRoute, 0, len(a.learned))
+	for dst, nextHop := range a.learned {
+		out = append(out, learnedRoute{Dst: dst, Gateway: nextHop})
 	}
+	a.routeMu.Unlock()
+	slices.SortFunc(out, func(x, y learnedRoute) int {
+		return cmp.Or(x.Dst.Addr().Compare(y.Dst.Addr()), x.Dst.Bits()-y.Dst.Bits())
+	})
 	data, err := json.Marshal(out)
 	if err == nil {
 		path := routesFile(a.cfg.StateDir, a.cfg.Node)
@@ -118,10 +122,10 @@ func (a *Agent) restoreRoutes() (int, error) {
 	if err := json.Unmarshal(data, &routes); err != nil {
 		return 0, fmt.Errorf("restore routes from %s: %w", routesFile(a.cfg.StateDir, a.cfg.Node), err)
 	}
-	a.staleMu.Lock()
-	defer a.staleMu.Unlock()
+	a.routeMu.Lock()
+	defer a.routeMu.Unlock()
 	for _, r := range routes {
-		if err := a.dp.ReplaceRoute(a.bgpRoute(r.Dst, r.Gateway)); err != nil {
+		if _, err := a.installLearned(r.Dst, r.Gateway); err != nil {
 			return 0, fmt.Errorf("restore route %s: %w", r.Dst, err)
 		}
 		a.stale[r.Dst] = true
@@ -129,18 +133,10 @@ func (a *Agent) restoreRoutes() (int, error) {
 	return len(routes), nil
 }
 
-// refreshed records that prefix was learned (or withdrawn) in this run: it
-// is no longer stale.
-func (a *Agent) refreshed(prefix netip.Prefix) {
-	a.staleMu.Lock()
-	delete(a.stale, prefix)
-	a.staleMu.Unlock()
-}
-
 // staleCount returns how many restored routes are still stale.
 func (a *Agent) staleCount() int {
-	a.staleMu.Lock()
-	defer a.staleMu.Unlock()
+	a.routeMu.Lock()
+	defer a.routeMu.Unlock()
 	return len(a.stale)
 }
 
@@ -173,16 +169,18 @@ func (a *Agent) sweepStale(ctx context.Context) {
 			a.log.Error("sweep stale routes", "err", err)
 			continue
 		}
-		a.staleMu.Lock()
+		// A route learned after Learned's answer is no longer stale:
+		// learn took it out of stale, so the sweep leaves it alone.
+		a.routeMu.Lock()
 		var dropped []netip.Prefix
 		for p := range a.stale {
 			if _, ok := learned[p]; !ok {
-				a.forgetRoute(p)
+				a.forgetLearned(p)
 				dropped = append(dropped, p)
 			}
 		}
 		clear(a.stale)
-		a.staleMu.Unlock()
+		a.routeMu.Unlock()
 		a.saveRoutes()
 		a.log.Info("graceful restart done: stale routes removed", "removed", len(dropped), "prefixes", dropped)
 		return
@@ -197,7 +195,7 @@ func (a *Agent) peersSynced(ctx context.Context) bool {
 		return false
 	}
 	for _, p := range peers {
-		if p.State != "Established" || !p.EndOfRIB {
+		if p.State != bgp.StateEstablished || !p.EndOfRIB {
 			return false
 		}
 	}

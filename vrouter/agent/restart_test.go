@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vrouter-lab/vrouter/vrouter/bgp"
 	"github.com/vrouter-lab/vrouter/vrouter/config"
 	"github.com/vrouter-lab/vrouter/vrouter/fib"
 )
@@ -17,10 +18,10 @@ func testAgent(t *testing.T, dir string) *Agent {
 	return &Agent{
 		cfg: &config.Node{Node: "node2", StateDir: dir, Interface: "ens33",
 			BGP: config.BGP{GracefulRestart: true}},
-		log:   slog.New(slog.DiscardHandler),
-		dp:    newFakeDataplane(),
-		stale: map[netip.Prefix]bool{},
-		hops:  map[netip.Prefix]netip.Addr{},
+		log:     slog.New(slog.DiscardHandler),
+		dp:      newFakeDataplane(),
+		learned: map[netip.Prefix]netip.Addr{},
+		stale:   map[netip.Prefix]bool{},
 	}
 }
 
@@ -33,15 +34,17 @@ func TestRoutesSurviveRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	old := testAgent(t, dir)
-	learned := []fib.Route{
-		old.bgpRoute(netip.MustParsePrefix("10.244.1.0/26"), netip.MustParseAddr("192.168.50.10")),
-		old.bgpRoute(netip.MustParsePrefix("10.244.3.0/26"), netip.MustParseAddr("192.168.50.12")),
+	old.learn(bgp.RouteUpdate{Prefix: netip.MustParsePrefix("10.244.1.0/26"), NextHop: netip.MustParseAddr("192.168.50.10")})
+	old.learn(bgp.RouteUpdate{Prefix: netip.MustParsePrefix("10.244.3.0/26"), NextHop: netip.MustParseAddr("192.168.50.12")})
+	learned := old.dp.Routes()
+	if len(learned) != 2 {
+		t.Fatalf("learned %v", learned)
 	}
 	others := []fib.Route{
 		{Dst: netip.MustParsePrefix("10.244.2.0/26"), Type: fib.Blackhole, Protocol: fib.ProtoBird},
 		{Dst: netip.MustParsePrefix("10.244.2.1/32"), Type: fib.Unicast, Dev: "cali0123456789a", Protocol: fib.ProtoBoot, Scope: fib.ScopeLink},
 	}
-	for _, r := range append(learned, others...) {
+	for _, r := range others {
 		if err := old.dp.ReplaceRoute(r); err != nil {
 			t.Fatal(err)
 		}
@@ -60,7 +63,7 @@ func TestRoutesSurviveRestart(t *testing.T) {
 	if a.staleCount() != 2 {
 		t.Errorf("%d stale routes, want 2", a.staleCount())
 	}
-	a.refreshed(learned[0].Dst)
+	a.learn(bgp.RouteUpdate{Prefix: learned[0].Dst, NextHop: learned[0].Gateway})
 	if a.staleCount() != 1 {
 		t.Errorf("%d stale routes after one was learned again, want 1", a.staleCount())
 	}
@@ -68,7 +71,7 @@ func TestRoutesSurviveRestart(t *testing.T) {
 	// Without graceful restart nothing is written.
 	plain := testAgent(t, t.TempDir())
 	plain.cfg.BGP.GracefulRestart = false
-	_ = plain.dp.ReplaceRoute(learned[0])
+	plain.learn(bgp.RouteUpdate{Prefix: learned[0].Dst, NextHop: learned[0].Gateway})
 	plain.saveRoutes()
 	if _, err := os.Stat(routesFile(plain.cfg.StateDir, "node2")); !os.IsNotExist(err) {
 		t.Errorf("routes file written without graceful restart: %v", err)
