@@ -74,7 +74,7 @@ func routerNodeConfig(l *topology.Lab, dir string, r topology.RouterNode) (*conf
 		Neighbors:  first.Neighbors,
 		Interfaces: ifaces[1:],
 
-		ErrorsToSender: true,
+		ErrorsToIngress: true,
 	}
 	for _, s := range r.Routes {
 		c.Routes = append(c.Routes, config.StaticRoute{Dst: s.Dst, Via: s.Via})

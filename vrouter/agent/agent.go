@@ -54,7 +54,7 @@ type Agent struct {
 	learned map[netip.Prefix]netip.Addr // the BGP next hop of each learned (or restored) route
 	stale   map[netip.Prefix]bool       // restored routes not learned again yet
 
-	mu         sync.Mutex // guards workloads and blocks
+	mu         sync.Mutex // guards workloads, blocks, holes and tunnelAddr
 	workloads  map[string]*workload
 	blocks     []netip.Prefix        // announced: affine blocks and borrowed /32s
 	holes      map[netip.Prefix]bool // the announced blocks, which are blackholed
@@ -358,7 +358,7 @@ func (a *Agent) deleteWorkload(ctx context.Context, name string) error {
 	delete(a.workloads, name)
 	a.mu.Unlock()
 	if !ok {
-		return fmt.Errorf("no workload %s on node %s", name, a.cfg.Node)
+		return control.NotFoundf("no workload %s on node %s", name, a.cfg.Node)
 	}
 	a.dp.DeleteRoute(netip.PrefixFrom(w.info.Address, 32))
 	a.dp.RemoveWorkload(w.info.Interface)
@@ -464,7 +464,7 @@ func tcpMD5Failures() int {
 // status reports the node's state; Ready means every BGP session is
 // Established and every block affine to a peer is routed.
 func (a *Agent) status(ctx context.Context) (*control.Status, error) {
-	s := &control.Status{Node: a.cfg.Node, Address: a.cfg.Prefix.Addr(), Started: a.started, Routes: len(a.dp.Routes()), TunnelAddress: a.tunnelAddr, LinkUp: a.dp.LinkUp(), StaleRoutes: a.staleCount()}
+	s := &control.Status{Node: a.cfg.Node, Address: a.cfg.Prefix.Addr(), Started: a.started, Routes: len(a.dp.Routes()), LinkUp: a.dp.LinkUp(), StaleRoutes: a.staleCount()}
 	peers, err := a.bgp.Peers(ctx)
 	if err != nil {
 		return nil, err
@@ -472,7 +472,7 @@ func (a *Agent) status(ctx context.Context) (*control.Status, error) {
 	md5Failures := -1 // not read yet
 	for _, p := range peers {
 		info := p.Info
-		if p.State != "Established" && a.hasPassword(p.Address) {
+		if p.State != bgp.StateEstablished && a.hasPassword(p.Address) {
 			if md5Failures < 0 {
 				md5Failures = tcpMD5Failures()
 			}
@@ -481,7 +481,7 @@ func (a *Agent) status(ctx context.Context) (*control.Status, error) {
 			}
 		}
 		s.Peers = append(s.Peers, control.PeerStatus{Address: p.Address, Type: p.Type.String(), State: p.State, Since: p.Since, Info: info, GracefulRestart: p.GracefulRestart})
-		if p.State == "Established" {
+		if p.State == bgp.StateEstablished {
 			s.PeersEstablished++
 		}
 	}
@@ -490,6 +490,7 @@ func (a *Agent) status(ctx context.Context) (*control.Status, error) {
 		s.Workloads = append(s.Workloads, w.info)
 	}
 	s.Blocks = slices.Clone(a.blocks)
+	s.TunnelAddress = a.tunnelAddr
 	a.mu.Unlock()
 	slices.SortFunc(s.Workloads, func(x, y control.WorkloadInfo) int { return x.Address.Compare(y.Address) })
 	s.Ready = s.PeersEstablished == len(a.cfg.BGP.Peers)

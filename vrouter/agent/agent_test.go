@@ -2,8 +2,11 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -308,5 +311,61 @@ func TestSetPoolsDoesNotResurrectWithdrawnRoute(t *testing.T) {
 	}
 	if !strings.Contains(bird[0], "dev tunl0") {
 		t.Errorf("remaining route %q not reprogrammed onto tunl0", bird[0])
+	}
+}
+
+// status reads what setPools writes (tunl0's address) under the same
+// lock: run with -race, this fails if it does not.
+func TestStatusWhileSetPools(t *testing.T) {
+	cfg := testConfig(t)
+	n := startTestNode(t, cfg)
+	ctx := context.Background()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 50 {
+			if _, err := n.status(ctx); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	always := []config.Pool{cfg.Pools[0]}
+	always[0].IPIPMode = "Always"
+	if err := n.setPools(ctx, always); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	s, err := n.status(ctx)
+	if err != nil || !s.TunnelAddress.IsValid() {
+		t.Fatalf("status after setPools: %+v, %v; want tunl0's address", s, err)
+	}
+}
+
+// Deleting a workload the node does not serve is a 404 through the
+// control API, which the client reports as control.ErrNotFound.
+func TestDeleteUnknownWorkloadIsNotFound(t *testing.T) {
+	cfg := testConfig(t)
+	startTestNode(t, cfg)
+	err := control.NewClient(control.Socket(cfg.StateDir, cfg.Node)).DeleteWorkload(context.Background(), "nope")
+	if !errors.Is(err, control.ErrNotFound) {
+		t.Fatalf("delete of an unknown workload: %v, want control.ErrNotFound", err)
+	}
+	if !strings.Contains(err.Error(), "no workload nope on node node1") {
+		t.Errorf("error %q does not name the workload and node", err)
+	}
+	// Straight HTTP: the status code itself.
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", control.Socket(cfg.StateDir, cfg.Node))
+	}}}
+	req, _ := http.NewRequest(http.MethodDelete, "http://agent/v1/workloads/nope", nil)
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("DELETE of an unknown workload: HTTP %d, want 404", resp.StatusCode)
 	}
 }

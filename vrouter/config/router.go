@@ -32,11 +32,12 @@ type Router struct {
 	// Routes are static routes the forwarder puts in the namespace's
 	// kernel table (proto static) once the interfaces are up.
 	Routes []StaticRoute `json:"routes,omitempty"`
-	// ErrorsToSender sends the ICMP errors the router has no route for
-	// back to the neighbour the offending packet came from (a router node
-	// between racks knows no workload addresses, yet a workload should
-	// see why its packets go nowhere).
-	ErrorsToSender bool `json:"errorsToSender,omitempty"`
+	// ErrorsToIngress sends the ICMP errors the router has no route for
+	// back out of the interface the offending packet came in on, to the
+	// neighbour it came from (a router node between racks knows no
+	// workload addresses, yet a workload should see why its packets go
+	// nowhere): dataplane.EngineConfig.ErrorsToIngress.
+	ErrorsToIngress bool `json:"errorsToIngress,omitempty"`
 }
 
 // RouterInterface is one more underlay interface of a router.

@@ -115,7 +115,11 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	if err != nil {
 		return fmt.Errorf("agent at %s: %w", c.socket, err)
 	}
-	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNoContent {
+	switch resp.StatusCode {
+	case http.StatusOK, http.StatusNoContent:
+	case http.StatusNotFound:
+		return NotFoundf("agent: %s", bytes.TrimSpace(data))
+	default:
 		return fmt.Errorf("agent: %s", bytes.TrimSpace(data))
 	}
 	if out == nil {

@@ -37,9 +37,21 @@ func Serve(ctx context.Context, path string, h http.Handler, log *slog.Logger) e
 	return nil
 }
 
-// ErrNotFound marks an error about something the request names that does
-// not exist: Reply answers it with 404 Not Found.
+// ErrNotFound marks an error about something a request names that does
+// not exist: Reply answers it with 404 Not Found, and the client's error
+// for a 404 matches it (errors.Is).
 var ErrNotFound = errors.New("not found")
+
+// NotFoundf returns an error with the formatted message that matches
+// ErrNotFound.
+func NotFoundf(format string, args ...any) error {
+	return notFound(fmt.Sprintf(format, args...))
+}
+
+type notFound string
+
+func (e notFound) Error() string        { return string(e) }
+func (e notFound) Is(target error) bool { return target == ErrNotFound }
 
 // Reply writes v as JSON, or err as a plain-text error: 404 for
 // ErrNotFound, 500 for anything else.

@@ -67,7 +67,7 @@ func Run(ctx context.Context, cfg *config.Router) error {
 	ecfg := dataplane.EngineConfig{
 		FIB: table, Host: hosts[0].Device, HostName: "@host", Underlay: eps[0],
 		Interface: cfg.Interface, MTU: cfg.MTU, Address: cfg.Prefix.Addr(), Logger: log,
-		ErrorsToIngress: cfg.ErrorsToSender,
+		ErrorsToIngress: cfg.ErrorsToIngress,
 	}
 	devs := []string{cfg.Interface}
 	for i, ri := range cfg.Interfaces {
