@@ -132,7 +132,7 @@ func nodeAgent(cmd *cobra.Command) func(node string) (*control.Client, error) {
 		}
 		if r, ok := st.Router(node); ok {
 			// A router's forwarder answers status, routes and stats.
-			return control.NewClient(r.Control), nil
+			return control.NewRouterClient(r.Control), nil
 		}
 		return nil, fmt.Errorf("lab %s has no node %q", st.Name, node)
 	}

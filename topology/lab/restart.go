@@ -110,7 +110,7 @@ func killAgent(pidFile string) error {
 // one interface).
 func SetLink(ctx context.Context, st *State, node, iface string, up bool) (*control.Link, error) {
 	if r, ok := st.Router(node); ok {
-		l, err := control.NewClient(r.Control).SetLink(ctx, iface, up)
+		l, err := control.NewRouterClient(r.Control).SetLink(ctx, iface, up)
 		if err != nil {
 			return nil, fmt.Errorf("router %s: %w", node, err)
 		}

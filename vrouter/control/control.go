@@ -9,12 +9,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/vrouter-lab/vrouter/vrouter/config"
@@ -70,16 +73,27 @@ type WorkloadInfo struct {
 	Address   netip.Addr `json:"address"`
 }
 
-// Client talks to a node agent over its control socket (HTTP on a unix
-// socket, JSON bodies).
+// ErrNotRunning is what a client's errors match (errors.Is) when nothing
+// answers on the control socket: the socket is missing, or the process
+// that listened on it is gone (killed, crashed) and the connection is
+// refused.
+var ErrNotRunning = errors.New("agent is not running")
+
+// Client talks to a node agent (or a router forwarder) over its control
+// socket (HTTP on a unix socket, JSON bodies).
 type Client struct {
+	// Name is the node (or router) the socket belongs to: the socket's
+	// file name without ".sock", as Socket makes it.
+	Name   string
+	router bool
 	socket string
 	http   *http.Client
 }
 
-// NewClient returns a client for the agent listening on socket.
+// NewClient returns a client for the node agent listening on socket.
 func NewClient(socket string) *Client {
 	return &Client{
+		Name:   strings.TrimSuffix(filepath.Base(socket), ".sock"),
 		socket: socket,
 		http: &http.Client{
 			Timeout: 10 * time.Second,
@@ -92,6 +106,31 @@ func NewClient(socket string) *Client {
 		},
 	}
 }
+
+// NewRouterClient returns a client for the forwarder of an external router
+// listening on socket.
+func NewRouterClient(socket string) *Client {
+	c := NewClient(socket)
+	c.router = true
+	return c
+}
+
+// notRunning is the error of a request nothing answered: it says which
+// process is not running and how to start it again, and matches
+// ErrNotRunning and the dial error.
+type notRunning struct {
+	c     *Client
+	cause error
+}
+
+func (e *notRunning) Error() string {
+	if e.c.router {
+		return fmt.Sprintf("forwarder of router %s is not running (no answer on %s)", e.c.Name, e.c.socket)
+	}
+	return fmt.Sprintf("node %s: agent is not running (no answer on %s); start it with: vrouter node restart %s", e.c.Name, e.c.socket, e.c.Name)
+}
+
+func (e *notRunning) Unwrap() []error { return []error{ErrNotRunning, e.cause} }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
 	var body io.Reader
@@ -107,6 +146,9 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return err
 	}
 	resp, err := c.http.Do(req)
+	if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
+		return &notRunning{c: c, cause: err}
+	}
 	if err != nil {
 		return fmt.Errorf("agent at %s: %w", c.socket, err)
 	}

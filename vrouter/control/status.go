@@ -1,6 +1,7 @@
 package control
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -14,6 +15,9 @@ func WriteNodeStatus(w io.Writer, s *Status, statusErr error) error {
 	if statusErr != nil || s == nil {
 		if err := bgp.WriteStatus(w, "vrouter", false, nil, time.Now()); err != nil {
 			return err
+		}
+		if errors.Is(statusErr, ErrNotRunning) {
+			return statusErr // says so, and how to start it
 		}
 		return fmt.Errorf("node agent is not running: %w", statusErr)
 	}
