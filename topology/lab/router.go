@@ -467,6 +467,11 @@ func prepareRouter(l *topology.Lab, dir string, r topology.Router) (RouterState,
 		}
 		rs.Processes = []DaemonProcess{proc("bird", bins.main, "-f", "-c", rs.DaemonConfig, "-s", rs.Socket)}
 	case topology.DaemonFRR:
+		// FRR's daemons drop to user frr (and need its vty group): the
+		// directory of their pid files and sockets must be theirs.
+		if err := chownTo(rs.Dir, "frr"); err != nil {
+			return rs, fmt.Errorf("router %s: %w", r.Name, err)
+		}
 		// bgpd runs as user frr, which may not read the user's file
 		// where it is: it gets a copy in its own directory, readable by
 		// root and group frr only (it may hold passwords).
@@ -490,11 +495,6 @@ func prepareRouter(l *topology.Lab, dir string, r topology.Router) (RouterState,
 		zconf := filepath.Join(rs.Dir, "zebra.conf")
 		if err := writeFRRFile(zconf, []byte("hostname "+r.Name+"\nlog stdout\n")); err != nil {
 			return rs, fmt.Errorf("router %s: write zebra.conf: %w", r.Name, err)
-		}
-		// FRR's daemons drop to user frr (and need its vty group): the
-		// directory of their pid files and sockets must be theirs.
-		if err := chownTo(rs.Dir, "frr"); err != nil {
-			return rs, fmt.Errorf("router %s: %w", r.Name, err)
 		}
 		rs.Socket = rs.Dir
 		zserv := filepath.Join(rs.Dir, "zserv.api")
