@@ -69,7 +69,7 @@ func newUserspace(ctx context.Context, cfg *config.Node, log *slog.Logger) (Data
 	table := fib.NewTable()
 	engine, err := dataplane.NewEngine(dataplane.EngineConfig{
 		FIB:       table,
-		Host:      host.Device,
+		Host:      host,
 		HostName:  "@host",
 		Underlay:  ep,
 		Interface: cfg.Interface,
@@ -119,7 +119,7 @@ func (u *userspace) addWorkload(ctx context.Context, p WorkloadPort) error {
 		t.Close()
 		return err
 	}
-	if err := u.engine.AddWorkload(p.Name, t.Device, p.MTU); err != nil {
+	if err := u.engine.AddWorkload(p.Name, t, p.MTU); err != nil {
 		t.Close()
 		return err
 	}

@@ -77,7 +77,7 @@ func (c *Router) WriteFile(path string) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(path, append(data, '\n'), 0o644)
+	return os.WriteFile(path, append(data, '\n'), 0o600)
 }
 
 // GoBGPKernel says where a router's gobgpd listens: gobgpd installs no

@@ -65,13 +65,13 @@ func Run(ctx context.Context, cfg *config.Router) error {
 		hosts, eps = append(hosts, host), append(eps, ep)
 	}
 	ecfg := dataplane.EngineConfig{
-		FIB: table, Host: hosts[0].Device, HostName: "@host", Underlay: eps[0],
+		FIB: table, Host: hosts[0], HostName: "@host", Underlay: eps[0],
 		Interface: cfg.Interface, MTU: cfg.MTU, Address: cfg.Prefix.Addr(), Logger: log,
 		ErrorsToIngress: cfg.ErrorsToIngress,
 	}
 	devs := []string{cfg.Interface}
 	for i, ri := range cfg.Interfaces {
-		ecfg.Interfaces = append(ecfg.Interfaces, dataplane.Interface{Name: ri.Interface, Host: hosts[i+1].Device, Underlay: eps[i+1], MTU: ri.MTU, Address: ri.Prefix.Addr()})
+		ecfg.Interfaces = append(ecfg.Interfaces, dataplane.Interface{Name: ri.Interface, Host: hosts[i+1], Underlay: eps[i+1], MTU: ri.MTU, Address: ri.Prefix.Addr()})
 		devs = append(devs, ri.Interface)
 	}
 	engine, err := dataplane.NewEngine(ecfg)
