@@ -60,9 +60,11 @@
 // # Taps
 //
 // Any process can capture a network with OpenTap, which binds
-// <dir>/<network>/taps/<id>.sock. Every endpoint looks for taps every
-// TapScanInterval (200 ms; nothing at all happens per frame while there is
-// none) and sends each tap a copy of every frame it sends, with the time,
+// <dir>/<network>/taps/<id>.sock. Every endpoint looks for taps when
+// inotify says the taps directory changed (at once, normally) and every
+// Options.TapScanInterval besides (DefaultTapScanInterval, 2 s; nothing at
+// all happens per frame while there is no tap), and sends each tap a copy
+// of every frame it sends, with the time,
 // sender and receiver nodes, the sender's interface name (such as
 // node1/ens33) and the packet's length. Copies are made on send only, so
 // each frame crossing the network is captured exactly once. What is
