@@ -64,14 +64,14 @@
 // inotify says the taps directory changed (at once, normally) and every
 // Options.TapScanInterval besides (DefaultTapScanInterval, 2 s; nothing at
 // all happens per frame while there is no tap), and sends each tap a copy
-// of every frame it sends, with the time,
-// sender and receiver nodes, the sender's interface name (such as
-// node1/ens33) and the packet's length. Copies are made on send only, so
-// each frame crossing the network is captured exactly once. What is
-// captured is what the sender put on the wire: frames lost or delayed by
-// the sender's impairments and frames the receiver drops (its queue full,
-// its link down) are captured, stamped with the time they were sent;
-// frames that never left (sender down, no neighbour, malformed) are not.
+// of every frame it sends, with the time, sender and receiver nodes, the
+// sender's interface name (such as node1/ens33) and the packet's length.
+// Copies are made on send only, so each frame crossing the network is
+// captured exactly once. What is captured is what the sender put on the
+// wire: frames lost or delayed by the sender's impairments and frames the
+// receiver drops (its queue full, its link down) are captured, stamped
+// with the time they were sent; frames that never left (sender down, no
+// neighbour, malformed) are not.
 // Copies go out from a separate socket without waiting, so a slow tap
 // misses copies (TapDrops) instead of slowing the network, and a tap whose
 // capture was killed is forgotten at its first refusal.
