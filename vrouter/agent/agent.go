@@ -55,16 +55,12 @@ type Agent struct {
 	stale   map[netip.Prefix]bool       // restored routes not learned again yet
 
 	mu         sync.Mutex // guards workloads, blocks, holes and tunnelAddr
-	workloads  map[string]*workload
+	workloads  map[string]control.WorkloadInfo
 	blocks     []netip.Prefix        // announced: affine blocks and borrowed /32s
 	holes      map[netip.Prefix]bool // the announced blocks, which are blackholed
 	tunnelAddr netip.Addr            // tunl0 address, when a pool uses IPIP
 
 	pools atomic.Pointer[[]config.Pool] // the IP pools, replaced by setPools (under routeMu)
-}
-
-type workload struct {
-	info control.WorkloadInfo
 }
 
 // Run runs the agent until ctx ends, then removes what it made (its TUN
@@ -90,7 +86,7 @@ func newAgent(cfg *config.Node, log *slog.Logger) *Agent {
 		started:      time.Now().UTC(),
 		newDataplane: newUserspace,
 		newSpeaker:   startSpeaker,
-		workloads:    map[string]*workload{},
+		workloads:    map[string]control.WorkloadInfo{},
 		learned:      map[netip.Prefix]netip.Addr{},
 		stale:        map[netip.Prefix]bool{},
 	}
@@ -344,7 +340,7 @@ func (a *Agent) addWorkload(ctx context.Context, w config.Workload) (*control.Wo
 		return nil, fmt.Errorf("workload %s: %w", w.Name, err)
 	}
 	a.mu.Lock()
-	a.workloads[w.Name] = &workload{info: info}
+	a.workloads[w.Name] = info
 	a.mu.Unlock()
 	a.log.Info("workload added", "workload", w.Name, "address", addr, "interface", info.Interface)
 	return &info, a.syncBlocks(ctx)
@@ -360,8 +356,8 @@ func (a *Agent) deleteWorkload(ctx context.Context, name string) error {
 	if !ok {
 		return control.NotFoundf("no workload %s on node %s", name, a.cfg.Node)
 	}
-	a.dp.DeleteRoute(netip.PrefixFrom(w.info.Address, 32))
-	a.dp.RemoveWorkload(w.info.Interface)
+	a.dp.DeleteRoute(netip.PrefixFrom(w.Address, 32))
+	a.dp.RemoveWorkload(w.Interface)
 	if err := a.ipam.ReleaseByHandle(ctx, handle(a.cfg.Lab, name)); err != nil {
 		return err
 	}
@@ -487,7 +483,7 @@ func (a *Agent) status(ctx context.Context) (*control.Status, error) {
 	}
 	a.mu.Lock()
 	for _, w := range a.workloads {
-		s.Workloads = append(s.Workloads, w.info)
+		s.Workloads = append(s.Workloads, w)
 	}
 	s.Blocks = slices.Clone(a.blocks)
 	s.TunnelAddress = a.tunnelAddr
