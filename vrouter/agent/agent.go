@@ -8,15 +8,11 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"net/netip"
 	"os"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -421,108 +417,6 @@ func (a *Agent) syncBlocks(ctx context.Context) error {
 	return nil
 }
 
-// hasPassword reports whether the session with addr uses TCP MD5.
-func (a *Agent) hasPassword(addr netip.Addr) bool {
-	for _, p := range a.cfg.BGP.Peers {
-		if p.Address == addr {
-			return p.Password != ""
-		}
-	}
-	return false
-}
-
-// tcpMD5Failures returns the kernel's count of TCP segments dropped in this
-// network namespace for a wrong MD5 signature (TcpExt TCPMD5Failure), or 0
-// when it cannot be read. A password mismatch shows only there: the SYNs
-// are dropped silently and the session just times out.
-func tcpMD5Failures() int {
-	data, err := os.ReadFile("/proc/self/net/netstat")
-	if err != nil {
-		return 0
-	}
-	// Pairs of lines: "TcpExt: names..." then "TcpExt: values...".
-	lines := strings.Split(string(data), "\n")
-	for i := 0; i+1 < len(lines); i++ {
-		names, values := strings.Fields(lines[i]), strings.Fields(lines[i+1])
-		if len(names) == 0 || names[0] != "TcpExt:" || len(values) != len(names) || values[0] != "TcpExt:" {
-			continue
-		}
-		for j, n := range names {
-			if n == "TCPMD5Failure" {
-				v, _ := strconv.Atoi(values[j])
-				return v
-			}
-		}
-	}
-	return 0
-}
-
-// status reports the node's state; Ready means every BGP session is
-// Established and every block affine to a peer is routed.
-func (a *Agent) status(ctx context.Context) (*control.Status, error) {
-	s := &control.Status{Node: a.cfg.Node, Address: a.cfg.Prefix.Addr(), Started: a.started, Routes: len(a.dp.Routes()), LinkUp: a.dp.LinkUp(), StaleRoutes: a.staleCount()}
-	peers, err := a.bgp.Peers(ctx)
-	if err != nil {
-		return nil, err
-	}
-	md5Failures := -1 // not read yet
-	for _, p := range peers {
-		info := p.Info
-		if p.State != bgp.StateEstablished && a.hasPassword(p.Address) {
-			if md5Failures < 0 {
-				md5Failures = tcpMD5Failures()
-			}
-			if md5Failures > 0 {
-				info = fmt.Sprintf("%s (TCP MD5: %d segments with a bad signature; check the password on both ends)", info, md5Failures)
-			}
-		}
-		s.Peers = append(s.Peers, control.PeerStatus{Address: p.Address, Type: p.Type.String(), State: p.State, Since: p.Since, Info: info, GracefulRestart: p.GracefulRestart})
-		if p.State == bgp.StateEstablished {
-			s.PeersEstablished++
-		}
-	}
-	a.mu.Lock()
-	for _, w := range a.workloads {
-		s.Workloads = append(s.Workloads, w)
-	}
-	s.Blocks = slices.Clone(a.blocks)
-	s.TunnelAddress = a.tunnelAddr
-	a.mu.Unlock()
-	slices.SortFunc(s.Workloads, func(x, y control.WorkloadInfo) int { return x.Address.Compare(y.Address) })
-	s.Ready = s.PeersEstablished == len(a.cfg.BGP.Peers)
-	if s.Ready {
-		s.Ready, err = a.remoteBlocksRouted(ctx)
-	}
-	return s, err
-}
-
-func (a *Agent) remoteBlocksRouted(ctx context.Context) (bool, error) {
-	blocks, err := a.ipam.Blocks(ctx)
-	if err != nil {
-		return false, err
-	}
-	peers := map[string]bool{}
-	for _, p := range a.cfg.BGP.Peers {
-		peers[p.Node] = true
-	}
-	if len(a.cfg.BGP.RouteNodes) > 0 {
-		clear(peers)
-		for _, n := range a.cfg.BGP.RouteNodes {
-			peers[n] = true
-		}
-	}
-	for _, b := range blocks {
-		if b.Affinity == "" || b.Affinity == a.cfg.Node || !peers[b.Affinity] {
-			continue
-		}
-		routes := a.dp.Route(b.CIDR)
-		if len(routes) == 0 || routes[0].Protocol != fib.ProtoBird {
-			return false, nil
-		}
-	}
-	return true, nil
-}
-
 func (a *Agent) close() {
 	switch {
 	case a.bgp == nil:
@@ -541,70 +435,6 @@ func (a *Agent) close() {
 		a.store.Close()
 	}
 	_ = os.Remove(control.Socket(a.cfg.StateDir, a.cfg.Node))
-}
-
-// link reports the state of the node's underlay link.
-func (a *Agent) link() control.Link {
-	return control.Link{Interface: a.cfg.Interface, Network: a.cfg.Network, Up: a.dp.LinkUp()}
-}
-
-// serveControl serves the control API on the node's control socket until
-// ctx ends.
-func (a *Agent) serveControl(ctx context.Context) error {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
-		s, err := a.status(r.Context())
-		control.Reply(w, s, err)
-	})
-	mux.HandleFunc("GET /v1/routes", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain")
-		fmt.Fprint(w, fib.Format(a.dp.Routes()))
-	})
-	mux.HandleFunc("PUT /v1/pools", func(w http.ResponseWriter, r *http.Request) {
-		var pools []config.Pool
-		if err := json.NewDecoder(r.Body).Decode(&pools); err != nil {
-			http.Error(w, "bad pools: "+err.Error(), http.StatusBadRequest)
-			return
-		}
-		if err := a.setPools(r.Context(), pools); err != nil {
-			http.Error(w, err.Error(), http.StatusConflict)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	})
-	mux.HandleFunc("GET /v1/link", func(w http.ResponseWriter, r *http.Request) {
-		control.Reply(w, a.link(), nil)
-	})
-	mux.HandleFunc("PUT /v1/link", func(w http.ResponseWriter, r *http.Request) {
-		var l control.Link
-		if err := control.Decode(r, &l); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		if l.Interface != "" && l.Interface != a.cfg.Interface {
-			http.Error(w, fmt.Sprintf("node %s has no interface %q (its underlay is %s)", a.cfg.Node, l.Interface, a.cfg.Interface), http.StatusBadRequest)
-			return
-		}
-		a.dp.SetLinkUp(l.Up)
-		a.log.Info("underlay link set", "interface", a.cfg.Interface, "up", l.Up)
-		control.Reply(w, a.link(), nil)
-	})
-	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) {
-		control.Reply(w, a.dp.Stats(), nil)
-	})
-	mux.HandleFunc("POST /v1/workloads", func(w http.ResponseWriter, r *http.Request) {
-		var wl config.Workload
-		if err := control.Decode(r, &wl); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		info, err := a.addWorkload(r.Context(), wl)
-		control.Reply(w, info, err)
-	})
-	mux.HandleFunc("DELETE /v1/workloads/{name}", func(w http.ResponseWriter, r *http.Request) {
-		control.Reply(w, struct{}{}, a.deleteWorkload(r.Context(), r.PathValue("name")))
-	})
-	return control.Serve(ctx, control.Socket(a.cfg.StateDir, a.cfg.Node), mux, a.log)
 }
 
 // currentPools returns the IP pools as last set (none before start).
