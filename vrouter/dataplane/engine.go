@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"unsafe"
 
 	"github.com/vrouter-lab/vrouter/encap"
+	"github.com/vrouter-lab/vrouter/header"
 	"github.com/vrouter-lab/vrouter/vrouter/fabric"
 	"github.com/vrouter-lab/vrouter/vrouter/fib"
 	"golang.org/x/sys/unix"
@@ -43,7 +45,7 @@ const headroom = 64
 
 // vnetLen is the length of the virtio_net_hdr before every packet read from
 // or written to a TUN device opened with IFF_VNET_HDR.
-const vnetLen = fabric.VirtioNetHdrLen
+const vnetLen = header.VirtioNetHdrLen
 
 // bufSize is the size of one packet buffer: headroom and the largest IPv4
 // packet (a GSO super-packet is at most 64 KB).
@@ -442,13 +444,13 @@ func newSender(e *Engine) *sender {
 // handle routes one packet, which sits at buf[headroom:headroom+n] with
 // its offload metadata g, and queues what is to be sent. i is the
 // packet's index in the batch.
-func (s *sender) handle(buf []byte, n int, g fabric.GSO, in PortID, i int) {
+func (s *sender) handle(buf []byte, n int, g header.GSO, in PortID, i int) {
 	s.handleAt(buf, headroom, n, g, in, i)
 }
 
 // handleAt is handle for a packet at buf[off:off+n]; at least vnetLen
 // bytes (HeaderLen for tunl0) must precede it.
-func (s *sender) handleAt(buf []byte, off, n int, g fabric.GSO, in PortID, i int) {
+func (s *sender) handleAt(buf []byte, off, n int, g header.GSO, in PortID, i int) {
 	pkt := buf[off : off+n]
 	var d Decision
 	if g.IsGSO() {
@@ -469,7 +471,7 @@ func (s *sender) handleAt(buf []byte, off, n int, g fabric.GSO, in PortID, i int
 		s.queueTUN(s.e.hostFor(d.Packet), d.Packet, buf, g)
 	case Deliver, ICMPError:
 		if d.Action == ICMPError {
-			buf, g = s.icmp[i], fabric.GSO{}
+			buf, g = s.icmp[i], header.GSO{}
 		}
 		if d.Fragment {
 			s.fragment(d, g)
@@ -494,12 +496,9 @@ func offsetIn(owner, pkt []byte) int {
 // encapsulate wraps pkt, which sits in owner with at least HeaderLen bytes
 // before it, in an IPIP header toward nextHop, in place, and returns the
 // outer packet and its offload metadata.
-func (s *sender) encapsulate(nextHop netip.Addr, pkt, owner []byte, g fabric.GSO) ([]byte, fabric.GSO, bool) {
+func (s *sender) encapsulate(nextHop netip.Addr, pkt, owner []byte, g header.GSO) ([]byte, header.GSO, bool) {
 	off := offsetIn(owner, pkt)
-	segs := 1
-	if g.IsGSO() && g.GSOSize > 0 && len(pkt) > int(g.HdrLen) {
-		segs = (len(pkt) - int(g.HdrLen) + int(g.GSOSize) - 1) / int(g.GSOSize)
-	}
+	segs := g.Segments(len(pkt))
 	out, err := encap.EncapsulateSegments(owner[:off+len(pkt)], off, s.e.addr, nextHop, segs)
 	if err != nil {
 		s.e.encapDrops.Add(1)
@@ -508,7 +507,7 @@ func (s *sender) encapsulate(nextHop netip.Addr, pkt, owner []byte, g fabric.GSO
 	if g.IsGSO() {
 		g.HdrLen += encap.HeaderLen
 	}
-	if g.Flags&fabric.FlagNeedsCsum != 0 {
+	if g.Flags&header.FlagNeedsCsum != 0 {
 		g.CsumStart += encap.HeaderLen
 	}
 	return out, g, true
@@ -521,7 +520,7 @@ func (e *Engine) hostFor(pkt []byte) PortID {
 	if len(e.localPort) == 0 || len(pkt) < ipHeaderLen {
 		return hostPortID
 	}
-	if id, ok := e.localPort[netip.AddrFrom4([4]byte(pkt[offDst:offDst+4]))]; ok {
+	if id, ok := e.localPort[header.IPv4(pkt).DestinationAddress()]; ok {
 		return id
 	}
 	return hostPortID
@@ -555,7 +554,7 @@ func (e *Engine) outerRoute(dst netip.Addr) (int, netip.Addr) {
 }
 
 // emit sends pkt, a subslice of owner, out of port p.
-func (s *sender) emit(p *Port, nextHop netip.Addr, pkt, owner []byte, g fabric.GSO) {
+func (s *sender) emit(p *Port, nextHop netip.Addr, pkt, owner []byte, g header.GSO) {
 	k := 0
 	switch p.Kind {
 	case PortTunnel:
@@ -589,7 +588,7 @@ func (s *sender) emit(p *Port, nextHop netip.Addr, pkt, owner []byte, g fabric.G
 
 // queueTUN queues pkt (a subslice of owner, at least vnetLen bytes in)
 // for TUN port id with the virtio_net_hdr g.
-func (s *sender) queueTUN(id PortID, pkt, owner []byte, g fabric.GSO) {
+func (s *sender) queueTUN(id PortID, pkt, owner []byte, g header.GSO) {
 	off := offsetIn(owner, pkt)
 	_ = g.PutVirtioNetHdr(owner[off-vnetLen:])
 	s.tun = append(s.tun, pending{port: id, buf: owner[off-vnetLen : off+len(pkt)]})
@@ -601,7 +600,7 @@ func (s *sender) queueTUN(id PortID, pkt, owner []byte, g fabric.GSO) {
 // fragment sends the fragments of d.Packet (of each of its segments when
 // it is a GSO super-packet) out of d.Port. Fragments are sent at once: to
 // the fabric one by one, to a TUN device from a copy.
-func (s *sender) fragment(d Decision, g fabric.GSO) {
+func (s *sender) fragment(d Decision, g header.GSO) {
 	s.flush()
 	emitFrag := func(f []byte) error {
 		if d.Port.Kind == PortUnderlay {
@@ -646,7 +645,7 @@ func (s *sender) fragment(d Decision, g fabric.GSO) {
 		}
 		return
 	}
-	if g.Flags&fabric.FlagNeedsCsum != 0 {
+	if g.Flags&header.FlagNeedsCsum != 0 {
 		completeChecksum(d.Packet, g)
 	}
 	_ = Fragment(d.Packet, d.Port.MTU, s.frag[vnetLen:], emitFrag)
@@ -754,7 +753,7 @@ func (e *Engine) readTUN(p *tunPort) {
 			if sizes[i] < vnetLen {
 				continue
 			}
-			g, _ := fabric.DecodeVirtioNetHdr(b[headroom-vnetLen:])
+			g, _ := header.DecodeVirtioNetHdr(b[headroom-vnetLen:])
 			s.handle(b, sizes[i]-vnetLen, g, p.id, i)
 		}
 		s.flush()
@@ -804,8 +803,8 @@ func (e *Engine) readFabric(u underlay) {
 
 // isIPIPTo reports whether pkt is an IPIP packet addressed to addr.
 func isIPIPTo(pkt []byte, addr netip.Addr) bool {
-	return len(pkt) >= ipHeaderLen && pkt[0]>>4 == 4 && pkt[offProto] == 4 &&
-		netip.AddrFrom4([4]byte(pkt[offDst:offDst+4])) == addr
+	ip := header.IPv4(pkt)
+	return ip.IsIPIP() && ip.DestinationAddress() == addr
 }
 
 // receiveTunnel decapsulates the IPIP frame f, held at headroom in b, and
@@ -825,9 +824,9 @@ func (e *Engine) receiveTunnel(s *sender, b []byte, f *fabric.Frame, i int) {
 		}
 		g.HdrLen -= uint16(outer)
 	}
-	if g.Flags&fabric.FlagNeedsCsum != 0 {
+	if g.Flags&header.FlagNeedsCsum != 0 {
 		if int(g.CsumStart) < outer {
-			g.Flags &^= fabric.FlagNeedsCsum
+			g.Flags &^= header.FlagNeedsCsum
 		} else {
 			g.CsumStart -= uint16(outer)
 		}
@@ -840,11 +839,11 @@ func (e *Engine) receiveTunnel(s *sender, b []byte, f *fabric.Frame, i int) {
 // super-packet (one crossing a router between two nodes' tunl0) the outer
 // header and the inner packet's. 0 when it is none of these or malformed.
 func gsoHeadersLen(pkt []byte) int {
-	if len(pkt) >= ipHeaderLen && pkt[0]>>4 == 4 && pkt[offProto] == 4 {
-		ihl := int(pkt[0]&0xf) * 4
-		if ihl < ipHeaderLen || len(pkt) < ihl {
+	if ip := header.IPv4(pkt); ip.IsIPIP() {
+		if !ip.IsHeaderValid() {
 			return 0
 		}
+		ihl := ip.HeaderLength()
 		if inner := headersLen(pkt[ihl:]); inner != 0 {
 			return ihl + inner
 		}
@@ -856,15 +855,13 @@ func gsoHeadersLen(pkt []byte) int {
 // headersLen returns the length of the IPv4 and TCP or UDP headers of a
 // super-packet, or 0 when it is neither or malformed.
 func headersLen(pkt []byte) int {
-	if len(pkt) < ipHeaderLen || pkt[0]>>4 != 4 {
+	ip := header.IPv4(pkt)
+	if !ip.IsHeaderValid() {
 		return 0
 	}
-	ihl := int(pkt[0]&0xf) * 4
-	if ihl < ipHeaderLen || len(pkt) < ihl {
-		return 0
-	}
-	switch pkt[offProto] {
-	case unix.IPPROTO_TCP:
+	ihl := ip.HeaderLength()
+	switch ip.Protocol() {
+	case header.TCPProtocolNumber:
 		if len(pkt) < ihl+20 {
 			return 0
 		}
@@ -873,7 +870,7 @@ func headersLen(pkt []byte) int {
 			return 0
 		}
 		return ihl + thl
-	case unix.IPPROTO_UDP:
+	case header.UDPProtocolNumber:
 		if len(pkt) < ihl+8 {
 			return 0
 		}
@@ -891,25 +888,27 @@ var errSegment = errors.New("engine: cannot segment super-packet")
 // length, IP ID, sequence number (TCP) or length (UDP) and complete
 // checksums. Each is written into buf and passed to emit, which must be
 // done with it before returning.
-func segment(pkt []byte, g fabric.GSO, buf []byte, emit func(seg []byte)) error {
+func segment(pkt []byte, g header.GSO, buf []byte, emit func(seg []byte)) error {
 	hl := headersLen(pkt)
 	if hl == 0 || g.GSOSize == 0 {
 		return errSegment
 	}
-	tot := int(be16(pkt[offTotalLen:]))
+	ip := header.IPv4(pkt)
+	tot := int(ip.TotalLength())
 	if tot < hl || tot > len(pkt) {
 		return errSegment
 	}
 	pkt = pkt[:tot]
-	ihl := int(pkt[0]&0xf) * 4
-	tcp := pkt[offProto] == unix.IPPROTO_TCP
+	ihl := ip.HeaderLength()
+	proto := ip.Protocol()
+	tcp := proto == header.TCPProtocolNumber
 	mss := int(g.GSOSize)
 	payload := pkt[hl:]
-	id := be16(pkt[offID:])
+	id := ip.ID()
 	var seq uint32
 	var flags byte
 	if tcp {
-		seq = be32(pkt[ihl+4:])
+		seq = binary.BigEndian.Uint32(pkt[ihl+4:])
 		flags = pkt[ihl+13]
 	}
 	if len(buf) < hl+min(mss, len(payload)) {
@@ -919,14 +918,14 @@ func segment(pkt []byte, g fabric.GSO, buf []byte, emit func(seg []byte)) error 
 		n := min(mss, len(payload)-pos)
 		copy(buf, pkt[:hl])
 		copy(buf[hl:], payload[pos:pos+n])
-		s := buf[:hl+n]
-		put16(s[offTotalLen:], uint16(hl+n))
-		put16(s[offID:], id+uint16(k))
-		setHeaderChecksum(s[:ihl])
+		s := header.IPv4(buf[:hl+n])
+		s.SetTotalLength(uint16(hl + n))
+		s.SetID(id + uint16(k))
+		s.UpdateChecksum()
 		l4 := s[ihl:]
 		var off int
 		if tcp {
-			put32(l4[4:], seq+uint32(pos))
+			binary.BigEndian.PutUint32(l4[4:], seq+uint32(pos))
 			f := flags
 			if pos+n < len(payload) {
 				f &^= 0x01 | 0x08 // FIN, PSH only on the last
@@ -937,16 +936,15 @@ func segment(pkt []byte, g fabric.GSO, buf []byte, emit func(seg []byte)) error 
 			l4[13] = f
 			off = 16
 		} else {
-			put16(l4[4:], uint16(len(l4)))
+			binary.BigEndian.PutUint16(l4[4:], uint16(len(l4)))
 			off = 6
 		}
 		l4[off], l4[off+1] = 0, 0
-		acc := sum(s[offSrc:offSrc+8], uint64(pkt[offProto])+uint64(len(l4)))
-		c := ^fold(sum(l4, acc))
+		c := ^header.Fold(header.Sum(l4, s.PseudoHeaderSum(proto, len(l4))))
 		if !tcp && c == 0 {
 			c = 0xffff
 		}
-		put16(l4[off:], c)
+		binary.BigEndian.PutUint16(l4[off:], c)
 		emit(s)
 		if n <= 0 {
 			break
@@ -958,10 +956,10 @@ func segment(pkt []byte, g fabric.GSO, buf []byte, emit func(seg []byte)) error 
 // completeChecksum computes the checksum a NEEDS_CSUM packet leaves to
 // its sender: the one's complement sum from CsumStart to the end, stored
 // at CsumStart+CsumOffset (which holds the pseudo-header's sum).
-func completeChecksum(pkt []byte, g fabric.GSO) {
+func completeChecksum(pkt []byte, g header.GSO) {
 	start, at := int(g.CsumStart), int(g.CsumStart)+int(g.CsumOffset)
 	if start >= len(pkt) || at+2 > len(pkt) {
 		return
 	}
-	put16(pkt[at:], ^fold(sum(pkt[start:], 0)))
+	binary.BigEndian.PutUint16(pkt[at:], header.Checksum(pkt[start:]))
 }
