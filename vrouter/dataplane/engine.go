@@ -70,12 +70,12 @@ const (
 // EngineConfig describes the ports of one node's engine.
 type EngineConfig struct {
 	FIB       *fib.Table
-	Host      tun.Device       // the node's underlay interface as its kernel sees it
-	HostName  string           // port name of Host, e.g. "host"
-	Underlay  *fabric.Endpoint // the node's link to the underlay network
-	Interface string           // the underlay's name in routes, e.g. "ens33"
-	MTU       int              // the underlay MTU
-	Address   netip.Addr       // the node address
+	Host      tun.Device // the node's underlay interface as its kernel sees it
+	HostName  string     // port name of Host, e.g. "host"
+	Underlay  Underlay   // the node's link to the underlay network (a *fabric.Endpoint)
+	Interface string     // the underlay's name in routes, e.g. "ens33"
+	MTU       int        // the underlay MTU
+	Address   netip.Addr // the node address
 	Logger    *slog.Logger
 	// Tunnel adds the IPIP port tunl0 (MTU: the underlay's minus the outer
 	// header): routes with dev tunl0 are encapsulated toward their
@@ -98,9 +98,9 @@ type EngineConfig struct {
 
 // Interface is one more underlay interface of an engine.
 type Interface struct {
-	Name     string           // the name in routes, e.g. "eth1"
-	Host     tun.Device       // the interface as the namespace's kernel sees it
-	Underlay *fabric.Endpoint // the link to the interface's network
+	Name     string     // the name in routes, e.g. "eth1"
+	Host     tun.Device // the interface as the namespace's kernel sees it
+	Underlay Underlay   // the link to the interface's network
 	MTU      int
 	Address  netip.Addr // the router's address on the network
 }
@@ -263,7 +263,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 // underlay is one fabric endpoint of the engine and its port's ID.
 type underlay struct {
 	id PortID
-	ep *fabric.Endpoint
+	ep Underlay
 }
 
 // EnableTunnel brings up tunl0 (MTU: the underlay's minus the outer
@@ -411,13 +411,13 @@ type sender struct {
 	// rx is the endpoint the batch being routed came from (nil for a
 	// TUN device's), rxIndex the packet's index in it: an ICMP error
 	// without a next hop goes back to that frame's sender.
-	rx      *fabric.Endpoint
+	rx      Underlay
 	rxIndex int
 }
 
 // fabricQueue holds the frames waiting for one WriteBatch to an underlay.
 type fabricQueue struct {
-	ep       *fabric.Endpoint
+	ep       Underlay
 	nextHops []netip.Addr
 	frames   []fabric.Frame
 }
