@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/vrouter-lab/vrouter/header"
 	"github.com/vrouter-lab/vrouter/vrouter/dataplane"
@@ -24,7 +23,7 @@ import (
 // packet, like a TUN device opened with IFF_VNET_HDR), the fabric by
 // memUnderlay.
 
-// fakeTUN is a tun.Device whose file is the engine's end of a socket pair;
+// fakeTUN is a dataplane.Device whose file is the engine's end of a socket pair;
 // the test reads and writes the other end, peer.
 type fakeTUN struct {
 	file *os.File
@@ -52,14 +51,7 @@ func newFakeTUN(t *testing.T) *fakeTUN {
 	return d
 }
 
-func (d *fakeTUN) File() *os.File                         { return d.file }
-func (d *fakeTUN) Read([][]byte, []int, int) (int, error) { return 0, os.ErrInvalid }
-func (d *fakeTUN) Write([][]byte, int) (int, error)       { return 0, os.ErrInvalid }
-func (d *fakeTUN) MTU() (int, error)                      { return 1500, nil }
-func (d *fakeTUN) Name() (string, error)                  { return "faketun", nil }
-func (d *fakeTUN) Events() <-chan tun.Event               { return nil }
-func (d *fakeTUN) Close() error                           { return d.file.Close() }
-func (d *fakeTUN) BatchSize() int                         { return 1 }
+func (d *fakeTUN) File() *os.File { return d.file }
 
 // send writes pkt with the virtio_net_hdr g, as the kernel would hand it
 // to the engine.
