@@ -142,11 +142,12 @@ func (u *memUnderlay) Sender(k int) (string, bool) { return "peer", true }
 
 func (u *memUnderlay) record(s sent) error {
 	s.frame.Packet = append([]byte(nil), s.frame.Packet...)
+	u.tx.Add(1) // before the test can see the frame
 	select {
 	case u.out <- s:
-		u.tx.Add(1)
 		return nil
 	default:
+		u.tx.Add(^uint64(0))
 		return fabric.ErrQueueFull
 	}
 }
