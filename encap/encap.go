@@ -137,25 +137,24 @@ func checkInner(inner []byte) error {
 // packet of total bytes whose inner header has the given TOS, TTL and
 // flags/fragment-offset word.
 func writeHeader(hdr []byte, total int, innerTOS, innerTTL byte, innerFrag uint16, src, dst [4]byte, segs uint32) {
+	h := header.IPv4(hdr[:HeaderLen])
+	h[0] = header.IPv4Version<<4 | HeaderLen/4 // no options
 	// DSCP 0 (tunl0's tos is 0, not "inherit"); ECN per
 	// INET_ECN_encapsulate: copy the inner ECN field, CE becomes ECT(0).
 	ecn := innerTOS & ecnMask
 	if ecn == ecnCE {
 		ecn = ecnECT0
 	}
-	f := header.IPv4Fields{
-		TOS:         ecn,
-		TotalLength: uint16(total),
-		ID:          nextID(be32(src), be32(dst), segs),
-		// tunl0's frag_off is 0; the inner DF is copied (ignore_df is
-		// false).
-		FlagsFragmentOffset: innerFrag & header.IPv4FlagDontFragment,
-		TTL:                 innerTTL, // ttl 0 = inherit
-		Protocol:            ProtocolIPIP,
-		Src:                 src,
-		Dst:                 dst,
-	}
-	header.IPv4(hdr).Encode(&f)
+	h.SetTOS(ecn)
+	h.SetTotalLength(uint16(total))
+	h.SetID(nextID(be32(src), be32(dst), segs))
+	// tunl0's frag_off is 0; the inner DF is copied (ignore_df is false).
+	h.SetFlagsFragmentOffset(innerFrag & header.IPv4FlagDontFragment)
+	h.SetTTL(innerTTL) // ttl 0 = inherit
+	h.SetProtocol(ProtocolIPIP)
+	copy(h[header.IPv4SourceOffset:header.IPv4SourceOffset+4], src[:])
+	copy(h[header.IPv4DestinationOffset:header.IPv4DestinationOffset+4], dst[:])
+	h.UpdateChecksum()
 }
 
 func be32(a [4]byte) uint32 {

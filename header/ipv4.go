@@ -144,9 +144,22 @@ func (b IPv4) SetChecksum(v uint16) { binary.BigEndian.PutUint16(b[IPv4ChecksumO
 // CalculateChecksum returns the checksum the header (options included)
 // should carry, computed as if the checksum field were zero.
 func (b IPv4) CalculateChecksum() uint16 {
-	h := b[:b.HeaderLength()]
-	acc := Sum(h[:IPv4ChecksumOffset], 0)
-	return ^Fold(Sum(h[IPv4ChecksumOffset+2:], acc))
+	return ^Fold(headerSum(b[:b.HeaderLength()], 0xffff0000))
+}
+
+// headerSum returns the unfolded sum of the IPv4 header h (at least 20
+// bytes, options included), its fixed part in five 32-bit loads; mask is
+// ANDed into the word holding TTL, protocol and checksum (0xffff0000
+// leaves the checksum out).
+func headerSum(h []byte, mask uint32) uint64 {
+	_ = h[IPv4MinimumSize-1]
+	acc := uint64(binary.BigEndian.Uint32(h[0:])) + uint64(binary.BigEndian.Uint32(h[4:])) +
+		uint64(binary.BigEndian.Uint32(h[8:])&mask) +
+		uint64(binary.BigEndian.Uint32(h[12:])) + uint64(binary.BigEndian.Uint32(h[16:]))
+	if len(h) > IPv4MinimumSize {
+		acc = Sum(h[IPv4MinimumSize:], acc)
+	}
+	return acc
 }
 
 // UpdateChecksum stores the checksum CalculateChecksum returns.
@@ -155,7 +168,7 @@ func (b IPv4) UpdateChecksum() { b.SetChecksum(b.CalculateChecksum()) }
 // IsChecksumValid reports whether the header's checksum verifies. The view
 // must hold the whole header.
 func (b IPv4) IsChecksumValid() bool {
-	return Fold(Sum(b[:b.HeaderLength()], 0)) == 0xffff
+	return Fold(headerSum(b[:b.HeaderLength()], 0xffffffff)) == 0xffff
 }
 
 // SourceAddress returns the source address.
@@ -251,9 +264,9 @@ func (b IPv4) Encode(f *IPv4Fields) {
 	b[IPv4TTLOffset] = f.TTL
 	b[IPv4ProtocolOffset] = f.Protocol
 	b[IPv4ChecksumOffset], b[IPv4ChecksumOffset+1] = 0, 0
-	copy(b[IPv4SourceOffset:], f.Src[:])
-	copy(b[IPv4DestinationOffset:], f.Dst[:])
-	binary.BigEndian.PutUint16(b[IPv4ChecksumOffset:], Checksum(b[:IPv4MinimumSize]))
+	copy(b[IPv4SourceOffset:IPv4SourceOffset+ipv4AddressSize], f.Src[:])
+	copy(b[IPv4DestinationOffset:IPv4DestinationOffset+ipv4AddressSize], f.Dst[:])
+	binary.BigEndian.PutUint16(b[IPv4ChecksumOffset:], ^Fold(headerSum(b[:IPv4MinimumSize], 0xffff0000)))
 }
 
 // IsIPIP reports whether the view starts with the header of an IPv4 packet
