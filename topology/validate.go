@@ -436,6 +436,15 @@ func (p *parser) checkWorkloads(r *rawLab, lab *Lab, nodes, rnodes map[string]in
 			poolsKnown = false
 		}
 	}
+	// How many workloads each node has, to report the first one past
+	// MaxWorkloadsPerNode (once per node).
+	perNode := map[string]int{}
+	for i := range r.workloads {
+		if rw := &r.workloads[i]; rw.node.st == ok {
+			perNode[rw.node.v]++
+		}
+	}
+	seen := map[string]int{}
 	for i := range r.workloads {
 		rw := &r.workloads[i]
 		w := Workload{Name: rw.name.v, Node: rw.node.v, Address: rw.address.v}
@@ -465,6 +474,9 @@ func (p *parser) checkWorkloads(r *rawLab, lab *Lab, nodes, rnodes map[string]in
 				p.errorf(rw.node.line, rw.path+".node", "%s is a router node (line %d): routers carry no workloads; put the workload on a calico node (%s)", w.Node, line, known(nodes))
 			} else if _, found := nodes[w.Node]; !found && r.nodesN > 0 {
 				p.errorf(rw.node.line, rw.path+".node", "unknown node %s (%s)", w.Node, known(nodes))
+			} else if seen[w.Node]++; seen[w.Node] == MaxWorkloadsPerNode+1 {
+				p.errorf(rw.node.line, rw.path+".node", "node %s has %d workloads, %d more than a node serves (at most %d; README: Limits); this is the first of them",
+					w.Node, perNode[w.Node], perNode[w.Node]-MaxWorkloadsPerNode, MaxWorkloadsPerNode)
 			}
 		}
 		if rw.address.st == ok {
