@@ -92,7 +92,7 @@ func (c *RouterConfig) WriteFile(path string) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(path, append(data, '\n'), 0o644)
+	return os.WriteFile(path, append(data, '\n'), 0o600)
 }
 
 // kernelSyncInterval is how often the forwarder re-reads the namespace's
