@@ -38,14 +38,14 @@ const maxNetworkBits = 30
 // name, or "".
 func checkName(s string, limit int, what, why string) string {
 	if !labelRE.MatchString(s) {
-		msg := fmt.Sprintf("%q is not a valid %s name: use lowercase letters, digits and '-', starting and ending with a letter or digit", s, what)
+		msg := fmt.Sprintf("%q is not a valid %s name: use lowercase letters, digits and '-', starting and ending with a letter or digit", Shorten(s), what)
 		if l := strings.ToLower(s); l != s && labelRE.MatchString(l) && len(l) <= limit {
 			msg += fmt.Sprintf("; did you mean %q?", l)
 		}
 		return msg
 	}
 	if len(s) > limit {
-		return fmt.Sprintf("%q is %d characters long; %s names are at most %d%s", s, len(s), what, limit, why)
+		return fmt.Sprintf("%q is %d characters long; %s names are at most %d%s", Shorten(s), len(s), what, limit, why)
 	}
 	return ""
 }
