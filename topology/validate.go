@@ -101,17 +101,34 @@ func broadcast(c netip.Prefix) netip.Addr {
 	return netip.AddrFrom4(a)
 }
 
-// known lists names for "(known: ...)" hints.
+// maxKnown is the most names a "(known: ...)" hint lists.
+const maxKnown = 10
+
+// known lists names for "(known: ...)" hints: the first maxKnown in sort
+// order, then how many there are in all. It costs one pass over names, not
+// a sort, since a lab may give it a thousand names a hundred thousand times.
 func known(names map[string]int) string {
 	if len(names) == 0 {
 		return "none are defined"
 	}
-	list := make([]string, 0, len(names))
+	list := make([]string, 0, maxKnown+1)
 	for n := range names {
-		list = append(list, n)
+		if len(list) == maxKnown && n > list[maxKnown-1] {
+			continue
+		}
+		i := sort.SearchStrings(list, n)
+		list = append(list, "")
+		copy(list[i+1:], list[i:])
+		list[i] = n
+		if len(list) > maxKnown {
+			list = list[:maxKnown]
+		}
 	}
-	sort.Strings(list)
-	return "known: " + strings.Join(list, ", ")
+	s := "known: " + strings.Join(list, ", ")
+	if len(names) > maxKnown {
+		s += fmt.Sprintf(", ... (%d in all)", len(names))
+	}
+	return s
 }
 
 // check relates the fields of a raw lab to each other, applies defaults and
