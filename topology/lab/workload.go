@@ -28,6 +28,9 @@ func AddWorkload(ctx context.Context, st *State, name, node string, addr netip.A
 	if !ok {
 		return nil, fmt.Errorf("lab %s has no node %q", st.Name, topology.Shorten(node))
 	}
+	if k := st.workloadsOn(node); k >= topology.MaxWorkloadsPerNode {
+		return nil, fmt.Errorf("node %s already has %d workloads, the most a node serves (README: Limits); add the workload to another node", node, k)
+	}
 	w := config.Workload{Name: name, Namespace: topology.LabNamespacePrefix(st.Name) + name, Address: addr}
 	if err := createNamespace(w.Namespace); err != nil {
 		return nil, err
@@ -75,4 +78,15 @@ func updateNodeConfig(n NodeState, change func(*config.Node)) error {
 	}
 	change(c)
 	return c.WriteFile(n.Config)
+}
+
+// workloadsOn counts the workloads of node.
+func (s *State) workloadsOn(node string) int {
+	k := 0
+	for _, w := range s.Workloads {
+		if w.Node == node {
+			k++
+		}
+	}
+	return k
 }
