@@ -124,11 +124,15 @@ func SetLink(ctx context.Context, st *State, node, iface string, up bool) (*cont
 	if iface != "" && iface != n.Interface {
 		return nil, fmt.Errorf("node %s has no interface %q (its underlay is %s)", node, iface, n.Interface)
 	}
-	if err := updateNodeConfig(n, func(c *config.Node) { c.LinkDown = !up }); err != nil {
+	// The config first, so that an agent restarted meanwhile keeps the
+	// link as set; put back as it was if the agent does not take it.
+	wasDown := false
+	if err := updateNodeConfig(n, func(c *config.Node) { wasDown, c.LinkDown = c.LinkDown, !up }); err != nil {
 		return nil, fmt.Errorf("node %s: %w", node, err)
 	}
 	l, err := control.NewClient(n.Control).SetLink(ctx, "", up)
 	if err != nil {
+		_ = updateNodeConfig(n, func(c *config.Node) { c.LinkDown = wasDown })
 		return nil, fmt.Errorf("node %s: %w", node, err)
 	}
 	return l, nil
