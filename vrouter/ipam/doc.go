@@ -29,9 +29,8 @@
 //	...
 //	err = m.ReleaseByHandle(ctx, "lab.web-1")
 //
-// Not yet: borrowing an address from another node's block when no pool has
-// a free block (Calico does that unless the pool has strict affinity), the
-// etcd backend, and the tunl0 address (Calico assigns it from the node's
-// block under the handle "ipip-tunnel-addr-<node>", which AutoAssign can
-// already do).
+// When no pool has a free block, an address is borrowed from another node's
+// block (announced as a /32) unless the pool has strict affinity, as Calico
+// does; tunl0's address comes from the node's block under the handle
+// "ipip-tunnel-addr-<node>". Not yet: the etcd backend.
 package ipam
