@@ -1,0 +1,417 @@
+package kernel
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vrouter-lab/vrouter/vrouter/fib"
+	"github.com/vrouter-lab/vrouter/vrouter/netns/netnstest"
+	"golang.org/x/sys/unix"
+)
+
+// The seed's node 1 in BGP mode (ipipMode Never): the dataplane programs
+// its blocks, blackhole and workload; the host's own routes (default,
+// ens33's and docker0's connected routes) are there as on the seed's host.
+// `ip route` prints the seed's table byte for byte, and so does fib.Format
+// of what the dataplane reads back.
+func TestSeedNeverTable(t *testing.T) {
+	guard(t)
+	h := newHosts(t, "192.168.50.10/24")[0]
+	pod := newNS(t, "pod")
+	d := newDP(t, h, Options{})
+	if err := d.AddWorkload(context.Background(), Port{Name: "cali717821d73f3", Namespace: pod, Address: netip.MustParseAddr("10.244.166.128"), MTU: 1440}); err != nil {
+		t.Fatal(err)
+	}
+	replace(t, d,
+		"blackhole 10.244.166.128/26 proto bird",
+		"10.244.166.128 dev cali717821d73f3 scope link",
+		"10.244.104.0/26 via 192.168.50.11 dev ens33 proto bird",
+		"10.244.135.0/26 via 192.168.50.12 dev ens33 proto bird",
+	)
+	want := seed(t, "seed-never.txt")
+	if got := ipRoute(t, h.ns); got != want {
+		t.Errorf("ip route:\n%s\nwant the seed's:\n%s", got, want)
+	}
+	if got := fib.Format(d.Routes()); got != want {
+		t.Errorf("fib.Format(Routes()):\n%s\nwant the seed's:\n%s", got, want)
+	}
+	// The host's own routes, given through ReplaceRoute as the agent
+	// does (with metric 0), change nothing: the host has routes there.
+	replace(t, d, "default via 192.168.50.1 dev ens33 proto static", "192.168.50.0/24 dev ens33 proto kernel scope link src 192.168.50.10")
+	if got := ipRoute(t, h.ns); got != want {
+		t.Errorf("after the host routes were given again, ip route:\n%s\nwant:\n%s", got, want)
+	}
+	if r, ok := d.Lookup(netip.MustParseAddr("10.244.104.7")); !ok || r.String() != "10.244.104.0/26 via 192.168.50.11 dev ens33 proto bird" {
+		t.Errorf("Lookup(10.244.104.7) = %v, %v", r, ok)
+	}
+	if r, ok := d.Lookup(netip.MustParseAddr("10.244.166.130")); !ok || r.Type != fib.Blackhole {
+		t.Errorf("Lookup(10.244.166.130) = %v, %v; want the blackhole", r, ok)
+	}
+	if rs := d.Route(netip.MustParsePrefix("10.244.166.128/32")); len(rs) != 1 || rs[0].Dev != "cali717821d73f3" {
+		t.Errorf("Route(10.244.166.128/32) = %v", rs)
+	}
+}
+
+// The seed's node 1 in IPIP mode (ipipMode Always): the blocks go through
+// the kernel's tunl0, which needs the ipip module.
+func TestSeedAlwaysTable(t *testing.T) {
+	guard(t)
+	h := newHosts(t, "192.168.50.10/24")[0]
+	pod := newNS(t, "pod")
+	d := newDP(t, h, Options{MTU: 1460})
+	err := d.EnableTunnel(netip.MustParseAddr("10.244.166.128"))
+	if errors.Is(err, ErrNoIPIP) {
+		t.Skipf("skipping the Always table: %v (a userspace tunl0 is a later step)", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := ip(t, h.ns, "-o", "addr", "show", "dev", "tunl0"); !strings.Contains(out, "inet 10.244.166.128/32") {
+		t.Errorf("tunl0 addresses: %s", out)
+	}
+	if err := d.AddWorkload(context.Background(), Port{Name: "calif3c799362a5", Namespace: pod, Address: netip.MustParseAddr("10.244.166.129")}); err != nil {
+		t.Fatal(err)
+	}
+	replace(t, d,
+		"blackhole 10.244.166.128/26 proto bird",
+		"10.244.166.129 dev calif3c799362a5 scope link",
+		"10.244.104.0/26 via 192.168.50.11 dev tunl0 proto bird onlink",
+		"10.244.135.0/26 via 192.168.50.12 dev tunl0 proto bird onlink",
+	)
+	if got, want := ipRoute(t, h.ns), seed(t, "seed-always.txt"); got != want {
+		t.Errorf("ip route:\n%s\nwant the seed's:\n%s", got, want)
+	}
+}
+
+// Without the ipip module EnableTunnel says so, and leaves no tunl0.
+func TestEnableTunnelWithoutIPIP(t *testing.T) {
+	guard(t)
+	h := newHosts(t, "192.168.50.10/24")[0]
+	d := newDP(t, h, Options{})
+	if _, err := d.h.LinkByName("tunl0"); err == nil {
+		t.Skip("this kernel has the ipip module (tunl0 exists): TestSeedAlwaysTable covers it")
+	}
+	err := d.EnableTunnel(netip.MustParseAddr("10.244.166.128"))
+	if !errors.Is(err, ErrNoIPIP) || !strings.Contains(err.Error(), "ipip module") {
+		t.Fatalf("EnableTunnel = %v, want an error saying the ipip module is missing", err)
+	}
+	if out := ip(t, h.ns, "-o", "link"); strings.Contains(out, "tunl0") {
+		t.Errorf("a tunl0 was left:\n%s", out)
+	}
+}
+
+// Ownership as Felix's: wanted routes deleted by hand come back, owned
+// routes nobody wants go, routes of other protocols and devices stay
+// through every resync.
+func TestOwnership(t *testing.T) {
+	guard(t)
+	h := newHosts(t, "192.168.50.10/24")[0]
+	pod := newNS(t, "pod")
+	// A long resync interval: what happens at once is the notifications'.
+	d := newDP(t, h, Options{ResyncInterval: time.Hour})
+	if err := d.AddWorkload(context.Background(), Port{Name: "cali0123456789a", Namespace: pod, Address: netip.MustParseAddr("10.244.166.130")}); err != nil {
+		t.Fatal(err)
+	}
+	replace(t, d,
+		"blackhole 10.244.166.128/26 proto bird",
+		"10.244.166.130 dev cali0123456789a scope link",
+		"10.244.104.0/26 via 192.168.50.11 dev ens33 proto bird",
+	)
+	// Not the dataplane's: a static route, another routing daemon's, one
+	// on docker0, a blackhole of protocol boot.
+	foreign := []string{
+		"10.99.0.0/24 via 192.168.50.1 dev ens33 proto static",
+		"10.98.0.0/24 via 192.168.50.1 dev ens33 proto bgp",
+		"10.97.0.0/24 dev docker0 scope link",
+		"blackhole 10.96.0.0/24",
+	}
+	for _, l := range foreign {
+		ip(t, h.ns, append([]string{"route", "add"}, strings.Fields(l)...)...)
+	}
+	run(t, d)
+	eventually(t, 5*time.Second, "first resync", func() bool { return d.Stats()["kernel_resyncs"] >= 1 })
+
+	// A wanted route deleted by hand comes back (a notification).
+	for _, l := range []string{"10.244.104.0/26 via 192.168.50.11 dev ens33 proto bird", "blackhole 10.244.166.128/26 proto bird", "10.244.166.130 dev cali0123456789a scope link"} {
+		ip(t, h.ns, "route", "del", strings.Fields(strings.TrimPrefix(l, "blackhole "))[0])
+		eventually(t, 5*time.Second, "route restored: "+l, func() bool { return hasLine(t, h.ns, l) })
+	}
+	// Changed by hand, it is set back.
+	ip(t, h.ns, "route", "replace", "10.244.104.0/26", "via", "192.168.50.99", "dev", "ens33", "proto", "bird")
+	eventually(t, 5*time.Second, "route set back", func() bool {
+		return hasLine(t, h.ns, "10.244.104.0/26 via 192.168.50.11 dev ens33 proto bird")
+	})
+	// Owned routes nobody wants are deleted: protocol bird, or on a cali
+	// device.
+	ip(t, h.ns, "link", "add", "calideadbeef000", "type", "veth", "peer", "name", "deadpeer")
+	ip(t, h.ns, "link", "set", "calideadbeef000", "up")
+	ip(t, h.ns, "link", "set", "deadpeer", "up")
+	ip(t, h.ns, "route", "add", "10.244.200.0/26", "via", "192.168.50.11", "dev", "ens33", "proto", "bird")
+	ip(t, h.ns, "route", "add", "10.244.201.5", "dev", "calideadbeef000", "scope", "link")
+	eventually(t, 5*time.Second, "unwanted owned routes removed", func() bool {
+		out := ipRoute(t, h.ns)
+		return !strings.Contains(out, "10.244.200.0/26") && !strings.Contains(out, "10.244.201.5 ")
+	})
+	// Several full resyncs later the foreign routes are all there.
+	for range 3 {
+		n := d.Stats()["kernel_resyncs"]
+		d.Resync()
+		eventually(t, 5*time.Second, "a resync", func() bool { return d.Stats()["kernel_resyncs"] > n })
+	}
+	for _, l := range append(foreign, "default via 192.168.50.1 dev ens33 proto static metric 100", "172.17.0.0/16 dev docker0 proto kernel scope link src 172.17.0.1") {
+		if !hasLine(t, h.ns, l) {
+			t.Errorf("route %q not the dataplane's is gone:\n%s", l, ipRoute(t, h.ns))
+		}
+	}
+	if s := d.Stats(); s["kernel_routes_removed"] != 2 || s["kernel_routes_restored"] < 4 {
+		t.Errorf("stats %v: want 2 routes removed, at least 4 restored", s)
+	}
+	// DeleteRoute deletes owned routes, and nothing else.
+	d.DeleteRoute(netip.MustParsePrefix("10.244.104.0/26"))
+	d.DeleteRoute(netip.MustParsePrefix("10.99.0.0/24"))
+	if hasLine(t, h.ns, "10.244.104.0/26 via 192.168.50.11 dev ens33 proto bird") {
+		t.Error("DeleteRoute left its route")
+	}
+	if !hasLine(t, h.ns, foreign[0]) {
+		t.Error("DeleteRoute deleted a static route")
+	}
+}
+
+// The periodic resync restores what no notification reports: routes the
+// kernel flushes when the underlay link goes down and comes back up.
+func TestResyncAfterLinkDown(t *testing.T) {
+	guard(t)
+	h := newHosts(t, "192.168.50.10/24")[0]
+	d := newDP(t, h, Options{ResyncInterval: 100 * time.Millisecond})
+	route := "10.244.104.0/26 via 192.168.50.11 dev ens33 proto bird"
+	replace(t, d, route)
+	run(t, d)
+	if !d.LinkUp() {
+		t.Fatal("LinkUp() = false on an up underlay")
+	}
+	d.SetLinkUp(false)
+	if d.LinkUp() {
+		t.Fatal("LinkUp() = true after SetLinkUp(false)")
+	}
+	if hasLine(t, h.ns, route) {
+		t.Fatal("the kernel kept a route through a down link")
+	}
+	// Down, the route cannot be written: the resyncs keep trying.
+	n := d.Stats()["kernel_resyncs"]
+	eventually(t, 5*time.Second, "resyncs while down", func() bool { return d.Stats()["kernel_resyncs"] >= n+2 })
+	// Back up by hand (no resync asked), with the connected route the
+	// host's network manager puts back.
+	ip(t, h.ns, "link", "set", "ens33", "up")
+	ip(t, h.ns, "route", "add", "192.168.50.0/24", "dev", "ens33", "proto", "kernel", "scope", "link", "src", "192.168.50.10", "metric", "100")
+	eventually(t, 5*time.Second, "route restored after the link came back", func() bool { return hasLine(t, h.ns, route) })
+}
+
+// A second dataplane on a namespace the first left (a restarted agent)
+// adopts its routes: the claimed ones are never deleted nor rewritten,
+// the one nobody claims goes once the adoption time is over, and the
+// workload's veth stays the same device.
+func TestRestartAdoptsRoutes(t *testing.T) {
+	guard(t)
+	h := newHosts(t, "192.168.50.10/24")[0]
+	pod := newNS(t, "pod")
+	port := Port{Name: "cali717821d73f3", Namespace: pod, Address: netip.MustParseAddr("10.244.166.128")}
+	kept := []string{
+		"blackhole 10.244.166.128/26 proto bird",
+		"10.244.166.128 dev cali717821d73f3 scope link",
+		"10.244.104.0/26 via 192.168.50.11 dev ens33 proto bird",
+	}
+	withdrawn := "10.244.135.0/26 via 192.168.50.12 dev ens33 proto bird"
+
+	d1 := newDP(t, h, Options{})
+	if err := d1.AddWorkload(context.Background(), port); err != nil {
+		t.Fatal(err)
+	}
+	replace(t, d1, append(kept, withdrawn)...)
+	stop := run(t, d1)
+	stop()
+	d1.Close()
+	index := ip(t, h.ns, "-o", "link", "show", "cali717821d73f3")
+	before := ipRoute(t, h.ns)
+
+	events := watchRoutes(t, h.ns)
+	d2 := newDP(t, h, Options{AdoptFor: 500 * time.Millisecond})
+	if n := d2.Stats()["kernel_routes_adopted"]; n != 4 {
+		t.Errorf("adopted %d routes, want 4", n)
+	}
+	if err := d2.AddWorkload(context.Background(), port); err != nil {
+		t.Fatal(err)
+	}
+	replace(t, d2, kept...)
+	run(t, d2)
+	if got := ipRoute(t, h.ns); got != before {
+		t.Errorf("ip route changed at the restart:\n%s\nwas:\n%s", got, before)
+	}
+	eventually(t, 5*time.Second, "the unclaimed route removed after the adoption time", func() bool {
+		return !strings.Contains(ipRoute(t, h.ns), "10.244.135.0/26")
+	})
+	if got := ip(t, h.ns, "-o", "link", "show", "cali717821d73f3"); got != index {
+		t.Errorf("the workload's veth changed:\n%s\nwas:\n%s", got, index)
+	}
+	if n := d2.Stats()["kernel_routes_claimed"]; n != 3 {
+		t.Errorf("claimed %d routes, want 3", n)
+	}
+	sawWithdrawn := false
+	for _, e := range events.stop() {
+		switch {
+		case e.Type == unix.RTM_DELROUTE && e.Dst == netip.MustParsePrefix("10.244.135.0/26"):
+			sawWithdrawn = true
+		case e.Table == unix.RT_TABLE_MAIN:
+			t.Errorf("route event during the restart: %s", e)
+		}
+	}
+	if !sawWithdrawn {
+		t.Error("the watch did not see the unclaimed route's deletion: it saw nothing")
+	}
+}
+
+// routeEvent is a route notification, as a test sees it.
+type routeEvent struct {
+	Type  uint16
+	Table int
+	Dst   netip.Prefix
+}
+
+func (e routeEvent) String() string {
+	op := "new"
+	if e.Type == unix.RTM_DELROUTE {
+		op = "del"
+	}
+	return op + " " + e.Dst.String()
+}
+
+type watcher struct {
+	stopOnce func()
+	mu       sync.Mutex
+	events   []routeEvent
+}
+
+// stop ends the watch and returns what it saw.
+func (w *watcher) stop() []routeEvent {
+	w.stopOnce()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.events
+}
+
+// watchRoutes records the route notifications of namespace ns.
+func watchRoutes(t *testing.T, ns string) *watcher {
+	t.Helper()
+	f, err := nsFile(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ch := make(chan netlink.RouteUpdate, 1024)
+	done := make(chan struct{})
+	if err := netlink.RouteSubscribeWithOptions(ch, done, netlink.RouteSubscribeOptions{Namespace: &f}); err != nil {
+		t.Fatal(err)
+	}
+	w := &watcher{}
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for u := range ch {
+			w.mu.Lock()
+			w.events = append(w.events, routeEvent{Type: u.Type, Table: u.Table, Dst: prefixOf(u.Dst)})
+			w.mu.Unlock()
+		}
+	}()
+	w.stopOnce = sync.OnceFunc(func() {
+		close(done)
+		// The subscription closes ch at its next message or timeout; a
+		// route change in a namespace of its own wakes it.
+		select {
+		case <-finished:
+		case <-time.After(2 * time.Second):
+		}
+	})
+	t.Cleanup(w.stopOnce)
+	return w
+}
+
+// Pods on two hosts ping each other and their hosts through the routes
+// the dataplanes program, Calico's way (proxy ARP for 169.254.1.1).
+func TestWorkloadsPing(t *testing.T) {
+	guard(t)
+	netnstest.RequireCommand(t, "ping", "iputils-ping")
+	hosts := newHosts(t, "192.168.50.10/24", "192.168.50.11/24")
+	a := newDP(t, hosts[0], Options{})
+	b := newDP(t, hosts[1], Options{})
+	pa1, pa2, pb := newNS(t, "pa1"), newNS(t, "pa2"), newNS(t, "pb")
+	ctx := context.Background()
+	for _, w := range []struct {
+		d    *Dataplane
+		port Port
+	}{
+		{a, Port{Name: "calia0000000001", Namespace: pa1, Address: netip.MustParseAddr("10.244.166.128"), MTU: 1440}},
+		{a, Port{Name: "calia0000000002", Namespace: pa2, Address: netip.MustParseAddr("10.244.166.129"), MTU: 1440}},
+		{b, Port{Name: "calib0000000001", Namespace: pb, Address: netip.MustParseAddr("10.244.104.1"), MTU: 1440}},
+	} {
+		if err := w.d.AddWorkload(ctx, w.port); err != nil {
+			t.Fatal(err)
+		}
+		replace(t, w.d, w.port.Address.String()+" dev "+w.port.Name+" scope link")
+	}
+	replace(t, a, "blackhole 10.244.166.128/26 proto bird", "10.244.104.0/26 via 192.168.50.11 dev ens33 proto bird")
+	replace(t, b, "blackhole 10.244.104.0/26 proto bird", "10.244.166.128/26 via 192.168.50.10 dev ens33 proto bird")
+
+	// The pod side is Calico's.
+	if got, want := ipRoute(t, pa1), "default via 169.254.1.1 dev eth0\n169.254.1.1 dev eth0 scope link\n"; got != want {
+		t.Errorf("pod routes:\n%s\nwant:\n%s", got, want)
+	}
+	if out := ip(t, pa1, "-o", "addr", "show", "dev", "eth0"); !strings.Contains(out, "inet 10.244.166.128/32") {
+		t.Errorf("pod eth0: %s", out)
+	}
+	if out := ip(t, pa1, "-o", "link", "show", "dev", "eth0"); !strings.Contains(out, "mtu 1440") {
+		t.Errorf("pod eth0 MTU: %s", out)
+	}
+	host := ip(t, hosts[0].ns, "-o", "link", "show", "dev", "calia0000000001")
+	if !strings.Contains(host, "link/ether ee:ee:ee:ee:ee:ee") || !strings.Contains(host, "mtu 1440") {
+		t.Errorf("host side: %s", host)
+	}
+	for _, s := range []string{"net.ipv4.conf.calia0000000001.proxy_arp", "net.ipv4.neigh.calia0000000001.proxy_delay", "net.ipv4.conf.calia0000000001.forwarding", "net.ipv4.ip_forward"} {
+		out, err := exec.Command("ip", "netns", "exec", hosts[0].ns, "sysctl", "-n", s).CombinedOutput()
+		want := "1"
+		if strings.Contains(s, "proxy_delay") {
+			want = "0"
+		}
+		if err != nil || strings.TrimSpace(string(out)) != want {
+			t.Errorf("sysctl %s = %q (%v), want %s", s, out, err, want)
+		}
+	}
+
+	ping := func(from, to string) {
+		t.Helper()
+		out, err := exec.Command("ip", "netns", "exec", from, "ping", "-c", "2", "-i", "0.2", "-W", "2", to).CombinedOutput()
+		if err != nil {
+			t.Errorf("ping %s from %s: %v\n%s", to, from, err, out)
+		}
+	}
+	ping(pa1, "10.244.104.1")   // across the hosts
+	ping(pb, "10.244.166.129")  // back, to the other pod
+	ping(pa1, "10.244.166.129") // on one host
+	ping(pa1, "192.168.50.10")  // its host
+	ping(pb, "192.168.50.10")   // the other host
+
+	// RemoveWorkload removes the pair; the kernel drops its route.
+	a.RemoveWorkload("calia0000000002")
+	a.DeleteRoute(netip.MustParsePrefix("10.244.166.129/32"))
+	if out := ip(t, pa2, "-o", "link"); strings.Contains(out, "eth0") {
+		t.Errorf("eth0 left in the pod after RemoveWorkload:\n%s", out)
+	}
+	if strings.Contains(ipRoute(t, hosts[0].ns), "10.244.166.129") {
+		t.Errorf("route to the removed workload left:\n%s", ipRoute(t, hosts[0].ns))
+	}
+}
