@@ -431,3 +431,79 @@ func TestWorkloadsPing(t *testing.T) {
 		t.Errorf("route to the removed workload left:\n%s", ipRoute(t, hosts[0].ns))
 	}
 }
+
+// The seed's three nodes on one network (a bridge in a namespace of its
+// own), each dataplane programming its node's shapes: node1's table is
+// the seed's byte for byte, and its pod reaches the pods of the other two.
+func TestSeedMeshPing(t *testing.T) {
+	guard(t)
+	netnstest.RequireCommand(t, "ping", "iputils-ping")
+	hosts := newHosts(t, "192.168.50.10/24", "192.168.50.11/24", "192.168.50.12/24")
+	nodes := []struct {
+		block, pod, port string
+	}{
+		{"10.244.166.128/26", "10.244.166.128", "cali717821d73f3"},
+		{"10.244.104.0/26", "10.244.104.1", "cali00000000002"},
+		{"10.244.135.0/26", "10.244.135.1", "cali00000000003"},
+	}
+	pods := make([]string, len(hosts))
+	for i, h := range hosts {
+		d := newDP(t, h, Options{})
+		n := nodes[i]
+		pods[i] = newNS(t, "pod")
+		if err := d.AddWorkload(context.Background(), Port{Name: n.port, Namespace: pods[i], Address: netip.MustParseAddr(n.pod)}); err != nil {
+			t.Fatal(err)
+		}
+		replace(t, d, n.pod+" dev "+n.port+" scope link", "blackhole "+n.block+" proto bird")
+		for j, o := range nodes {
+			if j != i {
+				replace(t, d, o.block+" via "+hosts[j].addr.Addr().String()+" dev ens33 proto bird")
+			}
+		}
+	}
+	if got, want := ipRoute(t, hosts[0].ns), seed(t, "seed-never.txt"); got != want {
+		t.Errorf("node1's ip route:\n%s\nwant the seed's:\n%s", got, want)
+	}
+	for _, to := range []string{"10.244.104.1", "10.244.135.1"} {
+		out, err := exec.Command("ip", "netns", "exec", pods[0], "ping", "-c", "2", "-i", "0.2", "-W", "2", to).CombinedOutput()
+		if err != nil {
+			t.Errorf("ping %s from node1's pod: %v\n%s", to, err, out)
+		}
+	}
+}
+
+// Routes without a device convert to netlink and back unchanged, and
+// ownership follows the protocol and the device's name.
+func TestConvert(t *testing.T) {
+	d := &Dataplane{}
+	for _, l := range []string{
+		"blackhole 10.244.166.128/26 proto bird",
+		"10.244.104.0/26 via 192.168.50.11 proto bird",
+		"10.244.104.0/26 via 192.168.50.11 proto bird onlink metric 5",
+		"unreachable 10.1.0.0/16 proto static",
+		"default via 192.168.50.1 proto static metric 100",
+		"192.168.50.0/24 proto kernel scope link src 192.168.50.10",
+	} {
+		r := mustRoute(t, l)
+		nr, err := d.toNetlink(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := d.fromNetlink(*nr, map[int]string{}); got != r {
+			t.Errorf("%s: round trip gave %s", l, got)
+		}
+	}
+	for l, want := range map[string]bool{
+		"blackhole 10.244.166.128/26 proto bird":                 true,
+		"10.244.166.128 dev cali717821d73f3 scope link":          true,
+		"10.244.104.0/26 via 192.168.50.11 dev ens33 proto bird": true,
+		"default via 192.168.50.1 dev ens33 proto static":        false,
+		"172.17.0.0/16 dev docker0 proto kernel scope link":      false,
+		"10.98.0.0/24 via 192.168.50.1 dev ens33 proto bgp":      false,
+		"blackhole 10.96.0.0/24":                                 false,
+	} {
+		if got := Owned(mustRoute(t, l)); got != want {
+			t.Errorf("Owned(%s) = %v, want %v", l, got, want)
+		}
+	}
+}
