@@ -51,7 +51,10 @@ func newKernel(_ context.Context, cfg *config.Node, log *slog.Logger) (Dataplane
 		Address:   cfg.Prefix,
 		MTU:       cfg.MTU,
 		AdoptFor:  cfg.BGP.RestartTime,
-		Logger:    log.With("dataplane", config.DataplaneKernel),
+		// A userspace tunl0 (no ipip module) accepts IPIP from the
+		// nodes, as the engine's does.
+		TunnelSources: tunnelSources(cfg),
+		Logger:        log.With("dataplane", config.DataplaneKernel),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("kernel dataplane: %w", err)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/vrouter-lab/vrouter/vrouter/bgp"
@@ -74,20 +75,7 @@ func TestKernelModeAgent(t *testing.T) {
 	cfg.Namespace, cfg.Dataplane = host, config.DataplaneKernel
 	cfg.Gateway = netip.MustParseAddr("192.168.50.1")
 	cfg.Workloads = []config.Workload{{Name: "web-1", Namespace: pod}}
-	start := func() (*Agent, *fakeSpeaker, func()) {
-		a := newAgent(cfg, slog.New(slog.DiscardHandler))
-		sp := newFakeSpeaker()
-		a.newSpeaker = func(context.Context, bgp.Config) (Speaker, error) { return sp, nil }
-		ctx, cancel := context.WithCancel(context.Background())
-		if err := a.start(ctx); err != nil {
-			cancel()
-			a.close()
-			t.Fatal(err)
-		}
-		stop := func() { cancel(); a.close() }
-		t.Cleanup(stop)
-		return a, sp, stop
-	}
+	start := func() (*Agent, *fakeSpeaker, func()) { return startKernelAgent(t, cfg) }
 	a, sp, stop := start()
 	if _, ok := a.dp.(kernelDataplane); !ok {
 		t.Fatalf("dataplane %T, want the kernel's", a.dp)
@@ -141,6 +129,52 @@ func TestKernelModeAgent(t *testing.T) {
 	}
 	if got := a.workloads["web-1"]; got != w {
 		t.Errorf("workload after the restart %+v, want %+v", got, w)
+	}
+}
+
+// startKernelAgent starts an agent for cfg with its real dataplane and a
+// fake BGP speaker; it stops when the test ends.
+func startKernelAgent(t *testing.T, cfg *config.Node) (*Agent, *fakeSpeaker, func()) {
+	t.Helper()
+	a := newAgent(cfg, slog.New(slog.DiscardHandler))
+	sp := newFakeSpeaker()
+	a.newSpeaker = func(context.Context, bgp.Config) (Speaker, error) { return sp, nil }
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := a.start(ctx); err != nil {
+		cancel()
+		a.close()
+		t.Fatal(err)
+	}
+	stop := sync.OnceFunc(func() { cancel(); a.close() })
+	t.Cleanup(stop)
+	return a, sp, stop
+}
+
+// A kernel-mode agent with an IPIP pool brings up tunl0 (the kernel's, or
+// a userspace one where the kernel has no ipip module) with its address
+// from its block, and routes learned blocks through it, Calico's way.
+func TestKernelModeAgentIPIP(t *testing.T) {
+	netnstest.RequireRoot(t)
+	netnstest.RequireCommand(t, "ip", "iproute2")
+	netnstest.GuardNamespaces(t, fmt.Sprintf("vat%d-", os.Getpid()))
+	netnstest.GuardRoot(t)
+	host, peer := kernelNS(t, "ihost"), kernelNS(t, "ipeer")
+	ipIn(t, host, "link", "add", "ens33", "type", "veth", "peer", "name", "ens33", "netns", peer)
+	ipIn(t, peer, "link", "set", "ens33", "up")
+	cfg := testConfig(t)
+	cfg.Namespace, cfg.Dataplane = host, config.DataplaneKernel
+	cfg.Pools[0].IPIPMode = "Always"
+	a, sp, _ := startKernelAgent(t, cfg)
+	sp.deliver("10.244.104.0/26", "192.168.50.11")
+	if table := ipIn(t, host, "route"); !strings.Contains("\n"+table, "\n10.244.104.0/26 via 192.168.50.11 dev tunl0 proto bird onlink\n") {
+		t.Errorf("ip route:\n%s\nwant the block through tunl0", table)
+	}
+	tunl0 := ipIn(t, host, "-o", "addr", "show", "dev", "tunl0")
+	if !strings.Contains(tunl0, "inet "+a.tunnelAddr.String()+"/32") {
+		t.Errorf("tunl0 addresses: %s; want %s/32", tunl0, a.tunnelAddr)
+	}
+	if s := a.dp.Stats(); s["tunl0_kernel"]+s["tunl0_userspace"] != 1 {
+		t.Errorf("stats %v: say neither tunl0", s)
 	}
 }
 

@@ -82,7 +82,13 @@ type Options struct {
 	// stay in place unclaimed before the resync deletes them (0: the
 	// default).
 	AdoptFor time.Duration
-	Logger   *slog.Logger
+	// TunnelSources are the node addresses whose IPIP a userspace tunl0
+	// accepts, besides the next hops of the routes through tunl0.
+	TunnelSources []netip.Addr
+	// NoUserspaceTunnel makes EnableTunnel fail (with ErrNoIPIP) on a
+	// kernel without the ipip module instead of making a userspace tunl0.
+	NoUserspaceTunnel bool
+	Logger            *slog.Logger
 }
 
 // Port is a workload's veth pair as AddWorkload makes it.
@@ -115,6 +121,13 @@ type Dataplane struct {
 	wanted     map[key]fib.Route
 	adopted    map[key]fib.Route // found at New, not claimed yet
 	adoptUntil time.Time         // zero until Run starts
+
+	// tunnelRoutes are the wanted routes through tunl0, for a userspace
+	// tunl0 to find a packet's next hop; utun is that tunl0, once
+	// EnableTunnel made it (under mu), and tunnel says which tunl0 is up.
+	tunnelRoutes *fib.Table
+	utun         *userTunnel
+	tunnel       atomic.Value // string: TunnelKernel, TunnelUserspace
 
 	kick   chan struct{} // asks the reconcile loop for a resync
 	closed atomic.Bool
@@ -149,7 +162,7 @@ func New(opts Options) (*Dataplane, error) {
 	}
 	d := &Dataplane{
 		opts: opts, log: log, h: h,
-		wanted: map[key]fib.Route{}, adopted: map[key]fib.Route{},
+		wanted: map[key]fib.Route{}, adopted: map[key]fib.Route{}, tunnelRoutes: fib.NewTable(),
 		kick: make(chan struct{}, 1), done: make(chan struct{}),
 	}
 	if err := d.setup(); err != nil {
@@ -385,6 +398,7 @@ func (d *Dataplane) ReplaceRoute(r fib.Route) error {
 		delete(d.adopted, k)
 		if old == r {
 			d.wanted[k] = r
+			d.trackTunnelRoute(r)
 			d.claimed.Add(1)
 			return nil
 		}
@@ -393,7 +407,21 @@ func (d *Dataplane) ReplaceRoute(r fib.Route) error {
 		return err
 	}
 	d.wanted[k] = r
+	d.trackTunnelRoute(r)
 	return nil
+}
+
+// trackTunnelRoute keeps the routes through tunl0 for a userspace tunl0,
+// and accepts IPIP from their next hops. Called with mu held.
+func (d *Dataplane) trackTunnelRoute(r fib.Route) {
+	if r.Dev != TunnelName {
+		d.tunnelRoutes.Delete(r.Dst, r.Metric)
+		return
+	}
+	_ = d.tunnelRoutes.Replace(r)
+	if d.utun != nil && r.Gateway.Is4() {
+		_ = d.utun.decap.AddNodes(r.Gateway)
+	}
 }
 
 // write replaces r in the kernel.
@@ -450,6 +478,7 @@ func (d *Dataplane) DeleteRoute(dst netip.Prefix) {
 	}
 	delete(d.wanted, k)
 	delete(d.adopted, k)
+	d.tunnelRoutes.Delete(dst, 0)
 	if !ok {
 		return
 	}
@@ -499,6 +528,17 @@ func (d *Dataplane) Stats() map[string]uint64 {
 		"kernel_routes_adopted":  d.adoptedN.Load(),
 		"kernel_routes_claimed":  d.claimed.Load(),
 	}
+	switch d.Tunnel() {
+	case TunnelKernel:
+		m["tunl0_kernel"] = 1
+	case TunnelUserspace:
+		m["tunl0_userspace"] = 1
+	}
+	d.mu.Lock()
+	if d.utun != nil {
+		d.utun.stats(m)
+	}
+	d.mu.Unlock()
 	if l, err := d.h.LinkByName(d.opts.Interface); err == nil && l.Attrs().Statistics != nil {
 		s := l.Attrs().Statistics
 		m["underlay_rx_packets"] = s.RxPackets
@@ -512,16 +552,20 @@ func (d *Dataplane) Stats() map[string]uint64 {
 }
 
 // Close stops the reconcile loop and releases the netlink handle. Routes,
-// workloads and tunl0 stay as they are: forwarding goes on while no agent
-// runs. It may be called more than once.
+// workloads and the kernel's tunl0 stay as they are: forwarding goes on
+// while no agent runs. A userspace tunl0 goes (with the routes through it):
+// it lives in this process. It may be called more than once.
 func (d *Dataplane) Close() error {
 	if d.closed.Swap(true) {
 		return nil
 	}
 	close(d.done)
 	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.utun != nil {
+		d.utun.close()
+	}
 	d.h.Close()
-	d.mu.Unlock()
 	return nil
 }
 

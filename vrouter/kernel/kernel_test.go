@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"net/netip"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vrouter-lab/vrouter/encap"
 	"github.com/vrouter-lab/vrouter/vrouter/fib"
 	"github.com/vrouter-lab/vrouter/vrouter/netns"
 	"github.com/vrouter-lab/vrouter/vrouter/netns/netnstest"
@@ -61,18 +63,19 @@ func TestSeedNeverTable(t *testing.T) {
 }
 
 // The seed's node 1 in IPIP mode (ipipMode Always): the blocks go through
-// the kernel's tunl0, which needs the ipip module.
+// tunl0, the kernel's where it has the ipip module, else a userspace one;
+// the table is the same.
 func TestSeedAlwaysTable(t *testing.T) {
 	guard(t)
 	h := newHosts(t, "192.168.50.10/24")[0]
 	pod := newNS(t, "pod")
 	d := newDP(t, h, Options{MTU: 1460})
-	err := d.EnableTunnel(netip.MustParseAddr("10.244.166.128"))
-	if errors.Is(err, ErrNoIPIP) {
-		t.Skipf("skipping the Always table: %v (a userspace tunl0 is a later step)", err)
-	}
-	if err != nil {
+	if err := d.EnableTunnel(netip.MustParseAddr("10.244.166.128")); err != nil {
 		t.Fatal(err)
+	}
+	t.Logf("tunl0 is the %s one", d.Tunnel())
+	if out := ip(t, h.ns, "-o", "link", "show", "dev", "tunl0"); !strings.Contains(out, "mtu 1440") || !strings.Contains(out, ",UP") {
+		t.Errorf("tunl0: %s", out)
 	}
 	if out := ip(t, h.ns, "-o", "addr", "show", "dev", "tunl0"); !strings.Contains(out, "inet 10.244.166.128/32") {
 		t.Errorf("tunl0 addresses: %s", out)
@@ -91,11 +94,12 @@ func TestSeedAlwaysTable(t *testing.T) {
 	}
 }
 
-// Without the ipip module EnableTunnel says so, and leaves no tunl0.
+// Without the ipip module, and told to make no userspace tunl0,
+// EnableTunnel says the module is missing, and leaves no tunl0.
 func TestEnableTunnelWithoutIPIP(t *testing.T) {
 	guard(t)
 	h := newHosts(t, "192.168.50.10/24")[0]
-	d := newDP(t, h, Options{})
+	d := newDP(t, h, Options{NoUserspaceTunnel: true})
 	if _, err := d.h.LinkByName("tunl0"); err == nil {
 		t.Skip("this kernel has the ipip module (tunl0 exists): TestSeedAlwaysTable covers it")
 	}
@@ -506,4 +510,96 @@ func TestConvert(t *testing.T) {
 			t.Errorf("Owned(%s) = %v, want %v", l, got, want)
 		}
 	}
+}
+
+// Pods on two hosts ping each other through tunl0 (ipipMode Always): on a
+// kernel without the ipip module through the userspace tunl0, whose
+// counters show the packets encapsulated and decapsulated; IPIP from an
+// address that is no node's is dropped and counted.
+func TestTunnelPing(t *testing.T) {
+	guard(t)
+	netnstest.RequireCommand(t, "ping", "iputils-ping")
+	hosts := newHosts(t, "192.168.50.10/24", "192.168.50.11/24")
+	a := newDP(t, hosts[0], Options{})
+	b := newDP(t, hosts[1], Options{})
+	pa, pb := newNS(t, "pa"), newNS(t, "pb")
+	ctx := context.Background()
+	for _, w := range []struct {
+		d               *Dataplane
+		port            Port
+		tunl0, block    string
+		remote, nextHop string
+	}{
+		{a, Port{Name: "calia0000000001", Namespace: pa, Address: netip.MustParseAddr("10.244.166.129"), MTU: 1440}, "10.244.166.128", "10.244.166.128/26", "10.244.104.0/26", "192.168.50.11"},
+		{b, Port{Name: "calib0000000001", Namespace: pb, Address: netip.MustParseAddr("10.244.104.1"), MTU: 1440}, "10.244.104.0", "10.244.104.0/26", "10.244.166.128/26", "192.168.50.10"},
+	} {
+		if err := w.d.EnableTunnel(netip.MustParseAddr(w.tunl0)); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.d.AddWorkload(ctx, w.port); err != nil {
+			t.Fatal(err)
+		}
+		replace(t, w.d,
+			w.port.Address.String()+" dev "+w.port.Name+" scope link",
+			"blackhole "+w.block+" proto bird",
+			w.remote+" via "+w.nextHop+" dev tunl0 proto bird onlink")
+	}
+	for _, to := range []string{"10.244.104.1", "10.244.104.0"} { // the pod, the other host's tunl0
+		out, err := exec.Command("ip", "netns", "exec", pa, "ping", "-c", "3", "-i", "0.2", "-W", "2", to).CombinedOutput()
+		if err != nil {
+			t.Errorf("ping %s through tunl0: %v\n%s", to, err, out)
+		}
+	}
+	if a.Tunnel() != TunnelUserspace {
+		return // the kernel's tunl0: no userspace counters
+	}
+	for _, d := range []*Dataplane{a, b} {
+		if s := d.Stats(); s["ipip_encap_packets"] < 3 || s["ipip_decap_accepted"] < 3 || s["tunl0_userspace"] != 1 {
+			t.Errorf("userspace tunl0 counters: %v", s)
+		}
+	}
+	// Rogue IPIP: from an address on the network that is no node's.
+	ip(t, hosts[1].ns, "addr", "add", "192.168.50.99/24", "dev", "ens33")
+	if err := sendIPIP(hosts[1].ns, "192.168.50.99", "192.168.50.10", "10.244.104.1", "10.244.166.129"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "rogue IPIP counted", func() bool { return a.Stats()["ipip_decap_unknown_source"] == 1 })
+}
+
+// sendIPIP sends one IPIP packet (an inner ICMP echo request from inner
+// src to inner dst) from outer src to outer dst in namespace ns.
+func sendIPIP(ns, outerSrc, outerDst, innerSrc, innerDst string) error {
+	inner := make([]byte, 28)
+	inner[0], inner[8], inner[9] = 0x45, 64, 1
+	binary.BigEndian.PutUint16(inner[2:], 28)
+	copy(inner[12:16], netip.MustParseAddr(innerSrc).AsSlice())
+	copy(inner[16:20], netip.MustParseAddr(innerDst).AsSlice())
+	binary.BigEndian.PutUint16(inner[10:], ^checksum(inner[:20]))
+	inner[20] = 8 // echo request
+	binary.BigEndian.PutUint16(inner[22:], ^checksum(inner[20:]))
+	pkt := make([]byte, encap.HeaderLen+len(inner))
+	n, err := encap.Encapsulate(pkt, inner, netip.MustParseAddr(outerSrc), netip.MustParseAddr(outerDst))
+	if err != nil {
+		return err
+	}
+	return netns.Do(ns, func() error {
+		s, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(s)
+		return unix.Sendto(s, pkt[:n], 0, &unix.SockaddrInet4{Addr: netip.MustParseAddr(outerDst).As4()})
+	})
+}
+
+// checksum is the Internet checksum's sum (RFC 1071), not complemented.
+func checksum(b []byte) uint16 {
+	var sum uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(b[i:]))
+	}
+	for sum > 0xffff {
+		sum = sum>>16 + sum&0xffff
+	}
+	return uint16(sum)
 }
