@@ -12,7 +12,9 @@
 //     writes them;
 //   - the workloads' veth pairs (host side cali*, pod side eth0) and their
 //     per-interface sysctls;
-//   - tunl0's address, MTU and state, where the kernel has the ipip module.
+//   - tunl0: the kernel's (address, MTU, state) where the kernel has the
+//     ipip module, else a userspace tunl0 of its own (a TUN device and a
+//     raw IPIP socket, see EnableTunnel) behind the same routes.
 //
 // A reconcile loop (route notifications plus a periodic full resync)
 // restores wanted routes that disappear and deletes owned routes nobody
@@ -21,7 +23,8 @@
 // already has owned routes adopts them: they stay in the kernel untouched
 // until the caller claims them (ReplaceRoute with the same route writes
 // nothing) or the adoption time ends, so restarting the agent costs no
-// forwarding gap. Close leaves every route and workload in place.
+// forwarding gap. Close leaves every route and workload in place (all but
+// a userspace tunl0, which lives in the process).
 //
 // Routes go in and come out as fib.Route values: Routes reads the kernel's
 // main table back, so fib.Format of it is what `ip route` prints.
@@ -31,6 +34,7 @@
 package kernel
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -362,7 +366,7 @@ func (d *Dataplane) Route(dst netip.Prefix) []fib.Route {
 			out = append(out, r)
 		}
 	}
-	slices.SortStableFunc(out, func(a, b fib.Route) int { return int(int64(a.Metric) - int64(b.Metric)) })
+	slices.SortStableFunc(out, func(a, b fib.Route) int { return cmp.Compare(a.Metric, b.Metric) })
 	return out
 }
 
