@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/vrouter-lab/vrouter/vrouter/bgp"
 	"github.com/vrouter-lab/vrouter/vrouter/config"
@@ -188,5 +189,49 @@ func TestUnknownDataplane(t *testing.T) {
 	a.close()
 	if err == nil || !strings.Contains(err.Error(), `unknown dataplane "ebpf"`) {
 		t.Fatalf("start = %v, want an unknown dataplane error", err)
+	}
+}
+
+// Graceful restart in kernel mode: the restarted agent claims the routes
+// its predecessor left in the kernel (they never leave it), and the sweep
+// after the restart time removes the block BGP did not bring back.
+func TestKernelModeGracefulRestart(t *testing.T) {
+	netnstest.RequireRoot(t)
+	netnstest.RequireCommand(t, "ip", "iproute2")
+	netnstest.GuardNamespaces(t, fmt.Sprintf("vat%d-", os.Getpid()))
+	netnstest.GuardRoot(t)
+	host, peer := kernelNS(t, "grhost"), kernelNS(t, "grpeer")
+	ipIn(t, host, "link", "add", "ens33", "type", "veth", "peer", "name", "ens33", "netns", peer)
+	ipIn(t, peer, "link", "set", "ens33", "up")
+	cfg := testConfig(t)
+	cfg.Namespace, cfg.Dataplane = host, config.DataplaneKernel
+	cfg.BGP.GracefulRestart, cfg.BGP.RestartTime = true, 500*time.Millisecond
+	kept, gone := "10.244.104.0/26 via 192.168.50.11 dev ens33 proto bird", "10.244.135.0/26 via 192.168.50.12 dev ens33 proto bird"
+	has := func(line string) bool { return strings.Contains("\n"+ipIn(t, host, "route"), "\n"+line+"\n") }
+
+	_, sp, stop := startKernelAgent(t, cfg)
+	sp.deliver("10.244.104.0/26", "192.168.50.11")
+	sp.deliver("10.244.135.0/26", "192.168.50.12")
+	stop()
+	if !has(kept) || !has(gone) {
+		t.Fatalf("the stopped agent's routes are not in the kernel:\n%s", ipIn(t, host, "route"))
+	}
+
+	a, sp, _ := startKernelAgent(t, cfg)
+	if !has(kept) || !has(gone) {
+		t.Fatalf("the restarted agent's kernel lost routes:\n%s", ipIn(t, host, "route"))
+	}
+	if n := a.dp.Stats()["kernel_routes_claimed"]; n != 2 {
+		t.Errorf("claimed %d routes, want both blocks claimed (restored as they were: nothing rewritten)", n)
+	}
+	sp.deliver("10.244.104.0/26", "192.168.50.11")
+	eventually(t, func() string {
+		if has(gone) {
+			return "the block not learned again is still in the kernel after the restart time"
+		}
+		return ""
+	})
+	if !has(kept) {
+		t.Errorf("the block learned again is gone:\n%s", ipIn(t, host, "route"))
 	}
 }
