@@ -111,6 +111,13 @@ func TestKernelModeAgent(t *testing.T) {
 	if strings.Contains(ipIn(t, host, "route"), "10.244.104.0/26") {
 		t.Error("a withdrawn route stayed in the kernel")
 	}
+	// A next hop off the node's network resolves through the kernel's
+	// route to it (the default gateway), as BIRD's "gateway recursive".
+	sp.deliver("10.244.7.0/26", "192.168.60.10")
+	if table := ipIn(t, host, "route"); !strings.Contains(table, "\n10.244.7.0/26 via 192.168.50.1 dev ens33 proto bird\n") {
+		t.Errorf("ip route:\n%s\nwant the off-network block via the gateway", table)
+	}
+	sp.deliver("10.244.7.0/26", "")
 	sp.deliver("10.244.135.0/26", "192.168.50.12")
 	link := ifIndex(t, host, w.Interface)
 
