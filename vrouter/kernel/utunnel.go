@@ -39,6 +39,9 @@ type userTunnel struct {
 	rxWriteErrors                  atomic.Uint64
 }
 
+// rawSocketBuffer is the receive buffer of the raw IPIP socket.
+const rawSocketBuffer = 4 << 20
+
 // openUserTunnel creates tunl0 as a TUN device and the raw socket in the
 // dataplane's namespace: packets go out from src to the next hops of
 // routes, come in from nodes and the next hops added later.
@@ -65,6 +68,12 @@ func (d *Dataplane) openUserTunnel(src netip.Addr, mtu int, routes *fib.Table, n
 		s, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.IPPROTO_IPIP)
 		if err == nil {
 			err = unix.SetsockoptInt(s, unix.IPPROTO_IP, unix.IP_HDRINCL, 1)
+			if err == nil {
+				// A burst the reader has not caught up with yet waits
+				// in the socket instead of being dropped (and
+				// retransmitted): 4 MB, as the root may force.
+				_ = unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rawSocketBuffer)
+			}
 			if err != nil {
 				unix.Close(s)
 			}
