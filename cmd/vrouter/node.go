@@ -26,19 +26,33 @@ func newNodeCommand() *cobra.Command {
 }
 
 func newNodeRunCommand() *cobra.Command {
-	var configFile string
+	var configFile, dataplane string
 	cmd := &cobra.Command{
-		Use:   "run --config FILE",
+		Use:   "run --config FILE [--dataplane userspace|kernel]",
 		Short: "Run the per-node agent (what deploy starts in each node namespace)",
 		Long: `run starts the node agent in the current network namespace: it brings up
 the underlay interface, claims address blocks for its workloads from IPAM,
 speaks BGP with its peers and forwards packets in the userspace engine. It
-runs until SIGTERM or SIGINT. 'vrouter deploy' starts one per node.`,
+runs until SIGTERM or SIGINT. 'vrouter deploy' starts one per node.
+
+With --dataplane kernel (or "dataplane": "kernel" in the config file) the
+namespace's kernel forwards instead, as on a Calico host: the underlay is
+the namespace's own interface (the config's interface, e.g. ens33), routes
+go into its main table (proto bird, and workload routes on cali*
+devices), workloads are veth pairs. The agent leaves them in place when it
+stops, and a restarted agent adopts them without a forwarding gap. The
+flag overrides the config file.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.LoadNode(configFile)
 			if err != nil {
 				return err
+			}
+			if cmd.Flags().Changed("dataplane") {
+				if err := config.CheckDataplane(dataplane); err != nil {
+					return err
+				}
+				cfg.Dataplane = dataplane
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -46,6 +60,7 @@ runs until SIGTERM or SIGINT. 'vrouter deploy' starts one per node.`,
 		},
 	}
 	cmd.Flags().StringVar(&configFile, "config", "", "node config file (JSON, written by deploy)")
+	cmd.Flags().StringVar(&dataplane, "dataplane", "", "what forwards: userspace (the engine) or kernel (netlink routes, veth workloads); default: the config file's, else userspace")
 	_ = cmd.MarkFlagRequired("config")
 	return cmd
 }

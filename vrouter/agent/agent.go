@@ -32,8 +32,9 @@ type Agent struct {
 	started time.Time
 
 	// newDataplane and newSpeaker make the node's dataplane and BGP
-	// speaker: the userspace engine and GoBGP, or fakes in tests.
-	newDataplane func(context.Context, *config.Node, *slog.Logger) (Dataplane, error)
+	// speaker: the one the config names (see dataplanes) and GoBGP, or
+	// fakes in tests.
+	newDataplane newDataplaneFunc
 	newSpeaker   func(context.Context, bgp.Config) (Speaker, error)
 
 	dp    Dataplane
@@ -74,13 +75,13 @@ func Run(ctx context.Context, cfg *config.Node) error {
 }
 
 // newAgent returns the agent of the node cfg describes, with the
-// userspace engine as its dataplane and GoBGP as its speaker.
+// dataplane cfg.Dataplane names and GoBGP as its speaker.
 func newAgent(cfg *config.Node, log *slog.Logger) *Agent {
 	return &Agent{
 		cfg:          cfg,
 		log:          log,
 		started:      time.Now().UTC(),
-		newDataplane: newUserspace,
+		newDataplane: dataplaneFor(cfg.Dataplane),
 		newSpeaker:   startSpeaker,
 		workloads:    map[string]control.WorkloadInfo{},
 		learned:      map[netip.Prefix]netip.Addr{},

@@ -14,7 +14,8 @@ import (
 // workloads' ports, tunl0's address, and out its routes (`vrouter route`),
 // counters and the state of the underlay link. The userspace engine
 // (package dataplane, behind newUserspace) is one; the Linux kernel
-// (netlink routes, veth ports, a real tunl0) fits the same methods.
+// (package kernel, behind newKernel: netlink routes, veth ports, the
+// kernel's tunl0) is the other. config.Node.Dataplane chooses.
 //
 // Routes are fib.Route values whichever the dataplane: what BGP produces,
 // what the engine looks up, what netlink would write, what `vrouter route`

@@ -4,9 +4,11 @@ import (
 	"crypto/sha1"
 	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 )
@@ -29,7 +31,7 @@ func TestInterfaceName(t *testing.T) {
 
 func TestConfigRoundTrip(t *testing.T) {
 	c := &Node{
-		Lab: "l", Node: "node1", StateDir: "/run/vrouter/l", Namespace: "vr-l.node1",
+		Lab: "l", Node: "node1", StateDir: "/run/vrouter/l", Namespace: "vr-l.node1", Dataplane: DataplaneKernel,
 		Network: "lan", Prefix: netip.MustParsePrefix("192.168.50.10/24"), Interface: "ens33", MTU: 1500,
 		Neighbors: []Neighbor{{Node: "node2", Address: netip.MustParseAddr("192.168.50.11")}},
 		Pools:     []Pool{{Name: "p", CIDR: netip.MustParsePrefix("10.244.0.0/16"), BlockSize: 26, IPIPMode: "Never"}},
@@ -51,5 +53,33 @@ func TestConfigRoundTrip(t *testing.T) {
 	}
 	if _, err := LoadNode(filepath.Join(t.TempDir(), "missing.json")); err == nil {
 		t.Fatal("LoadConfig of a missing file succeeded")
+	}
+}
+
+// A node config names a known dataplane, or none (userspace).
+func TestDataplaneField(t *testing.T) {
+	base := `{"node":"node1","prefix":"192.168.50.10/24","interface":"ens33"`
+	for _, tc := range []struct {
+		field, want string
+		ok          bool
+	}{
+		{"", "", true},
+		{`,"dataplane":"kernel"`, DataplaneKernel, true},
+		{`,"dataplane":"userspace"`, DataplaneUserspace, true},
+		{`,"dataplane":"ebpf"`, "", false},
+	} {
+		path := filepath.Join(t.TempDir(), "node.json")
+		if err := os.WriteFile(path, []byte(base+tc.field+"}"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := LoadNode(path)
+		switch {
+		case tc.ok && err != nil:
+			t.Errorf("%s: %v", tc.field, err)
+		case !tc.ok && (err == nil || !strings.Contains(err.Error(), "unknown dataplane")):
+			t.Errorf("%s: LoadNode = %v, want an unknown dataplane error", tc.field, err)
+		case tc.ok && c.Dataplane != tc.want:
+			t.Errorf("%s: Dataplane = %q, want %q", tc.field, c.Dataplane, tc.want)
+		}
 	}
 }

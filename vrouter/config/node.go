@@ -21,6 +21,9 @@ type Node struct {
 	Node      string `json:"node"`
 	StateDir  string `json:"stateDir"`  // the lab's state directory
 	Namespace string `json:"namespace"` // the node's network namespace
+	// Dataplane is what forwards the node's packets: DataplaneUserspace
+	// (the default, also when empty) or DataplaneKernel.
+	Dataplane string `json:"dataplane,omitempty"`
 
 	// Underlay: the node's address on its network and the interface
 	// (a TUN device in the node namespace) that carries it.
@@ -50,6 +53,27 @@ type Node struct {
 	StrictAffinity bool       `json:"strictAffinity,omitempty"`
 	BGP            BGP        `json:"bgp"`
 	Workloads      []Workload `json:"workloads"`
+}
+
+// The dataplanes a node can have.
+const (
+	// DataplaneUserspace is the userspace engine: the underlay is a
+	// fabric endpoint, workloads are TUN devices.
+	DataplaneUserspace = "userspace"
+	// DataplaneKernel is the Linux kernel of the node's namespace: the
+	// underlay is the namespace's real interface, workloads are veth
+	// pairs, routes go into the main table through netlink.
+	DataplaneKernel = "kernel"
+)
+
+// CheckDataplane returns an error unless name is a dataplane's name or
+// empty (the default, userspace).
+func CheckDataplane(name string) error {
+	switch name {
+	case "", DataplaneUserspace, DataplaneKernel:
+		return nil
+	}
+	return fmt.Errorf("unknown dataplane %q: want %s or %s", name, DataplaneUserspace, DataplaneKernel)
 }
 
 // NeighborTable maps each neighbour's address to its node, as a fabric
@@ -133,6 +157,9 @@ func LoadNode(path string) (*Node, error) {
 	}
 	if c.Node == "" || !c.Prefix.IsValid() || c.Interface == "" {
 		return nil, fmt.Errorf("node config %s: node, prefix and interface are required", path)
+	}
+	if err := CheckDataplane(c.Dataplane); err != nil {
+		return nil, fmt.Errorf("node config %s: %w", path, err)
 	}
 	return &c, nil
 }
