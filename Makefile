@@ -7,6 +7,12 @@ VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 
 LDFLAGS     := -X main.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.6.1
 FUZZTIME    ?= 15s
+# go test's default timeout (10 minutes) would kill a slow but working run
+# of the lab tests: give it room, explicitly.
+TEST_TIMEOUT  ?= 20m
+# Lab tests run this many at a time (t.Parallel): more would starve the
+# agents of a 2-core machine until BGP hold timers expire.
+TEST_PARALLEL ?= 4
 # Debian packages the tests and the lab use.
 APT_PACKAGES := iproute2 iputils-ping iperf3 tshark traceroute bird frr gobgpd libssh-gcrypt-4 libreadline8
 # BIRD 2 conflicts with bird (1.6) in Debian: it is extracted here instead.
@@ -46,7 +52,7 @@ build:
 test: deps build
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -parallel $(TEST_PARALLEL) ./...
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 60m ./...
