@@ -228,8 +228,8 @@ func TestNeverAcrossRouter(t *testing.T) {
 	}
 	// The router's errors are rate limited as Linux's are (ip_error: a
 	// route error costs a second of a five-second credit per source), so
-	// an answer may wait for the credit to come back: poll. Every try
-	// fails the same way; the last one's output is reported.
+	// the answer may have to wait for credit: poll, the pings above
+	// having spent some.
 	eventually(t, 20*time.Second, "ping across the router fails with the router's net unreachable", func() (bool, string) {
 		out, code := vr(t, "exec", "--lab", name, "web-1", "--", "ping", "-c", "2", "-W", "2", "10.244.135.1")
 		return code != 0 && strings.Contains(out, "From 192.168.50.1 icmp_seq=1 Destination Net Unreachable"), fmt.Sprintf("exit %d\n%s", code, out)
