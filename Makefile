@@ -7,6 +7,8 @@ VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 
 LDFLAGS     := -X main.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.6.1
 FUZZTIME    ?= 15s
+FUZZMINIMIZETIME ?= 10s
+FUZZPARALLEL ?=
 # go test's default timeout (10 minutes) would kill a slow but working run
 # of the lab tests: give it room, explicitly.
 TEST_TIMEOUT  ?= 20m
@@ -59,12 +61,23 @@ test: deps build
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 60m ./...
 
-# fuzz runs every fuzz target for FUZZTIME each.
+# fuzz runs every fuzz target, one at a time, for FUZZTIME each (CI runs it
+# with FUZZTIME=5s; run FUZZTIME=60s or more before changing a parser).
+# FUZZPARALLEL caps the fuzzing workers (default: one per CPU; 1 spares a
+# shared machine). FUZZMINIMIZETIME bounds the shrinking of each new
+# interesting input: go's default of 60s would spend a short run shrinking
+# one input instead of fuzzing. A package whose tests do not build fails the
+# target rather than being skipped.
 fuzz:
-	@set -e; for pkg in $$($(GO) list ./...); do \
-		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	@set -e; pkgs=$$($(GO) list -f '{{.ImportPath}}:{{.Dir}}' ./...); \
+	for p in $$pkgs; do \
+		pkg=$${p%%:*}; \
+		grep -qs '^func Fuzz' $${p#*:}/*_test.go || continue; \
+		list=$$($(GO) test -list '^Fuzz' $$pkg); \
+		for f in $$(printf '%s\n' "$$list" | grep '^Fuzz' || true); do \
 			echo "== $$pkg $$f"; \
-			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) \
+				-fuzzminimizetime $(FUZZMINIMIZETIME) $(if $(FUZZPARALLEL),-parallel $(FUZZPARALLEL)) $$pkg; \
 		done; \
 	done
 

@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 )
@@ -44,11 +45,18 @@ type ValidationError struct {
 	Problems []Problem
 }
 
-// Error returns one line per problem, each FILE:LINE: FIELD: message.
+// maxShown is the most problems Error lists; Problems holds them all.
+const maxShown = 100
+
+// Error returns one line per problem, each FILE:LINE: FIELD: message; past
+// the first 100, one last line says how many more there are.
 func (e *ValidationError) Error() string {
-	lines := make([]string, len(e.Problems))
-	for i, p := range e.Problems {
-		lines[i] = p.format(e.File)
+	lines := make([]string, 0, min(len(e.Problems), maxShown+1))
+	for _, p := range e.Problems[:min(len(e.Problems), maxShown)] {
+		lines = append(lines, p.format(e.File))
+	}
+	if n := len(e.Problems) - maxShown; n > 0 {
+		lines = append(lines, fmt.Sprintf("%s: ... and %d more problems", e.File, n))
 	}
 	return strings.Join(lines, "\n")
 }

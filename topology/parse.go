@@ -7,7 +7,6 @@ import (
 	"io"
 	"math"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -19,21 +18,28 @@ import (
 )
 
 // Load reads and validates the lab file at path. Problems with the file's
-// contents are returned as a [*ValidationError] naming path.
+// contents are returned as a [*ValidationError] naming path. A file larger
+// than [MaxLabFileSize] is refused before it is read whole (a regular file
+// by its size, a pipe or device once it gives more) with an error matching
+// [ErrFileTooLarge].
 func Load(path string) (*Lab, error) {
-	data, err := os.ReadFile(path)
+	data, err := readLabFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read lab file: %w", err)
+		return nil, err
 	}
 	return Parse(path, data)
 }
 
 // Parse validates the lab file data; name is the file name used in error
 // messages. Every problem found is returned at once as a [*ValidationError];
-// a Lab is returned only when there is none.
+// a Lab is returned only when there is none. Data over [MaxLabFileSize],
+// or a lab over one of the count limits ([MaxNodes], [MaxNetworks],
+// [MaxIPPools]), is refused with only that problem.
 func Parse(name string, data []byte) (*Lab, error) {
 	p := &parser{dir: filepath.Dir(name)}
-	if root := p.decode(data); root != nil {
+	if len(data) > MaxLabFileSize {
+		p.errorf(0, "", "the file is %s, larger than the limit of %s (topology.MaxLabFileSize)", size(int64(len(data))), mib(MaxLabFileSize))
+	} else if root := p.decode(data); root != nil && !p.overLimits(root) {
 		raw := p.lab(root)
 		if lab := p.check(raw); len(p.probs) == 0 {
 			return lab, nil

@@ -99,6 +99,11 @@ const (
 	// ASTrans is AS_TRANS (RFC 6793), the placeholder a 4-byte AS number
 	// takes in a 2-byte field; no BGP speaker may use it as its own AS.
 	ASTrans uint32 = 23456
+	// MaxWorkloadsPerNode is the most workloads one node serves, in the
+	// lab file and with `vrouter workload add`. A test deploys a node with
+	// this many and holds its agent to at most 100 KB of memory (RSS) per
+	// workload; docs/benchmarks.md has the measurement.
+	MaxWorkloadsPerNode = 1000
 )
 
 // StateRoot is the directory under which each lab keeps its state

@@ -38,14 +38,14 @@ const maxNetworkBits = 30
 // name, or "".
 func checkName(s string, limit int, what, why string) string {
 	if !labelRE.MatchString(s) {
-		msg := fmt.Sprintf("%q is not a valid %s name: use lowercase letters, digits and '-', starting and ending with a letter or digit", s, what)
+		msg := fmt.Sprintf("%q is not a valid %s name: use lowercase letters, digits and '-', starting and ending with a letter or digit", Shorten(s), what)
 		if l := strings.ToLower(s); l != s && labelRE.MatchString(l) && len(l) <= limit {
 			msg += fmt.Sprintf("; did you mean %q?", l)
 		}
 		return msg
 	}
 	if len(s) > limit {
-		return fmt.Sprintf("%q is %d characters long; %s names are at most %d%s", s, len(s), what, limit, why)
+		return fmt.Sprintf("%q is %d characters long; %s names are at most %d%s", Shorten(s), len(s), what, limit, why)
 	}
 	return ""
 }
@@ -101,17 +101,34 @@ func broadcast(c netip.Prefix) netip.Addr {
 	return netip.AddrFrom4(a)
 }
 
-// known lists names for "(known: ...)" hints.
+// maxKnown is the most names a "(known: ...)" hint lists.
+const maxKnown = 10
+
+// known lists names for "(known: ...)" hints: the first maxKnown in sort
+// order, then how many there are in all. It costs one pass over names, not
+// a sort, since a lab may give it a thousand names a hundred thousand times.
 func known(names map[string]int) string {
 	if len(names) == 0 {
 		return "none are defined"
 	}
-	list := make([]string, 0, len(names))
+	list := make([]string, 0, maxKnown+1)
 	for n := range names {
-		list = append(list, n)
+		if len(list) == maxKnown && n > list[maxKnown-1] {
+			continue
+		}
+		i := sort.SearchStrings(list, n)
+		list = append(list, "")
+		copy(list[i+1:], list[i:])
+		list[i] = n
+		if len(list) > maxKnown {
+			list = list[:maxKnown]
+		}
 	}
-	sort.Strings(list)
-	return "known: " + strings.Join(list, ", ")
+	s := "known: " + strings.Join(list, ", ")
+	if len(names) > maxKnown {
+		s += fmt.Sprintf(", ... (%d in all)", len(names))
+	}
+	return s
 }
 
 // check relates the fields of a raw lab to each other, applies defaults and
@@ -436,6 +453,15 @@ func (p *parser) checkWorkloads(r *rawLab, lab *Lab, nodes, rnodes map[string]in
 			poolsKnown = false
 		}
 	}
+	// How many workloads each node has, to report the first one past
+	// MaxWorkloadsPerNode (once per node).
+	perNode := map[string]int{}
+	for i := range r.workloads {
+		if rw := &r.workloads[i]; rw.node.st == ok {
+			perNode[rw.node.v]++
+		}
+	}
+	seen := map[string]int{}
 	for i := range r.workloads {
 		rw := &r.workloads[i]
 		w := Workload{Name: rw.name.v, Node: rw.node.v, Address: rw.address.v}
@@ -465,6 +491,9 @@ func (p *parser) checkWorkloads(r *rawLab, lab *Lab, nodes, rnodes map[string]in
 				p.errorf(rw.node.line, rw.path+".node", "%s is a router node (line %d): routers carry no workloads; put the workload on a calico node (%s)", w.Node, line, known(nodes))
 			} else if _, found := nodes[w.Node]; !found && r.nodesN > 0 {
 				p.errorf(rw.node.line, rw.path+".node", "unknown node %s (%s)", w.Node, known(nodes))
+			} else if seen[w.Node]++; seen[w.Node] == MaxWorkloadsPerNode+1 {
+				p.errorf(rw.node.line, rw.path+".node", "node %s has %d workloads, %d more than a node serves (at most %d; README: Limits); this is the first of them",
+					w.Node, perNode[w.Node], perNode[w.Node]-MaxWorkloadsPerNode, MaxWorkloadsPerNode)
 			}
 		}
 		if rw.address.st == ok {

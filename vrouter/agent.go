@@ -136,7 +136,7 @@ func (a *Agent) start(ctx context.Context) error {
 	}
 	a.engine, err = dataplane.NewEngine(dataplane.EngineConfig{
 		FIB:       a.fib,
-		Host:      host.Device,
+		Host:      host,
 		HostName:  "@host",
 		Underlay:  ep,
 		Interface: cfg.Interface,
@@ -440,7 +440,7 @@ func (a *Agent) addWorkload(ctx context.Context, w Workload) (*WorkloadInfo, err
 		return nil, fmt.Errorf("workload %s: %w", w.Name, err)
 	}
 	info := WorkloadInfo{Name: w.Name, Namespace: w.Namespace, Interface: InterfaceName(a.cfg.Lab, w.Name), Address: addr}
-	if err := a.engine.AddWorkload(info.Interface, t.Device, mtu); err != nil {
+	if err := a.engine.AddWorkload(info.Interface, t, mtu); err != nil {
 		t.Close()
 		release()
 		return nil, fmt.Errorf("workload %s: %w", w.Name, err)

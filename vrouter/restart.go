@@ -95,7 +95,7 @@ func (a *Agent) saveRoutes() {
 	if err == nil {
 		path := routesFile(a.cfg.StateDir, a.cfg.Node)
 		tmp := path + ".tmp"
-		if err = os.WriteFile(tmp, data, 0o644); err == nil {
+		if err = os.WriteFile(tmp, data, 0o600); err == nil {
 			err = os.Rename(tmp, path)
 		}
 	}

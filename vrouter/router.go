@@ -92,7 +92,7 @@ func (c *RouterConfig) WriteFile(path string) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(path, append(data, '\n'), 0o644)
+	return os.WriteFile(path, append(data, '\n'), 0o600)
 }
 
 // kernelSyncInterval is how often the forwarder re-reads the namespace's
@@ -131,13 +131,13 @@ func RunRouter(ctx context.Context, cfg *RouterConfig) error {
 		hosts, eps = append(hosts, host), append(eps, ep)
 	}
 	ecfg := dataplane.EngineConfig{
-		FIB: table, Host: hosts[0].Device, HostName: "@host", Underlay: eps[0],
+		FIB: table, Host: hosts[0], HostName: "@host", Underlay: eps[0],
 		Interface: cfg.Interface, MTU: cfg.MTU, Address: cfg.Prefix.Addr(), Logger: log,
 		ErrorsToIngress: cfg.ErrorsToSender,
 	}
 	devs := []string{cfg.Interface}
 	for i, ri := range cfg.Interfaces {
-		ecfg.Interfaces = append(ecfg.Interfaces, dataplane.Interface{Name: ri.Interface, Host: hosts[i+1].Device, Underlay: eps[i+1], MTU: ri.MTU, Address: ri.Prefix.Addr()})
+		ecfg.Interfaces = append(ecfg.Interfaces, dataplane.Interface{Name: ri.Interface, Host: hosts[i+1], Underlay: eps[i+1], MTU: ri.MTU, Address: ri.Prefix.Addr()})
 		devs = append(devs, ri.Interface)
 	}
 	engine, err := dataplane.NewEngine(ecfg)

@@ -19,6 +19,7 @@ import (
 	"github.com/vrouter-lab/vrouter/topology/lab"
 	"github.com/vrouter-lab/vrouter/vrouter"
 	"github.com/vrouter-lab/vrouter/vrouter/dataplane"
+	"github.com/vrouter-lab/vrouter/vrouter/netns"
 )
 
 func newDeployCommand() *cobra.Command {
@@ -45,8 +46,16 @@ AS, a peer outside the lab).`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			unlock, err := lockLab(cmd, l.Name)
+			if err != nil {
+				return err
+			}
+			defer unlock()
 			start := time.Now()
 			st, err := lab.Deploy(ctx, l, lab.Options{File: file, Timeout: timeout, NoWait: noWait, Progress: cmd.ErrOrStderr()})
+			if errors.Is(err, lab.ErrInterrupted) {
+				return fmt.Errorf("interrupted: lab %s was not deployed, and everything deploy made is removed", l.Name)
+			}
 			if err != nil {
 				return err
 			}
@@ -65,57 +74,50 @@ func newDestroyCommand() *cobra.Command {
 	var file, name string
 	var all bool
 	cmd := &cobra.Command{
-		Use:   "destroy (-t FILE | --name LAB | --all)",
+		Use:   "destroy (-t FILE | --lab LAB | --all)",
 		Short: "Remove a lab: processes, namespaces, devices and files",
 		Long: `destroy stops a lab's node agents (SIGTERM, then SIGKILL), deletes its
 namespaces (and with them every TUN device) and removes its state directory
 under /run/vrouter. It works after a crash left partial state and is
-idempotent: destroying a lab that is not there succeeds.`,
-		Example: "  vrouter destroy -t examples/calico-bgp.yaml\n  vrouter destroy --all",
+idempotent: destroying a lab that is not there succeeds. It removes only a
+directory vrouter made (one holding the lab's own state file), never follows
+a symbolic link, and finishes its work when interrupted.`,
+		Example: "  vrouter destroy -t examples/calico-bgp.yaml\n  vrouter destroy --lab calico-bgp\n  vrouter destroy --all",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// Half a destroy helps no one: SIGINT and SIGTERM wait for
+			// it to finish.
+			_, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
 			switch {
 			case all:
-				return lab.DestroyAll()
+				return lab.DestroyAll(holder(), lockWait, cmd.ErrOrStderr())
 			case name != "":
-				return lab.Destroy(name)
 			case file != "":
 				l, err := topology.Load(file)
 				if err != nil {
 					return err
 				}
-				return lab.Destroy(l.Name)
+				name = l.Name
+			default:
+				return errors.New("say which lab: -t FILE, --lab LAB or --all")
 			}
-			return errors.New("say which lab: -t FILE, --name LAB or --all")
+			if err := topology.CheckLabName(name); err != nil {
+				return err
+			}
+			unlock, err := lockLab(cmd, name)
+			if err != nil {
+				return err
+			}
+			defer unlock()
+			return lab.Destroy(name)
 		},
 	}
 	cmd.Flags().StringVarP(&file, "topo", "t", "", "lab file (YAML)")
-	cmd.Flags().StringVar(&name, "name", "", "lab name")
+	cmd.Flags().StringVar(&name, "lab", "", "lab name")
+	cmd.Flags().StringVar(&name, "name", "", "lab name (the same as --lab)")
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "destroy every lab")
 	return cmd
-}
-
-// labFlag adds --lab and returns a function resolving it: the named lab, or
-// the only deployed one.
-func labFlag(cmd *cobra.Command) func() (*lab.State, error) {
-	var name string
-	cmd.Flags().StringVar(&name, "lab", "", "lab name (default: the only deployed lab)")
-	return func() (*lab.State, error) {
-		if name != "" {
-			return lab.Load(name)
-		}
-		names, err := lab.List()
-		if err != nil {
-			return nil, err
-		}
-		switch len(names) {
-		case 0:
-			return nil, errors.New("no lab is deployed; start one with: vrouter deploy -t FILE")
-		case 1:
-			return lab.Load(names[0])
-		}
-		return nil, fmt.Errorf("several labs are deployed (%v); say which with --lab", names)
-	}
 }
 
 // nodeAgent adds --lab and returns a function resolving a node name to a
@@ -134,7 +136,7 @@ func nodeAgent(cmd *cobra.Command) func(node string) (*vrouter.Client, error) {
 			// A router's forwarder answers status, routes and stats.
 			return vrouter.NewClient(r.Control), nil
 		}
-		return nil, fmt.Errorf("lab %s has no node %q", st.Name, node)
+		return nil, fmt.Errorf("lab %s has no node %q", st.Name, topology.Shorten(node))
 	}
 }
 
@@ -187,6 +189,9 @@ func inspectRows(ctx context.Context, st *lab.State) []inspectRow {
 			}
 			tunnel = s.TunnelAddress
 		}
+		if !netns.Exists(n.Namespace) {
+			state = "missing" // its namespace was deleted outside vrouter
+		}
 		rows = append(rows, inspectRow{Name: n.Name, Kind: "node", Node: n.Name, Namespace: n.Namespace, Interface: n.Interface, Address: n.Address.String(), State: state})
 		if tunnel.IsValid() {
 			rows = append(rows, inspectRow{Name: n.Name, Kind: "tunnel", Node: n.Name, Namespace: n.Namespace, Interface: dataplane.TunnelName, Address: tunnel.String(), State: state})
@@ -225,6 +230,9 @@ func inspectRows(ctx context.Context, st *lab.State) []inspectRow {
 		a, ok := addrs[w.Name]
 		if !ok {
 			a, state = "-", "down"
+		}
+		if !netns.Exists(w.Namespace) {
+			state = "missing" // deleted outside vrouter: vrouter workload del
 		}
 		rows = append(rows, inspectRow{Name: w.Name, Kind: "workload", Node: w.Node, Namespace: w.Namespace, Interface: w.Interface, Address: a, State: state})
 	}
@@ -270,7 +278,10 @@ with the standard streams attached, and exits with CMD's exit code.`,
 		}
 		ns, ok := st.Namespace(args[0])
 		if !ok {
-			return fmt.Errorf("lab %s has no node, router or workload %q", st.Name, args[0])
+			return fmt.Errorf("lab %s has no node, router or workload %q", st.Name, topology.Shorten(args[0]))
+		}
+		if !netns.Exists(ns) {
+			return missingNamespace(st, args[0], ns)
 		}
 		c := exec.Command("ip", append([]string{"netns", "exec", ns}, args[1:]...)...)
 		c.Stdin, c.Stdout, c.Stderr = os.Stdin, cmd.OutOrStdout(), cmd.ErrOrStderr()
@@ -282,6 +293,16 @@ with the standard streams attached, and exits with CMD's exit code.`,
 		return err
 	}
 	return cmd
+}
+
+// missingNamespace explains that the namespace of a lab member is gone.
+func missingNamespace(st *lab.State, name, ns string) error {
+	for _, w := range st.Workloads {
+		if w.Name == name {
+			return fmt.Errorf("workload %s: its namespace %s no longer exists (deleted outside vrouter?); remove the workload with: vrouter workload del %s --lab %s", name, ns, name, st.Name)
+		}
+	}
+	return fmt.Errorf("%s: its namespace %s no longer exists (deleted outside vrouter?); the lab is broken: vrouter destroy --lab %s, then deploy it again", name, ns, st.Name)
 }
 
 func newRouteCommand() *cobra.Command {
@@ -329,6 +350,11 @@ destroy and deploy for those.`,
 			if err != nil {
 				return err
 			}
+			unlock, err := lockLab(cmd, l.Name)
+			if err != nil {
+				return err
+			}
+			defer unlock()
 			st, err := lab.Load(l.Name)
 			if err != nil {
 				return err

@@ -69,7 +69,7 @@ func newNodeStatusCommand() *cobra.Command {
 		}
 		n, ok := st.Node(args[0])
 		if !ok {
-			return fmt.Errorf("lab %s has no node %q", st.Name, args[0])
+			return fmt.Errorf("lab %s has no node %q", st.Name, topology.Shorten(args[0]))
 		}
 		s, err := vrouter.NewClient(n.Control).Status(cmd.Context())
 		return vrouter.WriteNodeStatus(cmd.OutOrStdout(), s, err)
@@ -106,15 +106,16 @@ soon as the new agent answers, without waiting for BGP.`,
 		Example: "  vrouter node restart node2\n  vrouter node restart node2 --kill",
 		Args:    cobra.ExactArgs(1),
 	}
-	load := labFlag(cmd)
+	load := lockedLabFlag(cmd)
 	cmd.Flags().BoolVar(&kill, "kill", false, "stop the agent with SIGKILL, as a crash would")
 	cmd.Flags().DurationVar(&timeout, "timeout", 60*time.Second, "how long to wait for the node's BGP sessions and routes")
 	cmd.Flags().BoolVar(&noWait, "no-wait", false, "return once the new agent runs, without waiting for BGP sessions and routes")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		st, err := load()
+		st, unlock, err := load()
 		if err != nil {
 			return err
 		}
+		defer unlock()
 		start := time.Now()
 		progress := func(format string, a ...any) { fmt.Fprintf(cmd.ErrOrStderr(), format+"\n", a...) }
 		if err := lab.RestartNode(cmd.Context(), st, args[0], lab.RestartOptions{Kill: kill, Timeout: timeout, NoWait: noWait, Progress: progress}); err != nil {

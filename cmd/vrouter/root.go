@@ -24,6 +24,9 @@ encapsulation. Routing tables print in 'ip route' format, BGP status the way
 'calicoctl node status' prints it.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return requireRoot(cmd)
+		},
 	}
 	root.AddCommand(
 		newDeployCommand(), newDestroyCommand(), newApplyCommand(), newInspectCommand(), newExecCommand(),

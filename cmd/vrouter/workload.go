@@ -30,15 +30,16 @@ block is announced over BGP.`,
 		Example: "  vrouter workload add web-4 --node node2",
 		Args:    cobra.ExactArgs(1),
 	}
-	load := labFlag(cmd)
+	load := lockedLabFlag(cmd)
 	cmd.Flags().StringVar(&node, "node", "", "node that serves the workload")
 	cmd.Flags().StringVar(&address, "address", "", "fixed address from a pool (default: IPAM's choice)")
 	_ = cmd.MarkFlagRequired("node")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		st, err := load()
+		st, unlock, err := load()
 		if err != nil {
 			return err
 		}
+		defer unlock()
 		var addr netip.Addr
 		if address != "" {
 			if addr, err = netip.ParseAddr(address); err != nil {
@@ -62,12 +63,13 @@ func newWorkloadDelCommand() *cobra.Command {
 		Short:   "Delete a workload and release its address",
 		Args:    cobra.ExactArgs(1),
 	}
-	load := labFlag(cmd)
+	load := lockedLabFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		st, err := load()
+		st, unlock, err := load()
 		if err != nil {
 			return err
 		}
+		defer unlock()
 		if err := lab.DeleteWorkload(cmd.Context(), st, args[0]); err != nil {
 			return err
 		}

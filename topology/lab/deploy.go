@@ -14,6 +14,7 @@ import (
 
 	"github.com/vrouter-lab/vrouter/topology"
 	"github.com/vrouter-lab/vrouter/vrouter"
+	"github.com/vrouter-lab/vrouter/vrouter/bgp"
 	"github.com/vrouter-lab/vrouter/vrouter/fabric"
 	"github.com/vrouter-lab/vrouter/vrouter/netns"
 	"golang.org/x/sys/unix"
@@ -52,31 +53,50 @@ func Deploy(ctx context.Context, l *topology.Lab, opt Options) (st *State, err e
 	if err := CheckDaemons(l); err != nil {
 		return nil, err
 	}
-	dir := Dir(l.Name)
-	if _, err := os.Stat(filepath.Join(dir, stateFile)); err == nil {
-		return nil, fmt.Errorf("lab %s is already deployed (state in %s); destroy it first with: vrouter destroy -t %s", l.Name, dir, opt.File)
+	dir, err := Dir(l.Name)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Lstat(statePath(dir)); err == nil {
+		return nil, fmt.Errorf("lab %s is already deployed (state in %s); destroy it first with: vrouter destroy --lab %s", l.Name, dir, l.Name)
 	}
 	if left, _ := leftovers(l.Name); len(left) > 0 {
-		return nil, fmt.Errorf("lab %s has stale state from an earlier run (%s); clean it with: vrouter destroy --name %s", l.Name, strings.Join(left, ", "), l.Name)
+		return nil, fmt.Errorf("lab %s has stale state from an earlier run (%s); clean it with: vrouter destroy --lab %s", l.Name, strings.Join(left, ", "), l.Name)
 	}
-	if err := os.MkdirAll(filepath.Join(dir, "routers"), 0o755); err != nil {
-		return nil, fmt.Errorf("create state directory: %w", err)
+	if err := interrupted(ctx); err != nil {
+		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Join(dir, "nodes"), 0o755); err != nil {
-		return nil, fmt.Errorf("create state directory: %w", err)
+	frr := usesFRR(l)
+	if err := createDir(dir, frr); err != nil {
+		return nil, err
 	}
 	st = &State{Name: l.Name, File: opt.File, Dir: dir, Created: time.Now().UTC(), Spec: l}
 	defer func() {
 		if err != nil {
-			progress("deploy failed, cleaning up lab %s", l.Name)
+			if errors.Is(err, ErrInterrupted) {
+				progress("interrupted, cleaning up lab %s", l.Name)
+			} else {
+				progress("deploy failed, cleaning up lab %s", l.Name)
+			}
 			if derr := Destroy(l.Name); derr != nil {
 				err = errors.Join(err, fmt.Errorf("clean up: %w", derr))
 			}
 			st = nil
 		}
 	}()
+	// The state file first: from here on, destroy recognises the
+	// directory as this lab's.
+	if err := st.save(); err != nil {
+		return nil, err
+	}
+	if err := createSubdirs(dir, frr); err != nil {
+		return nil, err
+	}
 
 	for _, n := range l.Nodes {
+		if err := interrupted(ctx); err != nil {
+			return nil, err
+		}
 		cfg, err := nodeConfig(l, dir, n)
 		if err != nil {
 			return nil, err
@@ -87,10 +107,10 @@ func Deploy(ctx context.Context, l *topology.Lab, opt Options) (st *State, err e
 			Address:   n.Address,
 			Network:   n.Network,
 			Interface: n.Interface,
-			Config:    filepath.Join(dir, "nodes", n.Name+".json"),
+			Config:    filepath.Join(nodesDir(dir), n.Name+".json"),
 			Control:   vrouter.ControlSocket(dir, n.Name),
-			Log:       filepath.Join(dir, "nodes", n.Name+".log"),
-			PIDFile:   filepath.Join(dir, "nodes", n.Name+".pid"),
+			Log:       filepath.Join(nodesDir(dir), n.Name+".log"),
+			PIDFile:   filepath.Join(nodesDir(dir), n.Name+".pid"),
 		}
 		st.Nodes = append(st.Nodes, ns)
 		if err := createNamespace(ns.Namespace); err != nil {
@@ -122,6 +142,9 @@ func Deploy(ctx context.Context, l *topology.Lab, opt Options) (st *State, err e
 		st.Routers = append(st.Routers, rs)
 	}
 	for _, rs := range st.Routers {
+		if err := interrupted(ctx); err != nil {
+			return nil, err
+		}
 		if err := createNamespace(rs.Namespace); err != nil {
 			return nil, err
 		}
@@ -131,6 +154,9 @@ func Deploy(ctx context.Context, l *topology.Lab, opt Options) (st *State, err e
 	}
 	for _, w := range l.Workloads {
 		ws := WorkloadState{Name: w.Name, Node: w.Node, Namespace: l.NamespaceName(w.Name), Interface: vrouter.InterfaceName(l.Name, w.Name)}
+		if err := interrupted(ctx); err != nil {
+			return nil, err
+		}
 		st.Workloads = append(st.Workloads, ws)
 		if err := createNamespace(ws.Namespace); err != nil {
 			return nil, err
@@ -140,12 +166,16 @@ func Deploy(ctx context.Context, l *topology.Lab, opt Options) (st *State, err e
 		return nil, err
 	}
 	for _, n := range st.Nodes {
+		if err := interrupted(ctx); err != nil {
+			return nil, err
+		}
 		spec, _ := l.Node(n.Name)
 		if err := startAgent(opt.Binary, n, spec.CPUSet); err != nil {
 			return nil, err
 		}
 		progress("node %s: agent started in namespace %s", n.Name, n.Namespace)
 	}
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, opt.Timeout)
 	defer cancel()
 	// Routers first: the nodes' BGP sessions across them need them.
@@ -154,7 +184,7 @@ func Deploy(ctx context.Context, l *topology.Lab, opt Options) (st *State, err e
 			return nil, fmt.Errorf("router %s: start forwarder: %w", r.Name, err)
 		}
 		if err := waitForwarder(ctx, r); err != nil {
-			return nil, err
+			return nil, orInterrupted(parent, err)
 		}
 		if err := startRouterDaemons(r); err != nil {
 			return nil, err
@@ -165,10 +195,43 @@ func Deploy(ctx context.Context, l *topology.Lab, opt Options) (st *State, err e
 		}
 		progress("router %s: %s started in namespace %s", r.Name, r.Daemon, r.Namespace)
 	}
-	if err := waitReady(ctx, st, opt.NoWait, progress); err != nil {
-		return nil, err
+	if err := waitReady(ctx, st, opt.NoWait, opt.Timeout, progress); err != nil {
+		return nil, orInterrupted(parent, err)
 	}
 	return st, nil
+}
+
+// ErrInterrupted is returned by Deploy when its context was cancelled (by
+// SIGINT or SIGTERM in the CLI); everything it made is removed by then.
+var ErrInterrupted = errors.New("interrupted")
+
+// interrupted returns an error wrapping ErrInterrupted once ctx is done.
+func interrupted(ctx context.Context) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("deploy %w", ErrInterrupted)
+	}
+	return nil
+}
+
+// orInterrupted returns the interruption if parent was cancelled while
+// err happened (a wait that ended because deploy was interrupted), err
+// otherwise.
+func orInterrupted(parent context.Context, err error) error {
+	if ierr := interrupted(parent); ierr != nil {
+		return ierr
+	}
+	return err
+}
+
+// usesFRR reports whether the lab runs an FRR router, whose daemons (user
+// frr) must pass through the state directory.
+func usesFRR(l *topology.Lab) bool {
+	for _, r := range l.Routers {
+		if r.Daemon == topology.DaemonFRR {
+			return true
+		}
+	}
+	return false
 }
 
 // createNamespace creates a lab namespace. Labs are IPv4 only, so IPv6 is
@@ -238,9 +301,11 @@ func startOnCPUs(cmd *exec.Cmd, cpus []int) error {
 }
 
 // waitReady polls every node until it reports ready (with anyState, until
-// it answers at all) or ctx ends.
-func waitReady(ctx context.Context, st *State, anyState bool, progress func(string, ...any)) error {
+// it answers at all) or ctx ends. On timeout the error says what each node
+// not ready was still waiting for.
+func waitReady(ctx context.Context, st *State, anyState bool, timeout time.Duration, progress func(string, ...any)) error {
 	ready := map[string]bool{}
+	last := map[string]*vrouter.Status{}
 	for {
 		if err := checkRouterDaemons(st); err != nil {
 			return err
@@ -256,6 +321,7 @@ func waitReady(ctx context.Context, st *State, anyState bool, progress func(stri
 			if err != nil {
 				continue
 			}
+			last[n.Name] = s
 			if s.Ready || anyState {
 				ready[n.Name] = true
 				progress("node %s: %d BGP sessions Established, %d routes", n.Name, s.PeersEstablished, s.Routes)
@@ -269,13 +335,41 @@ func waitReady(ctx context.Context, st *State, anyState bool, progress func(stri
 			var waiting []string
 			for _, n := range st.Nodes {
 				if !ready[n.Name] {
-					waiting = append(waiting, n.Name)
+					waiting = append(waiting, "  "+n.Name+": "+notReadyReason(st, n, last[n.Name]))
 				}
 			}
-			return fmt.Errorf("timed out waiting for nodes %s to establish BGP and install routes", strings.Join(waiting, ", "))
+			return fmt.Errorf("timed out after %s; still waiting for:\n%s", timeout, strings.Join(waiting, "\n"))
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// notReadyReason says what a node that is not ready waits for, from its
+// last status (nil: it never answered).
+func notReadyReason(st *State, n NodeState, s *vrouter.Status) string {
+	if s == nil {
+		want := 0
+		for _, w := range st.Workloads {
+			if w.Node == n.Name {
+				want++
+			}
+		}
+		return fmt.Sprintf("the agent (resources): it never answered on %s while starting (opening its TUN devices and %d workloads); see %s", n.Control, want, n.Log)
+	}
+	var down []string
+	for _, p := range s.Peers {
+		if p.State != bgp.StateEstablished {
+			d := p.Address.String() + " " + p.State
+			if p.Info != "" {
+				d += " (" + p.Info + ")"
+			}
+			down = append(down, d)
+		}
+	}
+	if len(down) > 0 {
+		return fmt.Sprintf("BGP: %d of %d sessions Established; not up: %s", s.PeersEstablished, len(s.Peers), strings.Join(down, ", "))
+	}
+	return fmt.Sprintf("routes: every BGP session is Established, but not every other node's blocks are routed yet (%d routes)", s.Routes)
 }
 
 // waitForwarder waits until router r's forwarder answers on its control

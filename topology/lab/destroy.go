@@ -3,6 +3,8 @@ package lab
 import (
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -18,12 +20,20 @@ import (
 // agents (SIGTERM, then SIGKILL after a grace period), deletes the lab's
 // namespaces and its state directory. It needs nothing but the name, works
 // after a crash left partial state, and destroying a lab that is not there
-// is not an error.
+// is not an error. The name must be a valid lab name, and only a verified
+// lab state directory is removed (see removeDir). The caller holds the
+// lab's lock (Lock).
 func Destroy(name string) error {
+	dir, err := Dir(name)
+	if err != nil {
+		return err
+	}
+	if err := checkDir(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
 	var errs []error
-	dir := Dir(name)
-	pidFiles, _ := filepath.Glob(filepath.Join(dir, "nodes", "*.pid"))
-	routerPIDs, _ := filepath.Glob(filepath.Join(dir, "routers", "*.pid"))
+	pidFiles, _ := filepath.Glob(filepath.Join(nodesDir(dir), "*.pid"))
+	routerPIDs, _ := filepath.Glob(filepath.Join(routersDir(dir), "*.pid"))
 	for _, pf := range append(routerPIDs, pidFiles...) {
 		if err := stopAgent(pf); err != nil {
 			errs = append(errs, err)
@@ -48,22 +58,29 @@ func Destroy(name string) error {
 			errs = append(errs, err)
 		}
 	}
-	if err := os.RemoveAll(dir); err != nil {
-		errs = append(errs, fmt.Errorf("remove %s: %w", dir, err))
+	if err := removeDir(name); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
 
 // DestroyAll destroys every lab with a state directory and every namespace
-// any lab left behind.
-func DestroyAll() error {
+// any lab left behind, each lab under its lock (holder and wait as for
+// Lock).
+func DestroyAll(holder string, wait time.Duration, notice io.Writer) error {
 	names, err := List()
 	if err != nil {
 		return err
 	}
 	var errs []error
 	for _, n := range names {
+		unlock, err := Lock(n, holder, wait, notice)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		errs = append(errs, Destroy(n))
+		unlock()
 	}
 	nss, err := netns.List(topology.NamespacePrefix)
 	errs = append(errs, err, killInNamespaces(nss))
@@ -75,9 +92,13 @@ func DestroyAll() error {
 
 // leftovers lists what an earlier run of the lab left behind.
 func leftovers(name string) ([]string, error) {
+	dir, err := Dir(name)
+	if err != nil {
+		return nil, err
+	}
 	var out []string
-	if _, err := os.Stat(Dir(name)); err == nil {
-		out = append(out, Dir(name))
+	if _, err := os.Lstat(dir); err == nil {
+		out = append(out, dir)
 	}
 	nss, err := netns.List(topology.LabNamespacePrefix(name))
 	out = append(out, nss...)

@@ -124,6 +124,9 @@ func checkGone(t testing.TB, name string) {
 	if _, err := os.Stat(filepath.Join(topology.StateRoot, name)); !os.IsNotExist(err) {
 		t.Errorf("state directory %s left (stat: %v)", filepath.Join(topology.StateRoot, name), err)
 	}
+	if _, err := os.Stat(filepath.Join(topology.StateRoot, name+".lock")); !os.IsNotExist(err) {
+		t.Errorf("lock file %s left (stat: %v)", filepath.Join(topology.StateRoot, name+".lock"), err)
+	}
 	// "[v]router" matches the agents but not another test's pgrep looking
 	// for the same lab (pgrep leaves out only itself).
 	out, _ := exec.Command("pgrep", "-f", "[v]router node run --config "+filepath.Join(topology.StateRoot, name)+"/").CombinedOutput()

@@ -249,7 +249,7 @@ func TestNodeRestart(t *testing.T) {
 	}
 
 	// A workload namespace deleted behind the lab's back: the restarted
-	// agent serves the other workloads and inspect shows that one down.
+	// agent serves the other workloads and inspect shows that one missing.
 	if out, err := exec.Command("ip", "netns", "del", "vr-"+name+".d").CombinedOutput(); err != nil {
 		t.Fatalf("ip netns del: %v\n%s", err, out)
 	}
@@ -257,8 +257,8 @@ func TestNodeRestart(t *testing.T) {
 	eventually(t, 30*time.Second, "ping a -> b after d's namespace is gone", func() (bool, string) {
 		return pingIn(t, name, "a", "10.244.2.1") == 0, ""
 	})
-	if insp := mustVR(t, append([]string{"inspect"}, lab...)...); !regexp.MustCompile(`(?m)^d +workload +node2 .* down$`).MatchString(insp) {
-		t.Errorf("inspect should show workload d down:\n%s", insp)
+	if insp := mustVR(t, append([]string{"inspect"}, lab...)...); !regexp.MustCompile(`(?m)^d +workload +node2 .* missing$`).MatchString(insp) {
+		t.Errorf("inspect should show workload d missing:\n%s", insp)
 	}
 }
 

@@ -9,10 +9,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/vrouter-lab/vrouter/topology"
@@ -57,26 +59,60 @@ type WorkloadState struct {
 	Interface string `json:"interface"` // the engine port, caliXXXXXXXXXXX
 }
 
-// ipamPath is the lab's IPAM datastore (bbolt) in its state directory.
-func ipamPath(dir string) string { return filepath.Join(dir, "ipam.db") }
-
-// Dir returns the state directory of the lab called name.
-func Dir(name string) string { return filepath.Join(topology.StateRoot, name) }
-
-// Load reads the state of the deployed lab called name.
+// Load reads the state of the deployed lab called name. The name must be a
+// valid lab name, and the state must be the lab's own: its recorded name
+// and directory match, and every path it records lies inside its
+// directory.
 func Load(name string) (*State, error) {
-	data, err := os.ReadFile(filepath.Join(Dir(name), stateFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("lab %s is not deployed (no %s)", name, filepath.Join(Dir(name), stateFile))
+	dir, err := Dir(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkDir(dir); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("lab %s is not deployed (no %s)", name, dir)
+		}
+		return nil, err
+	}
+	data, err := readStateFile(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("lab %s is not deployed (no %s)", name, statePath(dir))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("load lab %s: %w", name, err)
 	}
 	var s State
 	if err := json.Unmarshal(data, &s); err != nil {
-		return nil, fmt.Errorf("load lab %s: %w", name, err)
+		return nil, fmt.Errorf("load lab %s: %s: %w", name, statePath(dir), err)
+	}
+	if s.Name != name || s.Dir != dir {
+		return nil, fmt.Errorf("load lab %s: %s records lab %q in %q, not this lab", name, statePath(dir), topology.Shorten(s.Name), topology.Shorten(s.Dir))
+	}
+	if p, ok := s.pathOutside(); ok {
+		return nil, fmt.Errorf("load lab %s: %s records a path outside %s: %q", name, statePath(dir), dir, topology.Shorten(p))
 	}
 	return &s, nil
+}
+
+// pathOutside returns a path the state records that is not inside its
+// directory, if there is one.
+func (s *State) pathOutside() (string, bool) {
+	var paths []string
+	for _, n := range s.Nodes {
+		paths = append(paths, n.Config, n.Control, n.Log, n.PIDFile)
+	}
+	for _, r := range s.Routers {
+		paths = append(paths, r.Config, r.Control, r.Log, r.PIDFile, r.Dir)
+		for _, p := range r.Processes {
+			paths = append(paths, p.PIDFile, p.Log)
+		}
+	}
+	for _, p := range paths {
+		if p != "" && !strings.HasPrefix(filepath.Clean(p), s.Dir+"/") {
+			return p, true
+		}
+	}
+	return "", false
 }
 
 func (s *State) save() error {
@@ -84,14 +120,15 @@ func (s *State) save() error {
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(s.Dir, stateFile+".tmp")
-	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
+	if err := writeFile(statePath(s.Dir), append(data, '\n'), fileMode); err != nil {
 		return fmt.Errorf("save lab state: %w", err)
 	}
-	return os.Rename(tmp, filepath.Join(s.Dir, stateFile))
+	return nil
 }
 
-// List returns the names of the labs that have a state directory.
+// List returns the names of the labs that have a state directory. Entries
+// of the state root that are not valid lab names, or not real
+// directories, are no labs and are skipped.
 func List() ([]string, error) {
 	ents, err := os.ReadDir(topology.StateRoot)
 	if errors.Is(err, os.ErrNotExist) {
@@ -102,7 +139,7 @@ func List() ([]string, error) {
 	}
 	var out []string
 	for _, e := range ents {
-		if e.IsDir() {
+		if e.IsDir() && topology.CheckLabName(e.Name()) == nil {
 			out = append(out, e.Name())
 		}
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/vrouter-lab/vrouter/vrouter"
 	"github.com/vrouter-lab/vrouter/vrouter/ipam"
+	"github.com/vrouter-lab/vrouter/vrouter/netns"
 )
 
 // Table is a calicoctl-style listing: a table (the first Narrow columns by
@@ -45,7 +46,7 @@ func Listing(ctx context.Context, st *State, kind string) (*Table, error) {
 		}
 		return l, nil
 	case "workloads", "workload", "wep", "workloadendpoints":
-		l := &Table{Columns: []string{"WORKLOAD", "NODE", "NETWORKS", "INTERFACE", "NAMESPACE"}, Narrow: 4}
+		l := &Table{Columns: []string{"WORKLOAD", "NODE", "NETWORKS", "INTERFACE", "NAMESPACE", "STATE"}, Narrow: 4}
 		addrs := map[string]string{}
 		for _, n := range st.Nodes {
 			if s, err := vrouter.NewClient(n.Control).Status(ctx); err == nil {
@@ -59,8 +60,15 @@ func Listing(ctx context.Context, st *State, kind string) (*Table, error) {
 			if a == "" {
 				a = "-"
 			}
-			l.add(map[string]any{"name": w.Name, "node": w.Node, "ipNetworks": a, "interfaceName": w.Interface, "namespace": w.Namespace},
-				w.Name, w.Node, a, w.Interface, w.Namespace)
+			state := "running"
+			switch {
+			case !netns.Exists(w.Namespace):
+				state = "missing" // deleted outside vrouter
+			case a == "-":
+				state = "down"
+			}
+			l.add(map[string]any{"name": w.Name, "node": w.Node, "ipNetworks": a, "interfaceName": w.Interface, "namespace": w.Namespace, "state": state},
+				w.Name, w.Node, a, w.Interface, w.Namespace, state)
 		}
 		return l, nil
 	case "ippools", "ippool", "pools":

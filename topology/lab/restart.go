@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vrouter-lab/vrouter/topology"
 	"github.com/vrouter-lab/vrouter/vrouter"
 )
 
@@ -33,7 +34,7 @@ type RestartOptions struct {
 func RestartNode(ctx context.Context, st *State, node string, opt RestartOptions) error {
 	n, ok := st.Node(node)
 	if !ok {
-		return fmt.Errorf("lab %s has no node %q", st.Name, node)
+		return fmt.Errorf("lab %s has no node %q", st.Name, topology.Shorten(node))
 	}
 	if opt.Timeout == 0 {
 		opt.Timeout = 60 * time.Second
@@ -71,7 +72,7 @@ func RestartNode(ctx context.Context, st *State, node string, opt RestartOptions
 	ctx, cancel := context.WithTimeout(ctx, opt.Timeout)
 	defer cancel()
 	one := &State{Name: st.Name, Dir: st.Dir, Nodes: []NodeState{n}}
-	return waitReady(ctx, one, opt.NoWait, opt.Progress)
+	return waitReady(ctx, one, opt.NoWait, opt.Timeout, opt.Progress)
 }
 
 // killAgent sends SIGKILL to the agent in pidFile, if it runs, and waits

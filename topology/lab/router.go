@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -425,7 +424,7 @@ func prepareRouter(l *topology.Lab, dir string, r topology.Router) (RouterState,
 	if err != nil {
 		return RouterState{}, err
 	}
-	base := filepath.Join(dir, "routers")
+	base := routersDir(dir)
 	if r.Daemon == topology.DaemonGoBGP {
 		cfg.GoBGP = &vrouter.GoBGPKernel{CLI: bins.cli, Socket: gobgpSocket(filepath.Join(base, r.Name))}
 	}
@@ -443,7 +442,7 @@ func prepareRouter(l *topology.Lab, dir string, r topology.Router) (RouterState,
 		Dir:       filepath.Join(base, r.Name),
 		CLI:       bins.cli,
 	}
-	if err := os.MkdirAll(rs.Dir, 0o755); err != nil {
+	if err := os.Mkdir(rs.Dir, dirMode); err != nil {
 		return rs, fmt.Errorf("router %s: %w", r.Name, err)
 	}
 	if err := cfg.WriteFile(rs.Config); err != nil {
@@ -458,7 +457,7 @@ func prepareRouter(l *topology.Lab, dir string, r topology.Router) (RouterState,
 	case topology.DaemonBIRD, topology.DaemonBIRD2:
 		if rs.DaemonConfig == "" {
 			rs.DaemonConfig = filepath.Join(rs.Dir, "bird.conf")
-			if err := os.WriteFile(rs.DaemonConfig, []byte(birdConfig(l, r, r.Daemon == topology.DaemonBIRD2)), 0o644); err != nil {
+			if err := writeFile(rs.DaemonConfig, []byte(birdConfig(l, r, r.Daemon == topology.DaemonBIRD2)), fileMode); err != nil {
 				return rs, fmt.Errorf("router %s: write bird.conf: %w", r.Name, err)
 			}
 		}
@@ -468,8 +467,14 @@ func prepareRouter(l *topology.Lab, dir string, r topology.Router) (RouterState,
 		}
 		rs.Processes = []DaemonProcess{proc("bird", bins.main, "-f", "-c", rs.DaemonConfig, "-s", rs.Socket)}
 	case topology.DaemonFRR:
+		// FRR's daemons drop to user frr (and need its vty group): the
+		// directory of their pid files and sockets must be theirs.
+		if err := chownTo(rs.Dir, "frr"); err != nil {
+			return rs, fmt.Errorf("router %s: %w", r.Name, err)
+		}
 		// bgpd runs as user frr, which may not read the user's file
-		// where it is: it gets a copy in its own directory.
+		// where it is: it gets a copy in its own directory, readable by
+		// root and group frr only (it may hold passwords).
 		conf := []byte(frrConfig(l, r))
 		if r.Config != "" {
 			if conf, err = os.ReadFile(r.Config); err != nil {
@@ -477,7 +482,7 @@ func prepareRouter(l *topology.Lab, dir string, r topology.Router) (RouterState,
 			}
 		}
 		rs.DaemonConfig = filepath.Join(rs.Dir, "bgpd.conf")
-		if err := os.WriteFile(rs.DaemonConfig, conf, 0o644); err != nil {
+		if err := writeFRRFile(rs.DaemonConfig, conf); err != nil {
 			return rs, fmt.Errorf("router %s: write bgpd.conf: %w", r.Name, err)
 		}
 		if out, err := checkFRRConfig(bins.main, rs.DaemonConfig); err != nil {
@@ -488,13 +493,8 @@ func prepareRouter(l *topology.Lab, dir string, r topology.Router) (RouterState,
 			return rs, fmt.Errorf("router %s: %s rejects %s: %s", r.Name, bins.main, what, strings.TrimSpace(string(out)))
 		}
 		zconf := filepath.Join(rs.Dir, "zebra.conf")
-		if err := os.WriteFile(zconf, []byte("hostname "+r.Name+"\nlog stdout\n"), 0o644); err != nil {
+		if err := writeFRRFile(zconf, []byte("hostname "+r.Name+"\nlog stdout\n")); err != nil {
 			return rs, fmt.Errorf("router %s: write zebra.conf: %w", r.Name, err)
-		}
-		// FRR's daemons drop to user frr (and need its vty group): the
-		// directory of their pid files and sockets must be theirs.
-		if err := chownTo(rs.Dir, "frr"); err != nil {
-			return rs, fmt.Errorf("router %s: %w", r.Name, err)
 		}
 		rs.Socket = rs.Dir
 		zserv := filepath.Join(rs.Dir, "zserv.api")
@@ -506,7 +506,7 @@ func prepareRouter(l *topology.Lab, dir string, r topology.Router) (RouterState,
 	case topology.DaemonGoBGP:
 		if rs.DaemonConfig == "" {
 			rs.DaemonConfig = filepath.Join(rs.Dir, "gobgpd.toml")
-			if err := os.WriteFile(rs.DaemonConfig, []byte(gobgpConfig(l, r)), 0o644); err != nil {
+			if err := writeFile(rs.DaemonConfig, []byte(gobgpConfig(l, r)), fileMode); err != nil {
 				return rs, fmt.Errorf("router %s: write gobgpd.toml: %w", r.Name, err)
 			}
 		}
@@ -618,7 +618,7 @@ func checkRouterDaemons(st *State) error {
 // startProcess starts args inside namespace ns, detached from the caller
 // (own session, output to log), and records its pid and start time.
 func startProcess(ns string, args []string, log, pidFile string, cpus []int) error {
-	logf, err := os.OpenFile(log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logf, err := os.OpenFile(log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, fileMode)
 	if err != nil {
 		return fmt.Errorf("open log: %w", err)
 	}
@@ -632,33 +632,16 @@ func startProcess(ns string, args []string, log, pidFile string, cpus []int) err
 	pid := cmd.Process.Pid
 	started, _, err := procStart(pid)
 	if err == nil {
-		err = os.WriteFile(startFile(pidFile), []byte(started+"\n"), 0o644)
+		err = writeFile(startFile(pidFile), []byte(started+"\n"), fileMode)
 	}
 	if err == nil {
-		err = os.WriteFile(pidFile, []byte(strconv.Itoa(pid)+"\n"), 0o644)
+		err = writeFile(pidFile, []byte(strconv.Itoa(pid)+"\n"), fileMode)
 	}
 	if err != nil {
 		_ = cmd.Process.Kill()
 		return fmt.Errorf("write pid file: %w", err)
 	}
 	go func() { _ = cmd.Wait() }()
-	return nil
-}
-
-// chownTo gives dir to the user called name and its group.
-func chownTo(dir, name string) error {
-	u, err := user.Lookup(name)
-	if err != nil {
-		return fmt.Errorf("user %s (made by the Debian package frr): %w", name, err)
-	}
-	uid, err1 := strconv.Atoi(u.Uid)
-	gid, err2 := strconv.Atoi(u.Gid)
-	if err := errors.Join(err1, err2); err != nil {
-		return fmt.Errorf("user %s: %w", name, err)
-	}
-	if err := os.Chown(dir, uid, gid); err != nil {
-		return fmt.Errorf("chown %s: %w", dir, err)
-	}
 	return nil
 }
 

@@ -88,7 +88,7 @@ func prepareRouterNode(l *topology.Lab, dir string, r topology.RouterNode) (Rout
 	if err != nil {
 		return RouterState{}, err
 	}
-	base := filepath.Join(dir, "routers")
+	base := routersDir(dir)
 	rs := RouterState{
 		Name:      r.Name,
 		Namespace: cfg.Namespace,
@@ -105,7 +105,7 @@ func prepareRouterNode(l *topology.Lab, dir string, r topology.RouterNode) (Rout
 	for _, ri := range r.Interfaces[1:] {
 		rs.Interfaces = append(rs.Interfaces, InterfaceState{Name: ri.Name, Network: ri.Network, Address: ri.Address})
 	}
-	if err := os.MkdirAll(rs.Dir, 0o755); err != nil {
+	if err := os.Mkdir(rs.Dir, dirMode); err != nil {
 		return rs, fmt.Errorf("router %s: %w", r.Name, err)
 	}
 	if err := cfg.WriteFile(rs.Config); err != nil {

@@ -18,14 +18,17 @@ import (
 // address, or the zero Addr for IPAM's choice.
 func AddWorkload(ctx context.Context, st *State, name, node string, addr netip.Addr) (*vrouter.WorkloadInfo, error) {
 	if err := topology.CheckName(name); err != nil {
-		return nil, fmt.Errorf("workload %q: %w", name, err)
+		return nil, err
 	}
 	if _, taken := st.Namespace(name); taken {
 		return nil, fmt.Errorf("lab %s already has a node or workload named %s", st.Name, name)
 	}
 	n, ok := st.Node(node)
 	if !ok {
-		return nil, fmt.Errorf("lab %s has no node %q", st.Name, node)
+		return nil, fmt.Errorf("lab %s has no node %q", st.Name, topology.Shorten(node))
+	}
+	if k := st.workloadsOn(node); k >= topology.MaxWorkloadsPerNode {
+		return nil, fmt.Errorf("node %s already has %d workloads, the most a node serves (README: Limits); add the workload to another node", node, k)
 	}
 	w := vrouter.Workload{Name: name, Namespace: topology.LabNamespacePrefix(st.Name) + name, Address: addr}
 	if err := createNamespace(w.Namespace); err != nil {
@@ -48,7 +51,7 @@ func AddWorkload(ctx context.Context, st *State, name, node string, addr netip.A
 func DeleteWorkload(ctx context.Context, st *State, name string) error {
 	i := slices.IndexFunc(st.Workloads, func(w WorkloadState) bool { return w.Name == name })
 	if i < 0 {
-		return fmt.Errorf("lab %s has no workload %q", st.Name, name)
+		return fmt.Errorf("lab %s has no workload %q", st.Name, topology.Shorten(name))
 	}
 	w := st.Workloads[i]
 	n, _ := st.Node(w.Node)
@@ -74,4 +77,15 @@ func updateNodeConfig(n NodeState, change func(*vrouter.Config)) error {
 	}
 	change(c)
 	return c.WriteFile(n.Config)
+}
+
+// workloadsOn counts the workloads of node.
+func (s *State) workloadsOn(node string) int {
+	k := 0
+	for _, w := range s.Workloads {
+		if w.Node == node {
+			k++
+		}
+	}
+	return k
 }

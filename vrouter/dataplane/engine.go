@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -17,7 +18,6 @@ import (
 	"github.com/vrouter-lab/vrouter/vrouter/fabric"
 	"github.com/vrouter-lab/vrouter/vrouter/fib"
 	"golang.org/x/sys/unix"
-	"golang.zx2c4.com/wireguard/tun"
 )
 
 // Port IDs the engine reserves; workload ports take the IDs above them.
@@ -68,7 +68,7 @@ const (
 // EngineConfig describes the ports of one node's engine.
 type EngineConfig struct {
 	FIB       *fib.Table
-	Host      tun.Device       // the node's underlay interface as its kernel sees it
+	Host      Device           // the node's underlay interface as its kernel sees it
 	HostName  string           // port name of Host, e.g. "host"
 	Underlay  *fabric.Endpoint // the node's link to the underlay network
 	Interface string           // the underlay's name in routes, e.g. "ens33"
@@ -97,7 +97,7 @@ type EngineConfig struct {
 // Interface is one more underlay interface of an engine.
 type Interface struct {
 	Name     string           // the name in routes, e.g. "eth1"
-	Host     tun.Device       // the interface as the namespace's kernel sees it
+	Host     Device           // the interface as the namespace's kernel sees it
 	Underlay *fabric.Endpoint // the link to the interface's network
 	MTU      int
 	Address  netip.Addr // the router's address on the network
@@ -140,18 +140,26 @@ type Engine struct {
 	wg      sync.WaitGroup
 	closed  atomic.Bool
 
+	batches batchPool // the TUN readers' buffers
+
 	segDrops   atomic.Uint64 // super-packets that could not be segmented
 	encapDrops atomic.Uint64 // packets for tunl0 that could not be encapsulated
 }
 
+// Device is a TUN device the engine reads and writes through its
+// descriptor: opened with IFF_VNET_HDR and TCP offloads, nonblocking (as
+// netns.OpenTUN does). Its owner closes it.
+type Device interface {
+	File() *os.File
+}
+
 type tunPort struct {
 	id   PortID
-	dev  tun.Device
 	file *os.File
 	rc   syscall.RawConn
 }
 
-func newTUNPort(id PortID, dev tun.Device) (*tunPort, error) {
+func newTUNPort(id PortID, dev Device) (*tunPort, error) {
 	f := dev.File()
 	if f == nil {
 		return nil, errors.New("engine: TUN device has no file")
@@ -160,7 +168,7 @@ func newTUNPort(id PortID, dev tun.Device) (*tunPort, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
-	return &tunPort{id: id, dev: dev, file: f, rc: rc}, nil
+	return &tunPort{id: id, file: f, rc: rc}, nil
 }
 
 // The engine's TUN reads and writes never block (the descriptors are
@@ -230,6 +238,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		underlays: []underlay{{id: underlayPortID, ep: cfg.Underlay}},
 		localPort: map[netip.Addr]PortID{},
 	}
+	e.batches.init(runtime.GOMAXPROCS(0))
 	out := make([]*tunPort, firstWorkload)
 	out[hostPortID] = host
 	for k, x := range cfg.Interfaces {
@@ -329,7 +338,7 @@ func (e *Engine) Run(ctx context.Context) {
 }
 
 // AddWorkload adds a workload port named name (caliXXXXXXXXXXX) served by dev.
-func (e *Engine) AddWorkload(name string, dev tun.Device, mtu int) error {
+func (e *Engine) AddWorkload(name string, dev Device, mtu int) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if _, ok := e.ports[name]; ok {
@@ -713,25 +722,31 @@ func (s *sender) flushTUN() {
 
 // readTUN reads p's device until it is closed: each read returns one
 // virtio_net_hdr and one packet; the packets available at once (up to
-// batch) are routed together and sent with one flush.
+// batch) are routed together and sent with one flush. The buffers come
+// from the engine's pool only while there are packets to move: an idle
+// port holds none (see batchPool).
 func (e *Engine) readTUN(p *tunPort) {
 	defer e.wg.Done()
-	bufs := make([][]byte, batch)
-	for i := range bufs {
-		bufs[i] = make([]byte, bufSize)
-	}
-	sizes := make([]int, batch)
-	s := newSender(e)
+	var b *tunBatch
 	var n int
 	var rerr error
 	read := func(fd uintptr) bool {
 		for n < batch {
-			m, err := rawRead(fd, bufs[n][headroom-vnetLen:])
+			if b == nil {
+				b = e.batches.get(e)
+			}
+			m, err := rawRead(fd, b.bufs[n][headroom-vnetLen:])
 			switch {
 			case err == unix.EINTR:
 				continue
 			case err == unix.EAGAIN:
-				return n > 0
+				if n == 0 {
+					// nothing to read: wait for the device holding no buffers
+					e.batches.put(b)
+					b = nil
+					return false
+				}
+				return true
 			case err != nil:
 				rerr = err
 				return true
@@ -739,7 +754,7 @@ func (e *Engine) readTUN(p *tunPort) {
 				rerr = os.ErrClosed
 				return true
 			}
-			sizes[n] = m
+			b.sizes[n] = m
 			n++
 		}
 		return true
@@ -749,15 +764,19 @@ func (e *Engine) readTUN(p *tunPort) {
 		if err := p.rc.Read(read); err != nil && rerr == nil {
 			rerr = err
 		}
-		for i := range n {
-			b := bufs[i]
-			if sizes[i] < vnetLen {
-				continue
+		if b != nil {
+			for i := range n {
+				buf := b.bufs[i]
+				if b.sizes[i] < vnetLen {
+					continue
+				}
+				g, _ := fabric.DecodeVirtioNetHdr(buf[headroom-vnetLen:])
+				b.s.handle(buf, b.sizes[i]-vnetLen, g, p.id, i)
 			}
-			g, _ := fabric.DecodeVirtioNetHdr(b[headroom-vnetLen:])
-			s.handle(b, sizes[i]-vnetLen, g, p.id, i)
+			b.s.flush()
+			e.batches.put(b)
+			b = nil
 		}
-		s.flush()
 		if rerr != nil {
 			if !e.closed.Load() {
 				e.log.Debug("tun read ended", "port", p.id, "err", rerr)

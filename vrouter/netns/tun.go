@@ -1,31 +1,47 @@
 package netns
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
-	"golang.zx2c4.com/wireguard/tun"
+)
+
+// TUN offloads: TCP segmentation offload (with checksum offload) is
+// required, UDP segmentation offload (Linux 6.2) is used when the kernel
+// has it.
+const (
+	tunTCPOffloads = unix.TUN_F_CSUM | unix.TUN_F_TSO4 | unix.TUN_F_TSO6
+	tunUDPOffloads = unix.TUN_F_USO4 | unix.TUN_F_USO6
 )
 
 // TUN is a TUN device opened inside a named namespace. The file descriptor
 // belongs to this process; the device lives in the namespace and vanishes
 // when the descriptor is closed.
+//
+// A TUN is only its descriptor and names: it keeps no buffers of its own
+// (a node has one per workload; the engine reading it brings the buffers).
+// Each read(2) of File returns one virtio_net_hdr (10 bytes,
+// fabric.VirtioNetHdrLen) and one packet, each write(2) takes them; the descriptor is nonblocking
+// and registered with Go's poller.
 type TUN struct {
-	tun.Device
+	file      *os.File
 	Namespace string
 	Name      string
 }
 
 // OpenTUN creates the TUN device ifName inside the named namespace with
-// IFF_VNET_HDR and TCP offloads (so the kernel hands over GSO super-packets),
-// sets its MTU and brings it up. The device is unmonitored: nothing in this
-// process ever queries it by name from the wrong namespace.
+// IFF_VNET_HDR and TCP offloads (so the kernel hands over GSO super-packets;
+// UDP ones too where the kernel supports it), sets its MTU and brings it
+// up.
 func OpenTUN(nsName, ifName string, mtu int) (*TUN, error) {
 	var fd int = -1
+	var name string
 	err := Do(nsName, func() error {
-		f, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+		f, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 		if err != nil {
 			return fmt.Errorf("open /dev/net/tun: %w", err)
 		}
@@ -39,23 +55,36 @@ func OpenTUN(nsName, ifName string, mtu int) (*TUN, error) {
 			unix.Close(f)
 			return fmt.Errorf("TUNSETIFF %s: %w", ifName, err)
 		}
-		fd = f
+		if err := unix.IoctlSetInt(f, unix.TUNSETOFFLOAD, tunTCPOffloads|tunUDPOffloads); err != nil {
+			if err := unix.IoctlSetInt(f, unix.TUNSETOFFLOAD, tunTCPOffloads); err != nil {
+				unix.Close(f)
+				return fmt.Errorf("TUNSETOFFLOAD %s: %w", ifName, err)
+			}
+		}
+		fd, name = f, ifr.Name()
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create tun %s in %s: %w", ifName, nsName, err)
 	}
-	dev, name, err := tun.CreateUnmonitoredTUNFromFD(fd)
-	if err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("create tun %s in %s: %w", ifName, nsName, err)
-	}
-	t := &TUN{Device: dev, Namespace: nsName, Name: name}
+	// A nonblocking descriptor: os.NewFile registers it with the poller.
+	t := &TUN{file: os.NewFile(uintptr(fd), "/dev/net/tun"), Namespace: nsName, Name: name}
 	if err := t.configure(mtu); err != nil {
 		t.Close()
 		return nil, err
 	}
 	return t, nil
+}
+
+// File returns the device's descriptor.
+func (t *TUN) File() *os.File { return t.file }
+
+// Close closes the descriptor, which removes the device.
+func (t *TUN) Close() error {
+	if err := t.file.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
+		return err
+	}
+	return nil
 }
 
 func (t *TUN) configure(mtu int) error {
