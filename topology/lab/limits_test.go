@@ -42,9 +42,10 @@ func limitsLab(name string, n int) string {
 // binary, same lab, same BGP session between them). One workload more is
 // refused at deploy time and by `vrouter workload add`.
 func TestMaxWorkloadsPerNode(t *testing.T) {
+	t.Parallel()
 	netnstest.RequireRoot(t)
 	netnstest.GuardRoot(t)
-	name := fmt.Sprintf("mem-%d", os.Getpid()%100000)
+	name := labName(t, "mem")
 	const n = topology.MaxWorkloadsPerNode
 
 	// Beyond the limit: validation refuses the file, nothing is made.
