@@ -7,6 +7,8 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+
+	"github.com/vrouter-lab/vrouter/header"
 )
 
 // Reason says why [Decapsulator.Decapsulate] dropped a packet; Accepted
@@ -240,35 +242,36 @@ func (d *Decapsulator) Decapsulate(pkt []byte) (inner []byte, from netip.Addr, r
 
 func (d *Decapsulator) decapsulate(pkt []byte) ([]byte, netip.Addr, Reason) {
 	// Outer header.
-	if len(pkt) < minIHLBytes {
+	ip := header.IPv4(pkt)
+	if len(pkt) < header.IPv4MinimumSize {
 		return nil, netip.Addr{}, ReasonOuterTruncated
 	}
-	if pkt[0]>>4 != 4 {
+	if ip.Version() != header.IPv4Version {
 		return nil, netip.Addr{}, ReasonOuterVersion
 	}
-	ihl := int(pkt[0]&0x0f) * 4
-	if ihl < minIHLBytes {
+	ihl := ip.HeaderLength()
+	if ihl < header.IPv4MinimumSize {
 		return nil, netip.Addr{}, ReasonOuterHeaderLength
 	}
 	if ihl > len(pkt) {
 		return nil, netip.Addr{}, ReasonOuterTruncated
 	}
-	tot := int(binary.BigEndian.Uint16(pkt[2:]))
+	tot := int(ip.TotalLength())
 	if tot < ihl {
 		return nil, netip.Addr{}, ReasonOuterTotalLength
 	}
 	if tot > len(pkt) {
 		return nil, netip.Addr{}, ReasonOuterTruncated
 	}
-	if checksum(pkt[:ihl]) != 0 {
+	if !ip.IsChecksumValid() {
 		return nil, netip.Addr{}, ReasonOuterChecksum
 	}
-	src := binary.BigEndian.Uint32(pkt[12:])
+	src := ip.SourceUint32()
 	from := addrFromUint32(src)
-	if pkt[9] != ProtocolIPIP {
+	if ip.Protocol() != ProtocolIPIP {
 		return nil, from, ReasonNotIPIP
 	}
-	if frag := binary.BigEndian.Uint16(pkt[6:]); frag&(flagMF|offsetMask) != 0 {
+	if ip.IsFragment() {
 		return nil, from, ReasonOuterFragment
 	}
 	if !d.nodes.Load().contains(src) {
@@ -276,30 +279,30 @@ func (d *Decapsulator) decapsulate(pkt []byte) ([]byte, netip.Addr, Reason) {
 	}
 
 	// Inner header.
-	in := pkt[ihl:tot:tot]
-	if len(in) < minIHLBytes {
+	in := header.IPv4(pkt[ihl:tot:tot])
+	if len(in) < header.IPv4MinimumSize {
 		return nil, from, ReasonInnerTruncated
 	}
-	if in[0]>>4 != 4 {
+	if in.Version() != header.IPv4Version {
 		return nil, from, ReasonInnerVersion
 	}
-	iihl := int(in[0]&0x0f) * 4
-	if iihl < minIHLBytes {
+	iihl := in.HeaderLength()
+	if iihl < header.IPv4MinimumSize {
 		return nil, from, ReasonInnerHeaderLength
 	}
 	if iihl > len(in) {
 		return nil, from, ReasonInnerTruncated
 	}
-	if int(binary.BigEndian.Uint16(in[2:])) != len(in) {
+	if int(in.TotalLength()) != len(in) {
 		return nil, from, ReasonInnerTotalLength
 	}
-	if checksum(in[:iihl]) != 0 {
+	if !in.IsChecksumValid() {
 		return nil, from, ReasonInnerChecksum
 	}
 
 	// ECN (RFC 6040 section 4.2; Linux __INET_ECN_decapsulate and
 	// INET_ECN_decapsulate in include/net/inet_ecn.h).
-	outerECN, innerECN := pkt[1]&ecnMask, in[1]&ecnMask
+	outerECN, innerECN := ip.TOS()&ecnMask, in.TOS()&ecnMask
 	switch {
 	case innerECN == ecnNotECT:
 		switch outerECN {
@@ -309,12 +312,12 @@ func (d *Decapsulator) decapsulate(pkt []byte) ([]byte, netip.Addr, Reason) {
 			d.notECTOuterECT.Add(1) // delivered unchanged
 		}
 	case outerECN == ecnCE && innerECN != ecnCE:
-		in[1] |= ecnCE
-		setChecksum(in[:iihl])
+		in.SetTOS(in.TOS() | ecnCE)
+		in.UpdateChecksum()
 		d.ceMarked.Add(1)
 	case outerECN == ecnECT1 && innerECN == ecnECT0:
-		in[1] = in[1]&^ecnMask | ecnECT1
-		setChecksum(in[:iihl])
+		in.SetTOS(in.TOS()&^ecnMask | ecnECT1)
+		in.UpdateChecksum()
 	}
 	return in, from, Accepted
 }

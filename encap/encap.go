@@ -1,34 +1,31 @@
 package encap
 
 import (
-	"encoding/binary"
 	"errors"
 	"net/netip"
+
+	"github.com/vrouter-lab/vrouter/header"
 )
 
 // HeaderLen is the length of the outer IPv4 header this package writes: 20
 // bytes, no options. Packet buffers that are encapsulated in place reserve
 // at least this much headroom.
-const HeaderLen = 20
+const HeaderLen = header.IPv4MinimumSize
 
 // ProtocolIPIP is the IP protocol number of IPv4-in-IPv4 (RFC 2003).
-const ProtocolIPIP = 4
+const ProtocolIPIP = header.IPIPProtocolNumber
 
 // MaxInnerLen is the longest inner packet that can be encapsulated: the
 // outer total length is a 16-bit field.
 const MaxInnerLen = 0xffff - HeaderLen
 
-// IPv4 header bits used here.
+// ECN field values (RFC 3168), the low two bits of the TOS byte.
 const (
-	flagDF      = 0x4000 // don't fragment
-	flagMF      = 0x2000 // more fragments
-	offsetMask  = 0x1fff // fragment offset in 8-byte units
-	ecnMask     = 0x03   // ECN field, low two bits of the TOS byte
-	ecnNotECT   = 0x00
-	ecnECT1     = 0x01
-	ecnECT0     = 0x02
-	ecnCE       = 0x03
-	minIHLBytes = 20
+	ecnMask   = header.IPv4ECNMask
+	ecnNotECT = header.IPv4ECNNotECT
+	ecnECT1   = header.IPv4ECNECT1
+	ecnECT0   = header.IPv4ECNECT0
+	ecnCE     = header.IPv4ECNCE
 )
 
 // Errors returned by the encapsulation functions. They are fixed values, so
@@ -68,7 +65,8 @@ func Encapsulate(dst, inner []byte, src, remote netip.Addr) (int, error) {
 	}
 	// Read everything needed from inner before the copy: the buffers may
 	// overlap.
-	tos, ttl, frag := inner[1], inner[8], binary.BigEndian.Uint16(inner[6:])
+	in := header.IPv4(inner)
+	tos, ttl, frag := in.TOS(), in.TTL(), in.FlagsFragmentOffset()
 	copy(dst[HeaderLen:n], inner)
 	writeHeader(dst[:HeaderLen], n, tos, ttl, frag, s, d, 1)
 	return n, nil
@@ -106,7 +104,8 @@ func EncapsulateSegments(buf []byte, headroom int, src, remote netip.Addr, segs 
 		segs = 0xffff
 	}
 	out := buf[headroom-HeaderLen:]
-	writeHeader(out[:HeaderLen], len(out), inner[1], inner[8], binary.BigEndian.Uint16(inner[6:]), s, d, uint32(segs))
+	in := header.IPv4(inner)
+	writeHeader(out[:HeaderLen], len(out), in.TOS(), in.TTL(), in.FlagsFragmentOffset(), s, d, uint32(segs))
 	return out, nil
 }
 
@@ -127,11 +126,8 @@ func checkInner(inner []byte) error {
 	if len(inner) > MaxInnerLen {
 		return ErrTooBig
 	}
-	if len(inner) < minIHLBytes || inner[0]>>4 != 4 {
-		return ErrInvalidInner
-	}
-	ihl := int(inner[0]&0x0f) * 4
-	if ihl < minIHLBytes || ihl > len(inner) || int(binary.BigEndian.Uint16(inner[2:])) != len(inner) {
+	in := header.IPv4(inner)
+	if !in.IsHeaderValid() || int(in.TotalLength()) != len(inner) {
 		return ErrInvalidInner
 	}
 	return nil
@@ -141,25 +137,26 @@ func checkInner(inner []byte) error {
 // packet of total bytes whose inner header has the given TOS, TTL and
 // flags/fragment-offset word.
 func writeHeader(hdr []byte, total int, innerTOS, innerTTL byte, innerFrag uint16, src, dst [4]byte, segs uint32) {
-	_ = hdr[19]
-	hdr[0] = 0x45 // version 4, IHL 5
+	h := header.IPv4(hdr[:HeaderLen])
+	h[0] = header.IPv4Version<<4 | HeaderLen/4 // no options
 	// DSCP 0 (tunl0's tos is 0, not "inherit"); ECN per
 	// INET_ECN_encapsulate: copy the inner ECN field, CE becomes ECT(0).
 	ecn := innerTOS & ecnMask
 	if ecn == ecnCE {
 		ecn = ecnECT0
 	}
-	hdr[1] = ecn
-	binary.BigEndian.PutUint16(hdr[2:], uint16(total))
-	s := binary.BigEndian.Uint32(src[:])
-	d := binary.BigEndian.Uint32(dst[:])
-	binary.BigEndian.PutUint16(hdr[4:], nextID(s, d, segs))
+	h.SetTOS(ecn)
+	h.SetTotalLength(uint16(total))
+	h.SetID(nextID(be32(src), be32(dst), segs))
 	// tunl0's frag_off is 0; the inner DF is copied (ignore_df is false).
-	binary.BigEndian.PutUint16(hdr[6:], innerFrag&flagDF)
-	hdr[8] = innerTTL // ttl 0 = inherit
-	hdr[9] = ProtocolIPIP
-	hdr[10], hdr[11] = 0, 0
-	copy(hdr[12:16], src[:])
-	copy(hdr[16:20], dst[:])
-	binary.BigEndian.PutUint16(hdr[10:], checksum(hdr[:HeaderLen]))
+	h.SetFlagsFragmentOffset(innerFrag & header.IPv4FlagDontFragment)
+	h.SetTTL(innerTTL) // ttl 0 = inherit
+	h.SetProtocol(ProtocolIPIP)
+	copy(h[header.IPv4SourceOffset:header.IPv4SourceOffset+4], src[:])
+	copy(h[header.IPv4DestinationOffset:header.IPv4DestinationOffset+4], dst[:])
+	h.UpdateChecksum()
+}
+
+func be32(a [4]byte) uint32 {
+	return uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
 }

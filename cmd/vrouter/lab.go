@@ -17,7 +17,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/vrouter-lab/vrouter/topology"
 	"github.com/vrouter-lab/vrouter/topology/lab"
-	"github.com/vrouter-lab/vrouter/vrouter"
+	"github.com/vrouter-lab/vrouter/vrouter/control"
 	"github.com/vrouter-lab/vrouter/vrouter/dataplane"
 	"github.com/vrouter-lab/vrouter/vrouter/netns"
 )
@@ -122,19 +122,19 @@ a symbolic link, and finishes its work when interrupted.`,
 
 // nodeAgent adds --lab and returns a function resolving a node name to a
 // client of that node's agent.
-func nodeAgent(cmd *cobra.Command) func(node string) (*vrouter.Client, error) {
+func nodeAgent(cmd *cobra.Command) func(node string) (*control.Client, error) {
 	load := labFlag(cmd)
-	return func(node string) (*vrouter.Client, error) {
+	return func(node string) (*control.Client, error) {
 		st, err := load()
 		if err != nil {
 			return nil, err
 		}
 		if n, ok := st.Node(node); ok {
-			return vrouter.NewClient(n.Control), nil
+			return control.NewClient(n.Control), nil
 		}
 		if r, ok := st.Router(node); ok {
 			// A router's forwarder answers status, routes and stats.
-			return vrouter.NewClient(r.Control), nil
+			return control.NewRouterClient(r.Control), nil
 		}
 		return nil, fmt.Errorf("lab %s has no node %q", st.Name, topology.Shorten(node))
 	}
@@ -176,7 +176,7 @@ func inspectRows(ctx context.Context, st *lab.State) []inspectRow {
 	for _, n := range st.Nodes {
 		state := "down"
 		var tunnel netip.Addr
-		if s, err := vrouter.NewClient(n.Control).Status(ctx); err == nil {
+		if s, err := control.NewClient(n.Control).Status(ctx); err == nil {
 			state = "running"
 			switch {
 			case !s.LinkUp:
@@ -199,7 +199,7 @@ func inspectRows(ctx context.Context, st *lab.State) []inspectRow {
 	}
 	for _, r := range st.Routers {
 		state := "running"
-		c := vrouter.NewClient(r.Control)
+		c := control.NewClient(r.Control)
 		if _, err := c.Status(ctx); err != nil {
 			state = "down"
 		}

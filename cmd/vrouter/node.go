@@ -11,7 +11,9 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/vrouter-lab/vrouter/topology"
 	"github.com/vrouter-lab/vrouter/topology/lab"
-	"github.com/vrouter-lab/vrouter/vrouter"
+	"github.com/vrouter-lab/vrouter/vrouter/agent"
+	"github.com/vrouter-lab/vrouter/vrouter/config"
+	"github.com/vrouter-lab/vrouter/vrouter/control"
 )
 
 func newNodeCommand() *cobra.Command {
@@ -24,7 +26,7 @@ func newNodeCommand() *cobra.Command {
 }
 
 func newNodeRunCommand() *cobra.Command {
-	var config string
+	var configFile string
 	cmd := &cobra.Command{
 		Use:   "run --config FILE",
 		Short: "Run the per-node agent (what deploy starts in each node namespace)",
@@ -34,16 +36,16 @@ speaks BGP with its peers and forwards packets in the userspace engine. It
 runs until SIGTERM or SIGINT. 'vrouter deploy' starts one per node.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := vrouter.LoadConfig(config)
+			cfg, err := config.LoadNode(configFile)
 			if err != nil {
 				return err
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return vrouter.Run(ctx, cfg)
+			return agent.Run(ctx, cfg)
 		},
 	}
-	cmd.Flags().StringVar(&config, "config", "", "node config file (JSON, written by deploy)")
+	cmd.Flags().StringVar(&configFile, "config", "", "node config file (JSON, written by deploy)")
 	_ = cmd.MarkFlagRequired("config")
 	return cmd
 }
@@ -71,8 +73,8 @@ func newNodeStatusCommand() *cobra.Command {
 		if !ok {
 			return fmt.Errorf("lab %s has no node %q", st.Name, topology.Shorten(args[0]))
 		}
-		s, err := vrouter.NewClient(n.Control).Status(cmd.Context())
-		return vrouter.WriteNodeStatus(cmd.OutOrStdout(), s, err)
+		s, err := control.NewClient(n.Control).Status(cmd.Context())
+		return control.WriteNodeStatus(cmd.OutOrStdout(), s, err)
 	}
 	return cmd
 }

@@ -6,7 +6,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
-	"github.com/vrouter-lab/vrouter/vrouter"
+	"github.com/vrouter-lab/vrouter/vrouter/config"
+	"github.com/vrouter-lab/vrouter/vrouter/routerfwd"
 )
 
 func newRouterCommand() *cobra.Command {
@@ -14,7 +15,7 @@ func newRouterCommand() *cobra.Command {
 		Use:   "router",
 		Short: "Run the forwarder of an external router (what deploy starts for each router)",
 	}
-	var config string
+	var configFile string
 	run := &cobra.Command{
 		Use:   "run --config FILE",
 		Short: "Join an external router's namespace to the lab's underlay",
@@ -26,16 +27,16 @@ by the router's BGP daemon) says. It runs no BGP and no IPAM of its own.
 It runs until SIGTERM or SIGINT; 'vrouter deploy' starts one per router.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := vrouter.LoadRouterConfig(config)
+			cfg, err := config.LoadRouter(configFile)
 			if err != nil {
 				return err
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return vrouter.RunRouter(ctx, cfg)
+			return routerfwd.Run(ctx, cfg)
 		},
 	}
-	run.Flags().StringVar(&config, "config", "", "router config file (JSON, written by deploy)")
+	run.Flags().StringVar(&configFile, "config", "", "router config file (JSON, written by deploy)")
 	_ = run.MarkFlagRequired("config")
 	cmd.AddCommand(run)
 	return cmd

@@ -7,7 +7,7 @@ import (
 	"reflect"
 
 	"github.com/vrouter-lab/vrouter/topology"
-	"github.com/vrouter-lab/vrouter/vrouter"
+	"github.com/vrouter-lab/vrouter/vrouter/control"
 )
 
 // Apply brings the running lab st to the lab file l where that needs no
@@ -65,7 +65,7 @@ func Apply(ctx context.Context, st *State, l *topology.Lab) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := vrouter.NewClient(n.Control).SetPools(ctx, cfg.Pools); err != nil {
+		if err := control.NewClient(n.Control).SetPools(ctx, cfg.Pools); err != nil {
 			return nil, fmt.Errorf("node %s: %w", n.Name, err)
 		}
 		if err := cfg.WriteFile(n.Config); err != nil {

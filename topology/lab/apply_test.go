@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/vrouter-lab/vrouter/topology"
-	"github.com/vrouter-lab/vrouter/vrouter"
+	"github.com/vrouter-lab/vrouter/vrouter/control"
 	"github.com/vrouter-lab/vrouter/vrouter/netns/netnstest"
 )
 
@@ -51,7 +51,7 @@ func TestApplyIPIPMode(t *testing.T) {
 	}
 	before := pids()
 	encapsulated := func() uint64 {
-		s, err := vrouter.NewClient(vrouter.ControlSocket(filepath.Join(topology.StateRoot, name), "node1")).Stats(context.Background())
+		s, err := control.NewClient(control.Socket(filepath.Join(topology.StateRoot, name), "node1")).Stats(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -27,7 +27,8 @@ type CaptureOptions struct {
 }
 
 // captureReadyTimeout bounds how long Capture waits for the network's
-// endpoints to notice its tap (they look every fabric.TapScanInterval).
+// endpoints to notice its tap (inotify tells them at once; they also
+// rescan every fabric.DefaultTapScanInterval).
 const captureReadyTimeout = 10 * time.Second
 
 // captureFlushInterval is how often a capture to a regular file flushes,

@@ -13,8 +13,9 @@ import (
 	"time"
 
 	"github.com/vrouter-lab/vrouter/topology"
-	"github.com/vrouter-lab/vrouter/vrouter"
 	"github.com/vrouter-lab/vrouter/vrouter/bgp"
+	"github.com/vrouter-lab/vrouter/vrouter/config"
+	"github.com/vrouter-lab/vrouter/vrouter/control"
 	"github.com/vrouter-lab/vrouter/vrouter/fabric"
 	"github.com/vrouter-lab/vrouter/vrouter/netns"
 	"golang.org/x/sys/unix"
@@ -108,7 +109,7 @@ func Deploy(ctx context.Context, l *topology.Lab, opt Options) (st *State, err e
 			Network:   n.Network,
 			Interface: n.Interface,
 			Config:    filepath.Join(nodesDir(dir), n.Name+".json"),
-			Control:   vrouter.ControlSocket(dir, n.Name),
+			Control:   control.Socket(dir, n.Name),
 			Log:       filepath.Join(nodesDir(dir), n.Name+".log"),
 			PIDFile:   filepath.Join(nodesDir(dir), n.Name+".pid"),
 		}
@@ -153,7 +154,7 @@ func Deploy(ctx context.Context, l *topology.Lab, opt Options) (st *State, err e
 		}
 	}
 	for _, w := range l.Workloads {
-		ws := WorkloadState{Name: w.Name, Node: w.Node, Namespace: l.NamespaceName(w.Name), Interface: vrouter.InterfaceName(l.Name, w.Name)}
+		ws := WorkloadState{Name: w.Name, Node: w.Node, Namespace: l.NamespaceName(w.Name), Interface: config.InterfaceName(l.Name, w.Name)}
 		if err := interrupted(ctx); err != nil {
 			return nil, err
 		}
@@ -305,7 +306,7 @@ func startOnCPUs(cmd *exec.Cmd, cpus []int) error {
 // not ready was still waiting for.
 func waitReady(ctx context.Context, st *State, anyState bool, timeout time.Duration, progress func(string, ...any)) error {
 	ready := map[string]bool{}
-	last := map[string]*vrouter.Status{}
+	last := map[string]*control.Status{}
 	for {
 		if err := checkRouterDaemons(st); err != nil {
 			return err
@@ -317,7 +318,7 @@ func waitReady(ctx context.Context, st *State, anyState bool, timeout time.Durat
 			if !processAlive(n.PIDFile) {
 				return fmt.Errorf("node %s: agent exited; last log lines:\n%s", n.Name, tail(n.Log, 10))
 			}
-			s, err := vrouter.NewClient(n.Control).Status(ctx)
+			s, err := control.NewClient(n.Control).Status(ctx)
 			if err != nil {
 				continue
 			}
@@ -346,7 +347,7 @@ func waitReady(ctx context.Context, st *State, anyState bool, timeout time.Durat
 
 // notReadyReason says what a node that is not ready waits for, from its
 // last status (nil: it never answered).
-func notReadyReason(st *State, n NodeState, s *vrouter.Status) string {
+func notReadyReason(st *State, n NodeState, s *control.Status) string {
 	if s == nil {
 		want := 0
 		for _, w := range st.Workloads {
@@ -379,7 +380,7 @@ func waitForwarder(ctx context.Context, r RouterState) error {
 		if !processAlive(r.PIDFile) {
 			return fmt.Errorf("router %s: forwarder exited; last log lines:\n%s", r.Name, tail(r.Log, 10))
 		}
-		if _, err := vrouter.NewClient(r.Control).Status(ctx); err == nil {
+		if _, err := control.NewClient(r.Control).Status(ctx); err == nil {
 			return nil
 		}
 		select {

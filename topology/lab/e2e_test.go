@@ -31,7 +31,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	vrouterBin = filepath.Join(dir, "vrouter")
-	out, err := exec.Command("go", "build", "-o", vrouterBin, "../../cmd/vrouter").CombinedOutput()
+	out, err := exec.Command("go", "build", "-race", "-o", vrouterBin, "../../cmd/vrouter").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build vrouter: %v\n%s", err, out)
 		os.Exit(1)

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/vrouter-lab/vrouter/topology"
-	"github.com/vrouter-lab/vrouter/vrouter"
+	"github.com/vrouter-lab/vrouter/vrouter/config"
 )
 
 // stateFile is the name of the file in a lab's state directory that records
@@ -174,12 +174,12 @@ func (s *State) Namespace(name string) (string, bool) {
 }
 
 // nodeConfig builds the agent config of one node from the lab file.
-func nodeConfig(l *topology.Lab, dir string, n topology.Node) (*vrouter.Config, error) {
+func nodeConfig(l *topology.Lab, dir string, n topology.Node) (*config.Node, error) {
 	net, ok := l.NetworkOf(n.Name)
 	if !ok {
 		return nil, fmt.Errorf("node %s: unknown network %s", n.Name, n.Network)
 	}
-	c := &vrouter.Config{
+	c := &config.Node{
 		Lab:            l.Name,
 		Node:           n.Name,
 		StateDir:       dir,
@@ -190,7 +190,7 @@ func nodeConfig(l *topology.Lab, dir string, n topology.Node) (*vrouter.Config, 
 		MTU:            net.MTU,
 		Datastore:      ipamPath(dir),
 		StrictAffinity: l.IPAM.StrictAffinity,
-		BGP: vrouter.BGPConfig{
+		BGP: config.BGP{
 			ASN:           nodeASN(l, n),
 			KeepaliveTime: l.BGP.KeepaliveTime,
 			HoldTime:      l.BGP.HoldTime,
@@ -207,11 +207,11 @@ func nodeConfig(l *topology.Lab, dir string, n topology.Node) (*vrouter.Config, 
 	c.BGP.Peers = bgpPeers(l, n)
 	c.BGP.RouteNodes = routeNodes(l, n)
 	for _, p := range l.IPPools {
-		c.Pools = append(c.Pools, vrouter.Pool{Name: p.Name, CIDR: p.CIDR, BlockSize: p.BlockSize, IPIPMode: string(p.IPIPMode), MTU: l.WorkloadMTU(p, net)})
+		c.Pools = append(c.Pools, config.Pool{Name: p.Name, CIDR: p.CIDR, BlockSize: p.BlockSize, IPIPMode: string(p.IPIPMode), MTU: l.WorkloadMTU(p, net)})
 	}
 	for _, w := range l.Workloads {
 		if w.Node == n.Name {
-			c.Workloads = append(c.Workloads, vrouter.Workload{Name: w.Name, Namespace: l.NamespaceName(w.Name), Address: w.Address})
+			c.Workloads = append(c.Workloads, config.Workload{Name: w.Name, Namespace: l.NamespaceName(w.Name), Address: w.Address})
 		}
 	}
 	return c, nil
@@ -234,14 +234,14 @@ func nodeASN(l *topology.Lab, n topology.Node) uint32 {
 // a cluster ID) treats an iBGP peer that is not a route reflector as its
 // client; two route reflectors peer as plain iBGP. The first peering of an
 // address wins.
-func bgpPeers(l *topology.Lab, n topology.Node) []vrouter.BGPPeer {
-	var out []vrouter.BGPPeer
+func bgpPeers(l *topology.Lab, n topology.Node) []config.BGPPeer {
+	var out []config.BGPPeer
 	seen := map[netip.Addr]bool{n.Address: true}
 	byAddr := map[netip.Addr]topology.Node{}
 	for _, o := range l.Nodes {
 		byAddr[o.Address] = o
 	}
-	add := func(p vrouter.BGPPeer) {
+	add := func(p config.BGPPeer) {
 		if seen[p.Address] {
 			return
 		}
@@ -263,7 +263,7 @@ func bgpPeers(l *topology.Lab, n topology.Node) []vrouter.BGPPeer {
 	}
 	if l.BGP.NodeToNodeMesh {
 		for _, o := range l.Nodes {
-			add(vrouter.BGPPeer{Address: o.Address, ASN: nodeASN(l, o), Type: "node-to-node mesh"})
+			add(config.BGPPeer{Address: o.Address, ASN: nodeASN(l, o), Type: "node-to-node mesh"})
 		}
 	}
 	for _, bp := range l.BGPPeers {
@@ -272,7 +272,7 @@ func bgpPeers(l *topology.Lab, n topology.Node) []vrouter.BGPPeer {
 			typ = "global"
 		}
 		peer := func(addr netip.Addr, asn uint32) {
-			add(vrouter.BGPPeer{Address: addr, ASN: asn, Type: typ, Name: bp.Name, Password: bp.Password})
+			add(config.BGPPeer{Address: addr, ASN: asn, Type: typ, Name: bp.Name, Password: bp.Password})
 		}
 		local := bp.AppliesTo(n)
 		if bp.PeerIP.IsValid() {

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/vrouter-lab/vrouter/vrouter"
+	"github.com/vrouter-lab/vrouter/vrouter/control"
 	"github.com/vrouter-lab/vrouter/vrouter/ipam"
 	"github.com/vrouter-lab/vrouter/vrouter/netns"
 )
@@ -49,7 +49,7 @@ func Listing(ctx context.Context, st *State, kind string) (*Table, error) {
 		l := &Table{Columns: []string{"WORKLOAD", "NODE", "NETWORKS", "INTERFACE", "NAMESPACE", "STATE"}, Narrow: 4}
 		addrs := map[string]string{}
 		for _, n := range st.Nodes {
-			if s, err := vrouter.NewClient(n.Control).Status(ctx); err == nil {
+			if s, err := control.NewClient(n.Control).Status(ctx); err == nil {
 				for _, w := range s.Workloads {
 					addrs[w.Name] = w.Address.String() + "/32"
 				}

@@ -25,7 +25,7 @@ func lockPath(name string) string { return filepath.Join(topology.StateRoot, nam
 
 // Lock takes the lab's lock: an exclusive flock(2) on <StateRoot>/<lab>.lock
 // that serialises the commands changing a lab (deploy, destroy, apply,
-// workload add and del, node restart) across processes. holder describes
+// workload add and del, node restart, link set) across processes. holder describes
 // the caller ("deploy -t lab.yaml") and is written into the lock file, so
 // a command that finds the lab busy can say who holds it: it says so once
 // on notice (nil: silently), waits up to wait, then fails with an error

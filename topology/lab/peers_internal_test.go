@@ -7,12 +7,12 @@ import (
 	"testing"
 
 	"github.com/vrouter-lab/vrouter/topology"
-	"github.com/vrouter-lab/vrouter/vrouter"
+	"github.com/vrouter-lab/vrouter/vrouter/config"
 )
 
 // peerList renders a node's configured peers compactly:
 // node:type:asn[:rr=cluster][:pw].
-func peerList(ps []vrouter.BGPPeer) string {
+func peerList(ps []config.BGPPeer) string {
 	var out []string
 	for _, p := range ps {
 		s := fmt.Sprintf("%s:%s:%d", p.Node, p.Type, p.ASN)
@@ -30,9 +30,9 @@ func peerList(ps []vrouter.BGPPeer) string {
 	return strings.Join(out, " ")
 }
 
-func configs(t *testing.T, l *topology.Lab) map[string]*vrouter.Config {
+func configs(t *testing.T, l *topology.Lab) map[string]*config.Node {
 	t.Helper()
-	out := map[string]*vrouter.Config{}
+	out := map[string]*config.Node{}
 	for _, n := range l.Nodes {
 		c, err := nodeConfig(l, "/nonexistent", n)
 		if err != nil {

@@ -9,7 +9,8 @@ import (
 	"time"
 
 	"github.com/vrouter-lab/vrouter/topology"
-	"github.com/vrouter-lab/vrouter/vrouter"
+	"github.com/vrouter-lab/vrouter/vrouter/config"
+	"github.com/vrouter-lab/vrouter/vrouter/control"
 )
 
 // RestartOptions tune RestartNode.
@@ -108,9 +109,9 @@ func killAgent(pidFile string) error {
 // records it in the node's config so that a restarted agent keeps it; or
 // that of a router's interface iface (which may be empty for a router with
 // one interface).
-func SetLink(ctx context.Context, st *State, node, iface string, up bool) (*vrouter.Link, error) {
+func SetLink(ctx context.Context, st *State, node, iface string, up bool) (*control.Link, error) {
 	if r, ok := st.Router(node); ok {
-		l, err := vrouter.NewClient(r.Control).SetLink(ctx, iface, up)
+		l, err := control.NewRouterClient(r.Control).SetLink(ctx, iface, up)
 		if err != nil {
 			return nil, fmt.Errorf("router %s: %w", node, err)
 		}
@@ -123,11 +124,15 @@ func SetLink(ctx context.Context, st *State, node, iface string, up bool) (*vrou
 	if iface != "" && iface != n.Interface {
 		return nil, fmt.Errorf("node %s has no interface %q (its underlay is %s)", node, iface, n.Interface)
 	}
-	if err := updateNodeConfig(n, func(c *vrouter.Config) { c.LinkDown = !up }); err != nil {
+	// The config first, so that an agent restarted meanwhile keeps the
+	// link as set; put back as it was if the agent does not take it.
+	wasDown := false
+	if err := updateNodeConfig(n, func(c *config.Node) { wasDown, c.LinkDown = c.LinkDown, !up }); err != nil {
 		return nil, fmt.Errorf("node %s: %w", node, err)
 	}
-	l, err := vrouter.NewClient(n.Control).SetLink(ctx, "", up)
+	l, err := control.NewClient(n.Control).SetLink(ctx, "", up)
 	if err != nil {
+		_ = updateNodeConfig(n, func(c *config.Node) { c.LinkDown = wasDown })
 		return nil, fmt.Errorf("node %s: %w", node, err)
 	}
 	return l, nil

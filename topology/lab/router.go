@@ -13,7 +13,8 @@ import (
 	"time"
 
 	"github.com/vrouter-lab/vrouter/topology"
-	"github.com/vrouter-lab/vrouter/vrouter"
+	"github.com/vrouter-lab/vrouter/vrouter/config"
+	"github.com/vrouter-lab/vrouter/vrouter/control"
 )
 
 // RouterState is one external router of a deployed lab: its namespace, the
@@ -210,12 +211,12 @@ func CheckDaemons(l *topology.Lab) error {
 }
 
 // routerConfig builds the forwarder config of router r.
-func routerConfig(l *topology.Lab, dir string, r topology.Router) (*vrouter.RouterConfig, error) {
+func routerConfig(l *topology.Lab, dir string, r topology.Router) (*config.Router, error) {
 	net, ok := l.Network(r.Network)
 	if !ok {
 		return nil, fmt.Errorf("router %s: unknown network %s", r.Name, r.Network)
 	}
-	c := &vrouter.RouterConfig{
+	c := &config.Router{
 		Lab:       l.Name,
 		Router:    r.Name,
 		StateDir:  dir,
@@ -237,21 +238,21 @@ func routerConfig(l *topology.Lab, dir string, r topology.Router) (*vrouter.Rout
 }
 
 // neighbors lists the nodes and routers on network, as ARP would find them.
-func neighbors(l *topology.Lab, network string) []vrouter.Neighbor {
-	var out []vrouter.Neighbor
+func neighbors(l *topology.Lab, network string) []config.Neighbor {
+	var out []config.Neighbor
 	for _, o := range l.Nodes {
 		if o.Network == network {
-			out = append(out, vrouter.Neighbor{Node: o.Name, Address: o.Address})
+			out = append(out, config.Neighbor{Node: o.Name, Address: o.Address})
 		}
 	}
 	for _, o := range l.Routers {
 		if o.Network == network {
-			out = append(out, vrouter.Neighbor{Node: o.Name, Address: o.Address})
+			out = append(out, config.Neighbor{Node: o.Name, Address: o.Address})
 		}
 	}
 	for _, o := range l.RouterNodes {
 		if i, ok := o.InterfaceOn(network); ok {
-			out = append(out, vrouter.Neighbor{Node: o.Name, Address: i.Address})
+			out = append(out, config.Neighbor{Node: o.Name, Address: i.Address})
 		}
 	}
 	return out
@@ -426,7 +427,7 @@ func prepareRouter(l *topology.Lab, dir string, r topology.Router) (RouterState,
 	}
 	base := routersDir(dir)
 	if r.Daemon == topology.DaemonGoBGP {
-		cfg.GoBGP = &vrouter.GoBGPKernel{CLI: bins.cli, Socket: gobgpSocket(filepath.Join(base, r.Name))}
+		cfg.GoBGP = &config.GoBGPKernel{CLI: bins.cli, Socket: gobgpSocket(filepath.Join(base, r.Name))}
 	}
 	rs := RouterState{
 		Name:      r.Name,
@@ -436,7 +437,7 @@ func prepareRouter(l *topology.Lab, dir string, r topology.Router) (RouterState,
 		Interface: r.Interface,
 		Daemon:    r.Daemon,
 		Config:    filepath.Join(base, r.Name+".json"),
-		Control:   vrouter.ControlSocket(dir, r.Name),
+		Control:   control.Socket(dir, r.Name),
 		Log:       filepath.Join(base, r.Name+".log"),
 		PIDFile:   filepath.Join(base, r.Name+".pid"),
 		Dir:       filepath.Join(base, r.Name),

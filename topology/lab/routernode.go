@@ -7,7 +7,8 @@ import (
 	"path/filepath"
 
 	"github.com/vrouter-lab/vrouter/topology"
-	"github.com/vrouter-lab/vrouter/vrouter"
+	"github.com/vrouter-lab/vrouter/vrouter/config"
+	"github.com/vrouter-lab/vrouter/vrouter/control"
 )
 
 // KindRouterNode is the Daemon a RouterState of a router node (kind:
@@ -42,14 +43,14 @@ func (r RouterState) IsRouterNode() bool { return r.Daemon == KindRouterNode }
 // routerNodeConfig builds the forwarder config of router node r: its
 // first interface is the forwarder's primary one, the others extra
 // interfaces, and its static routes.
-func routerNodeConfig(l *topology.Lab, dir string, r topology.RouterNode) (*vrouter.RouterConfig, error) {
-	var ifaces []vrouter.RouterInterface
+func routerNodeConfig(l *topology.Lab, dir string, r topology.RouterNode) (*config.Router, error) {
+	var ifaces []config.RouterInterface
 	for _, ri := range r.Interfaces {
 		net, ok := l.Network(ri.Network)
 		if !ok {
 			return nil, fmt.Errorf("router %s: interface %s: unknown network %s", r.Name, ri.Name, ri.Network)
 		}
-		ifaces = append(ifaces, vrouter.RouterInterface{
+		ifaces = append(ifaces, config.RouterInterface{
 			Network:   net.Name,
 			Prefix:    netip.PrefixFrom(ri.Address, net.CIDR.Bits()),
 			Interface: ri.Name,
@@ -61,7 +62,7 @@ func routerNodeConfig(l *topology.Lab, dir string, r topology.RouterNode) (*vrou
 		return nil, fmt.Errorf("router %s: no interfaces", r.Name)
 	}
 	first := ifaces[0]
-	c := &vrouter.RouterConfig{
+	c := &config.Router{
 		Lab:        l.Name,
 		Router:     r.Name,
 		StateDir:   dir,
@@ -73,10 +74,10 @@ func routerNodeConfig(l *topology.Lab, dir string, r topology.RouterNode) (*vrou
 		Neighbors:  first.Neighbors,
 		Interfaces: ifaces[1:],
 
-		ErrorsToSender: true,
+		ErrorsToIngress: true,
 	}
 	for _, s := range r.Routes {
-		c.Routes = append(c.Routes, vrouter.StaticRoute{Dst: s.Dst, Via: s.Via})
+		c.Routes = append(c.Routes, config.StaticRoute{Dst: s.Dst, Via: s.Via})
 	}
 	return c, nil
 }
@@ -97,7 +98,7 @@ func prepareRouterNode(l *topology.Lab, dir string, r topology.RouterNode) (Rout
 		Interface: cfg.Interface,
 		Daemon:    KindRouterNode,
 		Config:    filepath.Join(base, r.Name+".json"),
-		Control:   vrouter.ControlSocket(dir, r.Name),
+		Control:   control.Socket(dir, r.Name),
 		Log:       filepath.Join(base, r.Name+".log"),
 		PIDFile:   filepath.Join(base, r.Name+".pid"),
 		Dir:       filepath.Join(base, r.Name),

@@ -439,3 +439,48 @@ workloads:
 		t.Errorf("node2 was ready, yet the timeout lists it:\n%s", out)
 	}
 }
+
+// After an agent dies (kill -9), commands that need it say it is not
+// running and how to start it, instead of a raw dial error.
+func TestDeadAgentSaysNotRunning(t *testing.T) {
+	netnstest.RequireRoot(t)
+	netnstest.GuardRoot(t)
+	name := fmt.Sprintf("dead-%d", os.Getpid()%100000)
+	file := smallLab(t, name)
+	t.Cleanup(func() {
+		mustVR(t, "destroy", "-t", file)
+		checkGone(t, name)
+	})
+	mustVR(t, "deploy", "-t", file)
+	data, err := os.ReadFile(filepath.Join(topology.StateRoot, name, "nodes", "node2.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	if _, err := fmt.Sscan(string(data), &pid); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "node2's agent to die", func() (bool, string) {
+		return syscall.Kill(pid, 0) != nil, ""
+	})
+	for _, args := range [][]string{
+		{"node", "status", "node2"}, {"route", "node2"}, {"workload", "add", "x", "--node", "node2"}, {"link", "set", "node2", "down"},
+	} {
+		out, code := vr(t, append(args, "--lab", name)...)
+		if code == 0 || !strings.Contains(out, "agent is not running") || !strings.Contains(out, "vrouter node restart node2") ||
+			strings.Contains(out, "connection refused") || strings.Contains(out, "dial unix") {
+			t.Errorf("vrouter %s with node2's agent dead: exit %d\n%s", strings.Join(args, " "), code, out)
+		}
+	}
+	if nss, _ := netns.List(topology.LabNamespacePrefix(name) + "x"); len(nss) > 0 {
+		t.Errorf("workload add on a dead node left its namespace: %v", nss)
+	}
+	if out := mustVR(t, "inspect", "--lab", name); !regexpLine(out, `^node2\s+node\s.*\sdown$`) {
+		t.Errorf("inspect does not show node2 down:\n%s", out)
+	}
+	mustVR(t, "node", "restart", "node2", "--lab", name)
+	mustVR(t, "node", "status", "node2", "--lab", name)
+}

@@ -7,7 +7,8 @@ import (
 	"slices"
 
 	"github.com/vrouter-lab/vrouter/topology"
-	"github.com/vrouter-lab/vrouter/vrouter"
+	"github.com/vrouter-lab/vrouter/vrouter/config"
+	"github.com/vrouter-lab/vrouter/vrouter/control"
 	"github.com/vrouter-lab/vrouter/vrouter/netns"
 )
 
@@ -16,7 +17,7 @@ import (
 // address, opens eth0 and routes it) and records it in the lab's state and
 // the node's config, so a restarted agent serves it again. addr is a fixed
 // address, or the zero Addr for IPAM's choice.
-func AddWorkload(ctx context.Context, st *State, name, node string, addr netip.Addr) (*vrouter.WorkloadInfo, error) {
+func AddWorkload(ctx context.Context, st *State, name, node string, addr netip.Addr) (*control.WorkloadInfo, error) {
 	if err := topology.CheckName(name); err != nil {
 		return nil, err
 	}
@@ -30,11 +31,11 @@ func AddWorkload(ctx context.Context, st *State, name, node string, addr netip.A
 	if k := st.workloadsOn(node); k >= topology.MaxWorkloadsPerNode {
 		return nil, fmt.Errorf("node %s already has %d workloads, the most a node serves (README: Limits); add the workload to another node", node, k)
 	}
-	w := vrouter.Workload{Name: name, Namespace: topology.LabNamespacePrefix(st.Name) + name, Address: addr}
+	w := config.Workload{Name: name, Namespace: topology.LabNamespacePrefix(st.Name) + name, Address: addr}
 	if err := createNamespace(w.Namespace); err != nil {
 		return nil, err
 	}
-	info, err := vrouter.NewClient(n.Control).AddWorkload(ctx, w)
+	info, err := control.NewClient(n.Control).AddWorkload(ctx, w)
 	if err != nil {
 		_ = netns.Delete(w.Namespace)
 		return nil, err
@@ -43,7 +44,7 @@ func AddWorkload(ctx context.Context, st *State, name, node string, addr netip.A
 	if err := st.save(); err != nil {
 		return info, err
 	}
-	return info, updateNodeConfig(n, func(c *vrouter.Config) { c.Workloads = append(c.Workloads, w) })
+	return info, updateNodeConfig(n, func(c *config.Node) { c.Workloads = append(c.Workloads, w) })
 }
 
 // DeleteWorkload removes a workload from a running lab and releases its
@@ -55,7 +56,7 @@ func DeleteWorkload(ctx context.Context, st *State, name string) error {
 	}
 	w := st.Workloads[i]
 	n, _ := st.Node(w.Node)
-	if err := vrouter.NewClient(n.Control).DeleteWorkload(ctx, name); err != nil {
+	if err := control.NewClient(n.Control).DeleteWorkload(ctx, name); err != nil {
 		return err
 	}
 	if err := netns.Delete(w.Namespace); err != nil {
@@ -65,13 +66,13 @@ func DeleteWorkload(ctx context.Context, st *State, name string) error {
 	if err := st.save(); err != nil {
 		return err
 	}
-	return updateNodeConfig(n, func(c *vrouter.Config) {
-		c.Workloads = slices.DeleteFunc(c.Workloads, func(x vrouter.Workload) bool { return x.Name == name })
+	return updateNodeConfig(n, func(c *config.Node) {
+		c.Workloads = slices.DeleteFunc(c.Workloads, func(x config.Workload) bool { return x.Name == name })
 	})
 }
 
-func updateNodeConfig(n NodeState, change func(*vrouter.Config)) error {
-	c, err := vrouter.LoadConfig(n.Config)
+func updateNodeConfig(n NodeState, change func(*config.Node)) error {
+	c, err := config.LoadNode(n.Config)
 	if err != nil {
 		return err
 	}

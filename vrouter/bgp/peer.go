@@ -38,6 +38,18 @@ func (t PeerType) String() string {
 	return fmt.Sprintf("PeerType(%d)", int(t))
 }
 
+// ParsePeerType returns the peer type String names: "global", "node
+// specific", or anything else for Mesh.
+func ParsePeerType(s string) PeerType {
+	switch s {
+	case Global.String():
+		return Global
+	case NodeSpecific.String():
+		return NodeSpecific
+	}
+	return Mesh
+}
+
 // descriptionPrefix is the first word of a GoBGP neighbor description, as
 // Calico names its BIRD protocols and GoBGP neighbors: Mesh_192_168_50_11.
 func (t PeerType) descriptionPrefix() string {

@@ -35,7 +35,9 @@
 // out of the port the packet came in by, where Linux would drop it.
 //
 // The Engine drives a Forwarder with real devices: a node's underlay TUN
-// (host side) and fabric endpoint, its workloads' TUN devices and tunl0;
-// a router node has one host side and one fabric endpoint per interface
-// (EngineConfig.Interfaces).
+// (host side) and its Underlay (a fabric endpoint), its workloads' TUN
+// devices and tunl0; a router node has one host side and one Underlay per
+// interface (EngineConfig.Interfaces). Underlay is an interface, so the
+// engine's tests run it over an in-memory underlay, and another transport
+// can replace the fabric.
 package dataplane

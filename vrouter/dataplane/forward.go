@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/vrouter-lab/vrouter/vrouter/fib"
+
+	"github.com/vrouter-lab/vrouter/header"
 )
 
 // Action is what to do with a packet.
@@ -293,31 +295,32 @@ func (f *Forwarder) forward(pkt []byte, in PortID, segLen int, icmpBuf []byte) D
 	}
 
 	// ip_rcv_core: validate the header, trim to the total length.
+	ip := header.IPv4(pkt)
 	if len(pkt) < ipHeaderLen {
 		return f.drop(ReasonTruncated)
 	}
-	if pkt[0]>>4 != 4 {
+	if ip.Version() != header.IPv4Version {
 		return f.drop(ReasonBadVersion)
 	}
-	ihl := int(pkt[0]&0xf) * 4
+	ihl := ip.HeaderLength()
 	if ihl < ipHeaderLen {
 		return f.drop(ReasonBadIHL)
 	}
 	if len(pkt) < ihl {
 		return f.drop(ReasonTruncated)
 	}
-	if !headerOK(pkt[:ihl]) {
+	if !ip.IsChecksumValid() {
 		return f.drop(ReasonBadChecksum)
 	}
-	tot := int(be16(pkt[offTotalLen:]))
+	tot := int(ip.TotalLength())
 	if tot > len(pkt) || tot < ihl {
 		return f.drop(ReasonBadLength)
 	}
 	pkt = pkt[:tot]
-	hdr := pkt[:ihl]
+	hdr := header.IPv4(pkt[:ihl])
 
 	// ip_route_input_slow: addresses that are never routed.
-	src, dst := be32(hdr[offSrc:]), be32(hdr[offDst:])
+	src, dst := hdr.SourceUint32(), hdr.DestinationUint32()
 	switch {
 	case isMulticast(dst):
 		return f.drop(ReasonMulticast)
@@ -379,7 +382,7 @@ func (f *Forwarder) forward(pkt []byte, in PortID, segLen int, icmpBuf []byte) D
 	}
 
 	// ip_forward.
-	if !host && hdr[offTTL] <= 1 {
+	if !host && hdr.TTL() <= 1 {
 		return f.icmpError(ps, in, pkt, ihl, icmpTimeExceeded, codeTTLExceeded, 0, ReasonTTLExceeded, false, icmpBuf)
 	}
 	size := tot
@@ -388,17 +391,16 @@ func (f *Forwarder) forward(pkt []byte, in PortID, segLen int, icmpBuf []byte) D
 	}
 	frag := false
 	if size > out.MTU {
-		fo := be16(hdr[offFrag:])
-		if fo&ipFlagDF != 0 {
+		if hdr.DontFragment() {
 			return f.icmpError(ps, in, pkt, ihl, icmpDestUnreach, codeFragNeeded, uint32(out.MTU), ReasonFragNeeded, false, icmpBuf)
 		}
-		if int(fo&ipOffMask)*8+tot-ihl > 65535 {
+		if hdr.FragmentOffset()+tot-ihl > header.IPv4MaximumSize {
 			return f.drop(ReasonFragOverflow)
 		}
 		frag = true
 	}
 	if !host {
-		decTTL(hdr)
+		hdr.DecrementTTL()
 	}
 	if ihl > ipHeaderLen && (opts.end != 0 || opts.rr != 0 || opts.ts != 0) {
 		f.updateOptions(ps, hdr, opts, &r, out, host)
@@ -464,8 +466,8 @@ func (f *Forwarder) sourceFor(r *fib.Route, out *Port) uint32 {
 
 // updateOptions fills the options of a forwarded packet and recomputes
 // the header checksum if they changed.
-func (f *Forwarder) updateOptions(ps *portSet, hdr []byte, o ipOptions, r *fib.Route, out *Port, host bool) {
-	src := be32(hdr[offSrc:])
+func (f *Forwarder) updateOptions(ps *portSet, hdr header.IPv4, o ipOptions, r *fib.Route, out *Port, host bool) {
+	src := hdr.SourceUint32()
 	env := optionEnv{ps: ps}
 	if host { // ip_rt_get_source for an output route: the packet's source
 		env.out = src
@@ -486,7 +488,7 @@ func (f *Forwarder) updateOptions(ps *portSet, hdr []byte, o ipOptions, r *fib.R
 		}
 	}
 	if forwardOptions(hdr, o, &env) {
-		setHeaderChecksum(hdr)
+		hdr.UpdateChecksum()
 	}
 }
 
@@ -497,7 +499,7 @@ func (f *Forwarder) updateOptions(ps *portSet, hdr []byte, o ipOptions, r *fib.R
 func (f *Forwarder) icmpError(ps *portSet, in PortID, pkt []byte, ihl int, typ, code uint8, info uint32, reason Reason, routeErr bool, buf []byte) Decision {
 	f.c.drops[reason].Add(1)
 	drop := Decision{Action: Drop, Reason: reason}
-	src := be32(pkt[offSrc:])
+	src := header.IPv4(pkt).SourceUint32()
 
 	// An error to one of our own addresses goes to the host port, not rate
 	// limited (Linux: loopback).
@@ -557,7 +559,7 @@ func (f *Forwarder) icmpError(ps *portSet, in PortID, pkt []byte, ihl int, typ, 
 		f.c.icmpUnroutable.Add(1)
 		return drop
 	}
-	tos := pkt[offTOS]&iptosTOSMask | iptosPrecInternetControl
+	tos := header.IPv4(pkt).TOS()&iptosTOSMask | iptosPrecInternetControl
 	id := uint16(f.ipID.Add(1))
 	n := buildError(buf, from, src, tos, id, typ, code, info, quote)
 	f.c.icmpErrors.Add(1)

@@ -1,6 +1,10 @@
 package dataplane
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/vrouter-lab/vrouter/header"
+)
 
 // Errors from Fragment.
 var (
@@ -32,23 +36,16 @@ var (
 // packet that fits in mtu is passed to emit as it is. Fragment does not
 // allocate.
 func Fragment(pkt []byte, mtu int, buf []byte, emit func(frag []byte) error) error {
-	if len(pkt) < ipHeaderLen || pkt[0]>>4 != 4 {
+	ip := header.IPv4(pkt)
+	if !ip.IsValid(len(pkt)) {
 		return ErrMalformed
 	}
-	ihl := int(pkt[0]&0xf) * 4
-	if ihl < ipHeaderLen || len(pkt) < ihl {
-		return ErrMalformed
-	}
-	tot := int(be16(pkt[offTotalLen:]))
-	if tot < ihl || tot > len(pkt) {
-		return ErrMalformed
-	}
+	ihl, tot := ip.HeaderLength(), int(ip.TotalLength())
 	pkt = pkt[:tot]
 	if tot <= mtu {
 		return emit(pkt)
 	}
-	fo := be16(pkt[offFrag:])
-	if fo&ipFlagDF != 0 {
+	if ip.DontFragment() {
 		return ErrDontFragment
 	}
 	chunk := (mtu - ihl) &^ 7
@@ -56,14 +53,14 @@ func Fragment(pkt []byte, mtu int, buf []byte, emit func(frag []byte) error) err
 		return ErrMTU
 	}
 	payload := pkt[ihl:]
-	base := int(fo&ipOffMask) * 8
+	base := ip.FragmentOffset()
 	if base+len(payload) > 65535 {
 		return ErrFragOverflow
 	}
 	if len(buf) < ihl+min(chunk, len(payload)) {
 		return ErrShortBuffer
 	}
-	moreAfter := fo&ipFlagMF != 0
+	moreAfter := ip.MoreFragments()
 
 	for pos := 0; pos < len(payload); pos += chunk {
 		n := min(chunk, len(payload)-pos)
@@ -74,11 +71,12 @@ func Fragment(pkt []byte, mtu int, buf []byte, emit func(frag []byte) error) err
 		copy(buf[ihl:], payload[pos:pos+n])
 		frag := uint16((base + pos) / 8)
 		if pos+n < len(payload) || moreAfter {
-			frag |= ipFlagMF
+			frag |= header.IPv4FlagMoreFragments
 		}
-		put16(buf[offTotalLen:], uint16(ihl+n))
-		put16(buf[offFrag:], frag)
-		setHeaderChecksum(buf[:ihl])
+		h := header.IPv4(buf)
+		h.SetTotalLength(uint16(ihl + n))
+		h.SetFlagsFragmentOffset(frag)
+		h.UpdateChecksum()
 		if err := emit(buf[:ihl+n]); err != nil {
 			return err
 		}

@@ -3,7 +3,7 @@ package dataplane
 import (
 	"testing"
 
-	"github.com/vrouter-lab/vrouter/vrouter/fabric"
+	"github.com/vrouter-lab/vrouter/header"
 )
 
 // The headers a super-packet's segments share: IPv4 + TCP or UDP, and for
@@ -13,7 +13,7 @@ func TestGSOHeadersLen(t *testing.T) {
 	ip := func(proto byte, ihl int, rest []byte) []byte {
 		h := make([]byte, ihl)
 		h[0] = 0x40 | byte(ihl/4)
-		h[offProto] = proto
+		h[header.IPv4ProtocolOffset] = proto
 		return append(h, rest...)
 	}
 	tcp := make([]byte, 32)
@@ -39,7 +39,7 @@ func TestGSOHeadersLen(t *testing.T) {
 			t.Errorf("%s: gsoHeadersLen = %d, want %d", tc.name, got, tc.want)
 		}
 	}
-	if err := segment(ip(4, 20, ip(6, 20, tcp)), fabric.GSO{GSOType: fabric.GSOTCPv4, GSOSize: 1400}, make([]byte, 2048), func([]byte) {}); err == nil {
+	if err := segment(ip(4, 20, ip(6, 20, tcp)), header.GSO{GSOType: header.GSOTCPv4, GSOSize: 1400}, make([]byte, 2048), func([]byte) {}); err == nil {
 		t.Error("segment cut an IPIP super-packet")
 	}
 }
@@ -63,7 +63,7 @@ func FuzzGSOHeadersLen(f *testing.F) {
 		if n < 0 || n > len(pkt) {
 			t.Fatalf("gsoHeadersLen = %d for %d bytes", n, len(pkt))
 		}
-		if n != 0 && pkt[offProto] == 4 {
+		if n != 0 && pkt[header.IPv4ProtocolOffset] == 4 {
 			ihl := int(pkt[0]&0xf) * 4
 			if inner := headersLen(pkt[ihl:]); ihl+inner != n {
 				t.Fatalf("outer %d + inner %d != %d", ihl, inner, n)

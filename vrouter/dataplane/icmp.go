@@ -1,11 +1,13 @@
 package dataplane
 
+import "github.com/vrouter-lab/vrouter/header"
+
 // ICMP (RFC 792) types and codes the forwarder sends.
 const (
-	icmpDestUnreach  = 3
-	icmpSourceQuench = 4
-	icmpTimeExceeded = 11
-	icmpParamProblem = 12
+	icmpDestUnreach  = header.ICMPv4DstUnreachable
+	icmpSourceQuench = header.ICMPv4SrcQuench
+	icmpTimeExceeded = header.ICMPv4TimeExceeded
+	icmpParamProblem = header.ICMPv4ParamProblem
 
 	codeNetUnreach   = 0
 	codeHostUnreach  = 1
@@ -14,7 +16,7 @@ const (
 	codeTTLExceeded  = 0
 	codeParamPointer = 0
 
-	icmpHeaderLen = 8
+	icmpHeaderLen = header.ICMPv4MinimumSize
 	nrICMPTypes   = 18 // NR_ICMP_TYPES: the highest type Linux knows
 
 	// icmpErrorTTL is the TTL of the errors: Linux's ICMP socket uses
@@ -46,15 +48,16 @@ var icmpIsError = [nrICMPTypes + 1]bool{
 // unicast address (RFC 1122 3.2.2, RFC 1812 4.3.2.7). pkt is trimmed to
 // its total length and its header length is ihl.
 func errorAllowed(pkt []byte, ihl int) bool {
-	if be16(pkt[offFrag:])&ipOffMask != 0 {
+	ip := header.IPv4(pkt)
+	if ip.FragmentOffset() != 0 {
 		return false
 	}
-	src, dst := be32(pkt[offSrc:]), be32(pkt[offDst:])
+	src, dst := ip.SourceUint32(), ip.DestinationUint32()
 	if isZeroNet(src) || isLoopback(src) || isMulticast(src) || src == limitedBroadcast ||
 		isMulticast(dst) || dst == limitedBroadcast {
 		return false
 	}
-	if pkt[offProto] == protoICMP {
+	if ip.Protocol() == header.ICMPv4ProtocolNumber {
 		if len(pkt) <= ihl {
 			return false
 		}
@@ -71,22 +74,24 @@ func errorAllowed(pkt []byte, ihl int) bool {
 func buildError(buf []byte, src, dst uint32, tos uint8, id uint16, typ, code uint8, info uint32, quote []byte) int {
 	n := ipHeaderLen + icmpHeaderLen + len(quote)
 	b := buf[:n]
-	b[0] = 0x45
-	b[offTOS] = tos
-	put16(b[offTotalLen:], uint16(n))
-	put16(b[offID:], id)
-	put16(b[offFrag:], 0) // no DF: Linux's ICMP socket uses IP_PMTUDISC_DONT
-	b[offTTL] = icmpErrorTTL
-	b[offProto] = protoICMP
-	put32(b[offSrc:], src)
-	put32(b[offDst:], dst)
-	setHeaderChecksum(b[:ipHeaderLen])
+	f := header.IPv4Fields{
+		TOS:                 tos,
+		TotalLength:         uint16(n),
+		ID:                  id,
+		FlagsFragmentOffset: 0, // no DF: Linux's ICMP socket uses IP_PMTUDISC_DONT
+		TTL:                 icmpErrorTTL,
+		Protocol:            header.ICMPv4ProtocolNumber,
+	}
+	put32(f.Src[:], src)
+	put32(f.Dst[:], dst)
+	header.IPv4(b).Encode(&f)
 
-	m := b[ipHeaderLen:]
-	m[0], m[1] = typ, code
-	m[2], m[3] = 0, 0
-	put32(m[4:], info)
-	copy(m[icmpHeaderLen:], quote)
-	put16(m[2:], checksum(m))
+	m := header.ICMPv4(b[ipHeaderLen:])
+	m.SetType(typ)
+	m.SetCode(code)
+	m.SetChecksum(0)
+	m.SetRest(info)
+	copy(m.Payload(), quote)
+	m.SetChecksum(header.Checksum(m))
 	return n
 }

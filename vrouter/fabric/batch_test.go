@@ -8,6 +8,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/vrouter-lab/vrouter/header"
 )
 
 func TestWriteBatch(t *testing.T) {
@@ -23,7 +25,7 @@ func TestWriteBatch(t *testing.T) {
 		{Packet: packet(200, 1)},
 		{Packet: packet(300, 2)},
 		{Packet: nil}, // bad
-		{GSO: GSO{GSOType: GSOTCPv4, GSOSize: 1000, HdrLen: 40}, Packet: packet(3000, 4)},
+		{GSO: header.GSO{GSOType: header.GSOTCPv4, GSOSize: 1000, HdrLen: 40}, Packet: packet(3000, 4)},
 		{Packet: packet(600, 5)},
 	}
 	errs := make([]error, len(frames))

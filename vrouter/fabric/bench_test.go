@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"sync/atomic"
 	"testing"
+
+	"github.com/vrouter-lab/vrouter/header"
 )
 
 // benchNamespace returns, when running as root, a namespace with the queue
@@ -31,7 +33,7 @@ func benchFrame(size int) Frame {
 	f := Frame{Packet: make([]byte, size)}
 	f.Packet[0] = 0x45
 	if size > 1500 {
-		f.GSO = GSO{Flags: FlagNeedsCsum, GSOType: GSOTCPv4, HdrLen: 40, GSOSize: 1448, CsumStart: 20, CsumOffset: 16}
+		f.GSO = header.GSO{Flags: header.FlagNeedsCsum, GSOType: header.GSOTCPv4, HdrLen: 40, GSOSize: 1448, CsumStart: 20, CsumOffset: 16}
 	}
 	return f
 }

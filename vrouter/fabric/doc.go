@@ -18,7 +18,7 @@
 // # Frames
 //
 // A Frame is one IPv4 packet plus its GSO metadata (the kernel's
-// virtio_net_hdr, see GSO), so the engine can carry the 64 KB TCP
+// virtio_net_hdr, header.GSO), so the engine can carry the 64 KB TCP
 // super-packets a TUN device with IFF_VNET_HDR hands over whole across the
 // fabric and let the receiving TUN device segment them. On the wire each
 // datagram is a HeaderLen-byte header followed by the packet. SendTo
@@ -60,9 +60,11 @@
 // # Taps
 //
 // Any process can capture a network with OpenTap, which binds
-// <dir>/<network>/taps/<id>.sock. Every endpoint looks for taps every
-// TapScanInterval (200 ms; nothing at all happens per frame while there is
-// none) and sends each tap a copy of every frame it sends, with the time,
+// <dir>/<network>/taps/<id>.sock. Every endpoint watches the network's
+// taps directory with inotify and rescans it when it changes, and also
+// every Options.TapScanInterval (DefaultTapScanInterval, 2 s) in case it
+// missed a change (nothing at all happens per frame while there is no
+// tap); it sends each tap a copy of every frame it sends, with the time,
 // sender and receiver nodes, the sender's interface name (such as
 // node1/ens33) and the packet's length. Copies are made on send only, so
 // each frame crossing the network is captured exactly once. What is
@@ -109,7 +111,7 @@
 //		}
 //		for _, f := range frames[:n] {
 //			// route f.Packet; write it to a TUN with f.GSO as its
-//			// virtio_net_hdr (GSO.PutVirtioNetHdr)
+//			// virtio_net_hdr (header.GSO.PutVirtioNetHdr)
 //		}
 //	}
 package fabric

@@ -14,6 +14,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vrouter-lab/vrouter/header"
 )
 
 // Errors SendTo, SendToNode and ReadBatch return. They are values, never
@@ -366,7 +368,7 @@ func (e *Endpoint) send(p *peer, f *Frame) error {
 
 // transmit puts one frame on the wire: header and packet gathered into one
 // datagram, without copying in user space.
-func (e *Endpoint) transmit(sa *sockaddr, g *GSO, pkt []byte) error {
+func (e *Endpoint) transmit(sa *sockaddr, g *header.GSO, pkt []byte) error {
 	var h [HeaderLen]byte
 	putHeader(&h, g, len(pkt))
 	var iov [2]unix.Iovec

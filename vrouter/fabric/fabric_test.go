@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vrouter-lab/vrouter/header"
 )
 
 var (
@@ -150,7 +152,7 @@ func TestSendReceive(t *testing.T) {
 			t.Fatalf("SendTo %d bytes: %v", n, err)
 		}
 		f := recvFrame(t, rx)
-		if !bytes.Equal(f.Packet, p) || f.GSO != (GSO{}) {
+		if !bytes.Equal(f.Packet, p) || f.GSO != (header.GSO{}) {
 			t.Fatalf("frame %d: got %d bytes %+v, want %d bytes", i, len(f.Packet), f.GSO, n)
 		}
 		total += uint64(n)
@@ -184,7 +186,7 @@ func TestGSORoundTrip(t *testing.T) {
 	a := attach(t, dir, "node1", Options{})
 	b := attach(t, dir, "node2", Options{})
 	rx := reader(t, b, 1<<16)
-	g := GSO{Flags: FlagNeedsCsum, GSOType: GSOTCPv4 | GSOECN, HdrLen: 52, GSOSize: 1448, CsumStart: 20, CsumOffset: 16}
+	g := header.GSO{Flags: header.FlagNeedsCsum, GSOType: header.GSOTCPv4 | header.GSOECN, HdrLen: 52, GSOSize: 1448, CsumStart: 20, CsumOffset: 16}
 	p := packet(65000, 3)
 	if err := a.SendTo(addr2, Frame{GSO: g, Packet: p}); err != nil {
 		t.Fatal(err)
@@ -194,23 +196,8 @@ func TestGSORoundTrip(t *testing.T) {
 		t.Fatalf("got %+v, %d bytes; want %+v, %d bytes", f.GSO, len(f.Packet), g, len(p))
 	}
 
-	// The virtio_net_hdr helpers round-trip in the host's byte order.
-	var vh [VirtioNetHdrLen]byte
-	if err := g.PutVirtioNetHdr(vh[:]); err != nil {
-		t.Fatal(err)
-	}
-	if back, err := DecodeVirtioNetHdr(vh[:]); err != nil || back != g {
-		t.Fatalf("virtio round trip: %+v, %v", back, err)
-	}
-	if _, err := DecodeVirtioNetHdr(vh[:9]); err == nil {
-		t.Error("DecodeVirtioNetHdr accepted 9 bytes")
-	}
-	if !g.IsGSO() || (GSO{GSOType: GSONone}).IsGSO() {
-		t.Error("IsGSO")
-	}
-
 	// Inconsistent metadata is refused at the sender.
-	bad := GSO{GSOType: GSOTCPv4, GSOSize: 0}
+	bad := header.GSO{GSOType: header.GSOTCPv4, GSOSize: 0}
 	if err := a.SendTo(addr2, Frame{GSO: bad, Packet: p}); !errors.Is(err, ErrBadFrame) {
 		t.Errorf("bad GSO: err %v, want ErrBadFrame", err)
 	}
@@ -454,15 +441,15 @@ func TestMalformedFramesDropped(t *testing.T) {
 		func() []byte { g := bytes.Clone(good); g[1] = 1; return g }(),    // flags
 		func() []byte { g := bytes.Clone(good); g[2] = 0x40; return g }(), // GSO flags
 		func() []byte { g := bytes.Clone(good); g[3] = 9; return g }(),    // GSO type
-		func() []byte { g := bytes.Clone(good); g[3] = GSOECN; return g }(),
-		func() []byte { g := bytes.Clone(good); g[3] = GSOTCPv4; return g }(), // no gso_size
+		func() []byte { g := bytes.Clone(good); g[3] = header.GSOECN; return g }(),
+		func() []byte { g := bytes.Clone(good); g[3] = header.GSOTCPv4; return g }(), // no gso_size
 		func() []byte { // hdr_len beyond the packet
-			f, _ := AppendFrame(nil, Frame{GSO: GSO{GSOType: GSOTCPv4, GSOSize: 100, HdrLen: 40}, Packet: packet(200, 5)})
+			f, _ := AppendFrame(nil, Frame{GSO: header.GSO{GSOType: header.GSOTCPv4, GSOSize: 100, HdrLen: 40}, Packet: packet(200, 5)})
 			f[4], f[5] = 0x10, 0
 			return f
 		}(),
 		func() []byte { // checksum beyond the packet
-			f, _ := AppendFrame(nil, Frame{GSO: GSO{Flags: FlagNeedsCsum, CsumStart: 20, CsumOffset: 16}, Packet: packet(200, 5)})
+			f, _ := AppendFrame(nil, Frame{GSO: header.GSO{Flags: header.FlagNeedsCsum, CsumStart: 20, CsumOffset: 16}, Packet: packet(200, 5)})
 			f[8] = 0x10
 			return f
 		}(),

@@ -3,99 +3,15 @@ package fabric
 import (
 	"encoding/binary"
 	"errors"
-	"io"
 
-	"golang.org/x/sys/unix"
+	"github.com/vrouter-lab/vrouter/header"
 )
-
-// GSO is the segmentation-offload metadata of a frame: the fields of the
-// kernel's struct virtio_net_hdr (include/uapi/linux/virtio_net.h), which a
-// TUN device opened with IFF_VNET_HDR puts before every packet it hands over
-// and expects before every packet written to it. A zero GSO describes an
-// ordinary packet with a complete checksum.
-//
-// With GSOType other than GSONone the packet is a super-packet (up to 64 KB)
-// that the receiving TUN device, or whoever needs it, cuts into segments of
-// GSOSize payload bytes.
-type GSO struct {
-	// Flags is virtio_net_hdr.flags: FlagNeedsCsum, FlagDataValid.
-	Flags uint8
-	// GSOType is virtio_net_hdr.gso_type: GSONone, GSOTCPv4, GSOUDP,
-	// GSOTCPv6 or GSOUDPL4, possibly ORed with GSOECN.
-	GSOType uint8
-	// HdrLen is virtio_net_hdr.hdr_len: the length of the headers (IP plus
-	// transport) copied into every segment.
-	HdrLen uint16
-	// GSOSize is virtio_net_hdr.gso_size: the payload bytes per segment
-	// (the MSS for TCP).
-	GSOSize uint16
-	// CsumStart is virtio_net_hdr.csum_start: where checksumming starts,
-	// from the start of the packet, when Flags has FlagNeedsCsum.
-	CsumStart uint16
-	// CsumOffset is virtio_net_hdr.csum_offset: where, after CsumStart,
-	// the checksum is stored.
-	CsumOffset uint16
-}
-
-// Values of GSO.Flags and GSO.GSOType (VIRTIO_NET_HDR_F_* and
-// VIRTIO_NET_HDR_GSO_* in the kernel).
-const (
-	FlagNeedsCsum = unix.VIRTIO_NET_HDR_F_NEEDS_CSUM // checksum from CsumStart still to be computed
-	FlagDataValid = unix.VIRTIO_NET_HDR_F_DATA_VALID // checksum already verified
-
-	GSONone  = unix.VIRTIO_NET_HDR_GSO_NONE   // not a super-packet
-	GSOTCPv4 = unix.VIRTIO_NET_HDR_GSO_TCPV4  // IPv4 TCP (TSO)
-	GSOUDP   = unix.VIRTIO_NET_HDR_GSO_UDP    // UDP fragmentation offload (UFO)
-	GSOTCPv6 = unix.VIRTIO_NET_HDR_GSO_TCPV6  // IPv6 TCP
-	GSOUDPL4 = unix.VIRTIO_NET_HDR_GSO_UDP_L4 // UDP segmentation (USO)
-	GSOECN   = unix.VIRTIO_NET_HDR_GSO_ECN    // ORed in: the TCP super-packet has CWR set
-)
-
-// VirtioNetHdrLen is the size of struct virtio_net_hdr, the prefix of every
-// packet on a TUN device opened with IFF_VNET_HDR.
-const VirtioNetHdrLen = 10
-
-// IsGSO reports whether the metadata describes a super-packet to be
-// segmented.
-func (g GSO) IsGSO() bool { return g.GSOType&^GSOECN != GSONone }
-
-// DecodeVirtioNetHdr reads a struct virtio_net_hdr as a TUN device with
-// IFF_VNET_HDR writes it (in the host's byte order) from the first
-// VirtioNetHdrLen bytes of b.
-func DecodeVirtioNetHdr(b []byte) (GSO, error) {
-	if len(b) < VirtioNetHdrLen {
-		return GSO{}, io.ErrShortBuffer
-	}
-	return GSO{
-		Flags:      b[0],
-		GSOType:    b[1],
-		HdrLen:     binary.NativeEndian.Uint16(b[2:]),
-		GSOSize:    binary.NativeEndian.Uint16(b[4:]),
-		CsumStart:  binary.NativeEndian.Uint16(b[6:]),
-		CsumOffset: binary.NativeEndian.Uint16(b[8:]),
-	}, nil
-}
-
-// PutVirtioNetHdr writes g as a struct virtio_net_hdr, in the host's byte
-// order as a TUN device with IFF_VNET_HDR reads it, into the first
-// VirtioNetHdrLen bytes of b.
-func (g GSO) PutVirtioNetHdr(b []byte) error {
-	if len(b) < VirtioNetHdrLen {
-		return io.ErrShortBuffer
-	}
-	b[0] = g.Flags
-	b[1] = g.GSOType
-	binary.NativeEndian.PutUint16(b[2:], g.HdrLen)
-	binary.NativeEndian.PutUint16(b[4:], g.GSOSize)
-	binary.NativeEndian.PutUint16(b[6:], g.CsumStart)
-	binary.NativeEndian.PutUint16(b[8:], g.CsumOffset)
-	return nil
-}
 
 // Frame is what crosses the fabric: one IPv4 packet (a whole GSO
-// super-packet when GSO says so) and its offload metadata.
+// super-packet when GSO says so) and its offload metadata, the kernel's
+// virtio_net_hdr (header.GSO).
 type Frame struct {
-	GSO    GSO
+	GSO    header.GSO
 	Packet []byte
 }
 
@@ -148,56 +64,44 @@ var (
 
 // putHeader writes the frame header for a packet of n bytes with metadata
 // g into h.
-func putHeader(h *[HeaderLen]byte, g *GSO, n int) {
+func putHeader(h *[HeaderLen]byte, g *header.GSO, n int) {
 	h[0] = Version
 	h[1] = 0
-	h[2] = g.Flags
-	h[3] = g.GSOType
-	binary.BigEndian.PutUint16(h[4:], g.HdrLen)
-	binary.BigEndian.PutUint16(h[6:], g.GSOSize)
-	binary.BigEndian.PutUint16(h[8:], g.CsumStart)
-	binary.BigEndian.PutUint16(h[10:], g.CsumOffset)
+	g.Put(h[2:12])
 	binary.BigEndian.PutUint32(h[12:], uint32(n))
 }
 
 // parseHeader decodes and checks the header of a datagram whose packet
 // part is n bytes long.
-func parseHeader(h *[HeaderLen]byte, n int) (GSO, error) {
+func parseHeader(h *[HeaderLen]byte, n int) (header.GSO, error) {
 	if h[0] != Version {
-		return GSO{}, errVersion
+		return header.GSO{}, errVersion
 	}
 	if h[1] != 0 {
-		return GSO{}, errFlags
+		return header.GSO{}, errFlags
 	}
 	if uint64(binary.BigEndian.Uint32(h[12:])) != uint64(n) {
-		return GSO{}, errLength
+		return header.GSO{}, errLength
 	}
-	g := GSO{
-		Flags:      h[2],
-		GSOType:    h[3],
-		HdrLen:     binary.BigEndian.Uint16(h[4:]),
-		GSOSize:    binary.BigEndian.Uint16(h[6:]),
-		CsumStart:  binary.BigEndian.Uint16(h[8:]),
-		CsumOffset: binary.BigEndian.Uint16(h[10:]),
-	}
+	g := header.DecodeGSO(h[2:12])
 	return g, checkFrame(&g, n)
 }
 
 // checkFrame checks that a packet of n bytes is not empty and that its
 // metadata is something a TUN device would accept and stays inside it.
-func checkFrame(g *GSO, n int) error {
+func checkFrame(g *header.GSO, n int) error {
 	if n == 0 {
 		return errEmpty
 	}
-	if g.Flags&^(FlagNeedsCsum|FlagDataValid) != 0 {
+	if g.Flags&^(header.FlagNeedsCsum|header.FlagDataValid) != 0 {
 		return errGSOFlags
 	}
-	switch g.GSOType &^ GSOECN {
-	case GSONone:
-		if g.GSOType != GSONone {
+	switch g.GSOType &^ header.GSOECN {
+	case header.GSONone:
+		if g.GSOType != header.GSONone {
 			return errGSOType // ECN alone
 		}
-	case GSOTCPv4, GSOUDP, GSOTCPv6, GSOUDPL4:
+	case header.GSOTCPv4, header.GSOUDP, header.GSOTCPv6, header.GSOUDPL4:
 		if g.GSOSize == 0 {
 			return errGSOSize
 		}
@@ -207,7 +111,7 @@ func checkFrame(g *GSO, n int) error {
 	default:
 		return errGSOType
 	}
-	if g.Flags&FlagNeedsCsum != 0 && int(g.CsumStart)+int(g.CsumOffset)+2 > n {
+	if g.Flags&header.FlagNeedsCsum != 0 && int(g.CsumStart)+int(g.CsumOffset)+2 > n {
 		return errGSOCsum
 	}
 	return nil

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+
+	"github.com/vrouter-lab/vrouter/header"
 )
 
 // FuzzDecodeFrame feeds arbitrary datagrams to the decoder: it must never
@@ -11,7 +13,7 @@ import (
 // to the same bytes and satisfy the receive path's checks.
 func FuzzDecodeFrame(f *testing.F) {
 	good, _ := AppendFrame(nil, Frame{Packet: packet(40, 1)})
-	gso, _ := AppendFrame(nil, Frame{GSO: GSO{Flags: FlagNeedsCsum, GSOType: GSOTCPv4, HdrLen: 40, GSOSize: 1448, CsumStart: 20, CsumOffset: 16}, Packet: packet(3000, 2)})
+	gso, _ := AppendFrame(nil, Frame{GSO: header.GSO{Flags: header.FlagNeedsCsum, GSOType: header.GSOTCPv4, HdrLen: 40, GSOSize: 1448, CsumStart: 20, CsumOffset: 16}, Packet: packet(3000, 2)})
 	f.Add(good)
 	f.Add(gso)
 	f.Add([]byte{})
@@ -30,7 +32,7 @@ func FuzzDecodeFrame(f *testing.F) {
 		if fr.GSO.IsGSO() && int(fr.GSO.HdrLen) > len(fr.Packet) {
 			t.Fatal("accepted a GSO header length beyond the packet")
 		}
-		if fr.GSO.Flags&FlagNeedsCsum != 0 && int(fr.GSO.CsumStart)+int(fr.GSO.CsumOffset)+2 > len(fr.Packet) {
+		if fr.GSO.Flags&header.FlagNeedsCsum != 0 && int(fr.GSO.CsumStart)+int(fr.GSO.CsumOffset)+2 > len(fr.Packet) {
 			t.Fatal("accepted a checksum offset beyond the packet")
 		}
 		again, err := AppendFrame(nil, fr)

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/vrouter-lab/vrouter/header"
 )
 
 // Impairment is what an endpoint does to the frames it sends, like netem
@@ -142,7 +144,7 @@ type delayItem struct {
 	due time.Duration // since Endpoint.epoch (monotonic)
 	seq uint64
 	sa  sockaddr
-	gso GSO
+	gso header.GSO
 	pkt []byte
 }
 

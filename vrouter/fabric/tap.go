@@ -20,6 +20,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vrouter-lab/vrouter/header"
 )
 
 // tapsDir is the directory, inside a network's, where taps bind.
@@ -49,7 +51,7 @@ const (
 	tapHello     = 1
 )
 
-func putTapHeader(h *[tapHeaderLen]byte, kind byte, from, iface, to string, now int64, g *GSO, n int) {
+func putTapHeader(h *[tapHeaderLen]byte, kind byte, from, iface, to string, now int64, g *header.GSO, n int) {
 	h[0] = tapVersion
 	h[1] = kind
 	h[2] = byte(len(from))
@@ -57,12 +59,7 @@ func putTapHeader(h *[tapHeaderLen]byte, kind byte, from, iface, to string, now 
 	h[4] = byte(len(to))
 	binary.BigEndian.PutUint64(h[8:], uint64(now))
 	binary.BigEndian.PutUint32(h[16:], uint32(n))
-	h[20] = g.Flags
-	h[21] = g.GSOType
-	binary.BigEndian.PutUint16(h[22:], g.HdrLen)
-	binary.BigEndian.PutUint16(h[24:], g.GSOSize)
-	binary.BigEndian.PutUint16(h[26:], g.CsumStart)
-	binary.BigEndian.PutUint16(h[28:], g.CsumOffset)
+	g.Put(h[20:30])
 }
 
 // TapRecord is one frame a tap captured: a copy of a frame as its sender
@@ -73,7 +70,7 @@ type TapRecord struct {
 	To        string    // receiver node
 	Interface string    // sender's interface (Options.Interface), e.g. "node1/ens33"
 	Length    int       // packet length as sent; more than len(Packet) if the record was truncated
-	GSO       GSO
+	GSO       header.GSO
 	Packet    []byte
 }
 
@@ -100,14 +97,7 @@ func decodeTapRecord(b []byte, r *TapRecord, name func([]byte) string) (byte, er
 	r.Interface = name(names[nf : nf+ni])
 	r.To = name(names[nf+ni : nf+ni+nt])
 	r.Length = length
-	r.GSO = GSO{
-		Flags:      b[20],
-		GSOType:    b[21],
-		HdrLen:     binary.BigEndian.Uint16(b[22:]),
-		GSOSize:    binary.BigEndian.Uint16(b[24:]),
-		CsumStart:  binary.BigEndian.Uint16(b[26:]),
-		CsumOffset: binary.BigEndian.Uint16(b[28:]),
-	}
+	r.GSO = header.DecodeGSO(b[20:30])
 	r.Packet = append(r.Packet[:0], pkt...)
 	return b[1], nil
 }
@@ -242,7 +232,7 @@ func (e *Endpoint) rescanTaps(known map[string]*tapTarget) {
 // to it (Tap.WaitReady waits for those).
 func (e *Endpoint) greet(t *tapTarget) {
 	var h [tapHeaderLen]byte
-	putTapHeader(&h, tapHello, e.tapMeta[0], e.tapMeta[1], "", nanotime(), &GSO{}, 0)
+	putTapHeader(&h, tapHello, e.tapMeta[0], e.tapMeta[1], "", nanotime(), &header.GSO{}, 0)
 	var iov [3]unix.Iovec
 	iov[0].Base = &h[0]
 	iov[0].SetLen(tapHeaderLen)

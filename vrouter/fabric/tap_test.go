@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/vrouter-lab/vrouter/header"
 )
 
 func openTap(t testing.TB, dir string) *Tap {
@@ -108,7 +110,7 @@ func TestTapCapturesEachFrameOnce(t *testing.T) {
 		from, to := nodes[i%3], nodes[(i+1)%3]
 		f := Frame{Packet: packet(100+i, i)}
 		if i%5 == 0 {
-			f = Frame{GSO: GSO{Flags: FlagNeedsCsum, GSOType: GSOTCPv4, HdrLen: 40, GSOSize: 1448, CsumStart: 20, CsumOffset: 16}, Packet: packet(30000, i)}
+			f = Frame{GSO: header.GSO{Flags: header.FlagNeedsCsum, GSOType: header.GSOTCPv4, HdrLen: 40, GSOSize: 1448, CsumStart: 20, CsumOffset: 16}, Packet: packet(30000, i)}
 		}
 		before := time.Now()
 		if err := eps[from].SendToNode(to, f); err != nil {
@@ -339,7 +341,7 @@ func TestTapTruncatesToMaxRecord(t *testing.T) {
 
 func TestDecodeTapRecord(t *testing.T) {
 	var h [tapHeaderLen]byte
-	g := GSO{GSOType: GSOTCPv4, GSOSize: 1000, HdrLen: 40}
+	g := header.GSO{GSOType: header.GSOTCPv4, GSOSize: 1000, HdrLen: 40}
 	putTapHeader(&h, tapFrame, "a", "a/eth0", "bb", 12345, &g, 3)
 	good := append(append(h[:], "aa/eth0bb"...), 1, 2, 3)
 	var r TapRecord

@@ -1,0 +1,446 @@
+// Package agent is the node agent: for one node it wires IPAM (addresses
+// and /26 blocks from the lab's datastore), a BGP speaker (announcing the
+// node's blocks, learning the others') and one dataplane (the routes and
+// workload ports it programs) together, and serves the node's control API.
+// `vrouter node run --config FILE` runs it; a lab deploy writes one config
+// file per node and starts one agent per node namespace.
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vrouter-lab/vrouter/vrouter/bgp"
+	"github.com/vrouter-lab/vrouter/vrouter/config"
+	"github.com/vrouter-lab/vrouter/vrouter/control"
+	"github.com/vrouter-lab/vrouter/vrouter/fib"
+	"github.com/vrouter-lab/vrouter/vrouter/ipam"
+	"github.com/vrouter-lab/vrouter/vrouter/netns"
+)
+
+// Agent is one running node.
+type Agent struct {
+	cfg     *config.Node
+	log     *slog.Logger
+	started time.Time
+
+	// newDataplane and newSpeaker make the node's dataplane and BGP
+	// speaker: the userspace engine and GoBGP, or fakes in tests.
+	newDataplane func(context.Context, *config.Node, *slog.Logger) (Dataplane, error)
+	newSpeaker   func(context.Context, bgp.Config) (Speaker, error)
+
+	dp    Dataplane
+	ipam  *ipam.IPAM
+	store *ipam.BoltStore
+	bgp   Speaker
+
+	saveMu sync.Mutex // serializes writes of the routes file
+
+	// routeMu serializes every change to the routes learned over BGP,
+	// in learned and in the dataplane: learn, setPools' reprogramming,
+	// the restore and the sweep of a graceful restart.
+	routeMu sync.Mutex
+	learned map[netip.Prefix]netip.Addr // the BGP next hop of each learned (or restored) route
+	stale   map[netip.Prefix]bool       // restored routes not learned again yet
+
+	mu         sync.Mutex // guards workloads, blocks, holes and tunnelAddr
+	workloads  map[string]control.WorkloadInfo
+	blocks     []netip.Prefix        // announced: affine blocks and borrowed /32s
+	holes      map[netip.Prefix]bool // the announced blocks, which are blackholed
+	tunnelAddr netip.Addr            // tunl0 address, when a pool uses IPIP
+
+	pools atomic.Pointer[[]config.Pool] // the IP pools, replaced by setPools (under routeMu)
+}
+
+// Run runs the agent until ctx ends, then removes what it made (its TUN
+// devices vanish with their descriptors).
+func Run(ctx context.Context, cfg *config.Node) error {
+	a := newAgent(cfg, slog.New(slog.NewTextHandler(os.Stderr, nil)).With("node", cfg.Node))
+	defer a.close()
+	if err := a.start(ctx); err != nil {
+		return fmt.Errorf("node %s: %w", cfg.Node, err)
+	}
+	a.log.Info("node running", "address", cfg.Prefix.Addr(), "workloads", len(cfg.Workloads))
+	<-ctx.Done()
+	a.log.Info("node stopping")
+	return nil
+}
+
+// newAgent returns the agent of the node cfg describes, with the
+// userspace engine as its dataplane and GoBGP as its speaker.
+func newAgent(cfg *config.Node, log *slog.Logger) *Agent {
+	return &Agent{
+		cfg:          cfg,
+		log:          log,
+		started:      time.Now().UTC(),
+		newDataplane: newUserspace,
+		newSpeaker:   startSpeaker,
+		workloads:    map[string]control.WorkloadInfo{},
+		learned:      map[netip.Prefix]netip.Addr{},
+		stale:        map[netip.Prefix]bool{},
+	}
+}
+
+// start brings the node up: its dataplane, IPAM, routes (restored ones
+// first, at a graceful restart), BGP and workloads, then the control
+// socket. What it made before an error, close releases.
+func (a *Agent) start(ctx context.Context) error {
+	cfg := a.cfg
+	addr := cfg.Prefix.Addr()
+
+	// The dataplane: the node's underlay interface, which carries the
+	// node address (the kernel adds the connected route), and its link.
+	dp, err := a.newDataplane(ctx, cfg, a.log)
+	if err != nil {
+		return err
+	}
+	a.dp = dp
+	// IPAM: the lab's shared datastore.
+	a.store, err = ipam.OpenBolt(cfg.Datastore)
+	if err != nil {
+		return err
+	}
+	var pools []ipam.Pool
+	for _, p := range cfg.Pools {
+		pools = append(pools, ipam.Pool{Name: p.Name, CIDR: p.CIDR, BlockSize: p.BlockSize})
+	}
+	a.ipam, err = ipam.New(a.store, pools, ipam.Options{StrictAffinity: cfg.StrictAffinity})
+	if err != nil {
+		return err
+	}
+	cfgPools := slices.Clone(cfg.Pools)
+	a.pools.Store(&cfgPools)
+	if err := a.ensureTunnel(ctx, cfgPools); err != nil {
+		return err
+	}
+	connected := fib.Route{Dst: cfg.Prefix.Masked(), Type: fib.Unicast, Dev: cfg.Interface, Protocol: fib.ProtoKernel, Scope: fib.ScopeLink, PrefSrc: addr}
+	if err := a.dp.ReplaceRoute(connected); err != nil {
+		return err
+	}
+	if cfg.Gateway.IsValid() {
+		def := fib.Route{Dst: netip.PrefixFrom(netip.IPv4Unspecified(), 0), Type: fib.Unicast, Gateway: cfg.Gateway, Dev: cfg.Interface, Protocol: fib.ProtoStatic}
+		if err := a.dp.ReplaceRoute(def); err != nil {
+			return err
+		}
+	}
+
+	// Graceful restart: forward along the routes an earlier agent of this
+	// node learned until BGP has brought them back.
+	if cfg.BGP.GracefulRestart {
+		n, err := a.restoreRoutes()
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			a.log.Info("graceful restart: forwarding state restored", "routes", n)
+		}
+	}
+
+	// BGP: listen on the node address, peer, and install what is learned.
+	a.bgp, err = a.newSpeaker(ctx, bgp.Config{
+		ASN:           cfg.BGP.ASN,
+		RouterID:      addr,
+		ListenAddr:    addr,
+		KeepaliveTime: cfg.BGP.KeepaliveTime,
+		HoldTime:      cfg.BGP.HoldTime,
+		ConnectRetry:  time.Second, // a restarted node is back in a second
+		Logger:        a.log,
+
+		GracefulRestart: cfg.BGP.GracefulRestart,
+		RestartTime:     cfg.BGP.RestartTime,
+	})
+	if err != nil {
+		return err
+	}
+	if err := a.bgp.Watch(ctx, a.learn); err != nil {
+		return err
+	}
+	for _, p := range cfg.BGP.Peers {
+		peer := bgp.Peer{Address: p.Address, ASN: p.ASN, Type: bgp.ParsePeerType(p.Type), Password: p.Password,
+			RouteReflectorClient: p.RouteReflectorClient, ClusterID: p.ClusterID, KeepOriginalNextHop: p.KeepOriginalNextHop}
+		if cfg.Prefix.Masked().Contains(p.Address) {
+			peer.SharedNetwork = cfg.Prefix.Masked()
+		}
+		// Between two lab nodes, the one with the lower address opens the
+		// session and the other waits: no connection collisions, which at
+		// a few hundred sessions kept pairs from ever coming up. Sessions
+		// with a password stay active on both ends: a password mismatch
+		// is then visible on both (TCPMD5Failure counts on the receiver).
+		if isNode(cfg, p.Address) && p.Address.Less(addr) && p.Password == "" {
+			peer.Passive = true
+		}
+		if err := a.bgp.AddPeer(ctx, peer); err != nil {
+			return err
+		}
+	}
+
+	for _, w := range cfg.Workloads {
+		if !netns.Exists(w.Namespace) {
+			// Deleted while no agent served it (before a restart): the
+			// node serves the others; inspect shows this one down.
+			a.log.Error("workload namespace is gone, not serving the workload", "workload", w.Name, "namespace", w.Namespace)
+			continue
+		}
+		if _, err := a.addWorkload(ctx, w); err != nil {
+			return err
+		}
+	}
+	if err := a.syncBlocks(ctx); err != nil {
+		return err
+	}
+	go a.dp.Run(ctx)
+	if a.staleCount() > 0 {
+		go a.sweepStale(ctx)
+	}
+	return a.serveControl(ctx)
+}
+
+// ensureTunnel brings up tunl0 when one of pools uses IPIP and it is not
+// up yet: its address comes from the node's own block, as Calico assigns
+// it (handle ipip-tunnel-addr-NODE); the node's kernel owns the address,
+// so the dataplane hands packets for it to the node.
+func (a *Agent) ensureTunnel(ctx context.Context, pools []config.Pool) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.tunnelAddr.IsValid() || !ipip(pools) {
+		return nil
+	}
+	h := "ipip-tunnel-addr-" + a.cfg.Node
+	addr, err := a.ipam.AddressByHandle(ctx, h)
+	if err != nil {
+		addr, err = a.ipam.AutoAssign(ctx, ipam.AssignArgs{Node: a.cfg.Node, Handle: h, Attrs: map[string]string{"type": "ipipTunnelAddress", "node": a.cfg.Node}})
+	}
+	if err != nil {
+		return fmt.Errorf("tunl0 address: %w", err)
+	}
+	if err := a.dp.EnableTunnel(addr); err != nil {
+		return err
+	}
+	a.tunnelAddr = addr
+	a.log.Info("tunl0 up", "address", addr)
+	return nil
+}
+
+// setPools applies new IP pool settings (ipipMode, workload MTU) to the
+// running node: tunl0 comes up if a pool now needs it, and every learned
+// route is reprogrammed through tunl0 or ens33 as the modes now say.
+// Workloads keep their MTU until they are re-created. The pools' names
+// and CIDRs must not change.
+func (a *Agent) setPools(ctx context.Context, pools []config.Pool) error {
+	cur := a.currentPools()
+	if len(pools) != len(cur) {
+		return fmt.Errorf("pools: %d given, the node has %d; only ipipMode and mtu can change on a running lab", len(pools), len(cur))
+	}
+	for i, p := range pools {
+		if p.Name != cur[i].Name || p.CIDR != cur[i].CIDR || p.BlockSize != cur[i].BlockSize {
+			return fmt.Errorf("pool %s (%s): only ipipMode and mtu can change on a running lab", cur[i].Name, cur[i].CIDR)
+		}
+	}
+	pools = slices.Clone(pools)
+	if err := a.ensureTunnel(ctx, pools); err != nil {
+		return err
+	}
+	// tunl0's address may come from a block the node claimed just now.
+	if err := a.syncBlocks(ctx); err != nil {
+		return err
+	}
+	// The pools change and the learned routes are reprogrammed in one
+	// step for learn: a route it withdraws meanwhile stays withdrawn, one
+	// it learns is programmed by the new pools' modes.
+	a.routeMu.Lock()
+	defer a.routeMu.Unlock()
+	a.pools.Store(&pools)
+	changed := 0
+	for dst, nextHop := range a.learned {
+		want := a.bgpRoute(dst, nextHop)
+		if have := a.dp.Route(dst); len(have) > 0 && have[0] == want {
+			continue
+		}
+		if err := a.dp.ReplaceRoute(want); err != nil {
+			return fmt.Errorf("reprogram %s: %w", dst, err)
+		}
+		changed++
+	}
+	a.log.Info("pools applied", "routes_changed", changed)
+	return nil
+}
+
+// learn installs or removes a route learned over BGP.
+func (a *Agent) learn(u bgp.RouteUpdate) {
+	defer a.saveRoutes() // after routeMu is released
+	a.routeMu.Lock()
+	defer a.routeMu.Unlock()
+	delete(a.stale, u.Prefix) // learned (or withdrawn) in this run: no longer stale
+	if u.Withdrawn {
+		a.forgetLearned(u.Prefix)
+		a.log.Info("route withdrawn", "prefix", u.Prefix)
+		return
+	}
+	r, err := a.installLearned(u.Prefix, u.NextHop)
+	if err != nil {
+		a.log.Error("install learned route", "route", r, "err", err)
+		return
+	}
+	a.log.Info("route learned", "route", r.String())
+}
+
+func handle(lab, name string) string { return lab + "." + name }
+
+// addWorkload allocates the workload's address (the one it had, if IPAM
+// remembers it), opens its eth0 TUN device and routes it.
+func (a *Agent) addWorkload(ctx context.Context, w config.Workload) (*control.WorkloadInfo, error) {
+	a.mu.Lock()
+	_, dup := a.workloads[w.Name]
+	a.mu.Unlock()
+	if dup {
+		return nil, fmt.Errorf("workload %s already exists", w.Name)
+	}
+	h := handle(a.cfg.Lab, w.Name)
+	args := ipam.AssignArgs{Node: a.cfg.Node, Handle: h, Attrs: map[string]string{"workload": w.Name, "node": a.cfg.Node}}
+	addr, err := a.ipam.AddressByHandle(ctx, h)
+	// An address IPAM already kept for the workload (a restarted agent
+	// serving it again) stays the workload's if serving it fails; only
+	// one allocated here is given back.
+	release := func() {}
+	if err != nil {
+		release = func() { _ = a.ipam.ReleaseByHandle(ctx, h) }
+	}
+	switch {
+	case err == nil:
+	case w.Address.IsValid():
+		addr, err = w.Address, a.ipam.AssignIP(ctx, w.Address, args)
+	default:
+		addr, err = a.ipam.AutoAssign(ctx, args)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("workload %s: %w", w.Name, err)
+	}
+	mtu := workloadMTU(a.currentPools(), addr, a.cfg.MTU)
+	info := control.WorkloadInfo{Name: w.Name, Namespace: w.Namespace, Interface: config.InterfaceName(a.cfg.Lab, w.Name), Address: addr}
+	port := WorkloadPort{Name: info.Interface, Namespace: w.Namespace, Address: addr, MTU: mtu}
+	if err := a.dp.AddWorkload(ctx, port); err != nil {
+		release()
+		return nil, fmt.Errorf("workload %s: %w", w.Name, err)
+	}
+	r := fib.Route{Dst: netip.PrefixFrom(addr, 32), Type: fib.Unicast, Dev: info.Interface, Protocol: fib.ProtoBoot, Scope: fib.ScopeLink}
+	if err := a.dp.ReplaceRoute(r); err != nil {
+		a.dp.RemoveWorkload(info.Interface)
+		release()
+		return nil, fmt.Errorf("workload %s: %w", w.Name, err)
+	}
+	a.mu.Lock()
+	a.workloads[w.Name] = info
+	a.mu.Unlock()
+	a.log.Info("workload added", "workload", w.Name, "address", addr, "interface", info.Interface)
+	return &info, a.syncBlocks(ctx)
+}
+
+// deleteWorkload removes a workload's port and route and releases its
+// address.
+func (a *Agent) deleteWorkload(ctx context.Context, name string) error {
+	a.mu.Lock()
+	w, ok := a.workloads[name]
+	delete(a.workloads, name)
+	a.mu.Unlock()
+	if !ok {
+		return control.NotFoundf("no workload %s on node %s", name, a.cfg.Node)
+	}
+	a.dp.DeleteRoute(netip.PrefixFrom(w.Address, 32))
+	a.dp.RemoveWorkload(w.Interface)
+	if err := a.ipam.ReleaseByHandle(ctx, handle(a.cfg.Lab, name)); err != nil {
+		return err
+	}
+	a.log.Info("workload deleted", "workload", name)
+	return a.syncBlocks(ctx)
+}
+
+// syncBlocks makes the blackholes and BGP announcements match IPAM: every
+// block affine to the node is blackholed and announced, and every address
+// the node borrowed from another node's block is announced as a /32 (its
+// workload route is already there), so that the other nodes, the owner
+// included, reach it by longest-prefix match over the owner's /26.
+func (a *Agent) syncBlocks(ctx context.Context) error {
+	blocks, err := a.ipam.BlocksForNode(ctx, a.cfg.Node)
+	if err != nil {
+		return err
+	}
+	borrowed, err := a.ipam.BorrowedByNode(ctx, a.cfg.Node)
+	if err != nil {
+		return err
+	}
+	var want []netip.Prefix
+	holes := map[netip.Prefix]bool{}
+	for _, b := range blocks {
+		want = append(want, b.CIDR)
+		holes[b.CIDR] = true
+	}
+	for _, addr := range borrowed {
+		want = append(want, netip.PrefixFrom(addr, 32))
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, p := range want {
+		if slices.Contains(a.blocks, p) {
+			continue
+		}
+		if holes[p] {
+			if err := a.dp.ReplaceRoute(fib.Route{Dst: p, Type: fib.Blackhole, Protocol: fib.ProtoBird}); err != nil {
+				return err
+			}
+		}
+		if err := a.bgp.Announce(ctx, p, a.cfg.Prefix.Addr()); err != nil {
+			return err
+		}
+		if !holes[p] {
+			a.log.Info("announcing borrowed address", "prefix", p)
+		}
+	}
+	for _, p := range a.blocks {
+		if slices.Contains(want, p) {
+			continue
+		}
+		if a.holes[p] {
+			a.dp.DeleteRoute(p)
+		}
+		if err := a.bgp.Withdraw(ctx, p); err != nil {
+			return err
+		}
+	}
+	a.blocks, a.holes = want, holes
+	return nil
+}
+
+func (a *Agent) close() {
+	switch {
+	case a.bgp == nil:
+	case a.cfg.BGP.GracefulRestart:
+		// A restarting router closes no session: no Cease NOTIFICATION, so
+		// its peers see the sessions fail (the connections break) and keep
+		// its routes as stale until it is back.
+		a.log.Info("graceful restart: leaving the BGP sessions open for the peers to notice")
+	default:
+		a.bgp.Stop()
+	}
+	if a.dp != nil {
+		_ = a.dp.Close() // the workloads' ports and the underlay interface go with it
+	}
+	if a.store != nil {
+		a.store.Close()
+	}
+	_ = os.Remove(control.Socket(a.cfg.StateDir, a.cfg.Node))
+}
+
+// currentPools returns the IP pools as last set (none before start).
+func (a *Agent) currentPools() []config.Pool {
+	if p := a.pools.Load(); p != nil {
+		return *p
+	}
+	return nil
+}

@@ -1,0 +1,76 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+
+	"github.com/vrouter-lab/vrouter/vrouter/config"
+	"github.com/vrouter-lab/vrouter/vrouter/control"
+	"github.com/vrouter-lab/vrouter/vrouter/fib"
+)
+
+// link reports the state of the node's underlay link.
+func (a *Agent) link() control.Link {
+	return control.Link{Interface: a.cfg.Interface, Network: a.cfg.Network, Up: a.dp.LinkUp()}
+}
+
+// serveControl serves the control API on the node's control socket until
+// ctx ends.
+func (a *Agent) serveControl(ctx context.Context) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		s, err := a.status(r.Context())
+		control.Reply(w, s, err)
+	})
+	mux.HandleFunc("GET /v1/routes", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		fmt.Fprint(w, fib.Format(a.dp.Routes()))
+	})
+	mux.HandleFunc("PUT /v1/pools", func(w http.ResponseWriter, r *http.Request) {
+		var pools []config.Pool
+		if err := json.NewDecoder(r.Body).Decode(&pools); err != nil {
+			http.Error(w, "bad pools: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		if err := a.setPools(r.Context(), pools); err != nil {
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /v1/link", func(w http.ResponseWriter, r *http.Request) {
+		control.Reply(w, a.link(), nil)
+	})
+	mux.HandleFunc("PUT /v1/link", func(w http.ResponseWriter, r *http.Request) {
+		var l control.Link
+		if err := control.Decode(r, &l); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if l.Interface != "" && l.Interface != a.cfg.Interface {
+			http.Error(w, fmt.Sprintf("node %s has no interface %q (its underlay is %s)", a.cfg.Node, l.Interface, a.cfg.Interface), http.StatusBadRequest)
+			return
+		}
+		a.dp.SetLinkUp(l.Up)
+		a.log.Info("underlay link set", "interface", a.cfg.Interface, "up", l.Up)
+		control.Reply(w, a.link(), nil)
+	})
+	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) {
+		control.Reply(w, a.dp.Stats(), nil)
+	})
+	mux.HandleFunc("POST /v1/workloads", func(w http.ResponseWriter, r *http.Request) {
+		var wl config.Workload
+		if err := control.Decode(r, &wl); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		info, err := a.addWorkload(r.Context(), wl)
+		control.Reply(w, info, err)
+	})
+	mux.HandleFunc("DELETE /v1/workloads/{name}", func(w http.ResponseWriter, r *http.Request) {
+		control.Reply(w, struct{}{}, a.deleteWorkload(r.Context(), r.PathValue("name")))
+	})
+	return control.Serve(ctx, control.Socket(a.cfg.StateDir, a.cfg.Node), mux, a.log)
+}

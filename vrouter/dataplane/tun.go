@@ -1,0 +1,139 @@
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"unsafe"
+
+	"github.com/vrouter-lab/vrouter/header"
+	"golang.org/x/sys/unix"
+)
+
+// Device is a TUN device the engine reads and writes through its
+// descriptor: opened with IFF_VNET_HDR and TCP offloads, nonblocking (as
+// netns.OpenTUN does). Its owner closes it.
+type Device interface {
+	File() *os.File
+}
+
+type tunPort struct {
+	id   PortID
+	file *os.File
+	rc   syscall.RawConn
+}
+
+func newTUNPort(id PortID, dev Device) (*tunPort, error) {
+	f := dev.File()
+	if f == nil {
+		return nil, errors.New("engine: TUN device has no file")
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
+	}
+	return &tunPort{id: id, file: f, rc: rc}, nil
+}
+
+// The engine's TUN reads and writes never block (the descriptors are
+// nonblocking), so they are raw system calls: the Go scheduler is not told,
+// and does not hand the goroutine's P to another thread when a write that
+// runs the receiving kernel's TCP takes tens of microseconds. That hand-off
+// (futex wakeups, sysmon polling) cost more than the copy itself; see
+// docs/benchmarks.md. gVisor's rawfile does the same.
+
+// rawRead is read(2) on a nonblocking descriptor.
+func rawRead(fd uintptr, p []byte) (int, error) {
+	n, _, errno := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
+// write writes one virtio_net_hdr and packet to the port's device.
+func (p *tunPort) write(b []byte) error {
+	var errno unix.Errno
+	err := p.rc.Write(func(fd uintptr) bool {
+		for {
+			_, _, errno = unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+			if errno != unix.EINTR {
+				return true
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+// readTUN reads p's device until it is closed: each read returns one
+// virtio_net_hdr and one packet; the packets available at once (up to
+// batch) are routed together and sent with one flush. The buffers come
+// from the engine's pool only while there are packets to move: an idle
+// port holds none (see batchPool).
+func (e *Engine) readTUN(p *tunPort) {
+	defer e.wg.Done()
+	var b *tunBatch
+	var n int
+	var rerr error
+	read := func(fd uintptr) bool {
+		for n < batch {
+			if b == nil {
+				b = e.batches.get(e)
+			}
+			m, err := rawRead(fd, b.bufs[n][headroom-vnetLen:])
+			switch {
+			case err == unix.EINTR:
+				continue
+			case err == unix.EAGAIN:
+				if n == 0 {
+					// nothing to read: wait for the device holding no buffers
+					e.batches.put(b)
+					b = nil
+					return false
+				}
+				return true
+			case err != nil:
+				rerr = err
+				return true
+			case m == 0:
+				rerr = os.ErrClosed
+				return true
+			}
+			b.sizes[n] = m
+			n++
+		}
+		return true
+	}
+	for {
+		n, rerr = 0, nil
+		if err := p.rc.Read(read); err != nil && rerr == nil {
+			rerr = err
+		}
+		if b != nil {
+			for i := range n {
+				buf := b.bufs[i]
+				if b.sizes[i] < vnetLen {
+					continue
+				}
+				g, _ := header.DecodeVirtioNetHdr(buf[headroom-vnetLen:])
+				b.s.handle(buf, b.sizes[i]-vnetLen, g, p.id, i)
+			}
+			b.s.flush()
+			e.batches.put(b)
+			b = nil
+		}
+		if rerr != nil {
+			if !e.closed.Load() {
+				e.log.Debug("tun read ended", "port", p.id, "err", rerr)
+			}
+			return
+		}
+	}
+}
