@@ -443,9 +443,10 @@ workloads:
 // After an agent dies (kill -9), commands that need it say it is not
 // running and how to start it, instead of a raw dial error.
 func TestDeadAgentSaysNotRunning(t *testing.T) {
+	t.Parallel()
 	netnstest.RequireRoot(t)
 	netnstest.GuardRoot(t)
-	name := fmt.Sprintf("dead-%d", os.Getpid()%100000)
+	name := labName(t, "dead")
 	file := smallLab(t, name)
 	t.Cleanup(func() {
 		mustVR(t, "destroy", "-t", file)
