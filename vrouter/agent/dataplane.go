@@ -43,6 +43,10 @@ type Dataplane interface {
 	// EnableTunnel brings up tunl0 with address addr (IPIP); it does
 	// nothing if tunl0 is up.
 	EnableTunnel(addr netip.Addr) error
+	// Tunnel says which tunl0 carries IPIP once EnableTunnel made it:
+	// control.TunnelKernel, control.TunnelUserspace or
+	// control.TunnelEngine; "" while there is none.
+	Tunnel() string
 
 	// LinkUp reports whether the underlay link is up; SetLinkUp takes it
 	// down (a pulled cable: everything sent or received is dropped) or

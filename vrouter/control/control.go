@@ -44,7 +44,27 @@ type Status struct {
 	Blocks           []netip.Prefix `json:"blocks"`
 	// TunnelAddress is tunl0's address when a pool uses IPIP.
 	TunnelAddress netip.Addr `json:"tunnelAddress,omitzero"`
+	// Tunnel says which tunl0 carries IPIP: TunnelKernel,
+	// TunnelUserspace or TunnelEngine; empty when no pool uses IPIP.
+	Tunnel string `json:"tunnel,omitempty"`
+	// Dataplane is what forwards the node's packets (config.Node's
+	// Dataplane: userspace or kernel).
+	Dataplane string `json:"dataplane,omitempty"`
 }
+
+// Which tunl0 a node uses, as Status.Tunnel says.
+const (
+	// TunnelKernel is the kernel's tunl0 (the ipip module), in kernel
+	// mode.
+	TunnelKernel = "kernel"
+	// TunnelUserspace is kernel mode's userspace tunl0 on a kernel
+	// without the ipip module: a TUN device named tunl0 and a raw IPIP
+	// socket held by the agent.
+	TunnelUserspace = "userspace"
+	// TunnelEngine is the userspace engine's tunl0 (userspace
+	// dataplane).
+	TunnelEngine = "engine"
+)
 
 // PeerStatus is one BGP session as `vrouter node status` shows it.
 type PeerStatus struct {
