@@ -295,13 +295,22 @@ func (a *Agent) learn(u bgp.RouteUpdate) {
 func handle(lab, name string) string { return lab + "." + name }
 
 // addWorkload allocates the workload's address (the one it had, if IPAM
-// remembers it), opens its eth0 TUN device and routes it.
+// remembers it), gives it its port (eth0) and routes it. Adding a
+// workload the node serves already, with the same namespace and pod
+// interface, returns it as it is (a CNI ADD repeated); with another, it
+// is an error.
 func (a *Agent) addWorkload(ctx context.Context, w config.Workload) (*control.WorkloadInfo, error) {
+	if w.PodInterface == "" {
+		w.PodInterface = "eth0"
+	}
 	a.mu.Lock()
-	_, dup := a.workloads[w.Name]
+	have, dup := a.workloads[w.Name]
 	a.mu.Unlock()
 	if dup {
-		return nil, fmt.Errorf("workload %s already exists", w.Name)
+		if have.Namespace == w.Namespace && have.PodInterface == w.PodInterface && (!w.Address.IsValid() || w.Address == have.Address) {
+			return &have, nil
+		}
+		return nil, fmt.Errorf("workload %s already exists (namespace %s, interface %s)", w.Name, have.Namespace, have.PodInterface)
 	}
 	h := handle(a.cfg.Lab, w.Name)
 	args := ipam.AssignArgs{Node: a.cfg.Node, Handle: h, Attrs: map[string]string{"workload": w.Name, "node": a.cfg.Node}}
@@ -324,8 +333,8 @@ func (a *Agent) addWorkload(ctx context.Context, w config.Workload) (*control.Wo
 		return nil, fmt.Errorf("workload %s: %w", w.Name, err)
 	}
 	mtu := workloadMTU(a.currentPools(), addr, a.cfg.MTU)
-	info := control.WorkloadInfo{Name: w.Name, Namespace: w.Namespace, Interface: config.InterfaceName(a.cfg.Lab, w.Name), Address: addr}
-	port := WorkloadPort{Name: info.Interface, Namespace: w.Namespace, Address: addr, MTU: mtu}
+	info := control.WorkloadInfo{Name: w.Name, Namespace: w.Namespace, Interface: config.InterfaceName(a.cfg.Lab, w.Name), Address: addr, PodInterface: w.PodInterface, MTU: mtu}
+	port := WorkloadPort{Name: info.Interface, Namespace: w.Namespace, Address: addr, MTU: mtu, PodInterface: w.PodInterface}
 	if err := a.dp.AddWorkload(ctx, port); err != nil {
 		release()
 		return nil, fmt.Errorf("workload %s: %w", w.Name, err)

@@ -125,7 +125,11 @@ func (u *userspace) enableTunnel(addr netip.Addr) error {
 }
 
 func (u *userspace) addWorkload(ctx context.Context, p WorkloadPort) error {
-	t, err := openTUN(ctx, p.Namespace, "eth0", p.MTU)
+	pod := p.PodInterface
+	if pod == "" {
+		pod = "eth0"
+	}
+	t, err := openTUN(ctx, p.Namespace, pod, p.MTU)
 	if err != nil {
 		return err
 	}

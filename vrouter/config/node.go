@@ -140,9 +140,15 @@ type BGPPeer struct {
 
 // Workload is a workload namespace whose eth0 this node's engine serves.
 type Workload struct {
-	Name      string     `json:"name"`
+	Name string `json:"name"`
+	// Namespace is the workload's network namespace: a name under
+	// /run/netns, or (kernel mode) a namespace file's path such as
+	// /proc/PID/ns/net or a CNI runtime's CNI_NETNS.
 	Namespace string     `json:"namespace"`
 	Address   netip.Addr `json:"address,omitempty"` // fixed address; zero for IPAM's choice
+	// PodInterface is the workload side's interface (a CNI runtime's
+	// CNI_IFNAME); empty: eth0.
+	PodInterface string `json:"podInterface,omitempty"`
 }
 
 // LoadNode reads a node config file.

@@ -88,9 +88,13 @@ type Link struct {
 // WorkloadInfo is one workload served by a node.
 type WorkloadInfo struct {
 	Name      string     `json:"name"`
-	Namespace string     `json:"namespace"`
-	Interface string     `json:"interface"`
+	Namespace string     `json:"namespace"` // a name, or a namespace file's path
+	Interface string     `json:"interface"` // the node side: caliXXXXXXXXXXX
 	Address   netip.Addr `json:"address"`
+	// PodInterface is the workload side (eth0 unless the workload named
+	// another) and MTU both ends' MTU, as the dataplane made them.
+	PodInterface string `json:"podInterface,omitempty"`
+	MTU          int    `json:"mtu,omitempty"`
 }
 
 // ErrNotRunning is what a client's errors match (errors.Is) when nothing
