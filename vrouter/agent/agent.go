@@ -51,8 +51,9 @@ type Agent struct {
 	learned map[netip.Prefix]netip.Addr // the BGP next hop of each learned (or restored) route
 	stale   map[netip.Prefix]bool       // restored routes not learned again yet
 
-	mu         sync.Mutex // guards workloads, blocks, holes and tunnelAddr
+	mu         sync.Mutex // guards workloads, added, blocks, holes and tunnelAddr
 	workloads  map[string]control.WorkloadInfo
+	added      map[string]config.Workload // added through the control API (see workloadsFile)
 	blocks     []netip.Prefix        // announced: affine blocks and borrowed /32s
 	holes      map[netip.Prefix]bool // the announced blocks, which are blackholed
 	tunnelAddr netip.Addr            // tunl0 address, when a pool uses IPIP
@@ -84,6 +85,7 @@ func newAgent(cfg *config.Node, log *slog.Logger) *Agent {
 		newDataplane: dataplaneFor(cfg.Dataplane),
 		newSpeaker:   startSpeaker,
 		workloads:    map[string]control.WorkloadInfo{},
+		added:        map[string]config.Workload{},
 		learned:      map[netip.Prefix]netip.Addr{},
 		stale:        map[netip.Prefix]bool{},
 	}
@@ -192,6 +194,9 @@ func (a *Agent) start(ctx context.Context) error {
 		if _, err := a.addWorkload(ctx, w); err != nil {
 			return err
 		}
+	}
+	if err := a.restoreWorkloads(ctx); err != nil {
+		return err
 	}
 	if err := a.syncBlocks(ctx); err != nil {
 		return err
@@ -358,9 +363,14 @@ func (a *Agent) deleteWorkload(ctx context.Context, name string) error {
 	a.mu.Lock()
 	w, ok := a.workloads[name]
 	delete(a.workloads, name)
+	_, added := a.added[name]
+	delete(a.added, name)
 	a.mu.Unlock()
 	if !ok {
 		return control.NotFoundf("no workload %s on node %s", name, a.cfg.Node)
+	}
+	if added {
+		a.saveWorkloads()
 	}
 	a.dp.DeleteRoute(netip.PrefixFrom(w.Address, 32))
 	a.dp.RemoveWorkload(w.Interface)

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -233,10 +234,20 @@ func (c *Client) AddWorkload(ctx context.Context, w config.Workload) (*WorkloadI
 	return &info, nil
 }
 
+// Workload returns the workload named name that the agent serves; the
+// error matches ErrNotFound if it serves none of that name.
+func (c *Client) Workload(ctx context.Context, name string) (*WorkloadInfo, error) {
+	var info WorkloadInfo
+	if err := c.do(ctx, http.MethodGet, "/v1/workloads/"+url.PathEscape(name), nil, &info); err != nil {
+		return nil, err
+	}
+	return &info, nil
+}
+
 // DeleteWorkload asks the agent to stop serving a workload and release its
 // address.
 func (c *Client) DeleteWorkload(ctx context.Context, name string) error {
-	return c.do(ctx, http.MethodDelete, "/v1/workloads/"+name, nil, nil)
+	return c.do(ctx, http.MethodDelete, "/v1/workloads/"+url.PathEscape(name), nil, nil)
 }
 
 // Stats returns the engine's counters by name.
