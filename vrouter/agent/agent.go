@@ -54,9 +54,9 @@ type Agent struct {
 	mu         sync.Mutex // guards workloads, added, blocks, holes and tunnelAddr
 	workloads  map[string]control.WorkloadInfo
 	added      map[string]config.Workload // added through the control API (see workloadsFile)
-	blocks     []netip.Prefix        // announced: affine blocks and borrowed /32s
-	holes      map[netip.Prefix]bool // the announced blocks, which are blackholed
-	tunnelAddr netip.Addr            // tunl0 address, when a pool uses IPIP
+	blocks     []netip.Prefix             // announced: affine blocks and borrowed /32s
+	holes      map[netip.Prefix]bool      // the announced blocks, which are blackholed
+	tunnelAddr netip.Addr                 // tunl0 address, when a pool uses IPIP
 
 	pools atomic.Pointer[[]config.Pool] // the IP pools, replaced by setPools (under routeMu)
 }
