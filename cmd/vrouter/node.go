@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -28,7 +29,7 @@ func newNodeCommand() *cobra.Command {
 func newNodeRunCommand() *cobra.Command {
 	var configFile, dataplane string
 	cmd := &cobra.Command{
-		Use:   "run --config FILE [--dataplane userspace|kernel]",
+		Use:   "run [--config FILE] [--dataplane userspace|kernel]",
 		Short: "Run the per-node agent (what deploy starts in each node namespace)",
 		Long: `run starts the node agent in the current network namespace: it brings up
 the underlay interface, claims address blocks for its workloads from IPAM,
@@ -41,12 +42,25 @@ the namespace's own interface (the config's interface, e.g. ens33), routes
 go into its main table (proto bird, and workload routes on cali*
 devices), workloads are veth pairs. The agent leaves them in place when it
 stops, and a restarted agent adopts them without a forwarding gap. The
-flag overrides the config file.`,
+flag overrides the config file.
+
+On a real host the config is a YAML node file (default
+/etc/vrouter/node.yaml; see deploy/node.yaml and the README's "Kernel mode
+on real hosts"): node name, address, interface, AS, peers, IP pools,
+datastore. Its problems are reported all at once as FILE:LINE: FIELD:
+message. A file whose name ends in .json, or that starts with '{', is
+read as the JSON config deploy writes. deploy/systemd/vrouter-node.service
+runs it under systemd; stopping it leaves routes and workloads in place.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.LoadNode(configFile)
+			cfg, err := config.LoadNodeFile(configFile)
 			if err != nil {
 				return err
+			}
+			if cfg.Datastore != "" {
+				if err := os.MkdirAll(filepath.Dir(cfg.Datastore), 0o755); err != nil {
+					return fmt.Errorf("datastore directory: %w", err)
+				}
 			}
 			if cmd.Flags().Changed("dataplane") {
 				if err := config.CheckDataplane(dataplane); err != nil {
@@ -59,9 +73,8 @@ flag overrides the config file.`,
 			return agent.Run(ctx, cfg)
 		},
 	}
-	cmd.Flags().StringVar(&configFile, "config", "", "node config file (JSON, written by deploy)")
-	cmd.Flags().StringVar(&dataplane, "dataplane", "", "what forwards: userspace (the engine) or kernel (netlink routes, veth workloads); default: the config file's, else userspace")
-	_ = cmd.MarkFlagRequired("config")
+	cmd.Flags().StringVar(&configFile, "config", config.DefaultNodeFile, "node config file: YAML (a real host's node.yaml) or JSON (written by deploy)")
+	cmd.Flags().StringVar(&dataplane, "dataplane", "", "what forwards: userspace (the engine) or kernel (netlink routes, veth workloads); default: the config file's (a YAML node file's: kernel), else userspace")
 	return cmd
 }
 

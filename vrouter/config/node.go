@@ -2,9 +2,11 @@
 // a lab starts: a node agent's (Node, read by `vrouter node run`) and an
 // external router forwarder's (Router, read by `vrouter router run`),
 // written by topology/lab as JSON, plus the names both sides derive from
-// them (workload port names, the fabric directory). It depends on nothing
-// but the standard library, so the lab that writes the files and the
-// processes that read them share it without importing each other.
+// them (workload port names, the fabric directory). A real host's node
+// file (/etc/vrouter/node.yaml) is the same Node in YAML, checked field by
+// field (ParseNodeYAML, LoadNodeFile). It depends on nothing but the
+// standard library and the YAML decoder, so the lab that writes the files
+// and the processes that read them share it without importing each other.
 package config
 
 import (
