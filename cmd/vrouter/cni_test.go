@@ -77,7 +77,7 @@ type kernelHost struct {
 func (h *kernelHost) start(t *testing.T) {
 	t.Helper()
 	h.log = new(bytes.Buffer)
-	h.agent = exec.Command("ip", "netns", "exec", h.ns, h.bin, "node", "run", "--config", h.cfgFile, "--dataplane", "kernel")
+	h.agent = exec.Command("ip", "netns", "exec", h.ns, h.bin, "node", "run", "--config", h.cfgFile)
 	h.agent.Stdout, h.agent.Stderr = h.log, h.log
 	if err := h.agent.Start(); err != nil {
 		t.Fatal(err)
@@ -190,22 +190,25 @@ func TestCNIPlugin(t *testing.T) {
 	ipN(t, host, "link", "add", "ens33", "type", "veth", "peer", "name", "ens33", "netns", peer)
 	ipN(t, peer, "link", "set", "ens33", "up")
 
+	// The agent runs as on a real host: a YAML node file, the kernel
+	// dataplane in the namespace it runs in.
 	dir := t.TempDir()
-	cfg := &config.Node{
-		Lab: "k8s-pod-network", Node: "host1", StateDir: dir, Dataplane: config.DataplaneKernel,
-		Network: "lan", Prefix: netip.MustParsePrefix("192.168.50.10/24"), Interface: "ens33", MTU: 1500,
-		Pools:     []config.Pool{{Name: "default-ipv4-ippool", CIDR: netip.MustParsePrefix("10.244.0.0/16"), BlockSize: 26, IPIPMode: "Never", MTU: 1440}},
-		Datastore: filepath.Join(dir, "ipam.db"),
-		BGP:       config.BGP{ASN: 64512},
-	}
-	h := &kernelHost{ns: host, bin: bin, cfgFile: filepath.Join(dir, "node.json"), cfg: cfg}
-	if err := cfg.WriteFile(h.cfgFile); err != nil {
+	nodeFile := filepath.Join(dir, "node.yaml")
+	yaml := "node: host1\naddress: 192.168.50.10/24\ninterface: ens33\nasNumber: 64512\n" +
+		"ipPools:\n  - name: default-ipv4-ippool\n    cidr: 10.244.0.0/16\n    mtu: 1440\n" +
+		"datastore: " + filepath.Join(dir, "lib", "ipam.db") + "\nstateDir: " + filepath.Join(dir, "run") + "\n"
+	if err := os.WriteFile(nodeFile, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	cfg, err := config.LoadNodeFile(nodeFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &kernelHost{ns: host, bin: bin, cfgFile: nodeFile, cfg: cfg}
 	h.start(t)
 	t.Cleanup(func() { h.stop(t) })
 
-	sock := control.Socket(dir, cfg.Node)
+	sock := control.Socket(cfg.StateDir, cfg.Node)
 	conf := `{"cniVersion":"1.0.0","name":"k8s-pod-network","type":"vrouter-cni","socket":"` + sock + `","dns":{"nameservers":["10.96.0.10"],"search":["svc.cluster.local"]}}`
 	baseRoutes, baseLinks := ipN(t, host, "route"), caliRE.FindAllString(ipN(t, host, "-o", "link"), -1)
 	if len(baseLinks) != 0 {

@@ -226,9 +226,9 @@ func (p *nodeParser) integer(n *yaml.Node, path string, lo, hi int64) (int64, bo
 	}
 	i, err := strconv.ParseInt(s, 10, 64)
 	switch {
-	case n.Tag == "!!str":
-		p.errorf(n.Line, path, "must be a number, not the string %q", s)
-	case err != nil:
+	case err == nil && n.Tag == "!!str":
+		p.errorf(n.Line, path, "must be a number, not the string %q (remove the quotes)", s)
+	case err != nil || n.Tag != "!!int":
 		p.errorf(n.Line, path, "%q is not a whole number", s)
 	case i < lo || i > hi:
 		p.errorf(n.Line, path, "%d is outside %d-%d", i, lo, hi)

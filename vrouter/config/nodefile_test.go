@@ -118,7 +118,7 @@ func TestNodeFileErrors(t *testing.T) {
 			"n.yaml:2: address: 192.168.50.10 has no prefix length: give it, such as 192.168.50.10/24",
 			`n.yaml:3: interface: "a-very-long-interface-name" is not an interface name`,
 			`n.yaml:4: gateway: "nope" is not an IPv4 address`,
-			`n.yaml:5: mtu: must be a number, not the string "1500"`,
+			`n.yaml:5: mtu: must be a number, not the string "1500" (remove the quotes)`,
 			`n.yaml:6: dataplane: "userspace": a node file is a real host's`,
 			"n.yaml:7: asNumber: 0 is outside 1-4294967295",
 			`n.yaml:8: restartTime: "2 minutes" is not a duration`,
