@@ -207,6 +207,11 @@ func TestCNIPlugin(t *testing.T) {
 	h := &kernelHost{ns: host, bin: bin, cfgFile: nodeFile, cfg: cfg}
 	h.start(t)
 	t.Cleanup(func() { h.stop(t) })
+	// `vrouter node status` on the host finds the agent by its node file.
+	if out, err := exec.Command(bin, "node", "status", "--config", nodeFile).CombinedOutput(); err != nil ||
+		!strings.HasPrefix(string(out), "vrouter process is running.\n") || !strings.Contains(string(out), "\nIPIP tunnel: none (no IP pool uses IPIP)\n") {
+		t.Errorf("vrouter node status --config: %v\n%s", err, out)
+	}
 
 	sock := control.Socket(cfg.StateDir, cfg.Node)
 	conf := `{"cniVersion":"1.0.0","name":"k8s-pod-network","type":"vrouter-cni","socket":"` + sock + `","dns":{"nameservers":["10.96.0.10"],"search":["svc.cluster.local"]}}`

@@ -79,13 +79,30 @@ runs it under systemd; stopping it leaves routes and workloads in place.`,
 }
 
 func newNodeStatusCommand() *cobra.Command {
+	var configFile string
 	cmd := &cobra.Command{
-		Use:   "status NODE",
+		Use:   "status [NODE | --config FILE]",
 		Short: "Print a node's BGP peers as 'calicoctl node status' does",
-		Args:  cobra.ExactArgs(1),
+		Long: `status prints a node's BGP sessions as 'calicoctl node status' does, then
+which tunl0 the node uses (the kernel's ipip module, the agent's userspace
+tunl0, the engine's, or none).
+
+On a lab, name the node. On a real host, give no node: the agent is the one
+the node file names (--config, default /etc/vrouter/node.yaml).`,
+		Example: "  vrouter node status node1\n  vrouter node status            # on a real host",
+		Args:    cobra.MaximumNArgs(1),
 	}
 	load := labFlag(cmd)
+	cmd.Flags().StringVar(&configFile, "config", config.DefaultNodeFile, "the node file of a real host's agent (when no NODE is given)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			cfg, err := config.LoadNodeFile(configFile)
+			if err != nil {
+				return fmt.Errorf("no NODE given, and the host's node file: %w", err)
+			}
+			s, err := control.NewClient(control.Socket(cfg.StateDir, cfg.Node)).Status(cmd.Context())
+			return control.WriteNodeStatus(cmd.OutOrStdout(), s, err)
+		}
 		st, err := load()
 		if err != nil {
 			return err
