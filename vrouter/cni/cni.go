@@ -62,7 +62,7 @@ const ProgramName = "vrouter-cni"
 
 // Defaults of the plugin config.
 const (
-	DefaultStateDir = "/run/vrouter"
+	DefaultStateDir = config.DefaultStateDir
 	// Gateway is the workloads' next hop, answered by the host's proxy
 	// ARP, as Calico's.
 	Gateway = "169.254.1.1"
