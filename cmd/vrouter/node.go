@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -100,8 +101,14 @@ the node file names (--config, default /etc/vrouter/node.yaml).`,
 			if err != nil {
 				return fmt.Errorf("no NODE given, and the host's node file: %w", err)
 			}
-			s, err := control.NewClient(control.Socket(cfg.StateDir, cfg.Node)).Status(cmd.Context())
-			return control.WriteNodeStatus(cmd.OutOrStdout(), s, err)
+			sock := control.Socket(cfg.StateDir, cfg.Node)
+			s, err := control.NewClient(sock).Status(cmd.Context())
+			err = control.WriteNodeStatus(cmd.OutOrStdout(), s, err)
+			if errors.Is(err, control.ErrNotRunning) {
+				// A real host's agent runs under systemd, not in a lab.
+				return fmt.Errorf("node %s: agent is not running (no answer on %s); start it with: systemctl start vrouter-node (journalctl -u vrouter-node says why it stopped)", cfg.Node, sock)
+			}
+			return err
 		}
 		st, err := load()
 		if err != nil {

@@ -47,3 +47,18 @@ func TestNodeRunBadNodeFile(t *testing.T) {
 		t.Errorf("node run with a bad node file: %v\nwant:\n%s", err, want)
 	}
 }
+
+// node status on a real host whose agent is not running says so, and how
+// to start it there (systemd, not a lab).
+func TestNodeStatusHostAgentDown(t *testing.T) {
+	netnstest.RequireRoot(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "node.yaml")
+	if err := os.WriteFile(path, []byte("node: h1\naddress: 192.168.50.10/24\ninterface: ens33\nasNumber: 64512\nipPools:\n  - cidr: 10.244.0.0/16\nstateDir: "+dir+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, "node", "status", "--config", path)
+	if err == nil || !strings.Contains(err.Error(), "node h1: agent is not running (no answer on "+dir+"/nodes/h1.sock); start it with: systemctl start vrouter-node") || out != "vrouter process is not running.\n" {
+		t.Errorf("node status with no agent: %v\n%s", err, out)
+	}
+}
