@@ -360,10 +360,10 @@ func (p *plugin) result(info *control.WorkloadInfo, podMAC string) *types100.Res
 	pod := 1
 	_, def, _ := net.ParseCIDR("0.0.0.0/0")
 	return &types100.Result{
-		CNIVersion: types100.ImplementedSpecVersion,
+		CNIVersion: "1.0.0", // no 1.1.0 fields (an interface's mtu) are set
 		Interfaces: []*types100.Interface{
 			{Name: info.Interface, Mac: HostMAC},
-			{Name: p.args.IfName, Mac: podMAC, Sandbox: p.args.Netns, Mtu: info.MTU},
+			{Name: p.args.IfName, Mac: podMAC, Sandbox: p.args.Netns},
 		},
 		IPs: []*types100.IPConfig{{
 			Interface: &pod,

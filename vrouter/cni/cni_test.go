@@ -3,11 +3,13 @@ package cni
 import (
 	"context"
 	"encoding/json"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
+	"github.com/vrouter-lab/vrouter/vrouter/control"
 )
 
 // run runs the plugin with env and stdin, returning its exit status and
@@ -150,4 +152,38 @@ func FuzzParseConf(f *testing.F) {
 			t.Fatalf("accepted %q as %+v", data, c)
 		}
 	})
+}
+
+// ADD's result is a 1.0.0 result (the pod interface with its sandbox,
+// the /32 on it by index, the default route via 169.254.1.1, the config's
+// DNS), and converts to every version the plugin speaks.
+func TestResult(t *testing.T) {
+	conf, cerr := ParseConf([]byte(`{"cniVersion":"1.0.0","name":"n","dns":{"nameservers":["10.96.0.10"]}}`))
+	if cerr != nil {
+		t.Fatal(cerr)
+	}
+	p := &plugin{conf: conf, args: Args{ContainerID: "c1", Netns: "/run/netns/c1", IfName: "eth0"}}
+	info := &control.WorkloadInfo{Name: "c1", Interface: "cali0123456789a", Address: netip.MustParseAddr("10.244.166.130"), PodInterface: "eth0", MTU: 1440}
+	res := p.result(info, "aa:bb:cc:dd:ee:ff")
+	data, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"cniVersion":"1.0.0","dns":{"nameservers":["10.96.0.10"]},"interfaces":[{"mac":"ee:ee:ee:ee:ee:ee","name":"cali0123456789a"},` +
+		`{"mac":"aa:bb:cc:dd:ee:ff","name":"eth0","sandbox":"/run/netns/c1"}],"ips":[{"address":"10.244.166.130/32","interface":1}],` +
+		`"routes":[{"dst":"0.0.0.0/0","gw":"169.254.1.1"}]}`
+	if string(data) != want {
+		t.Errorf("result:\n%s\nwant:\n%s", data, want)
+	}
+	for _, v := range SupportedVersions {
+		r, err := res.GetAsVersion(v)
+		if err != nil {
+			t.Errorf("as %s: %v", v, err)
+			continue
+		}
+		data, _ := json.Marshal(r)
+		if !strings.Contains(string(data), `"cniVersion":"`+v+`"`) || !strings.Contains(string(data), "10.244.166.130/32") {
+			t.Errorf("as %s: %s", v, data)
+		}
+	}
 }
