@@ -333,6 +333,24 @@ func TestCNIPlugin(t *testing.T) {
 		t.Errorf("DEL of ctr2: exit %d\n%s", r.code, r.out)
 	}
 
+	// `vrouter workload add --netns` / `del --host`: the same through the
+	// command line, on the host's agent.
+	pod3 := cniNS(t, "pod3")
+	out, err := exec.Command(bin, "workload", "add", "web-1", "--netns", netns.Path(pod3), "--config", nodeFile).CombinedOutput()
+	m := regexp.MustCompile(`^workload web-1 added on host1: (\S+) dev (cali[0-9a-f]{11})\n$`).FindStringSubmatch(string(out))
+	if err != nil || m == nil {
+		t.Fatalf("workload add --netns: %v\n%s", err, out)
+	}
+	if !strings.Contains(ipN(t, pod3, "-o", "addr", "show", "dev", "eth0"), "inet "+m[1]+"/32") || !strings.Contains(ipN(t, host, "route"), m[1]+" dev "+m[2]+" scope link") {
+		t.Errorf("workload web-1 (%s dev %s): pod or host route missing", m[1], m[2])
+	}
+	if out, err := exec.Command(bin, "workload", "del", "web-1", "--host", "--config", nodeFile).CombinedOutput(); err != nil || string(out) != "workload web-1 deleted\n" {
+		t.Errorf("workload del --host: %v\n%s", err, out)
+	}
+	if strings.Contains(ipN(t, host, "-o", "link"), m[2]) {
+		t.Errorf("%s still there after workload del", m[2])
+	}
+
 	// DEL: the veth, the /32 and the IPAM entry go; the block stays the
 	// node's (as in Calico).
 	if r := h.cni(t, plugin, "DEL", "ctr1", netns1, "eth0", conf); r.code != 0 || r.out != "" {
