@@ -28,9 +28,9 @@ func newNodeCommand() *cobra.Command {
 }
 
 func newNodeRunCommand() *cobra.Command {
-	var configFile, dataplane string
+	var configFile, dataplane, metricsAddr string
 	cmd := &cobra.Command{
-		Use:   "run [--config FILE] [--dataplane userspace|kernel]",
+		Use:   "run [--config FILE] [--dataplane userspace|kernel] [--metrics-addr HOST:PORT]",
 		Short: "Run the per-node agent (what deploy starts in each node namespace)",
 		Long: `run starts the node agent in the current network namespace: it brings up
 the underlay interface, claims address blocks for its workloads from IPAM,
@@ -51,7 +51,11 @@ on real hosts"): node name, address, interface, AS, peers, IP pools,
 datastore. Its problems are reported all at once as FILE:LINE: FIELD:
 message. A file whose name ends in .json, or that starts with '{', is
 read as the JSON config deploy writes. deploy/systemd/vrouter-node.service
-runs it under systemd; stopping it leaves routes and workloads in place.`,
+runs it under systemd; stopping it leaves routes and workloads in place.
+
+--metrics-addr serves Prometheus metrics at http://HOST:PORT/metrics
+(default: off; Felix uses port 9091, e.g. --metrics-addr :9091). The
+control socket serves them at GET /metrics in any case.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.LoadNodeFile(configFile)
@@ -69,12 +73,16 @@ runs it under systemd; stopping it leaves routes and workloads in place.`,
 				}
 				cfg.Dataplane = dataplane
 			}
+			if metricsAddr != "" {
+				cfg.MetricsAddr = metricsAddr
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return agent.Run(ctx, cfg)
 		},
 	}
 	cmd.Flags().StringVar(&configFile, "config", config.DefaultNodeFile, "node config file: YAML (a real host's node.yaml) or JSON (written by deploy)")
+	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://HOST:PORT/metrics (default off; Felix uses :9091)")
 	cmd.Flags().StringVar(&dataplane, "dataplane", "", "what forwards: userspace (the engine) or kernel (netlink routes, veth workloads); default: the config file's (a YAML node file's: kernel), else userspace")
 	return cmd
 }
