@@ -336,3 +336,17 @@ func TestHandler(t *testing.T) {
 	}
 	checkPromtool(t, body)
 }
+
+// TestREADMEListsEveryMetric: the README's metric table names every
+// metric.
+func TestREADMEListsEveryMetric(t *testing.T) {
+	data, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range Descriptions() {
+		if !strings.Contains(string(data), "| `"+d.Name+"` | "+d.Type+" |") {
+			t.Errorf("README's metric table lacks %s (%s)", d.Name, d.Type)
+		}
+	}
+}
