@@ -12,17 +12,19 @@ import (
 func newMetricsCommand() *cobra.Command {
 	var list bool
 	cmd := &cobra.Command{
-		Use:   "metrics [NODE]",
-		Short: "Print the Prometheus metrics of a lab's nodes",
+		Use:   "metrics [NODE | ROUTER]",
+		Short: "Print the Prometheus metrics of a lab's nodes and routers",
 		Long: `metrics prints the Prometheus metrics of a node's agent in the text
 exposition format, as its control socket serves them at GET /metrics:
 packets forwarded, delivered and dropped by reason, per-port counters,
 IPIP encapsulation, ICMP errors, BGP sessions by state and prefixes per
 peer, FIB routes, IPAM blocks and addresses, graceful-restart stale
-routes, and the Go runtime's and the process' metrics.
+routes, and the Go runtime's and the process' metrics. A router (kind:
+router, or an external router's forwarder) exports its engine's counters
+and routes.
 
-With no NODE it prints every node's, one exposition with a node label on
-every sample, and vrouter_node_up says which agents answered. 'vrouter
+With no NODE it prints every node's and router's, one exposition with a
+node label on every sample, and vrouter_node_up says which answered. 'vrouter
 serve --metrics ADDR' serves the same for a Prometheus server. --list
 prints the vrouter_ metrics and what they mean.`,
 		Example: "  vrouter metrics node1\n  vrouter metrics | grep vrouter_bgp_sessions\n  vrouter metrics --list",

@@ -24,11 +24,12 @@ func newServeCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve --metrics ADDR",
 		Short: "Serve a lab's metrics over HTTP for Prometheus",
-		Long: `serve serves, until interrupted, every node's Prometheus metrics at
-http://ADDR/metrics: one exposition with a node label on every sample,
-read from the agents at each scrape (as 'vrouter metrics' prints it), so
-a local Prometheus scrapes a whole lab as one target. vrouter_node_up
-says which agents answered; nodes added or removed later are followed.
+		Long: `serve serves, until interrupted, every node's and router's Prometheus
+metrics at http://ADDR/metrics: one exposition with a node label on every
+sample, read from the agents and forwarders at each scrape (as 'vrouter
+metrics' prints it), so a local Prometheus scrapes a whole lab as one
+target. vrouter_node_up says which answered; nodes added or removed
+later are followed.
 
 ADDR must be a loopback address (127.0.0.1:PORT, [::1]:PORT or
 localhost:PORT): the metrics say what runs in the lab and nothing

@@ -13,34 +13,44 @@ import (
 const metricsParallel = 16
 
 // Metrics fetches the Prometheus metrics (text exposition) of the named
-// nodes of a deployed lab, of every node when names is empty, in the
-// lab's order of nodes. A node whose agent does not answer has its error
-// in Node.Err; a name that is no node of the lab is an error.
+// nodes and routers of a deployed lab (router nodes and external routers'
+// forwarders export their engines' counters and routes), of all of them
+// when names is empty: the nodes first, then the routers, in the lab's
+// order. One whose process does not answer has its error in Node.Err; a
+// name that is no node or router of the lab is an error.
 func Metrics(ctx context.Context, st *State, names ...string) ([]metrics.Node, error) {
-	nodes := st.Nodes
-	if len(names) > 0 {
-		nodes = nil
-		for _, name := range names {
-			n, ok := st.Node(name)
-			if !ok {
-				if _, isRouter := st.Router(name); isRouter {
-					return nil, fmt.Errorf("%s is a router: only nodes (agents) export metrics", name)
-				}
-				return nil, fmt.Errorf("lab %s has no node %s", st.Name, name)
-			}
-			nodes = append(nodes, n)
+	type target struct {
+		name string
+		c    *control.Client
+	}
+	var targets []target
+	if len(names) == 0 {
+		for _, n := range st.Nodes {
+			targets = append(targets, target{n.Name, control.NewClient(n.Control)})
+		}
+		for _, r := range st.Routers {
+			targets = append(targets, target{r.Name, control.NewRouterClient(r.Control)})
 		}
 	}
-	out := make([]metrics.Node, len(nodes))
+	for _, name := range names {
+		if n, ok := st.Node(name); ok {
+			targets = append(targets, target{n.Name, control.NewClient(n.Control)})
+		} else if r, ok := st.Router(name); ok {
+			targets = append(targets, target{r.Name, control.NewRouterClient(r.Control)})
+		} else {
+			return nil, fmt.Errorf("lab %s has no node or router %s", st.Name, name)
+		}
+	}
+	out := make([]metrics.Node, len(targets))
 	sem := make(chan struct{}, metricsParallel)
 	var wg sync.WaitGroup
-	for i, n := range nodes {
+	for i, t := range targets {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			text, err := control.NewClient(n.Control).Metrics(ctx)
-			out[i] = metrics.Node{Name: n.Name, Text: []byte(text), Err: err}
+			text, err := t.c.Metrics(ctx)
+			out[i] = metrics.Node{Name: t.name, Text: []byte(text), Err: err}
 		}()
 	}
 	wg.Wait()

@@ -65,9 +65,11 @@ func fileExists(p string) bool {
 	return err == nil
 }
 
-// TestMetricsServe scrapes `vrouter serve --metrics` on a running lab:
-// the forwarding counters move with a ping, the BGP session states with
-// `vrouter link set NODE down` and up, and promtool accepts the text.
+// TestMetricsServe scrapes `vrouter serve --metrics` on a running lab of
+// two racks joined by a router node, IPIP across it: the forwarding,
+// IPIP and port counters move with pings, the router's drops and ICMP
+// errors with a ping to nowhere, the BGP session states with `vrouter
+// link set NODE down` and up, and promtool accepts the text.
 func TestMetricsServe(t *testing.T) {
 	t.Parallel()
 	netnstest.RequireRoot(t)
@@ -77,13 +79,19 @@ func TestMetricsServe(t *testing.T) {
 	file := filepath.Join(t.TempDir(), name+".yaml")
 	if err := os.WriteFile(file, []byte(fmt.Sprintf(`name: %s
 ipPools:
-  - {name: pool, cidr: 10.244.0.0/16}
+  - {name: pool, cidr: 10.244.0.0/16, ipipMode: CrossSubnet}
 networks:
-  - {name: lan, cidr: 192.168.50.0/24}
+  - {name: rack1, cidr: 192.168.50.0/24}
+  - {name: rack2, cidr: 192.168.60.0/24}
 bgp: {keepaliveTime: 1s, holdTime: 3s}
 nodes:
-  node1: {network: lan, address: 192.168.50.10}
-  node2: {network: lan, address: 192.168.50.11}
+  node1: {network: rack1, address: 192.168.50.10}
+  node2: {network: rack2, address: 192.168.60.10}
+  tor:
+    kind: router
+    interfaces:
+      - {network: rack1, address: 192.168.50.1}
+      - {network: rack2, address: 192.168.60.1}
 workloads:
   - {name: a, node: node1, address: 10.244.1.1}
   - {name: b, node: node2, address: 10.244.2.1}
@@ -101,7 +109,7 @@ workloads:
 	if !strings.Contains(out, `vrouter_bgp_sessions{state="Established"} 1`) || strings.Contains(out, `node="`) {
 		t.Errorf("vrouter metrics node1: want node1's exposition with its session up, no node label:\n%.2000s", out)
 	}
-	if out, code := vr(t, "metrics", "--lab", name, "node9"); code == 0 || !strings.Contains(out, "no node node9") {
+	if out, code := vr(t, "metrics", "--lab", name, "node9"); code == 0 || !strings.Contains(out, "no node or router node9") {
 		t.Errorf("vrouter metrics node9: exit %d\n%s", code, out)
 	}
 
@@ -173,39 +181,62 @@ workloads:
 		if v := val(before, "vrouter_bgp_sessions", "node", n, "state", "Established"); v != 1 {
 			t.Errorf("%s: %v sessions Established, want 1", n, v)
 		}
-		if v := val(before, "vrouter_ipam_addresses_in_use", "node", n); v != 1 {
-			t.Errorf("%s: %v addresses in use, want 1", n, v)
+		// the workload's address and tunl0's
+		if v := val(before, "vrouter_ipam_addresses_in_use", "node", n); v != 2 {
+			t.Errorf("%s: %v addresses in use, want 2 (a workload, tunl0)", n, v)
 		}
-		if v := val(before, "vrouter_bgp_peer_prefixes_received", "node", n); v != 1 {
-			t.Errorf("%s: %v prefixes received, want its peer's block", n, v)
+	}
+	// Each node advertises its blocks, and receives the other's.
+	for n, peer := range map[string]string{"node1": "node2", "node2": "node1"} {
+		blocks := val(before, "vrouter_ipam_blocks", "node", n)
+		if blocks < 1 {
+			t.Errorf("%s: %v blocks", n, blocks)
 		}
-		if v := val(before, "vrouter_bgp_peer_prefixes_advertised", "node", n); v != 1 {
-			t.Errorf("%s: %v prefixes advertised, want its block", n, v)
+		if v := val(before, "vrouter_bgp_peer_prefixes_advertised", "node", n); v != blocks {
+			t.Errorf("%s: %v prefixes advertised, want its %v blocks", n, v, blocks)
 		}
+		if v := val(before, "vrouter_bgp_peer_prefixes_received", "node", peer); v != blocks {
+			t.Errorf("%s: %v prefixes received, want %s's %v blocks", peer, v, n, blocks)
+		}
+	}
+	if v := val(before, "vrouter_node_up", "node", "tor"); v != 1 {
+		t.Errorf("vrouter_node_up{node=tor} = %v, want 1 (the router's forwarder exports its engine)", v)
+	}
+	if n := len(before["vrouter_bgp_sessions"].GetMetric()); n != 2*len(metrics.States) {
+		t.Errorf("%d vrouter_bgp_sessions samples, want the two nodes' (the router has no BGP)", n)
 	}
 
-	// Traffic: 5 pings a -> b, each request forwarded by node1 (workload to
-	// ens33) and node2 (ens33 to workload), each reply the other way.
+	// Traffic: 5 pings a -> b, IPIP across tor (CrossSubnet): each node
+	// encapsulates one way and decapsulates and forwards the other; tor
+	// forwards both ways.
 	mustVR(t, "exec", "--lab", name, "a", "--", "ping", "-c", "5", "-i", "0.2", "-W", "2", "10.244.2.1")
 	after, _ := scrape()
+	delta := func(metric string, labels ...string) float64 {
+		t.Helper()
+		return val(after, metric, labels...) - val(before, metric, labels...)
+	}
 	for _, n := range []string{"node1", "node2"} {
-		d := val(after, "vrouter_packets_forwarded_total", "node", n) - val(before, "vrouter_packets_forwarded_total", "node", n)
-		if d < 10 {
-			t.Errorf("%s forwarded %v more packets after 5 pings, want at least 10", n, d)
+		for _, m := range []string{"vrouter_packets_forwarded_total", "vrouter_ipip_encapsulated_packets_total", "vrouter_ipip_decapsulated_packets_total"} {
+			if d := delta(m, "node", n); d < 5 {
+				t.Errorf("%s: %s grew by %v after 5 pings, want at least 5", n, m, d)
+			}
 		}
-		tx := val(after, "vrouter_port_transmit_packets_total", "node", n, "port", "ens33") - val(before, "vrouter_port_transmit_packets_total", "node", n, "port", "ens33")
-		if tx < 5 {
-			t.Errorf("%s sent %v more packets on ens33 after 5 pings, want at least 5", n, tx)
+		if d := delta("vrouter_port_transmit_packets_total", "node", n, "port", "ens33"); d < 5 {
+			t.Errorf("%s sent %v more packets on ens33 after 5 pings, want at least 5", n, d)
 		}
 	}
-	// A packet to an address no block covers: dropped on node1, no route.
-	drops := func(f map[string]*dto.MetricFamily) float64 {
-		return val(f, "vrouter_packets_dropped_total", "node", "node1", "reason", "no_route")
+	if d := delta("vrouter_packets_forwarded_total", "node", "tor"); d < 10 {
+		t.Errorf("tor forwarded %v more packets after 5 pings, want at least 10", d)
 	}
+	// A ping to nowhere: node1 sends it to its gateway, tor has no route,
+	// drops it and answers with an ICMP error.
 	vr(t, "exec", "--lab", name, "a", "--", "ping", "-c", "1", "-W", "1", "10.99.0.1")
 	latest, _ := scrape()
-	if d := drops(latest) - drops(after); d < 1 {
-		t.Errorf("node1 counted %v no_route drops for a ping to 10.99.0.1, want 1", d)
+	if d := val(latest, "vrouter_packets_dropped_total", "node", "tor", "reason", "no_route") - val(after, "vrouter_packets_dropped_total", "node", "tor", "reason", "no_route"); d < 1 {
+		t.Errorf("tor counted %v no_route drops for a ping to 10.99.0.1, want 1", d)
+	}
+	if d := val(latest, "vrouter_icmp_errors_sent_total", "node", "tor") - val(after, "vrouter_icmp_errors_sent_total", "node", "tor"); d < 1 {
+		t.Errorf("tor sent %v ICMP errors about a ping to 10.99.0.1, want 1", d)
 	}
 
 	// The link down: node2's link metric at once, the sessions once the
@@ -215,7 +246,7 @@ workloads:
 		f, _ := scrape()
 		l := val(f, "vrouter_underlay_link_up", "node", "node2")
 		e1 := val(f, "vrouter_bgp_sessions", "node", "node1", "state", "Established")
-		up1 := val(f, "vrouter_bgp_peer_up", "node", "node1", "peer", "192.168.50.11")
+		up1 := val(f, "vrouter_bgp_peer_up", "node", "node1", "peer", "192.168.60.10")
 		return l == 0 && e1 == 0 && up1 == 0, fmt.Sprintf("node2 link up %v, node1 sessions Established %v, peer up %v", l, e1, up1)
 	})
 	mustVR(t, "link", "set", "--lab", name, "node2", "up")

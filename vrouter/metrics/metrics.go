@@ -48,6 +48,10 @@ type Snapshot struct {
 	// FailedParts names the parts (of Parts) that could not be read;
 	// their metrics are missing.
 	FailedParts []string
+	// Router says the snapshot is a router forwarder's (`vrouter router
+	// run`): it has an engine and routes but no BGP speaker, IPAM or
+	// workloads, whose metrics are left out.
+	Router bool
 }
 
 // Parts are the parts of a snapshot that may fail on their own.
@@ -232,17 +236,20 @@ func b2f(b bool) float64 {
 func Write(s *Snapshot, ch chan<- prometheus.Metric) {
 	emit(ch, mInfo, 1, s.Dataplane, s.Tunnel)
 	emit(ch, mLinkUp, b2f(s.LinkUp))
-	emit(ch, mWorkloads, float64(s.Workloads))
 	if s.Engine != nil {
 		writeEngine(ch, s.Engine)
 	}
 	if s.Kernel != nil {
 		writeKernel(ch, s.Kernel)
 	}
-	writeBGP(ch, s)
 	for k, n := range s.Routes {
 		emit(ch, mRoutes, float64(n), k.Protocol, k.Type)
 	}
+	if s.Router {
+		return
+	}
+	emit(ch, mWorkloads, float64(s.Workloads))
+	writeBGP(ch, s)
 	emit(ch, mBlocks, float64(s.IPAM.Blocks))
 	emit(ch, mBlockAddrs, float64(s.IPAM.BlockAddresses))
 	emit(ch, mInUse, float64(s.IPAM.InUse))

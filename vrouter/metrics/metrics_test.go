@@ -350,3 +350,23 @@ func TestREADMEListsEveryMetric(t *testing.T) {
 		}
 	}
 }
+
+// TestCollectorRouter: a router forwarder exports its engine and routes,
+// no BGP, IPAM or workloads it does not have.
+func TestCollectorRouter(t *testing.T) {
+	s := userspaceSnapshot()
+	s.Router, s.Peers, s.IPAM, s.Workloads = true, nil, IPAM{}, 0
+	c := NewCollector(func(context.Context) (*Snapshot, error) { return s, nil }, 0)
+	if problems, err := testutil.CollectAndLint(c); err != nil || len(problems) > 0 {
+		t.Errorf("lint: %v %v", problems, err)
+	}
+	if got := single(t, c, "vrouter_packets_forwarded_total"); got != 100 {
+		t.Errorf("forwarded %v, want 100", got)
+	}
+	if n := testutil.CollectAndCount(c, "vrouter_bgp_sessions", "vrouter_ipam_blocks", "vrouter_workloads", "vrouter_bgp_stale_routes"); n != 0 {
+		t.Errorf("a router exports %d BGP, IPAM or workload samples", n)
+	}
+	if n := testutil.CollectAndCount(c, "vrouter_fib_routes"); n != 3 {
+		t.Errorf("%d route samples, want 3", n)
+	}
+}
