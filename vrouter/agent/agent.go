@@ -39,7 +39,7 @@ type Agent struct {
 
 	dp    Dataplane
 	ipam  *ipam.IPAM
-	store *ipam.BoltStore
+	store datastore
 	bgp   Speaker
 
 	saveMu sync.Mutex // serializes writes of the routes file
@@ -74,6 +74,36 @@ func Run(ctx context.Context, cfg *config.Node) error {
 	return nil
 }
 
+// datastore is an IPAM datastore the agent opened and closes.
+type datastore interface {
+	ipam.Datastore
+	Close() error
+}
+
+// openDatastore opens the IPAM datastore cfg selects: the bbolt file
+// cfg.Datastore, or the etcd cluster cfg.Etcd.
+func openDatastore(ctx context.Context, cfg *config.Node) (datastore, error) {
+	if err := cfg.CheckDatastore(); err != nil {
+		return nil, err
+	}
+	if cfg.DatastoreType == config.DatastoreEtcd {
+		s, err := ipam.OpenEtcd(ctx, ipam.EtcdConfig{
+			Endpoints: cfg.Etcd.Endpoints,
+			CertFile:  cfg.Etcd.CertFile, KeyFile: cfg.Etcd.KeyFile, CAFile: cfg.Etcd.CAFile,
+			Timeout: cfg.Etcd.Timeout,
+		})
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
+	s, err := ipam.OpenBolt(cfg.Datastore)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
 // newAgent returns the agent of the node cfg describes, with the
 // dataplane cfg.Dataplane names and GoBGP as its speaker.
 func newAgent(cfg *config.Node, log *slog.Logger) *Agent {
@@ -103,8 +133,8 @@ func (a *Agent) start(ctx context.Context) error {
 		return err
 	}
 	a.dp = dp
-	// IPAM: the lab's shared datastore.
-	a.store, err = ipam.OpenBolt(cfg.Datastore)
+	// IPAM: the lab's shared datastore (a bbolt file), or etcd.
+	a.store, err = openDatastore(ctx, cfg)
 	if err != nil {
 		return err
 	}
