@@ -39,7 +39,7 @@ type Agent struct {
 
 	dp    Dataplane
 	ipam  *ipam.IPAM
-	store datastore
+	store Datastore
 	bgp   Speaker
 
 	saveMu sync.Mutex // serializes writes of the routes file
@@ -74,15 +74,15 @@ func Run(ctx context.Context, cfg *config.Node) error {
 	return nil
 }
 
-// datastore is an IPAM datastore the agent opened and closes.
-type datastore interface {
+// Datastore is an IPAM datastore that its opener closes.
+type Datastore interface {
 	ipam.Datastore
 	Close() error
 }
 
-// openDatastore opens the IPAM datastore cfg selects: the bbolt file
+// OpenDatastore opens the IPAM datastore cfg selects: the bbolt file
 // cfg.Datastore, or the etcd cluster cfg.Etcd.
-func openDatastore(ctx context.Context, cfg *config.Node) (datastore, error) {
+func OpenDatastore(ctx context.Context, cfg *config.Node) (Datastore, error) {
 	if err := cfg.CheckDatastore(); err != nil {
 		return nil, err
 	}
@@ -134,7 +134,7 @@ func (a *Agent) start(ctx context.Context) error {
 	}
 	a.dp = dp
 	// IPAM: the lab's shared datastore (a bbolt file), or etcd.
-	a.store, err = openDatastore(ctx, cfg)
+	a.store, err = OpenDatastore(ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -96,7 +96,7 @@ func TestAgentEtcdUnreachable(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.DatastoreType = config.DatastoreEtcd
 	cfg.Etcd = config.Etcd{Endpoints: []string{"http://127.0.0.1:1"}}
-	if _, err := openDatastore(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "etcd at http://127.0.0.1:1") {
-		t.Fatalf("openDatastore = %v", err)
+	if _, err := OpenDatastore(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "etcd at http://127.0.0.1:1") {
+		t.Fatalf("OpenDatastore = %v", err)
 	}
 }
