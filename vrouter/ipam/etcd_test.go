@@ -279,115 +279,100 @@ func TestEtcdTLS(t *testing.T) {
 	}
 }
 
-// With etcd down, a claim fails within the store's timeout with an error
-// naming etcd; with etcd back, claims work again, and nothing was handed
-// out twice across the outage, though claims ran all along.
-func TestEtcdOutage(t *testing.T) {
-	if testing.Short() {
-		t.Skip("kills etcd")
-	}
-	ctx := context.Background()
-	srv := etcdtest.Start(t, etcdtest.Options{})
-	const timeout = 2 * time.Second
-	s, err := OpenEtcd(ctx, EtcdConfig{Endpoints: srv.Endpoints, Timeout: timeout})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	m := mustNew(t, s, Options{}, bigPool)
+// claimers are goroutines claiming addresses on their nodes, one after
+// the other, until stopped, recording every result.
+type claimers struct {
+	m    *IPAM
+	stop chan struct{}
+	wg   sync.WaitGroup
 
-	type result struct {
-		handle string
-		addr   netip.Addr
-		err    error
-	}
-	var mu sync.Mutex
-	var results []result
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for n := range 3 {
-		wg.Go(func() {
+	mu      sync.Mutex
+	results []claimResult
+}
+
+type claimResult struct {
+	handle string
+	addr   netip.Addr
+	err    error
+	at     time.Time // when the call returned
+}
+
+// startClaimers starts one claimer per node; the test's cleanup stops
+// them.
+func startClaimers(t *testing.T, m *IPAM, nodes int) *claimers {
+	c := &claimers{m: m, stop: make(chan struct{})}
+	for n := range nodes {
+		c.wg.Go(func() {
 			node := fmt.Sprint("node", n)
 			for i := 0; ; i++ {
 				select {
-				case <-stop:
+				case <-c.stop:
 					return
 				default:
 				}
 				h := fmt.Sprintf("%s/%d", node, i)
-				a, err := m.AutoAssign(ctx, AssignArgs{Node: node, Handle: h})
-				mu.Lock()
-				results = append(results, result{h, a, err})
-				mu.Unlock()
+				a, err := m.AutoAssign(context.Background(), AssignArgs{Node: node, Handle: h})
+				c.mu.Lock()
+				c.results = append(c.results, claimResult{h, a, err, time.Now()})
+				c.mu.Unlock()
 				if err != nil {
 					time.Sleep(100 * time.Millisecond)
 				}
 			}
 		})
 	}
-	defer func() {
-		select {
-		case <-stop:
-		default:
-			close(stop)
-		}
-		wg.Wait()
-	}()
-	waitFor := func(what string, ok func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for !ok() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	count := func(failed bool) int {
-		mu.Lock()
-		defer mu.Unlock()
-		n := 0
-		for _, r := range results {
-			if (r.err != nil) == failed {
-				n++
-			}
-		}
-		return n
-	}
-	waitFor("claims before the outage", func() bool { return count(false) >= 30 })
+	t.Cleanup(c.halt)
+	return c
+}
 
-	srv.Stop()
-	start := time.Now()
-	_, err = m.AutoAssign(ctx, AssignArgs{Node: "node9", Handle: "during-outage"})
-	took := time.Since(start)
-	if err == nil {
-		t.Fatal("AutoAssign succeeded with etcd down")
+// halt stops the claimers and waits for them.
+func (c *claimers) halt() {
+	select {
+	case <-c.stop:
+	default:
+		close(c.stop)
 	}
-	if !strings.Contains(err.Error(), "etcd at "+srv.Endpoints[0]) || !strings.Contains(err.Error(), "no answer within") {
-		t.Errorf("error does not say that etcd is unreachable: %v", err)
-	}
-	if took < timeout/2 || took > timeout+3*time.Second {
-		t.Errorf("failed after %v, want about %v", took, timeout)
-	}
-	t.Logf("with etcd down, AutoAssign failed after %v: %v", took, err)
-	failedBefore := count(true)
-	waitFor("the workers' claims to fail too", func() bool { return count(true) >= failedBefore+3 })
+	c.wg.Wait()
+}
 
-	srv.Start()
-	okBefore := count(false)
-	waitFor("claims after etcd is back", func() bool { return count(false) >= okBefore+30 })
-	close(stop)
-	wg.Wait()
+// count returns how many claims succeeded (or failed) since since.
+func (c *claimers) count(failed bool, since time.Time) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, r := range c.results {
+		if (r.err != nil) == failed && !r.at.Before(since) {
+			n++
+		}
+	}
+	return n
+}
 
-	// Every address handed out once, and held in the store by the handle
-	// it was handed to. A claim whose commit etcd applied as it died may
-	// have failed for the caller: that address is in the store under a
-	// handle whose AutoAssign failed (leaked, not duplicated).
+// waitFor polls ok until it holds or 30 seconds pass.
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// check stops the claimers and checks their results against the store:
+// every address handed out once, and held in the store by the handle it
+// was handed to. A claim whose commit etcd applied as a member died may
+// have failed for the caller: that address is in the store under a handle
+// whose AutoAssign failed (leaked, not duplicated); check returns how many.
+func (c *claimers) check(t *testing.T, s Datastore) (ok, failed, leaked int) {
+	t.Helper()
+	c.halt()
 	byAddr := map[netip.Addr]string{}
-	failed := map[string]bool{}
-	for _, r := range results {
+	failedHandles := map[string]bool{}
+	for _, r := range c.results {
 		if r.err != nil {
-			failed[r.handle] = true
+			failedHandles[r.handle] = true
 			continue
 		}
 		if prev, dup := byAddr[r.addr]; dup {
@@ -395,10 +380,8 @@ func TestEtcdOutage(t *testing.T) {
 		}
 		byAddr[r.addr] = r.handle
 	}
-	as := checkConsistent(t, s)
-	leaked := 0
 	stored := map[netip.Addr]bool{}
-	for _, a := range as {
+	for _, a := range checkConsistent(t, s) {
 		stored[a.Addr] = true
 		if h, ok := byAddr[a.Addr]; ok {
 			if h != a.Handle {
@@ -406,7 +389,7 @@ func TestEtcdOutage(t *testing.T) {
 			}
 			continue
 		}
-		if !failed[a.Handle] {
+		if !failedHandles[a.Handle] {
 			t.Errorf("store has %s for %s, which nobody was given", a.Addr, a.Handle)
 		}
 		leaked++
@@ -416,8 +399,118 @@ func TestEtcdOutage(t *testing.T) {
 			t.Errorf("%s, handed to %s, is not in the store", a, h)
 		}
 	}
+	return len(byAddr), len(failedHandles), leaked
+}
+
+// checkDown checks that with etcd down a claim fails within about the
+// store's timeout, with an error naming etcd.
+func checkDown(t *testing.T, m *IPAM, srv *etcdtest.Server, timeout time.Duration) {
+	t.Helper()
+	start := time.Now()
+	_, err := m.AutoAssign(context.Background(), AssignArgs{Node: "node9", Handle: "during-outage"})
+	took := time.Since(start)
+	if err == nil {
+		t.Fatal("AutoAssign succeeded with etcd down")
+	}
+	if !strings.Contains(err.Error(), "etcd at "+strings.Join(srv.Endpoints, ",")) || !strings.Contains(err.Error(), "no answer within") {
+		t.Errorf("error does not say that etcd is unreachable: %v", err)
+	}
+	if took < timeout/2 || took > timeout+3*time.Second {
+		t.Errorf("failed after %v, want about %v", took, timeout)
+	}
+	t.Logf("with etcd down, AutoAssign failed after %v: %v", took, err)
+}
+
+// With etcd down, a claim fails within the store's timeout with an error
+// naming etcd; with etcd back, claims work again, and nothing was handed
+// out twice across the outage, though claims ran all along.
+func TestEtcdOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills etcd")
+	}
+	srv := etcdtest.Start(t, etcdtest.Options{})
+	const timeout = 2 * time.Second
+	s, err := OpenEtcd(context.Background(), EtcdConfig{Endpoints: srv.Endpoints, Timeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	m := mustNew(t, s, Options{}, bigPool)
+	c := startClaimers(t, m, 3)
+	waitFor(t, "claims before the outage", func() bool { return c.count(false, time.Time{}) >= 30 })
+
+	srv.Stop()
+	down := time.Now()
+	checkDown(t, m, srv, timeout)
+	waitFor(t, "the claimers' claims to fail too", func() bool { return c.count(true, down) >= 3 })
+
+	srv.Start()
+	up := time.Now()
+	waitFor(t, "claims after etcd is back", func() bool { return c.count(false, up) >= 30 })
+	ok, failed, leaked := c.check(t, s)
 	t.Logf("%d claims succeeded, %d failed during the outage, %d leaked by commits that etcd applied as it died; %d retries",
-		len(byAddr), len(failed), leaked, s.Retries())
+		ok, failed, leaked, s.Retries())
+}
+
+// A cluster of three: with its leader killed, claims go on (after at most
+// a few failures while a new leader is elected); with every member down,
+// a claim fails within the store's timeout naming etcd; with the members
+// back, claims work again; nothing was handed out twice.
+func TestEtcdClusterFaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three etcd members")
+	}
+	ctx := context.Background()
+	srv := etcdtest.Start(t, etcdtest.Options{Members: 3})
+	const timeout = 3 * time.Second
+	s, err := OpenEtcd(ctx, EtcdConfig{Endpoints: srv.Endpoints, Timeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	m := mustNew(t, s, Options{}, bigPool)
+	c := startClaimers(t, m, 3)
+	waitFor(t, "claims on the healthy cluster", func() bool { return c.count(false, time.Time{}) >= 30 })
+
+	// Kill the leader.
+	leader := -1
+	for i, ep := range srv.Endpoints {
+		st, err := s.cli.Status(ctx, ep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Leader == st.Header.MemberId {
+			leader = i
+		}
+	}
+	if leader < 0 {
+		t.Fatal("no leader")
+	}
+	srv.StopMember(leader)
+	killed := time.Now()
+	waitFor(t, "claims with the leader dead", func() bool { return c.count(false, killed) >= 30 })
+	failedAfterKill := c.count(true, killed)
+	if failedAfterKill > 6 {
+		t.Errorf("%d claims failed after the leader was killed, want at most a few", failedAfterKill)
+	}
+	settled := time.Now()
+	waitFor(t, "more claims on two members", func() bool { return c.count(false, settled) >= 30 })
+	if n := c.count(true, settled); n != 0 {
+		t.Errorf("%d claims failed on two healthy members", n)
+	}
+	t.Logf("leader (member %d) killed: %d claims failed meanwhile", leader, failedAfterKill)
+
+	srv.Stop()
+	down := time.Now()
+	checkDown(t, m, srv, timeout)
+	waitFor(t, "the claimers' claims to fail too", func() bool { return c.count(true, down) >= 3 })
+
+	srv.Start()
+	up := time.Now()
+	waitFor(t, "claims after the cluster is back", func() bool { return c.count(false, up) >= 30 })
+	ok, failed, leaked := c.check(t, s)
+	t.Logf("%d claims succeeded, %d failed, %d leaked by commits that etcd applied as it died; %d retries",
+		ok, failed, leaked, s.Retries())
 }
 
 // Several processes make 1,008 claims against one etcd (and, for

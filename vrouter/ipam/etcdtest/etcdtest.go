@@ -1,9 +1,10 @@
-// Package etcdtest starts a single-member etcd (Debian's etcd-server) for
-// tests: on 127.0.0.1 with free ports, in a temporary directory, optionally
-// with TLS and client certificate authentication using a CA and
-// certificates it generates. The test owns the process: Stop kills it,
-// Start brings it back on the same ports and data, and the test's cleanup
-// kills it and removes its directory.
+// Package etcdtest starts an etcd cluster (Debian's etcd-server; one
+// member or several) for tests: on 127.0.0.1 with free ports, in a
+// temporary directory, optionally with TLS and client certificate
+// authentication using a CA and certificates it generates. The test owns
+// the processes: Stop and StopMember kill them, Start and StartMember bring
+// them back on the same ports and data, and the test's cleanup kills them
+// and removes the directory.
 package etcdtest
 
 import (
@@ -54,12 +55,14 @@ type Options struct {
 	// TLS serves clients over https only, requiring client certificates
 	// signed by the generated CA (etcd --client-cert-auth).
 	TLS bool
+	// Members is the cluster's size; zero means one.
+	Members int
 }
 
 // TLSFiles are the PEM files generated for a TLS server.
 type TLSFiles struct {
 	CA                    string // the CA certificate
-	ServerCert, ServerKey string // the member's
+	ServerCert, ServerKey string // the members'
 	ClientCert, ClientKey string // a client's, signed by CA
 	// OtherCA is a second CA's certificate, which signed nothing the
 	// server trusts or serves.
@@ -68,29 +71,38 @@ type TLSFiles struct {
 	RogueCert, RogueKey string
 }
 
-// Server is a running (or stopped) etcd member.
+// Server is a running (or stopped) etcd cluster of one or more members on
+// 127.0.0.1.
 type Server struct {
-	// Endpoints are the client URLs ("http://127.0.0.1:PORT", https with
-	// TLS).
+	// Endpoints are the members' client URLs ("http://127.0.0.1:PORT",
+	// https with TLS), in member order.
 	Endpoints []string
 	// TLS is set when the server was started with Options.TLS.
 	TLS *TLSFiles
 
-	t    testing.TB
-	bin  string
-	dir  string
-	args []string
+	t       testing.TB
+	bin     string
+	dir     string
+	members []*member
+}
+
+// member is one etcd process.
+type member struct {
+	endpoint string
+	args     []string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
+	log  *lockedWriter
 }
 
-// Start starts a new etcd member and waits until it serves; the test's
-// cleanup stops it and removes its data.
+// Start starts a new etcd cluster and waits until every member serves;
+// the test's cleanup stops it and removes its data.
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
 	bin := RequireEtcd(t)
+	n := max(opts.Members, 1)
 	// Data in tmpfs when there is one: etcd fsyncs every commit.
 	base := ""
 	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
@@ -113,87 +125,137 @@ func Start(t testing.TB, opts Options) *Server {
 	// A free port can be taken by someone else before etcd binds it: try
 	// a few times.
 	var lastErr error
-	for range 5 {
-		client, peer := freePort(t), freePort(t)
-		clientURL := fmt.Sprintf("%s://127.0.0.1:%d", scheme, client)
-		peerURL := fmt.Sprintf("http://127.0.0.1:%d", peer)
-		s.Endpoints = []string{clientURL}
-		s.args = []string{
-			"--name", "test",
-			"--data-dir", filepath.Join(dir, "data"),
-			"--listen-client-urls", clientURL,
-			"--advertise-client-urls", clientURL,
-			"--listen-peer-urls", peerURL,
-			"--initial-advertise-peer-urls", peerURL,
-			"--initial-cluster", "test=" + peerURL,
-			"--initial-cluster-state", "new",
-			"--initial-cluster-token", filepath.Base(dir),
-			"--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn",
+	for attempt := range 5 {
+		s.members, s.Endpoints = nil, nil
+		var cluster []string
+		peers := make([]string, n)
+		for i := range n {
+			peers[i] = fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+			cluster = append(cluster, fmt.Sprintf("m%d=%s", i, peers[i]))
 		}
-		if opts.TLS {
-			s.args = append(s.args,
-				"--cert-file", s.TLS.ServerCert, "--key-file", s.TLS.ServerKey,
-				"--client-cert-auth", "--trusted-ca-file", s.TLS.CA)
+		for i := range n {
+			clientURL := fmt.Sprintf("%s://127.0.0.1:%d", scheme, freePort(t))
+			m := &member{endpoint: clientURL}
+			m.args = []string{
+				"--name", fmt.Sprint("m", i),
+				"--data-dir", filepath.Join(dir, fmt.Sprint("data", i)),
+				"--listen-client-urls", clientURL,
+				"--advertise-client-urls", clientURL,
+				"--listen-peer-urls", peers[i],
+				"--initial-advertise-peer-urls", peers[i],
+				"--initial-cluster", strings.Join(cluster, ","),
+				"--initial-cluster-state", "new",
+				"--initial-cluster-token", fmt.Sprintf("%s-%d", filepath.Base(dir), attempt),
+				"--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn",
+			}
+			if opts.TLS {
+				m.args = append(m.args,
+					"--cert-file", s.TLS.ServerCert, "--key-file", s.TLS.ServerKey,
+					"--client-cert-auth", "--trusted-ca-file", s.TLS.CA)
+			}
+			s.members = append(s.members, m)
+			s.Endpoints = append(s.Endpoints, clientURL)
 		}
-		if lastErr = s.start(); lastErr == nil {
+		if lastErr = s.startAll(); lastErr == nil {
 			return s
 		}
-		os.RemoveAll(filepath.Join(dir, "data"))
+		s.Stop()
+		for i := range n {
+			os.RemoveAll(filepath.Join(dir, fmt.Sprint("data", i)))
+		}
 	}
 	t.Fatal(lastErr)
 	return nil
 }
 
-// Start starts a stopped member again, on the same ports and data, and
-// waits until it serves.
+// startAll starts every stopped member, then waits for each to serve (a
+// member of a cluster serves once a quorum runs).
+func (s *Server) startAll() error {
+	for _, m := range s.members {
+		if err := m.spawn(s.bin); err != nil {
+			return err
+		}
+	}
+	for i := range s.members {
+		if err := s.waitReady(i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Start starts every stopped member again, on the same ports and data,
+// and waits until they serve.
 func (s *Server) Start() {
 	s.t.Helper()
-	if err := s.start(); err != nil {
+	if err := s.startAll(); err != nil {
 		s.t.Fatal(err)
 	}
 }
 
-func (s *Server) start() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd != nil {
-		return fmt.Errorf("etcdtest: already running")
+// StartMember starts stopped member i again and waits until it serves.
+func (s *Server) StartMember(i int) {
+	s.t.Helper()
+	if err := s.members[i].spawn(s.bin); err != nil {
+		s.t.Fatal(err)
 	}
-	cmd := exec.Command(s.bin, s.args...)
+	if err := s.waitReady(i); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// spawn starts the member's process unless it runs.
+func (m *member) spawn(bin string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cmd != nil {
+		return nil
+	}
+	cmd := exec.Command(bin, m.args...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")} // no ETCD_* from the caller
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	cmd.Stderr = &lockedWriter{w: &bytes.Buffer{}}
+	m.log = &lockedWriter{w: &bytes.Buffer{}}
+	cmd.Stderr = m.log
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("etcdtest: %w", err)
 	}
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
-	s.cmd, s.done = cmd, done
+	m.cmd, m.done = cmd, done
+	return nil
+}
 
+// waitReady waits until member i answers a read through its own
+// endpoint.
+func (s *Server) waitReady(i int) error {
+	m := s.members[i]
+	m.mu.Lock()
+	done := m.done
+	m.mu.Unlock()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		select {
 		case <-done:
-			s.cmd = nil
-			return fmt.Errorf("etcdtest: etcd exited: %s", cmd.Stderr.(*lockedWriter).String())
+			m.mu.Lock()
+			m.cmd = nil
+			m.mu.Unlock()
+			return fmt.Errorf("etcdtest: etcd member %d exited: %s", i, m.log.String())
 		default:
 		}
-		if s.ready() {
+		if s.ready(m.endpoint) {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			<-done
-			s.cmd = nil
-			return fmt.Errorf("etcdtest: etcd not ready after 30s: %s", cmd.Stderr.(*lockedWriter).String())
+			return fmt.Errorf("etcdtest: etcd member %d not ready after 30s: %s", i, m.log.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 }
 
-// ready reports whether the member answers a read.
-func (s *Server) ready() bool {
-	cli, err := s.Client()
+// ready reports whether the member at endpoint answers a linearizable
+// read (which needs a quorum).
+func (s *Server) ready(endpoint string) bool {
+	cli, err := s.client([]string{endpoint})
 	if err != nil {
 		return false
 	}
@@ -204,10 +266,14 @@ func (s *Server) ready() bool {
 	return err == nil
 }
 
-// Client returns a client of the member (with the client certificate, for
-// a TLS server); the caller closes it.
+// Client returns a client of the cluster (with the client certificate,
+// for a TLS server); the caller closes it.
 func (s *Server) Client() (*clientv3.Client, error) {
-	cfg := clientv3.Config{Endpoints: s.Endpoints, Logger: zap.NewNop()}
+	return s.client(s.Endpoints)
+}
+
+func (s *Server) client(endpoints []string) (*clientv3.Client, error) {
+	cfg := clientv3.Config{Endpoints: endpoints, Logger: zap.NewNop()}
 	if s.TLS != nil {
 		cert, err := tls.LoadX509KeyPair(s.TLS.ClientCert, s.TLS.ClientKey)
 		if err != nil {
@@ -224,27 +290,37 @@ func (s *Server) Client() (*clientv3.Client, error) {
 	return clientv3.New(cfg)
 }
 
-// Stop kills the member (SIGKILL: as a crash, not a shutdown) and waits
-// for it to exit. Stopping a stopped member does nothing.
+// Stop kills every member (SIGKILL: as a crash, not a shutdown) and waits
+// for them to exit. Stopping a stopped member does nothing.
 func (s *Server) Stop() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd == nil {
-		return
+	for _, m := range s.members {
+		m.stop()
 	}
-	s.cmd.Process.Kill()
-	<-s.done
-	s.cmd = nil
 }
 
-// Log returns what the member wrote to stderr since it was last started.
-func (s *Server) Log() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd == nil {
+// StopMember kills member i and waits for it to exit.
+func (s *Server) StopMember(i int) { s.members[i].stop() }
+
+func (m *member) stop() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cmd == nil {
+		return
+	}
+	m.cmd.Process.Kill()
+	<-m.done
+	m.cmd = nil
+}
+
+// Log returns what member i wrote to stderr since it was last started.
+func (s *Server) Log(i int) string {
+	m := s.members[i]
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.log == nil {
 		return ""
 	}
-	return s.cmd.Stderr.(*lockedWriter).String()
+	return m.log.String()
 }
 
 type lockedWriter struct {
