@@ -107,6 +107,12 @@ func (c EtcdConfig) tlsConfig() (*tls.Config, error) {
 // it only saw in a list: it reads by name, and its writes are compared,
 // every block it assigns in or claims.
 //
+// etcd bounds a Txn to 128 compares and 128 writes by default
+// (--max-txn-ops); a transaction beyond that fails with etcd's "too many
+// operations in txn request". IPAM's transactions touch a few keys each,
+// except ReleaseNodeBlocks, which deletes two keys per empty block of the
+// node (so at most 64 blocks at once).
+//
 // An EtcdStore is safe for concurrent use; any number of them, on any
 // hosts, may share a cluster.
 type EtcdStore struct {
