@@ -3,6 +3,7 @@ module github.com/vrouter-lab/vrouter
 go 1.26.8
 
 require (
+	github.com/containernetworking/cni v1.3.0
 	github.com/fsnotify/fsnotify v1.6.0
 	github.com/gaissmai/bart v0.25.0
 	github.com/gopacket/gopacket v1.4.0
@@ -26,7 +27,6 @@ require (
 	github.com/eapache/queue v1.1.0 // indirect
 	github.com/gogo/protobuf v1.3.2 // indirect
 	github.com/golang/protobuf v1.5.4 // indirect
-	github.com/google/go-cmp v0.6.0 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/hashicorp/hcl v1.0.0 // indirect
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect

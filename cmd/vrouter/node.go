@@ -1,9 +1,11 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -29,7 +31,7 @@ func newNodeRunCommand() *cobra.Command {
 	var configFile, dataplane string
 	var ds datastoreFlags
 	cmd := &cobra.Command{
-		Use:   "run --config FILE [--dataplane userspace|kernel] [--datastore etcd --etcd-endpoints URL,...]",
+		Use:   "run [--config FILE] [--dataplane userspace|kernel] [--datastore etcd --etcd-endpoints URL,...]",
 		Short: "Run the per-node agent (what deploy starts in each node namespace)",
 		Long: `run starts the node agent in the current network namespace: it brings up
 the underlay interface, claims address blocks for its workloads from IPAM,
@@ -44,16 +46,24 @@ devices), workloads are veth pairs. The agent leaves them in place when it
 stops, and a restarted agent adopts them without a forwarding gap. The
 flag overrides the config file.
 
-IPAM state (blocks, affinities, handles) lives in the lab's bbolt file by
-default. With --datastore etcd it lives in etcd, in Calico's key layout
-(/calico/ipam/v2/...), shared by nodes on any number of hosts:
---etcd-endpoints lists the members' client URLs; --etcd-cert, --etcd-key
-and --etcd-ca give a client certificate, its key and the CA of the
-members' certificates (https endpoints). The flags override the config
-file's datastoreType and etcd fields.`,
+On a real host the config is a YAML node file (default
+/etc/vrouter/node.yaml; see deploy/node.yaml and the README's "Kernel mode
+on real hosts"): node name, address, interface, AS, peers, IP pools,
+datastore. Its problems are reported all at once as FILE:LINE: FIELD:
+message. A file whose name ends in .json, or that starts with '{', is
+read as the JSON config deploy writes. deploy/systemd/vrouter-node.service
+runs it under systemd; stopping it leaves routes and workloads in place.
+
+IPAM state (blocks, affinities, handles) lives in a bbolt file by default
+(the lab's, or the node file's datastore). With --datastore etcd it lives
+in etcd, in Calico's key layout (/calico/ipam/v2/...), shared by nodes on
+any number of hosts: --etcd-endpoints lists the members' client URLs;
+--etcd-cert, --etcd-key and --etcd-ca give a client certificate, its key
+and the CA of the members' certificates (https endpoints). The flags
+override the config file's datastoreType and etcd fields.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.LoadNode(configFile)
+			cfg, err := config.LoadNodeFile(configFile)
 			if err != nil {
 				return err
 			}
@@ -66,15 +76,19 @@ file's datastoreType and etcd fields.`,
 			if err := ds.apply(cmd, cfg); err != nil {
 				return err
 			}
+			if cfg.Datastore != "" && cfg.DatastoreType != config.DatastoreEtcd {
+				if err := os.MkdirAll(filepath.Dir(cfg.Datastore), 0o755); err != nil {
+					return fmt.Errorf("datastore directory: %w", err)
+				}
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return agent.Run(ctx, cfg)
 		},
 	}
-	cmd.Flags().StringVar(&configFile, "config", "", "node config file (JSON, written by deploy)")
-	cmd.Flags().StringVar(&dataplane, "dataplane", "", "what forwards: userspace (the engine) or kernel (netlink routes, veth workloads); default: the config file's, else userspace")
+	cmd.Flags().StringVar(&configFile, "config", config.DefaultNodeFile, "node config file: YAML (a real host's node.yaml) or JSON (written by deploy)")
+	cmd.Flags().StringVar(&dataplane, "dataplane", "", "what forwards: userspace (the engine) or kernel (netlink routes, veth workloads); default: the config file's (a YAML node file's: kernel), else userspace")
 	ds.register(cmd)
-	_ = cmd.MarkFlagRequired("config")
 	return cmd
 }
 
@@ -126,13 +140,36 @@ func (f *datastoreFlags) apply(cmd *cobra.Command, cfg *config.Node) error {
 }
 
 func newNodeStatusCommand() *cobra.Command {
+	var configFile string
 	cmd := &cobra.Command{
-		Use:   "status NODE",
+		Use:   "status [NODE | --config FILE]",
 		Short: "Print a node's BGP peers as 'calicoctl node status' does",
-		Args:  cobra.ExactArgs(1),
+		Long: `status prints a node's BGP sessions as 'calicoctl node status' does, then
+which tunl0 the node uses (the kernel's ipip module, the agent's userspace
+tunl0, the engine's, or none).
+
+On a lab, name the node. On a real host, give no node: the agent is the one
+the node file names (--config, default /etc/vrouter/node.yaml).`,
+		Example: "  vrouter node status node1\n  vrouter node status            # on a real host",
+		Args:    cobra.MaximumNArgs(1),
 	}
 	load := labFlag(cmd)
+	cmd.Flags().StringVar(&configFile, "config", config.DefaultNodeFile, "the node file of a real host's agent (when no NODE is given)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			cfg, err := config.LoadNodeFile(configFile)
+			if err != nil {
+				return fmt.Errorf("no NODE given, and the host's node file: %w", err)
+			}
+			sock := control.Socket(cfg.StateDir, cfg.Node)
+			s, err := control.NewClient(sock).Status(cmd.Context())
+			err = control.WriteNodeStatus(cmd.OutOrStdout(), s, err)
+			if errors.Is(err, control.ErrNotRunning) {
+				// A real host's agent runs under systemd, not in a lab.
+				return fmt.Errorf("node %s: agent is not running (no answer on %s); start it with: systemctl start vrouter-node (journalctl -u vrouter-node says why it stopped)", cfg.Node, sock)
+			}
+			return err
+		}
 		st, err := load()
 		if err != nil {
 			return err

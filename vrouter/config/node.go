@@ -2,9 +2,11 @@
 // a lab starts: a node agent's (Node, read by `vrouter node run`) and an
 // external router forwarder's (Router, read by `vrouter router run`),
 // written by topology/lab as JSON, plus the names both sides derive from
-// them (workload port names, the fabric directory). It depends on nothing
-// but the standard library, so the lab that writes the files and the
-// processes that read them share it without importing each other.
+// them (workload port names, the fabric directory). A real host's node
+// file (/etc/vrouter/node.yaml) is the same Node in YAML, checked field by
+// field (ParseNodeYAML, LoadNodeFile). It depends on nothing but the
+// standard library and the YAML decoder, so the lab that writes the files
+// and the processes that read them share it without importing each other.
 package config
 
 import (
@@ -201,9 +203,15 @@ type BGPPeer struct {
 
 // Workload is a workload namespace whose eth0 this node's engine serves.
 type Workload struct {
-	Name      string     `json:"name"`
+	Name string `json:"name"`
+	// Namespace is the workload's network namespace: a name under
+	// /run/netns, or (kernel mode) a namespace file's path such as
+	// /proc/PID/ns/net or a CNI runtime's CNI_NETNS.
 	Namespace string     `json:"namespace"`
 	Address   netip.Addr `json:"address,omitempty"` // fixed address; zero for IPAM's choice
+	// PodInterface is the workload side's interface (a CNI runtime's
+	// CNI_IFNAME); empty: eth0.
+	PodInterface string `json:"podInterface,omitempty"`
 }
 
 // LoadNode reads a node config file.
