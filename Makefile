@@ -18,7 +18,7 @@ TEST_TIMEOUT  ?= 20m
 # hold timers (3 s in the failure tests) expire.
 TEST_PARALLEL ?= 6
 # Debian packages the tests and the lab use.
-APT_PACKAGES := iproute2 iputils-ping iperf3 tshark traceroute bird frr gobgpd libssh-gcrypt-4 libreadline8
+APT_PACKAGES := iproute2 iputils-ping iperf3 tshark traceroute bird frr gobgpd etcd-server libssh-gcrypt-4 libreadline8
 # BIRD 2 conflicts with bird (1.6) in Debian: it is extracted here instead.
 BIRD2_DIR := /opt/vrouter-bird2
 # promtool (the metrics tests run `promtool check metrics`) comes from
@@ -31,11 +31,11 @@ PROMETHEUS_DIR := /opt/vrouter-prometheus
 all: build
 
 # deps installs the Debian packages the tests need when one is missing,
-# without letting them start their services (bird and frr would run in the
-# root namespace; the labs start their own daemons in their namespaces).
+# without letting them start their services (bird, frr and etcd would run in
+# the root namespace; the labs and tests start their own daemons).
 deps:
 	@missing=""; \
-	for c in ip ping iperf3 tshark traceroute bird vtysh gobgpd; do \
+	for c in ip ping iperf3 tshark traceroute bird vtysh gobgpd etcd; do \
 		command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; \
 	done; \
 	if [ -n "$$missing" ]; then \

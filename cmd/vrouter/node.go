@@ -29,8 +29,9 @@ func newNodeCommand() *cobra.Command {
 
 func newNodeRunCommand() *cobra.Command {
 	var configFile, dataplane, metricsAddr string
+	var ds datastoreFlags
 	cmd := &cobra.Command{
-		Use:   "run [--config FILE] [--dataplane userspace|kernel] [--metrics-addr HOST:PORT]",
+		Use:   "run [--config FILE] [--dataplane userspace|kernel] [--datastore etcd --etcd-endpoints URL,...] [--metrics-addr HOST:PORT]",
 		Short: "Run the per-node agent (what deploy starts in each node namespace)",
 		Long: `run starts the node agent in the current network namespace: it brings up
 the underlay interface, claims address blocks for its workloads from IPAM,
@@ -53,6 +54,14 @@ message. A file whose name ends in .json, or that starts with '{', is
 read as the JSON config deploy writes. deploy/systemd/vrouter-node.service
 runs it under systemd; stopping it leaves routes and workloads in place.
 
+IPAM state (blocks, affinities, handles) lives in a bbolt file by default
+(the lab's, or the node file's datastore). With --datastore etcd it lives
+in etcd, in Calico's key layout (/calico/ipam/v2/...), shared by nodes on
+any number of hosts: --etcd-endpoints lists the members' client URLs;
+--etcd-cert, --etcd-key and --etcd-ca give a client certificate, its key
+and the CA of the members' certificates (https endpoints). The flags
+override the config file's datastoreType and etcd fields.
+
 --metrics-addr serves Prometheus metrics at http://HOST:PORT/metrics
 (default: off; Felix uses port 9091, e.g. --metrics-addr :9091). The
 control socket serves them at GET /metrics in any case.`,
@@ -62,16 +71,19 @@ control socket serves them at GET /metrics in any case.`,
 			if err != nil {
 				return err
 			}
-			if cfg.Datastore != "" {
-				if err := os.MkdirAll(filepath.Dir(cfg.Datastore), 0o755); err != nil {
-					return fmt.Errorf("datastore directory: %w", err)
-				}
-			}
 			if cmd.Flags().Changed("dataplane") {
 				if err := config.CheckDataplane(dataplane); err != nil {
 					return err
 				}
 				cfg.Dataplane = dataplane
+			}
+			if err := ds.apply(cmd, cfg); err != nil {
+				return err
+			}
+			if cfg.Datastore != "" && cfg.DatastoreType != config.DatastoreEtcd {
+				if err := os.MkdirAll(filepath.Dir(cfg.Datastore), 0o755); err != nil {
+					return fmt.Errorf("datastore directory: %w", err)
+				}
 			}
 			if metricsAddr != "" {
 				cfg.MetricsAddr = metricsAddr
@@ -84,7 +96,55 @@ control socket serves them at GET /metrics in any case.`,
 	cmd.Flags().StringVar(&configFile, "config", config.DefaultNodeFile, "node config file: YAML (a real host's node.yaml) or JSON (written by deploy)")
 	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://HOST:PORT/metrics (default off; Felix uses :9091)")
 	cmd.Flags().StringVar(&dataplane, "dataplane", "", "what forwards: userspace (the engine) or kernel (netlink routes, veth workloads); default: the config file's (a YAML node file's: kernel), else userspace")
+	ds.register(cmd)
 	return cmd
+}
+
+// datastoreFlags select the IPAM datastore: --datastore bbolt|etcd and
+// etcd's endpoints and TLS files.
+type datastoreFlags struct {
+	kind          string
+	endpoints     []string
+	cert, key, ca string
+	timeout       time.Duration
+}
+
+func (f *datastoreFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.kind, "datastore", "", "where IPAM state lives: bbolt (the lab's file) or etcd; default: the config file's, else bbolt")
+	fl.StringSliceVar(&f.endpoints, "etcd-endpoints", nil, "etcd members' client URLs, comma-separated (http://HOST:2379 or https://...)")
+	fl.StringVar(&f.cert, "etcd-cert", "", "client certificate (PEM) for etcd")
+	fl.StringVar(&f.key, "etcd-key", "", "key (PEM) of the etcd client certificate")
+	fl.StringVar(&f.ca, "etcd-ca", "", "CA certificate(s) (PEM) that signed the etcd members' certificates")
+	fl.DurationVar(&f.timeout, "etcd-timeout", 0, "bound on one datastore transaction (default 10s): with etcd down, workload adds fail after it")
+}
+
+// apply writes the flags given into cfg and checks the result.
+func (f *datastoreFlags) apply(cmd *cobra.Command, cfg *config.Node) error {
+	fl := cmd.Flags()
+	if fl.Changed("datastore") {
+		cfg.DatastoreType = f.kind
+	}
+	if fl.Changed("etcd-endpoints") {
+		cfg.Etcd.Endpoints = f.endpoints
+	}
+	if fl.Changed("etcd-cert") {
+		cfg.Etcd.CertFile = f.cert
+	}
+	if fl.Changed("etcd-key") {
+		cfg.Etcd.KeyFile = f.key
+	}
+	if fl.Changed("etcd-ca") {
+		cfg.Etcd.CAFile = f.ca
+	}
+	if fl.Changed("etcd-timeout") {
+		cfg.Etcd.Timeout = f.timeout
+	}
+	etcdFlags := fl.Changed("etcd-endpoints") || fl.Changed("etcd-cert") || fl.Changed("etcd-key") || fl.Changed("etcd-ca")
+	if etcdFlags && cfg.DatastoreType != config.DatastoreEtcd {
+		return fmt.Errorf("--etcd-* flags need --datastore etcd")
+	}
+	return cfg.CheckDatastore()
 }
 
 func newNodeStatusCommand() *cobra.Command {

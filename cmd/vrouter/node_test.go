@@ -33,6 +33,37 @@ func TestNodeRunDataplane(t *testing.T) {
 	}
 }
 
+// `node run` takes --datastore bbolt|etcd with --etcd-* flags and refuses
+// an incomplete or unknown selection before starting anything.
+func TestNodeRunDatastore(t *testing.T) {
+	out, err := run(t, "node", "run", "--help")
+	for _, f := range []string{"--datastore", "--etcd-endpoints", "--etcd-cert", "--etcd-key", "--etcd-ca"} {
+		if err != nil || !strings.Contains(out, f) {
+			t.Fatalf("node run --help lacks %s: %v\n%s", f, err, out)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "node.json")
+	cfg := `{"node":"node1","prefix":"192.168.50.10/24","interface":"ens33","datastore":"/nonexistent/ipam.db"}`
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--datastore", "consul"}, `unknown datastore "consul"`},
+		{[]string{"--datastore", "etcd"}, "needs endpoints"},
+		{[]string{"--etcd-endpoints", "http://127.0.0.1:2379"}, "need --datastore etcd"},
+		{[]string{"--datastore", "etcd", "--etcd-endpoints", "127.0.0.1:2379"}, "not an http:// or https:// URL"},
+		{[]string{"--datastore", "etcd", "--etcd-endpoints", "https://127.0.0.1:2379", "--etcd-cert", "c.pem"}, "needs its key"},
+	} {
+		args := append([]string{"node", "run", "--config", path}, tc.args...)
+		if _, err := run(t, args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want an error with %q", tc.args, err, tc.want)
+		}
+	}
+}
+
 // `vrouter node run` refuses a node file with problems, listing them as
 // FILE:LINE: FIELD: message, before it touches anything.
 func TestNodeRunBadNodeFile(t *testing.T) {

@@ -85,7 +85,7 @@ func TestSymlinkedStateDirectoryIsLeftAlone(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		os.Remove(link)
-		os.Remove(link + ".lock") // the commands lock the lab, whose directory (the link) exists
+		os.Remove(link + ".lock")
 	})
 	for _, args := range [][]string{{"destroy", "--lab", name}, {"inspect", "--lab", name}} {
 		if out, code := vr(t, args...); code == 0 || !strings.Contains(out, "symbolic link") {
@@ -94,6 +94,10 @@ func TestSymlinkedStateDirectoryIsLeftAlone(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(victim, "lab.json")); err != nil {
 		t.Fatalf("destroy followed the link: %v", err)
+	}
+	// The link is no lab: its lock file goes with the command.
+	if _, err := os.Lstat(link + ".lock"); !os.IsNotExist(err) {
+		t.Errorf("destroy left %s.lock beside a link that is no lab (stat: %v)", link, err)
 	}
 }
 

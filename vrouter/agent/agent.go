@@ -40,7 +40,7 @@ type Agent struct {
 
 	dp    Dataplane
 	ipam  *ipam.IPAM
-	store *ipam.BoltStore
+	store Datastore
 	bgp   Speaker
 
 	saveMu sync.Mutex // serializes writes of the routes file
@@ -80,6 +80,36 @@ func Run(ctx context.Context, cfg *config.Node) error {
 	return nil
 }
 
+// Datastore is an IPAM datastore that its opener closes.
+type Datastore interface {
+	ipam.Datastore
+	Close() error
+}
+
+// OpenDatastore opens the IPAM datastore cfg selects: the bbolt file
+// cfg.Datastore, or the etcd cluster cfg.Etcd.
+func OpenDatastore(ctx context.Context, cfg *config.Node) (Datastore, error) {
+	if err := cfg.CheckDatastore(); err != nil {
+		return nil, err
+	}
+	if cfg.DatastoreType == config.DatastoreEtcd {
+		s, err := ipam.OpenEtcd(ctx, ipam.EtcdConfig{
+			Endpoints: cfg.Etcd.Endpoints,
+			CertFile:  cfg.Etcd.CertFile, KeyFile: cfg.Etcd.KeyFile, CAFile: cfg.Etcd.CAFile,
+			Timeout: cfg.Etcd.Timeout,
+		})
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
+	s, err := ipam.OpenBolt(cfg.Datastore)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
 // newAgent returns the agent of the node cfg describes, with the
 // dataplane cfg.Dataplane names and GoBGP as its speaker.
 func newAgent(cfg *config.Node, log *slog.Logger) *Agent {
@@ -110,8 +140,8 @@ func (a *Agent) start(ctx context.Context) error {
 		return err
 	}
 	a.dp = dp
-	// IPAM: the lab's shared datastore.
-	a.store, err = ipam.OpenBolt(cfg.Datastore)
+	// IPAM: the lab's shared datastore (a bbolt file), or etcd.
+	a.store, err = OpenDatastore(ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -38,7 +39,7 @@ const (
 var (
 	nodeFileFields = []string{"node", "address", "interface", "gateway", "mtu", "dataplane", "asNumber",
 		"keepaliveTime", "holdTime", "gracefulRestart", "restartTime", "peers", "ipPools", "strictAffinity",
-		"datastore", "stateDir"}
+		"datastore", "datastoreType", "etcdEndpoints", "etcdCertFile", "etcdKeyFile", "etcdCACertFile", "etcdTimeout", "stateDir"}
 	nodePeerFields = []string{"address", "asNumber", "node", "password", "routeReflectorClient", "clusterID"}
 	nodePoolFields = []string{"name", "cidr", "blockSize", "ipipMode", "mtu"}
 )
@@ -113,7 +114,9 @@ var yamlLine = regexp.MustCompile(`(?s)^yaml: line (\d+): (.*)$`)
 // line and field, as a *NodeFileError; name is the file's name in them.
 // Defaults: node, the host name; mtu, 1500; dataplane, kernel; a peer's
 // asNumber, the node's; datastore, DefaultDatastore; stateDir,
-// DefaultStateDir.
+// DefaultStateDir. The IPAM datastore is the bbolt file datastore, or,
+// with datastoreType etcdv3, etcd at etcdEndpoints (with etcdCertFile,
+// etcdKeyFile and etcdCACertFile for TLS), in calicoctl's field names.
 func ParseNodeYAML(name string, data []byte) (cfg *Node, err error) {
 	p := &nodeParser{}
 	defer func() {
@@ -314,7 +317,7 @@ var nodeName = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9_.\-]{0,252})$`)
 func (p *nodeParser) node(root *yaml.Node) *Node {
 	c := &Node{Lab: HostLab, MTU: 1500, Dataplane: DataplaneKernel, Datastore: DefaultDatastore, StateDir: DefaultStateDir, Network: "underlay"}
 	var haveAddr, haveIface, haveAS, havePools bool
-	var restartLine int
+	var restartLine, typeLine, endpointsLine, certLine int
 	var peerLines, poolLines []int
 	p.fields(root, "", nodeFileFields, func(key string, v *yaml.Node) {
 		switch key {
@@ -376,6 +379,54 @@ func (p *nodeParser) node(root *yaml.Node) *Node {
 			if s, ok := p.path(v, key); ok {
 				c.Datastore = s
 			}
+		case "datastoreType":
+			if s, ok := p.scalar(v, key); ok {
+				switch s {
+				case DatastoreBolt:
+					c.DatastoreType = DatastoreBolt
+				case DatastoreEtcd, "etcdv3": // etcdv3: calicoctl's name
+					c.DatastoreType = DatastoreEtcd
+				default:
+					p.errorf(v.Line, key, "%q: want bbolt (the default) or etcdv3", s)
+				}
+				typeLine = v.Line
+			}
+		case "etcdEndpoints":
+			// A list, or calicoctl's comma-separated string.
+			eps := []*yaml.Node{v}
+			if v.Kind == yaml.SequenceNode {
+				eps = v.Content
+				if len(eps) > 100 {
+					p.errorf(v.Line, key, "%d items: at most 100", len(eps))
+					eps = nil
+				}
+			}
+			for _, n := range eps {
+				s, ok := p.scalar(n, key)
+				if !ok {
+					continue
+				}
+				for _, ep := range strings.Split(s, ",") {
+					ep = strings.TrimSpace(ep)
+					u, err := url.Parse(ep)
+					if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || !strings.HasPrefix(ep, u.Scheme+"://") {
+						p.errorf(n.Line, key, "%q is not an etcd client URL such as https://10.0.0.1:2379", ep)
+						continue
+					}
+					c.Etcd.Endpoints = append(c.Etcd.Endpoints, ep)
+				}
+			}
+			endpointsLine = v.Line
+		case "etcdCertFile":
+			c.Etcd.CertFile, _ = p.path(v, key)
+			certLine = v.Line
+		case "etcdKeyFile":
+			c.Etcd.KeyFile, _ = p.path(v, key)
+			certLine = v.Line
+		case "etcdCACertFile":
+			c.Etcd.CAFile, _ = p.path(v, key)
+		case "etcdTimeout":
+			c.Etcd.Timeout, _ = p.duration(v, key)
 		case "stateDir":
 			if s, ok := p.path(v, key); ok {
 				c.StateDir = s
@@ -406,6 +457,15 @@ func (p *nodeParser) node(root *yaml.Node) *Node {
 		if !f.have && !p.reported(f.field) {
 			p.errorf(root.Line, f.field, "missing (see deploy/node.yaml)")
 		}
+	}
+	switch {
+	case c.DatastoreType == DatastoreEtcd && len(c.Etcd.Endpoints) == 0 && !p.reported("etcdEndpoints"):
+		p.errorf(typeLine, "etcdEndpoints", "missing: datastoreType etcdv3 needs the etcd members' client URLs")
+	case c.DatastoreType != DatastoreEtcd && endpointsLine > 0:
+		p.errorf(endpointsLine, "etcdEndpoints", "set without datastoreType: etcdv3")
+	}
+	if (c.Etcd.CertFile == "") != (c.Etcd.KeyFile == "") && !p.reported("etcdCertFile") && !p.reported("etcdKeyFile") {
+		p.errorf(certLine, "etcdCertFile", "etcdCertFile and etcdKeyFile go together: a client certificate and its key")
 	}
 	if c.BGP.RestartTime > 0 && !c.BGP.GracefulRestart {
 		p.errorf(restartLine, "restartTime", "set without gracefulRestart: true")

@@ -161,7 +161,8 @@ func FuzzParseNodeYAML(f *testing.F) {
 		f.Add(data)
 	}
 	for _, s := range []string{"", "a: [", "address: 10.0.0.5/24\ninterface: eth1\nasNumber: 65001\nipPools:\n  - cidr: 10.48.0.0/16\n",
-		"peers:\n  - &x {address: 1.2.3.4}\n  - *x\n", "ipPools: {cidr: 1}\n", "node: ~\nmtu: 1e9\n"} {
+		"peers:\n  - &x {address: 1.2.3.4}\n  - *x\n",
+		"address: 10.0.0.5/24\ninterface: eth1\nasNumber: 65001\nipPools:\n  - cidr: 10.48.0.0/16\ndatastoreType: etcdv3\netcdEndpoints: http://10.0.0.1:2379,https://x:2379\n", "ipPools: {cidr: 1}\n", "node: ~\nmtu: 1e9\n"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -189,5 +190,51 @@ func FuzzParseNodeYAML(f *testing.F) {
 				t.Fatalf("accepted pool %+v", p)
 			}
 		}
+		if err := c.CheckDatastore(); err != nil {
+			t.Fatalf("accepted %q with datastore problem %v", data, err)
+		}
 	})
+}
+
+// A node file selects etcd in calicoctl's field names: datastoreType
+// etcdv3, etcdEndpoints (a list or calicoctl's comma-separated string) and
+// the TLS files.
+func TestNodeFileEtcd(t *testing.T) {
+	base := "address: 10.0.0.5/24\ninterface: eth1\nasNumber: 65001\nipPools:\n  - cidr: 10.48.0.0/16\n"
+	c, err := ParseNodeYAML("n.yaml", []byte(base+strings.Join([]string{
+		"datastoreType: etcdv3",
+		"etcdEndpoints: https://10.0.0.1:2379, https://10.0.0.2:2379",
+		"etcdCertFile: /etc/vrouter/etcd.pem",
+		"etcdKeyFile: /etc/vrouter/etcd-key.pem",
+		"etcdCACertFile: /etc/vrouter/etcd-ca.pem",
+		"etcdTimeout: 5s",
+	}, "\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Etcd{Endpoints: []string{"https://10.0.0.1:2379", "https://10.0.0.2:2379"}, CertFile: "/etc/vrouter/etcd.pem",
+		KeyFile: "/etc/vrouter/etcd-key.pem", CAFile: "/etc/vrouter/etcd-ca.pem", Timeout: 5 * time.Second}
+	if c.DatastoreType != DatastoreEtcd || !reflect.DeepEqual(c.Etcd, want) {
+		t.Errorf("etcd = %q %+v, want %+v", c.DatastoreType, c.Etcd, want)
+	}
+	if err := c.CheckDatastore(); err != nil {
+		t.Error(err)
+	}
+	c, err = ParseNodeYAML("n.yaml", []byte(base+"datastoreType: etcd\netcdEndpoints:\n  - http://127.0.0.1:2379\n"))
+	if err != nil || !reflect.DeepEqual(c.Etcd.Endpoints, []string{"http://127.0.0.1:2379"}) {
+		t.Errorf("endpoints as a list: %+v, %v", c, err)
+	}
+	for _, tc := range []struct{ file, want string }{
+		{"datastoreType: consul\n", `n.yaml:6: datastoreType: "consul": want bbolt (the default) or etcdv3`},
+		{"datastoreType: etcdv3\n", "n.yaml:6: etcdEndpoints: missing: datastoreType etcdv3 needs"},
+		{"etcdEndpoints: http://127.0.0.1:2379\n", "n.yaml:6: etcdEndpoints: set without datastoreType: etcdv3"},
+		{"datastoreType: etcdv3\netcdEndpoints: 127.0.0.1:2379\n", `n.yaml:7: etcdEndpoints: "127.0.0.1:2379" is not an etcd client URL`},
+		{"datastoreType: etcdv3\netcdEndpoints: https://a:2379\netcdCertFile: /c.pem\n", "n.yaml:8: etcdCertFile: etcdCertFile and etcdKeyFile go together"},
+		{"datastoreType: etcdv3\netcdEndpoints: https://a:2379\netcdCACertFile: ca.pem\n", `n.yaml:8: etcdCACertFile: "ca.pem" is not an absolute path`},
+	} {
+		_, err := ParseNodeYAML("n.yaml", []byte(base+tc.file))
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %s", tc.file, err, tc.want)
+		}
+	}
 }
