@@ -43,12 +43,15 @@ type (
 		Classname string        `xml:"classname,attr"`
 		Time      string        `xml:"time,attr"`
 		Failure   *junitFailure `xml:"failure,omitempty"`
-		SystemOut string        `xml:"system-out,omitempty"`
+		SystemOut *junitText    `xml:"system-out,omitempty"`
 	}
 	junitFailure struct {
 		Message string `xml:"message,attr"`
 		Type    string `xml:"type,attr"`
-		Text    string `xml:",chardata"`
+		Text    string `xml:",cdata"`
+	}
+	junitText struct {
+		Text string `xml:",cdata"`
 	}
 )
 
@@ -92,7 +95,7 @@ func WriteJUnit(w io.Writer, results []*Result) error {
 		if r.Dir != "" {
 			fmt.Fprintf(&out, "artifacts: %s\n", r.Dir)
 		}
-		c.SystemOut = out.String()
+		c.SystemOut = &junitText{Text: out.String()}
 		if !r.Passed {
 			msg := r.Failure
 			if msg == "" {

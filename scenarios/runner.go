@@ -17,7 +17,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vrouter-lab/vrouter/topology"
 	"github.com/vrouter-lab/vrouter/topology/lab"
 )
 
@@ -150,7 +149,7 @@ func (r *Runner) Run(ctx context.Context, s *Scenario) *Result {
 		if sr.Err != nil {
 			verdict = "FAIL"
 		}
-		r.progress("    %7s  step %d/%d %-44s %s (%s)", sr.Elapsed.Round(100*time.Millisecond), i+1, len(s.Steps), topology.Shorten(st.Describe()), verdict, sr.Duration.Round(10*time.Millisecond))
+		r.progress("    %7s  step %d/%d %-44s %s (%s)", sr.Elapsed.Round(100*time.Millisecond), i+1, len(s.Steps), cut(st.Describe(), 44), verdict, sr.Duration.Round(10*time.Millisecond))
 		if sr.Err != nil {
 			res.Passed = false
 			res.FailedStep = i + 1
@@ -170,6 +169,14 @@ func (r *Runner) Run(ctx context.Context, s *Scenario) *Result {
 		r.progress("    lab %s kept; remove it with: vrouter destroy --lab %s", res.Lab, res.Lab)
 	}
 	return res
+}
+
+// cut shortens s to n characters, marking the cut with "...".
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
 }
 
 func indent(s, prefix string) string {

@@ -241,17 +241,27 @@ func (s captureStopStep) run(_ context.Context, run *scenarioRun) error {
 
 // readCapture reads the named capture's packets: all of them once it has
 // stopped, those flushed so far (every second) while it runs.
-func (run *scenarioRun) readCapture(name string) ([]pcap.Packet, error) {
+// live is false once the capture has stopped: its packets are final, and
+// an assertion about them need not be polled.
+func (run *scenarioRun) readCapture(name string) (pkts []pcap.Packet, live bool, err error) {
 	c := run.captures[name]
 	if c == nil {
-		return nil, fatal(fmt.Errorf("no capture %s", name))
+		return nil, false, fatal(fmt.Errorf("no capture %s", name))
 	}
-	live := c.running()
-	pkts, err := pcap.ReadFile(c.path)
+	live = c.running()
+	pkts, err = pcap.ReadFile(c.path)
 	if err != nil && !live {
-		return nil, fatal(fmt.Errorf("read capture %s: %w", name, err))
+		return nil, false, fatal(fmt.Errorf("read capture %s: %w", name, err))
 	}
-	return pkts, nil
+	return pkts, live, nil
+}
+
+// final makes err fatal when the capture has stopped.
+func final(err error, live bool) error {
+	if err != nil && !live {
+		return fatal(err)
+	}
+	return err
 }
 
 // expand replaces ${lab}, ${iface:WORKLOAD} and ${addr:WORKLOAD}.
@@ -653,11 +663,11 @@ func (a packetsAssert) describe() string {
 }
 
 func (a packetsAssert) run(_ context.Context, run *scenarioRun) error {
-	pkts, err := run.readCapture(a.capture)
+	pkts, live, err := run.readCapture(a.capture)
 	if err != nil {
 		return err
 	}
-	return evalPackets(a, decodeCapture(pkts))
+	return final(evalPackets(a, decodeCapture(pkts)), live)
 }
 
 func (a bgpMessagesAssert) describe() string {
@@ -665,9 +675,9 @@ func (a bgpMessagesAssert) describe() string {
 }
 
 func (a bgpMessagesAssert) run(_ context.Context, run *scenarioRun) error {
-	pkts, err := run.readCapture(a.capture)
+	pkts, live, err := run.readCapture(a.capture)
 	if err != nil {
 		return err
 	}
-	return evalBGP(a, decodeBGP(pkts))
+	return final(evalBGP(a, decodeBGP(pkts)), live)
 }
