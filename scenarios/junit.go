@@ -4,6 +4,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 )
@@ -21,6 +22,9 @@ type (
 		Suites   []junitSuite `xml:"testsuite"`
 	}
 	junitSuite struct {
+		ID         int             `xml:"id,attr"`
+		Package    string          `xml:"package,attr"`
+		Hostname   string          `xml:"hostname,attr"`
 		Name       string          `xml:"name,attr"`
 		Tests      int             `xml:"tests,attr"`
 		Failures   int             `xml:"failures,attr"`
@@ -28,8 +32,10 @@ type (
 		Skipped    int             `xml:"skipped,attr"`
 		Time       string          `xml:"time,attr"`
 		Timestamp  string          `xml:"timestamp,attr"`
-		Properties *junitProps     `xml:"properties,omitempty"`
+		Properties junitProps      `xml:"properties"`
 		Cases      []junitTestCase `xml:"testcase"`
+		SystemOut  junitText       `xml:"system-out"`
+		SystemErr  junitText       `xml:"system-err"`
 	}
 	junitProps struct {
 		Props []junitProp `xml:"property"`
@@ -55,9 +61,18 @@ type (
 	}
 )
 
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "localhost"
+	}
+	return h
+}
+
 func seconds(d time.Duration) string { return fmt.Sprintf("%.3f", d.Seconds()) }
 
-// WriteJUnit writes results as JUnit XML: a testsuite per scenario file,
+// WriteJUnit writes results as JUnit XML (every element and attribute
+// the Ant JUnit schema requires): a testsuite per scenario file,
 // a testcase per scenario whose failure message names the failed step and
 // says what was observed and expected, the step log and the pcapng files
 // in system-out.
@@ -70,7 +85,7 @@ func WriteJUnit(w io.Writer, results []*Result) error {
 		if !ok {
 			i = len(top.Suites)
 			byFile[r.Scenario.File] = i
-			top.Suites = append(top.Suites, junitSuite{Name: r.Scenario.File, Timestamp: r.Start.UTC().Format("2006-01-02T15:04:05")})
+			top.Suites = append(top.Suites, junitSuite{ID: i, Package: "vrouter.scenarios", Hostname: hostname(), Name: r.Scenario.File, Timestamp: r.Start.UTC().Format("2006-01-02T15:04:05")})
 		}
 		s := &top.Suites[i]
 		c := junitTestCase{Name: r.Scenario.Name, Classname: strings.TrimSuffix(strings.TrimSuffix(r.Scenario.File, ".yaml"), ".yml"), Time: seconds(r.Duration)}
@@ -114,9 +129,6 @@ func WriteJUnit(w io.Writer, results []*Result) error {
 		prev, _ := time.ParseDuration(s.Time + "s")
 		s.Time = seconds(prev + d)
 		if r.Scenario.RFC != "" {
-			if s.Properties == nil {
-				s.Properties = &junitProps{}
-			}
 			s.Properties.Props = append(s.Properties.Props, junitProp{Name: "rfc", Value: r.Scenario.RFC})
 		}
 	}
