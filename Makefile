@@ -14,7 +14,7 @@ APT_PACKAGES := iproute2 iputils-ping iperf3 tshark traceroute bird frr gobgpd l
 # BIRD 2 conflicts with bird (1.6) in Debian: it is extracted here instead.
 BIRD2_DIR := /opt/vrouter-bird2
 
-.PHONY: all deps build test bench fuzz lint run clean
+.PHONY: all deps build test bench fuzz lint run clean conformance
 
 all: build
 
@@ -49,6 +49,14 @@ test: deps build
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
+
+# conformance runs the shipped scenario suite through the binary and keeps
+# the JUnit file and every scenario's captures for CI.
+CONFORMANCE_JUNIT ?= bin/conformance.xml
+CONFORMANCE_ARTIFACTS ?= bin/conformance
+conformance: deps build
+	rm -rf $(CONFORMANCE_ARTIFACTS)
+	$(BIN) test scenarios/ --junit $(CONFORMANCE_JUNIT) --artifacts $(CONFORMANCE_ARTIFACTS)
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 60m ./...

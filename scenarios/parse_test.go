@@ -223,3 +223,27 @@ func TestLoadAllDuplicateNames(t *testing.T) {
 		t.Fatalf("LoadAll: %v", err)
 	}
 }
+
+// The README's complete scenario is a valid one.
+func TestREADMEExampleParses(t *testing.T) {
+	data, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(data), "A complete scenario")
+	if !ok {
+		t.Fatal("README has no complete scenario")
+	}
+	_, rest, _ = strings.Cut(rest, "```yaml\n")
+	example, _, ok := strings.Cut(rest, "```")
+	if !ok {
+		t.Fatal("README's example is not closed")
+	}
+	s, err := Parse("README.md", []byte(example))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Steps) < 5 || s.DUT != "node1" {
+		t.Errorf("README example parsed to %+v", s)
+	}
+}

@@ -255,7 +255,6 @@ type bgpMsg struct {
 	time     time.Time
 	src, dst netip.Addr
 	msg      *bgp.BGPMessage
-	err      error // the message did not parse
 }
 
 var msgTypeText = map[uint8]string{1: "OPEN", 2: "UPDATE", 3: "NOTIFICATION", 4: "KEEPALIVE", 5: "ROUTE-REFRESH"}
