@@ -46,8 +46,8 @@ func Load(path string) (*Scenario, error) {
 var (
 	scenarioFields = []string{"name", "description", "rfc", "lab", "dut", "steps"}
 	stepKinds      = []string{"deploy", "destroy", "workloadAdd", "workloadDel", "apply", "linkDown", "linkUp", "restart",
-		"captureStart", "captureStop", "wait", "routes", "bgp", "ping", "tcp", "packets", "bgpMessages"}
-	assertKinds = map[string]bool{"routes": true, "bgp": true, "ping": true, "tcp": true, "packets": true, "bgpMessages": true}
+		"captureStart", "captureStop", "wait", "routes", "bgp", "ping", "traceroute", "tcp", "packets", "bgpMessages"}
+	assertKinds = map[string]bool{"routes": true, "bgp": true, "ping": true, "traceroute": true, "tcp": true, "packets": true, "bgpMessages": true}
 )
 
 // parser collects the problems of one scenario file.
@@ -60,6 +60,7 @@ type parser struct {
 	// steps, and its networks; nil when the lab did not parse
 	nodes, workloads, networks map[string]bool
 	captures                   map[string]bool // started so far
+	running                    map[string]bool // started and not stopped
 }
 
 func (p *parser) errorf(n *yaml.Node, field, format string, args ...any) {
@@ -154,7 +155,7 @@ func (p *parser) parse() *Scenario {
 			p.checkNode(n, "dut", s.DUT)
 		}
 	}
-	p.captures = map[string]bool{}
+	p.captures, p.running = map[string]bool{}, map[string]bool{}
 	if n := fields["steps"]; n == nil {
 		p.errorf(top, "steps", "missing: a scenario needs at least one step")
 	} else if n.Kind != yaml.SequenceNode {

@@ -36,6 +36,7 @@ func (p *parser) step(n *yaml.Node, field, dut string) (Step, bool) {
 			p.errorf(v, field, "takes no value")
 		}
 		st.act = destroyStep{}
+		p.running = map[string]bool{} // destroy stops every capture
 	case "workloadAdd":
 		st.act = p.workloadAdd(v, field)
 	case "workloadDel":
@@ -59,6 +60,7 @@ func (p *parser) step(n *yaml.Node, field, dut string) (Step, bool) {
 		if !p.captures[s] {
 			p.errorf(v, field, "no capture %q was started before this step", topology.Shorten(s))
 		}
+		delete(p.running, s)
 		st.act = captureStopStep{name: s}
 	case "wait":
 		d, _ := p.duration(v, field)
@@ -69,6 +71,8 @@ func (p *parser) step(n *yaml.Node, field, dut string) (Step, bool) {
 		st.act = p.bgp(v, field, dut, &st)
 	case "ping":
 		st.act = p.ping(v, field, &st)
+	case "traceroute":
+		st.act = p.traceroute(v, field, &st)
 	case "tcp":
 		st.act = p.tcp(v, field, &st)
 	case "packets":
@@ -224,6 +228,7 @@ func (p *parser) captureStart(n *yaml.Node, field string) action {
 			p.errorf(n, field, "a capture %q was already started; name this one with name:", s.name)
 		}
 		p.captures[s.name] = true
+		p.running[s.name] = true
 	}
 	return s
 }
@@ -347,7 +352,7 @@ func (p *parser) endpoint(n *yaml.Node, field string, workloadOnly bool) string 
 }
 
 func (p *parser) ping(n *yaml.Node, field string, st *Step) action {
-	f := p.mapping(n, field, []string{"from", "to", "expect", "count", "ttl", "output", "timeout"})
+	f := p.mapping(n, field, []string{"from", "to", "expect", "count", "ttl", "size", "output", "timeout"})
 	if f == nil {
 		return nil
 	}
@@ -379,8 +384,51 @@ func (p *parser) ping(n *yaml.Node, field string, st *Step) action {
 		v, _ := p.integer(t, join(field, "ttl"), 1, 255)
 		s.ttl = int(v)
 	}
+	if sz := f["size"]; sz != nil {
+		v, _ := p.integer(sz, join(field, "size"), 0, 65507)
+		s.size = int(v)
+	}
 	if o := f["output"]; o != nil {
 		s.output, _ = p.regex(o, join(field, "output"))
+	}
+	p.timeout(f, field, st)
+	return s
+}
+
+var hopRE = regexp.MustCompile(`^(\*|\d+\.\d+\.\d+\.\d+)( !\S+)?$`)
+
+func (p *parser) traceroute(n *yaml.Node, field string, st *Step) action {
+	f := p.mapping(n, field, []string{"from", "to", "hops", "maxHops", "timeout"})
+	if f == nil {
+		return nil
+	}
+	s := tracerouteAssert{maxHops: 10}
+	if fr := f["from"]; fr == nil {
+		p.errorf(n, join(field, "from"), "missing: the workload to trace from")
+	} else {
+		s.from = p.endpoint(fr, join(field, "from"), true)
+	}
+	if to := f["to"]; to == nil {
+		p.errorf(n, join(field, "to"), "missing: a workload or an address")
+	} else {
+		s.to = p.endpoint(to, join(field, "to"), false)
+	}
+	if h := f["hops"]; h == nil {
+		p.errorf(n, join(field, "hops"), "missing: the addresses expected at each hop")
+	} else {
+		s.hops = p.strs(h, join(field, "hops"))
+		for i, hop := range s.hops {
+			if !hopRE.MatchString(hop) {
+				p.errorf(h, fmt.Sprintf("%s.hops[%d]", field, i), "%q is not a hop: an address or *, optionally followed by an annotation such as !N", topology.Shorten(hop))
+			}
+		}
+	}
+	if m := f["maxHops"]; m != nil {
+		v, _ := p.integer(m, join(field, "maxHops"), 1, 30)
+		s.maxHops = int(v)
+	}
+	if len(s.hops) > s.maxHops {
+		p.errorf(n, field, "%d hops expected but maxHops is %d", len(s.hops), s.maxHops)
 	}
 	p.timeout(f, field, st)
 	return s
@@ -443,8 +491,10 @@ func (p *parser) capture(n *yaml.Node, f map[string]*yaml.Node, field string) st
 	return s
 }
 
-// count reads expect (present, absent), count and min.
-func (p *parser) count(n *yaml.Node, f map[string]*yaml.Node, field string) countSpec {
+// count reads expect (present, absent), count and min. Absence and an
+// exact count are final only once the capture has stopped: asserted on a
+// running capture they would pass before the packets arrive.
+func (p *parser) count(n *yaml.Node, f map[string]*yaml.Node, field, capture string) countSpec {
 	c := countSpec{exact: -1, min: 1}
 	if e := f["expect"]; e != nil {
 		switch v, _ := p.str(e, join(field, "expect")); v {
@@ -469,6 +519,9 @@ func (p *parser) count(n *yaml.Node, f map[string]*yaml.Node, field string) coun
 	if f["count"] != nil && f["min"] != nil {
 		p.errorf(n, field, "give count or min, not both")
 	}
+	if (c.absent || c.exact >= 0) && p.running[capture] {
+		p.errorf(n, field, "capture %s still runs: stop it (captureStop) before asserting absence or an exact count, which a running capture would satisfy too early", capture)
+	}
 	return c
 }
 
@@ -479,7 +532,8 @@ func (p *parser) packets(n *yaml.Node, field string, st *Step) action {
 	if f == nil {
 		return nil
 	}
-	s := packetsAssert{capture: p.capture(n, f, field), count: p.count(n, f, field), match: &filter{}}
+	s := packetsAssert{capture: p.capture(n, f, field), match: &filter{}}
+	s.count = p.count(n, f, field, s.capture)
 	if m := f["match"]; m != nil {
 		s.match = p.filter(m, join(field, "match"), 0)
 	}
@@ -495,7 +549,7 @@ func (p *parser) packets(n *yaml.Node, field string, st *Step) action {
 
 var protoNames = map[string]uint8{"icmp": 1, "ipip": 4, "tcp": 6, "udp": 17}
 
-var filterFields = []string{"interface", "proto", "src", "dst", "ttl", "df", "icmpType", "icmpCode", "port", "inner"}
+var filterFields = []string{"interface", "proto", "src", "dst", "ttl", "df", "icmpType", "icmpCode", "mtu", "port", "inner", "quoted"}
 
 // filter parses a packet filter.
 func (p *parser) filter(n *yaml.Node, field string, depth int) *filter {
@@ -548,11 +602,25 @@ func (p *parser) filter(n *yaml.Node, field string, depth int) *filter {
 			out.port = &b
 		}
 	}
-	if v := f["inner"]; v != nil {
-		if depth > 0 {
-			p.errorf(v, join(field, "inner"), "only one level of inner packet")
+	if v := f["mtu"]; v != nil {
+		if x, ok := p.integer(v, join(field, "mtu"), 0, 65535); ok {
+			b := uint16(x)
+			out.mtu = &b
+		}
+	}
+	for _, k := range []string{"inner", "quoted"} {
+		v := f[k]
+		if v == nil {
+			continue
+		}
+		if depth > 1 {
+			p.errorf(v, join(field, k), "at most two levels of inner and quoted packets")
+			continue
+		}
+		if k == "inner" {
+			out.inner = p.filter(v, join(field, k), depth+1)
 		} else {
-			out.inner = p.filter(v, join(field, "inner"), depth+1)
+			out.quoted = p.filter(v, join(field, k), depth+1)
 		}
 	}
 	return out
@@ -565,7 +633,8 @@ func (p *parser) bgpMessages(n *yaml.Node, field string, st *Step) action {
 	if f == nil {
 		return nil
 	}
-	s := bgpMessagesAssert{capture: p.capture(n, f, field), count: p.count(n, f, field)}
+	s := bgpMessagesAssert{capture: p.capture(n, f, field)}
+	s.count = p.count(n, f, field, s.capture)
 	m := &msgFilter{}
 	var parts []string
 	if t := f["type"]; t != nil {

@@ -36,6 +36,7 @@ func TestParseValid(t *testing.T) {
   - routes: {node: node1, contains: [x, y], lacks: z, matches: '^a', equals: "b\n", timeout: 5s}
   - bgp: {node: node1, peer: 192.168.50.11, established: true}
   - ping: {from: a, to: 10.244.0.1, expect: failure, ttl: 1, output: exceeded}
+  - traceroute: {from: a, to: a, hops: [192.168.50.10, '*', 10.0.0.1 !N], maxHops: 5}
   - tcp: {from: a, to: a, port: 80, listen: true}
   - workloadAdd: {name: b, node: node2}
   - tcp: {from: b, to: a, port: 80, expect: refused}
@@ -54,7 +55,7 @@ func TestParseValid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Name != "t" || s.RFC != "RFC 0" || s.Lab == nil || s.Lab.Name != "t" || len(s.Steps) != 19 {
+	if s.Name != "t" || s.RFC != "RFC 0" || s.Lab == nil || s.Lab.Name != "t" || len(s.Steps) != 20 {
 		t.Fatalf("parsed %+v", s)
 	}
 	if st := s.Steps[2]; st.Kind != "routes" || !st.Assert || st.Timeout != 5*time.Second || st.Line != 18 {
@@ -63,10 +64,10 @@ func TestParseValid(t *testing.T) {
 	if st := s.Steps[3]; st.Timeout != DefaultAssertTimeout {
 		t.Errorf("bgp step timeout %s", st.Timeout)
 	}
-	if w := s.Steps[12].act.(waitStep); w.d != 1500*time.Millisecond {
+	if w := s.Steps[13].act.(waitStep); w.d != 1500*time.Millisecond {
 		t.Errorf("wait: %s", w.d)
 	}
-	if r := s.Steps[11].act.(restartStep); !r.kill || !r.noWait {
+	if r := s.Steps[12].act.(restartStep); !r.kill || !r.noWait {
 		t.Errorf("restart: %+v", r)
 	}
 }
@@ -97,6 +98,9 @@ func TestParseErrors(t *testing.T) {
 		{"expect", labHead + "  - ping: {from: a, to: a, expect: maybe}\n", []string{"steps[1].ping.expect: must be success or failure"}},
 		{"timeout", labHead + "  - ping: {from: a, to: a, timeout: forever}\n", []string{"steps[1].ping.timeout: must be a duration"}},
 		{"zero timeout", labHead + "  - ping: {from: a, to: a, timeout: 0s}\n", []string{"steps[1].ping.timeout: must be more than 0"}},
+		{"hops", labHead + "  - traceroute: {from: a, to: a, hops: [node1], maxHops: 1}\n", []string{`steps[1].traceroute.hops[0]: "node1" is not a hop`}},
+		{"too many hops", labHead + "  - traceroute: {from: a, to: a, hops: ['*', '*'], maxHops: 1}\n", []string{"steps[1].traceroute: 2 hops expected but maxHops is 1"}},
+		{"running capture", labHead + "  - captureStart: lan\n  - packets: {capture: lan, expect: absent}\n", []string{"f.yaml:18: steps[2].packets: capture lan still runs: stop it (captureStop) before asserting absence or an exact count"}},
 		{"port", labHead + "  - tcp: {from: a, to: a, port: 70000}\n", []string{"steps[1].tcp.port: 70000 is out of range 1-65535"}},
 		{"listen on address", labHead + "  - tcp: {from: a, to: 10.0.0.1, port: 80, listen: true}\n", []string{"steps[1].tcp.listen: listen needs to to name a workload"}},
 		{"no capture", labHead + "  - packets: {capture: lan}\n", []string{`f.yaml:17: steps[1].packets.capture: no capture "lan" was started before this step`}},

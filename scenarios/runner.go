@@ -220,7 +220,13 @@ type scenarioRun struct {
 // timeout passes, and its last error is returned.
 func (run *scenarioRun) step(ctx context.Context, st Step) error {
 	if !st.Assert {
-		return st.act.run(ctx, run)
+		err := st.act.run(ctx, run)
+		if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+			err = fmt.Errorf("interrupted: %w (%v)", ctx.Err(), err)
+		} else if err != nil && ctx.Err() != nil {
+			err = fmt.Errorf("interrupted: %w", err)
+		}
+		return err
 	}
 	deadline := time.Now().Add(st.Timeout)
 	actx, cancel := context.WithDeadline(ctx, deadline.Add(5*time.Second))

@@ -94,6 +94,7 @@ dut: node1
 func TestRunnerCatchesWrongExpectations(t *testing.T) {
 	netnstest.RequireRoot(t)
 	netnstest.RequireCommand(t, "ping", "iputils-ping")
+	netnstest.RequireCommand(t, "traceroute", "traceroute")
 	netnstest.GuardRoot(t)
 	bin := vrouterBinary(t)
 	cases := []struct {
@@ -110,6 +111,8 @@ func TestRunnerCatchesWrongExpectations(t *testing.T) {
 			`^step 2 \(bgp node1 peer 192\.168\.50\.11, line \d+\): peer 192\.168\.50\.11 of node1: state "up", info "Established"; expected state "down" \(after 2s\)$`},
 		{"ping", `  - ping: {from: a, to: b, expect: failure, timeout: 2s}`, 2,
 			`^step 2 \(ping a -> b \(expect failure\), line \d+\): ping a -> b \(10\.244\.2\.1\): expected it to fail; observed:\nPING 10\.244\.2\.1`},
+		{"traceroute", `  - traceroute: {from: a, to: b, hops: [192.168.50.10, 10.244.2.1], timeout: 2s}`, 2,
+			`^step 2 \(traceroute a -> b, line \d+\): traceroute a -> b \(10\.244\.2\.1\): hops \[192\.168\.50\.10, 192\.168\.50\.11, 10\.244\.2\.1\], expected \[192\.168\.50\.10, 10\.244\.2\.1\]; observed:\ntraceroute to 10\.244\.2\.1`},
 		{"tcp", `  - tcp: {from: a, to: b, port: 8081, timeout: 2s}`, 2,
 			`^step 2 \(tcp a -> b:8081 connected, line \d+\): tcp a -> 10\.244\.2\.1:8081: refused \(.*connection refused\), expected connected \(after 2s\)$`},
 		// IPIP expected where ipipMode Never sends none
@@ -244,6 +247,11 @@ func TestRunnerInterruptAndKeep(t *testing.T) {
 	failing := write("kept", "  - routes: {contains: nothing, timeout: 1s}\n")
 	res = kr.Run(context.Background(), failing)
 	t.Cleanup(func() {
+		unlock, err := lab.Lock(res.Lab, "test cleanup", time.Minute, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unlock()
 		if err := lab.Destroy(res.Lab); err != nil {
 			t.Error(err)
 		}

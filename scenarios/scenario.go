@@ -112,7 +112,13 @@ type (
 		success  bool
 		count    int
 		ttl      int
+		size     int // payload bytes, sent with DF (-M do); 0: ping's default
 		output   *regexp.Regexp
+	}
+	tracerouteAssert struct {
+		from, to string
+		hops     []string // address, "*" for no answer, optionally with an annotation such as "!N"
+		maxHops  int
 	}
 	tcpAssert struct {
 		from, to string

@@ -518,6 +518,9 @@ func (a pingAssert) describe() string {
 	if a.ttl > 0 {
 		s += " ttl " + strconv.Itoa(a.ttl)
 	}
+	if a.size > 0 {
+		s += " size " + strconv.Itoa(a.size)
+	}
 	if !a.success {
 		s += " (expect failure)"
 	}
@@ -536,6 +539,9 @@ func (a pingAssert) run(ctx context.Context, run *scenarioRun) error {
 	args := []string{"netns", "exec", ns, "ping", "-n", "-c", strconv.Itoa(a.count), "-i", "0.2", "-W", "1"}
 	if a.ttl > 0 {
 		args = append(args, "-t", strconv.Itoa(a.ttl))
+	}
+	if a.size > 0 {
+		args = append(args, "-s", strconv.Itoa(a.size), "-M", "do")
 	}
 	args = append(args, to.String())
 	pctx, cancel := context.WithTimeout(ctx, time.Duration(a.count)*time.Second+5*time.Second)
@@ -556,6 +562,67 @@ func (a pingAssert) run(ctx context.Context, run *scenarioRun) error {
 	}
 	if a.output != nil && !a.output.MatchString(text) {
 		return fmt.Errorf("ping %s -> %s (%s): output does not match /%s/; observed:\n%s", a.from, a.to, to, a.output, text)
+	}
+	return nil
+}
+
+func (a tracerouteAssert) describe() string { return "traceroute " + a.from + " -> " + a.to }
+
+// traceLine is one line of `traceroute -n -q 1`: hop number, address or
+// *, and an annotation such as !N.
+var traceLine = regexp.MustCompile(`^\s*(\d+)\s+(\*|\d+\.\d+\.\d+\.\d+)(?:\s+[\d.]+ ms)?(?:\s+(![A-Za-z0-9]+))?`)
+
+// parseTraceroute returns the hops of traceroute's output, each "ADDR",
+// "ADDR !X" or "*".
+func parseTraceroute(out string) []string {
+	var hops []string
+	for _, l := range strings.Split(out, "\n") {
+		m := traceLine.FindStringSubmatch(l)
+		if m == nil {
+			continue
+		}
+		h := m[2]
+		if m[3] != "" {
+			h += " " + m[3]
+		}
+		hops = append(hops, h)
+	}
+	return hops
+}
+
+// hopsMatch compares observed hops with expected ones: an expected
+// address without annotation matches the address with any.
+func hopsMatch(got, want []string) bool {
+	if len(got) != len(want) {
+		return false
+	}
+	for i := range want {
+		if got[i] != want[i] && !(strings.HasPrefix(got[i], want[i]+" !") && !strings.Contains(want[i], "!")) {
+			return false
+		}
+	}
+	return true
+}
+
+func (a tracerouteAssert) run(ctx context.Context, run *scenarioRun) error {
+	ns, err := run.namespace(a.from)
+	if err != nil {
+		return err
+	}
+	to, err := run.target(ctx, a.to)
+	if err != nil {
+		return err
+	}
+	tctx, cancel := context.WithTimeout(ctx, time.Duration(a.maxHops)*2*time.Second+5*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(tctx, "ip", "netns", "exec", ns, "traceroute", "-n", "-q", "1", "-w", "1", "-m", strconv.Itoa(a.maxHops), to.String()).CombinedOutput()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		return fatal(fmt.Errorf("traceroute: %w", err))
+	}
+	got := parseTraceroute(string(out))
+	if !hopsMatch(got, a.hops) {
+		return fmt.Errorf("traceroute %s -> %s (%s): hops [%s], expected [%s]; observed:\n%s", a.from, a.to, to, strings.Join(got, ", "), strings.Join(a.hops, ", "), strings.TrimSpace(string(out)))
 	}
 	return nil
 }

@@ -27,7 +27,9 @@ type filter struct {
 	df                 *bool
 	icmpType, icmpCode *uint8
 	port               *uint16 // TCP or UDP source or destination port
-	inner              *filter
+	mtu                *uint16 // next-hop MTU of a frag-needed (RFC 1191)
+	inner              *filter // the packet inside IPIP
+	quoted             *filter // the header an ICMP error quotes
 }
 
 // ipPacket is one decoded IPv4 packet of a capture (or the inner packet of
@@ -42,7 +44,9 @@ type ipPacket struct {
 	icmp               bool
 	icmpType, icmpCode uint8
 	sport, dport       uint16
+	mtu                uint16 // next-hop MTU of ICMP type 3 code 4
 	inner              *ipPacket
+	quoted             *ipPacket // what an ICMP error quotes
 }
 
 // decodeIPv4 decodes a raw IPv4 packet (LINKTYPE_RAW); ok is false for
@@ -64,17 +68,28 @@ func decodeIPv4(data []byte, depth int) (*ipPacket, bool) {
 		if len(payload) >= 2 {
 			p.icmp, p.icmpType, p.icmpCode = true, payload[0], payload[1]
 		}
+		if len(payload) >= 8 && p.icmpType == 3 && p.icmpCode == 4 {
+			p.mtu = binary.BigEndian.Uint16(payload[6:8])
+		}
+		if len(payload) > 8 && isICMPError(p.icmpType) && depth < 2 {
+			p.quoted, _ = decodeIPv4(payload[8:], depth+1)
+		}
 	case layers.IPProtocolTCP, layers.IPProtocolUDP:
 		if len(payload) >= 4 {
 			p.sport, p.dport = binary.BigEndian.Uint16(payload), binary.BigEndian.Uint16(payload[2:])
 		}
 	case layers.IPProtocolIPv4:
-		if depth == 0 {
-			p.inner, _ = decodeIPv4(payload, 1)
+		if depth < 2 {
+			p.inner, _ = decodeIPv4(payload, depth+1)
 		}
 	}
 	return p, true
 }
+
+// isICMPError reports whether an ICMP type is an error that quotes the
+// offending packet's header: unreachable, source quench, redirect, time
+// exceeded, parameter problem.
+func isICMPError(t uint8) bool { return t == 3 || t == 4 || t == 5 || t == 11 || t == 12 }
 
 // decodeCapture decodes every IPv4 packet of a capture.
 func decodeCapture(pkts []pcap.Packet) []*ipPacket {
@@ -117,12 +132,18 @@ func (p *ipPacket) String() string {
 	}
 	if p.icmp {
 		fmt.Fprintf(&b, " type %d code %d", p.icmpType, p.icmpCode)
+		if p.icmpType == 3 && p.icmpCode == 4 {
+			fmt.Fprintf(&b, " mtu %d", p.mtu)
+		}
 	}
 	if p.sport != 0 || p.dport != 0 {
 		fmt.Fprintf(&b, " ports %d > %d", p.sport, p.dport)
 	}
 	if p.inner != nil {
 		fmt.Fprintf(&b, " [%s]", p.inner)
+	}
+	if p.quoted != nil {
+		fmt.Fprintf(&b, " quoting [%s]", p.quoted)
 	}
 	return b.String()
 }
@@ -158,6 +179,18 @@ func (f *filter) mismatch(p *ipPacket) string {
 		return fmt.Sprintf("ICMP code %d, want %d", p.icmpCode, *f.icmpCode)
 	case f.port != nil && p.sport != *f.port && p.dport != *f.port:
 		return fmt.Sprintf("ports %d > %d, want port %d", p.sport, p.dport, *f.port)
+	case f.mtu != nil && (!p.icmp || p.icmpType != 3 || p.icmpCode != 4):
+		return fmt.Sprintf("not a frag-needed (ICMP 3/4), want one with mtu %d", *f.mtu)
+	case f.mtu != nil && p.mtu != *f.mtu:
+		return fmt.Sprintf("next-hop mtu %d, want %d", p.mtu, *f.mtu)
+	}
+	if f.quoted != nil {
+		if p.quoted == nil {
+			return "quotes no IPv4 header, want an ICMP error quoting one"
+		}
+		if m := f.quoted.mismatch(p.quoted); m != "" {
+			return "quoted " + m
+		}
 	}
 	if f.inner != nil {
 		if p.inner == nil {

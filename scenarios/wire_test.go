@@ -69,17 +69,29 @@ func capturePackets(t *testing.T) []*ipPacket {
 		raw("node1/ens33", 0, ipip(t, "192.168.50.10", "192.168.50.11", 63, req)),
 		raw("node2/ens33", 1, ipip(t, "192.168.50.11", "192.168.50.10", 63, rep)),
 		raw("node2/ens33", 2, icmpPacket(t, "192.168.50.11", "10.244.166.128", 64, 11, 0)),
+		raw("node2/ens33", 3, fragNeeded(t, req)),
 	})
+}
+
+// fragNeeded is node2's ICMP frag-needed (3/4, next-hop MTU 1480) quoting
+// the header and first 8 bytes of req.
+func fragNeeded(t *testing.T, req []byte) []byte {
+	icmp := append([]byte{3, 4, 0, 0, 0, 0, 0x05, 0xc8}, req[:28]...)
+	return serialize(t, ip4("192.168.50.11", "10.244.166.128", layers.IPProtocolICMPv4, 64, false), gopacket.Payload(icmp))
 }
 
 func TestDecodeCapture(t *testing.T) {
 	pkts := capturePackets(t)
-	if len(pkts) != 3 {
+	if len(pkts) != 4 {
 		t.Fatalf("decoded %d packets", len(pkts))
 	}
 	want := "#1 node1/ens33 192.168.50.10 > 192.168.50.11 ipip ttl 63 DF [10.244.166.128 > 10.244.104.1 icmp ttl 63 DF type 8 code 0]"
 	if got := pkts[0].String(); got != want {
 		t.Errorf("packet 1:\n got %s\nwant %s", got, want)
+	}
+	want = "#4 node2/ens33 192.168.50.11 > 10.244.166.128 icmp ttl 64 type 3 code 4 mtu 1480 quoting [10.244.166.128 > 10.244.104.1 icmp ttl 63 DF type 8 code 0]"
+	if got := pkts[3].String(); got != want {
+		t.Errorf("packet 4:\n got %s\nwant %s", got, want)
 	}
 }
 
@@ -101,15 +113,22 @@ func TestEvalPackets(t *testing.T) {
 		{"ipip where none expected", "{proto: ipip}", "", countSpec{absent: true, exact: -1},
 			"expected no packets matching {proto: ipip} in capture c, found 2; first: #1 node1/ens33 192.168.50.10 > 192.168.50.11 ipip ttl 63 DF [10.244.166.128 > 10.244.104.1 icmp ttl 63 DF type 8 code 0]"},
 		{"bare echo missing", "{proto: icmp, icmpType: 8}", "", countSpec{exact: -1, min: 1},
-			"expected at least 1 packets matching {proto: icmp, icmpType: 8} in capture c, found 0 (of 3)"},
+			"expected at least 1 packets matching {proto: icmp, icmpType: 8} in capture c, found 0 (of 4)"},
 		{"wrong count", "{proto: ipip}", "", countSpec{exact: 3},
-			"expected 3 packets matching {proto: ipip} in capture c, found 2 (of 3); first: #1 node1/ens33 192.168.50.10 > 192.168.50.11 ipip ttl 63 DF [10.244.166.128 > 10.244.104.1 icmp ttl 63 DF type 8 code 0]"},
+			"expected 3 packets matching {proto: ipip} in capture c, found 2 (of 4); first: #1 node1/ens33 192.168.50.10 > 192.168.50.11 ipip ttl 63 DF [10.244.166.128 > 10.244.104.1 icmp ttl 63 DF type 8 code 0]"},
 		{"outer ttl", "{proto: ipip}", "{ttl: 64}", countSpec{exact: -1, min: 1},
 			"packets matching {proto: ipip} in capture c: packet #1 node1/ens33 192.168.50.10 > 192.168.50.11 ipip ttl 63 DF [10.244.166.128 > 10.244.104.1 icmp ttl 63 DF type 8 code 0]: ttl 63, want 64 (check {ttl: 64})"},
 		{"outer dst", "{proto: ipip, inner: {icmpType: 0}}", "{dst: 192.168.50.99}", countSpec{exact: -1, min: 1},
 			"packets matching {proto: ipip, inner: {icmpType: 0}} in capture c: packet #2 node2/ens33 192.168.50.11 > 192.168.50.10 ipip ttl 63 DF [10.244.104.1 > 10.244.166.128 icmp ttl 63 DF type 0 code 0]: dst 192.168.50.10, want 192.168.50.99 (check {dst: 192.168.50.99})"},
 		{"icmp code", "{icmpType: 11}", "{icmpCode: 1}", countSpec{exact: -1, min: 1},
 			"packets matching {icmpType: 11} in capture c: packet #3 node2/ens33 192.168.50.11 > 10.244.166.128 icmp ttl 64 DF type 11 code 0: ICMP code 0, want 1 (check {icmpCode: 1})"},
+		{"frag needed", "{icmpType: 3, icmpCode: 4}", "{mtu: 1480, quoted: {src: 10.244.166.128, dst: 10.244.104.1, proto: icmp, df: true}}", countSpec{exact: 1}, ""},
+		{"next-hop mtu", "{icmpType: 3}", "{mtu: 1500}", countSpec{exact: -1, min: 1},
+			"packets matching {icmpType: 3} in capture c: packet #4 node2/ens33 192.168.50.11 > 10.244.166.128 icmp ttl 64 type 3 code 4 mtu 1480 quoting [10.244.166.128 > 10.244.104.1 icmp ttl 63 DF type 8 code 0]: next-hop mtu 1480, want 1500 (check {mtu: 1500})"},
+		{"quoted header", "{icmpType: 3}", "{quoted: {dst: 10.244.104.2}}", countSpec{exact: -1, min: 1},
+			"packets matching {icmpType: 3} in capture c: packet #4 node2/ens33 192.168.50.11 > 10.244.166.128 icmp ttl 64 type 3 code 4 mtu 1480 quoting [10.244.166.128 > 10.244.104.1 icmp ttl 63 DF type 8 code 0]: quoted dst 10.244.104.1, want 10.244.104.2 (check {quoted: {dst: 10.244.104.2}})"},
+		{"time exceeded quotes nothing here", "{icmpType: 11}", "{quoted: {proto: icmp}}", countSpec{exact: -1, min: 1},
+			"packets matching {icmpType: 11} in capture c: packet #3 node2/ens33 192.168.50.11 > 10.244.166.128 icmp ttl 64 DF type 11 code 0: quotes no IPv4 header, want an ICMP error quoting one (check {quoted: {proto: icmp}})"},
 		{"inner protocol", "{proto: ipip}", "{inner: {proto: tcp}}", countSpec{exact: -1, min: 1},
 			"packets matching {proto: ipip} in capture c: packet #1 node1/ens33 192.168.50.10 > 192.168.50.11 ipip ttl 63 DF [10.244.166.128 > 10.244.104.1 icmp ttl 63 DF type 8 code 0]: inner protocol 1 (icmp), want 6 (tcp) (check {inner: {proto: tcp}})"},
 	} {

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"regexp"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -46,6 +48,10 @@ README's "Conformance tests" section describes the format.`,
 	cmd.Flags().StringVar(&artifacts, "artifacts", "", "directory for captures and evidence (default: a new directory under $TMPDIR)")
 	cmd.Flags().BoolVar(&keep, "keep-on-failure", false, "leave the lab of a failed scenario deployed, to look around")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		// A reader that goes away (vrouter test | head) must not kill
+		// the runner before it has destroyed its labs: writes fail
+		// instead.
+		signal.Ignore(syscall.SIGPIPE)
 		var filter *regexp.Regexp
 		if run != "" {
 			var err error
