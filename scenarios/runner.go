@@ -247,12 +247,20 @@ func (run *scenarioRun) step(ctx context.Context, st Step) error {
 		if left <= 0 {
 			return fmt.Errorf("%w (after %s)", err, st.Timeout)
 		}
+		pause := 250 * time.Millisecond
+		if p, ok := st.act.(pacer); ok {
+			pause = p.pause()
+		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(min(left, 250*time.Millisecond)):
+		case <-time.After(min(left, pause)):
 		}
 	}
 }
+
+// pacer is an assertion that must not be repeated faster than pause: one
+// whose probes the lab rate-limits.
+type pacer interface{ pause() time.Duration }
 
 // fatalError ends an assertion's polling at once: waiting cannot help.
 type fatalError struct{ err error }

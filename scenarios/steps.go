@@ -568,8 +568,14 @@ func (a pingAssert) run(ctx context.Context, run *scenarioRun) error {
 
 func (a tracerouteAssert) describe() string { return "traceroute " + a.from + " -> " + a.to }
 
-// traceLine is one line of `traceroute -n -q 1`: hop number, address or
-// *, and an annotation such as !N.
+// pause spaces traceroutes: the nodes rate-limit their time exceeded
+// messages as Linux does (a token a second, a burst of 6), and a
+// traceroute polled faster sees its hops go silent.
+func (tracerouteAssert) pause() time.Duration { return 3 * time.Second }
+
+// traceLine is one line of `traceroute -I -n -q 1` (ICMP echo probes,
+// which no workload kernel rate-limits as it does port unreachables):
+// hop number, address or *, and an annotation such as !N.
 var traceLine = regexp.MustCompile(`^\s*(\d+)\s+(\*|\d+\.\d+\.\d+\.\d+)(?:\s+[\d.]+ ms)?(?:\s+(![A-Za-z0-9]+))?`)
 
 // parseTraceroute returns the hops of traceroute's output, each "ADDR",
@@ -615,7 +621,7 @@ func (a tracerouteAssert) run(ctx context.Context, run *scenarioRun) error {
 	}
 	tctx, cancel := context.WithTimeout(ctx, time.Duration(a.maxHops)*2*time.Second+5*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(tctx, "ip", "netns", "exec", ns, "traceroute", "-n", "-q", "1", "-w", "1", "-m", strconv.Itoa(a.maxHops), to.String()).CombinedOutput()
+	out, err := exec.CommandContext(tctx, "ip", "netns", "exec", ns, "traceroute", "-I", "-n", "-q", "1", "-w", "1", "-m", strconv.Itoa(a.maxHops), to.String()).CombinedOutput()
 	var exit *exec.ExitError
 	if err != nil && !errors.As(err, &exit) {
 		return fatal(fmt.Errorf("traceroute: %w", err))
