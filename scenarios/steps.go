@@ -58,8 +58,10 @@ func (s deployStep) run(ctx context.Context, run *scenarioRun) error {
 		return errors.New("the lab is already deployed")
 	}
 	run.deployed = true
+	// deploy's progress lines go to the artifacts, for a deploy that fails
 	var progress bytes.Buffer
 	st, err := lab.Deploy(ctx, run.renamed(run.s.Lab), lab.Options{File: run.s.File, Binary: run.r.opt.Binary, Timeout: s.timeout, NoWait: s.noWait, Progress: &progress})
+	_ = os.WriteFile(filepath.Join(run.res.Dir, "deploy.log"), progress.Bytes(), 0o644)
 	if err != nil {
 		return err
 	}
@@ -291,7 +293,8 @@ func (run *scenarioRun) expand(ctx context.Context, s string) (string, error) {
 			return m
 		}
 		if err == nil {
-			err = fmt.Errorf("cannot expand %s", m)
+			// waiting does not make a workload appear
+			err = fatal(fmt.Errorf("cannot expand %s: the lab has no such workload", m))
 		}
 		return m
 	})
@@ -323,7 +326,7 @@ func (run *scenarioRun) workloadAddr(ctx context.Context, name string) (netip.Ad
 		}
 		return netip.Addr{}, fmt.Errorf("node %s does not serve workload %s", w.Node, name)
 	}
-	return netip.Addr{}, fmt.Errorf("lab has no workload %s", name)
+	return netip.Addr{}, fatal(fmt.Errorf("lab has no workload %s", name))
 }
 
 // target resolves an address or a workload name.
