@@ -30,8 +30,8 @@ func lockPath(name string) string { return filepath.Join(topology.StateRoot, nam
 // a command that finds the lab busy can say who holds it: it says so once
 // on notice (nil: silently), waits up to wait, then fails with an error
 // wrapping ErrBusy. The lock ends when the returned function is called or
-// the process exits; when the lab then has no state directory, the lock
-// file goes too.
+// the process exits; when the lab then has no state directory (nothing, or
+// something that is not a directory), the lock file goes too.
 func Lock(name, holder string, wait time.Duration, notice io.Writer) (unlock func(), err error) {
 	if err := topology.CheckLabName(name); err != nil {
 		return nil, err
@@ -75,7 +75,7 @@ func Lock(name, holder string, wait time.Duration, notice io.Writer) (unlock fun
 			_, _ = f.WriteAt([]byte(fmt.Sprintf("vrouter %s (pid %d)\n", topology.Shorten(holder), os.Getpid())), 0)
 		}
 		return func() {
-			if _, err := os.Lstat(filepath.Join(topology.StateRoot, name)); errors.Is(err, fs.ErrNotExist) {
+			if fi, err := os.Lstat(filepath.Join(topology.StateRoot, name)); errors.Is(err, fs.ErrNotExist) || err == nil && !fi.IsDir() {
 				_ = os.Remove(path)
 			} else {
 				_ = f.Truncate(0)

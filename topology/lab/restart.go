@@ -93,16 +93,21 @@ func killAgent(pidFile string) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	// A zombie's other threads may still be exiting, holding its TUN
-	// devices; wait (a little) until it is reaped. The new agent also
-	// waits for busy devices.
+	waitReaped(pid, deadline)
+	return nil
+}
+
+// waitReaped waits, until deadline at the most, for the process pid to be
+// gone from /proc: a zombie's other threads may still be exiting, holding
+// its TUN devices and fabric sockets, which a new agent needs. (The new
+// agent also waits for busy devices.)
+func waitReaped(pid int, deadline time.Time) {
 	for time.Now().Before(deadline) {
 		if _, _, err := procStart(pid); err != nil {
-			break
+			return
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return nil
 }
 
 // SetLink sets the underlay link of a node of a running lab up or down, and

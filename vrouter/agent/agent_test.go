@@ -124,8 +124,16 @@ func TestWorkloadsThroughControlAPI(t *testing.T) {
 	if !n.speaker.isAnnounced(block) || n.dp.route(block.String()) != "blackhole "+block.String()+" proto bird" {
 		t.Errorf("block %v: announced %v, route %q", block, n.speaker.isAnnounced(block), n.dp.route(block.String()))
 	}
-	if _, err := c.AddWorkload(ctx, config.Workload{Name: "web-1", Namespace: "vr-t.web-1"}); err == nil {
-		t.Error("a second workload web-1 was accepted")
+	// The same workload again (a repeated CNI ADD) is the same; another
+	// workload of that name is refused.
+	if again, err := c.AddWorkload(ctx, config.Workload{Name: "web-1", Namespace: "vr-t.web-1"}); err != nil || *again != *info {
+		t.Errorf("adding web-1 again: %+v, %v; want %+v", again, err, info)
+	}
+	if _, err := c.AddWorkload(ctx, config.Workload{Name: "web-1", Namespace: "vr-t.web-2"}); err == nil || !strings.Contains(err.Error(), "workload web-1 already exists") {
+		t.Errorf("a second workload web-1 in another namespace: %v, want refused", err)
+	}
+	if _, err := c.AddWorkload(ctx, config.Workload{Name: "web-1", Namespace: "vr-t.web-1", PodInterface: "net1"}); err == nil {
+		t.Error("workload web-1 with another pod interface was accepted")
 	}
 
 	if err := c.DeleteWorkload(ctx, "web-1"); err != nil {

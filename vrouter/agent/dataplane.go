@@ -43,6 +43,10 @@ type Dataplane interface {
 	// EnableTunnel brings up tunl0 with address addr (IPIP); it does
 	// nothing if tunl0 is up.
 	EnableTunnel(addr netip.Addr) error
+	// Tunnel says which tunl0 carries IPIP once EnableTunnel made it:
+	// control.TunnelKernel, control.TunnelUserspace or
+	// control.TunnelEngine; "" while there is none.
+	Tunnel() string
 
 	// LinkUp reports whether the underlay link is up; SetLinkUp takes it
 	// down (a pulled cable: everything sent or received is dropped) or
@@ -61,10 +65,14 @@ type Dataplane interface {
 
 // WorkloadPort is a workload's port as the dataplane makes it.
 type WorkloadPort struct {
-	Name      string     // the node side's name: caliXXXXXXXXXXX
-	Namespace string     // the workload's network namespace, where eth0 goes
+	Name string // the node side's name: caliXXXXXXXXXXX
+	// Namespace is the workload's network namespace, where eth0 goes: a
+	// name, or a namespace file's path (/proc/PID/ns/net, CNI_NETNS).
+	Namespace string
 	Address   netip.Addr // the workload's address (a /32 on eth0)
 	MTU       int
+	// PodInterface is the workload side's name; empty: eth0.
+	PodInterface string
 }
 
 // Speaker is the BGP side of the agent: *bgp.Speaker, or a fake in tests.

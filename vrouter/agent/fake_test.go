@@ -15,6 +15,7 @@ import (
 
 	"github.com/vrouter-lab/vrouter/vrouter/bgp"
 	"github.com/vrouter-lab/vrouter/vrouter/config"
+	"github.com/vrouter-lab/vrouter/vrouter/control"
 	"github.com/vrouter-lab/vrouter/vrouter/fib"
 )
 
@@ -74,6 +75,15 @@ func (d *fakeDataplane) EnableTunnel(addr netip.Addr) error {
 		d.tunnel = addr
 	}
 	return nil
+}
+
+func (d *fakeDataplane) Tunnel() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.tunnel.IsValid() {
+		return control.TunnelEngine
+	}
+	return ""
 }
 
 func (d *fakeDataplane) LinkUp() bool {

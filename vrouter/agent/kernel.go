@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/vrouter-lab/vrouter/vrouter/config"
+	"github.com/vrouter-lab/vrouter/vrouter/control"
 	"github.com/vrouter-lab/vrouter/vrouter/kernel"
 )
 
@@ -38,6 +39,17 @@ type kernelDataplane struct{ *kernel.Dataplane }
 
 func (k kernelDataplane) AddWorkload(ctx context.Context, p WorkloadPort) error {
 	return k.Dataplane.AddWorkload(ctx, kernel.Port(p))
+}
+
+// Tunnel names the kernel dataplane's tunl0 in control's terms.
+func (k kernelDataplane) Tunnel() string {
+	switch k.Dataplane.Tunnel() {
+	case kernel.TunnelKernel:
+		return control.TunnelKernel
+	case kernel.TunnelUserspace:
+		return control.TunnelUserspace
+	}
+	return ""
 }
 
 // newKernel opens the node namespace's kernel. Owned routes already there

@@ -107,6 +107,9 @@ func TestKernelModeAgent(t *testing.T) {
 	if out := ipIn(t, pod, "-o", "addr", "show", "dev", "eth0"); !strings.Contains(out, "inet "+w.Address.String()+"/32") {
 		t.Errorf("workload eth0: %s", out)
 	}
+	if s, err := a.status(context.Background()); err != nil || s.Tunnel != "" || s.Dataplane != config.DataplaneKernel {
+		t.Errorf("status without IPIP: %+v, %v; want no tunnel, kernel dataplane", s, err)
+	}
 	sp.deliver("10.244.104.0/26", "")
 	if strings.Contains(ipIn(t, host, "route"), "10.244.104.0/26") {
 		t.Error("a withdrawn route stayed in the kernel")
@@ -183,6 +186,27 @@ func TestKernelModeAgentIPIP(t *testing.T) {
 	}
 	if s := a.dp.Stats(); s["tunl0_kernel"]+s["tunl0_userspace"] != 1 {
 		t.Errorf("stats %v: say neither tunl0", s)
+	}
+	// `vrouter node status` says which tunl0 it is: an ipip device is
+	// the kernel module's, a TUN device the agent's userspace tunl0.
+	want, what := control.TunnelUserspace, "(userspace: TUN device and raw IPIP socket; the kernel has no ipip module)"
+	if strings.Contains(ipIn(t, host, "-d", "link", "show", "dev", "tunl0"), " ipip ") {
+		want, what = control.TunnelKernel, "(kernel ipip module)"
+	}
+	t.Logf("tunl0 in use: %s", want)
+	s, err := a.status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Tunnel != want || s.Dataplane != config.DataplaneKernel {
+		t.Errorf("status: tunnel %q, dataplane %q; want %q, kernel", s.Tunnel, s.Dataplane, want)
+	}
+	var out strings.Builder
+	if err := control.WriteNodeStatus(&out, s, nil); err != nil {
+		t.Fatal(err)
+	}
+	if line := "IPIP tunnel: tunl0 " + a.tunnelAddr.String() + "/32 " + what + "\n"; !strings.Contains(out.String(), line) {
+		t.Errorf("node status:\n%s\nlacks %q", out.String(), line)
 	}
 }
 

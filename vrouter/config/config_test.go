@@ -83,3 +83,41 @@ func TestDataplaneField(t *testing.T) {
 		}
 	}
 }
+
+// A node config selects bbolt (by default) or etcd, with what each needs.
+func TestDatastoreField(t *testing.T) {
+	base := `{"node":"node1","prefix":"192.168.50.10/24","interface":"ens33","datastore":"/run/vrouter/l/ipam.db"`
+	for _, tc := range []struct {
+		field string
+		want  Etcd
+		err   string
+	}{
+		{"", Etcd{}, ""},
+		{`,"datastoreType":"bbolt"`, Etcd{}, ""},
+		{`,"datastoreType":"etcd","etcd":{"endpoints":["http://127.0.0.1:2379"]}`, Etcd{Endpoints: []string{"http://127.0.0.1:2379"}}, ""},
+		{`,"datastoreType":"etcd","etcd":{"endpoints":["https://10.0.0.1:2379","https://10.0.0.2:2379"],"certFile":"c.pem","keyFile":"k.pem","caFile":"ca.pem"}`,
+			Etcd{Endpoints: []string{"https://10.0.0.1:2379", "https://10.0.0.2:2379"}, CertFile: "c.pem", KeyFile: "k.pem", CAFile: "ca.pem"}, ""},
+		{`,"datastoreType":"etcd"`, Etcd{}, "needs endpoints"},
+		{`,"datastoreType":"etcd","etcd":{"endpoints":["10.0.0.1:2379"]}`, Etcd{}, "not an http:// or https:// URL"},
+		{`,"datastoreType":"etcd","etcd":{"endpoints":["https://10.0.0.1:2379"],"certFile":"c.pem"}`, Etcd{}, "needs its key"},
+		{`,"datastoreType":"consul"`, Etcd{}, "unknown datastore"},
+	} {
+		path := filepath.Join(t.TempDir(), "node.json")
+		if err := os.WriteFile(path, []byte(base+tc.field+"}"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := LoadNode(path)
+		switch {
+		case tc.err == "" && err != nil:
+			t.Errorf("%s: %v", tc.field, err)
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("%s: LoadNode = %v, want an error with %q", tc.field, err, tc.err)
+		case err == nil && !reflect.DeepEqual(c.Etcd, tc.want):
+			t.Errorf("%s: Etcd = %+v, want %+v", tc.field, c.Etcd, tc.want)
+		}
+	}
+	// The bbolt default needs its file.
+	if err := (&Node{}).CheckDatastore(); err == nil {
+		t.Error("bbolt without a file: no error")
+	}
+}

@@ -2,9 +2,11 @@
 // a lab starts: a node agent's (Node, read by `vrouter node run`) and an
 // external router forwarder's (Router, read by `vrouter router run`),
 // written by topology/lab as JSON, plus the names both sides derive from
-// them (workload port names, the fabric directory). It depends on nothing
-// but the standard library, so the lab that writes the files and the
-// processes that read them share it without importing each other.
+// them (workload port names, the fabric directory). A real host's node
+// file (/etc/vrouter/node.yaml) is the same Node in YAML, checked field by
+// field (ParseNodeYAML, LoadNodeFile). It depends on nothing but the
+// standard library and the YAML decoder, so the lab that writes the files
+// and the processes that read them share it without importing each other.
 package config
 
 import (
@@ -12,6 +14,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -47,12 +50,72 @@ type Node struct {
 	// pulled).
 	LinkDown bool `json:"linkDown,omitempty"`
 
-	Pools     []Pool `json:"pools"`
-	Datastore string `json:"datastore"` // bbolt file shared by the lab's nodes
+	Pools []Pool `json:"pools"`
+	// Datastore is the bbolt file shared by the lab's nodes, the IPAM
+	// datastore when DatastoreType is DatastoreBolt.
+	Datastore string `json:"datastore"`
+	// DatastoreType selects the IPAM datastore: DatastoreBolt (the
+	// default, also when empty), the file Datastore; or DatastoreEtcd, the
+	// etcd cluster Etcd.
+	DatastoreType string `json:"datastoreType,omitempty"`
+	// Etcd is the etcd cluster of DatastoreEtcd.
+	Etcd Etcd `json:"etcd,omitzero"`
 	// StrictAffinity forbids borrowing addresses from other nodes' blocks.
 	StrictAffinity bool       `json:"strictAffinity,omitempty"`
 	BGP            BGP        `json:"bgp"`
 	Workloads      []Workload `json:"workloads"`
+}
+
+// The datastores a node can keep IPAM state in.
+const (
+	// DatastoreBolt is a bbolt file shared by the nodes of one machine.
+	DatastoreBolt = "bbolt"
+	// DatastoreEtcd is an etcd cluster shared by nodes on many hosts,
+	// in Calico's key layout.
+	DatastoreEtcd = "etcd"
+)
+
+// Etcd says how to reach an etcd cluster (Calico's ETCD_ENDPOINTS,
+// ETCD_CERT_FILE, ETCD_KEY_FILE and ETCD_CA_CERT_FILE).
+type Etcd struct {
+	// Endpoints are the members' client URLs, e.g. https://10.0.0.1:2379.
+	Endpoints []string `json:"endpoints,omitempty"`
+	// CertFile and KeyFile are a client certificate and its key (PEM);
+	// CAFile the CA bundle that signed the members' certificates.
+	CertFile string `json:"certFile,omitempty"`
+	KeyFile  string `json:"keyFile,omitempty"`
+	CAFile   string `json:"caFile,omitempty"`
+	// Timeout bounds one datastore transaction (zero: the store's
+	// default); with every member down, IPAM calls fail after it.
+	Timeout time.Duration `json:"timeout,omitempty"`
+}
+
+// CheckDatastore returns an error unless c's datastore selection is
+// complete: a file for bbolt, endpoints for etcd (https ones when TLS
+// files are given), a key with a client certificate.
+func (c *Node) CheckDatastore() error {
+	switch c.DatastoreType {
+	case "", DatastoreBolt:
+		if c.Datastore == "" {
+			return fmt.Errorf("datastore %s needs a file", DatastoreBolt)
+		}
+	case DatastoreEtcd:
+		e := c.Etcd
+		if len(e.Endpoints) == 0 {
+			return fmt.Errorf("datastore %s needs endpoints", DatastoreEtcd)
+		}
+		if (e.CertFile == "") != (e.KeyFile == "") {
+			return fmt.Errorf("datastore %s: a client certificate needs its key and a key its certificate", DatastoreEtcd)
+		}
+		for _, ep := range e.Endpoints {
+			if !strings.HasPrefix(ep, "http://") && !strings.HasPrefix(ep, "https://") {
+				return fmt.Errorf("datastore %s: endpoint %q is not an http:// or https:// URL", DatastoreEtcd, ep)
+			}
+		}
+	default:
+		return fmt.Errorf("unknown datastore %q: want %s or %s", c.DatastoreType, DatastoreBolt, DatastoreEtcd)
+	}
+	return nil
 }
 
 // The dataplanes a node can have.
@@ -140,9 +203,15 @@ type BGPPeer struct {
 
 // Workload is a workload namespace whose eth0 this node's engine serves.
 type Workload struct {
-	Name      string     `json:"name"`
+	Name string `json:"name"`
+	// Namespace is the workload's network namespace: a name under
+	// /run/netns, or (kernel mode) a namespace file's path such as
+	// /proc/PID/ns/net or a CNI runtime's CNI_NETNS.
 	Namespace string     `json:"namespace"`
 	Address   netip.Addr `json:"address,omitempty"` // fixed address; zero for IPAM's choice
+	// PodInterface is the workload side's interface (a CNI runtime's
+	// CNI_IFNAME); empty: eth0.
+	PodInterface string `json:"podInterface,omitempty"`
 }
 
 // LoadNode reads a node config file.
@@ -160,6 +229,11 @@ func LoadNode(path string) (*Node, error) {
 	}
 	if err := CheckDataplane(c.Dataplane); err != nil {
 		return nil, fmt.Errorf("node config %s: %w", path, err)
+	}
+	if c.DatastoreType != "" {
+		if err := c.CheckDatastore(); err != nil {
+			return nil, fmt.Errorf("node config %s: %w", path, err)
+		}
 	}
 	return &c, nil
 }

@@ -15,8 +15,8 @@
 // is one transaction, so that any number of node processes claiming blocks
 // and addresses at once never hand out one twice. BoltStore, the default,
 // is a bbolt file in the lab's state directory and needs no server;
-// MemStore serves tests and single processes; an etcd backend (the store
-// Calico itself uses) fits the same interface.
+// EtcdStore keeps the state in etcd, in Calico's key layout, for nodes on
+// many hosts; MemStore serves tests and single processes.
 //
 // A node agent uses it like this:
 //
@@ -32,5 +32,8 @@
 // When no pool has a free block, an address is borrowed from another node's
 // block (announced as a /32) unless the pool has strict affinity, as Calico
 // does; tunl0's address comes from the node's block under the handle
-// "ipip-tunnel-addr-<node>". Not yet: the etcd backend.
+// "ipip-tunnel-addr-<node>". With etcd, open the store with
+//
+//	store, err := ipam.OpenEtcd(ctx, ipam.EtcdConfig{Endpoints: []string{"https://10.0.0.1:2379"},
+//		CertFile: "client.pem", KeyFile: "client-key.pem", CAFile: "ca.pem"})
 package ipam

@@ -97,10 +97,15 @@ type Options struct {
 
 // Port is a workload's veth pair as AddWorkload makes it.
 type Port struct {
-	Name      string     // the host side: caliXXXXXXXXXXX
-	Namespace string     // the workload's named namespace, where eth0 goes
+	Name string // the host side: caliXXXXXXXXXXX
+	// Namespace is the workload's namespace, where eth0 goes: a name
+	// under /run/netns, or a namespace file's path (/proc/PID/ns/net,
+	// a CNI runtime's CNI_NETNS).
+	Namespace string
 	Address   netip.Addr // the workload's address, a /32 on eth0
 	MTU       int        // of both ends; 0: the underlay's
+	// PodInterface is the pod side's name; empty: eth0 (PodInterface).
+	PodInterface string
 }
 
 // key identifies a route in the main table as the kernel's replace does:

@@ -45,6 +45,9 @@ func (d *Dataplane) AddWorkload(_ context.Context, p Port) error {
 	if p.MTU == 0 {
 		p.MTU = d.opts.MTU
 	}
+	if p.PodInterface == "" {
+		p.PodInterface = PodInterface
+	}
 	pod, err := netns.Handle(p.Namespace)
 	if err != nil {
 		return fmt.Errorf("workload %s: %w", p.Name, err)
@@ -53,7 +56,7 @@ func (d *Dataplane) AddWorkload(_ context.Context, p Port) error {
 
 	host, err := d.h.LinkByName(p.Name)
 	if err == nil {
-		if _, perr := pod.LinkByName(PodInterface); perr == nil && host.Type() == "veth" {
+		if _, perr := pod.LinkByName(p.PodInterface); perr == nil && host.Type() == "veth" {
 			d.log.Info("workload veth exists: keeping it", "interface", p.Name)
 			return d.configureWorkload(pod, p)
 		}
@@ -67,13 +70,13 @@ func (d *Dataplane) AddWorkload(_ context.Context, p Port) error {
 	}
 	veth := &netlink.Veth{
 		LinkAttrs:     netlink.LinkAttrs{Name: p.Name, MTU: p.MTU, HardwareAddr: HostMAC, TxQLen: -1},
-		PeerName:      PodInterface,
+		PeerName:      p.PodInterface,
 		PeerNamespace: netlink.NsFd(podNS),
 	}
 	err = d.h.LinkAdd(veth)
 	podNS.Close()
 	if err != nil {
-		return fmt.Errorf("workload %s: create veth %s/%s in %s: %w", p.Name, p.Name, PodInterface, p.Namespace, err)
+		return fmt.Errorf("workload %s: create veth %s/%s in %s: %w", p.Name, p.Name, p.PodInterface, p.Namespace, err)
 	}
 	if err := d.configureWorkload(pod, p); err != nil {
 		d.RemoveWorkload(p.Name)
@@ -113,7 +116,7 @@ func (d *Dataplane) configureWorkload(pod *netlink.Handle, p Port) error {
 		return fail("host side up", err)
 	}
 
-	eth0, err := pod.LinkByName(PodInterface)
+	eth0, err := pod.LinkByName(p.PodInterface)
 	if err != nil {
 		return fail("pod side", err)
 	}
