@@ -26,7 +26,7 @@ BIRD2_DIR := /opt/vrouter-bird2
 # package would enable and try to start a Prometheus server.
 PROMETHEUS_DIR := /opt/vrouter-prometheus
 
-.PHONY: all deps build test bench fuzz lint run clean
+.PHONY: all deps build test bench fuzz lint run clean conformance
 
 all: build
 
@@ -66,6 +66,14 @@ test: deps build
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -parallel $(TEST_PARALLEL) ./...
+
+# conformance runs the shipped scenario suite through the binary and keeps
+# the JUnit file and every scenario's captures for CI.
+CONFORMANCE_JUNIT ?= bin/conformance.xml
+CONFORMANCE_ARTIFACTS ?= bin/conformance
+conformance: deps build
+	rm -rf $(CONFORMANCE_ARTIFACTS)
+	$(BIN) test scenarios/ --junit $(CONFORMANCE_JUNIT) --artifacts $(CONFORMANCE_ARTIFACTS)
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 60m ./...
