@@ -279,28 +279,3 @@ func killInNamespaces(nss []string) error {
 	}
 	return nil
 }
-
-// removeFRRTmp removes the /var/tmp/frr/<daemon>.<pid> of the FRR daemon
-// (zebra, bgpd) whose pid file is pidFile, once it no longer runs: a daemon
-// that was killed rather than stopped leaves it behind.
-func removeFRRTmp(pidFile string) {
-	base := strings.TrimSuffix(filepath.Base(pidFile), ".pid")
-	daemon := base[strings.LastIndexByte(base, '.')+1:]
-	if daemon != "zebra" && daemon != "bgpd" {
-		return
-	}
-	data, err := os.ReadFile(pidFile)
-	if err != nil || processAlive(pidFile) {
-		return
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
-	if err != nil || pid <= 1 {
-		return
-	}
-	// A zombie (never reaped: its parent, deploy, is gone) holds its pid;
-	// a live process with the pid may be another lab's daemon.
-	if _, state, err := procStart(pid); err == nil && state != 'Z' {
-		return
-	}
-	_ = os.RemoveAll(filepath.Join(frrTmp, fmt.Sprintf("%s.%d", daemon, pid)))
-}
