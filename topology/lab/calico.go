@@ -17,7 +17,9 @@ func nodeConfig(l *topology.Lab, dir string, n topology.Node) (*config.Node, err
 	c := &config.Node{
 		Lab:            l.Name,
 		Node:           n.Name,
-		StateDir:       dir,
+		Control:        ControlSocket(dir, n.Name),
+		Fabric:         fabricDir(dir),
+		Routes:         routesPath(dir, n.Name),
 		Namespace:      l.NamespaceName(n.Name),
 		Network:        net.Name,
 		Prefix:         netip.PrefixFrom(n.Address, net.CIDR.Bits()),

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
@@ -108,10 +107,10 @@ func Deploy(ctx context.Context, l *topology.Lab, opt Options) (st *State, err e
 			Address:   n.Address,
 			Network:   n.Network,
 			Interface: n.Interface,
-			Config:    filepath.Join(nodesDir(dir), n.Name+".json"),
-			Control:   control.Socket(dir, n.Name),
-			Log:       filepath.Join(nodesDir(dir), n.Name+".log"),
-			PIDFile:   filepath.Join(nodesDir(dir), n.Name+".pid"),
+			Config:    nodePaths(dir, n.Name).Config,
+			Control:   cfg.Control,
+			Log:       nodePaths(dir, n.Name).Log,
+			PIDFile:   nodePaths(dir, n.Name).PIDFile,
 		}
 		st.Nodes = append(st.Nodes, ns)
 		if err := createNamespace(ns.Namespace); err != nil {

@@ -131,11 +131,6 @@ func agentPID(pidFile string) (int, bool) {
 	return pid, strings.TrimSpace(string(want)) == started
 }
 
-// startFile is where the start time of the process in pidFile is kept.
-func startFile(pidFile string) string {
-	return strings.TrimSuffix(pidFile, ".pid") + ".start"
-}
-
 // procStart returns a process's start time (field 22 of /proc/PID/stat, in
 // clock ticks since boot, unchanged by exec) and its state letter.
 func procStart(pid int) (string, byte, error) {

@@ -49,9 +49,6 @@ func gobgpConfig(l *topology.Lab, r topology.Router) string {
 	return b.String()
 }
 
-// gobgpSocket is gobgpd's gRPC API socket in the router's directory.
-func gobgpSocket(dir string) string { return filepath.Join(dir, "gobgpd.sock") }
-
 // gobgpConfigType is gobgpd's --config-type for file: by its extension,
 // TOML unless it says YAML or JSON.
 func gobgpConfigType(file string) string {

@@ -14,7 +14,6 @@ import (
 
 	"github.com/vrouter-lab/vrouter/topology"
 	"github.com/vrouter-lab/vrouter/vrouter/config"
-	"github.com/vrouter-lab/vrouter/vrouter/control"
 )
 
 // RouterState is one external router of a deployed lab: its namespace, the
@@ -192,7 +191,8 @@ func routerConfig(l *topology.Lab, dir string, r topology.Router) (*config.Route
 	c := &config.Router{
 		Lab:       l.Name,
 		Router:    r.Name,
-		StateDir:  dir,
+		Control:   ControlSocket(dir, r.Name),
+		Fabric:    fabricDir(dir),
 		Namespace: l.NamespaceName(r.Name),
 		Network:   net.Name,
 		Prefix:    netip.PrefixFrom(r.Address, net.CIDR.Bits()),
@@ -271,9 +271,9 @@ func prepareRouter(l *topology.Lab, dir string, r topology.Router) (RouterState,
 	if err != nil {
 		return RouterState{}, err
 	}
-	base := routersDir(dir)
+	files := routerPaths(dir, r.Name)
 	if r.Daemon == topology.DaemonGoBGP {
-		cfg.GoBGP = &config.GoBGPKernel{CLI: bins.cli, Socket: gobgpSocket(filepath.Join(base, r.Name))}
+		cfg.GoBGP = &config.GoBGPKernel{CLI: bins.cli, Socket: daemonFile(daemonDir(dir, r.Name), gobgpdSockFile)}
 	}
 	rs := RouterState{
 		Name:      r.Name,
@@ -282,11 +282,11 @@ func prepareRouter(l *topology.Lab, dir string, r topology.Router) (RouterState,
 		Network:   r.Network,
 		Interface: r.Interface,
 		Daemon:    r.Daemon,
-		Config:    filepath.Join(base, r.Name+".json"),
-		Control:   control.Socket(dir, r.Name),
-		Log:       filepath.Join(base, r.Name+".log"),
-		PIDFile:   filepath.Join(base, r.Name+".pid"),
-		Dir:       filepath.Join(base, r.Name),
+		Config:    files.Config,
+		Control:   cfg.Control,
+		Log:       files.Log,
+		PIDFile:   files.PIDFile,
+		Dir:       daemonDir(dir, r.Name),
 		CLI:       bins.cli,
 	}
 	if err := os.Mkdir(rs.Dir, dirMode); err != nil {
@@ -296,19 +296,19 @@ func prepareRouter(l *topology.Lab, dir string, r topology.Router) (RouterState,
 		return rs, fmt.Errorf("router %s: write config: %w", r.Name, err)
 	}
 	proc := func(name string, args ...string) DaemonProcess {
-		return DaemonProcess{Name: name, Args: args,
-			PIDFile: filepath.Join(base, r.Name+"."+name+".pid"), Log: filepath.Join(base, r.Name+"."+name+".log")}
+		pid, log := daemonProcessPaths(dir, r.Name, name)
+		return DaemonProcess{Name: name, Args: args, PIDFile: pid, Log: log}
 	}
 	rs.DaemonConfig = r.Config
 	switch r.Daemon {
 	case topology.DaemonBIRD, topology.DaemonBIRD2:
 		if rs.DaemonConfig == "" {
-			rs.DaemonConfig = filepath.Join(rs.Dir, "bird.conf")
+			rs.DaemonConfig = daemonFile(rs.Dir, birdConfFile)
 			if err := writeFile(rs.DaemonConfig, []byte(birdConfig(l, r, r.Daemon == topology.DaemonBIRD2)), fileMode); err != nil {
 				return rs, fmt.Errorf("router %s: write bird.conf: %w", r.Name, err)
 			}
 		}
-		rs.Socket = filepath.Join(rs.Dir, "bird.ctl")
+		rs.Socket = daemonFile(rs.Dir, birdCtlFile)
 		if out, err := exec.Command(bins.main, "-p", "-c", rs.DaemonConfig).CombinedOutput(); err != nil {
 			return rs, fmt.Errorf("router %s: %s rejects %s: %s", r.Name, bins.main, rs.DaemonConfig, strings.TrimSpace(string(out)))
 		}
@@ -328,7 +328,7 @@ func prepareRouter(l *topology.Lab, dir string, r topology.Router) (RouterState,
 				return rs, fmt.Errorf("router %s: read config: %w", r.Name, err)
 			}
 		}
-		rs.DaemonConfig = filepath.Join(rs.Dir, "bgpd.conf")
+		rs.DaemonConfig = daemonFile(rs.Dir, bgpdConfFile)
 		if err := writeFRRFile(rs.DaemonConfig, conf); err != nil {
 			return rs, fmt.Errorf("router %s: write bgpd.conf: %w", r.Name, err)
 		}
@@ -339,20 +339,20 @@ func prepareRouter(l *topology.Lab, dir string, r topology.Router) (RouterState,
 			}
 			return rs, fmt.Errorf("router %s: %s rejects %s: %s", r.Name, bins.main, what, strings.TrimSpace(string(out)))
 		}
-		zconf := filepath.Join(rs.Dir, "zebra.conf")
+		zconf := daemonFile(rs.Dir, zebraConfFile)
 		if err := writeFRRFile(zconf, []byte("hostname "+r.Name+"\nlog stdout\n")); err != nil {
 			return rs, fmt.Errorf("router %s: write zebra.conf: %w", r.Name, err)
 		}
 		rs.Socket = rs.Dir
-		zserv := filepath.Join(rs.Dir, "zserv.api")
+		zserv := daemonFile(rs.Dir, zservFile)
 		common := []string{"-z", zserv, "--vty_socket", rs.Dir}
 		rs.Processes = []DaemonProcess{
-			proc("zebra", append([]string{bins.zebra, "-f", zconf, "-i", filepath.Join(rs.Dir, "zebra.pid")}, common...)...),
-			proc("bgpd", append([]string{bins.main, "-f", rs.DaemonConfig, "-i", filepath.Join(rs.Dir, "bgpd.pid"), "-l", r.Address.String()}, common...)...),
+			proc("zebra", append([]string{bins.zebra, "-f", zconf, "-i", daemonFile(rs.Dir, zebraPIDFile)}, common...)...),
+			proc("bgpd", append([]string{bins.main, "-f", rs.DaemonConfig, "-i", daemonFile(rs.Dir, bgpdPIDFile), "-l", r.Address.String()}, common...)...),
 		}
 	case topology.DaemonGoBGP:
 		if rs.DaemonConfig == "" {
-			rs.DaemonConfig = filepath.Join(rs.Dir, "gobgpd.toml")
+			rs.DaemonConfig = daemonFile(rs.Dir, gobgpdConfFile)
 			if err := writeFile(rs.DaemonConfig, []byte(gobgpConfig(l, r)), fileMode); err != nil {
 				return rs, fmt.Errorf("router %s: write gobgpd.toml: %w", r.Name, err)
 			}
@@ -360,7 +360,7 @@ func prepareRouter(l *topology.Lab, dir string, r topology.Router) (RouterState,
 		if out, err := exec.Command(bins.main, "--dry-run", "-f", rs.DaemonConfig, "-t", gobgpConfigType(rs.DaemonConfig)).CombinedOutput(); err != nil {
 			return rs, fmt.Errorf("router %s: %s rejects %s: %s", r.Name, bins.main, rs.DaemonConfig, strings.TrimSpace(string(out)))
 		}
-		rs.Socket = gobgpSocket(rs.Dir)
+		rs.Socket = daemonFile(rs.Dir, gobgpdSockFile)
 		rs.Announce = r.Announce
 		rs.Processes = []DaemonProcess{
 			proc("gobgpd", bins.main, "-f", rs.DaemonConfig, "-t", gobgpConfigType(rs.DaemonConfig), "-p",
@@ -378,7 +378,7 @@ func startRouterDaemons(rs RouterState) error {
 			return fmt.Errorf("router %s: start %s: %w", rs.Name, p.Name, err)
 		}
 		if p.Name == "zebra" {
-			zserv := filepath.Join(rs.Dir, "zserv.api")
+			zserv := daemonFile(rs.Dir, zservFile)
 			deadline := time.Now().Add(10 * time.Second)
 			for {
 				if _, err := os.Stat(zserv); err == nil {

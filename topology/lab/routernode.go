@@ -4,11 +4,9 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
 
 	"github.com/vrouter-lab/vrouter/topology"
 	"github.com/vrouter-lab/vrouter/vrouter/config"
-	"github.com/vrouter-lab/vrouter/vrouter/control"
 )
 
 // KindRouterNode is the Daemon a RouterState of a router node (kind:
@@ -65,7 +63,8 @@ func routerNodeConfig(l *topology.Lab, dir string, r topology.RouterNode) (*conf
 	c := &config.Router{
 		Lab:        l.Name,
 		Router:     r.Name,
-		StateDir:   dir,
+		Control:    ControlSocket(dir, r.Name),
+		Fabric:     fabricDir(dir),
 		Namespace:  l.NamespaceName(r.Name),
 		Network:    first.Network,
 		Prefix:     first.Prefix,
@@ -89,7 +88,7 @@ func prepareRouterNode(l *topology.Lab, dir string, r topology.RouterNode) (Rout
 	if err != nil {
 		return RouterState{}, err
 	}
-	base := routersDir(dir)
+	files := routerPaths(dir, r.Name)
 	rs := RouterState{
 		Name:      r.Name,
 		Namespace: cfg.Namespace,
@@ -97,11 +96,11 @@ func prepareRouterNode(l *topology.Lab, dir string, r topology.RouterNode) (Rout
 		Network:   cfg.Network,
 		Interface: cfg.Interface,
 		Daemon:    KindRouterNode,
-		Config:    filepath.Join(base, r.Name+".json"),
-		Control:   control.Socket(dir, r.Name),
-		Log:       filepath.Join(base, r.Name+".log"),
-		PIDFile:   filepath.Join(base, r.Name+".pid"),
-		Dir:       filepath.Join(base, r.Name),
+		Config:    files.Config,
+		Control:   cfg.Control,
+		Log:       files.Log,
+		PIDFile:   files.PIDFile,
+		Dir:       daemonDir(dir, r.Name),
 	}
 	for _, ri := range r.Interfaces[1:] {
 		rs.Interfaces = append(rs.Interfaces, InterfaceState{Name: ri.Name, Network: ri.Network, Address: ri.Address})

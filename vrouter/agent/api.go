@@ -72,5 +72,5 @@ func (a *Agent) serveControl(ctx context.Context) error {
 	mux.HandleFunc("DELETE /v1/workloads/{name}", func(w http.ResponseWriter, r *http.Request) {
 		control.Reply(w, struct{}{}, a.deleteWorkload(r.Context(), r.PathValue("name")))
 	})
-	return control.Serve(ctx, control.Socket(a.cfg.StateDir, a.cfg.Node), mux, a.log)
+	return control.Serve(ctx, a.cfg.Control, mux, a.log)
 }

@@ -2,9 +2,11 @@
 // a lab starts: a node agent's (Node, read by `vrouter node run`) and an
 // external router forwarder's (Router, read by `vrouter router run`),
 // written by topology/lab as JSON, plus the names both sides derive from
-// them (workload port names, the fabric directory). It depends on nothing
-// but the standard library, so the lab that writes the files and the
-// processes that read them share it without importing each other.
+// them (workload port names). Every path a process uses (control socket,
+// fabric directory, files) is in its config: topology/lab computes them.
+// It depends on nothing but the standard library, so the lab that writes
+// the files and the processes that read them share it without importing
+// each other.
 package config
 
 import (
@@ -19,8 +21,15 @@ import (
 type Node struct {
 	Lab       string `json:"lab"`
 	Node      string `json:"node"`
-	StateDir  string `json:"stateDir"`  // the lab's state directory
 	Namespace string `json:"namespace"` // the node's network namespace
+
+	// The agent's files, in the lab's state directory (topology/lab
+	// computes every path there): its control socket, the fabric's
+	// directory and where it keeps the routes it learned for a graceful
+	// restart.
+	Control string `json:"control"`
+	Fabric  string `json:"fabric"`
+	Routes  string `json:"routes"`
 
 	// Underlay: the node's address on its network and the interface
 	// (a TUN device in the node namespace) that carries it.
@@ -133,6 +142,9 @@ func LoadNode(path string) (*Node, error) {
 	}
 	if c.Node == "" || !c.Prefix.IsValid() || c.Interface == "" {
 		return nil, fmt.Errorf("node config %s: node, prefix and interface are required", path)
+	}
+	if c.Control == "" || c.Fabric == "" || c.Routes == "" {
+		return nil, fmt.Errorf("node config %s: control, fabric and routes are required (a config from an older vrouter: destroy the lab and deploy it again)", path)
 	}
 	return &c, nil
 }

@@ -23,12 +23,6 @@ import (
 	"github.com/vrouter-lab/vrouter/vrouter/config"
 )
 
-// Socket returns the path of a node agent's (or router forwarder's)
-// control socket.
-func Socket(stateDir, node string) string {
-	return filepath.Join(stateDir, "nodes", node+".sock")
-}
-
 // Status is what an agent reports about itself.
 type Status struct {
 	Node             string         `json:"node"`
@@ -83,7 +77,7 @@ var ErrNotRunning = errors.New("agent is not running")
 // socket (HTTP on a unix socket, JSON bodies).
 type Client struct {
 	// Name is the node (or router) the socket belongs to: the socket's
-	// file name without ".sock", as Socket makes it.
+	// file name without ".sock".
 	Name   string
 	router bool
 	socket string
