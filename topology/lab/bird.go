@@ -2,12 +2,72 @@ package lab
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"time"
 
 	"github.com/vrouter-lab/vrouter/topology"
+	"github.com/vrouter-lab/vrouter/vrouter/config"
 )
+
+// bird is the daemon of an external router running BIRD: 1.6 (daemon:
+// bird) or, with v2, 2 (daemon: bird2), whose configuration languages
+// differ. One process, bird; its CLI is birdc.
+type bird struct{ v2 bool }
+
+func (b bird) find(r topology.Router) (daemonBins, error) {
+	main, pkg := r.Binary, "bird (apt-get install bird)"
+	if b.v2 {
+		pkg = "bird2, which conflicts with bird: extract it without installing (apt-get download bird2 && dpkg-deb -x bird2_*.deb /opt/vrouter-bird2), or set binary: in the lab file or VROUTER_BIRD2"
+		if main == "" {
+			main = os.Getenv("VROUTER_BIRD2")
+		}
+		if main == "" {
+			main = DefaultBIRD2
+		}
+	} else if main == "" {
+		main = "bird"
+	}
+	var bins daemonBins
+	var err error
+	if bins.main, err = findExecutable(r, main, pkg); err != nil {
+		return bins, err
+	}
+	if err := checkBIRDVersion(r, bins.main); err != nil {
+		return bins, err
+	}
+	bins.cli, err = findCompanion(r, bins.main, "birdc", pkg)
+	return bins, err
+}
+
+// configure writes bird.conf, unless the lab file names the user's own,
+// and has bird parse it (-p).
+func (b bird) configure(l *topology.Lab, r topology.Router, bins daemonBins, rs *RouterState, _ *config.Router) error {
+	rs.DaemonConfig = r.Config
+	if rs.DaemonConfig == "" {
+		rs.DaemonConfig = daemonFile(rs.Dir, birdConfFile)
+		if err := writeFile(rs.DaemonConfig, []byte(birdConfig(l, r, b.v2)), fileMode); err != nil {
+			return fmt.Errorf("router %s: write bird.conf: %w", r.Name, err)
+		}
+	}
+	rs.Socket = daemonFile(rs.Dir, birdCtlFile)
+	if out, err := exec.Command(bins.main, "-p", "-c", rs.DaemonConfig).CombinedOutput(); err != nil {
+		return fmt.Errorf("router %s: %s rejects %s: %s", r.Name, bins.main, rs.DaemonConfig, strings.TrimSpace(string(out)))
+	}
+	rs.Processes = []DaemonProcess{daemonProcess(rs, "bird", bins.main, "-f", "-c", rs.DaemonConfig, "-s", rs.Socket)}
+	return nil
+}
+
+func (bird) started(RouterState, DaemonProcess) error { return nil }
+
+func (bird) cli(rs RouterState, args ...string) []string {
+	return append([]string{rs.CLI, "-s", rs.Socket}, args...)
+}
+
+func (bird) statusArgs() []string { return []string{"show", "protocols"} }
+func (bird) cleanup(RouterState)  {}
+func (bird) frrGroup() bool       { return false }
 
 // DefaultBIRD2 is where BIRD 2 is looked for when the lab file names no
 // binary and VROUTER_BIRD2 is unset: the Debian package bird2 conflicts

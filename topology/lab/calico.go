@@ -1,12 +1,146 @@
 package lab
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"net/netip"
+	"runtime"
+	"strings"
 
 	"github.com/vrouter-lab/vrouter/topology"
+	"github.com/vrouter-lab/vrouter/vrouter/bgp"
 	"github.com/vrouter-lab/vrouter/vrouter/config"
+	"github.com/vrouter-lab/vrouter/vrouter/control"
+	"golang.org/x/sys/unix"
 )
+
+// calicoNode is a Calico node (kind: calico, the default): the vrouter
+// node agent, `vrouter node run`, with its BGP speaker, IPAM blocks,
+// workloads and tunl0, in the node's namespace.
+type calicoNode struct {
+	ns        NodeState
+	cfg       *config.Node // the agent's config; nil for a node of a deployed lab
+	cpus      []int        // the CPUs it runs on (cpuSet); any when empty
+	workloads int          // how many workloads it serves at start
+	last      *control.Status
+}
+
+// planCalicoNode computes node n's agent config and files.
+func planCalicoNode(l *topology.Lab, dir string, n topology.Node) (*calicoNode, error) {
+	cfg, err := nodeConfig(l, dir, n)
+	if err != nil {
+		return nil, err
+	}
+	files := nodePaths(dir, n.Name)
+	return &calicoNode{
+		ns: NodeState{
+			Name:      n.Name,
+			Namespace: cfg.Namespace,
+			Address:   n.Address,
+			Network:   n.Network,
+			Interface: n.Interface,
+			Config:    files.Config,
+			Control:   cfg.Control,
+			Log:       files.Log,
+			PIDFile:   files.PIDFile,
+		},
+		cfg:       cfg,
+		cpus:      n.CPUSet,
+		workloads: len(cfg.Workloads),
+	}, nil
+}
+
+func (c *calicoNode) Name() string                { return c.ns.Name }
+func (c *calicoNode) Kind() string                { return topology.KindCalico }
+func (c *calicoNode) Namespace() string           { return c.ns.Namespace }
+func (c *calicoNode) CLI(args ...string) []string { return nil }
+func (c *calicoNode) frrGroup() bool              { return false }
+func (c *calicoNode) record(st *State)            { st.Nodes = append(st.Nodes, c.ns) }
+func (c *calicoNode) cleanup()                    {}
+
+// Status asks the agent.
+func (c *calicoNode) Status(ctx context.Context, w io.Writer) error {
+	s, err := control.NewClient(c.ns.Control).Status(ctx)
+	return control.WriteNodeStatus(w, s, err)
+}
+
+// check checks that every CPU of the node's cpuSet is one this process
+// may run on. The agent is this executable.
+func (c *calicoNode) check() error {
+	var avail unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &avail); err != nil {
+		return fmt.Errorf("read CPU affinity: %w", err)
+	}
+	for _, cpu := range c.cpus {
+		if !avail.IsSet(cpu) {
+			return fmt.Errorf("node %s: cpuSet %s: CPU %d is not available here (this machine has %d CPUs, 0-%d)",
+				c.ns.Name, topology.FormatCPUSet(c.cpus), cpu, runtime.NumCPU(), runtime.NumCPU()-1)
+		}
+	}
+	return nil
+}
+
+func (c *calicoNode) prepare() error {
+	if err := c.cfg.WriteFile(c.ns.Config); err != nil {
+		return fmt.Errorf("node %s: write config: %w", c.ns.Name, err)
+	}
+	return nil
+}
+
+// start starts `vrouter node run` inside the node's namespace, detached
+// from the caller (own session, output to the node's log file), on its
+// CPUs. It does not wait for the agent: ready does.
+func (c *calicoNode) start(_ context.Context, env startEnv) error {
+	if err := startProcess(c.ns.Namespace, []string{env.bin, "node", "run", "--config", c.ns.Config}, c.ns.Log, c.ns.PIDFile, c.cpus); err != nil {
+		return fmt.Errorf("node %s: start agent: %w", c.ns.Name, err)
+	}
+	env.progress("node %s: agent started in namespace %s", c.ns.Name, c.ns.Namespace)
+	return nil
+}
+
+func (c *calicoNode) running() error {
+	if !processAlive(c.ns.PIDFile) {
+		return fmt.Errorf("node %s: agent exited; last log lines:\n%s", c.ns.Name, tail(c.ns.Log, 10))
+	}
+	return nil
+}
+
+// ready: every BGP session Established and every remote block routed.
+func (c *calicoNode) ready(ctx context.Context, anyState bool) (bool, string) {
+	s, err := control.NewClient(c.ns.Control).Status(ctx)
+	if err != nil {
+		return false, ""
+	}
+	c.last = s
+	if !s.Ready && !anyState {
+		return false, ""
+	}
+	return true, fmt.Sprintf("node %s: %d BGP sessions Established, %d routes", c.ns.Name, s.PeersEstablished, s.Routes)
+}
+
+// waitingFor says what the node waits for, from its last status (none: it
+// never answered).
+func (c *calicoNode) waitingFor() string {
+	s := c.last
+	if s == nil {
+		return fmt.Sprintf("the agent (resources): it never answered on %s while starting (opening its TUN devices and %d workloads); see %s", c.ns.Control, c.workloads, c.ns.Log)
+	}
+	var down []string
+	for _, p := range s.Peers {
+		if p.State != bgp.StateEstablished {
+			d := p.Address.String() + " " + p.State
+			if p.Info != "" {
+				d += " (" + p.Info + ")"
+			}
+			down = append(down, d)
+		}
+	}
+	if len(down) > 0 {
+		return fmt.Sprintf("BGP: %d of %d sessions Established; not up: %s", s.PeersEstablished, len(s.Peers), strings.Join(down, ", "))
+	}
+	return fmt.Sprintf("routes: every BGP session is Established, but not every other node's blocks are routed yet (%d routes)", s.Routes)
+}
 
 // nodeConfig builds the agent config of one node from the lab file.
 func nodeConfig(l *topology.Lab, dir string, n topology.Node) (*config.Node, error) {

@@ -31,6 +31,9 @@ func Destroy(name string) error {
 	if err := checkDir(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
+	// The state, when there is one, says what each node's kind cleans
+	// up once its processes are stopped.
+	st, _ := Load(name)
 	var errs []error
 	pidFiles, _ := filepath.Glob(filepath.Join(nodesDir(dir), "*.pid"))
 	routerPIDs, _ := filepath.Glob(filepath.Join(routersDir(dir), "*.pid"))
@@ -38,7 +41,11 @@ func Destroy(name string) error {
 		if err := stopAgent(pf); err != nil {
 			errs = append(errs, err)
 		}
-		removeFRRTmp(pf)
+	}
+	if st != nil {
+		for _, n := range st.members() {
+			n.cleanup()
+		}
 	}
 	for _, pid := range strayAgents(dir) {
 		_ = syscall.Kill(pid, syscall.SIGKILL)

@@ -11,7 +11,99 @@ import (
 	"time"
 
 	"github.com/vrouter-lab/vrouter/topology"
+	"github.com/vrouter-lab/vrouter/vrouter/config"
 )
+
+// frr is the daemon of an external router running FRR: zebra, then bgpd,
+// which drop to user frr; its CLI is vtysh.
+type frr struct{}
+
+func (frr) find(r topology.Router) (daemonBins, error) {
+	main, pkg := r.Binary, "frr (apt-get install frr)"
+	if main == "" {
+		main = filepath.Join(frrDir, "bgpd")
+	}
+	var bins daemonBins
+	var err error
+	if bins.main, err = findExecutable(r, main, pkg); err != nil {
+		return bins, err
+	}
+	if bins.zebra, err = findCompanion(r, bins.main, "zebra", pkg, frrDir); err != nil {
+		return bins, err
+	}
+	bins.cli, err = findCompanion(r, bins.main, "vtysh", pkg, frrDir)
+	return bins, err
+}
+
+// configure writes bgpd.conf (a copy of the user's file, when the lab
+// file names one) and zebra.conf into the router's directory, which it
+// gives to user frr, and has bgpd check bgpd.conf.
+func (frr) configure(l *topology.Lab, r topology.Router, bins daemonBins, rs *RouterState, _ *config.Router) error {
+	// FRR's daemons drop to user frr (and need its vty group): the
+	// directory of their pid files and sockets must be theirs.
+	if err := chownTo(rs.Dir, frrUser); err != nil {
+		return fmt.Errorf("router %s: %w", r.Name, err)
+	}
+	// bgpd runs as user frr, which may not read the user's file where
+	// it is: it gets a copy in its own directory, readable by root and
+	// group frr only (it may hold passwords).
+	conf := []byte(frrConfig(l, r))
+	if r.Config != "" {
+		var err error
+		if conf, err = os.ReadFile(r.Config); err != nil {
+			return fmt.Errorf("router %s: read config: %w", r.Name, err)
+		}
+	}
+	rs.DaemonConfig = daemonFile(rs.Dir, bgpdConfFile)
+	if err := writeFRRFile(rs.DaemonConfig, conf); err != nil {
+		return fmt.Errorf("router %s: write bgpd.conf: %w", r.Name, err)
+	}
+	if out, err := checkFRRConfig(bins.main, rs.DaemonConfig); err != nil {
+		what := rs.DaemonConfig
+		if r.Config != "" {
+			what = r.Config + " (copied to " + rs.DaemonConfig + ")"
+		}
+		return fmt.Errorf("router %s: %s rejects %s: %s", r.Name, bins.main, what, strings.TrimSpace(string(out)))
+	}
+	zconf := daemonFile(rs.Dir, zebraConfFile)
+	if err := writeFRRFile(zconf, []byte("hostname "+r.Name+"\nlog stdout\n")); err != nil {
+		return fmt.Errorf("router %s: write zebra.conf: %w", r.Name, err)
+	}
+	rs.Socket = rs.Dir
+	common := []string{"-z", daemonFile(rs.Dir, zservFile), "--vty_socket", rs.Dir}
+	rs.Processes = []DaemonProcess{
+		daemonProcess(rs, "zebra", append([]string{bins.zebra, "-f", zconf, "-i", daemonFile(rs.Dir, zebraPIDFile)}, common...)...),
+		daemonProcess(rs, "bgpd", append([]string{bins.main, "-f", rs.DaemonConfig, "-i", daemonFile(rs.Dir, bgpdPIDFile), "-l", r.Address.String()}, common...)...),
+	}
+	return nil
+}
+
+// started: bgpd starts once zebra listens.
+func (frr) started(rs RouterState, p DaemonProcess) error {
+	if p.Name != "zebra" {
+		return nil
+	}
+	return waitForFile(rs, p, daemonFile(rs.Dir, zservFile))
+}
+
+func (frr) cli(rs RouterState, args ...string) []string {
+	out := []string{rs.CLI, "--vty_socket", rs.Socket}
+	for _, a := range args {
+		out = append(out, "-c", a)
+	}
+	return out
+}
+
+func (frr) statusArgs() []string { return []string{"show bgp summary"} }
+func (frr) frrGroup() bool       { return true }
+
+// cleanup removes the files in /var/tmp/frr of the router's killed
+// daemons.
+func (frr) cleanup(rs RouterState) {
+	for _, p := range rs.Processes {
+		removeFRRTmp(p.PIDFile)
+	}
+}
 
 // frrDir is where Debian's frr package puts its daemons.
 const frrDir = "/usr/lib/frr"

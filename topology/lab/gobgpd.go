@@ -2,14 +2,70 @@ package lab
 
 import (
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/vrouter-lab/vrouter/topology"
+	"github.com/vrouter-lab/vrouter/vrouter/config"
 )
+
+// gobgpd is the daemon of an external router running GoBGP: gobgpd, with
+// its CLI gobgp. gobgpd installs no kernel routes: the forwarder copies
+// its best routes into the namespace's table (config.GoBGPKernel).
+type gobgpd struct{}
+
+func (gobgpd) find(r topology.Router) (daemonBins, error) {
+	main, pkg := r.Binary, "gobgpd (apt-get install gobgpd)"
+	if main == "" {
+		main = "gobgpd"
+	}
+	var bins daemonBins
+	var err error
+	if bins.main, err = findExecutable(r, main, pkg); err != nil {
+		return bins, err
+	}
+	bins.cli, err = findCompanion(r, bins.main, "gobgp", pkg)
+	return bins, err
+}
+
+// configure writes gobgpd.toml, unless the lab file names the user's own,
+// has gobgpd check it (--dry-run), and tells the forwarder where gobgpd's
+// API listens.
+func (gobgpd) configure(l *topology.Lab, r topology.Router, bins daemonBins, rs *RouterState, cfg *config.Router) error {
+	rs.Socket = daemonFile(rs.Dir, gobgpdSockFile)
+	cfg.GoBGP = &config.GoBGPKernel{CLI: bins.cli, Socket: rs.Socket}
+	rs.DaemonConfig = r.Config
+	if rs.DaemonConfig == "" {
+		rs.DaemonConfig = daemonFile(rs.Dir, gobgpdConfFile)
+		if err := writeFile(rs.DaemonConfig, []byte(gobgpConfig(l, r)), fileMode); err != nil {
+			return fmt.Errorf("router %s: write gobgpd.toml: %w", r.Name, err)
+		}
+	}
+	if out, err := exec.Command(bins.main, "--dry-run", "-f", rs.DaemonConfig, "-t", gobgpConfigType(rs.DaemonConfig)).CombinedOutput(); err != nil {
+		return fmt.Errorf("router %s: %s rejects %s: %s", r.Name, bins.main, rs.DaemonConfig, strings.TrimSpace(string(out)))
+	}
+	rs.Announce = r.Announce
+	rs.Processes = []DaemonProcess{
+		daemonProcess(rs, "gobgpd", bins.main, "-f", rs.DaemonConfig, "-t", gobgpConfigType(rs.DaemonConfig), "-p",
+			"--api-hosts", "unix://"+rs.Socket, "--pprof-disable"),
+	}
+	return nil
+}
+
+// started: gobgpd is given the announced prefixes once its API listens.
+func (gobgpd) started(rs RouterState, p DaemonProcess) error {
+	return announceGoBGP(rs, p)
+}
+
+func (gobgpd) cli(rs RouterState, args ...string) []string {
+	return append([]string{rs.CLI, "--target", "unix://" + rs.Socket}, args...)
+}
+
+func (gobgpd) statusArgs() []string { return []string{"neighbor"} }
+func (gobgpd) cleanup(RouterState)  {}
+func (gobgpd) frrGroup() bool       { return false }
 
 // gobgpConfig generates gobgpd's configuration (TOML) for router r: one
 // neighbor per peer node and a global export policy that announces only
@@ -65,20 +121,11 @@ func gobgpConfigType(file string) string {
 // prefixes to its RIB.
 func announceGoBGP(rs RouterState, p DaemonProcess) error {
 	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := os.Stat(rs.Socket); err == nil {
-			break
-		}
-		if !processAlive(p.PIDFile) {
-			return fmt.Errorf("router %s: gobgpd exited; last log lines:\n%s", rs.Name, tail(p.Log, 10))
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("router %s: gobgpd did not open %s within 10s", rs.Name, rs.Socket)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := waitForFile(rs, p, rs.Socket); err != nil {
+		return err
 	}
 	for _, pfx := range rs.Announce {
-		args := rs.CLIArgs("global", "rib", "add", "-a", "ipv4", pfx.String())
+		args := gobgpd{}.cli(rs, "global", "rib", "add", "-a", "ipv4", pfx.String())
 		var out []byte
 		var err error
 		for {

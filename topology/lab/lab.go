@@ -2,7 +2,13 @@
 // namespace and one `vrouter node run` process per node, one namespace per
 // workload, and a state directory under /run/vrouter/<lab> holding the node
 // configs, pid files, logs, control sockets, the IPAM datastore and the
-// underlay fabric's sockets.
+// underlay fabric's sockets (statedir.go computes every path of it).
+//
+// Each node and router of a lab is a Node of a kind (kind.go): calicoNode
+// (the node agent), routerNode (kind: router, the forwarder alone) and
+// externalRouter (the forwarder beside a BGP daemon, whose part is bird,
+// frr or gobgpd). Deploy takes them through its phases: plan, provision,
+// start, wait (deploy.go).
 package lab
 
 import (

@@ -1,23 +1,23 @@
 package lab
 
 import (
-	"errors"
+	"context"
 	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/vrouter-lab/vrouter/topology"
 	"github.com/vrouter-lab/vrouter/vrouter/config"
+	"github.com/vrouter-lab/vrouter/vrouter/control"
 )
 
-// RouterState is one external router of a deployed lab: its namespace, the
-// forwarder that joins it to the underlay, and its BGP daemon.
+// RouterState is one router of a deployed lab: its namespace, the
+// forwarder that joins it to the underlay, and an external router's BGP
+// daemon (Daemon; KindRouterNode for a router node, which runs none).
 type RouterState struct {
 	Name      string          `json:"name"`
 	Namespace string          `json:"namespace"`
@@ -60,19 +60,14 @@ type DaemonProcess struct {
 }
 
 // CLIArgs returns the command line that runs the router's daemon CLI with
-// args (e.g. "show route"), to be run in the router's namespace.
+// args (e.g. "show route"), to be run in the router's namespace; nil for a
+// router node (kind: router), which runs no daemon.
 func (r RouterState) CLIArgs(args ...string) []string {
-	switch r.Daemon {
-	case topology.DaemonFRR:
-		out := []string{r.CLI, "--vty_socket", r.Socket}
-		for _, a := range args {
-			out = append(out, "-c", a)
-		}
-		return out
-	case topology.DaemonGoBGP:
-		return append([]string{r.CLI, "--target", "unix://" + r.Socket}, args...)
+	n, err := routerKind(forwarder{rs: r})
+	if err != nil {
+		return nil
 	}
-	return append([]string{r.CLI, "-s", r.Socket}, args...)
+	return n.CLI(args...)
 }
 
 // Router returns the named router's state.
@@ -85,129 +80,67 @@ func (s *State) Router(name string) (RouterState, bool) {
 	return RouterState{}, false
 }
 
-// daemonBins are the executables a router's daemon needs.
-type daemonBins struct {
-	main  string // bird, FRR's bgpd or gobgpd
-	zebra string // FRR only
-	cli   string // birdc, vtysh or gobgp
+// forwarder is the part every router kind shares: `vrouter router run`,
+// which joins the router's namespace to the lab's underlay (and with
+// several interfaces, several underlay networks). The router kinds embed
+// it.
+type forwarder struct {
+	rs  RouterState
+	cfg *config.Router // the forwarder's config; nil for a router of a deployed lab
+	lab *topology.Lab  // the lab file, while deploying
 }
 
-// findDaemon finds the executables of router r's daemon, or says which
-// Debian package provides the missing one.
-func findDaemon(r topology.Router) (daemonBins, error) {
-	var b daemonBins
-	main, pkg := r.Binary, ""
-	switch r.Daemon {
-	case topology.DaemonBIRD:
-		pkg = "bird (apt-get install bird)"
-		if main == "" {
-			main = "bird"
-		}
-	case topology.DaemonBIRD2:
-		pkg = "bird2, which conflicts with bird: extract it without installing (apt-get download bird2 && dpkg-deb -x bird2_*.deb /opt/vrouter-bird2), or set binary: in the lab file or VROUTER_BIRD2"
-		if main == "" {
-			main = os.Getenv("VROUTER_BIRD2")
-		}
-		if main == "" {
-			main = DefaultBIRD2
-		}
-	case topology.DaemonFRR:
-		pkg = "frr (apt-get install frr)"
-		if main == "" {
-			main = filepath.Join(frrDir, "bgpd")
-		}
-	case topology.DaemonGoBGP:
-		pkg = "gobgpd (apt-get install gobgpd)"
-		if main == "" {
-			main = "gobgpd"
-		}
-	default:
-		return b, fmt.Errorf("router %s: unknown daemon %q", r.Name, r.Daemon)
+func (f *forwarder) Name() string                               { return f.rs.Name }
+func (f *forwarder) Namespace() string                          { return f.rs.Namespace }
+func (f *forwarder) record(st *State)                           { st.Routers = append(st.Routers, f.rs) }
+func (f *forwarder) ready(context.Context, bool) (bool, string) { return true, "" }
+func (f *forwarder) waitingFor() string                         { return "its processes" }
+
+// makeDir makes the router's own directory (its daemon's, if it has one).
+func (f *forwarder) makeDir() error {
+	if err := os.Mkdir(f.rs.Dir, dirMode); err != nil {
+		return fmt.Errorf("router %s: %w", f.rs.Name, err)
 	}
-	var err error
-	if b.main, err = lookPath(main); err != nil {
-		return b, fmt.Errorf("router %s: daemon %s: %s not found; install the Debian package %s", r.Name, r.Daemon, main, pkg)
-	}
-	if r.Daemon == topology.DaemonBIRD || r.Daemon == topology.DaemonBIRD2 {
-		if err := checkBIRDVersion(r, b.main); err != nil {
-			return b, err
-		}
-	}
-	dir := filepath.Dir(b.main)
-	companion := func(name string) (string, error) {
-		if p, err := lookPath(filepath.Join(dir, name)); err == nil {
-			return p, nil
-		}
-		if p, err := lookPath(filepath.Join(frrDir, name)); err == nil && r.Daemon == topology.DaemonFRR {
-			return p, nil
-		}
-		if p, err := exec.LookPath(name); err == nil {
-			return p, nil
-		}
-		return "", fmt.Errorf("router %s: daemon %s: %s not found beside %s or in PATH; install the Debian package %s", r.Name, r.Daemon, name, b.main, pkg)
-	}
-	switch r.Daemon {
-	case topology.DaemonFRR:
-		if b.zebra, err = companion("zebra"); err != nil {
-			return b, err
-		}
-		b.cli, err = companion("vtysh")
-	case topology.DaemonGoBGP:
-		b.cli, err = companion("gobgp")
-	default:
-		b.cli, err = companion("birdc")
-	}
-	return b, err
+	return nil
 }
 
-// lookPath is exec.LookPath that also accepts a path without a slash only
-// through PATH, and reports a directory or non-executable as missing.
-func lookPath(p string) (string, error) {
-	found, err := exec.LookPath(p)
-	if err != nil {
-		return "", err
+// writeConfig writes the forwarder's config.
+func (f *forwarder) writeConfig() error {
+	if err := f.cfg.WriteFile(f.rs.Config); err != nil {
+		return fmt.Errorf("router %s: write config: %w", f.rs.Name, err)
 	}
-	return filepath.Abs(found)
+	return nil
 }
 
-// CheckDaemons checks that every router's daemon is installed, before
-// anything of the lab is created.
-func CheckDaemons(l *topology.Lab) error {
-	var errs []error
-	for _, r := range l.Routers {
-		if _, err := findDaemon(r); err != nil {
-			errs = append(errs, err)
+// startForwarder starts the forwarder in the router's namespace and waits
+// until it answers on its control socket: its underlay interfaces and
+// loopback addresses are up.
+func (f *forwarder) startForwarder(ctx context.Context, bin string) error {
+	r := f.rs
+	if err := startProcess(r.Namespace, []string{bin, "router", "run", "--config", r.Config}, r.Log, r.PIDFile, nil); err != nil {
+		return fmt.Errorf("router %s: start forwarder: %w", r.Name, err)
+	}
+	for {
+		if err := f.forwarderRunning(); err != nil {
+			return err
+		}
+		if _, err := control.NewClient(r.Control).Status(ctx); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("router %s: timed out waiting for the forwarder", r.Name)
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	return errors.Join(errs...)
 }
 
-// routerConfig builds the forwarder config of router r.
-func routerConfig(l *topology.Lab, dir string, r topology.Router) (*config.Router, error) {
-	net, ok := l.Network(r.Network)
-	if !ok {
-		return nil, fmt.Errorf("router %s: unknown network %s", r.Name, r.Network)
+// forwarderRunning says whether the forwarder exited.
+func (f *forwarder) forwarderRunning() error {
+	if !processAlive(f.rs.PIDFile) {
+		return fmt.Errorf("router %s: forwarder exited; last log lines:\n%s", f.rs.Name, tail(f.rs.Log, 10))
 	}
-	c := &config.Router{
-		Lab:       l.Name,
-		Router:    r.Name,
-		Control:   ControlSocket(dir, r.Name),
-		Fabric:    fabricDir(dir),
-		Namespace: l.NamespaceName(r.Name),
-		Network:   net.Name,
-		Prefix:    netip.PrefixFrom(r.Address, net.CIDR.Bits()),
-		Interface: r.Interface,
-		MTU:       net.MTU,
-		Neighbors: neighbors(l, r.Network),
-	}
-	for _, p := range r.Announce {
-		first := p.Addr()
-		if p.Bits() < 31 {
-			first = first.Next()
-		}
-		c.Loopback = append(c.Loopback, netip.PrefixFrom(first, p.Bits()))
-	}
-	return c, nil
+	return nil
 }
 
 // neighbors lists the nodes and routers on network, as ARP would find them.
@@ -229,189 +162,6 @@ func neighbors(l *topology.Lab, network string) []config.Neighbor {
 		}
 	}
 	return out
-}
-
-// routerPeer is one BGP session of a router's generated configuration.
-type routerPeer struct {
-	Name     string
-	Address  netip.Addr
-	ASN      uint32
-	Password string
-}
-
-// routerPeers lists the sessions router r's generated configuration has:
-// one per peer node, with the password of a bgpPeers entry between them.
-func routerPeers(l *topology.Lab, r topology.Router) []routerPeer {
-	var out []routerPeer
-	for _, name := range r.Peers {
-		n, ok := l.Node(name)
-		if !ok {
-			continue
-		}
-		p := routerPeer{Name: n.Name, Address: n.Address, ASN: nodeASN(l, n)}
-		for _, bp := range l.BGPPeers {
-			if bp.PeerIP == r.Address && bp.AppliesTo(n) && bp.Password != "" {
-				p.Password = bp.Password
-				break
-			}
-		}
-		out = append(out, p)
-	}
-	return out
-}
-
-// prepareRouter writes router r's forwarder config and daemon
-// configuration and returns its state; nothing runs yet.
-func prepareRouter(l *topology.Lab, dir string, r topology.Router) (RouterState, error) {
-	bins, err := findDaemon(r)
-	if err != nil {
-		return RouterState{}, err
-	}
-	cfg, err := routerConfig(l, dir, r)
-	if err != nil {
-		return RouterState{}, err
-	}
-	files := routerPaths(dir, r.Name)
-	if r.Daemon == topology.DaemonGoBGP {
-		cfg.GoBGP = &config.GoBGPKernel{CLI: bins.cli, Socket: daemonFile(daemonDir(dir, r.Name), gobgpdSockFile)}
-	}
-	rs := RouterState{
-		Name:      r.Name,
-		Namespace: cfg.Namespace,
-		Address:   r.Address,
-		Network:   r.Network,
-		Interface: r.Interface,
-		Daemon:    r.Daemon,
-		Config:    files.Config,
-		Control:   cfg.Control,
-		Log:       files.Log,
-		PIDFile:   files.PIDFile,
-		Dir:       daemonDir(dir, r.Name),
-		CLI:       bins.cli,
-	}
-	if err := os.Mkdir(rs.Dir, dirMode); err != nil {
-		return rs, fmt.Errorf("router %s: %w", r.Name, err)
-	}
-	if err := cfg.WriteFile(rs.Config); err != nil {
-		return rs, fmt.Errorf("router %s: write config: %w", r.Name, err)
-	}
-	proc := func(name string, args ...string) DaemonProcess {
-		pid, log := daemonProcessPaths(dir, r.Name, name)
-		return DaemonProcess{Name: name, Args: args, PIDFile: pid, Log: log}
-	}
-	rs.DaemonConfig = r.Config
-	switch r.Daemon {
-	case topology.DaemonBIRD, topology.DaemonBIRD2:
-		if rs.DaemonConfig == "" {
-			rs.DaemonConfig = daemonFile(rs.Dir, birdConfFile)
-			if err := writeFile(rs.DaemonConfig, []byte(birdConfig(l, r, r.Daemon == topology.DaemonBIRD2)), fileMode); err != nil {
-				return rs, fmt.Errorf("router %s: write bird.conf: %w", r.Name, err)
-			}
-		}
-		rs.Socket = daemonFile(rs.Dir, birdCtlFile)
-		if out, err := exec.Command(bins.main, "-p", "-c", rs.DaemonConfig).CombinedOutput(); err != nil {
-			return rs, fmt.Errorf("router %s: %s rejects %s: %s", r.Name, bins.main, rs.DaemonConfig, strings.TrimSpace(string(out)))
-		}
-		rs.Processes = []DaemonProcess{proc("bird", bins.main, "-f", "-c", rs.DaemonConfig, "-s", rs.Socket)}
-	case topology.DaemonFRR:
-		// FRR's daemons drop to user frr (and need its vty group): the
-		// directory of their pid files and sockets must be theirs.
-		if err := chownTo(rs.Dir, "frr"); err != nil {
-			return rs, fmt.Errorf("router %s: %w", r.Name, err)
-		}
-		// bgpd runs as user frr, which may not read the user's file
-		// where it is: it gets a copy in its own directory, readable by
-		// root and group frr only (it may hold passwords).
-		conf := []byte(frrConfig(l, r))
-		if r.Config != "" {
-			if conf, err = os.ReadFile(r.Config); err != nil {
-				return rs, fmt.Errorf("router %s: read config: %w", r.Name, err)
-			}
-		}
-		rs.DaemonConfig = daemonFile(rs.Dir, bgpdConfFile)
-		if err := writeFRRFile(rs.DaemonConfig, conf); err != nil {
-			return rs, fmt.Errorf("router %s: write bgpd.conf: %w", r.Name, err)
-		}
-		if out, err := checkFRRConfig(bins.main, rs.DaemonConfig); err != nil {
-			what := rs.DaemonConfig
-			if r.Config != "" {
-				what = r.Config + " (copied to " + rs.DaemonConfig + ")"
-			}
-			return rs, fmt.Errorf("router %s: %s rejects %s: %s", r.Name, bins.main, what, strings.TrimSpace(string(out)))
-		}
-		zconf := daemonFile(rs.Dir, zebraConfFile)
-		if err := writeFRRFile(zconf, []byte("hostname "+r.Name+"\nlog stdout\n")); err != nil {
-			return rs, fmt.Errorf("router %s: write zebra.conf: %w", r.Name, err)
-		}
-		rs.Socket = rs.Dir
-		zserv := daemonFile(rs.Dir, zservFile)
-		common := []string{"-z", zserv, "--vty_socket", rs.Dir}
-		rs.Processes = []DaemonProcess{
-			proc("zebra", append([]string{bins.zebra, "-f", zconf, "-i", daemonFile(rs.Dir, zebraPIDFile)}, common...)...),
-			proc("bgpd", append([]string{bins.main, "-f", rs.DaemonConfig, "-i", daemonFile(rs.Dir, bgpdPIDFile), "-l", r.Address.String()}, common...)...),
-		}
-	case topology.DaemonGoBGP:
-		if rs.DaemonConfig == "" {
-			rs.DaemonConfig = daemonFile(rs.Dir, gobgpdConfFile)
-			if err := writeFile(rs.DaemonConfig, []byte(gobgpConfig(l, r)), fileMode); err != nil {
-				return rs, fmt.Errorf("router %s: write gobgpd.toml: %w", r.Name, err)
-			}
-		}
-		if out, err := exec.Command(bins.main, "--dry-run", "-f", rs.DaemonConfig, "-t", gobgpConfigType(rs.DaemonConfig)).CombinedOutput(); err != nil {
-			return rs, fmt.Errorf("router %s: %s rejects %s: %s", r.Name, bins.main, rs.DaemonConfig, strings.TrimSpace(string(out)))
-		}
-		rs.Socket = daemonFile(rs.Dir, gobgpdSockFile)
-		rs.Announce = r.Announce
-		rs.Processes = []DaemonProcess{
-			proc("gobgpd", bins.main, "-f", rs.DaemonConfig, "-t", gobgpConfigType(rs.DaemonConfig), "-p",
-				"--api-hosts", "unix://"+rs.Socket, "--pprof-disable"),
-		}
-	}
-	return rs, nil
-}
-
-// startRouterDaemons starts the router's daemon processes in its
-// namespace; FRR's bgpd starts once zebra listens, and gobgpd is given the announced prefixes once its API listens.
-func startRouterDaemons(rs RouterState) error {
-	for _, p := range rs.Processes {
-		if err := startProcess(rs.Namespace, p.Args, p.Log, p.PIDFile, nil); err != nil {
-			return fmt.Errorf("router %s: start %s: %w", rs.Name, p.Name, err)
-		}
-		if p.Name == "zebra" {
-			zserv := daemonFile(rs.Dir, zservFile)
-			deadline := time.Now().Add(10 * time.Second)
-			for {
-				if _, err := os.Stat(zserv); err == nil {
-					break
-				}
-				if !processAlive(p.PIDFile) {
-					return fmt.Errorf("router %s: zebra exited; last log lines:\n%s", rs.Name, tail(p.Log, 10))
-				}
-				if time.Now().After(deadline) {
-					return fmt.Errorf("router %s: zebra did not open %s within 10s", rs.Name, zserv)
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
-		}
-		if p.Name == "gobgpd" {
-			if err := announceGoBGP(rs, p); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// checkRouterDaemons reports a router daemon that exited.
-func checkRouterDaemons(st *State) error {
-	for _, r := range st.Routers {
-		for _, p := range r.Processes {
-			if !processAlive(p.PIDFile) {
-				return fmt.Errorf("router %s: %s exited; last log lines:\n%s", r.Name, p.Name, tail(p.Log, 10))
-			}
-		}
-	}
-	return nil
 }
 
 // startProcess starts args inside namespace ns, detached from the caller

@@ -128,9 +128,10 @@ func routesPath(dir, name string) string {
 func daemonDir(dir, name string) string { return filepath.Join(routersDir(dir), name) }
 
 // daemonProcessPaths are the pid and log files of the daemon process
-// (bird, zebra, bgpd, gobgpd) of router name.
-func daemonProcessPaths(dir, router, process string) (pidFile, log string) {
-	base := filepath.Join(routersDir(dir), router+"."+process)
+// (bird, zebra, bgpd, gobgpd) of the router whose daemon directory is
+// ddir: beside that directory, routers/<router>.<process>.{pid,log}.
+func daemonProcessPaths(ddir, process string) (pidFile, log string) {
+	base := ddir + "." + process
 	return base + ".pid", base + ".log"
 }
 
