@@ -6,7 +6,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -35,9 +34,7 @@ func Destroy(name string) error {
 	// up once its processes are stopped.
 	st, _ := Load(name)
 	var errs []error
-	pidFiles, _ := filepath.Glob(filepath.Join(nodesDir(dir), "*.pid"))
-	routerPIDs, _ := filepath.Glob(filepath.Join(routersDir(dir), "*.pid"))
-	for _, pf := range append(routerPIDs, pidFiles...) {
+	for _, pf := range pidFiles(dir) {
 		if err := stopAgent(pf); err != nil {
 			errs = append(errs, err)
 		}

@@ -186,3 +186,25 @@ func TestPlanRefusesDeployedLab(t *testing.T) {
 		t.Errorf("newPlan of a deployed lab: %v", err)
 	}
 }
+
+// pidFiles finds every process's pid file in the layout, routers first,
+// without a state file.
+func TestPIDFiles(t *testing.T) {
+	dir := t.TempDir()
+	for _, d := range []string{nodesDir(dir), routersDir(dir), daemonDir(dir, "r1")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bird, _ := daemonProcessPaths(daemonDir(dir, "r1"), "bird")
+	files := []string{nodePaths(dir, "node1").PIDFile, nodePaths(dir, "node1").Config, routerPaths(dir, "r1").PIDFile, bird, daemonFile(daemonDir(dir, "r1"), bgpdPIDFile)}
+	for _, f := range files {
+		if err := os.WriteFile(f, []byte("1\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{dir + "/routers/r1.bird.pid", dir + "/routers/r1.pid", dir + "/nodes/node1.pid"}
+	if got := pidFiles(dir); !slices.Equal(got, want) {
+		t.Errorf("pidFiles = %q, want %q", got, want)
+	}
+}

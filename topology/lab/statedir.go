@@ -151,6 +151,16 @@ const (
 // daemonFile is file (one of the names above) in daemon directory ddir.
 func daemonFile(ddir, file string) string { return filepath.Join(ddir, file) }
 
+// pidFiles lists the pid files in the lab state directory dir: the
+// routers' (forwarders and daemon processes) first, then the node
+// agents'. It needs no state file, so destroy finds what runs after a
+// crash.
+func pidFiles(dir string) []string {
+	routers, _ := filepath.Glob(filepath.Join(routersDir(dir), "*.pid"))
+	nodes, _ := filepath.Glob(filepath.Join(nodesDir(dir), "*.pid"))
+	return append(routers, nodes...)
+}
+
 // startFile is where the start time of the process in pidFile is kept.
 func startFile(pidFile string) string {
 	return strings.TrimSuffix(pidFile, ".pid") + ".start"
