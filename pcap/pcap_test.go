@@ -252,6 +252,12 @@ func TestConcurrentWriters(t *testing.T) {
 			var wg sync.WaitGroup
 			errs := make(chan error, taps)
 			for g := range taps {
+				// The packets are built here: echo may call t.Fatal, which
+				// only the test's goroutine may.
+				pkts := make([][]byte, each)
+				for i := range pkts {
+					pkts[i] = echo(t, node1, node2, uint16(g<<8|i))
+				}
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
@@ -260,8 +266,7 @@ func TestConcurrentWriters(t *testing.T) {
 						errs <- err
 						return
 					}
-					for i := range each {
-						pkt := echo(t, node1, node2, uint16(g<<8|i))
+					for i, pkt := range pkts {
 						if err := w.WritePacket(id, t0.Add(time.Duration(i)), pkt); err != nil {
 							errs <- err
 							return

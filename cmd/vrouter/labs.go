@@ -88,7 +88,7 @@ func lockedLabFlag(cmd *cobra.Command) func() (st *lab.State, unlock func(), err
 
 // needsNoRoot lists the commands that do not touch namespaces or the state
 // directory.
-var needsNoRoot = map[string]bool{"version": true, "demo": true, "help": true, "completion": true, "__complete": true, "__completeNoDesc": true}
+var needsNoRoot = map[string]bool{"ipam": true, "version": true, "demo": true, "help": true, "completion": true, "__complete": true, "__completeNoDesc": true}
 
 // requireRoot refuses, once and clearly, to run a command that needs root
 // as another user: without root every node looks down and every removal

@@ -34,7 +34,7 @@ e.g. eth1, unless it has only one: that cuts one network off the router.`,
 		Args:      cobra.RangeArgs(2, 3),
 		ValidArgs: []string{"up", "down"},
 	}
-	load := labFlag(cmd)
+	load := lockedLabFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		var up bool
 		var iface string
@@ -48,10 +48,11 @@ e.g. eth1, unless it has only one: that cuts one network off the router.`,
 		default:
 			return fmt.Errorf("link state %q: want up or down", state)
 		}
-		st, err := load()
+		st, unlock, err := load()
 		if err != nil {
 			return err
 		}
+		defer unlock()
 		l, err := lab.SetLink(cmd.Context(), st, args[0], iface, up)
 		if err != nil {
 			return err

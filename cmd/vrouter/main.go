@@ -11,6 +11,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -22,8 +23,16 @@ func main() {
 	// creates things stops creating and removes what it made.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if code, ok := runAsCNIPlugin(ctx, os.Args[0]); ok {
+		stop()
+		os.Exit(code)
+	}
 	err := newRootCommand().ExecuteContext(ctx)
 	stop()
+	var exit exitError
+	if errors.As(err, &exit) {
+		os.Exit(int(exit))
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "Error:", err)
 		os.Exit(1)

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 	"github.com/vrouter-lab/vrouter/topology/lab"
 	"github.com/vrouter-lab/vrouter/vrouter/agent"
 	"github.com/vrouter-lab/vrouter/vrouter/config"
+	"github.com/vrouter-lab/vrouter/vrouter/control"
 )
 
 func newNodeCommand() *cobra.Command {
@@ -23,38 +26,148 @@ func newNodeCommand() *cobra.Command {
 }
 
 func newNodeRunCommand() *cobra.Command {
-	var configFile string
+	var configFile, dataplane string
+	var ds datastoreFlags
 	cmd := &cobra.Command{
-		Use:   "run --config FILE",
+		Use:   "run [--config FILE] [--dataplane userspace|kernel] [--datastore etcd --etcd-endpoints URL,...]",
 		Short: "Run the per-node agent (what deploy starts in each node namespace)",
 		Long: `run starts the node agent in the current network namespace: it brings up
 the underlay interface, claims address blocks for its workloads from IPAM,
 speaks BGP with its peers and forwards packets in the userspace engine. It
-runs until SIGTERM or SIGINT. 'vrouter deploy' starts one per node.`,
+runs until SIGTERM or SIGINT. 'vrouter deploy' starts one per node.
+
+With --dataplane kernel (or "dataplane": "kernel" in the config file) the
+namespace's kernel forwards instead, as on a Calico host: the underlay is
+the namespace's own interface (the config's interface, e.g. ens33), routes
+go into its main table (proto bird, and workload routes on cali*
+devices), workloads are veth pairs. The agent leaves them in place when it
+stops, and a restarted agent adopts them without a forwarding gap. The
+flag overrides the config file.
+
+On a real host the config is a YAML node file (default
+/etc/vrouter/node.yaml; see deploy/node.yaml and the README's "Kernel mode
+on real hosts"): node name, address, interface, AS, peers, IP pools,
+datastore. Its problems are reported all at once as FILE:LINE: FIELD:
+message. A file whose name ends in .json, or that starts with '{', is
+read as the JSON config deploy writes. deploy/systemd/vrouter-node.service
+runs it under systemd; stopping it leaves routes and workloads in place.
+
+IPAM state (blocks, affinities, handles) lives in a bbolt file by default
+(the lab's, or the node file's datastore). With --datastore etcd it lives
+in etcd, in Calico's key layout (/calico/ipam/v2/...), shared by nodes on
+any number of hosts: --etcd-endpoints lists the members' client URLs;
+--etcd-cert, --etcd-key and --etcd-ca give a client certificate, its key
+and the CA of the members' certificates (https endpoints). The flags
+override the config file's datastoreType and etcd fields.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.LoadNode(configFile)
+			cfg, err := config.LoadNodeFile(configFile)
 			if err != nil {
 				return err
+			}
+			if cmd.Flags().Changed("dataplane") {
+				if err := config.CheckDataplane(dataplane); err != nil {
+					return err
+				}
+				cfg.Dataplane = dataplane
+			}
+			if err := ds.apply(cmd, cfg); err != nil {
+				return err
+			}
+			if cfg.Datastore != "" && cfg.DatastoreType != config.DatastoreEtcd {
+				if err := os.MkdirAll(filepath.Dir(cfg.Datastore), 0o755); err != nil {
+					return fmt.Errorf("datastore directory: %w", err)
+				}
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return agent.Run(ctx, cfg)
 		},
 	}
-	cmd.Flags().StringVar(&configFile, "config", "", "node config file (JSON, written by deploy)")
-	_ = cmd.MarkFlagRequired("config")
+	cmd.Flags().StringVar(&configFile, "config", config.DefaultNodeFile, "node config file: YAML (a real host's node.yaml) or JSON (written by deploy)")
+	cmd.Flags().StringVar(&dataplane, "dataplane", "", "what forwards: userspace (the engine) or kernel (netlink routes, veth workloads); default: the config file's (a YAML node file's: kernel), else userspace")
+	ds.register(cmd)
 	return cmd
 }
 
+// datastoreFlags select the IPAM datastore: --datastore bbolt|etcd and
+// etcd's endpoints and TLS files.
+type datastoreFlags struct {
+	kind          string
+	endpoints     []string
+	cert, key, ca string
+	timeout       time.Duration
+}
+
+func (f *datastoreFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.kind, "datastore", "", "where IPAM state lives: bbolt (the lab's file) or etcd; default: the config file's, else bbolt")
+	fl.StringSliceVar(&f.endpoints, "etcd-endpoints", nil, "etcd members' client URLs, comma-separated (http://HOST:2379 or https://...)")
+	fl.StringVar(&f.cert, "etcd-cert", "", "client certificate (PEM) for etcd")
+	fl.StringVar(&f.key, "etcd-key", "", "key (PEM) of the etcd client certificate")
+	fl.StringVar(&f.ca, "etcd-ca", "", "CA certificate(s) (PEM) that signed the etcd members' certificates")
+	fl.DurationVar(&f.timeout, "etcd-timeout", 0, "bound on one datastore transaction (default 10s): with etcd down, workload adds fail after it")
+}
+
+// apply writes the flags given into cfg and checks the result.
+func (f *datastoreFlags) apply(cmd *cobra.Command, cfg *config.Node) error {
+	fl := cmd.Flags()
+	if fl.Changed("datastore") {
+		cfg.DatastoreType = f.kind
+	}
+	if fl.Changed("etcd-endpoints") {
+		cfg.Etcd.Endpoints = f.endpoints
+	}
+	if fl.Changed("etcd-cert") {
+		cfg.Etcd.CertFile = f.cert
+	}
+	if fl.Changed("etcd-key") {
+		cfg.Etcd.KeyFile = f.key
+	}
+	if fl.Changed("etcd-ca") {
+		cfg.Etcd.CAFile = f.ca
+	}
+	if fl.Changed("etcd-timeout") {
+		cfg.Etcd.Timeout = f.timeout
+	}
+	etcdFlags := fl.Changed("etcd-endpoints") || fl.Changed("etcd-cert") || fl.Changed("etcd-key") || fl.Changed("etcd-ca")
+	if etcdFlags && cfg.DatastoreType != config.DatastoreEtcd {
+		return fmt.Errorf("--etcd-* flags need --datastore etcd")
+	}
+	return cfg.CheckDatastore()
+}
+
 func newNodeStatusCommand() *cobra.Command {
+	var configFile string
 	cmd := &cobra.Command{
-		Use:   "status NODE",
+		Use:   "status [NODE | --config FILE]",
 		Short: "Print a node's BGP peers as 'calicoctl node status' does",
-		Args:  cobra.ExactArgs(1),
+		Long: `status prints a node's BGP sessions as 'calicoctl node status' does, then
+which tunl0 the node uses (the kernel's ipip module, the agent's userspace
+tunl0, the engine's, or none).
+
+On a lab, name the node. On a real host, give no node: the agent is the one
+the node file names (--config, default /etc/vrouter/node.yaml).`,
+		Example: "  vrouter node status node1\n  vrouter node status            # on a real host",
+		Args:    cobra.MaximumNArgs(1),
 	}
 	load := labFlag(cmd)
+	cmd.Flags().StringVar(&configFile, "config", config.DefaultNodeFile, "the node file of a real host's agent (when no NODE is given)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			cfg, err := config.LoadNodeFile(configFile)
+			if err != nil {
+				return fmt.Errorf("no NODE given, and the host's node file: %w", err)
+			}
+			sock := cfg.ControlSocket()
+			s, err := control.NewClient(sock).Status(cmd.Context())
+			err = control.WriteNodeStatus(cmd.OutOrStdout(), s, err)
+			if errors.Is(err, control.ErrNotRunning) {
+				// A real host's agent runs under systemd, not in a lab.
+				return fmt.Errorf("node %s: agent is not running (no answer on %s); start it with: systemctl start vrouter-node (journalctl -u vrouter-node says why it stopped)", cfg.Node, sock)
+			}
+			return err
+		}
 		st, err := load()
 		if err != nil {
 			return err

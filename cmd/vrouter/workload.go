@@ -6,6 +6,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/vrouter-lab/vrouter/topology/lab"
+	"github.com/vrouter-lab/vrouter/vrouter/config"
+	"github.com/vrouter-lab/vrouter/vrouter/control"
 )
 
 func newWorkloadCommand() *cobra.Command {
@@ -18,34 +20,56 @@ func newWorkloadCommand() *cobra.Command {
 }
 
 func newWorkloadAddCommand() *cobra.Command {
-	var node, address string
+	var node, address, netnsArg, configFile string
 	cmd := &cobra.Command{
-		Use:   "add NAME --node NODE [--address ADDR]",
+		Use:   "add NAME (--node NODE | --netns NETNS) [--address ADDR]",
 		Short: "Add a workload: a namespace whose eth0 the node's engine serves",
 		Long: `add creates the workload's namespace and asks the node's agent to serve it:
 the agent allocates an address from the node's blocks (claiming a new /26
 when they are full), opens eth0 with the address and Calico's default route
 (default via 169.254.1.1 dev eth0 onlink) and routes it with a /32. A new
-block is announced over BGP.`,
-		Example: "  vrouter workload add web-4 --node node2",
+block is announced over BGP.
+
+On a real host (kernel mode, 'vrouter node run' on a node file), give the
+workload's network namespace instead of a node: a name under /run/netns or
+a path such as /proc/PID/ns/net; the agent is the one the node file names
+(--config). It makes the workload's veth pair, Calico's way, as the CNI
+plugin does.`,
+		Example: "  vrouter workload add web-4 --node node2\n  vrouter workload add web-4 --netns /proc/4242/ns/net     # on a real host",
 		Args:    cobra.ExactArgs(1),
 	}
 	load := lockedLabFlag(cmd)
-	cmd.Flags().StringVar(&node, "node", "", "node that serves the workload")
+	cmd.Flags().StringVar(&node, "node", "", "node that serves the workload (on a lab)")
 	cmd.Flags().StringVar(&address, "address", "", "fixed address from a pool (default: IPAM's choice)")
-	_ = cmd.MarkFlagRequired("node")
+	cmd.Flags().StringVar(&netnsArg, "netns", "", "the workload's existing network namespace, a name or a path (on a real host)")
+	cmd.Flags().StringVar(&configFile, "config", config.DefaultNodeFile, "the host's node file, naming its agent (with --netns)")
+	cmd.MarkFlagsMutuallyExclusive("node", "netns")
+	cmd.MarkFlagsOneRequired("node", "netns")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		var addr netip.Addr
+		if address != "" {
+			var err error
+			if addr, err = netip.ParseAddr(address); err != nil {
+				return fmt.Errorf("--address: %w", err)
+			}
+		}
+		if netnsArg != "" {
+			c, cfg, err := hostAgent(configFile)
+			if err != nil {
+				return err
+			}
+			info, err := c.AddWorkload(cmd.Context(), config.Workload{Name: args[0], Namespace: netnsArg, Address: addr})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "workload %s added on %s: %s dev %s\n", info.Name, cfg.Node, info.Address, info.Interface)
+			return nil
+		}
 		st, unlock, err := load()
 		if err != nil {
 			return err
 		}
 		defer unlock()
-		var addr netip.Addr
-		if address != "" {
-			if addr, err = netip.ParseAddr(address); err != nil {
-				return fmt.Errorf("--address: %w", err)
-			}
-		}
 		info, err := lab.AddWorkload(cmd.Context(), st, args[0], node, addr)
 		if err != nil {
 			return err
@@ -57,14 +81,32 @@ block is announced over BGP.`,
 }
 
 func newWorkloadDelCommand() *cobra.Command {
+	var host bool
+	var configFile string
 	cmd := &cobra.Command{
-		Use:     "del NAME",
+		Use:     "del NAME [--host]",
 		Aliases: []string{"delete", "rm"},
 		Short:   "Delete a workload and release its address",
-		Args:    cobra.ExactArgs(1),
+		Long: `del removes a workload: its port (on a real host, its veth pair), its
+route and its address. With --host, the workload is one the host's agent
+serves (the node file's, --config), as 'workload add --netns' made it.`,
+		Args: cobra.ExactArgs(1),
 	}
 	load := lockedLabFlag(cmd)
+	cmd.Flags().BoolVar(&host, "host", false, "the workload is the real host's agent's (see --config)")
+	cmd.Flags().StringVar(&configFile, "config", config.DefaultNodeFile, "the host's node file, naming its agent (with --host)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if host {
+			c, _, err := hostAgent(configFile)
+			if err != nil {
+				return err
+			}
+			if err := c.DeleteWorkload(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "workload %s deleted\n", args[0])
+			return nil
+		}
 		st, unlock, err := load()
 		if err != nil {
 			return err
@@ -77,4 +119,14 @@ func newWorkloadDelCommand() *cobra.Command {
 		return nil
 	}
 	return cmd
+}
+
+// hostAgent returns a client of the real host's agent the node file at
+// path names, and the file's config.
+func hostAgent(path string) (*control.Client, *config.Node, error) {
+	cfg, err := config.LoadNodeFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	return control.NewClient(cfg.ControlSocket()), cfg, nil
 }

@@ -2,7 +2,6 @@ package lab_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -18,6 +17,7 @@ import (
 // the routes move to tunl0 and back, traffic is encapsulated, and no node
 // restarts. A change apply cannot make is refused and changes nothing.
 func TestApplyIPIPMode(t *testing.T) {
+	t.Parallel()
 	netnstest.RequireRoot(t)
 	netnstest.RequireCommand(t, "ping", "iputils-ping")
 	netnstest.GuardRoot(t)
@@ -25,7 +25,7 @@ func TestApplyIPIPMode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	name := fmt.Sprintf("apply-%d", os.Getpid()%100000)
+	name := labName(t, "apply")
 	never := regexp.MustCompile(`(?m)^name: .*$`).ReplaceAllString(string(data), "name: "+name)
 	file := filepath.Join(t.TempDir(), name+".yaml")
 	write := func(text string) {

@@ -37,10 +37,11 @@ func peerRow(addr, typ, info string) *regexp.Regexp {
 // routes straight to the node owning a block (third-party next hop on the
 // shared network, as BIRD does).
 func TestBGPPeersPasswordsAndEBGP(t *testing.T) {
+	t.Parallel()
 	netnstest.RequireRoot(t)
 	netnstest.RequireCommand(t, "ping", "iputils-ping")
 	netnstest.GuardRoot(t)
-	name := fmt.Sprintf("md5-%d", os.Getpid()%100000)
+	name := labName(t, "md5")
 	data := fmt.Sprintf(`name: %s
 ipPools:
   - {name: pool, cidr: 10.244.0.0/16}
@@ -138,6 +139,7 @@ workloads:
 // The route reflector example: no mesh, every node peers with node1 only,
 // node1 reflects every block with its next hop unchanged.
 func TestRouteReflectorExample(t *testing.T) {
+	t.Parallel()
 	netnstest.RequireRoot(t)
 	netnstest.RequireCommand(t, "ping", "iputils-ping")
 	netnstest.GuardRoot(t)
@@ -145,7 +147,7 @@ func TestRouteReflectorExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	name := fmt.Sprintf("rr-%d", os.Getpid()%100000)
+	name := labName(t, "rr")
 	data = regexp.MustCompile(`(?m)^name: .*$`).ReplaceAll(data, []byte("name: "+name))
 	file := filepath.Join(t.TempDir(), name+".yaml")
 	if err := os.WriteFile(file, data, 0o644); err != nil {

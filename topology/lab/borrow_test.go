@@ -42,10 +42,11 @@ workloads:
 // block and announces it as a /32; every other node, the block's owner
 // included, routes it to node3 by longest-prefix match over the block.
 func TestIPAMBorrowing(t *testing.T) {
+	t.Parallel()
 	netnstest.RequireRoot(t)
 	netnstest.RequireCommand(t, "ping", "iputils-ping")
 	netnstest.GuardRoot(t)
-	name := fmt.Sprintf("borrow-%d", os.Getpid()%100000)
+	name := labName(t, "borrow")
 	file := borrowLab(t, name, false)
 	t.Cleanup(func() {
 		mustVR(t, "destroy", "-t", file)
@@ -94,9 +95,10 @@ func TestIPAMBorrowing(t *testing.T) {
 // With strict affinity, the same request is refused with a clear error and
 // changes nothing.
 func TestIPAMStrictAffinity(t *testing.T) {
+	t.Parallel()
 	netnstest.RequireRoot(t)
 	netnstest.GuardRoot(t)
-	name := fmt.Sprintf("strict-%d", os.Getpid()%100000)
+	name := labName(t, "strict")
 	file := borrowLab(t, name, true)
 	t.Cleanup(func() {
 		mustVR(t, "destroy", "-t", file)

@@ -154,6 +154,8 @@ func nodeConfig(l *topology.Lab, dir string, n topology.Node) (*config.Node, err
 		Control:        ControlSocket(dir, n.Name),
 		Fabric:         fabricDir(dir),
 		Routes:         routesPath(dir, n.Name),
+		AddedWorkloads: addedWorkloadsPath(dir, n.Name),
+		StateDir:       dir,
 		Namespace:      l.NamespaceName(n.Name),
 		Network:        net.Name,
 		Prefix:         netip.PrefixFrom(n.Address, net.CIDR.Bits()),

@@ -19,23 +19,6 @@ import (
 	"github.com/vrouter-lab/vrouter/vrouter/netns/netnstest"
 )
 
-// captureLabFile writes the example lab under a name unique to this test
-// process, different from TestLabEndToEnd's, and returns its path and name.
-func captureLabFile(t *testing.T) (string, string) {
-	t.Helper()
-	data, err := os.ReadFile("../../examples/calico-bgp.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := fmt.Sprintf("cap-%d", os.Getpid()%100000)
-	data = regexp.MustCompile(`(?m)^name: .*$`).ReplaceAll(data, []byte("name: "+name))
-	path := filepath.Join(t.TempDir(), "lab.yaml")
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path, name
-}
-
 // startCapture starts `vrouter capture` with args, its standard output
 // going to stdout, and waits until it says it is capturing. wait waits for
 // it to exit and returns everything it wrote on stderr and its exit error.
@@ -92,6 +75,7 @@ func startCapture(t *testing.T, stdout io.Writer, args ...string) (wait func() (
 
 // TestCaptureUnknownNetwork needs no root: the network is checked first.
 func TestCaptureUnknownNetwork(t *testing.T) {
+	t.Parallel()
 	st := &lab.State{
 		Name:  "demo",
 		Dir:   t.TempDir(),
@@ -110,11 +94,12 @@ func TestCaptureUnknownNetwork(t *testing.T) {
 var ifaceName = regexp.MustCompile(`^node[123]/ens33$`)
 
 func TestCapture(t *testing.T) {
+	t.Parallel()
 	netnstest.RequireRoot(t)
 	netnstest.RequireCommand(t, "ping", "iputils-ping")
 	tshark := netnstest.RequireCommand(t, "tshark", "tshark")
 	netnstest.GuardRoot(t)
-	file, name := captureLabFile(t)
+	file, name := labFile(t, "cap")
 	t.Cleanup(func() {
 		mustVR(t, "destroy", "-t", file)
 		checkGone(t, name)
@@ -141,8 +126,7 @@ func TestCapture(t *testing.T) {
 		out := filepath.Join(t.TempDir(), "lan.pcapng")
 		start := time.Now()
 		wait := startCapture(t, io.Discard, "lan", "-w", out, "--duration", "6s", "--lab", name)
-		time.Sleep(500 * time.Millisecond)
-		ping(t)
+		ping(t) // the capture is ready: it misses nothing sent from now on
 		stderr, err := wait()
 		if err != nil {
 			t.Fatalf("capture: %v\n%s", err, stderr)

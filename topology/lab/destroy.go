@@ -220,6 +220,7 @@ func stopAgent(pidFile string) error {
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		if !processAlive(pidFile) {
+			waitReaped(pid, time.Now().Add(5*time.Second))
 			return nil
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -230,6 +231,7 @@ func stopAgent(pidFile string) error {
 	for i := 0; i < 100 && processAlive(pidFile); i++ {
 		time.Sleep(20 * time.Millisecond)
 	}
+	waitReaped(pid, time.Now().Add(5*time.Second))
 	return nil
 }
 

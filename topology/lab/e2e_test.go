@@ -3,6 +3,7 @@ package lab_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -40,18 +42,50 @@ func TestMain(m *testing.M) {
 }
 
 // vr runs the vrouter binary and returns its combined output and exit code.
+// It may fail the test, so it must not be called from another goroutine
+// than the test's: use runVR there.
 func vr(t *testing.T, args ...string) (string, int) {
 	t.Helper()
+	out, code, err := runVR(args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out, code
+}
+
+// runVR runs the vrouter binary and returns its combined output and exit
+// code, or an error if it could not run or did not end within 90 s.
+func runVR(args ...string) (string, int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, vrouterBin, args...).CombinedOutput()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("vrouter %v: %v", args, err)
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee) && ctx.Err() == nil:
+		return string(out), ee.ExitCode(), nil
+	case err != nil:
+		return string(out), -1, fmt.Errorf("vrouter %v: %w\n%s", args, err, out)
 	}
-	return string(out), code
+	return string(out), 0, nil
+}
+
+// labNames holds the lab names tests of this process have claimed with
+// labName, and which test claimed each.
+var labNames sync.Map
+
+// labName returns the name of a lab for this test: prefix and the process
+// id, so that another test process (another package, another checkout)
+// does not collide with it. Tests run in parallel, so the name must be
+// this test's alone: a prefix another running test claimed fails the
+// test. The name is free again when the test ends.
+func labName(t *testing.T, prefix string) string {
+	t.Helper()
+	name := fmt.Sprintf("%s-%d", prefix, os.Getpid()%100000)
+	if other, taken := labNames.LoadOrStore(name, t.Name()); taken {
+		t.Fatalf("lab name %s is already used by %s: give this test a prefix of its own", name, other)
+	}
+	t.Cleanup(func() { labNames.Delete(name) })
+	return name
 }
 
 // mustVR runs vrouter and fails the test unless it exits 0.
@@ -64,15 +98,15 @@ func mustVR(t *testing.T, args ...string) string {
 	return out
 }
 
-// labFile writes the example lab under a name unique to this test process
-// and returns its path and the name.
-func labFile(t *testing.T) (string, string) {
+// labFile writes the example lab under a name of this test's (see
+// labName) and returns its path and the name.
+func labFile(t *testing.T, prefix string) (string, string) {
 	t.Helper()
 	data, err := os.ReadFile("../../examples/calico-bgp.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	name := fmt.Sprintf("e2e-%d", os.Getpid()%100000)
+	name := labName(t, prefix)
 	data = regexp.MustCompile(`(?m)^name: .*$`).ReplaceAll(data, []byte("name: "+name))
 	path := filepath.Join(t.TempDir(), "lab.yaml")
 	if err := os.WriteFile(path, data, 0o644); err != nil {
@@ -108,12 +142,13 @@ func checkGone(t testing.TB, name string) {
 }
 
 func TestLabEndToEnd(t *testing.T) {
+	t.Parallel()
 	netnstest.RequireRoot(t)
 	for _, c := range []struct{ cmd, pkg string }{{"ping", "iputils-ping"}, {"iperf3", "iperf3"}, {"traceroute", "traceroute"}} {
 		netnstest.RequireCommand(t, c.cmd, c.pkg)
 	}
 	netnstest.GuardRoot(t)
-	file, name := labFile(t)
+	file, name := labFile(t, "e2e")
 	t.Cleanup(func() {
 		mustVR(t, "destroy", "-t", file)
 		checkGone(t, name)
@@ -266,8 +301,7 @@ func TestLabEndToEnd(t *testing.T) {
 	})
 
 	t.Run("iperf3 across nodes", func(t *testing.T) {
-		mustVR(t, append(append([]string{"exec"}, lab...), "web-3", "--", "iperf3", "-s", "-D", "-1")...)
-		time.Sleep(300 * time.Millisecond)
+		startIperfServer(t, name, "web-3")
 		out := mustVR(t, append(append([]string{"exec"}, lab...), "web-1", "--", "iperf3", "-c", addr["web-3"], "-t", "2", "-J")...)
 		var r struct {
 			End struct {
@@ -330,6 +364,7 @@ func TestLabEndToEnd(t *testing.T) {
 }
 
 func TestBadLabFilesCreateNothing(t *testing.T) {
+	t.Parallel()
 	netnstest.RequireRoot(t)
 	netnstest.GuardRoot(t)
 	cases := []struct{ name, file, want string }{
@@ -361,6 +396,7 @@ func TestBadLabFilesCreateNothing(t *testing.T) {
 // rule) makes deploy fail with the file's name and a line number, and
 // creates nothing.
 func TestEveryBadLabFileCreatesNothing(t *testing.T) {
+	t.Parallel()
 	netnstest.RequireRoot(t)
 	files, err := filepath.Glob("../testdata/*.yaml")
 	if err != nil || len(files) < 20 {

@@ -3,7 +3,7 @@ package lab_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -27,7 +27,7 @@ func deployExample(t *testing.T, file, prefix string, edit func(string) string) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	name := fmt.Sprintf("%s-%d", prefix, os.Getpid()%100000)
+	name := labName(t, prefix)
 	text := regexp.MustCompile(`(?m)^name: .*$`).ReplaceAllString(string(data), "name: "+name)
 	if edit != nil {
 		text = edit(text)
@@ -50,16 +50,14 @@ func deployExample(t *testing.T, file, prefix string, edit func(string) string) 
 func capturePing(t *testing.T, lab, from, to string) []string {
 	t.Helper()
 	file := filepath.Join(t.TempDir(), "lan.pcapng")
-	done := make(chan string)
-	go func() {
-		out, _ := vr(t, "capture", "lan", "--lab", lab, "--duration", "4s", "-w", file)
-		done <- out
-	}()
-	time.Sleep(time.Second) // the capture announces itself to the engines first
+	// Ready, the capture misses nothing sent afterwards.
+	wait := startCapture(t, io.Discard, "lan", "--lab", lab, "--duration", "5s", "-w", file)
 	if code := pingIn(t, lab, from, to); code != 0 {
 		t.Errorf("ping %s -> %s failed", from, to)
 	}
-	<-done
+	if stderr, err := wait(); err != nil {
+		t.Fatalf("capture: %v\n%s", err, stderr)
+	}
 	out, err := exec.Command("tshark", "-r", file, "-Y", "icmp", "-T", "fields", "-e", "ip.src", "-e", "ip.dst", "-e", "ip.proto").Output()
 	if err != nil {
 		t.Fatalf("tshark: %v\n%s", err, out)
@@ -72,6 +70,7 @@ func capturePing(t *testing.T, lab, from, to string) []string {
 // each node has a tunl0 address from its own block, and workloads get
 // Calico's MTU (1480).
 func TestIPIPAlways(t *testing.T) {
+	t.Parallel()
 	netnstest.RequireRoot(t)
 	netnstest.RequireCommand(t, "ping", "iputils-ping")
 	netnstest.RequireCommand(t, "tshark", "tshark")
@@ -167,6 +166,7 @@ func TestIPIPAlways(t *testing.T) {
 // fragmentation needed (mtu = 1480) from the node, so the workloads' own
 // path-MTU discovery makes a bulk TCP transfer work.
 func TestIPIPPathMTU(t *testing.T) {
+	t.Parallel()
 	netnstest.RequireRoot(t)
 	netnstest.RequireCommand(t, "ping", "iputils-ping")
 	netnstest.RequireCommand(t, "iperf3", "iperf3")
@@ -199,17 +199,8 @@ func TestIPIPPathMTU(t *testing.T) {
 // iperf3's exit code and its output.
 func iperfBytes(t *testing.T, lab, server, client, addr string) (float64, int, string) {
 	t.Helper()
-	if out, err := benchRun(vrouterBin, "exec", "--lab", lab, server, "--", "iperf3", "-s", "-D", "-1"); err != nil {
-		t.Fatalf("iperf3 server: %v\n%s", err, out)
-	}
-	var res string
-	var code int
-	for range 20 {
-		if res, code = vr(t, "exec", "--lab", lab, client, "--", "iperf3", "-c", addr, "-t", "2", "-J"); code == 0 {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	startIperfServer(t, lab, server)
+	res, code := vr(t, "exec", "--lab", lab, client, "--", "iperf3", "-c", addr, "-t", "2", "-J")
 	var r struct {
 		End struct {
 			SumReceived struct {
@@ -223,9 +214,21 @@ func iperfBytes(t *testing.T, lab, server, client, addr string) (float64, int, s
 	return r.End.SumReceived.Bytes, code, res
 }
 
+// startIperfServer starts a one-off iperf3 server (it serves one client,
+// then exits) in workload ws of lab and waits until it listens.
+func startIperfServer(t *testing.T, lab, ws string) {
+	t.Helper()
+	mustVR(t, "exec", "--lab", lab, ws, "--", "iperf3", "-s", "-D", "-1")
+	eventually(t, 10*time.Second, "iperf3 server listening in "+ws, func() (bool, string) {
+		out, _ := vr(t, "exec", "--lab", lab, ws, "--", "ss", "-Hltn", "sport = :5201")
+		return strings.Contains(out, ":5201"), out
+	})
+}
+
 // IPIP from a source that is not a node is dropped and counted: a
 // workload crafts an IP-in-IP packet to node3 with a raw socket.
 func TestIPIPRogueSourceDropped(t *testing.T) {
+	t.Parallel()
 	netnstest.RequireRoot(t)
 	netnstest.RequireCommand(t, "python3", "python3")
 	netnstest.GuardRoot(t)
@@ -278,6 +281,7 @@ for _ in range(3):
 
 // In Never mode there is no IP in IP on the wire at all.
 func TestIPIPNeverIsPlain(t *testing.T) {
+	t.Parallel()
 	netnstest.RequireRoot(t)
 	netnstest.RequireCommand(t, "ping", "iputils-ping")
 	netnstest.RequireCommand(t, "tshark", "tshark")

@@ -142,7 +142,7 @@ func TestPlanPathsFromStateDir(t *testing.T) {
 		t.Errorf("node1 state\n%+v, want\n%+v", n, want)
 	}
 	c := p.nodes[0].(*calicoNode).cfg
-	if c.Control != n.Control || c.Fabric != dir+"/fabric" || c.Routes != dir+"/nodes/node1.routes.json" || c.Datastore != dir+"/ipam.db" {
+	if c.Control != n.Control || c.Fabric != dir+"/fabric" || c.Routes != dir+"/nodes/node1.routes.json" || c.AddedWorkloads != dir+"/nodes/node1.workloads.json" || c.Datastore != dir+"/ipam.db" {
 		t.Errorf("node1 config paths: control %s fabric %s routes %s datastore %s", c.Control, c.Fabric, c.Routes, c.Datastore)
 	}
 	r, _ := st.Router("tor")

@@ -5,9 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/vrouter-lab/vrouter/topology"
@@ -46,11 +44,12 @@ func pingIn(t *testing.T, lab, from, to string) int {
 // Two labs with the same addresses run side by side without colliding, and
 // destroying one leaves the other working.
 func TestTwoLabsSideBySide(t *testing.T) {
+	t.Parallel()
 	netnstest.RequireRoot(t)
 	netnstest.RequireCommand(t, "ping", "iputils-ping")
 	netnstest.GuardRoot(t)
-	one := fmt.Sprintf("two-a-%d", os.Getpid()%100000)
-	two := fmt.Sprintf("two-b-%d", os.Getpid()%100000)
+	one := labName(t, "two-a")
+	two := labName(t, "two-b")
 	f1, f2 := smallLab(t, one), smallLab(t, two)
 	t.Cleanup(func() {
 		mustVR(t, "destroy", "-t", f1)
@@ -78,9 +77,10 @@ func TestTwoLabsSideBySide(t *testing.T) {
 // After the agents die without cleaning up (a crash), deploy refuses to
 // start over the stale state, destroy removes it, and the lab deploys again.
 func TestDestroyAfterCrash(t *testing.T) {
+	t.Parallel()
 	netnstest.RequireRoot(t)
 	netnstest.GuardRoot(t)
-	name := fmt.Sprintf("crash-%d", os.Getpid()%100000)
+	name := labName(t, "crash")
 	file := smallLab(t, name)
 	t.Cleanup(func() {
 		mustVR(t, "destroy", "-t", file)
@@ -88,14 +88,7 @@ func TestDestroyAfterCrash(t *testing.T) {
 	})
 	mustVR(t, "deploy", "-t", file)
 	for _, n := range []string{"node1", "node2"} {
-		data, err := os.ReadFile(filepath.Join(topology.StateRoot, name, "nodes", n+".pid"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
-		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
+		crashAgent(t, name, n)
 	}
 	if out, code := vr(t, "deploy", "-t", file); code == 0 || !strings.Contains(out, "already deployed") {
 		t.Fatalf("deploy over a crashed lab: exit %d\n%s", code, out)
@@ -111,9 +104,10 @@ func TestDestroyAfterCrash(t *testing.T) {
 
 // A deploy that cannot finish in time removes everything it made.
 func TestDeployTimeoutCleansUp(t *testing.T) {
+	t.Parallel()
 	netnstest.RequireRoot(t)
 	netnstest.GuardRoot(t)
-	name := fmt.Sprintf("tmo-%d", os.Getpid()%100000)
+	name := labName(t, "tmo")
 	file := smallLab(t, name)
 	out, code := vr(t, "deploy", "-t", file, "--timeout", "1ms")
 	if code == 0 || !strings.Contains(out, "timed out") {
@@ -125,9 +119,10 @@ func TestDeployTimeoutCleansUp(t *testing.T) {
 // A node's cpuSet pins its agent, every thread of it, to those CPUs; a CPU
 // the machine lacks is refused before anything is made.
 func TestCPUSet(t *testing.T) {
+	t.Parallel()
 	netnstest.RequireRoot(t)
 	netnstest.GuardRoot(t)
-	name := fmt.Sprintf("cpu-%d", os.Getpid()%100000)
+	name := labName(t, "cpu")
 	file := smallLab(t, name)
 	data, err := os.ReadFile(file)
 	if err != nil {

@@ -19,13 +19,13 @@ var ErrBusy = errors.New("lab is busy")
 
 // Lock takes the lab's lock: an exclusive flock(2) on <StateRoot>/<lab>.lock
 // that serialises the commands changing a lab (deploy, destroy, apply,
-// workload add and del, node restart) across processes. holder describes
+// workload add and del, node restart, link set) across processes. holder describes
 // the caller ("deploy -t lab.yaml") and is written into the lock file, so
 // a command that finds the lab busy can say who holds it: it says so once
 // on notice (nil: silently), waits up to wait, then fails with an error
 // wrapping ErrBusy. The lock ends when the returned function is called or
-// the process exits; when the lab then has no state directory, the lock
-// file goes too.
+// the process exits; when the lab then has no state directory (nothing, or
+// something that is not a directory), the lock file goes too.
 func Lock(name, holder string, wait time.Duration, notice io.Writer) (unlock func(), err error) {
 	dir, err := Dir(name)
 	if err != nil {
@@ -70,7 +70,7 @@ func Lock(name, holder string, wait time.Duration, notice io.Writer) (unlock fun
 			_, _ = f.WriteAt([]byte(fmt.Sprintf("vrouter %s (pid %d)\n", topology.Shorten(holder), os.Getpid())), 0)
 		}
 		return func() {
-			if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+			if fi, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) || err == nil && !fi.IsDir() {
 				_ = os.Remove(path)
 			} else {
 				_ = f.Truncate(0)

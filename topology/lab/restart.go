@@ -86,16 +86,21 @@ func killAgent(pidFile string) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	// A zombie's other threads may still be exiting, holding its TUN
-	// devices; wait (a little) until it is reaped. The new agent also
-	// waits for busy devices.
+	waitReaped(pid, deadline)
+	return nil
+}
+
+// waitReaped waits, until deadline at the most, for the process pid to be
+// gone from /proc: a zombie's other threads may still be exiting, holding
+// its TUN devices and fabric sockets, which a new agent needs. (The new
+// agent also waits for busy devices.)
+func waitReaped(pid int, deadline time.Time) {
 	for time.Now().Before(deadline) {
 		if _, _, err := procStart(pid); err != nil {
-			break
+			return
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return nil
 }
 
 // SetLink sets the underlay link of a node of a running lab up or down, and
@@ -117,11 +122,15 @@ func SetLink(ctx context.Context, st *State, node, iface string, up bool) (*cont
 	if iface != "" && iface != n.Interface {
 		return nil, fmt.Errorf("node %s has no interface %q (its underlay is %s)", node, iface, n.Interface)
 	}
-	if err := updateNodeConfig(n, func(c *config.Node) { c.LinkDown = !up }); err != nil {
+	// The config first, so that an agent restarted meanwhile keeps the
+	// link as set; put back as it was if the agent does not take it.
+	wasDown := false
+	if err := updateNodeConfig(n, func(c *config.Node) { wasDown, c.LinkDown = c.LinkDown, !up }); err != nil {
 		return nil, fmt.Errorf("node %s: %w", node, err)
 	}
 	l, err := control.NewClient(n.Control).SetLink(ctx, "", up)
 	if err != nil {
+		_ = updateNodeConfig(n, func(c *config.Node) { c.LinkDown = wasDown })
 		return nil, fmt.Errorf("node %s: %w", node, err)
 	}
 	return l, nil

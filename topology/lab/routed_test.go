@@ -2,6 +2,8 @@ package lab_test
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,15 +23,12 @@ import (
 func captureICMP(t *testing.T, lab, network string, fn func()) []string {
 	t.Helper()
 	file := filepath.Join(t.TempDir(), network+".pcapng")
-	done := make(chan string)
-	go func() {
-		out, _ := vr(t, "capture", network, "--lab", lab, "--duration", "4s", "-w", file)
-		done <- out
-	}()
-	time.Sleep(time.Second) // the capture announces itself to the engines first
+	// Once the capture says it is capturing, every node of the network
+	// copies its frames to it: nothing fn sends is missed.
+	wait := startCapture(t, io.Discard, network, "--lab", lab, "--duration", "5s", "-w", file)
 	fn()
-	if out := <-done; !strings.Contains(out, "packets") && out != "" {
-		t.Logf("capture: %s", out)
+	if stderr, err := wait(); err != nil {
+		t.Fatalf("capture: %v\n%s", err, stderr)
 	}
 	out, err := exec.Command("tshark", "-r", file, "-Y", "icmp", "-T", "fields", "-e", "ip.src", "-e", "ip.dst", "-e", "ip.proto").Output()
 	if err != nil {
@@ -74,6 +73,7 @@ func wantRoutes(t *testing.T, lab, node string, want, not []string) string {
 // racks the pod-to-pod packets toward node3 are IP in IP between the node
 // addresses, which tor forwards knowing nothing of pods.
 func TestCrossSubnetAcrossRouter(t *testing.T) {
+	t.Parallel()
 	netnstest.RequireRoot(t)
 	netnstest.RequireCommand(t, "ping", "iputils-ping")
 	netnstest.RequireCommand(t, "tshark", "tshark")
@@ -204,12 +204,13 @@ func TestCrossSubnetAcrossRouter(t *testing.T) {
 // fine, and nothing on the wire is IP in IP. `vrouter apply` with
 // CrossSubnet then repairs it without restarts, and Never again breaks it.
 func TestNeverAcrossRouter(t *testing.T) {
+	t.Parallel()
 	netnstest.RequireRoot(t)
 	netnstest.RequireCommand(t, "ping", "iputils-ping")
 	netnstest.RequireCommand(t, "traceroute", "traceroute")
 	netnstest.RequireCommand(t, "tshark", "tshark")
 	netnstest.GuardRoot(t)
-	name := deployExample(t, "calico-routed-never.yaml", "never", nil)
+	name := deployExample(t, "calico-routed-never.yaml", "rnever", nil)
 	file := filepath.Join(t.TempDir(), name+"-apply.yaml")
 	wantRoutes(t, name, "node1", []string{
 		"default via 192.168.50.1 dev ens33 proto static",
@@ -229,17 +230,17 @@ func TestNeverAcrossRouter(t *testing.T) {
 		}
 	}
 	// The router's errors are rate limited as Linux's are (ip_error: a
-	// route error costs a second of a five-second credit per source).
-	time.Sleep(3 * time.Second)
-	out, code := vr(t, "exec", "--lab", name, "web-1", "--", "ping", "-c", "2", "-W", "2", "10.244.135.1")
-	if code == 0 || !strings.Contains(out, "From 192.168.50.1 icmp_seq=1 Destination Net Unreachable") {
-		t.Errorf("ping across the router: exit %d, want failure with the router's net unreachable:\n%s", code, out)
-	}
-	time.Sleep(3 * time.Second)
-	out, code = vr(t, "exec", "--lab", name, "web-1", "--", "traceroute", "-n", "-q", "1", "-w", "2", "-m", "4", "10.244.135.1")
-	if code != 0 || !regexp.MustCompile(`(?m)^ 1  192\.168\.50\.10 .*\n 2  192\.168\.50\.1 .*!N`).MatchString(out) {
-		t.Errorf("traceroute across the router: exit %d, want hop 1 node1, hop 2 the router with !N:\n%s", code, out)
-	}
+	// route error costs a second of a five-second credit per source), so
+	// the answer may have to wait for credit: poll, the pings above
+	// having spent some.
+	eventually(t, 20*time.Second, "ping across the router fails with the router's net unreachable", func() (bool, string) {
+		out, code := vr(t, "exec", "--lab", name, "web-1", "--", "ping", "-c", "2", "-W", "2", "10.244.135.1")
+		return code != 0 && strings.Contains(out, "From 192.168.50.1 icmp_seq=1 Destination Net Unreachable"), fmt.Sprintf("exit %d\n%s", code, out)
+	})
+	eventually(t, 20*time.Second, "traceroute across the router shows hop 1 node1, hop 2 the router with !N", func() (bool, string) {
+		out, code := vr(t, "exec", "--lab", name, "web-1", "--", "traceroute", "-n", "-q", "1", "-w", "2", "-m", "4", "10.244.135.1")
+		return code == 0 && regexp.MustCompile(`(?m)^ 1  192\.168\.50\.10 .*\n 2  192\.168\.50\.1 .*!N`).MatchString(out), fmt.Sprintf("exit %d\n%s", code, out)
+	})
 	if code := pingIn(t, name, "web-1", "10.244.104.1"); code != 0 {
 		t.Error("same-rack ping failed")
 	}

@@ -277,6 +277,7 @@ func withdrawAnnounce(t *testing.T, name string, rs lab.RouterState, asn int, ba
 // bird and workloads reach the address behind it, and withdrawals on
 // either side take the routes away.
 func TestRouterDaemons(t *testing.T) {
+	t.Parallel()
 	netnstest.RequireRoot(t)
 	netnstest.RequireCommand(t, "ping", "iputils-ping")
 	netnstest.GuardRoot(t)
@@ -295,11 +296,12 @@ func TestRouterDaemons(t *testing.T) {
 			password string
 		}{{"iBGP", 64512, ""}, {"eBGP", 64600, "s3cret-md5"}} {
 			t.Run(string(d.daemon)+"/"+mode.name, func(t *testing.T) {
+				t.Parallel()
 				bin := d.require(t)
 				if d.daemon == topology.DaemonBIRD2 && mode.name == "iBGP" {
 					bin = "" // found where deploy looks by default: $VROUTER_BIRD2 or /opt/vrouter-bird2
 				}
-				name := fmt.Sprintf("rt%s%s-%d", d.code, strings.ToLower(mode.name[:1]), os.Getpid()%100000)
+				name := labName(t, fmt.Sprintf("rt%s%s", d.code, strings.ToLower(mode.name[:1])))
 				testRouter(t, name, d.daemon, bin, mode.asn, mode.password)
 			})
 		}
@@ -488,10 +490,11 @@ func pingsBehind(t *testing.T, name, w string) {
 // A router whose binary is the other BIRD fails deploy before anything is
 // created, saying which daemon to write.
 func TestRouterWrongBIRD(t *testing.T) {
+	t.Parallel()
 	netnstest.RequireRoot(t)
 	requireBIRD(t)
 	bird2 := requireBIRD2(t)
-	name := fmt.Sprintf("rtwb-%d", os.Getpid()%100000)
+	name := labName(t, "rtwb")
 	for _, c := range []struct {
 		daemon topology.Daemon
 		binary string
@@ -518,8 +521,9 @@ func TestRouterWrongBIRD(t *testing.T) {
 // A router whose daemon is not installed fails deploy before anything is
 // created, naming the Debian package.
 func TestRouterDaemonMissing(t *testing.T) {
+	t.Parallel()
 	netnstest.RequireRoot(t)
-	name := fmt.Sprintf("rtmiss-%d", os.Getpid()%100000)
+	name := labName(t, "rtmiss")
 	for _, c := range []struct {
 		daemon topology.Daemon
 		want   string
@@ -579,6 +583,7 @@ workloads:
 // file) instead of a generated one; one the daemon rejects fails deploy
 // with the daemon's message and leaves nothing behind.
 func TestRouterUserConfig(t *testing.T) {
+	t.Parallel()
 	netnstest.RequireRoot(t)
 	netnstest.RequireCommand(t, "ping", "iputils-ping")
 	netnstest.GuardRoot(t)
@@ -635,8 +640,9 @@ router bgp 64512
 	}
 	for _, c := range configs {
 		t.Run(string(c.daemon), func(t *testing.T) {
+			t.Parallel()
 			c.require(t)
-			name := fmt.Sprintf("rtu%s-%d", c.code, os.Getpid()%100000)
+			name := labName(t, fmt.Sprintf("rtu%s", c.code))
 			t.Run("rejected", func(t *testing.T) {
 				file := userConfigLab(t, name, c.daemon, c.bad)
 				out, code := vr(t, "deploy", "-t", file)
@@ -681,6 +687,7 @@ router bgp 64512
 // file is lost, and whatever else runs in its namespace; and FRR daemons
 // that were killed, with the files they leave in /var/tmp/frr.
 func TestRouterDestroyAfterCrash(t *testing.T) {
+	t.Parallel()
 	netnstest.RequireRoot(t)
 	netnstest.GuardRoot(t)
 	for _, c := range []struct {
@@ -689,8 +696,9 @@ func TestRouterDestroyAfterCrash(t *testing.T) {
 		require func(t *testing.T) string
 	}{{topology.DaemonBIRD, "b1", requireBIRD}, {topology.DaemonFRR, "fr", requireFRR}, {topology.DaemonGoBGP, "gb", requireGoBGP}} {
 		t.Run(string(c.daemon), func(t *testing.T) {
+			t.Parallel()
 			c.require(t)
-			testRouterCrash(t, fmt.Sprintf("rtcr%s-%d", c.code, os.Getpid()%100000), c.daemon)
+			testRouterCrash(t, labName(t, fmt.Sprintf("rtcr%s", c.code)), c.daemon)
 		})
 	}
 }

@@ -22,6 +22,7 @@ import (
 // Every command that takes a lab name refuses names that would climb out
 // of the state root, and a directory outside it survives them all.
 func TestLabNamesCannotClimbOut(t *testing.T) {
+	t.Parallel()
 	netnstest.RequireRoot(t)
 	victim, err := os.MkdirTemp("", "vrouter-victim-")
 	if err != nil {
@@ -64,13 +65,14 @@ func TestLabNamesCannotClimbOut(t *testing.T) {
 // A state directory that is a symbolic link is neither read nor removed,
 // and what it points to survives destroy.
 func TestSymlinkedStateDirectoryIsLeftAlone(t *testing.T) {
+	t.Parallel()
 	netnstest.RequireRoot(t)
 	victim, err := os.MkdirTemp("", "vrouter-victim-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(victim) })
-	name := fmt.Sprintf("sym-%d", os.Getpid()%100000)
+	name := labName(t, "sym")
 	if err := os.WriteFile(filepath.Join(victim, "lab.json"), []byte(`{"name":"`+name+`"}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +83,10 @@ func TestSymlinkedStateDirectoryIsLeftAlone(t *testing.T) {
 	if err := os.Symlink(victim, link); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.Remove(link) })
+	t.Cleanup(func() {
+		os.Remove(link)
+		os.Remove(link + ".lock")
+	})
 	for _, args := range [][]string{{"destroy", "--lab", name}, {"inspect", "--lab", name}} {
 		if out, code := vr(t, args...); code == 0 || !strings.Contains(out, "symbolic link") {
 			t.Errorf("vrouter %s: exit %d, want a refusal naming the symbolic link:\n%s", strings.Join(args, " "), code, out)
@@ -89,6 +94,10 @@ func TestSymlinkedStateDirectoryIsLeftAlone(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(victim, "lab.json")); err != nil {
 		t.Fatalf("destroy followed the link: %v", err)
+	}
+	// The link is no lab: its lock file goes with the command.
+	if _, err := os.Lstat(link + ".lock"); !os.IsNotExist(err) {
+		t.Errorf("destroy left %s.lock beside a link that is no lab (stat: %v)", link, err)
 	}
 }
 
@@ -98,10 +107,11 @@ func TestSymlinkedStateDirectoryIsLeftAlone(t *testing.T) {
 // password anywhere in it, while FRR still reads its configuration (its
 // session comes up).
 func TestStateKeepsPasswordsFromOtherUsers(t *testing.T) {
+	t.Parallel()
 	netnstest.RequireRoot(t)
 	requireFRR(t)
 	netnstest.GuardRoot(t)
-	name := fmt.Sprintf("modes-%d", os.Getpid()%100000)
+	name := labName(t, "modes")
 	secret := fmt.Sprintf("pw-%d-secret", os.Getpid())
 	file := routerLab(t, name, topology.DaemonFRR, "", 64512, secret)
 	t.Cleanup(func() {
@@ -193,11 +203,12 @@ workloads:
 // SIGINT or SIGTERM in the middle of creating namespaces stops deploy,
 // which removes everything it made and says it was interrupted.
 func TestDeployInterrupted(t *testing.T) {
+	t.Parallel()
 	netnstest.RequireRoot(t)
 	netnstest.GuardRoot(t)
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
 		t.Run(sig.String(), func(t *testing.T) {
-			name := fmt.Sprintf("int%d-%d", int(sig), os.Getpid()%100000)
+			name := labName(t, fmt.Sprintf("int%d", int(sig)))
 			file := manyWorkloadsLab(t, name, 300)
 			t.Cleanup(func() {
 				vr(t, "destroy", "--lab", name)
@@ -248,10 +259,11 @@ func TestDeployInterrupted(t *testing.T) {
 // then says the lab is deployed, touching nothing; the lab works. A
 // destroy racing a deploy waits for it, then removes everything.
 func TestConcurrentCommandsOnOneLab(t *testing.T) {
+	t.Parallel()
 	netnstest.RequireRoot(t)
 	netnstest.RequireCommand(t, "ping", "iputils-ping")
 	netnstest.GuardRoot(t)
-	name := fmt.Sprintf("race-%d", os.Getpid()%100000)
+	name := labName(t, "race")
 	file := smallLab(t, name)
 	t.Cleanup(func() {
 		vr(t, "destroy", "-t", file)
@@ -319,9 +331,10 @@ func TestConcurrentCommandsOnOneLab(t *testing.T) {
 // A workload namespace deleted behind vrouter's back shows as missing;
 // exec says so and suggests workload del, which removes it.
 func TestWorkloadNamespaceDeletedOutside(t *testing.T) {
+	t.Parallel()
 	netnstest.RequireRoot(t)
 	netnstest.GuardRoot(t)
-	name := fmt.Sprintf("drift-%d", os.Getpid()%100000)
+	name := labName(t, "drift")
 	file := smallLab(t, name)
 	t.Cleanup(func() {
 		mustVR(t, "destroy", "-t", file)
@@ -354,6 +367,7 @@ func TestWorkloadNamespaceDeletedOutside(t *testing.T) {
 
 // Run as another user than root, vrouter says once that it needs root.
 func TestNotRootSaysSo(t *testing.T) {
+	t.Parallel()
 	netnstest.RequireRoot(t)
 	dir, err := os.MkdirTemp("", "vrouter-nonroot-")
 	if err != nil {
@@ -393,10 +407,13 @@ func regexpLine(out, expr string) bool {
 
 // A deploy that times out says, node by node, what it was still waiting
 // for: here a BGP peer that never answers.
+//
+// Not parallel: node2 must be ready within the deploy's 6 s, which other
+// labs competing for the CPUs could delay.
 func TestDeployTimeoutSaysWhatItWaitedFor(t *testing.T) {
 	netnstest.RequireRoot(t)
 	netnstest.GuardRoot(t)
-	name := fmt.Sprintf("wait-%d", os.Getpid()%100000)
+	name := labName(t, "wait")
 	data := fmt.Sprintf(`name: %s
 ipPools:
   - {name: pool, cidr: 10.244.0.0/16}
@@ -425,4 +442,50 @@ workloads:
 	if regexpLine(out, `^\s+node2:`) {
 		t.Errorf("node2 was ready, yet the timeout lists it:\n%s", out)
 	}
+}
+
+// After an agent dies (kill -9), commands that need it say it is not
+// running and how to start it, instead of a raw dial error.
+func TestDeadAgentSaysNotRunning(t *testing.T) {
+	t.Parallel()
+	netnstest.RequireRoot(t)
+	netnstest.GuardRoot(t)
+	name := labName(t, "dead")
+	file := smallLab(t, name)
+	t.Cleanup(func() {
+		mustVR(t, "destroy", "-t", file)
+		checkGone(t, name)
+	})
+	mustVR(t, "deploy", "-t", file)
+	data, err := os.ReadFile(filepath.Join(topology.StateRoot, name, "nodes", "node2.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	if _, err := fmt.Sscan(string(data), &pid); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "node2's agent to die", func() (bool, string) {
+		return syscall.Kill(pid, 0) != nil, ""
+	})
+	for _, args := range [][]string{
+		{"node", "status", "node2"}, {"route", "node2"}, {"workload", "add", "x", "--node", "node2"}, {"link", "set", "node2", "down"},
+	} {
+		out, code := vr(t, append(args, "--lab", name)...)
+		if code == 0 || !strings.Contains(out, "agent is not running") || !strings.Contains(out, "vrouter node restart node2") ||
+			strings.Contains(out, "connection refused") || strings.Contains(out, "dial unix") {
+			t.Errorf("vrouter %s with node2's agent dead: exit %d\n%s", strings.Join(args, " "), code, out)
+		}
+	}
+	if nss, _ := netns.List(topology.LabNamespacePrefix(name) + "x"); len(nss) > 0 {
+		t.Errorf("workload add on a dead node left its namespace: %v", nss)
+	}
+	if out := mustVR(t, "inspect", "--lab", name); !regexpLine(out, `^node2\s+node\s.*\sdown$`) {
+		t.Errorf("inspect does not show node2 down:\n%s", out)
+	}
+	mustVR(t, "node", "restart", "node2", "--lab", name)
+	mustVR(t, "node", "status", "node2", "--lab", name)
 }

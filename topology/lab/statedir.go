@@ -30,6 +30,7 @@ import (
 //	    nodes/<node>.{log,pid,start}   its log, pid and start time
 //	    nodes/<node>.sock              its control socket
 //	    nodes/<node>.routes.json       the routes it learned (graceful restart)
+//	    nodes/<node>.workloads.json    the workloads added through its API
 //	    nodes/<router>.sock            a router forwarder's control socket
 //	    routers/<router>.json          a router forwarder's config (config.Router)
 //	    routers/<router>.{log,pid,start}
@@ -122,6 +123,12 @@ func memberPaths(base, name string) processPaths {
 // graceful restart.
 func routesPath(dir, name string) string {
 	return filepath.Join(nodesDir(dir), name+".routes.json")
+}
+
+// addedWorkloadsPath is where node agent name keeps the workloads added
+// through its control API, which a restarted agent serves again.
+func addedWorkloadsPath(dir, name string) string {
+	return filepath.Join(nodesDir(dir), name+".workloads.json")
 }
 
 // daemonDir is the directory of router name's BGP daemon.

@@ -32,13 +32,14 @@ type Agent struct {
 	started time.Time
 
 	// newDataplane and newSpeaker make the node's dataplane and BGP
-	// speaker: the userspace engine and GoBGP, or fakes in tests.
-	newDataplane func(context.Context, *config.Node, *slog.Logger) (Dataplane, error)
+	// speaker: the one the config names (see dataplanes) and GoBGP, or
+	// fakes in tests.
+	newDataplane newDataplaneFunc
 	newSpeaker   func(context.Context, bgp.Config) (Speaker, error)
 
 	dp    Dataplane
 	ipam  *ipam.IPAM
-	store *ipam.BoltStore
+	store Datastore
 	bgp   Speaker
 
 	saveMu sync.Mutex // serializes writes of the routes file
@@ -50,11 +51,12 @@ type Agent struct {
 	learned map[netip.Prefix]netip.Addr // the BGP next hop of each learned (or restored) route
 	stale   map[netip.Prefix]bool       // restored routes not learned again yet
 
-	mu         sync.Mutex // guards workloads, blocks, holes and tunnelAddr
+	mu         sync.Mutex // guards workloads, added, blocks, holes and tunnelAddr
 	workloads  map[string]control.WorkloadInfo
-	blocks     []netip.Prefix        // announced: affine blocks and borrowed /32s
-	holes      map[netip.Prefix]bool // the announced blocks, which are blackholed
-	tunnelAddr netip.Addr            // tunl0 address, when a pool uses IPIP
+	added      map[string]config.Workload // added through the control API (see workloadsFile)
+	blocks     []netip.Prefix             // announced: affine blocks and borrowed /32s
+	holes      map[netip.Prefix]bool      // the announced blocks, which are blackholed
+	tunnelAddr netip.Addr                 // tunl0 address, when a pool uses IPIP
 
 	pools atomic.Pointer[[]config.Pool] // the IP pools, replaced by setPools (under routeMu)
 }
@@ -73,16 +75,47 @@ func Run(ctx context.Context, cfg *config.Node) error {
 	return nil
 }
 
+// Datastore is an IPAM datastore that its opener closes.
+type Datastore interface {
+	ipam.Datastore
+	Close() error
+}
+
+// OpenDatastore opens the IPAM datastore cfg selects: the bbolt file
+// cfg.Datastore, or the etcd cluster cfg.Etcd.
+func OpenDatastore(ctx context.Context, cfg *config.Node) (Datastore, error) {
+	if err := cfg.CheckDatastore(); err != nil {
+		return nil, err
+	}
+	if cfg.DatastoreType == config.DatastoreEtcd {
+		s, err := ipam.OpenEtcd(ctx, ipam.EtcdConfig{
+			Endpoints: cfg.Etcd.Endpoints,
+			CertFile:  cfg.Etcd.CertFile, KeyFile: cfg.Etcd.KeyFile, CAFile: cfg.Etcd.CAFile,
+			Timeout: cfg.Etcd.Timeout,
+		})
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
+	s, err := ipam.OpenBolt(cfg.Datastore)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
 // newAgent returns the agent of the node cfg describes, with the
-// userspace engine as its dataplane and GoBGP as its speaker.
+// dataplane cfg.Dataplane names and GoBGP as its speaker.
 func newAgent(cfg *config.Node, log *slog.Logger) *Agent {
 	return &Agent{
 		cfg:          cfg,
 		log:          log,
 		started:      time.Now().UTC(),
-		newDataplane: newUserspace,
+		newDataplane: dataplaneFor(cfg.Dataplane),
 		newSpeaker:   startSpeaker,
 		workloads:    map[string]control.WorkloadInfo{},
+		added:        map[string]config.Workload{},
 		learned:      map[netip.Prefix]netip.Addr{},
 		stale:        map[netip.Prefix]bool{},
 	}
@@ -102,8 +135,8 @@ func (a *Agent) start(ctx context.Context) error {
 		return err
 	}
 	a.dp = dp
-	// IPAM: the lab's shared datastore.
-	a.store, err = ipam.OpenBolt(cfg.Datastore)
+	// IPAM: the lab's shared datastore (a bbolt file), or etcd.
+	a.store, err = OpenDatastore(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -191,6 +224,9 @@ func (a *Agent) start(ctx context.Context) error {
 		if _, err := a.addWorkload(ctx, w); err != nil {
 			return err
 		}
+	}
+	if err := a.restoreWorkloads(ctx); err != nil {
+		return err
 	}
 	if err := a.syncBlocks(ctx); err != nil {
 		return err
@@ -294,13 +330,22 @@ func (a *Agent) learn(u bgp.RouteUpdate) {
 func handle(lab, name string) string { return lab + "." + name }
 
 // addWorkload allocates the workload's address (the one it had, if IPAM
-// remembers it), opens its eth0 TUN device and routes it.
+// remembers it), gives it its port (eth0) and routes it. Adding a
+// workload the node serves already, with the same namespace and pod
+// interface, returns it as it is (a CNI ADD repeated); with another, it
+// is an error.
 func (a *Agent) addWorkload(ctx context.Context, w config.Workload) (*control.WorkloadInfo, error) {
+	if w.PodInterface == "" {
+		w.PodInterface = "eth0"
+	}
 	a.mu.Lock()
-	_, dup := a.workloads[w.Name]
+	have, dup := a.workloads[w.Name]
 	a.mu.Unlock()
 	if dup {
-		return nil, fmt.Errorf("workload %s already exists", w.Name)
+		if have.Namespace == w.Namespace && have.PodInterface == w.PodInterface && (!w.Address.IsValid() || w.Address == have.Address) {
+			return &have, nil
+		}
+		return nil, fmt.Errorf("workload %s already exists (namespace %s, interface %s)", w.Name, have.Namespace, have.PodInterface)
 	}
 	h := handle(a.cfg.Lab, w.Name)
 	args := ipam.AssignArgs{Node: a.cfg.Node, Handle: h, Attrs: map[string]string{"workload": w.Name, "node": a.cfg.Node}}
@@ -323,8 +368,8 @@ func (a *Agent) addWorkload(ctx context.Context, w config.Workload) (*control.Wo
 		return nil, fmt.Errorf("workload %s: %w", w.Name, err)
 	}
 	mtu := workloadMTU(a.currentPools(), addr, a.cfg.MTU)
-	info := control.WorkloadInfo{Name: w.Name, Namespace: w.Namespace, Interface: config.InterfaceName(a.cfg.Lab, w.Name), Address: addr}
-	port := WorkloadPort{Name: info.Interface, Namespace: w.Namespace, Address: addr, MTU: mtu}
+	info := control.WorkloadInfo{Name: w.Name, Namespace: w.Namespace, Interface: config.InterfaceName(a.cfg.Lab, w.Name), Address: addr, PodInterface: w.PodInterface, MTU: mtu}
+	port := WorkloadPort{Name: info.Interface, Namespace: w.Namespace, Address: addr, MTU: mtu, PodInterface: w.PodInterface}
 	if err := a.dp.AddWorkload(ctx, port); err != nil {
 		release()
 		return nil, fmt.Errorf("workload %s: %w", w.Name, err)
@@ -348,9 +393,14 @@ func (a *Agent) deleteWorkload(ctx context.Context, name string) error {
 	a.mu.Lock()
 	w, ok := a.workloads[name]
 	delete(a.workloads, name)
+	_, added := a.added[name]
+	delete(a.added, name)
 	a.mu.Unlock()
 	if !ok {
 		return control.NotFoundf("no workload %s on node %s", name, a.cfg.Node)
+	}
+	if added {
+		a.saveWorkloads()
 	}
 	a.dp.DeleteRoute(netip.PrefixFrom(w.Address, 32))
 	a.dp.RemoveWorkload(w.Interface)
@@ -434,7 +484,7 @@ func (a *Agent) close() {
 	if a.store != nil {
 		a.store.Close()
 	}
-	_ = os.Remove(a.cfg.Control)
+	_ = os.Remove(a.cfg.ControlSocket())
 }
 
 // currentPools returns the IP pools as last set (none before start).

@@ -100,7 +100,7 @@ func TestSetPools(t *testing.T) {
 func TestWorkloadsThroughControlAPI(t *testing.T) {
 	cfg := testConfig(t)
 	n := startTestNode(t, cfg)
-	c := control.NewClient(cfg.Control)
+	c := control.NewClient(cfg.ControlSocket())
 	ctx := context.Background()
 
 	info, err := c.AddWorkload(ctx, config.Workload{Name: "web-1", Namespace: "vr-t.web-1"})
@@ -124,8 +124,16 @@ func TestWorkloadsThroughControlAPI(t *testing.T) {
 	if !n.speaker.isAnnounced(block) || n.dp.route(block.String()) != "blackhole "+block.String()+" proto bird" {
 		t.Errorf("block %v: announced %v, route %q", block, n.speaker.isAnnounced(block), n.dp.route(block.String()))
 	}
-	if _, err := c.AddWorkload(ctx, config.Workload{Name: "web-1", Namespace: "vr-t.web-1"}); err == nil {
-		t.Error("a second workload web-1 was accepted")
+	// The same workload again (a repeated CNI ADD) is the same; another
+	// workload of that name is refused.
+	if again, err := c.AddWorkload(ctx, config.Workload{Name: "web-1", Namespace: "vr-t.web-1"}); err != nil || *again != *info {
+		t.Errorf("adding web-1 again: %+v, %v; want %+v", again, err, info)
+	}
+	if _, err := c.AddWorkload(ctx, config.Workload{Name: "web-1", Namespace: "vr-t.web-2"}); err == nil || !strings.Contains(err.Error(), "workload web-1 already exists") {
+		t.Errorf("a second workload web-1 in another namespace: %v, want refused", err)
+	}
+	if _, err := c.AddWorkload(ctx, config.Workload{Name: "web-1", Namespace: "vr-t.web-1", PodInterface: "net1"}); err == nil {
+		t.Error("workload web-1 with another pod interface was accepted")
 	}
 
 	if err := c.DeleteWorkload(ctx, "web-1"); err != nil {
@@ -347,7 +355,7 @@ func TestStatusWhileSetPools(t *testing.T) {
 func TestDeleteUnknownWorkloadIsNotFound(t *testing.T) {
 	cfg := testConfig(t)
 	startTestNode(t, cfg)
-	err := control.NewClient(cfg.Control).DeleteWorkload(context.Background(), "nope")
+	err := control.NewClient(cfg.ControlSocket()).DeleteWorkload(context.Background(), "nope")
 	if !errors.Is(err, control.ErrNotFound) {
 		t.Fatalf("delete of an unknown workload: %v, want control.ErrNotFound", err)
 	}
@@ -357,7 +365,7 @@ func TestDeleteUnknownWorkloadIsNotFound(t *testing.T) {
 	// Straight HTTP: the status code itself.
 	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
-		return d.DialContext(ctx, "unix", cfg.Control)
+		return d.DialContext(ctx, "unix", cfg.ControlSocket())
 	}}}
 	req, _ := http.NewRequest(http.MethodDelete, "http://agent/v1/workloads/nope", nil)
 	resp, err := hc.Do(req)

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 
 	"github.com/vrouter-lab/vrouter/vrouter/config"
 	"github.com/vrouter-lab/vrouter/vrouter/control"
@@ -66,11 +68,25 @@ func (a *Agent) serveControl(ctx context.Context) error {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		info, err := a.addWorkload(r.Context(), wl)
+		info, err := a.addWorkloadAPI(r.Context(), wl)
 		control.Reply(w, info, err)
 	})
 	mux.HandleFunc("DELETE /v1/workloads/{name}", func(w http.ResponseWriter, r *http.Request) {
 		control.Reply(w, struct{}{}, a.deleteWorkload(r.Context(), r.PathValue("name")))
 	})
-	return control.Serve(ctx, a.cfg.Control, mux, a.log)
+	mux.HandleFunc("GET /v1/workloads/{name}", func(w http.ResponseWriter, r *http.Request) {
+		a.mu.Lock()
+		info, ok := a.workloads[r.PathValue("name")]
+		a.mu.Unlock()
+		if !ok {
+			control.Reply(w, nil, control.NotFoundf("no workload %s on node %s", r.PathValue("name"), a.cfg.Node))
+			return
+		}
+		control.Reply(w, info, nil)
+	})
+	socket := a.cfg.ControlSocket()
+	if err := os.MkdirAll(filepath.Dir(socket), 0o755); err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	return control.Serve(ctx, socket, mux, a.log)
 }

@@ -14,7 +14,8 @@ import (
 // workloads' ports, tunl0's address, and out its routes (`vrouter route`),
 // counters and the state of the underlay link. The userspace engine
 // (package dataplane, behind newUserspace) is one; the Linux kernel
-// (netlink routes, veth ports, a real tunl0) fits the same methods.
+// (package kernel, behind newKernel: netlink routes, veth ports, the
+// kernel's tunl0) is the other. config.Node.Dataplane chooses.
 //
 // Routes are fib.Route values whichever the dataplane: what BGP produces,
 // what the engine looks up, what netlink would write, what `vrouter route`
@@ -42,6 +43,10 @@ type Dataplane interface {
 	// EnableTunnel brings up tunl0 with address addr (IPIP); it does
 	// nothing if tunl0 is up.
 	EnableTunnel(addr netip.Addr) error
+	// Tunnel says which tunl0 carries IPIP once EnableTunnel made it:
+	// control.TunnelKernel, control.TunnelUserspace or
+	// control.TunnelEngine; "" while there is none.
+	Tunnel() string
 
 	// LinkUp reports whether the underlay link is up; SetLinkUp takes it
 	// down (a pulled cable: everything sent or received is dropped) or
@@ -60,10 +65,14 @@ type Dataplane interface {
 
 // WorkloadPort is a workload's port as the dataplane makes it.
 type WorkloadPort struct {
-	Name      string     // the node side's name: caliXXXXXXXXXXX
-	Namespace string     // the workload's network namespace, where eth0 goes
+	Name string // the node side's name: caliXXXXXXXXXXX
+	// Namespace is the workload's network namespace, where eth0 goes: a
+	// name, or a namespace file's path (/proc/PID/ns/net, CNI_NETNS).
+	Namespace string
 	Address   netip.Addr // the workload's address (a /32 on eth0)
 	MTU       int
+	// PodInterface is the workload side's name; empty: eth0.
+	PodInterface string
 }
 
 // Speaker is the BGP side of the agent: *bgp.Speaker, or a fake in tests.

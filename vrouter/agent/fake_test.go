@@ -15,6 +15,7 @@ import (
 
 	"github.com/vrouter-lab/vrouter/vrouter/bgp"
 	"github.com/vrouter-lab/vrouter/vrouter/config"
+	"github.com/vrouter-lab/vrouter/vrouter/control"
 	"github.com/vrouter-lab/vrouter/vrouter/fib"
 )
 
@@ -74,6 +75,15 @@ func (d *fakeDataplane) EnableTunnel(addr netip.Addr) error {
 		d.tunnel = addr
 	}
 	return nil
+}
+
+func (d *fakeDataplane) Tunnel() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.tunnel.IsValid() {
+		return control.TunnelEngine
+	}
+	return ""
 }
 
 func (d *fakeDataplane) LinkUp() bool {
@@ -216,8 +226,7 @@ func testConfig(t *testing.T) *config.Node {
 	}
 	ma := netip.MustParseAddr
 	return &config.Node{
-		Lab: "t", Node: "node1", Namespace: "vr-t.node1",
-		Control: filepath.Join(dir, "nodes", "node1.sock"), Fabric: filepath.Join(dir, "fabric"), Routes: filepath.Join(dir, "nodes", "node1.routes.json"),
+		Lab: "t", Node: "node1", StateDir: dir, Namespace: "vr-t.node1",
 		Network: "lan", Prefix: netip.MustParsePrefix("192.168.50.10/24"), Interface: "ens33", MTU: 1500,
 		Neighbors: []config.Neighbor{{Node: "node2", Address: ma("192.168.50.11")}, {Node: "node3", Address: ma("192.168.50.12")}},
 		Pools:     []config.Pool{{Name: "default-ipv4-ippool", CIDR: netip.MustParsePrefix("10.244.0.0/16"), BlockSize: 26, IPIPMode: "Never"}},

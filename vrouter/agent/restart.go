@@ -91,7 +91,7 @@ func (a *Agent) saveRoutes() {
 	})
 	data, err := json.Marshal(out)
 	if err == nil {
-		path := a.cfg.Routes
+		path := a.cfg.RoutesFile()
 		tmp := path + ".tmp"
 		if err = os.WriteFile(tmp, data, 0o600); err == nil {
 			err = os.Rename(tmp, path)
@@ -105,7 +105,7 @@ func (a *Agent) saveRoutes() {
 // restoreRoutes installs the routes an earlier agent of this node learned,
 // as stale, and returns how many.
 func (a *Agent) restoreRoutes() (int, error) {
-	data, err := os.ReadFile(a.cfg.Routes)
+	data, err := os.ReadFile(a.cfg.RoutesFile())
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, nil
 	}
@@ -114,7 +114,7 @@ func (a *Agent) restoreRoutes() (int, error) {
 	}
 	var routes []learnedRoute
 	if err := json.Unmarshal(data, &routes); err != nil {
-		return 0, fmt.Errorf("restore routes from %s: %w", a.cfg.Routes, err)
+		return 0, fmt.Errorf("restore routes from %s: %w", a.cfg.RoutesFile(), err)
 	}
 	a.routeMu.Lock()
 	defer a.routeMu.Unlock()

@@ -73,7 +73,7 @@ func TestRoutesSurviveRestart(t *testing.T) {
 	plain.cfg.BGP.GracefulRestart = false
 	plain.learn(bgp.RouteUpdate{Prefix: learned[0].Dst, NextHop: learned[0].Gateway})
 	plain.saveRoutes()
-	if _, err := os.Stat(plain.cfg.Routes); !os.IsNotExist(err) {
+	if _, err := os.Stat(plain.cfg.RoutesFile()); !os.IsNotExist(err) {
 		t.Errorf("routes file written without graceful restart: %v", err)
 	}
 	// A damaged file is an error that names it.

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/vrouter-lab/vrouter/vrouter/bgp"
+	"github.com/vrouter-lab/vrouter/vrouter/config"
 	"github.com/vrouter-lab/vrouter/vrouter/control"
 	"github.com/vrouter-lab/vrouter/vrouter/fib"
 )
@@ -80,6 +81,11 @@ func (a *Agent) status(ctx context.Context) (*control.Status, error) {
 	}
 	s.Blocks = slices.Clone(a.blocks)
 	s.TunnelAddress = a.tunnelAddr
+	s.Tunnel = a.dp.Tunnel()
+	s.Dataplane = a.cfg.Dataplane
+	if s.Dataplane == "" {
+		s.Dataplane = config.DataplaneUserspace
+	}
 	a.mu.Unlock()
 	slices.SortFunc(s.Workloads, func(x, y control.WorkloadInfo) int { return x.Address.Compare(y.Address) })
 	s.Ready = s.PeersEstablished == len(a.cfg.BGP.Peers)

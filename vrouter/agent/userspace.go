@@ -8,10 +8,12 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vrouter-lab/vrouter/vrouter/config"
+	"github.com/vrouter-lab/vrouter/vrouter/control"
 	"github.com/vrouter-lab/vrouter/vrouter/dataplane"
 	"github.com/vrouter-lab/vrouter/vrouter/fabric"
 	"github.com/vrouter-lab/vrouter/vrouter/fib"
@@ -37,6 +39,8 @@ type userspace struct {
 
 	mu    sync.Mutex
 	ports map[string]*netns.TUN // the workloads' eth0 by port name
+
+	tunnel atomic.Bool // the engine's tunl0 is up
 }
 
 // newUserspace opens the node's underlay (TUN device and fabric endpoint)
@@ -54,7 +58,7 @@ func newUserspace(ctx context.Context, cfg *config.Node, log *slog.Logger) (Data
 		host.Close()
 		return nil, err
 	}
-	ep, err := fabric.Attach(cfg.Fabric, cfg.Network, cfg.Node, fabric.Options{
+	ep, err := fabric.Attach(cfg.FabricDir(), cfg.Network, cfg.Node, fabric.Options{
 		Interface: cfg.Node + "/" + cfg.Interface,
 		Neighbors: config.NeighborTable(cfg.Neighbors),
 	})
@@ -96,6 +100,12 @@ func (u *userspace) SetLinkUp(up bool)                        { u.ep.SetUp(up) }
 func (u *userspace) Stats() map[string]uint64                 { return u.engine.Stats() }
 func (u *userspace) Run(ctx context.Context)                  { u.engine.Run(ctx) }
 func (u *userspace) EnableTunnel(addr netip.Addr) error       { return u.enableTunnel(addr) }
+func (u *userspace) Tunnel() string {
+	if u.tunnel.Load() {
+		return control.TunnelEngine
+	}
+	return ""
+}
 func (u *userspace) AddWorkload(ctx context.Context, p WorkloadPort) error {
 	return u.addWorkload(ctx, p)
 }
@@ -107,11 +117,19 @@ func (u *userspace) enableTunnel(addr netip.Addr) error {
 	if err := u.host.AddAddress(netip.PrefixFrom(addr, 32)); err != nil {
 		return fmt.Errorf("tunl0 address: %w", err)
 	}
-	return u.engine.EnableTunnel(addr)
+	if err := u.engine.EnableTunnel(addr); err != nil {
+		return err
+	}
+	u.tunnel.Store(true)
+	return nil
 }
 
 func (u *userspace) addWorkload(ctx context.Context, p WorkloadPort) error {
-	t, err := openTUN(ctx, p.Namespace, "eth0", p.MTU)
+	pod := p.PodInterface
+	if pod == "" {
+		pod = "eth0"
+	}
+	t, err := openTUN(ctx, p.Namespace, pod, p.MTU)
 	if err != nil {
 		return err
 	}

@@ -2,11 +2,13 @@
 // a lab starts: a node agent's (Node, read by `vrouter node run`) and an
 // external router forwarder's (Router, read by `vrouter router run`),
 // written by topology/lab as JSON, plus the names both sides derive from
-// them (workload port names). Every path a process uses (control socket,
-// fabric directory, files) is in its config: topology/lab computes them.
-// It depends on nothing but the standard library, so the lab that writes
-// the files and the processes that read them share it without importing
-// each other.
+// them (workload port names). A real host's node file
+// (/etc/vrouter/node.yaml) is the same Node in YAML, checked field by
+// field (ParseNodeYAML, LoadNodeFile). Every path an agent uses comes
+// from its Node (paths.go): a lab sets each one (topology/lab computes
+// them), a host's derive from its StateDir. It depends on nothing but the
+// standard library and the YAML decoder, so the lab that writes the files
+// and the processes that read them share it without importing each other.
 package config
 
 import (
@@ -14,22 +16,31 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"strings"
 	"time"
 )
 
 // Node is everything one node agent needs. Deploy writes it as JSON.
 type Node struct {
-	Lab       string `json:"lab"`
-	Node      string `json:"node"`
+	Lab  string `json:"lab"`
+	Node string `json:"node"`
+	// StateDir is where a host's agent keeps its files (the node file's
+	// stateDir); the paths below that are empty derive from it (paths.go).
+	StateDir  string `json:"stateDir,omitempty"`
 	Namespace string `json:"namespace"` // the node's network namespace
+	// Dataplane is what forwards the node's packets: DataplaneUserspace
+	// (the default, also when empty) or DataplaneKernel.
+	Dataplane string `json:"dataplane,omitempty"`
 
-	// The agent's files, in the lab's state directory (topology/lab
-	// computes every path there): its control socket, the fabric's
-	// directory and where it keeps the routes it learned for a graceful
-	// restart.
-	Control string `json:"control"`
-	Fabric  string `json:"fabric"`
-	Routes  string `json:"routes"`
+	// The agent's files: its control socket, the fabric's directory,
+	// where it keeps the routes it learned (for a graceful restart) and
+	// the workloads added through its API. A lab sets each (topology/lab
+	// computes every path of its state directory); empty ones derive from
+	// StateDir (ControlSocket, FabricDir, RoutesFile, WorkloadsFile).
+	Control        string `json:"control,omitempty"`
+	Fabric         string `json:"fabric,omitempty"`
+	Routes         string `json:"routes,omitempty"`
+	AddedWorkloads string `json:"addedWorkloads,omitempty"`
 
 	// Underlay: the node's address on its network and the interface
 	// (a TUN device in the node namespace) that carries it.
@@ -53,12 +64,93 @@ type Node struct {
 	// pulled).
 	LinkDown bool `json:"linkDown,omitempty"`
 
-	Pools     []Pool `json:"pools"`
-	Datastore string `json:"datastore"` // bbolt file shared by the lab's nodes
+	Pools []Pool `json:"pools"`
+	// Datastore is the bbolt file shared by the lab's nodes, the IPAM
+	// datastore when DatastoreType is DatastoreBolt.
+	Datastore string `json:"datastore"`
+	// DatastoreType selects the IPAM datastore: DatastoreBolt (the
+	// default, also when empty), the file Datastore; or DatastoreEtcd, the
+	// etcd cluster Etcd.
+	DatastoreType string `json:"datastoreType,omitempty"`
+	// Etcd is the etcd cluster of DatastoreEtcd.
+	Etcd Etcd `json:"etcd,omitzero"`
 	// StrictAffinity forbids borrowing addresses from other nodes' blocks.
 	StrictAffinity bool       `json:"strictAffinity,omitempty"`
 	BGP            BGP        `json:"bgp"`
 	Workloads      []Workload `json:"workloads"`
+}
+
+// The datastores a node can keep IPAM state in.
+const (
+	// DatastoreBolt is a bbolt file shared by the nodes of one machine.
+	DatastoreBolt = "bbolt"
+	// DatastoreEtcd is an etcd cluster shared by nodes on many hosts,
+	// in Calico's key layout.
+	DatastoreEtcd = "etcd"
+)
+
+// Etcd says how to reach an etcd cluster (Calico's ETCD_ENDPOINTS,
+// ETCD_CERT_FILE, ETCD_KEY_FILE and ETCD_CA_CERT_FILE).
+type Etcd struct {
+	// Endpoints are the members' client URLs, e.g. https://10.0.0.1:2379.
+	Endpoints []string `json:"endpoints,omitempty"`
+	// CertFile and KeyFile are a client certificate and its key (PEM);
+	// CAFile the CA bundle that signed the members' certificates.
+	CertFile string `json:"certFile,omitempty"`
+	KeyFile  string `json:"keyFile,omitempty"`
+	CAFile   string `json:"caFile,omitempty"`
+	// Timeout bounds one datastore transaction (zero: the store's
+	// default); with every member down, IPAM calls fail after it.
+	Timeout time.Duration `json:"timeout,omitempty"`
+}
+
+// CheckDatastore returns an error unless c's datastore selection is
+// complete: a file for bbolt, endpoints for etcd (https ones when TLS
+// files are given), a key with a client certificate.
+func (c *Node) CheckDatastore() error {
+	switch c.DatastoreType {
+	case "", DatastoreBolt:
+		if c.Datastore == "" {
+			return fmt.Errorf("datastore %s needs a file", DatastoreBolt)
+		}
+	case DatastoreEtcd:
+		e := c.Etcd
+		if len(e.Endpoints) == 0 {
+			return fmt.Errorf("datastore %s needs endpoints", DatastoreEtcd)
+		}
+		if (e.CertFile == "") != (e.KeyFile == "") {
+			return fmt.Errorf("datastore %s: a client certificate needs its key and a key its certificate", DatastoreEtcd)
+		}
+		for _, ep := range e.Endpoints {
+			if !strings.HasPrefix(ep, "http://") && !strings.HasPrefix(ep, "https://") {
+				return fmt.Errorf("datastore %s: endpoint %q is not an http:// or https:// URL", DatastoreEtcd, ep)
+			}
+		}
+	default:
+		return fmt.Errorf("unknown datastore %q: want %s or %s", c.DatastoreType, DatastoreBolt, DatastoreEtcd)
+	}
+	return nil
+}
+
+// The dataplanes a node can have.
+const (
+	// DataplaneUserspace is the userspace engine: the underlay is a
+	// fabric endpoint, workloads are TUN devices.
+	DataplaneUserspace = "userspace"
+	// DataplaneKernel is the Linux kernel of the node's namespace: the
+	// underlay is the namespace's real interface, workloads are veth
+	// pairs, routes go into the main table through netlink.
+	DataplaneKernel = "kernel"
+)
+
+// CheckDataplane returns an error unless name is a dataplane's name or
+// empty (the default, userspace).
+func CheckDataplane(name string) error {
+	switch name {
+	case "", DataplaneUserspace, DataplaneKernel:
+		return nil
+	}
+	return fmt.Errorf("unknown dataplane %q: want %s or %s", name, DataplaneUserspace, DataplaneKernel)
 }
 
 // NeighborTable maps each neighbour's address to its node, as a fabric
@@ -125,9 +217,15 @@ type BGPPeer struct {
 
 // Workload is a workload namespace whose eth0 this node's engine serves.
 type Workload struct {
-	Name      string     `json:"name"`
+	Name string `json:"name"`
+	// Namespace is the workload's network namespace: a name under
+	// /run/netns, or (kernel mode) a namespace file's path such as
+	// /proc/PID/ns/net or a CNI runtime's CNI_NETNS.
 	Namespace string     `json:"namespace"`
 	Address   netip.Addr `json:"address,omitempty"` // fixed address; zero for IPAM's choice
+	// PodInterface is the workload side's interface (a CNI runtime's
+	// CNI_IFNAME); empty: eth0.
+	PodInterface string `json:"podInterface,omitempty"`
 }
 
 // LoadNode reads a node config file.
@@ -143,8 +241,13 @@ func LoadNode(path string) (*Node, error) {
 	if c.Node == "" || !c.Prefix.IsValid() || c.Interface == "" {
 		return nil, fmt.Errorf("node config %s: node, prefix and interface are required", path)
 	}
-	if c.Control == "" || c.Fabric == "" || c.Routes == "" {
-		return nil, fmt.Errorf("node config %s: control, fabric and routes are required (a config from an older vrouter: destroy the lab and deploy it again)", path)
+	if err := CheckDataplane(c.Dataplane); err != nil {
+		return nil, fmt.Errorf("node config %s: %w", path, err)
+	}
+	if c.DatastoreType != "" {
+		if err := c.CheckDatastore(); err != nil {
+			return nil, fmt.Errorf("node config %s: %w", path, err)
+		}
 	}
 	return &c, nil
 }

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -22,6 +23,13 @@ import (
 
 	"github.com/vrouter-lab/vrouter/vrouter/config"
 )
+
+// Socket returns the control socket of the agent of node on a host whose
+// state directory is stateDir (config.HostControlSocket). A lab's agents
+// and forwarders get theirs from topology/lab, through their config.
+func Socket(stateDir, node string) string {
+	return config.HostControlSocket(stateDir, node)
+}
 
 // Status is what an agent reports about itself.
 type Status struct {
@@ -38,7 +46,27 @@ type Status struct {
 	Blocks           []netip.Prefix `json:"blocks"`
 	// TunnelAddress is tunl0's address when a pool uses IPIP.
 	TunnelAddress netip.Addr `json:"tunnelAddress,omitzero"`
+	// Tunnel says which tunl0 carries IPIP: TunnelKernel,
+	// TunnelUserspace or TunnelEngine; empty when no pool uses IPIP.
+	Tunnel string `json:"tunnel,omitempty"`
+	// Dataplane is what forwards the node's packets (config.Node's
+	// Dataplane: userspace or kernel).
+	Dataplane string `json:"dataplane,omitempty"`
 }
+
+// Which tunl0 a node uses, as Status.Tunnel says.
+const (
+	// TunnelKernel is the kernel's tunl0 (the ipip module), in kernel
+	// mode.
+	TunnelKernel = "kernel"
+	// TunnelUserspace is kernel mode's userspace tunl0 on a kernel
+	// without the ipip module: a TUN device named tunl0 and a raw IPIP
+	// socket held by the agent.
+	TunnelUserspace = "userspace"
+	// TunnelEngine is the userspace engine's tunl0 (userspace
+	// dataplane).
+	TunnelEngine = "engine"
+)
 
 // PeerStatus is one BGP session as `vrouter node status` shows it.
 type PeerStatus struct {
@@ -62,9 +90,13 @@ type Link struct {
 // WorkloadInfo is one workload served by a node.
 type WorkloadInfo struct {
 	Name      string     `json:"name"`
-	Namespace string     `json:"namespace"`
-	Interface string     `json:"interface"`
+	Namespace string     `json:"namespace"` // a name, or a namespace file's path
+	Interface string     `json:"interface"` // the node side: caliXXXXXXXXXXX
 	Address   netip.Addr `json:"address"`
+	// PodInterface is the workload side (eth0 unless the workload named
+	// another) and MTU both ends' MTU, as the dataplane made them.
+	PodInterface string `json:"podInterface,omitempty"`
+	MTU          int    `json:"mtu,omitempty"`
 }
 
 // ErrNotRunning is what a client's errors match (errors.Is) when nothing
@@ -77,7 +109,7 @@ var ErrNotRunning = errors.New("agent is not running")
 // socket (HTTP on a unix socket, JSON bodies).
 type Client struct {
 	// Name is the node (or router) the socket belongs to: the socket's
-	// file name without ".sock".
+	// file name without ".sock", as Socket and topology/lab name it.
 	Name   string
 	router bool
 	socket string
@@ -203,10 +235,20 @@ func (c *Client) AddWorkload(ctx context.Context, w config.Workload) (*WorkloadI
 	return &info, nil
 }
 
+// Workload returns the workload named name that the agent serves; the
+// error matches ErrNotFound if it serves none of that name.
+func (c *Client) Workload(ctx context.Context, name string) (*WorkloadInfo, error) {
+	var info WorkloadInfo
+	if err := c.do(ctx, http.MethodGet, "/v1/workloads/"+url.PathEscape(name), nil, &info); err != nil {
+		return nil, err
+	}
+	return &info, nil
+}
+
 // DeleteWorkload asks the agent to stop serving a workload and release its
 // address.
 func (c *Client) DeleteWorkload(ctx context.Context, name string) error {
-	return c.do(ctx, http.MethodDelete, "/v1/workloads/"+name, nil, nil)
+	return c.do(ctx, http.MethodDelete, "/v1/workloads/"+url.PathEscape(name), nil, nil)
 }
 
 // Stats returns the engine's counters by name.

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -130,5 +131,35 @@ func TestServeAndClient(t *testing.T) {
 			t.Fatalf("still answering after its context ended: %v", err)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// node status ends with the line saying which tunl0 the node uses, or
+// that none is.
+func TestWriteNodeStatusTunnel(t *testing.T) {
+	addr := netip.MustParseAddr("10.244.166.129")
+	for _, tc := range []struct {
+		tunnel string
+		want   string
+	}{
+		{"", "IPIP tunnel: none (no IP pool uses IPIP)\n"},
+		{TunnelKernel, "IPIP tunnel: tunl0 10.244.166.129/32 (kernel ipip module)\n"},
+		{TunnelUserspace, "IPIP tunnel: tunl0 10.244.166.129/32 (userspace: TUN device and raw IPIP socket; the kernel has no ipip module)\n"},
+		{TunnelEngine, "IPIP tunnel: tunl0 10.244.166.129/32 (userspace engine)\n"},
+	} {
+		s := &Status{Node: "node1", Tunnel: tc.tunnel, StaleRoutes: 1}
+		if tc.tunnel != "" {
+			s.TunnelAddress = addr
+		}
+		var b strings.Builder
+		if err := WriteNodeStatus(&b, s, nil); err != nil {
+			t.Fatal(err)
+		}
+		out := b.String()
+		// After calicoctl's tables (ending with an empty line), before
+		// the graceful restart note.
+		if !strings.Contains(out, "No IPv6 peers found.\n\n"+tc.want+"\nGraceful restart: 1 restored route") {
+			t.Errorf("tunnel %q: node status\n%s\nwant the line %q after the tables", tc.tunnel, out, tc.want)
+		}
 	}
 }

@@ -28,6 +28,9 @@ func WriteNodeStatus(w io.Writer, s *Status, statusErr error) error {
 	if err := bgp.WriteStatus(w, "vrouter", true, peers, time.Now()); err != nil {
 		return err
 	}
+	if _, err := fmt.Fprintln(w, TunnelLine(s)); err != nil {
+		return err
+	}
 	switch {
 	case s.StaleRoutes == 1:
 		_, err := fmt.Fprintln(w, "\nGraceful restart: 1 restored route is still stale (kept until BGP brings it back or the restart time passes).")
@@ -37,4 +40,31 @@ func WriteNodeStatus(w io.Writer, s *Status, statusErr error) error {
 		return err
 	}
 	return nil
+}
+
+// TunnelLine is the line of `vrouter node status` that says which tunl0
+// the node uses, after the BGP tables as calicoctl adds its own notes:
+//
+//	IPIP tunnel: tunl0 10.244.166.129/32 (kernel ipip module)
+//	IPIP tunnel: tunl0 10.244.166.129/32 (userspace: TUN device and raw IPIP socket; the kernel has no ipip module)
+//	IPIP tunnel: none (no IP pool uses IPIP)
+func TunnelLine(s *Status) string {
+	what := ""
+	switch s.Tunnel {
+	case "":
+		return "IPIP tunnel: none (no IP pool uses IPIP)"
+	case TunnelKernel:
+		what = "kernel ipip module"
+	case TunnelUserspace:
+		what = "userspace: TUN device and raw IPIP socket; the kernel has no ipip module"
+	case TunnelEngine:
+		what = "userspace engine"
+	default:
+		what = s.Tunnel
+	}
+	addr := ""
+	if s.TunnelAddress.IsValid() {
+		addr = " " + s.TunnelAddress.String() + "/32"
+	}
+	return "IPIP tunnel: tunl0" + addr + " (" + what + ")"
 }

@@ -75,11 +75,8 @@ func TestWriteBatchQueueFull(t *testing.T) {
 	attach(t, dir, "node2", Options{}) // does not read
 	c := attach(t, dir, "node3", Options{})
 	rxC := reader(t, c, 4096)
-	q := maxQueued(t)
+	q := maxQueued(t) // sized to it: 11 by the kernel's default, 513 under systemd
 	n := 2*q + 10
-	if n > 250 {
-		t.Skipf("max_dgram_qlen %d too large for this test", q-1)
-	}
 	hops := make([]netip.Addr, n)
 	frames := make([]Frame, n)
 	for i := range hops {

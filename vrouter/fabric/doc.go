@@ -87,17 +87,17 @@
 //
 //	// forwarding: a route says "via 192.168.50.11 dev ens33"
 //	switch err := ep.SendTo(nextHop, fabric.Frame{GSO: gso, Packet: pkt}); {
-//	case errors.Is(err, fabric.ErrNoNeighbor):
-//		// ICMP host unreachable back to the source
+//	case errors.Is(err, fabric.ErrQueueFull):
+//		// the peer is busy: retry or drop
 //	case err != nil:
-//		// dropped and counted (queue full, link down): nothing to do
+//		// no neighbour, link down: dropped and counted
 //	}
 //
 //	// or, after routing a batch read from a TUN device:
 //	ep.WriteBatch(nextHops[:n], frames[:n], errs[:n])
 //	for i, err := range errs[:n] {
-//		if errors.Is(err, fabric.ErrNoNeighbor) {
-//			// ICMP host unreachable for frames[i]
+//		if err != nil {
+//			// frames[i] was dropped (and counted)
 //		}
 //	}
 //

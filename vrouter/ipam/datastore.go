@@ -18,11 +18,13 @@ import (
 //
 //   - bbolt (BoltStore): a read-write bbolt transaction under the file's
 //     exclusive lock; fn runs once.
-//   - etcd (later): optimistic concurrency, as etcd's STM does it. fn runs
-//     against a consistent read revision while the backend records what it
-//     read (keys, and the block prefix for Blocks); the commit is one etcd
-//     Txn whose compares check that none of it changed since, and a failed
-//     compare re-runs fn from the start.
+//   - etcd (EtcdStore): optimistic concurrency, as etcd's STM does it. fn
+//     runs against a consistent read revision while the backend records
+//     what it read (keys, and the block prefix for Blocks); the commit is
+//     one etcd Txn whose compares check that none of it changed since, and
+//     a failed compare re-runs fn from the start. (A key deleted under a
+//     listed prefix that fn neither read by name nor writes goes unnoticed:
+//     etcd cannot compare a range's size. See EtcdStore.)
 //
 // Hence the rules for fn, which every backend may rely on: fn may be called
 // more than once, so it must have no effects other than through tx and must

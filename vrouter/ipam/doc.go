@@ -15,8 +15,8 @@
 // is one transaction, so that any number of node processes claiming blocks
 // and addresses at once never hand out one twice. BoltStore, the default,
 // is a bbolt file in the lab's state directory and needs no server;
-// MemStore serves tests and single processes; an etcd backend (the store
-// Calico itself uses) fits the same interface.
+// EtcdStore keeps the state in etcd, in Calico's key layout, for nodes on
+// many hosts; MemStore serves tests and single processes.
 //
 // A node agent uses it like this:
 //
@@ -29,9 +29,11 @@
 //	...
 //	err = m.ReleaseByHandle(ctx, "lab.web-1")
 //
-// Not yet: borrowing an address from another node's block when no pool has
-// a free block (Calico does that unless the pool has strict affinity), the
-// etcd backend, and the tunl0 address (Calico assigns it from the node's
-// block under the handle "ipip-tunnel-addr-<node>", which AutoAssign can
-// already do).
+// When no pool has a free block, an address is borrowed from another node's
+// block (announced as a /32) unless the pool has strict affinity, as Calico
+// does; tunl0's address comes from the node's block under the handle
+// "ipip-tunnel-addr-<node>". With etcd, open the store with
+//
+//	store, err := ipam.OpenEtcd(ctx, ipam.EtcdConfig{Endpoints: []string{"https://10.0.0.1:2379"},
+//		CertFile: "client.pem", KeyFile: "client-key.pem", CAFile: "ca.pem"})
 package ipam

@@ -18,11 +18,13 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vrouter-lab/vrouter/vrouter/ipam/etcdtest"
 )
 
 // The multi-process tests re-execute the test binary as node processes
-// (TestHelperProcess) that share one bbolt file, the way a lab's node agents
-// do.
+// (TestHelperProcess) that share one store, the way a lab's node agents do:
+// a bbolt file (IPAM_DB) or an etcd (IPAM_ETCD, its endpoints).
 const helperEnv = "VROUTER_IPAM_TEST_HELPER"
 
 // helperResult is one AutoAssign of a helper process.
@@ -60,9 +62,20 @@ func runHelper() error {
 	if err := errors.Join(err1, err2, err3, err4); err != nil {
 		return err
 	}
-	store, err := OpenBolt(os.Getenv("IPAM_DB"))
-	if err != nil {
-		return err
+	var store Datastore
+	if eps := os.Getenv("IPAM_ETCD"); eps != "" {
+		es, err := OpenEtcd(context.Background(), EtcdConfig{Endpoints: strings.Split(eps, ","), Timeout: 60 * time.Second})
+		if err != nil {
+			return err
+		}
+		defer es.Close()
+		store = es
+	} else {
+		bs, err := OpenBolt(os.Getenv("IPAM_DB"))
+		if err != nil {
+			return err
+		}
+		store = bs
 	}
 	m, err := New(store, []Pool{{Name: "test-pool", CIDR: cidr, BlockSize: blockSize}}, Options{StrictAffinity: os.Getenv("IPAM_STRICT") == "1"})
 	if err != nil {
@@ -104,15 +117,58 @@ func runHelper() error {
 	return nil
 }
 
+// procStore is a new, empty store for node processes: how a helper opens
+// it and how the test does.
+type procStore struct {
+	name string
+	env  []string
+	open func(t *testing.T) Datastore
+}
+
+// procStores are the backends the multi-process tests run on: a bbolt
+// file, and etcd (Debian's etcd-server, started by the test).
+var procStores = []struct {
+	name string
+	make func(t *testing.T) procStore
+}{
+	{"bolt", func(t *testing.T) procStore {
+		path := filepath.Join(t.TempDir(), "ipam.db")
+		return procStore{name: "bolt", env: []string{"IPAM_DB=" + path}, open: func(t *testing.T) Datastore {
+			s, err := OpenBolt(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}}
+	}},
+	{"etcd", func(t *testing.T) procStore {
+		srv := etcdtest.Start(t, etcdtest.Options{})
+		return procStore{name: "etcd", env: []string{"IPAM_ETCD=" + strings.Join(srv.Endpoints, ",")}, open: func(t *testing.T) Datastore {
+			return openTestEtcd(t, srv)
+		}}
+	}},
+}
+
+// forEachProcStore runs test as a subtest on each backend.
+func forEachProcStore(t *testing.T, test func(t *testing.T, st procStore)) {
+	for _, ps := range procStores {
+		t.Run(ps.name, func(t *testing.T) {
+			if testing.Short() {
+				t.Skip("starts processes")
+			}
+			test(t, ps.make(t))
+		})
+	}
+}
+
 // runNodeProcesses runs nodes helper processes named node-0, node-1, … on
-// one new bbolt file and returns their results and the store.
-func runNodeProcesses(t *testing.T, pool Pool, opts Options, nodes, workers, each int) ([]helperResult, *BoltStore) {
+// one new store and returns their results and the store.
+func runNodeProcesses(t *testing.T, st procStore, pool Pool, opts Options, nodes, workers, each int) ([]helperResult, Datastore) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
-	path := filepath.Join(t.TempDir(), "ipam.db")
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 
 	type proc struct {
@@ -127,13 +183,13 @@ func runNodeProcesses(t *testing.T, pool Pool, opts Options, nodes, workers, eac
 		p.cmd = exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
 		p.cmd.Env = append(os.Environ(),
 			helperEnv+"=1",
-			"IPAM_DB="+path,
 			fmt.Sprint("IPAM_NODE=node-", i),
 			"IPAM_POOL="+pool.CIDR.String(),
 			fmt.Sprint("IPAM_BLOCKSIZE=", pool.BlockSize),
 			fmt.Sprint("IPAM_WORKERS=", workers),
 			fmt.Sprint("IPAM_EACH=", each),
 		)
+		p.cmd.Env = append(p.cmd.Env, st.env...)
 		if opts.StrictAffinity {
 			p.cmd.Env = append(p.cmd.Env, "IPAM_STRICT=1")
 		}
@@ -203,14 +259,9 @@ func runNodeProcesses(t *testing.T, pool Pool, opts Options, nodes, workers, eac
 		took = append(took, r.Took)
 	}
 	slices.Sort(took)
-	t.Logf("%d AutoAssigns from %d processes × %d goroutines: latency median %v, p90 %v, max %v",
-		len(took), nodes, workers, took[len(took)/2], took[len(took)*9/10], took[len(took)-1])
-
-	store, err := OpenBolt(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return results, store
+	t.Logf("%s: %d AutoAssigns from %d processes × %d goroutines: latency median %v, p90 %v, p99 %v, max %v",
+		st.name, len(took), nodes, workers, took[len(took)/2], took[len(took)*9/10], took[len(took)*99/100], took[len(took)-1])
+	return results, st.open(t)
 }
 
 // checkAgainstStore checks that the successful results are exactly the
@@ -260,13 +311,15 @@ func checkAgainstStore(t *testing.T, results []helperResult, store Datastore) ma
 
 // Eight node processes, four goroutines each, claim blocks and addresses
 // from one small pool at the same time.
-func TestMultiProcessAssign(t *testing.T) {
+func TestMultiProcessAssign(t *testing.T) { forEachProcStore(t, testMultiProcessAssign) }
+
+func testMultiProcessAssign(t *testing.T, st procStore) {
 	// 16 blocks of 16 addresses; each node needs 20 addresses, so exactly
 	// two blocks: the pool ends up fully claimed, and every claim but the
 	// last ones races with others.
 	pool := Pool{Name: "test-pool", CIDR: pp("10.99.0.0/24"), BlockSize: 28}
 	const nodes, workers, each = 8, 4, 5
-	results, store := runNodeProcesses(t, pool, Options{}, nodes, workers, each)
+	results, store := runNodeProcesses(t, st, pool, Options{}, nodes, workers, each)
 	for _, r := range results {
 		if r.Err != "" {
 			t.Fatalf("%s: %s", r.Handle, r.Err)
@@ -302,10 +355,14 @@ func TestMultiProcessAssign(t *testing.T) {
 // no block (or fill theirs) fail with the pool-exhausted error, and nothing
 // is handed out twice.
 func TestMultiProcessPoolExhaustionStrict(t *testing.T) {
+	forEachProcStore(t, testMultiProcessPoolExhaustionStrict)
+}
+
+func testMultiProcessPoolExhaustionStrict(t *testing.T, st procStore) {
 	// 4 blocks of 16 for 8 nodes wanting 20 addresses each.
 	pool := Pool{Name: "test-pool", CIDR: pp("10.98.0.0/26"), BlockSize: 28}
 	const nodes, workers, each = 8, 4, 5
-	results, store := runNodeProcesses(t, pool, Options{StrictAffinity: true}, nodes, workers, each)
+	results, store := runNodeProcesses(t, st, pool, Options{StrictAffinity: true}, nodes, workers, each)
 	// Refusals come before or after the other nodes fill their blocks.
 	msgs := []string{
 		"pool test-pool (10.98.0.0/26) has no free /28 block and strict affinity forbids borrowing",
@@ -359,9 +416,13 @@ func TestMultiProcessPoolExhaustionStrict(t *testing.T) {
 // nodes without a block borrow from the others, so every address of the
 // pool is handed out exactly once before anyone is refused.
 func TestMultiProcessPoolExhaustionBorrowing(t *testing.T) {
+	forEachProcStore(t, testMultiProcessPoolExhaustionBorrowing)
+}
+
+func testMultiProcessPoolExhaustionBorrowing(t *testing.T, st procStore) {
 	pool := Pool{Name: "test-pool", CIDR: pp("10.98.0.0/26"), BlockSize: 28}
 	const nodes, workers, each = 8, 4, 5
-	results, store := runNodeProcesses(t, pool, Options{}, nodes, workers, each)
+	results, store := runNodeProcesses(t, st, pool, Options{}, nodes, workers, each)
 	const msg = "pool test-pool (10.98.0.0/26) has no free /28 block and no free address to borrow"
 	ok := 0
 	for _, r := range results {

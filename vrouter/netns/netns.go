@@ -36,9 +36,24 @@ func checkName(name string) error {
 	return nil
 }
 
-// Exists reports whether the named namespace exists.
+// IsPath reports whether name is a namespace file's path (absolute, such
+// as /proc/PID/ns/net, /var/run/netns/X or a runtime's CNI_NETNS) rather
+// than a name under Dir. Exists, Do, Handle and SetSysctl take either;
+// Create and Delete take names only.
+func IsPath(name string) bool { return strings.HasPrefix(name, "/") }
+
+// file returns the file of the namespace name or path.
+func file(name string) string {
+	if IsPath(name) {
+		return filepath.Clean(name)
+	}
+	return Path(name)
+}
+
+// Exists reports whether the named namespace (or the namespace file at
+// the path) exists.
 func Exists(name string) bool {
-	_, err := os.Stat(Path(name))
+	_, err := os.Stat(file(name))
 	return err == nil
 }
 
@@ -184,12 +199,19 @@ func isRoot(ns netns.NsHandle) (bool, error) {
 	return false, nil
 }
 
-// open returns a handle to the named namespace, refusing the root one.
+// open returns a handle to the named namespace (or the one whose file is
+// at the path), refusing the root one.
 func open(name string) (netns.NsHandle, error) {
-	if err := checkName(name); err != nil {
-		return netns.None(), err
+	var ns netns.NsHandle
+	var err error
+	if IsPath(name) {
+		ns, err = netns.GetFromPath(file(name))
+	} else {
+		if err := checkName(name); err != nil {
+			return netns.None(), err
+		}
+		ns, err = netns.GetFromName(name)
 	}
-	ns, err := netns.GetFromName(name)
 	if err != nil {
 		return netns.None(), fmt.Errorf("open namespace %s: %w", name, err)
 	}
@@ -204,7 +226,8 @@ func open(name string) (netns.NsHandle, error) {
 	return ns, nil
 }
 
-// Do runs fn with the calling thread inside the named namespace. Sockets and
+// Do runs fn with the calling thread inside the named namespace (or the
+// one whose file is at the path name). Sockets and
 // devices fn creates belong to that namespace.
 func Do(name string, fn func() error) error {
 	ns, err := open(name)
@@ -220,7 +243,8 @@ func Do(name string, fn func() error) error {
 	})
 }
 
-// Handle returns a netlink handle bound to the named namespace. Every
+// Handle returns a netlink handle bound to the named namespace (or the one
+// whose file is at the path name). Every
 // request made through it acts inside that namespace, whatever thread sends
 // it. The caller closes it.
 func Handle(name string) (*netlink.Handle, error) {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"github.com/vrouter-lab/vrouter/vrouter/netns/netnstest"
 	"golang.org/x/sys/unix"
 )
@@ -228,4 +229,84 @@ func checksum(b []byte) uint16 {
 		s = s>>16 + s&0xffff
 	}
 	return ^uint16(s)
+}
+
+// A namespace given by its file's path (/run/netns/X, /proc/PID/ns/net of
+// a process inside it, as a CNI runtime's CNI_NETNS) is the same namespace
+// as by name; a path to the root namespace is refused like a name, and
+// Create and Delete take no paths.
+func TestNamespacePath(t *testing.T) {
+	netnstest.RequireRoot(t)
+	netnstest.RequireCommand(t, "ip", "iproute2")
+	netnstest.GuardRoot(t)
+	name := testName(t, "path")
+	if err := Create(name); err != nil {
+		t.Fatal(err)
+	}
+	sleeper := exec.Command("ip", "netns", "exec", name, "sleep", "60")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sleeper.Process.Kill(); _ = sleeper.Wait() }()
+	procPath := fmt.Sprintf("/proc/%d/ns/net", sleeper.Process.Pid)
+	// ip netns exec enters the namespace after exec: wait for it.
+	var want unix.Stat_t
+	if err := unix.Stat(Path(name), &want); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var st unix.Stat_t
+		if err := unix.Stat(procPath, &st); err == nil && st.Ino == want.Ino {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the process never entered %s", name)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	for _, p := range []string{Path(name), procPath, "/run/netns/../netns/" + name} {
+		if !IsPath(p) || !Exists(p) {
+			t.Errorf("%s: IsPath %v Exists %v, want both", p, IsPath(p), Exists(p))
+		}
+		h, err := Handle(p)
+		if err != nil {
+			t.Fatalf("Handle(%s): %v", p, err)
+		}
+		if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "vrpath0"}, PeerName: "vrpath1"}); err != nil {
+			t.Fatalf("add a link through %s: %v", p, err)
+		}
+		h.Close()
+		if out := ipOut(t, "-n", name, "-o", "link", "show", "vrpath0"); !strings.Contains(out, "vrpath0") {
+			t.Errorf("link added through %s is not in %s: %s", p, name, out)
+		}
+		ipOut(t, "-n", name, "link", "del", "vrpath0")
+		var ino uint64
+		if err := Do(p, func() error {
+			var st unix.Stat_t
+			err := unix.Stat(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), &st)
+			ino = st.Ino
+			return err
+		}); err != nil || ino != want.Ino {
+			t.Errorf("Do(%s) ran in namespace %d (%v), want %s's %d", p, ino, err, name, want.Ino)
+		}
+	}
+	for _, p := range []string{"/proc/self/ns/net", "/proc/thread-self/ns/net"} {
+		if _, err := Handle(p); !errors.Is(err, ErrRoot) {
+			t.Errorf("Handle(%s) = %v, want ErrRoot", p, err)
+		}
+		if err := SetSysctl(p, "net/ipv4/ip_forward", "1"); !errors.Is(err, ErrRoot) {
+			t.Errorf("SetSysctl(%s) = %v, want ErrRoot", p, err)
+		}
+	}
+	if Exists("/run/netns/" + name + "-none") {
+		t.Error("a missing namespace file exists")
+	}
+	if err := Create("/run/netns/" + name + "-x"); err == nil {
+		t.Error("Create took a path")
+	}
+	if err := Delete(procPath); err == nil {
+		t.Error("Delete took a path")
+	}
 }

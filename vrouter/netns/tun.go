@@ -25,8 +25,8 @@ const (
 // A TUN is only its descriptor and names: it keeps no buffers of its own
 // (a node has one per workload; the engine reading it brings the buffers).
 // Each read(2) of File returns one virtio_net_hdr (10 bytes,
-// fabric.VirtioNetHdrLen) and one packet, each write(2) takes them; the descriptor is nonblocking
-// and registered with Go's poller.
+// header.VirtioNetHdrLen) and one packet, each write(2) takes them; the
+// descriptor is nonblocking and registered with Go's poller.
 type TUN struct {
 	file      *os.File
 	Namespace string

@@ -1,0 +1,79 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/vrouter-lab/vrouter/vrouter/config"
+	"github.com/vrouter-lab/vrouter/vrouter/control"
+	"github.com/vrouter-lab/vrouter/vrouter/kernel"
+)
+
+// newDataplaneFunc makes a node's dataplane from its config.
+type newDataplaneFunc func(context.Context, *config.Node, *slog.Logger) (Dataplane, error)
+
+// dataplanes are the node's possible dataplanes by config.Node.Dataplane.
+var dataplanes = map[string]newDataplaneFunc{
+	"":                        newUserspace,
+	config.DataplaneUserspace: newUserspace,
+	config.DataplaneKernel:    newKernel,
+}
+
+// dataplaneFor returns the constructor of the dataplane named name; an
+// unknown name gives one that fails.
+func dataplaneFor(name string) newDataplaneFunc {
+	if f, ok := dataplanes[name]; ok {
+		return f
+	}
+	return func(context.Context, *config.Node, *slog.Logger) (Dataplane, error) {
+		return nil, config.CheckDataplane(name)
+	}
+}
+
+// kernelDataplane is the Linux kernel of the node's namespace as a
+// Dataplane: the underlay is the namespace's own interface (cfg.Interface),
+// routes go into its main table, workloads are veth pairs. Its Close leaves
+// routes and workloads in place, so forwarding survives the agent.
+type kernelDataplane struct{ *kernel.Dataplane }
+
+func (k kernelDataplane) AddWorkload(ctx context.Context, p WorkloadPort) error {
+	return k.Dataplane.AddWorkload(ctx, kernel.Port(p))
+}
+
+// Tunnel names the kernel dataplane's tunl0 in control's terms.
+func (k kernelDataplane) Tunnel() string {
+	switch k.Dataplane.Tunnel() {
+	case kernel.TunnelKernel:
+		return control.TunnelKernel
+	case kernel.TunnelUserspace:
+		return control.TunnelUserspace
+	}
+	return ""
+}
+
+// newKernel opens the node namespace's kernel. Owned routes already there
+// (left by an earlier agent) are adopted: kept until the agent claims them
+// or, unclaimed, until the BGP restart time (the default adoption time
+// without one) has passed.
+func newKernel(_ context.Context, cfg *config.Node, log *slog.Logger) (Dataplane, error) {
+	d, err := kernel.New(kernel.Options{
+		Namespace: cfg.Namespace,
+		Interface: cfg.Interface,
+		Address:   cfg.Prefix,
+		MTU:       cfg.MTU,
+		AdoptFor:  cfg.BGP.RestartTime,
+		// A userspace tunl0 (no ipip module) accepts IPIP from the
+		// nodes, as the engine's does.
+		TunnelSources: tunnelSources(cfg),
+		Logger:        log.With("dataplane", config.DataplaneKernel),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kernel dataplane: %w", err)
+	}
+	if cfg.LinkDown {
+		d.SetLinkUp(false)
+		log.Info("underlay link is down (vrouter link set)", "interface", cfg.Interface)
+	}
+	return kernelDataplane{d}, nil
+}
