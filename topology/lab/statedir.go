@@ -18,7 +18,8 @@ import (
 // The state directory layout is known here and nowhere else: every path of
 // a lab's state is computed by a function of this file, recorded in the
 // lab's State, and handed to the processes the lab runs in their config
-// files (config.Node, config.Router), which compute none themselves.
+// files (config.Node, config.Router), which compute none themselves
+// (inside fabric/, the fabric package names its networks' sockets).
 //
 //	<StateRoot>/                       0755, root
 //	<StateRoot>/<lab>.lock             the lab's lock (see Lock), 0600
@@ -26,6 +27,7 @@ import (
 //	    lab.json                       what the lab is made of (State), 0600
 //	    ipam.db                        the IPAM datastore (bbolt)
 //	    fabric/<network>/<node>.sock   the underlay fabric's sockets
+//	    fabric/<network>/taps/         capture taps (vrouter capture)
 //	    nodes/<node>.json              a node agent's config (config.Node)
 //	    nodes/<node>.{log,pid,start}   its log, pid and start time
 //	    nodes/<node>.sock              its control socket
