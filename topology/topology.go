@@ -141,7 +141,25 @@ type Lab struct {
 	// between underlay networks), in file order. They are not in Nodes,
 	// which holds Calico nodes only.
 	RouterNodes []RouterNode `json:",omitempty"`
+	// Dataplane is what forwards the nodes' packets: DataplaneUserspace
+	// (the default; empty in a state written before labs had one) or
+	// DataplaneKernel.
+	Dataplane string `json:",omitempty"`
 }
+
+// The dataplanes of a lab (the lab file's dataplane field).
+const (
+	// DataplaneUserspace: each node's agent forwards in its userspace
+	// engine; the networks are the lab's userspace fabric.
+	DataplaneUserspace = "userspace"
+	// DataplaneKernel: each node is a namespace whose Linux kernel
+	// forwards, programmed by its agent; each network is a Linux bridge
+	// in a namespace of the lab's, joined to the nodes by veth pairs.
+	DataplaneKernel = "kernel"
+)
+
+// Kernel reports whether the lab's nodes forward in their kernels.
+func (l *Lab) Kernel() bool { return l.Dataplane == DataplaneKernel }
 
 // IPAM is Calico's IPAMConfiguration.
 type IPAM struct {
