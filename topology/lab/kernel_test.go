@@ -1,11 +1,15 @@
 package lab_test
 
 import (
+	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/vrouter-lab/vrouter/topology"
@@ -131,4 +135,157 @@ func podAddr(t *testing.T, lab, w string) string {
 		t.Fatalf("%s's eth0 has no /32:\n%s", w, out)
 	}
 	return m[1]
+}
+
+// The seed lab in kernel mode with ipipMode Always: node1's `ip route` is
+// the seed's Always table (remote blocks via tunl0 onlink), through the
+// kernel's tunl0 where it has the ipip module, else the agent's userspace
+// tunl0; node status says which; pods ping across nodes through it.
+func TestKernelLabAlways(t *testing.T) {
+	t.Parallel()
+	netnstest.RequireRoot(t)
+	netnstest.RequireCommand(t, "ping", "iputils-ping")
+	netnstest.GuardRoot(t)
+	file, name := kernelLabFile(t, "kalw")
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = regexp.MustCompile(`(?m)^(\s+ipipMode:) Never`).ReplaceAll(data, []byte("$1 Always"))
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		mustVR(t, "destroy", "-t", file)
+		checkGone(t, name)
+	})
+	lab := []string{"--lab", name}
+	mustVR(t, "deploy", "-t", file)
+
+	// node1's tunl0 address comes from a block the agent claims before
+	// the workloads' fixed addresses claim the seed's, so node1 (and every
+	// node) has one block more than the seed's: the seed's lines are
+	// there, and every other line has one of their shapes.
+	web1, db1 := podAddr(t, name, "web-1"), podAddr(t, name, "db-1")
+	table := mustVR(t, append(append([]string{"exec"}, lab...), "node1", "--", "ip", "route")...)
+	lines := ipLines(table)
+	for _, want := range []string{
+		"10.244.104.0/26 via 192.168.50.11 dev tunl0 proto bird onlink",
+		"10.244.135.0/26 via 192.168.50.12 dev tunl0 proto bird onlink",
+		"blackhole 10.244.166.128/26 proto bird",
+		"192.168.50.0/24 dev ens33 proto kernel scope link src 192.168.50.10",
+	} {
+		if !strings.Contains("\n"+strings.Join(lines, "\n")+"\n", "\n"+want+"\n") {
+			t.Errorf("node1's ip route lacks the seed's line %q:\n%s", want, table)
+		}
+	}
+	shapes := []*regexp.Regexp{
+		regexp.MustCompile(`^10\.244\.\d+\.\d+/26 via 192\.168\.50\.1[12] dev tunl0 proto bird onlink$`),
+		regexp.MustCompile(`^(` + regexp.QuoteMeta(web1) + `|` + regexp.QuoteMeta(db1) + `) dev cali[0-9a-f]{11} scope link$`),
+		regexp.MustCompile(`^blackhole 10\.244\.\d+\.\d+/26 proto bird$`),
+		regexp.MustCompile(`^192\.168\.50\.0/24 dev ens33 proto kernel scope link src 192\.168\.50\.10$`),
+	}
+	var own []netip.Prefix
+	for _, l := range lines {
+		ok := false
+		for _, re := range shapes {
+			ok = ok || re.MatchString(l)
+		}
+		if !ok {
+			t.Errorf("node1's ip route has a line of no seed shape: %q\n%s", l, table)
+		}
+		if b, found := strings.CutPrefix(l, "blackhole "); found {
+			own = append(own, netip.MustParsePrefix(strings.Fields(b)[0]))
+		}
+	}
+	if n := strings.Count(table, " dev cali"); n != 2 {
+		t.Errorf("node1's ip route has %d workload routes, want 2:\n%s", n, table)
+	}
+	status := mustVR(t, append([]string{"node", "status", "node1"}, lab...)...)
+	tunnel := regexp.MustCompile(`IPIP tunnel: tunl0 (10\.244\.\d+\.\d+)/32 \((kernel ipip module|userspace: [^)]*)\)`).FindStringSubmatch(status)
+	if tunnel == nil {
+		t.Fatalf("node status lacks node1's tunl0:\n%s", status)
+	}
+	t.Logf("tunl0 %s: %s", tunnel[1], tunnel[2])
+	inOwn := false
+	for _, b := range own {
+		inOwn = inOwn || b.Contains(netip.MustParseAddr(tunnel[1]))
+	}
+	if !inOwn {
+		t.Errorf("node1's tunl0 address %s is in none of its blocks %v", tunnel[1], own)
+	}
+	for _, pair := range [][2]string{{"web-1", "web-2"}, {"web-3", "db-1"}} {
+		dst := podAddr(t, name, pair[1])
+		out, code := vr(t, append(append([]string{"exec"}, lab...), pair[0], "--", "ping", "-c", "3", "-i", "0.2", "-W", "2", dst)...)
+		if code != 0 || !strings.Contains(out, "3 received") {
+			t.Errorf("ping %s -> %s (%s) through tunl0: exit %d\n%s", pair[0], pair[1], dst, code, out)
+		}
+	}
+}
+
+// A kernel-mode node's agent killed with SIGKILL leaves its routes in its
+// kernel: with graceful restart its peers keep its block, so a ping
+// between pods through that node loses nothing while the agent is down,
+// longer than the hold time. Started again, the agent adopts the routes:
+// the node's table is what it was.
+func TestKernelLabAgentKilled(t *testing.T) {
+	t.Parallel()
+	netnstest.RequireRoot(t)
+	netnstest.RequireCommand(t, "ping", "iputils-ping")
+	netnstest.GuardRoot(t)
+	file, name := kernelLabFile(t, "kkil")
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = regexp.MustCompile(`(?m)^(\s+gracefulRestart:) false`).ReplaceAll(data, []byte("$1 true"))
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		mustVR(t, "destroy", "-t", file)
+		checkGone(t, name)
+	})
+	lab := []string{"--lab", name}
+	mustVR(t, "deploy", "-t", file)
+	nodeTable := func() string {
+		return strings.Join(ipLines(mustVR(t, append(append([]string{"exec"}, lab...), "node2", "--", "ip", "route")...)), "\n")
+	}
+	before := nodeTable()
+	web2 := podAddr(t, name, "web-2")
+
+	pidFile := filepath.Join(topology.StateRoot, name, "nodes", "node2.pid")
+	pidData, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(pidData)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill node2's agent %d: %v", pid, err)
+	}
+	// 12 s of pings, 10 a second: beyond the 9 s hold time, after which
+	// node1 and node3 hold node2's block as stale.
+	out, code := vr(t, append(append([]string{"exec"}, lab...), "web-1", "--", "ping", "-q", "-c", "120", "-i", "0.1", "-W", "1", web2)...)
+	if code != 0 || !strings.Contains(out, "120 received") {
+		t.Errorf("ping web-1 -> web-2 while node2's agent is down: exit %d\n%s", code, out)
+	}
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+		if st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); !strings.Contains(string(st), ") Z") {
+			t.Fatalf("node2's agent %d still runs", pid)
+		}
+	}
+	if during := nodeTable(); during != before {
+		t.Errorf("node2's table while its agent is down:\n%s\nwant as before:\n%s", during, before)
+	}
+	mustVR(t, append([]string{"node", "restart", "node2"}, lab...)...)
+	if after := nodeTable(); after != before {
+		t.Errorf("node2's table after its agent restarted:\n%s\nwant as before:\n%s", after, before)
+	}
+	out, code = vr(t, append(append([]string{"exec"}, lab...), "web-3", "--", "ping", "-c", "3", "-i", "0.2", "-W", "2", web2)...)
+	if code != 0 || !strings.Contains(out, "3 received") {
+		t.Errorf("ping web-3 -> web-2 after the restart: exit %d\n%s", code, out)
+	}
 }
