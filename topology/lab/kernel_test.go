@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/vrouter-lab/vrouter/topology"
 	"github.com/vrouter-lab/vrouter/vrouter/netns"
@@ -116,6 +117,36 @@ func TestKernelLab(t *testing.T) {
 		if code != 0 || !strings.Contains(out, "3 received") {
 			t.Errorf("ping %s -> %s (%s): exit %d\n%s", pair[0], pair[1], dst, code, out)
 		}
+	}
+
+	// vrouter link set takes a kernel node's ens33 down and up: the node is
+	// cut off, then reachable again once the agent has put back the
+	// routes the kernel dropped with the link.
+	web3 := podAddr(t, name, "web-3")
+	mustVR(t, "link", "set", "node3", "down", "--lab", name)
+	if out := mustVR(t, "exec", "--lab", name, "node3", "--", "ip", "-o", "link", "show", "dev", "ens33"); !strings.Contains(out, "state DOWN") {
+		t.Errorf("node3's ens33 after link set down:\n%s", out)
+	}
+	if out, code := vr(t, "exec", "--lab", name, "web-1", "--", "ping", "-c", "2", "-i", "0.2", "-W", "1", web3); code == 0 {
+		t.Errorf("ping web-1 -> web-3 with node3's link down succeeded:\n%s", out)
+	}
+	mustVR(t, "link", "set", "node3", "up", "--lab", name)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, code := vr(t, "exec", "--lab", name, "web-1", "--", "ping", "-c", "1", "-W", "1", web3)
+		if code == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("ping web-1 -> web-3 30 s after node3's link came back up: exit %d\n%s\nnode3's table:\n%s", code, out,
+				mustVR(t, "exec", "--lab", name, "node3", "--", "ip", "route"))
+			break
+		}
+	}
+
+	// Capture on a kernel network is not built: it says so, and how.
+	if out, code := vr(t, "capture", "lan", "--lab", name, "-c", "1", "-w", filepath.Join(t.TempDir(), "lan.pcapng")); code == 0 || !strings.Contains(out, "tcpdump -i br0") {
+		t.Errorf("capture on a kernel lab: exit %d\n%s", code, out)
 	}
 
 	// Destroy removes the bridges' namespaces with the rest.
