@@ -38,6 +38,11 @@
 //	    routes:
 //	      - {dst: default, via: 192.168.60.254}
 //
+// A lab's nodes forward in their agents' userspace engines, or, with
+// dataplane: kernel at the top level, in the Linux kernels of their
+// namespaces (a kernel lab: each network a Linux bridge; no routers or
+// router nodes, whose forwarders are userspace).
+//
 // [Load] and [Parse] check the whole file before anything is created: unknown
 // fields, missing fields, bad values and conflicts between parts of the file
 // (duplicate names or addresses, overlapping ranges, references to things
