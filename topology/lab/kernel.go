@@ -16,14 +16,14 @@ import (
 // their agents with the kernel dataplane: each node is a namespace whose
 // kernel forwards, its agent programming the namespace's main table and
 // making its workloads' veth pairs. Each network is a Linux bridge (br0)
-// in a namespace of the lab's (bridgeNamespace), joined to each node on
+// in a namespace of the lab's (BridgeNamespace), joined to each node on
 // it by a veth pair whose node end is the node's interface (ens33) with
 // the node's address. Nothing is made in the root namespace; destroying
 // the lab's namespaces removes the bridges and every veth.
 
-// bridgeName is the Linux bridge of a kernel lab's network, in the
+// BridgeName is the Linux bridge of a kernel lab's network, in the
 // network's own namespace.
-const bridgeName = "br0"
+const BridgeName = "br0"
 
 // BridgeState is one network of a deployed kernel lab: its bridge's
 // namespace.
@@ -32,10 +32,10 @@ type BridgeState struct {
 	Namespace string `json:"namespace"`
 }
 
-// bridgeNamespace is the namespace of network's bridge in lab:
+// BridgeNamespace is the namespace of network's bridge in lab:
 // vr-<lab>.<network>.br. The second dot, which no name may contain, keeps
 // it apart from every node's and workload's namespace.
-func bridgeNamespace(lab, network string) string {
+func BridgeNamespace(lab, network string) string {
 	return topology.LabNamespacePrefix(lab) + network + ".br"
 }
 
@@ -70,7 +70,7 @@ func planBridges(l *topology.Lab) []bridge {
 	}
 	var out []bridge
 	for _, n := range l.Networks {
-		b := bridge{network: n.Name, namespace: bridgeNamespace(l.Name, n.Name), mtu: n.MTU}
+		b := bridge{network: n.Name, namespace: BridgeNamespace(l.Name, n.Name), mtu: n.MTU}
 		for _, node := range l.Nodes {
 			if node.Network == n.Name {
 				b.ports = append(b.ports, bridgePort{
@@ -114,12 +114,12 @@ func (b bridge) create() error {
 		return err
 	}
 	defer h.Close()
-	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: bridgeName, MTU: b.mtu}}
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: BridgeName, MTU: b.mtu}}
 	if err := h.LinkAdd(br); err != nil {
-		return fmt.Errorf("add bridge %s in %s: %w", bridgeName, b.namespace, err)
+		return fmt.Errorf("add bridge %s in %s: %w", BridgeName, b.namespace, err)
 	}
 	if err := h.LinkSetUp(br); err != nil {
-		return fmt.Errorf("set bridge %s up: %w", bridgeName, err)
+		return fmt.Errorf("set bridge %s up: %w", BridgeName, err)
 	}
 	for i, p := range b.ports {
 		if err := b.addPort(h, br, fmt.Sprintf("p%d", i), p); err != nil {

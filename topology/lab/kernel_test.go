@@ -1,6 +1,7 @@
 package lab_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -75,6 +76,25 @@ func TestKernelLab(t *testing.T) {
 	ports := string(out)
 	if n := strings.Count(strings.TrimSpace(ports), "\n") + 1; n != 3 {
 		t.Errorf("bridge br0 has %d ports, want 3:\n%s", n, ports)
+	}
+
+	var inspect struct {
+		Nodes []struct{ Name, Kind, Namespace, Interface, Address, State string }
+	}
+	if err := json.Unmarshal([]byte(mustVR(t, append([]string{"inspect", "-o", "json"}, lab...)...)), &inspect); err != nil {
+		t.Fatal(err)
+	}
+	bridges := 0
+	for _, n := range inspect.Nodes {
+		if n.Kind == "bridge" {
+			bridges++
+			if n.Name != "lan" || n.Namespace != brNS || n.Interface != "br0" || n.Address != "192.168.50.0/24" || n.State != "running" {
+				t.Errorf("inspect's bridge row: %+v", n)
+			}
+		}
+	}
+	if bridges != 1 {
+		t.Errorf("inspect lists %d bridges, want 1: %+v", bridges, inspect.Nodes)
 	}
 
 	web1, db1 := podAddr(t, name, "web-1"), podAddr(t, name, "db-1")
