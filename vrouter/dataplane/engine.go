@@ -114,9 +114,9 @@ type Engine struct {
 	decap     *encap.Decapsulator
 
 	mu      sync.Mutex
-	ports   map[string]*tunPort // workload ports by name
+	ports   map[string]workloadPort // workload ports by name
 	nextID  PortID
-	outputs atomic.Pointer[[]*tunPort] // TUN port by PortID; nil where none
+	outputs atomic.Pointer[[]output] // a port's output by PortID; nil where none
 	ctx     context.Context
 	wg      sync.WaitGroup
 	closed  atomic.Bool
@@ -153,13 +153,13 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{fwd: fwd, host: host, log: cfg.Logger, addr: cfg.Address, mtu: cfg.MTU, decap: decap,
-		ports: map[string]*tunPort{}, nextID: firstWorkload,
+		ports: map[string]workloadPort{}, nextID: firstWorkload,
 		hosts:     []*tunPort{host},
 		underlays: []underlay{{id: underlayPortID, ep: cfg.Underlay}},
 		localPort: map[netip.Addr]PortID{},
 	}
 	e.batches.init(runtime.GOMAXPROCS(0))
-	out := make([]*tunPort, firstWorkload)
+	out := make([]output, firstWorkload)
 	out[hostPortID] = host
 	for k, x := range cfg.Interfaces {
 		hid, uid := firstExtraHost+PortID(k+1), firstExtraUnderlay+PortID(k+1)
@@ -249,8 +249,7 @@ func (e *Engine) Run(ctx context.Context) {
 		go e.readFabric(u)
 	}
 	for _, p := range e.ports {
-		e.wg.Add(1)
-		go e.readTUN(p)
+		e.start(p)
 	}
 	e.mu.Unlock()
 	<-ctx.Done()
@@ -264,30 +263,60 @@ func (e *Engine) AddWorkload(name string, dev Device, mtu int) error {
 	if _, ok := e.ports[name]; ok {
 		return fmt.Errorf("port %s exists", name)
 	}
-	id := e.nextID
-	p, err := newTUNPort(id, dev)
+	p, err := newTUNPort(e.nextID, dev)
 	if err != nil {
 		return err
 	}
+	return e.addPort(name, workloadPort{tun: p}, mtu)
+}
+
+// AddLinkWorkload adds a workload port named name whose packets are
+// handed over in memory by link (a userspace TCP/IP stack; see Link)
+// instead of a TUN device.
+func (e *Engine) AddLinkWorkload(name string, link Link, mtu int) error {
+	if link == nil {
+		return fmt.Errorf("port %s: no link", name)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.ports[name]; ok {
+		return fmt.Errorf("port %s exists", name)
+	}
+	return e.addPort(name, workloadPort{link: &linkPort{id: e.nextID, link: link}}, mtu)
+}
+
+// addPort adds workload port p with the ID e.nextID and starts its reader
+// if the engine runs. e.mu is held.
+func (e *Engine) addPort(name string, p workloadPort, mtu int) error {
+	id := e.nextID
 	e.nextID++
 	if err := e.fwd.AddPort(Port{ID: id, Name: name, Kind: PortWorkload, MTU: mtu}); err != nil {
 		return err
 	}
 	old := *e.outputs.Load()
-	out := make([]*tunPort, max(len(old), int(id)+1))
+	out := make([]output, max(len(old), int(id)+1))
 	copy(out, old)
-	out[id] = p
+	out[id] = p.output()
 	e.outputs.Store(&out)
 	e.ports[name] = p
 	if e.ctx != nil {
-		e.wg.Add(1)
-		go e.readTUN(p)
+		e.start(p)
 	}
 	return nil
 }
 
-// RemoveWorkload removes a workload port; the caller closes its device,
-// which ends the port's reader.
+// start starts workload port p's reader. e.mu is held.
+func (e *Engine) start(p workloadPort) {
+	e.wg.Add(1)
+	if p.tun != nil {
+		go e.readTUN(p.tun)
+	} else {
+		go e.readLink(p.link)
+	}
+}
+
+// RemoveWorkload removes a workload port; the caller closes its device or
+// link, which ends the port's reader.
 func (e *Engine) RemoveWorkload(name string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -296,11 +325,12 @@ func (e *Engine) RemoveWorkload(name string) {
 		return
 	}
 	delete(e.ports, name)
-	e.fwd.RemovePort(p.id)
+	id := p.id()
+	e.fwd.RemovePort(id)
 	old := *e.outputs.Load()
-	out := make([]*tunPort, len(old))
+	out := make([]output, len(old))
 	copy(out, old)
-	out[p.id] = nil
+	out[id] = nil
 	e.outputs.Store(&out)
 }
 
