@@ -114,8 +114,9 @@ type Engine struct {
 	decap     *encap.Decapsulator
 
 	mu      sync.Mutex
-	ports   map[string]workloadPort // workload ports by name
-	nextID  PortID
+	ports   map[string]workloadPort  // workload ports by name
+	nextID  PortID                   // the lowest ID never used
+	freeIDs []PortID                 // IDs of removed ports, used again first
 	outputs atomic.Pointer[[]output] // a port's output by PortID; nil where none
 	ctx     context.Context
 	wg      sync.WaitGroup
@@ -263,8 +264,13 @@ func (e *Engine) AddWorkload(name string, dev Device, mtu int) error {
 	if _, ok := e.ports[name]; ok {
 		return fmt.Errorf("port %s exists", name)
 	}
-	p, err := newTUNPort(e.nextID, dev)
+	id, err := e.allocID()
 	if err != nil {
+		return err
+	}
+	p, err := newTUNPort(id, dev)
+	if err != nil {
+		e.freeIDs = append(e.freeIDs, id)
 		return err
 	}
 	return e.addPort(name, workloadPort{tun: p}, mtu)
@@ -282,15 +288,40 @@ func (e *Engine) AddLinkWorkload(name string, link Link, mtu int) error {
 	if _, ok := e.ports[name]; ok {
 		return fmt.Errorf("port %s exists", name)
 	}
-	return e.addPort(name, workloadPort{link: &linkPort{id: e.nextID, link: link}}, mtu)
+	id, err := e.allocID()
+	if err != nil {
+		return err
+	}
+	return e.addPort(name, workloadPort{link: &linkPort{id: id, link: link}}, mtu)
 }
 
-// addPort adds workload port p with the ID e.nextID and starts its reader
-// if the engine runs. e.mu is held.
-func (e *Engine) addPort(name string, p workloadPort, mtu int) error {
-	id := e.nextID
+// allocID returns an ID for a new workload port: one a removed port had,
+// or the next never used, so that ports added and removed forever do not
+// run out of IDs (MaxPortID) or grow the engine's tables. e.mu is held.
+//
+// A packet routed to a removed port just before its removal may still be
+// written to the port that takes its ID next (a sender flushes what it
+// routed a moment before); the workload behind it drops a packet not
+// addressed to it, as a reused interface index does.
+func (e *Engine) allocID() (PortID, error) {
+	if n := len(e.freeIDs); n > 0 {
+		id := e.freeIDs[n-1]
+		e.freeIDs = e.freeIDs[:n-1]
+		return id, nil
+	}
+	if e.nextID >= MaxPortID {
+		return 0, fmt.Errorf("engine: no port IDs left (%d ports)", len(e.ports))
+	}
 	e.nextID++
+	return e.nextID - 1, nil
+}
+
+// addPort adds workload port p, whose ID allocID gave, and starts its
+// reader if the engine runs. e.mu is held.
+func (e *Engine) addPort(name string, p workloadPort, mtu int) error {
+	id := p.id()
 	if err := e.fwd.AddPort(Port{ID: id, Name: name, Kind: PortWorkload, MTU: mtu}); err != nil {
+		e.freeIDs = append(e.freeIDs, id)
 		return err
 	}
 	old := *e.outputs.Load()
@@ -332,6 +363,7 @@ func (e *Engine) RemoveWorkload(name string) {
 	copy(out, old)
 	out[id] = nil
 	e.outputs.Store(&out)
+	e.freeIDs = append(e.freeIDs, id)
 }
 
 // Close stops the readers of the fabric; TUN readers end when their devices
