@@ -190,3 +190,22 @@ type captureLink struct{ got *[][]byte }
 func (c *captureLink) Wait() bool         { select {} }
 func (c *captureLink) Read([]byte) int    { return 0 }
 func (c *captureLink) Deliver(pkt []byte) { *c.got = append(*c.got, append([]byte(nil), pkt...)) }
+
+// Ports added and removed more times than there are port IDs: the IDs of
+// removed ports are used again, and the engine's tables do not grow.
+func TestPortIDsReused(t *testing.T) {
+	e, _, _ := linkEngine(t)
+	base := len(*e.outputs.Load())
+	for i := range MaxPortID + 100 {
+		if err := e.AddLinkWorkload("churn", &countLink{}, 1500); err != nil {
+			t.Fatalf("add %d: %v", i, err)
+		}
+		e.RemoveWorkload("churn")
+	}
+	if n := len(*e.outputs.Load()); n > base+1 {
+		t.Errorf("outputs grew from %d to %d entries", base, n)
+	}
+	if _, ok := e.fwd.Port(e.nextID); ok || e.nextID > firstWorkload+3 {
+		t.Errorf("next port ID %d after churn", e.nextID)
+	}
+}
