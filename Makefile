@@ -21,8 +21,12 @@ TEST_PARALLEL ?= 6
 APT_PACKAGES := iproute2 iputils-ping iperf3 tshark traceroute bird frr gobgpd etcd-server libssh-gcrypt-4 libreadline8
 # BIRD 2 conflicts with bird (1.6) in Debian: it is extracted here instead.
 BIRD2_DIR := /opt/vrouter-bird2
+# promtool (the metrics tests run `promtool check metrics`) comes from
+# Debian's prometheus package, extracted here rather than installed: the
+# package would enable and try to start a Prometheus server.
+PROMETHEUS_DIR := /opt/vrouter-prometheus
 
-.PHONY: all deps build test bench fuzz lint run clean
+.PHONY: all deps build test bench fuzz lint run clean conformance
 
 all: build
 
@@ -48,6 +52,11 @@ deps:
 		echo "extracting bird2 into $(BIRD2_DIR) (it conflicts with bird, so it is not installed)"; \
 		tmp=$$(mktemp -d) && (cd $$tmp && apt-get download bird2 >/dev/null) && \
 		dpkg-deb -x $$tmp/bird2_*.deb $(BIRD2_DIR) && rm -rf $$tmp; \
+	fi; \
+	if [ ! -x $(PROMETHEUS_DIR)/usr/bin/promtool ] && ! command -v promtool >/dev/null 2>&1; then \
+		echo "extracting promtool into $(PROMETHEUS_DIR) (Debian's prometheus package, not installed: no service)"; \
+		tmp=$$(mktemp -d) && (cd $$tmp && apt-get download prometheus >/dev/null) && \
+		dpkg-deb -x $$tmp/prometheus_*.deb $(PROMETHEUS_DIR) && rm -rf $$tmp; \
 	fi
 
 build:
@@ -57,6 +66,14 @@ test: deps build
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -parallel $(TEST_PARALLEL) ./...
+
+# conformance runs the shipped scenario suite through the binary and keeps
+# the JUnit file and every scenario's captures for CI.
+CONFORMANCE_JUNIT ?= bin/conformance.xml
+CONFORMANCE_ARTIFACTS ?= bin/conformance
+conformance: deps build
+	rm -rf $(CONFORMANCE_ARTIFACTS)
+	$(BIN) test scenarios/ --junit $(CONFORMANCE_JUNIT) --artifacts $(CONFORMANCE_ARTIFACTS)
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 60m ./...

@@ -28,10 +28,10 @@ func newNodeCommand() *cobra.Command {
 }
 
 func newNodeRunCommand() *cobra.Command {
-	var configFile, dataplane string
+	var configFile, dataplane, metricsAddr string
 	var ds datastoreFlags
 	cmd := &cobra.Command{
-		Use:   "run [--config FILE] [--dataplane userspace|kernel] [--datastore etcd --etcd-endpoints URL,...]",
+		Use:   "run [--config FILE] [--dataplane userspace|kernel] [--datastore etcd --etcd-endpoints URL,...] [--metrics-addr HOST:PORT]",
 		Short: "Run the per-node agent (what deploy starts in each node namespace)",
 		Long: `run starts the node agent in the current network namespace: it brings up
 the underlay interface, claims address blocks for its workloads from IPAM,
@@ -60,7 +60,11 @@ in etcd, in Calico's key layout (/calico/ipam/v2/...), shared by nodes on
 any number of hosts: --etcd-endpoints lists the members' client URLs;
 --etcd-cert, --etcd-key and --etcd-ca give a client certificate, its key
 and the CA of the members' certificates (https endpoints). The flags
-override the config file's datastoreType and etcd fields.`,
+override the config file's datastoreType and etcd fields.
+
+--metrics-addr serves Prometheus metrics at http://HOST:PORT/metrics
+(default: off; Felix uses port 9091, e.g. --metrics-addr :9091). The
+control socket serves them at GET /metrics in any case.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.LoadNodeFile(configFile)
@@ -81,12 +85,16 @@ override the config file's datastoreType and etcd fields.`,
 					return fmt.Errorf("datastore directory: %w", err)
 				}
 			}
+			if metricsAddr != "" {
+				cfg.MetricsAddr = metricsAddr
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return agent.Run(ctx, cfg)
 		},
 	}
 	cmd.Flags().StringVar(&configFile, "config", config.DefaultNodeFile, "node config file: YAML (a real host's node.yaml) or JSON (written by deploy)")
+	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://HOST:PORT/metrics (default off; Felix uses :9091)")
 	cmd.Flags().StringVar(&dataplane, "dataplane", "", "what forwards: userspace (the engine) or kernel (netlink routes, veth workloads); default: the config file's (a YAML node file's: kernel), else userspace")
 	ds.register(cmd)
 	return cmd

@@ -31,7 +31,8 @@ encapsulation. Routing tables print in 'ip route' format, BGP status the way
 	root.AddCommand(
 		newDeployCommand(), newDestroyCommand(), newApplyCommand(), newInspectCommand(), newExecCommand(),
 		newNodeCommand(), newRouterCommand(), newGetCommand(), newRouteCommand(), newWorkloadCommand(),
-		newLinkCommand(), newCaptureCommand(), newIPAMCommand(), newVersionCommand(), newDemoCommand(), newCNICommand(),
+		newLinkCommand(), newCaptureCommand(), newIPAMCommand(), newTestCommand(), newVersionCommand(), newDemoCommand(), newCNICommand(),
+		newMetricsCommand(), newServeCommand(), newGraphCommand(),
 	)
 	return root
 }

@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"os"
 	"slices"
@@ -59,6 +60,10 @@ type Agent struct {
 	tunnelAddr netip.Addr                 // tunl0 address, when a pool uses IPIP
 
 	pools atomic.Pointer[[]config.Pool] // the IP pools, replaced by setPools (under routeMu)
+
+	metricsOnce sync.Once
+	metrics     http.Handler // GET /metrics, made by metricsHandler
+	metricsAddr atomic.Value // string: the address serveMetrics listens on
 }
 
 // Run runs the agent until ctx ends, then removes what it made (its TUN
@@ -234,6 +239,11 @@ func (a *Agent) start(ctx context.Context) error {
 	go a.dp.Run(ctx)
 	if a.staleCount() > 0 {
 		go a.sweepStale(ctx)
+	}
+	if cfg.MetricsAddr != "" {
+		if err := a.serveMetrics(ctx); err != nil {
+			return err
+		}
 	}
 	return a.serveControl(ctx)
 }

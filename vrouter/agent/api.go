@@ -62,6 +62,7 @@ func (a *Agent) serveControl(ctx context.Context) error {
 	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) {
 		control.Reply(w, a.dp.Stats(), nil)
 	})
+	mux.Handle("GET /metrics", a.metricsHandler())
 	mux.HandleFunc("POST /v1/workloads", func(w http.ResponseWriter, r *http.Request) {
 		var wl config.Workload
 		if err := control.Decode(r, &wl); err != nil {

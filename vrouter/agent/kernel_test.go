@@ -15,6 +15,7 @@ import (
 	"github.com/vrouter-lab/vrouter/vrouter/bgp"
 	"github.com/vrouter-lab/vrouter/vrouter/config"
 	"github.com/vrouter-lab/vrouter/vrouter/control"
+	"github.com/vrouter-lab/vrouter/vrouter/metrics"
 	"github.com/vrouter-lab/vrouter/vrouter/netns"
 	"github.com/vrouter-lab/vrouter/vrouter/netns/netnstest"
 )
@@ -109,6 +110,22 @@ func TestKernelModeAgent(t *testing.T) {
 	}
 	if s, err := a.status(context.Background()); err != nil || s.Tunnel != "" || s.Dataplane != config.DataplaneKernel {
 		t.Errorf("status without IPIP: %+v, %v; want no tunnel, kernel dataplane", s, err)
+	}
+	// Metrics: the kernel's counters of the underlay and the workload's
+	// veth, no engine counters.
+	if m, err := a.metricsSnapshot(context.Background()); err != nil || m.Kernel == nil || m.Engine != nil || m.Dataplane != config.DataplaneKernel {
+		t.Errorf("metrics snapshot %+v, %v; want the kernel dataplane's", m, err)
+	} else {
+		kinds := map[string]string{}
+		for _, p := range m.Kernel.Ports {
+			kinds[p.Name] = p.Kind
+		}
+		if kinds["ens33"] != "underlay" || kinds[w.Interface] != "workload" {
+			t.Errorf("metrics ports %+v, want ens33 (underlay) and %s (workload)", m.Kernel.Ports, w.Interface)
+		}
+		if m.Routes[metrics.RouteKind{Protocol: "bird", Type: "unicast"}] != 1 || m.IPAM.InUse != 1 || m.Workloads != 1 {
+			t.Errorf("metrics snapshot: routes %v, IPAM %+v, %d workloads", m.Routes, m.IPAM, m.Workloads)
+		}
 	}
 	sp.deliver("10.244.104.0/26", "")
 	if strings.Contains(ipIn(t, host, "route"), "10.244.104.0/26") {

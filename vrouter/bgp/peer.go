@@ -182,15 +182,31 @@ type PeerStatus struct {
 	// this session for every address family with graceful restart: it
 	// has sent every route it has. (Only tracked with graceful restart.)
 	EndOfRIB bool
+	// Received and Accepted count the prefixes the peer sent that are in
+	// its Adj-RIB-In, and those accepted by policy; Advertised counts the
+	// prefixes sent to it, filled only by PeersAdvertised (it costs a
+	// walk of the RIB per peer).
+	Received, Accepted, Advertised uint64
 }
 
 // Peers returns the state of every configured peer, sorted by address.
 func (s *Speaker) Peers(ctx context.Context) ([]PeerStatus, error) {
+	return s.peers(ctx, false)
+}
+
+// PeersAdvertised is Peers with each peer's count of advertised prefixes
+// too (PeerStatus.Advertised), for metrics: GoBGP computes it by walking
+// the RIB for every peer.
+func (s *Speaker) PeersAdvertised(ctx context.Context) ([]PeerStatus, error) {
+	return s.peers(ctx, true)
+}
+
+func (s *Speaker) peers(ctx context.Context, advertised bool) ([]PeerStatus, error) {
 	if err := s.alive(); err != nil {
 		return nil, err
 	}
 	var out []PeerStatus
-	err := s.srv.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
+	err := s.srv.ListPeer(ctx, &api.ListPeerRequest{EnableAdvertised: advertised}, func(p *api.Peer) {
 		if p.GetConf() == nil {
 			return
 		}
@@ -205,6 +221,11 @@ func (s *Speaker) Peers(ctx context.Context) ([]PeerStatus, error) {
 		}
 		st.GracefulRestart = p.GetGracefulRestart().GetPeerRestartTime() > 0 || anyGR(p)
 		st.EndOfRIB = endOfRIB(p)
+		for _, a := range p.GetAfiSafis() {
+			st.Received += a.GetState().GetReceived()
+			st.Accepted += a.GetState().GetAccepted()
+			st.Advertised += a.GetState().GetAdvertised()
+		}
 		timers := p.GetTimers().GetState()
 		// GoBGP stamps Uptime when the session reaches Established and
 		// Downtime at every other state change (and when the peer is

@@ -87,7 +87,21 @@ func TestMesh(t *testing.T) {
 			t.Errorf("%s: peers not sorted: %v, %v", n.name, peers[0].Address, peers[1].Address)
 		}
 	}
+	// Prefix counts: each peer sent its block; node1 sent its own block
+	// to each (and, iBGP, not the others' blocks).
+	adv, err := n1.PeersAdvertised(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range adv {
+		if p.Received != 1 || p.Accepted != 1 || p.Advertised != 1 {
+			t.Errorf("node1: peer %v received %d, accepted %d, advertised %d prefixes; want 1 each", p.Address, p.Received, p.Accepted, p.Advertised)
+		}
+	}
 	peers, _ := n1.Peers(t.Context())
+	if peers[0].Advertised != 0 {
+		t.Errorf("Peers counted advertised prefixes (%d): only PeersAdvertised should", peers[0].Advertised)
+	}
 	var status bytes.Buffer
 	if err := WriteStatus(&status, "vrouter", true, peers, time.Now()); err != nil {
 		t.Fatal(err)

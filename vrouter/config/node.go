@@ -49,6 +49,10 @@ type Node struct {
 	// `vrouter link set NODE down`, so that a restart keeps the cable
 	// pulled).
 	LinkDown bool `json:"linkDown,omitempty"`
+	// MetricsAddr, when set, is a TCP address (host:port) where the agent
+	// serves Prometheus metrics at /metrics besides its control socket
+	// (`vrouter node run --metrics-addr`; Felix uses port 9091).
+	MetricsAddr string `json:"metricsAddr,omitempty"`
 
 	Pools []Pool `json:"pools"`
 	// Datastore is the bbolt file shared by the lab's nodes, the IPAM

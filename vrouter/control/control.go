@@ -228,6 +228,14 @@ func (c *Client) Routes(ctx context.Context) (string, error) {
 	return s, err
 }
 
+// Metrics returns the agent's Prometheus metrics in the text exposition
+// format (GET /metrics).
+func (c *Client) Metrics(ctx context.Context) (string, error) {
+	var s string
+	err := c.do(ctx, http.MethodGet, "/metrics", nil, &s)
+	return s, err
+}
+
 // AddWorkload asks the agent to serve a workload whose namespace exists.
 func (c *Client) AddWorkload(ctx context.Context, w config.Workload) (*WorkloadInfo, error) {
 	var info WorkloadInfo

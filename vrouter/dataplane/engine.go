@@ -156,7 +156,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	e := &Engine{fwd: fwd, host: host, log: cfg.Logger, addr: cfg.Address, mtu: cfg.MTU, decap: decap,
 		ports: map[string]workloadPort{}, nextID: firstWorkload,
 		hosts:     []*tunPort{host},
-		underlays: []underlay{{id: underlayPortID, ep: cfg.Underlay}},
+		underlays: []underlay{{id: underlayPortID, name: cfg.Interface, ep: cfg.Underlay}},
 		localPort: map[netip.Addr]PortID{},
 	}
 	e.batches.init(runtime.GOMAXPROCS(0))
@@ -176,7 +176,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		}
 		out[hid] = hp
 		e.hosts = append(e.hosts, hp)
-		e.underlays = append(e.underlays, underlay{id: uid, ep: x.Underlay})
+		e.underlays = append(e.underlays, underlay{id: uid, name: x.Name, ep: x.Underlay})
 		e.localPort[x.Address] = hid
 	}
 	if cfg.Tunnel {
@@ -190,8 +190,9 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 
 // underlay is one fabric endpoint of the engine and its port's ID.
 type underlay struct {
-	id PortID
-	ep Underlay
+	id   PortID
+	name string // the interface's name in routes, e.g. "ens33"
+	ep   Underlay
 }
 
 // EnableTunnel brings up tunl0 (MTU: the underlay's minus the outer

@@ -333,6 +333,17 @@ func TestEngineWithMemUnderlay(t *testing.T) {
 	if st["fabric_rx_frames"] != 3 || st["fabric_tx_frames"] != 3 {
 		t.Errorf("fabric_rx_frames %d (want 3), fabric_tx_frames %d (want 3)", st["fabric_rx_frames"], st["fabric_tx_frames"])
 	}
+	// Metrics holds the same counters, structured.
+	em := rig.e.Metrics()
+	if em.Forwarder.Forwarded != st["forwarded"] || em.Forwarder.Forwarded == 0 || em.Forwarder.Drops[dataplane.ReasonNoRoute] != st["drop_no_route"] {
+		t.Errorf("Metrics().Forwarder %+v disagrees with Stats %v", em.Forwarder, st)
+	}
+	if len(em.Underlays) != 1 || em.Underlays[0].Name != "ens33" || em.Underlays[0].Stats.TxFrames != 3 || em.Underlays[0].Stats.RxFrames != 3 {
+		t.Errorf("Metrics().Underlays %+v, want ens33 with 3 frames each way", em.Underlays)
+	}
+	if em.Tunnel || em.Decap != nil {
+		t.Errorf("Metrics() without tunl0: tunnel %v, decap %v", em.Tunnel, em.Decap)
+	}
 }
 
 func TestEngineTunnelWithMemUnderlay(t *testing.T) {
@@ -376,5 +387,13 @@ func TestEngineTunnelWithMemUnderlay(t *testing.T) {
 	}
 	if n := rig.e.Stats()["ipip_decap_accepted"]; n != 1 {
 		t.Errorf("ipip_decap_accepted = %d, want 1", n)
+	}
+	m := rig.e.Metrics()
+	decap := map[string]uint64{}
+	for _, c := range m.Decap {
+		decap[c.Name] = c.Value
+	}
+	if !m.Tunnel || m.Forwarder.Encapsulated != 1 || decap["accepted"] != 1 || decap["unknown_source"] != 1 {
+		t.Errorf("Metrics(): tunnel %v, encapsulated %d, decap %v; want tunl0 up, 1 encapsulated, 1 accepted, 1 unknown_source", m.Tunnel, m.Forwarder.Encapsulated, decap)
 	}
 }

@@ -322,6 +322,7 @@ func serveRouterControl(ctx context.Context, cfg *config.Router, table *fib.Tabl
 	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) {
 		control.Reply(w, engine.Stats(), nil)
 	})
+	mux.Handle("GET /metrics", metricsHandler(table, engine))
 	mux.HandleFunc("GET /v1/links", func(w http.ResponseWriter, r *http.Request) {
 		var ls []control.Link
 		for name, l := range links {
