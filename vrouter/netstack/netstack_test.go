@@ -23,9 +23,19 @@ func testCtx(t *testing.T) context.Context {
 
 // Two netstack workloads on two engines reach each other both ways:
 // ping (answered by the stack), HTTP, TCP echo (1 MB through SACK-enabled
-// TCP) and UDP echo.
+// TCP) and UDP echo; directly (ipipMode Never) and through tunl0 (IPIP,
+// Always).
 func TestAcrossEngines(t *testing.T) {
-	p := newPair(t)
+	for _, mode := range []struct {
+		name   string
+		tunnel bool
+	}{{"Never", false}, {"IPIP", true}} {
+		t.Run(mode.name, func(t *testing.T) { testAcrossEngines(t, mode.tunnel) })
+	}
+}
+
+func testAcrossEngines(t *testing.T, tunnel bool) {
+	p := newPairMode(t, tunnel)
 	serve := []string{"tcp:80:http", "tcp:7:echo", "udp:53:echo", "tcp:5201:sink"}
 	sa := p.a.addStack(t, "caliA", "api-1", addrA, serve...)
 	t.Cleanup(sa.Close)
@@ -120,6 +130,9 @@ func TestAcrossEngines(t *testing.T) {
 		st := n.e.Stats()
 		if st["fabric_tx_frames"] == 0 || st["fabric_rx_frames"] == 0 {
 			t.Errorf("engine counters %v: nothing crossed the underlay", st)
+		}
+		if tunnel && st["ipip_decap_accepted"] == 0 {
+			t.Errorf("engine counters %v: nothing came through tunl0", st)
 		}
 	}
 }

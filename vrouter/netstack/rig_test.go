@@ -145,27 +145,38 @@ type node struct {
 	e    *dataplane.Engine
 	fib  *fib.Table
 	host *fakeDev
+	mtu  int // the workloads' MTU
 }
 
 // newNode starts an engine at addr whose block is block, the other
-// node's block reached via peer.
-func newNode(t testing.TB, addr, peer netip.Addr, block, peerBlock netip.Prefix, w dataplane.Underlay) *node {
+// node's block reached via peer: directly, or with tunnel through tunl0
+// (IPIP, as a pool with ipipMode Always), the workloads' MTU then 1480.
+func newNode(t testing.TB, addr, peer netip.Addr, block, peerBlock netip.Prefix, w dataplane.Underlay, tunnel bool) *node {
 	t.Helper()
 	table := fib.NewTable()
+	toPeer := fib.Route{Dst: peerBlock, Type: fib.Unicast, Gateway: peer, Dev: "ens33"}
+	mtu := 1500
+	if tunnel {
+		toPeer.Dev, toPeer.OnLink, mtu = dataplane.TunnelName, true, 1480
+	}
 	for _, r := range []fib.Route{
 		{Dst: netip.MustParsePrefix("192.168.50.0/24"), Type: fib.Unicast, Dev: "ens33", Scope: fib.ScopeLink, PrefSrc: addr},
-		{Dst: peerBlock, Type: fib.Unicast, Gateway: peer, Dev: "ens33"},
+		toPeer,
 		{Dst: block, Type: fib.Blackhole},
 	} {
 		if err := table.Insert(r); err != nil {
 			t.Fatal(err)
 		}
 	}
-	n := &node{fib: table, host: newFakeDev(t)}
-	e, err := dataplane.NewEngine(dataplane.EngineConfig{
+	n := &node{fib: table, host: newFakeDev(t), mtu: mtu}
+	cfg := dataplane.EngineConfig{
 		FIB: table, Host: n.host, HostName: "@host", Underlay: w, Interface: "ens33",
 		MTU: 1500, Address: addr, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	}
+	if tunnel {
+		cfg.Tunnel, cfg.Nodes = true, []netip.Addr{peer}
+	}
+	e, err := dataplane.NewEngine(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,11 +196,11 @@ func (n *node) addStack(t testing.TB, port, name string, addr netip.Addr, serve 
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := netstack.New(netstack.Config{Name: name, Address: addr, MTU: 1500, Serve: svcs})
+	st, err := netstack.New(netstack.Config{Name: name, Address: addr, MTU: n.mtu, Serve: svcs})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := n.e.AddLinkWorkload(port, st, 1500); err != nil {
+	if err := n.e.AddLinkWorkload(port, st, n.mtu); err != nil {
 		st.Close()
 		t.Fatal(err)
 	}
@@ -209,11 +220,15 @@ func (n *node) delStack(port string, st *netstack.Stack) {
 // pair is two engines joined by a memWire.
 type pair struct{ a, b *node }
 
-func newPair(t testing.TB) *pair {
+func newPair(t testing.TB) *pair { return newPairMode(t, false) }
+
+// newPairMode is newPair with the blocks routed through tunl0 (IPIP) if
+// tunnel.
+func newPairMode(t testing.TB, tunnel bool) *pair {
 	t.Helper()
 	wa, wb := newWire()
 	return &pair{
-		a: newNode(t, nodeA, nodeB, netip.MustParsePrefix("10.244.1.0/26"), netip.MustParsePrefix("10.244.2.0/26"), wa),
-		b: newNode(t, nodeB, nodeA, netip.MustParsePrefix("10.244.2.0/26"), netip.MustParsePrefix("10.244.1.0/26"), wb),
+		a: newNode(t, nodeA, nodeB, netip.MustParsePrefix("10.244.1.0/26"), netip.MustParsePrefix("10.244.2.0/26"), wa, tunnel),
+		b: newNode(t, nodeB, nodeA, netip.MustParsePrefix("10.244.2.0/26"), netip.MustParsePrefix("10.244.1.0/26"), wb, tunnel),
 	}
 }
