@@ -151,7 +151,7 @@ type node struct {
 // newNode starts an engine at addr whose block is block, the other
 // node's block reached via peer: directly, or with tunnel through tunl0
 // (IPIP, as a pool with ipipMode Always), the workloads' MTU then 1480.
-func newNode(t testing.TB, addr, peer netip.Addr, block, peerBlock netip.Prefix, w dataplane.Underlay, tunnel bool) *node {
+func newNode(t testing.TB, addr, peer netip.Addr, block, peerBlock netip.Prefix, w dataplane.Underlay, tunnel bool, underlayMTU int) *node {
 	t.Helper()
 	table := fib.NewTable()
 	toPeer := fib.Route{Dst: peerBlock, Type: fib.Unicast, Gateway: peer, Dev: "ens33"}
@@ -171,7 +171,7 @@ func newNode(t testing.TB, addr, peer netip.Addr, block, peerBlock netip.Prefix,
 	n := &node{fib: table, host: newFakeDev(t), mtu: mtu}
 	cfg := dataplane.EngineConfig{
 		FIB: table, Host: n.host, HostName: "@host", Underlay: w, Interface: "ens33",
-		MTU: 1500, Address: addr, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		MTU: underlayMTU, Address: addr, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	if tunnel {
 		cfg.Tunnel, cfg.Nodes = true, []netip.Addr{peer}
@@ -224,11 +224,14 @@ func newPair(t testing.TB) *pair { return newPairMode(t, false) }
 
 // newPairMode is newPair with the blocks routed through tunl0 (IPIP) if
 // tunnel.
-func newPairMode(t testing.TB, tunnel bool) *pair {
+func newPairMode(t testing.TB, tunnel bool) *pair { return newPairMTU(t, tunnel, 1500) }
+
+// newPairMTU is newPairMode with an underlay MTU.
+func newPairMTU(t testing.TB, tunnel bool, underlayMTU int) *pair {
 	t.Helper()
 	wa, wb := newWire()
 	return &pair{
-		a: newNode(t, nodeA, nodeB, netip.MustParsePrefix("10.244.1.0/26"), netip.MustParsePrefix("10.244.2.0/26"), wa, tunnel),
-		b: newNode(t, nodeB, nodeA, netip.MustParsePrefix("10.244.2.0/26"), netip.MustParsePrefix("10.244.1.0/26"), wb, tunnel),
+		a: newNode(t, nodeA, nodeB, netip.MustParsePrefix("10.244.1.0/26"), netip.MustParsePrefix("10.244.2.0/26"), wa, tunnel, underlayMTU),
+		b: newNode(t, nodeB, nodeA, netip.MustParsePrefix("10.244.2.0/26"), netip.MustParsePrefix("10.244.1.0/26"), wb, tunnel, underlayMTU),
 	}
 }
