@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -144,6 +146,7 @@ func (n *netstackNode) stack(t *testing.T, name string) *netstack.Stack {
 func TestNetstackAgents(t *testing.T) {
 	netnstest.RequireRoot(t)
 	netnstest.GuardRoot(t)
+	netnstest.RequireCommand(t, "ping", "iputils-ping")
 	dir := t.TempDir()
 	a1, a2 := netip.MustParseAddr("192.168.50.10"), netip.MustParseAddr("192.168.50.11")
 	n1 := startNetstackNode(t, dir, "node1", kernelNS(t, "ns-node1"), a1, a2, "node2")
@@ -232,6 +235,28 @@ func TestNetstackAgents(t *testing.T) {
 		t.Errorf("HTTP web-1 → api-1: %q, want %q", got, want)
 	}
 	conn.Close()
+	// 4 MB from the namespace's kernel TCP (GSO super-packets from the
+	// TUN device, segmented by the engine for the stack) to api-1's echo
+	// and back
+	if err := netns.Do(tunNS, func() (err error) {
+		conn, err = net.DialTimeout("tcp4", w1.Address.String()+":7", 10*time.Second)
+		return err
+	}); err != nil {
+		t.Fatalf("web-1 (TUN) → api-1:7: %v", err)
+	}
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	echoStart := time.Now()
+	data := make([]byte, 4<<20)
+	for i := range data {
+		data[i] = byte(i * 7 / 3)
+	}
+	go func() { _, _ = conn.Write(data) }()
+	back := make([]byte, len(data))
+	if n, err := io.ReadFull(conn, back); err != nil || !bytes.Equal(back, data) {
+		t.Errorf("4 MB echo web-1 → api-1: %d bytes back, %v (equal %v); node1 %v; node2 %v", n, err, bytes.Equal(back, data), n1.dp.Stats(), n2.dp.Stats())
+	}
+	t.Logf("4 MB echo took %v", time.Since(echoStart))
+	conn.Close()
 	var uc net.Conn
 	if err := netns.Do(tunNS, func() (err error) {
 		uc, err = net.Dial("udp4", w1.Address.String()+":53")
@@ -243,6 +268,10 @@ func TestNetstackAgents(t *testing.T) {
 		t.Errorf("UDP echo web-1 → api-1: %q", got)
 	}
 	uc.Close()
+	// the namespace's own ping (the kernel's ICMP), answered by gVisor
+	if out, err := exec.CommandContext(ctx, "ip", "netns", "exec", tunNS, "ping", "-c", "2", "-W", "5", w1.Address.String()).CombinedOutput(); err != nil {
+		t.Errorf("ping from web-1's namespace to api-1: %v\n%s", err, out)
+	}
 
 	// del frees the stack: its port is gone and its client calls fail
 	if err := n1.ctl.DeleteWorkload(ctx, "api-1"); err != nil {
