@@ -203,27 +203,27 @@ func inspectRows(ctx context.Context, st *lab.State) []inspectRow {
 		if _, err := c.Status(ctx); err != nil {
 			state = "down"
 		}
-		if r.IsRouterNode() {
-			// one row per interface, with its link's state
-			down := map[string]bool{}
-			if ls, err := c.Links(ctx); err == nil {
-				for _, l := range ls {
-					down[l.Interface] = !l.Up
-				}
+		// one row per interface, with its link's state
+		down := map[string]bool{}
+		if ls, err := c.Links(ctx); err == nil {
+			for _, l := range ls {
+				down[l.Interface] = !l.Up
 			}
-			ifState := func(name string) string {
-				if state == "running" && down[name] {
-					return "link down" // vrouter link set ROUTER IFACE down
-				}
-				return state
-			}
-			rows = append(rows, inspectRow{Name: r.Name, Kind: "router", Node: r.Name, Namespace: r.Namespace, Interface: r.Interface, Address: r.Address.String(), State: ifState(r.Interface)})
-			for _, i := range r.Interfaces {
-				rows = append(rows, inspectRow{Name: r.Name, Kind: "router", Node: r.Name, Namespace: r.Namespace, Interface: i.Name, Address: i.Address.String(), State: ifState(i.Name)})
-			}
-			continue
 		}
-		rows = append(rows, inspectRow{Name: r.Name, Kind: "router (" + string(r.Daemon) + ")", Node: r.Name, Namespace: r.Namespace, Interface: r.Interface, Address: r.Address.String(), State: state})
+		ifState := func(name string) string {
+			if state == "running" && down[name] {
+				return "link down" // vrouter link set ROUTER IFACE down
+			}
+			return state
+		}
+		kind := "router" // a router node
+		if n, err := st.Member(r.Name); err == nil && n.Kind() != topology.KindRouter {
+			kind = "router (" + n.Kind() + ")" // an external router and its daemon
+		}
+		rows = append(rows, inspectRow{Name: r.Name, Kind: kind, Node: r.Name, Namespace: r.Namespace, Interface: r.Interface, Address: r.Address.String(), State: ifState(r.Interface)})
+		for _, i := range r.Interfaces {
+			rows = append(rows, inspectRow{Name: r.Name, Kind: kind, Node: r.Name, Namespace: r.Namespace, Interface: i.Name, Address: i.Address.String(), State: ifState(i.Name)})
+		}
 	}
 	for _, w := range st.Workloads {
 		state := "running"

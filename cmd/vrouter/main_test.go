@@ -82,12 +82,3 @@ func TestUnknownCommandFails(t *testing.T) {
 		t.Fatal("unknown command succeeded")
 	}
 }
-
-// shellJoin quotes what a shell would split or expand, so a printed
-// command line can be pasted back.
-func TestShellJoin(t *testing.T) {
-	got := shellJoin([]string{"vtysh", "--vty_socket", "/run/vrouter/x/r1", "-c", "show bgp summary", "it's", ""})
-	if want := `vtysh --vty_socket /run/vrouter/x/r1 -c 'show bgp summary' 'it'\''s' ''`; got != want {
-		t.Errorf("shellJoin = %s, want %s", got, want)
-	}
-}

@@ -6,12 +6,10 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/vrouter-lab/vrouter/topology"
 	"github.com/vrouter-lab/vrouter/topology/lab"
 	"github.com/vrouter-lab/vrouter/vrouter/agent"
 	"github.com/vrouter-lab/vrouter/vrouter/config"
@@ -169,7 +167,7 @@ the node file names (--config, default /etc/vrouter/node.yaml).`,
 			if err != nil {
 				return fmt.Errorf("no NODE given, and the host's node file: %w", err)
 			}
-			sock := control.Socket(cfg.StateDir, cfg.Node)
+			sock := cfg.ControlSocket()
 			s, err := control.NewClient(sock).Status(cmd.Context())
 			err = control.WriteNodeStatus(cmd.OutOrStdout(), s, err)
 			if errors.Is(err, control.ErrNotRunning) {
@@ -182,32 +180,15 @@ the node file names (--config, default /etc/vrouter/node.yaml).`,
 		if err != nil {
 			return err
 		}
-		if r, ok := st.Router(args[0]); ok {
-			// Routers run no vrouter BGP speaker: say where to look.
-			if r.IsRouterNode() {
-				return fmt.Errorf("%s is a router (kind: router): it runs no BGP; its routes: vrouter route %s", r.Name, r.Name)
-			}
-			return fmt.Errorf("%s is an external router running %s; ask it: vrouter exec %s -- %s", r.Name, r.Daemon, r.Name, shellJoin(r.CLIArgs(routerStatusArgs(r.Daemon)...)))
+		// The node's kind knows: a calico node's agent answers, a router
+		// says where to look.
+		n, err := st.Member(args[0])
+		if err != nil {
+			return err
 		}
-		n, ok := st.Node(args[0])
-		if !ok {
-			return fmt.Errorf("lab %s has no node %q", st.Name, topology.Shorten(args[0]))
-		}
-		s, err := control.NewClient(n.Control).Status(cmd.Context())
-		return control.WriteNodeStatus(cmd.OutOrStdout(), s, err)
+		return n.Status(cmd.Context(), cmd.OutOrStdout())
 	}
 	return cmd
-}
-
-// routerStatusArgs is the daemon CLI command that lists BGP sessions.
-func routerStatusArgs(d topology.Daemon) []string {
-	switch d {
-	case topology.DaemonFRR:
-		return []string{"show bgp summary"}
-	case topology.DaemonGoBGP:
-		return []string{"neighbor"}
-	}
-	return []string{"show", "protocols"}
 }
 
 func newNodeRestartCommand() *cobra.Command {
@@ -247,16 +228,4 @@ soon as the new agent answers, without waiting for BGP.`,
 		return nil
 	}
 	return cmd
-}
-
-// shellJoin joins args into a command line a shell splits back into them.
-func shellJoin(args []string) string {
-	out := make([]string, len(args))
-	for i, a := range args {
-		if a == "" || strings.ContainsAny(a, " \t'\"$\\") {
-			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
-		}
-		out[i] = a
-	}
-	return strings.Join(out, " ")
 }

@@ -128,5 +128,5 @@ func hostAgent(path string) (*control.Client, *config.Node, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return control.NewClient(control.Socket(cfg.StateDir, cfg.Node)), cfg, nil
+	return control.NewClient(cfg.ControlSocket()), cfg, nil
 }

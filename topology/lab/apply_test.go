@@ -51,7 +51,7 @@ func TestApplyIPIPMode(t *testing.T) {
 	}
 	before := pids()
 	encapsulated := func() uint64 {
-		s, err := control.NewClient(control.Socket(filepath.Join(topology.StateRoot, name), "node1")).Stats(context.Background())
+		s, err := control.NewClient(filepath.Join(topology.StateRoot, name, "nodes", "node1.sock")).Stats(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -118,7 +117,7 @@ func Capture(ctx context.Context, st *State, network string, w io.Writer, opt Ca
 		defer cancel()
 	}
 
-	tap, err := fabric.OpenTapWithOptions(filepath.Join(st.Dir, "fabric"), network, fabric.TapOptions{Namespace: ns})
+	tap, err := fabric.OpenTapWithOptions(fabricDir(st.Dir), network, fabric.TapOptions{Namespace: ns})
 	if err != nil {
 		return 0, fmt.Errorf("capture %s: %w", network, err)
 	}

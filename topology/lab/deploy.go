@@ -7,15 +7,12 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
 
 	"github.com/vrouter-lab/vrouter/topology"
-	"github.com/vrouter-lab/vrouter/vrouter/bgp"
 	"github.com/vrouter-lab/vrouter/vrouter/config"
-	"github.com/vrouter-lab/vrouter/vrouter/control"
 	"github.com/vrouter-lab/vrouter/vrouter/fabric"
 	"github.com/vrouter-lab/vrouter/vrouter/netns"
 	"golang.org/x/sys/unix"
@@ -31,9 +28,15 @@ type Options struct {
 }
 
 // Deploy creates the lab: namespaces, one agent process per node, one
-// namespace per workload. It returns once every node reports that all its
-// BGP sessions are Established and every remote block is routed, or, after a
-// failure or the timeout, removes everything it made and returns the error.
+// namespace per workload, a forwarder (and a BGP daemon) per router. It
+// returns once every node reports that all its BGP sessions are
+// Established and every remote block is routed, or, after a failure or
+// the timeout, removes everything it made and returns the error.
+//
+// It runs in four phases: plan (every node in its kind, with its config
+// and paths; its executables found; nothing made yet), provision (the
+// state directory, each node's files, the namespaces), start (each node's
+// processes) and wait (until every node is ready).
 func Deploy(ctx context.Context, l *topology.Lab, opt Options) (st *State, err error) {
 	if opt.Timeout == 0 {
 		opt.Timeout = 60 * time.Second
@@ -48,30 +51,17 @@ func Deploy(ctx context.Context, l *topology.Lab, opt Options) (st *State, err e
 			fmt.Fprintf(opt.Progress, format+"\n", args...)
 		}
 	}
-	if err := checkCPUs(l); err != nil {
-		return nil, err
-	}
-	if err := CheckDaemons(l); err != nil {
-		return nil, err
-	}
-	dir, err := Dir(l.Name)
+	p, err := newPlan(l)
 	if err != nil {
 		return nil, err
-	}
-	if _, err := os.Lstat(statePath(dir)); err == nil {
-		return nil, fmt.Errorf("lab %s is already deployed (state in %s); destroy it first with: vrouter destroy --lab %s", l.Name, dir, l.Name)
-	}
-	if left, _ := leftovers(l.Name); len(left) > 0 {
-		return nil, fmt.Errorf("lab %s has stale state from an earlier run (%s); clean it with: vrouter destroy --lab %s", l.Name, strings.Join(left, ", "), l.Name)
 	}
 	if err := interrupted(ctx); err != nil {
 		return nil, err
 	}
-	frr := usesFRR(l)
-	if err := createDir(dir, frr); err != nil {
+	if err := createDir(p.dir, p.frr); err != nil {
 		return nil, err
 	}
-	st = &State{Name: l.Name, File: opt.File, Dir: dir, Created: time.Now().UTC(), Spec: l}
+	st = &State{Name: l.Name, File: opt.File, Dir: p.dir, Created: time.Now().UTC(), Spec: l}
 	defer func() {
 		if err != nil {
 			if errors.Is(err, ErrInterrupted) {
@@ -85,121 +75,142 @@ func Deploy(ctx context.Context, l *topology.Lab, opt Options) (st *State, err e
 			st = nil
 		}
 	}()
-	// The state file first: from here on, destroy recognises the
-	// directory as this lab's.
-	if err := st.save(); err != nil {
+	if err := provision(ctx, p, st); err != nil {
 		return nil, err
 	}
-	if err := createSubdirs(dir, frr); err != nil {
+	// The timeout bounds starting (the routers' forwarders must answer)
+	// and waiting.
+	deadline := time.Now().Add(opt.Timeout)
+	if err := start(ctx, p.nodes, startEnv{bin: opt.Binary, progress: progress}, deadline); err != nil {
 		return nil, err
 	}
+	wctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	if err := waitReady(wctx, p.nodes, opt.NoWait, opt.Timeout, progress); err != nil {
+		return nil, orInterrupted(ctx, err)
+	}
+	return st, nil
+}
 
+// plan is a lab about to be deployed: every node in its kind, with its
+// config and paths computed and its executables found. Nothing exists
+// yet.
+type plan struct {
+	dir string
+	// nodes in the order they start: the calico nodes (their agents
+	// need nothing to start), then the routers, external routers first
+	// (each waited for: the nodes' BGP sessions across them need them).
+	nodes     []Node
+	workloads []WorkloadState
+	frr       bool // a node runs as user frr: the state directory lets group frr through
+}
+
+// newPlan plans the deployment of lab l: it computes every node's config
+// and paths, checks that every node's executables are there and that the
+// lab is not deployed (nor left behind by an earlier run).
+func newPlan(l *topology.Lab) (*plan, error) {
+	dir, err := Dir(l.Name)
+	if err != nil {
+		return nil, err
+	}
+	p := &plan{dir: dir}
 	for _, n := range l.Nodes {
-		if err := interrupted(ctx); err != nil {
-			return nil, err
-		}
-		cfg, err := nodeConfig(l, dir, n)
+		c, err := planCalicoNode(l, dir, n)
 		if err != nil {
 			return nil, err
 		}
-		ns := NodeState{
-			Name:      n.Name,
-			Namespace: cfg.Namespace,
-			Address:   n.Address,
-			Network:   n.Network,
-			Interface: n.Interface,
-			Config:    filepath.Join(nodesDir(dir), n.Name+".json"),
-			Control:   control.Socket(dir, n.Name),
-			Log:       filepath.Join(nodesDir(dir), n.Name+".log"),
-			PIDFile:   filepath.Join(nodesDir(dir), n.Name+".pid"),
-		}
-		st.Nodes = append(st.Nodes, ns)
-		if err := createNamespace(ns.Namespace); err != nil {
+		p.nodes = append(p.nodes, c)
+	}
+	for _, r := range l.Routers {
+		n, err := planExternalRouter(l, dir, r)
+		if err != nil {
 			return nil, err
+		}
+		p.nodes = append(p.nodes, n)
+	}
+	for _, r := range l.RouterNodes {
+		n, err := planRouterNode(l, dir, r)
+		if err != nil {
+			return nil, err
+		}
+		p.nodes = append(p.nodes, n)
+	}
+	var errs []error
+	for _, n := range p.nodes {
+		if err := n.check(); err != nil {
+			errs = append(errs, err)
+		}
+		p.frr = p.frr || n.frrGroup()
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if _, err := os.Lstat(statePath(dir)); err == nil {
+		return nil, fmt.Errorf("lab %s is already deployed (state in %s); destroy it first with: vrouter destroy --lab %s", l.Name, dir, l.Name)
+	}
+	if left, _ := leftovers(l.Name); len(left) > 0 {
+		return nil, fmt.Errorf("lab %s has stale state from an earlier run (%s); clean it with: vrouter destroy --lab %s", l.Name, strings.Join(left, ", "), l.Name)
+	}
+	for _, w := range l.Workloads {
+		p.workloads = append(p.workloads, WorkloadState{Name: w.Name, Node: w.Node, Namespace: l.NamespaceName(w.Name), Interface: config.InterfaceName(l.Name, w.Name)})
+	}
+	return p, nil
+}
+
+// provision makes the lab's state in its new state directory: the state
+// file first (from then on destroy recognises the directory as the
+// lab's), the nodes and routers directories, every node's files and
+// namespace, then the workloads' namespaces, and records them all in st.
+func provision(ctx context.Context, p *plan, st *State) error {
+	if err := st.save(); err != nil {
+		return err
+	}
+	if err := createSubdirs(p.dir, p.frr); err != nil {
+		return err
+	}
+	for _, n := range p.nodes {
+		if err := interrupted(ctx); err != nil {
+			return err
+		}
+		if err := n.prepare(); err != nil {
+			return err
+		}
+		if err := createNamespace(n.Namespace()); err != nil {
+			return err
 		}
 		// The fabric's unix sockets queue only max_dgram_qlen datagrams,
 		// 10 by default: too few for a TUN read's burst.
-		if err := fabric.SetMaxDgramQlen(ns.Namespace, fabric.DefaultMaxDgramQlen); err != nil {
-			return nil, err
+		if err := fabric.SetMaxDgramQlen(n.Namespace(), fabric.DefaultMaxDgramQlen); err != nil {
+			return err
 		}
-		if err := cfg.WriteFile(ns.Config); err != nil {
-			return nil, fmt.Errorf("node %s: write config: %w", n.Name, err)
-		}
+		n.record(st)
 	}
-	// External routers (BGP daemons), then router nodes (kind: router):
-	// both run a forwarder in a namespace of their own.
-	for _, r := range l.Routers {
-		rs, err := prepareRouter(l, dir, r)
-		if err != nil {
-			return nil, err
-		}
-		st.Routers = append(st.Routers, rs)
-	}
-	for _, r := range l.RouterNodes {
-		rs, err := prepareRouterNode(l, dir, r)
-		if err != nil {
-			return nil, err
-		}
-		st.Routers = append(st.Routers, rs)
-	}
-	for _, rs := range st.Routers {
+	for _, w := range p.workloads {
 		if err := interrupted(ctx); err != nil {
-			return nil, err
+			return err
 		}
-		if err := createNamespace(rs.Namespace); err != nil {
-			return nil, err
+		if err := createNamespace(w.Namespace); err != nil {
+			return err
 		}
-		if err := fabric.SetMaxDgramQlen(rs.Namespace, fabric.DefaultMaxDgramQlen); err != nil {
-			return nil, err
-		}
+		st.Workloads = append(st.Workloads, w)
 	}
-	for _, w := range l.Workloads {
-		ws := WorkloadState{Name: w.Name, Node: w.Node, Namespace: l.NamespaceName(w.Name), Interface: config.InterfaceName(l.Name, w.Name)}
-		if err := interrupted(ctx); err != nil {
-			return nil, err
-		}
-		st.Workloads = append(st.Workloads, ws)
-		if err := createNamespace(ws.Namespace); err != nil {
-			return nil, err
-		}
-	}
-	if err := st.save(); err != nil {
-		return nil, err
-	}
-	for _, n := range st.Nodes {
-		if err := interrupted(ctx); err != nil {
-			return nil, err
-		}
-		spec, _ := l.Node(n.Name)
-		if err := startAgent(opt.Binary, n, spec.CPUSet); err != nil {
-			return nil, err
-		}
-		progress("node %s: agent started in namespace %s", n.Name, n.Namespace)
-	}
-	parent := ctx
-	ctx, cancel := context.WithTimeout(ctx, opt.Timeout)
+	return st.save()
+}
+
+// start starts every node's processes, in order; a node that must answer
+// before the next starts is waited for until deadline.
+func start(ctx context.Context, nodes []Node, env startEnv, deadline time.Time) error {
+	wctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	// Routers first: the nodes' BGP sessions across them need them.
-	for _, r := range st.Routers {
-		if err := startProcess(r.Namespace, []string{opt.Binary, "router", "run", "--config", r.Config}, r.Log, r.PIDFile, nil); err != nil {
-			return nil, fmt.Errorf("router %s: start forwarder: %w", r.Name, err)
+	for _, n := range nodes {
+		if err := interrupted(ctx); err != nil {
+			return err
 		}
-		if err := waitForwarder(ctx, r); err != nil {
-			return nil, orInterrupted(parent, err)
+		if err := n.start(wctx, env); err != nil {
+			return orInterrupted(ctx, err)
 		}
-		if err := startRouterDaemons(r); err != nil {
-			return nil, err
-		}
-		if r.IsRouterNode() {
-			progress("router %s: forwarding in namespace %s", r.Name, r.Namespace)
-			continue
-		}
-		progress("router %s: %s started in namespace %s", r.Name, r.Daemon, r.Namespace)
 	}
-	if err := waitReady(ctx, st, opt.NoWait, opt.Timeout, progress); err != nil {
-		return nil, orInterrupted(parent, err)
-	}
-	return st, nil
+	return nil
 }
 
 // ErrInterrupted is returned by Deploy when its context was cancelled (by
@@ -224,17 +235,6 @@ func orInterrupted(parent context.Context, err error) error {
 	return err
 }
 
-// usesFRR reports whether the lab runs an FRR router, whose daemons (user
-// frr) must pass through the state directory.
-func usesFRR(l *topology.Lab) bool {
-	for _, r := range l.Routers {
-		if r.Daemon == topology.DaemonFRR {
-			return true
-		}
-	}
-	return false
-}
-
 // createNamespace creates a lab namespace. Labs are IPv4 only, so IPv6 is
 // off inside it: no router solicitations or MLD reports reach the engine.
 func createNamespace(name string) error {
@@ -245,34 +245,6 @@ func createNamespace(name string) error {
 		if err := netns.SetSysctl(name, key, "1"); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-// checkCPUs checks that every CPU a node's cpuSet names is one this process
-// may run on, before anything is created.
-func checkCPUs(l *topology.Lab) error {
-	var avail unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &avail); err != nil {
-		return fmt.Errorf("read CPU affinity: %w", err)
-	}
-	for _, n := range l.Nodes {
-		for _, c := range n.CPUSet {
-			if !avail.IsSet(c) {
-				return fmt.Errorf("node %s: cpuSet %s: CPU %d is not available here (this machine has %d CPUs, 0-%d)",
-					n.Name, topology.FormatCPUSet(n.CPUSet), c, runtime.NumCPU(), runtime.NumCPU()-1)
-			}
-		}
-	}
-	return nil
-}
-
-// startAgent starts `vrouter node run` inside the node's namespace, detached
-// from the caller (own session, output to the node's log file), on the CPUs
-// in cpus (any when empty).
-func startAgent(bin string, n NodeState, cpus []int) error {
-	if err := startProcess(n.Namespace, []string{bin, "node", "run", "--config", n.Config}, n.Log, n.PIDFile, cpus); err != nil {
-		return fmt.Errorf("node %s: start agent: %w", n.Name, err)
 	}
 	return nil
 }
@@ -302,91 +274,41 @@ func startOnCPUs(cmd *exec.Cmd, cpus []int) error {
 }
 
 // waitReady polls every node until it reports ready (with anyState, until
-// it answers at all) or ctx ends. On timeout the error says what each node
-// not ready was still waiting for.
-func waitReady(ctx context.Context, st *State, anyState bool, timeout time.Duration, progress func(string, ...any)) error {
+// it answers at all) or ctx ends; a node whose process exited ends it with
+// an error. On timeout the error says what each node not ready was still
+// waiting for.
+func waitReady(ctx context.Context, nodes []Node, anyState bool, timeout time.Duration, progress func(string, ...any)) error {
 	ready := map[string]bool{}
-	last := map[string]*control.Status{}
 	for {
-		if err := checkRouterDaemons(st); err != nil {
-			return err
-		}
-		for _, n := range st.Nodes {
-			if ready[n.Name] {
-				continue
-			}
-			if !processAlive(n.PIDFile) {
-				return fmt.Errorf("node %s: agent exited; last log lines:\n%s", n.Name, tail(n.Log, 10))
-			}
-			s, err := control.NewClient(n.Control).Status(ctx)
-			if err != nil {
-				continue
-			}
-			last[n.Name] = s
-			if s.Ready || anyState {
-				ready[n.Name] = true
-				progress("node %s: %d BGP sessions Established, %d routes", n.Name, s.PeersEstablished, s.Routes)
+		for _, n := range nodes {
+			if err := n.running(); err != nil {
+				return err
 			}
 		}
-		if len(ready) == len(st.Nodes) {
+		for _, n := range nodes {
+			if ready[n.Name()] {
+				continue
+			}
+			if ok, line := n.ready(ctx, anyState); ok {
+				ready[n.Name()] = true
+				if line != "" {
+					progress("%s", line)
+				}
+			}
+		}
+		if len(ready) == len(nodes) {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
 			var waiting []string
-			for _, n := range st.Nodes {
-				if !ready[n.Name] {
-					waiting = append(waiting, "  "+n.Name+": "+notReadyReason(st, n, last[n.Name]))
+			for _, n := range nodes {
+				if !ready[n.Name()] {
+					waiting = append(waiting, "  "+n.Name()+": "+n.waitingFor())
 				}
 			}
 			return fmt.Errorf("timed out after %s; still waiting for:\n%s", timeout, strings.Join(waiting, "\n"))
 		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
-
-// notReadyReason says what a node that is not ready waits for, from its
-// last status (nil: it never answered).
-func notReadyReason(st *State, n NodeState, s *control.Status) string {
-	if s == nil {
-		want := 0
-		for _, w := range st.Workloads {
-			if w.Node == n.Name {
-				want++
-			}
-		}
-		return fmt.Sprintf("the agent (resources): it never answered on %s while starting (opening its TUN devices and %d workloads); see %s", n.Control, want, n.Log)
-	}
-	var down []string
-	for _, p := range s.Peers {
-		if p.State != bgp.StateEstablished {
-			d := p.Address.String() + " " + p.State
-			if p.Info != "" {
-				d += " (" + p.Info + ")"
-			}
-			down = append(down, d)
-		}
-	}
-	if len(down) > 0 {
-		return fmt.Sprintf("BGP: %d of %d sessions Established; not up: %s", s.PeersEstablished, len(s.Peers), strings.Join(down, ", "))
-	}
-	return fmt.Sprintf("routes: every BGP session is Established, but not every other node's blocks are routed yet (%d routes)", s.Routes)
-}
-
-// waitForwarder waits until router r's forwarder answers on its control
-// socket: its underlay interface and loopback addresses are up.
-func waitForwarder(ctx context.Context, r RouterState) error {
-	for {
-		if !processAlive(r.PIDFile) {
-			return fmt.Errorf("router %s: forwarder exited; last log lines:\n%s", r.Name, tail(r.Log, 10))
-		}
-		if _, err := control.NewClient(r.Control).Status(ctx); err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("router %s: timed out waiting for the forwarder", r.Name)
-		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }

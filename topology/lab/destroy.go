@@ -6,7 +6,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -31,14 +30,19 @@ func Destroy(name string) error {
 	if err := checkDir(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
+	// The state, when there is one, says what each node's kind cleans
+	// up once its processes are stopped.
+	st, _ := Load(name)
 	var errs []error
-	pidFiles, _ := filepath.Glob(filepath.Join(nodesDir(dir), "*.pid"))
-	routerPIDs, _ := filepath.Glob(filepath.Join(routersDir(dir), "*.pid"))
-	for _, pf := range append(routerPIDs, pidFiles...) {
+	for _, pf := range pidFiles(dir) {
 		if err := stopAgent(pf); err != nil {
 			errs = append(errs, err)
 		}
-		removeFRRTmp(pf)
+	}
+	if st != nil {
+		for _, n := range st.members() {
+			n.cleanup()
+		}
 	}
 	for _, pid := range strayAgents(dir) {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
@@ -129,11 +133,6 @@ func agentPID(pidFile string) (int, bool) {
 		return pid, isAgentCmdline(pid, "")
 	}
 	return pid, strings.TrimSpace(string(want)) == started
-}
-
-// startFile is where the start time of the process in pidFile is kept.
-func startFile(pidFile string) string {
-	return strings.TrimSuffix(pidFile, ".pid") + ".start"
 }
 
 // procStart returns a process's start time (field 22 of /proc/PID/stat, in
@@ -280,29 +279,4 @@ func killInNamespaces(nss []string) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return nil
-}
-
-// removeFRRTmp removes the /var/tmp/frr/<daemon>.<pid> of the FRR daemon
-// (zebra, bgpd) whose pid file is pidFile, once it no longer runs: a daemon
-// that was killed rather than stopped leaves it behind.
-func removeFRRTmp(pidFile string) {
-	base := strings.TrimSuffix(filepath.Base(pidFile), ".pid")
-	daemon := base[strings.LastIndexByte(base, '.')+1:]
-	if daemon != "zebra" && daemon != "bgpd" {
-		return
-	}
-	data, err := os.ReadFile(pidFile)
-	if err != nil || processAlive(pidFile) {
-		return
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
-	if err != nil || pid <= 1 {
-		return
-	}
-	// A zombie (never reaped: its parent, deploy, is gone) holds its pid;
-	// a live process with the pid may be another lab's daemon.
-	if _, state, err := procStart(pid); err == nil && state != 'Z' {
-		return
-	}
-	_ = os.RemoveAll(filepath.Join(frrTmp, fmt.Sprintf("%s.%d", daemon, pid)))
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vrouter-lab/vrouter/topology"
+	"github.com/vrouter-lab/vrouter/topology/lab"
 	"github.com/vrouter-lab/vrouter/vrouter/control"
 	"github.com/vrouter-lab/vrouter/vrouter/netns/netnstest"
 )
@@ -232,7 +233,7 @@ func TestIPIPRogueSourceDropped(t *testing.T) {
 	netnstest.RequireCommand(t, "python3", "python3")
 	netnstest.GuardRoot(t)
 	name := deployExample(t, "calico-ipip.yaml", "rogue", nil)
-	sock := control.Socket(filepath.Join(topology.StateRoot, name), "node3")
+	sock := lab.ControlSocket(filepath.Join(topology.StateRoot, name), "node3")
 	stats := func() map[string]uint64 {
 		s, err := control.NewClient(sock).Stats(context.Background())
 		if err != nil {

@@ -2,7 +2,13 @@
 // namespace and one `vrouter node run` process per node, one namespace per
 // workload, and a state directory under /run/vrouter/<lab> holding the node
 // configs, pid files, logs, control sockets, the IPAM datastore and the
-// underlay fabric's sockets.
+// underlay fabric's sockets (statedir.go computes every path of it).
+//
+// Each node and router of a lab is a Node of a kind (kind.go): calicoNode
+// (the node agent), routerNode (kind: router, the forwarder alone) and
+// externalRouter (the forwarder beside a BGP daemon, whose part is bird,
+// frr or gobgpd). Deploy takes them through its phases: plan, provision,
+// start, wait (deploy.go).
 package lab
 
 import (
@@ -18,7 +24,6 @@ import (
 	"time"
 
 	"github.com/vrouter-lab/vrouter/topology"
-	"github.com/vrouter-lab/vrouter/vrouter/config"
 )
 
 // stateFile is the name of the file in a lab's state directory that records
@@ -171,171 +176,4 @@ func (s *State) Namespace(name string) (string, bool) {
 		return r.Namespace, true
 	}
 	return "", false
-}
-
-// nodeConfig builds the agent config of one node from the lab file.
-func nodeConfig(l *topology.Lab, dir string, n topology.Node) (*config.Node, error) {
-	net, ok := l.NetworkOf(n.Name)
-	if !ok {
-		return nil, fmt.Errorf("node %s: unknown network %s", n.Name, n.Network)
-	}
-	c := &config.Node{
-		Lab:            l.Name,
-		Node:           n.Name,
-		StateDir:       dir,
-		Namespace:      l.NamespaceName(n.Name),
-		Network:        net.Name,
-		Prefix:         netip.PrefixFrom(n.Address, net.CIDR.Bits()),
-		Interface:      n.Interface,
-		MTU:            net.MTU,
-		Datastore:      ipamPath(dir),
-		StrictAffinity: l.IPAM.StrictAffinity,
-		BGP: config.BGP{
-			ASN:           nodeASN(l, n),
-			KeepaliveTime: l.BGP.KeepaliveTime,
-			HoldTime:      l.BGP.HoldTime,
-
-			GracefulRestart: l.BGP.GracefulRestart,
-			RestartTime:     l.BGP.RestartTime,
-		},
-	}
-	c.Neighbors = neighbors(l, n.Network)
-	c.Gateway = net.Gateway
-	for _, o := range l.Nodes {
-		c.TunnelSources = append(c.TunnelSources, o.Address)
-	}
-	c.BGP.Peers = bgpPeers(l, n)
-	c.BGP.RouteNodes = routeNodes(l, n)
-	for _, p := range l.IPPools {
-		c.Pools = append(c.Pools, config.Pool{Name: p.Name, CIDR: p.CIDR, BlockSize: p.BlockSize, IPIPMode: string(p.IPIPMode), MTU: l.WorkloadMTU(p, net)})
-	}
-	for _, w := range l.Workloads {
-		if w.Node == n.Name {
-			c.Workloads = append(c.Workloads, config.Workload{Name: w.Name, Namespace: l.NamespaceName(w.Name), Address: w.Address})
-		}
-	}
-	return c, nil
-}
-
-// nodeASN is the AS of node n: its own, or the lab's for a lab state
-// written before nodes had one.
-func nodeASN(l *topology.Lab, n topology.Node) uint32 {
-	if n.ASNumber != 0 {
-		return n.ASNumber
-	}
-	return l.BGP.ASNumber
-}
-
-// bgpPeers computes node n's BGP peers as Calico does: the node-to-node
-// mesh (each peer in its own AS, so nodes in different ASes mesh over
-// eBGP), then every BGPPeer that applies to n. A peerSelector peering is
-// configured at both ends: the nodes it applies to peer with the selected
-// nodes, and the selected nodes peer back. A route reflector (a node with
-// a cluster ID) treats an iBGP peer that is not a route reflector as its
-// client; two route reflectors peer as plain iBGP. The first peering of an
-// address wins.
-func bgpPeers(l *topology.Lab, n topology.Node) []config.BGPPeer {
-	var out []config.BGPPeer
-	seen := map[netip.Addr]bool{n.Address: true}
-	byAddr := map[netip.Addr]topology.Node{}
-	for _, o := range l.Nodes {
-		byAddr[o.Address] = o
-	}
-	add := func(p config.BGPPeer) {
-		if seen[p.Address] {
-			return
-		}
-		seen[p.Address] = true
-		if net, ok := l.Network(n.Network); ok && p.ASN != nodeASN(l, n) && net.CIDR.Contains(p.Address) {
-			// An eBGP peer on the node's own network is sent every
-			// block with the owning node as next hop, as BIRD (Calico's
-			// daemon) does for a peer on a shared subnet.
-			_, isNode := byAddr[p.Address]
-			p.KeepOriginalNextHop = !isNode
-		}
-		if o, isNode := byAddr[p.Address]; isNode {
-			p.Node = o.Name
-			if n.RouteReflector() && !o.RouteReflector() && p.ASN == nodeASN(l, n) {
-				p.RouteReflectorClient, p.ClusterID = true, n.RouteReflectorClusterID
-			}
-		}
-		out = append(out, p)
-	}
-	if l.BGP.NodeToNodeMesh {
-		for _, o := range l.Nodes {
-			add(config.BGPPeer{Address: o.Address, ASN: nodeASN(l, o), Type: "node-to-node mesh"})
-		}
-	}
-	for _, bp := range l.BGPPeers {
-		typ := "node specific"
-		if bp.Global() {
-			typ = "global"
-		}
-		peer := func(addr netip.Addr, asn uint32) {
-			add(config.BGPPeer{Address: addr, ASN: asn, Type: typ, Name: bp.Name, Password: bp.Password})
-		}
-		local := bp.AppliesTo(n)
-		if bp.PeerIP.IsValid() {
-			if local {
-				peer(bp.PeerIP, bp.ASNumber)
-			}
-			continue
-		}
-		selected := l.Peers(bp)
-		if local {
-			for _, o := range selected {
-				peer(o.Address, nodeASN(l, o))
-			}
-		}
-		for _, o := range selected {
-			if o.Name != n.Name {
-				continue
-			}
-			// n is selected: it peers back with every node the peering
-			// applies to.
-			for _, o := range l.Nodes {
-				if bp.AppliesTo(o) {
-					peer(o.Address, nodeASN(l, o))
-				}
-			}
-		}
-	}
-	return out
-}
-
-// routeNodes lists the lab nodes whose blocks node n learns: those it peers
-// with, and those a route reflector among its peers reflects to it (a
-// reflector passes its clients' routes to every peer, and every peer's
-// routes to its clients).
-func routeNodes(l *topology.Lab, n topology.Node) []string {
-	set := map[string]bool{}
-	for _, p := range bgpPeers(l, n) {
-		if p.Node == "" {
-			continue
-		}
-		set[p.Node] = true
-		rr, _ := l.Node(p.Node)
-		if !rr.RouteReflector() {
-			continue
-		}
-		var nIsClient bool
-		rrPeers := bgpPeers(l, rr)
-		for _, q := range rrPeers {
-			if q.Node == n.Name {
-				nIsClient = q.RouteReflectorClient
-			}
-		}
-		for _, q := range rrPeers {
-			if q.Node != "" && q.Node != n.Name && (nIsClient || q.RouteReflectorClient) {
-				set[q.Node] = true
-			}
-		}
-	}
-	out := make([]string, 0, len(set))
-	for _, o := range l.Nodes {
-		if set[o.Name] {
-			out = append(out, o.Name)
-		}
-	}
-	return out
 }

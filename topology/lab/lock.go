@@ -6,7 +6,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -18,11 +17,6 @@ import (
 // than the caller would wait.
 var ErrBusy = errors.New("lab is busy")
 
-// lockPath is the lock file of the lab called name, beside (not inside) its
-// state directory, so that destroy can remove the directory while holding
-// the lock.
-func lockPath(name string) string { return filepath.Join(topology.StateRoot, name+".lock") }
-
 // Lock takes the lab's lock: an exclusive flock(2) on <StateRoot>/<lab>.lock
 // that serialises the commands changing a lab (deploy, destroy, apply,
 // workload add and del, node restart, link set) across processes. holder describes
@@ -33,7 +27,8 @@ func lockPath(name string) string { return filepath.Join(topology.StateRoot, nam
 // the process exits; when the lab then has no state directory (nothing, or
 // something that is not a directory), the lock file goes too.
 func Lock(name, holder string, wait time.Duration, notice io.Writer) (unlock func(), err error) {
-	if err := topology.CheckLabName(name); err != nil {
+	dir, err := Dir(name)
+	if err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(topology.StateRoot, 0o755); err != nil {
@@ -75,7 +70,7 @@ func Lock(name, holder string, wait time.Duration, notice io.Writer) (unlock fun
 			_, _ = f.WriteAt([]byte(fmt.Sprintf("vrouter %s (pid %d)\n", topology.Shorten(holder), os.Getpid())), 0)
 		}
 		return func() {
-			if fi, err := os.Lstat(filepath.Join(topology.StateRoot, name)); errors.Is(err, fs.ErrNotExist) || err == nil && !fi.IsDir() {
+			if fi, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) || err == nil && !fi.IsDir() {
 				_ = os.Remove(path)
 			} else {
 				_ = f.Truncate(0)

@@ -60,20 +60,13 @@ func RestartNode(ctx context.Context, st *State, node string, opt RestartOptions
 		}
 		opt.Progress("node %s: agent stopped", node)
 	}
-	var cpus []int
-	if st.Spec != nil {
-		if spec, ok := st.Spec.Node(node); ok {
-			cpus = spec.CPUSet
-		}
-	}
-	if err := startAgent(opt.Binary, n, cpus); err != nil {
+	c := st.calicoNode(n)
+	if err := c.start(ctx, startEnv{bin: opt.Binary, progress: opt.Progress}); err != nil {
 		return err
 	}
-	opt.Progress("node %s: agent started in namespace %s", node, n.Namespace)
 	ctx, cancel := context.WithTimeout(ctx, opt.Timeout)
 	defer cancel()
-	one := &State{Name: st.Name, Dir: st.Dir, Nodes: []NodeState{n}}
-	return waitReady(ctx, one, opt.NoWait, opt.Timeout, opt.Progress)
+	return waitReady(ctx, []Node{c}, opt.NoWait, opt.Timeout, opt.Progress)
 }
 
 // killAgent sends SIGKILL to the agent in pidFile, if it runs, and waits

@@ -1,14 +1,12 @@
 package lab
 
 import (
-	"errors"
+	"context"
 	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -17,8 +15,9 @@ import (
 	"github.com/vrouter-lab/vrouter/vrouter/control"
 )
 
-// RouterState is one external router of a deployed lab: its namespace, the
-// forwarder that joins it to the underlay, and its BGP daemon.
+// RouterState is one router of a deployed lab: its namespace, the
+// forwarder that joins it to the underlay, and an external router's BGP
+// daemon (Daemon; KindRouterNode for a router node, which runs none).
 type RouterState struct {
 	Name      string          `json:"name"`
 	Namespace string          `json:"namespace"`
@@ -61,19 +60,14 @@ type DaemonProcess struct {
 }
 
 // CLIArgs returns the command line that runs the router's daemon CLI with
-// args (e.g. "show route"), to be run in the router's namespace.
+// args (e.g. "show route"), to be run in the router's namespace; nil for a
+// router node (kind: router), which runs no daemon.
 func (r RouterState) CLIArgs(args ...string) []string {
-	switch r.Daemon {
-	case topology.DaemonFRR:
-		out := []string{r.CLI, "--vty_socket", r.Socket}
-		for _, a := range args {
-			out = append(out, "-c", a)
-		}
-		return out
-	case topology.DaemonGoBGP:
-		return append([]string{r.CLI, "--target", "unix://" + r.Socket}, args...)
+	n, err := routerKind(forwarder{rs: r})
+	if err != nil {
+		return nil
 	}
-	return append([]string{r.CLI, "-s", r.Socket}, args...)
+	return n.CLI(args...)
 }
 
 // Router returns the named router's state.
@@ -86,155 +80,67 @@ func (s *State) Router(name string) (RouterState, bool) {
 	return RouterState{}, false
 }
 
-// daemonBins are the executables a router's daemon needs.
-type daemonBins struct {
-	main  string // bird, FRR's bgpd or gobgpd
-	zebra string // FRR only
-	cli   string // birdc, vtysh or gobgp
+// forwarder is the part every router kind shares: `vrouter router run`,
+// which joins the router's namespace to the lab's underlay (and with
+// several interfaces, several underlay networks). The router kinds embed
+// it.
+type forwarder struct {
+	rs  RouterState
+	cfg *config.Router // the forwarder's config; nil for a router of a deployed lab
+	lab *topology.Lab  // the lab file, while deploying
 }
 
-// DefaultBIRD2 is where BIRD 2 is looked for when the lab file names no
-// binary and VROUTER_BIRD2 is unset: the Debian package bird2 conflicts
-// with bird (1.6), so it is extracted, not installed, there
-// (apt-get download bird2 && dpkg-deb -x bird2_*.deb /opt/vrouter-bird2).
-const DefaultBIRD2 = "/opt/vrouter-bird2/usr/sbin/bird"
+func (f *forwarder) Name() string                               { return f.rs.Name }
+func (f *forwarder) Namespace() string                          { return f.rs.Namespace }
+func (f *forwarder) record(st *State)                           { st.Routers = append(st.Routers, f.rs) }
+func (f *forwarder) ready(context.Context, bool) (bool, string) { return true, "" }
+func (f *forwarder) waitingFor() string                         { return "its processes" }
 
-// frrDir is where Debian's frr package puts its daemons.
-const frrDir = "/usr/lib/frr"
-
-// findDaemon finds the executables of router r's daemon, or says which
-// Debian package provides the missing one.
-func findDaemon(r topology.Router) (daemonBins, error) {
-	var b daemonBins
-	main, pkg := r.Binary, ""
-	switch r.Daemon {
-	case topology.DaemonBIRD:
-		pkg = "bird (apt-get install bird)"
-		if main == "" {
-			main = "bird"
-		}
-	case topology.DaemonBIRD2:
-		pkg = "bird2, which conflicts with bird: extract it without installing (apt-get download bird2 && dpkg-deb -x bird2_*.deb /opt/vrouter-bird2), or set binary: in the lab file or VROUTER_BIRD2"
-		if main == "" {
-			main = os.Getenv("VROUTER_BIRD2")
-		}
-		if main == "" {
-			main = DefaultBIRD2
-		}
-	case topology.DaemonFRR:
-		pkg = "frr (apt-get install frr)"
-		if main == "" {
-			main = filepath.Join(frrDir, "bgpd")
-		}
-	case topology.DaemonGoBGP:
-		pkg = "gobgpd (apt-get install gobgpd)"
-		if main == "" {
-			main = "gobgpd"
-		}
-	default:
-		return b, fmt.Errorf("router %s: unknown daemon %q", r.Name, r.Daemon)
-	}
-	var err error
-	if b.main, err = lookPath(main); err != nil {
-		return b, fmt.Errorf("router %s: daemon %s: %s not found; install the Debian package %s", r.Name, r.Daemon, main, pkg)
-	}
-	if r.Daemon == topology.DaemonBIRD || r.Daemon == topology.DaemonBIRD2 {
-		if err := checkBIRDVersion(r, b.main); err != nil {
-			return b, err
-		}
-	}
-	dir := filepath.Dir(b.main)
-	companion := func(name string) (string, error) {
-		if p, err := lookPath(filepath.Join(dir, name)); err == nil {
-			return p, nil
-		}
-		if p, err := lookPath(filepath.Join(frrDir, name)); err == nil && r.Daemon == topology.DaemonFRR {
-			return p, nil
-		}
-		if p, err := exec.LookPath(name); err == nil {
-			return p, nil
-		}
-		return "", fmt.Errorf("router %s: daemon %s: %s not found beside %s or in PATH; install the Debian package %s", r.Name, r.Daemon, name, b.main, pkg)
-	}
-	switch r.Daemon {
-	case topology.DaemonFRR:
-		if b.zebra, err = companion("zebra"); err != nil {
-			return b, err
-		}
-		b.cli, err = companion("vtysh")
-	case topology.DaemonGoBGP:
-		b.cli, err = companion("gobgp")
-	default:
-		b.cli, err = companion("birdc")
-	}
-	return b, err
-}
-
-// checkBIRDVersion checks that bin is the BIRD r.Daemon names (1.x for
-// bird, 2.x for bird2): their configuration languages differ.
-func checkBIRDVersion(r topology.Router, bin string) error {
-	out, err := exec.Command(bin, "--version").CombinedOutput()
-	v := strings.TrimSpace(string(out))
-	if err != nil {
-		return fmt.Errorf("router %s: %s --version: %w: %s", r.Name, bin, err, v)
-	}
-	want, other := "BIRD version 1.", topology.DaemonBIRD2
-	if r.Daemon == topology.DaemonBIRD2 {
-		want, other = "BIRD version 2.", topology.DaemonBIRD
-	}
-	if !strings.HasPrefix(v, want) {
-		return fmt.Errorf("router %s: daemon %s: %s is %q; for that BIRD write daemon: %s", r.Name, r.Daemon, bin, v, other)
+// makeDir makes the router's own directory (its daemon's, if it has one).
+func (f *forwarder) makeDir() error {
+	if err := os.Mkdir(f.rs.Dir, dirMode); err != nil {
+		return fmt.Errorf("router %s: %w", f.rs.Name, err)
 	}
 	return nil
 }
 
-// lookPath is exec.LookPath that also accepts a path without a slash only
-// through PATH, and reports a directory or non-executable as missing.
-func lookPath(p string) (string, error) {
-	found, err := exec.LookPath(p)
-	if err != nil {
-		return "", err
+// writeConfig writes the forwarder's config.
+func (f *forwarder) writeConfig() error {
+	if err := f.cfg.WriteFile(f.rs.Config); err != nil {
+		return fmt.Errorf("router %s: write config: %w", f.rs.Name, err)
 	}
-	return filepath.Abs(found)
+	return nil
 }
 
-// CheckDaemons checks that every router's daemon is installed, before
-// anything of the lab is created.
-func CheckDaemons(l *topology.Lab) error {
-	var errs []error
-	for _, r := range l.Routers {
-		if _, err := findDaemon(r); err != nil {
-			errs = append(errs, err)
+// startForwarder starts the forwarder in the router's namespace and waits
+// until it answers on its control socket: its underlay interfaces and
+// loopback addresses are up.
+func (f *forwarder) startForwarder(ctx context.Context, bin string) error {
+	r := f.rs
+	if err := startProcess(r.Namespace, []string{bin, "router", "run", "--config", r.Config}, r.Log, r.PIDFile, nil); err != nil {
+		return fmt.Errorf("router %s: start forwarder: %w", r.Name, err)
+	}
+	for {
+		if err := f.forwarderRunning(); err != nil {
+			return err
+		}
+		if _, err := control.NewClient(r.Control).Status(ctx); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("router %s: timed out waiting for the forwarder", r.Name)
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	return errors.Join(errs...)
 }
 
-// routerConfig builds the forwarder config of router r.
-func routerConfig(l *topology.Lab, dir string, r topology.Router) (*config.Router, error) {
-	net, ok := l.Network(r.Network)
-	if !ok {
-		return nil, fmt.Errorf("router %s: unknown network %s", r.Name, r.Network)
+// forwarderRunning says whether the forwarder exited.
+func (f *forwarder) forwarderRunning() error {
+	if !processAlive(f.rs.PIDFile) {
+		return fmt.Errorf("router %s: forwarder exited; last log lines:\n%s", f.rs.Name, tail(f.rs.Log, 10))
 	}
-	c := &config.Router{
-		Lab:       l.Name,
-		Router:    r.Name,
-		StateDir:  dir,
-		Namespace: l.NamespaceName(r.Name),
-		Network:   net.Name,
-		Prefix:    netip.PrefixFrom(r.Address, net.CIDR.Bits()),
-		Interface: r.Interface,
-		MTU:       net.MTU,
-		Neighbors: neighbors(l, r.Network),
-	}
-	for _, p := range r.Announce {
-		first := p.Addr()
-		if p.Bits() < 31 {
-			first = first.Next()
-		}
-		c.Loopback = append(c.Loopback, netip.PrefixFrom(first, p.Bits()))
-	}
-	return c, nil
+	return nil
 }
 
 // neighbors lists the nodes and routers on network, as ARP would find them.
@@ -256,364 +162,6 @@ func neighbors(l *topology.Lab, network string) []config.Neighbor {
 		}
 	}
 	return out
-}
-
-// routerPeer is one BGP session of a router's generated configuration.
-type routerPeer struct {
-	Name     string
-	Address  netip.Addr
-	ASN      uint32
-	Password string
-}
-
-// routerPeers lists the sessions router r's generated configuration has:
-// one per peer node, with the password of a bgpPeers entry between them.
-func routerPeers(l *topology.Lab, r topology.Router) []routerPeer {
-	var out []routerPeer
-	for _, name := range r.Peers {
-		n, ok := l.Node(name)
-		if !ok {
-			continue
-		}
-		p := routerPeer{Name: n.Name, Address: n.Address, ASN: nodeASN(l, n)}
-		for _, bp := range l.BGPPeers {
-			if bp.PeerIP == r.Address && bp.AppliesTo(n) && bp.Password != "" {
-				p.Password = bp.Password
-				break
-			}
-		}
-		out = append(out, p)
-	}
-	return out
-}
-
-// birdName makes a BIRD protocol name of a node name ("node-1" → "node_1").
-func birdName(s string) string {
-	return "peer_" + strings.ReplaceAll(s, "-", "_")
-}
-
-// birdConfig generates a BIRD configuration (1.6 syntax, or 2's with v2)
-// for router r: a kernel protocol exporting BGP routes to the namespace's
-// table, a static protocol originating the announced prefixes, and one
-// BGP session per peer node exporting only those.
-func birdConfig(l *topology.Lab, r topology.Router, v2 bool) string {
-	var b strings.Builder
-	hold, ka := int(l.BGP.HoldTime/time.Second), int(l.BGP.KeepaliveTime/time.Second)
-	fmt.Fprintf(&b, "# Generated by vrouter for router %s of lab %s.\n", r.Name, l.Name)
-	fmt.Fprintf(&b, "router id %s;\nlog stderr all;\n\n", r.Address)
-	b.WriteString("protocol device {\n  scan time 10;\n}\n\n")
-	bgpOnly := "filter { if source = RTS_BGP then accept; reject; }"
-	staticOnly := "filter { if source = RTS_STATIC then accept; reject; }"
-	if v2 {
-		fmt.Fprintf(&b, "protocol direct {\n  ipv4;\n  interface \"%s\";\n}\n\n", r.Interface)
-		fmt.Fprintf(&b, "protocol kernel {\n  scan time 2;\n  ipv4 {\n    import none;\n    export %s;\n  };\n}\n\n", bgpOnly)
-		b.WriteString("protocol static announce {\n  ipv4;\n")
-	} else {
-		fmt.Fprintf(&b, "protocol direct {\n  interface \"%s\";\n}\n\n", r.Interface)
-		fmt.Fprintf(&b, "protocol kernel {\n  scan time 2;\n  import none;\n  export %s;\n}\n\n", bgpOnly)
-		b.WriteString("protocol static announce {\n")
-	}
-	for _, p := range r.Announce {
-		fmt.Fprintf(&b, "  route %s blackhole;\n", p)
-	}
-	b.WriteString("}\n")
-	for _, p := range routerPeers(l, r) {
-		fmt.Fprintf(&b, "\nprotocol bgp %s {\n", birdName(p.Name))
-		fmt.Fprintf(&b, "  local %s as %d;\n  neighbor %s as %d;\n", r.Address, r.ASNumber, p.Address, p.ASN)
-		if hold > 0 {
-			fmt.Fprintf(&b, "  hold time %d;\n  keepalive time %d;\n", hold, ka)
-		}
-		b.WriteString("  connect retry time 2;\n")
-		if p.Password != "" {
-			fmt.Fprintf(&b, "  password %q;\n", p.Password)
-		}
-		if v2 {
-			// direct, gateway direct: BIRD 2 treats iBGP as multihop and
-			// resolves its next hop recursively, through the direct
-			// route, to "dev ens33" without the gateway, which leaves
-			// the kernel nothing to route by. The peers share a network.
-			b.WriteString("  direct;\n")
-			fmt.Fprintf(&b, "  ipv4 {\n    gateway direct;\n    next hop self;\n    import all;\n    export %s;\n  };\n", staticOnly)
-		} else {
-			fmt.Fprintf(&b, "  start delay time 1;\n  next hop self;\n  import all;\n  export %s;\n", staticOnly)
-		}
-		b.WriteString("}\n")
-	}
-	return b.String()
-}
-
-// frrConfig generates FRR's bgpd configuration for router r: one neighbor
-// per peer node, the announced prefixes as network statements, and a
-// route map that announces only those.
-func frrConfig(l *topology.Lab, r topology.Router) string {
-	var b strings.Builder
-	hold, ka := int(l.BGP.HoldTime/time.Second), int(l.BGP.KeepaliveTime/time.Second)
-	fmt.Fprintf(&b, "! Generated by vrouter for router %s of lab %s.\nhostname %s\nlog stdout\n!\n", r.Name, l.Name, r.Name)
-	if len(r.Announce) == 0 {
-		b.WriteString("route-map VROUTER-ANNOUNCE deny 10\n!\n")
-	} else {
-		for i, p := range r.Announce {
-			fmt.Fprintf(&b, "ip prefix-list VROUTER-ANNOUNCE seq %d permit %s\n", 5*(i+1), p)
-		}
-		b.WriteString("route-map VROUTER-ANNOUNCE permit 10\n match ip address prefix-list VROUTER-ANNOUNCE\n!\n")
-	}
-	fmt.Fprintf(&b, "router bgp %d\n bgp router-id %s\n no bgp ebgp-requires-policy\n no bgp network import-check\n timers bgp %d %d\n", r.ASNumber, r.Address, ka, hold)
-	peers := routerPeers(l, r)
-	for _, p := range peers {
-		fmt.Fprintf(&b, " neighbor %s remote-as %d\n neighbor %s timers connect 2\n", p.Address, p.ASN, p.Address)
-		if p.Password != "" {
-			fmt.Fprintf(&b, " neighbor %s password %s\n", p.Address, p.Password)
-		}
-	}
-	b.WriteString(" !\n address-family ipv4 unicast\n")
-	for _, p := range r.Announce {
-		fmt.Fprintf(&b, "  network %s\n", p)
-	}
-	for _, p := range peers {
-		fmt.Fprintf(&b, "  neighbor %s next-hop-self\n  neighbor %s route-map VROUTER-ANNOUNCE out\n", p.Address, p.Address)
-	}
-	b.WriteString(" exit-address-family\n!\n")
-	return b.String()
-}
-
-// gobgpConfig generates gobgpd's configuration (TOML) for router r: one
-// neighbor per peer node and a global export policy that announces only
-// the announced prefixes, which are put into the RIB through the API once
-// gobgpd runs. The forwarder copies the learned routes into the kernel.
-func gobgpConfig(l *topology.Lab, r topology.Router) string {
-	var b strings.Builder
-	hold, ka := int(l.BGP.HoldTime/time.Second), int(l.BGP.KeepaliveTime/time.Second)
-	fmt.Fprintf(&b, "# Generated by vrouter for router %s of lab %s.\n", r.Name, l.Name)
-	fmt.Fprintf(&b, "[global.config]\n  as = %d\n  router-id = %q\n  local-address-list = [%q]\n\n", r.ASNumber, r.Address, r.Address)
-	b.WriteString("[global.apply-policy.config]\n")
-	if len(r.Announce) > 0 {
-		b.WriteString("  export-policy-list = [\"vrouter-announce\"]\n")
-	}
-	b.WriteString("  default-export-policy = \"reject-route\"\n")
-	if len(r.Announce) > 0 {
-		b.WriteString("\n[[defined-sets.prefix-sets]]\n  prefix-set-name = \"vrouter-announce\"\n")
-		for _, p := range r.Announce {
-			fmt.Fprintf(&b, "  [[defined-sets.prefix-sets.prefix-list]]\n    ip-prefix = %q\n", p)
-		}
-		b.WriteString("\n[[policy-definitions]]\n  name = \"vrouter-announce\"\n  [[policy-definitions.statements]]\n    name = \"announce\"\n")
-		b.WriteString("    [policy-definitions.statements.conditions.match-prefix-set]\n      prefix-set = \"vrouter-announce\"\n")
-		b.WriteString("    [policy-definitions.statements.actions]\n      route-disposition = \"accept-route\"\n")
-	}
-	for _, p := range routerPeers(l, r) {
-		fmt.Fprintf(&b, "\n[[neighbors]]\n  [neighbors.config]\n    neighbor-address = %q\n    peer-as = %d\n", p.Address, p.ASN)
-		if p.Password != "" {
-			fmt.Fprintf(&b, "    auth-password = %q\n", p.Password)
-		}
-		b.WriteString("  [neighbors.timers.config]\n    connect-retry = 2\n")
-		if hold > 0 {
-			fmt.Fprintf(&b, "    hold-time = %d\n    keepalive-interval = %d\n", hold, ka)
-		}
-		fmt.Fprintf(&b, "  [neighbors.transport.config]\n    local-address = %q\n", r.Address)
-		b.WriteString("  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"ipv4-unicast\"\n")
-	}
-	return b.String()
-}
-
-// prepareRouter writes router r's forwarder config and daemon
-// configuration and returns its state; nothing runs yet.
-func prepareRouter(l *topology.Lab, dir string, r topology.Router) (RouterState, error) {
-	bins, err := findDaemon(r)
-	if err != nil {
-		return RouterState{}, err
-	}
-	cfg, err := routerConfig(l, dir, r)
-	if err != nil {
-		return RouterState{}, err
-	}
-	base := routersDir(dir)
-	if r.Daemon == topology.DaemonGoBGP {
-		cfg.GoBGP = &config.GoBGPKernel{CLI: bins.cli, Socket: gobgpSocket(filepath.Join(base, r.Name))}
-	}
-	rs := RouterState{
-		Name:      r.Name,
-		Namespace: cfg.Namespace,
-		Address:   r.Address,
-		Network:   r.Network,
-		Interface: r.Interface,
-		Daemon:    r.Daemon,
-		Config:    filepath.Join(base, r.Name+".json"),
-		Control:   control.Socket(dir, r.Name),
-		Log:       filepath.Join(base, r.Name+".log"),
-		PIDFile:   filepath.Join(base, r.Name+".pid"),
-		Dir:       filepath.Join(base, r.Name),
-		CLI:       bins.cli,
-	}
-	if err := os.Mkdir(rs.Dir, dirMode); err != nil {
-		return rs, fmt.Errorf("router %s: %w", r.Name, err)
-	}
-	if err := cfg.WriteFile(rs.Config); err != nil {
-		return rs, fmt.Errorf("router %s: write config: %w", r.Name, err)
-	}
-	proc := func(name string, args ...string) DaemonProcess {
-		return DaemonProcess{Name: name, Args: args,
-			PIDFile: filepath.Join(base, r.Name+"."+name+".pid"), Log: filepath.Join(base, r.Name+"."+name+".log")}
-	}
-	rs.DaemonConfig = r.Config
-	switch r.Daemon {
-	case topology.DaemonBIRD, topology.DaemonBIRD2:
-		if rs.DaemonConfig == "" {
-			rs.DaemonConfig = filepath.Join(rs.Dir, "bird.conf")
-			if err := writeFile(rs.DaemonConfig, []byte(birdConfig(l, r, r.Daemon == topology.DaemonBIRD2)), fileMode); err != nil {
-				return rs, fmt.Errorf("router %s: write bird.conf: %w", r.Name, err)
-			}
-		}
-		rs.Socket = filepath.Join(rs.Dir, "bird.ctl")
-		if out, err := exec.Command(bins.main, "-p", "-c", rs.DaemonConfig).CombinedOutput(); err != nil {
-			return rs, fmt.Errorf("router %s: %s rejects %s: %s", r.Name, bins.main, rs.DaemonConfig, strings.TrimSpace(string(out)))
-		}
-		rs.Processes = []DaemonProcess{proc("bird", bins.main, "-f", "-c", rs.DaemonConfig, "-s", rs.Socket)}
-	case topology.DaemonFRR:
-		// FRR's daemons drop to user frr (and need its vty group): the
-		// directory of their pid files and sockets must be theirs.
-		if err := chownTo(rs.Dir, "frr"); err != nil {
-			return rs, fmt.Errorf("router %s: %w", r.Name, err)
-		}
-		// bgpd runs as user frr, which may not read the user's file
-		// where it is: it gets a copy in its own directory, readable by
-		// root and group frr only (it may hold passwords).
-		conf := []byte(frrConfig(l, r))
-		if r.Config != "" {
-			if conf, err = os.ReadFile(r.Config); err != nil {
-				return rs, fmt.Errorf("router %s: read config: %w", r.Name, err)
-			}
-		}
-		rs.DaemonConfig = filepath.Join(rs.Dir, "bgpd.conf")
-		if err := writeFRRFile(rs.DaemonConfig, conf); err != nil {
-			return rs, fmt.Errorf("router %s: write bgpd.conf: %w", r.Name, err)
-		}
-		if out, err := checkFRRConfig(bins.main, rs.DaemonConfig); err != nil {
-			what := rs.DaemonConfig
-			if r.Config != "" {
-				what = r.Config + " (copied to " + rs.DaemonConfig + ")"
-			}
-			return rs, fmt.Errorf("router %s: %s rejects %s: %s", r.Name, bins.main, what, strings.TrimSpace(string(out)))
-		}
-		zconf := filepath.Join(rs.Dir, "zebra.conf")
-		if err := writeFRRFile(zconf, []byte("hostname "+r.Name+"\nlog stdout\n")); err != nil {
-			return rs, fmt.Errorf("router %s: write zebra.conf: %w", r.Name, err)
-		}
-		rs.Socket = rs.Dir
-		zserv := filepath.Join(rs.Dir, "zserv.api")
-		common := []string{"-z", zserv, "--vty_socket", rs.Dir}
-		rs.Processes = []DaemonProcess{
-			proc("zebra", append([]string{bins.zebra, "-f", zconf, "-i", filepath.Join(rs.Dir, "zebra.pid")}, common...)...),
-			proc("bgpd", append([]string{bins.main, "-f", rs.DaemonConfig, "-i", filepath.Join(rs.Dir, "bgpd.pid"), "-l", r.Address.String()}, common...)...),
-		}
-	case topology.DaemonGoBGP:
-		if rs.DaemonConfig == "" {
-			rs.DaemonConfig = filepath.Join(rs.Dir, "gobgpd.toml")
-			if err := writeFile(rs.DaemonConfig, []byte(gobgpConfig(l, r)), fileMode); err != nil {
-				return rs, fmt.Errorf("router %s: write gobgpd.toml: %w", r.Name, err)
-			}
-		}
-		if out, err := exec.Command(bins.main, "--dry-run", "-f", rs.DaemonConfig, "-t", gobgpConfigType(rs.DaemonConfig)).CombinedOutput(); err != nil {
-			return rs, fmt.Errorf("router %s: %s rejects %s: %s", r.Name, bins.main, rs.DaemonConfig, strings.TrimSpace(string(out)))
-		}
-		rs.Socket = gobgpSocket(rs.Dir)
-		rs.Announce = r.Announce
-		rs.Processes = []DaemonProcess{
-			proc("gobgpd", bins.main, "-f", rs.DaemonConfig, "-t", gobgpConfigType(rs.DaemonConfig), "-p",
-				"--api-hosts", "unix://"+rs.Socket, "--pprof-disable"),
-		}
-	}
-	return rs, nil
-}
-
-// gobgpSocket is gobgpd's gRPC API socket in the router's directory.
-func gobgpSocket(dir string) string { return filepath.Join(dir, "gobgpd.sock") }
-
-// gobgpConfigType is gobgpd's --config-type for file: by its extension,
-// TOML unless it says YAML or JSON.
-func gobgpConfigType(file string) string {
-	switch strings.ToLower(filepath.Ext(file)) {
-	case ".yaml", ".yml":
-		return "yaml"
-	case ".json":
-		return "json"
-	}
-	return "toml"
-}
-
-// announceGoBGP waits for gobgpd's API socket and adds the announced
-// prefixes to its RIB.
-func announceGoBGP(rs RouterState, p DaemonProcess) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := os.Stat(rs.Socket); err == nil {
-			break
-		}
-		if !processAlive(p.PIDFile) {
-			return fmt.Errorf("router %s: gobgpd exited; last log lines:\n%s", rs.Name, tail(p.Log, 10))
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("router %s: gobgpd did not open %s within 10s", rs.Name, rs.Socket)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	for _, pfx := range rs.Announce {
-		args := rs.CLIArgs("global", "rib", "add", "-a", "ipv4", pfx.String())
-		var out []byte
-		var err error
-		for {
-			if out, err = exec.Command(args[0], args[1:]...).CombinedOutput(); err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("router %s: %s: %w: %s", rs.Name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-	return nil
-}
-
-// startRouterDaemons starts the router's daemon processes in its
-// namespace; FRR's bgpd starts once zebra listens, and gobgpd is given the announced prefixes once its API listens.
-func startRouterDaemons(rs RouterState) error {
-	for _, p := range rs.Processes {
-		if err := startProcess(rs.Namespace, p.Args, p.Log, p.PIDFile, nil); err != nil {
-			return fmt.Errorf("router %s: start %s: %w", rs.Name, p.Name, err)
-		}
-		if p.Name == "zebra" {
-			zserv := filepath.Join(rs.Dir, "zserv.api")
-			deadline := time.Now().Add(10 * time.Second)
-			for {
-				if _, err := os.Stat(zserv); err == nil {
-					break
-				}
-				if !processAlive(p.PIDFile) {
-					return fmt.Errorf("router %s: zebra exited; last log lines:\n%s", rs.Name, tail(p.Log, 10))
-				}
-				if time.Now().After(deadline) {
-					return fmt.Errorf("router %s: zebra did not open %s within 10s", rs.Name, zserv)
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
-		}
-		if p.Name == "gobgpd" {
-			if err := announceGoBGP(rs, p); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// checkRouterDaemons reports a router daemon that exited.
-func checkRouterDaemons(st *State) error {
-	for _, r := range st.Routers {
-		for _, p := range r.Processes {
-			if !processAlive(p.PIDFile) {
-				return fmt.Errorf("router %s: %s exited; last log lines:\n%s", r.Name, p.Name, tail(p.Log, 10))
-			}
-		}
-	}
-	return nil
 }
 
 // startProcess starts args inside namespace ns, detached from the caller
@@ -644,22 +192,4 @@ func startProcess(ns string, args []string, log, pidFile string, cpus []int) err
 	}
 	go func() { _ = cmd.Wait() }()
 	return nil
-}
-
-// frrTmp is where FRR's daemons keep per-process files, <daemon>.<pid>.
-const frrTmp = "/var/tmp/frr"
-
-// checkFRRConfig has bgpd read the configuration file and exit (-C). bgpd
-// reports errors as "[EC n]" log lines but exits 0 all the same, and a dry
-// run leaves its /var/tmp/frr/bgpd.<pid> behind, which is removed here.
-func checkFRRConfig(bgpd, file string) (string, error) {
-	cmd := exec.Command(bgpd, "-C", "-f", file)
-	out, err := cmd.CombinedOutput()
-	if cmd.Process != nil {
-		_ = os.RemoveAll(filepath.Join(frrTmp, fmt.Sprintf("bgpd.%d", cmd.Process.Pid)))
-	}
-	if err == nil && strings.Contains(string(out), "[EC ") {
-		err = errors.New("configuration errors")
-	}
-	return string(out), err
 }

@@ -1,14 +1,13 @@
 package lab
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"net/netip"
-	"os"
-	"path/filepath"
 
 	"github.com/vrouter-lab/vrouter/topology"
 	"github.com/vrouter-lab/vrouter/vrouter/config"
-	"github.com/vrouter-lab/vrouter/vrouter/control"
 )
 
 // KindRouterNode is the Daemon a RouterState of a router node (kind:
@@ -36,10 +35,6 @@ func (r RouterState) InterfaceOn(network string) (string, netip.Addr, bool) {
 	return "", netip.Addr{}, false
 }
 
-// IsRouterNode reports whether r is a router node (kind: router) rather
-// than an external router running a BGP daemon.
-func (r RouterState) IsRouterNode() bool { return r.Daemon == KindRouterNode }
-
 // routerNodeConfig builds the forwarder config of router node r: its
 // first interface is the forwarder's primary one, the others extra
 // interfaces, and its static routes.
@@ -65,7 +60,8 @@ func routerNodeConfig(l *topology.Lab, dir string, r topology.RouterNode) (*conf
 	c := &config.Router{
 		Lab:        l.Name,
 		Router:     r.Name,
-		StateDir:   dir,
+		Control:    ControlSocket(dir, r.Name),
+		Fabric:     fabricDir(dir),
 		Namespace:  l.NamespaceName(r.Name),
 		Network:    first.Network,
 		Prefix:     first.Prefix,
@@ -82,14 +78,13 @@ func routerNodeConfig(l *topology.Lab, dir string, r topology.RouterNode) (*conf
 	return c, nil
 }
 
-// prepareRouterNode writes router node r's forwarder config and returns
-// its state; nothing runs yet.
-func prepareRouterNode(l *topology.Lab, dir string, r topology.RouterNode) (RouterState, error) {
+// planRouterNode computes router node r's forwarder config and files.
+func planRouterNode(l *topology.Lab, dir string, r topology.RouterNode) (Node, error) {
 	cfg, err := routerNodeConfig(l, dir, r)
 	if err != nil {
-		return RouterState{}, err
+		return nil, err
 	}
-	base := routersDir(dir)
+	files := routerPaths(dir, r.Name)
 	rs := RouterState{
 		Name:      r.Name,
 		Namespace: cfg.Namespace,
@@ -97,22 +92,47 @@ func prepareRouterNode(l *topology.Lab, dir string, r topology.RouterNode) (Rout
 		Network:   cfg.Network,
 		Interface: cfg.Interface,
 		Daemon:    KindRouterNode,
-		Config:    filepath.Join(base, r.Name+".json"),
-		Control:   control.Socket(dir, r.Name),
-		Log:       filepath.Join(base, r.Name+".log"),
-		PIDFile:   filepath.Join(base, r.Name+".pid"),
-		Dir:       filepath.Join(base, r.Name),
+		Config:    files.Config,
+		Control:   cfg.Control,
+		Log:       files.Log,
+		PIDFile:   files.PIDFile,
+		Dir:       daemonDir(dir, r.Name),
 	}
 	for _, ri := range r.Interfaces[1:] {
 		rs.Interfaces = append(rs.Interfaces, InterfaceState{Name: ri.Name, Network: ri.Network, Address: ri.Address})
 	}
-	if err := os.Mkdir(rs.Dir, dirMode); err != nil {
-		return rs, fmt.Errorf("router %s: %w", r.Name, err)
+	return routerKind(forwarder{rs: rs, cfg: cfg, lab: l})
+}
+
+// routerNode is a router node (kind: router): the forwarder alone, which
+// routes by the static routes of the lab file between its interfaces.
+type routerNode struct{ forwarder }
+
+func (n *routerNode) Kind() string                { return topology.KindRouter }
+func (n *routerNode) CLI(args ...string) []string { return nil }
+func (n *routerNode) check() error                { return nil }
+func (n *routerNode) frrGroup() bool              { return false }
+func (n *routerNode) running() error              { return n.forwarderRunning() }
+func (n *routerNode) cleanup()                    {}
+
+// Status: a router node speaks no BGP.
+func (n *routerNode) Status(context.Context, io.Writer) error {
+	return fmt.Errorf("%s is a router (kind: router): it runs no BGP; its routes: vrouter route %s", n.rs.Name, n.rs.Name)
+}
+
+func (n *routerNode) prepare() error {
+	if err := n.makeDir(); err != nil {
+		return err
 	}
-	if err := cfg.WriteFile(rs.Config); err != nil {
-		return rs, fmt.Errorf("router %s: write config: %w", r.Name, err)
+	return n.writeConfig()
+}
+
+func (n *routerNode) start(ctx context.Context, env startEnv) error {
+	if err := n.startForwarder(ctx, env.bin); err != nil {
+		return err
 	}
-	return rs, nil
+	env.progress("router %s: forwarding in namespace %s", n.rs.Name, n.rs.Namespace)
+	return nil
 }
 
 // routerNetworks returns the networks of r's extra interfaces.

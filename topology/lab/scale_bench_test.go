@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vrouter-lab/vrouter/topology"
+	"github.com/vrouter-lab/vrouter/topology/lab"
 	"github.com/vrouter-lab/vrouter/vrouter/control"
 	"github.com/vrouter-lab/vrouter/vrouter/netns/netnstest"
 )
@@ -206,7 +207,7 @@ func waitRouted(b *testing.B, dir string, nodes []string, owner, want string) {
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
-				routes, err := control.NewClient(control.Socket(dir, n)).Routes(ctx)
+				routes, err := control.NewClient(lab.ControlSocket(dir, n)).Routes(ctx)
 				if err == nil && strings.Contains("\n"+routes, "\n"+want) {
 					mu.Lock()
 					delete(pending, n)

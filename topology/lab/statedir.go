@@ -15,15 +15,33 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The state directory layout is known here and nowhere else:
+// The state directory layout is known here and nowhere else: every path of
+// a lab's state is computed by a function of this file, recorded in the
+// lab's State, and handed to the processes the lab runs in their config
+// files (config.Node, config.Router), which compute none themselves
+// (inside fabric/, the fabric package names its networks' sockets).
 //
 //	<StateRoot>/                       0755, root
 //	<StateRoot>/<lab>.lock             the lab's lock (see Lock), 0600
 //	<StateRoot>/<lab>/                 0700 (0710 group frr when an FRR router runs)
 //	    lab.json                       what the lab is made of (State), 0600
 //	    ipam.db                        the IPAM datastore (bbolt)
-//	    nodes/<node>.{json,log,pid,start,sock}
-//	    routers/<router>.{json,log,pid,start,sock}, routers/<router>/ (daemon files)
+//	    fabric/<network>/<node>.sock   the underlay fabric's sockets
+//	    fabric/<network>/taps/         capture taps (vrouter capture)
+//	    nodes/<node>.json              a node agent's config (config.Node)
+//	    nodes/<node>.{log,pid,start}   its log, pid and start time
+//	    nodes/<node>.sock              its control socket
+//	    nodes/<node>.routes.json       the routes it learned (graceful restart)
+//	    nodes/<node>.workloads.json    the workloads added through its API
+//	    nodes/<router>.sock            a router forwarder's control socket
+//	    routers/<router>.json          a router forwarder's config (config.Router)
+//	    routers/<router>.{log,pid,start}
+//	    routers/<router>.<daemon>.{log,pid,start}   each daemon process of an external router
+//	    routers/<router>/              the daemon's directory (0700, or user frr's):
+//	        bird.conf, bird.ctl                      bird, bird2
+//	        bgpd.conf, zebra.conf, bgpd.pid,         frr
+//	        zebra.pid, zserv.api, vty sockets
+//	        gobgpd.toml, gobgpd.sock                 gobgpd
 //
 // Files that may hold a BGP password (lab.json, node and router configs,
 // daemon configs) are 0600, or 0640 group frr where FRR's daemons, which
@@ -60,6 +78,102 @@ func statePath(dir string) string { return filepath.Join(dir, stateFile) }
 
 // ipamPath is the lab's IPAM datastore (bbolt) in its state directory.
 func ipamPath(dir string) string { return filepath.Join(dir, "ipam.db") }
+
+// fabricDir holds the sockets of the lab's underlay fabric, one directory
+// per network.
+func fabricDir(dir string) string { return filepath.Join(dir, "fabric") }
+
+// lockPath is the lock file of the lab called name, beside (not inside) its
+// state directory, so that destroy can remove the directory while holding
+// the lock.
+func lockPath(name string) string { return filepath.Join(topology.StateRoot, name+".lock") }
+
+// ControlSocket returns the control socket of the node agent, or router
+// forwarder, called name in the lab state directory dir. Routers' sockets
+// are beside the nodes' (one name space: a router and a node never share a
+// name).
+func ControlSocket(dir, name string) string {
+	return filepath.Join(nodesDir(dir), name+".sock")
+}
+
+// processPaths are the files of one process a lab runs.
+type processPaths struct {
+	Config  string // its config file (a node agent's or router forwarder's)
+	Log     string
+	PIDFile string
+}
+
+// nodePaths are the files of node agent name.
+func nodePaths(dir, name string) processPaths {
+	return memberPaths(nodesDir(dir), name)
+}
+
+// routerPaths are the files of router name's forwarder.
+func routerPaths(dir, name string) processPaths {
+	return memberPaths(routersDir(dir), name)
+}
+
+func memberPaths(base, name string) processPaths {
+	return processPaths{
+		Config:  filepath.Join(base, name+".json"),
+		Log:     filepath.Join(base, name+".log"),
+		PIDFile: filepath.Join(base, name+".pid"),
+	}
+}
+
+// routesPath is where node agent name keeps the routes it learned, for a
+// graceful restart.
+func routesPath(dir, name string) string {
+	return filepath.Join(nodesDir(dir), name+".routes.json")
+}
+
+// addedWorkloadsPath is where node agent name keeps the workloads added
+// through its control API, which a restarted agent serves again.
+func addedWorkloadsPath(dir, name string) string {
+	return filepath.Join(nodesDir(dir), name+".workloads.json")
+}
+
+// daemonDir is the directory of router name's BGP daemon.
+func daemonDir(dir, name string) string { return filepath.Join(routersDir(dir), name) }
+
+// daemonProcessPaths are the pid and log files of the daemon process
+// (bird, zebra, bgpd, gobgpd) of the router whose daemon directory is
+// ddir: beside that directory, routers/<router>.<process>.{pid,log}.
+func daemonProcessPaths(ddir, process string) (pidFile, log string) {
+	base := ddir + "." + process
+	return base + ".pid", base + ".log"
+}
+
+// The files of a router's daemon directory (daemonDir).
+const (
+	birdConfFile   = "bird.conf"   // generated BIRD configuration
+	birdCtlFile    = "bird.ctl"    // BIRD's control socket (birdc -s)
+	bgpdConfFile   = "bgpd.conf"   // FRR's bgpd configuration (a copy of the user's)
+	bgpdPIDFile    = "bgpd.pid"    // bgpd's own pid file (-i)
+	zebraConfFile  = "zebra.conf"  // FRR's zebra configuration
+	zebraPIDFile   = "zebra.pid"   // zebra's own pid file (-i)
+	zservFile      = "zserv.api"   // zebra's API socket, bgpd connects to it
+	gobgpdConfFile = "gobgpd.toml" // generated gobgpd configuration
+	gobgpdSockFile = "gobgpd.sock" // gobgpd's gRPC API socket
+)
+
+// daemonFile is file (one of the names above) in daemon directory ddir.
+func daemonFile(ddir, file string) string { return filepath.Join(ddir, file) }
+
+// pidFiles lists the pid files in the lab state directory dir: the
+// routers' (forwarders and daemon processes) first, then the node
+// agents'. It needs no state file, so destroy finds what runs after a
+// crash.
+func pidFiles(dir string) []string {
+	routers, _ := filepath.Glob(filepath.Join(routersDir(dir), "*.pid"))
+	nodes, _ := filepath.Glob(filepath.Join(nodesDir(dir), "*.pid"))
+	return append(routers, nodes...)
+}
+
+// startFile is where the start time of the process in pidFile is kept.
+func startFile(pidFile string) string {
+	return strings.TrimSuffix(pidFile, ".pid") + ".start"
+}
 
 // createDir creates the state directory of a new lab, readable by root
 // alone; with frr, FRR's group may pass through it to its daemons' own

@@ -496,7 +496,7 @@ func (a *Agent) close() {
 	if a.store != nil {
 		a.store.Close()
 	}
-	_ = os.Remove(control.Socket(a.cfg.StateDir, a.cfg.Node))
+	_ = os.Remove(a.cfg.ControlSocket())
 }
 
 // currentPools returns the IP pools as last set (none before start).

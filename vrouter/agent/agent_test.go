@@ -100,7 +100,7 @@ func TestSetPools(t *testing.T) {
 func TestWorkloadsThroughControlAPI(t *testing.T) {
 	cfg := testConfig(t)
 	n := startTestNode(t, cfg)
-	c := control.NewClient(control.Socket(cfg.StateDir, cfg.Node))
+	c := control.NewClient(cfg.ControlSocket())
 	ctx := context.Background()
 
 	info, err := c.AddWorkload(ctx, config.Workload{Name: "web-1", Namespace: "vr-t.web-1"})
@@ -190,7 +190,7 @@ func TestStatusReady(t *testing.T) {
 // datastore cannot be opened).
 func TestFailedStartClosesDataplane(t *testing.T) {
 	cfg := testConfig(t)
-	cfg.Datastore = filepath.Join(cfg.StateDir, "missing-dir", "ipam.db")
+	cfg.Datastore = filepath.Join(filepath.Dir(cfg.Datastore), "missing-dir", "ipam.db")
 	dp := newFakeDataplane()
 	a := newAgent(cfg, slog.New(slog.DiscardHandler))
 	a.newDataplane = func(context.Context, *config.Node, *slog.Logger) (Dataplane, error) { return dp, nil }
@@ -355,7 +355,7 @@ func TestStatusWhileSetPools(t *testing.T) {
 func TestDeleteUnknownWorkloadIsNotFound(t *testing.T) {
 	cfg := testConfig(t)
 	startTestNode(t, cfg)
-	err := control.NewClient(control.Socket(cfg.StateDir, cfg.Node)).DeleteWorkload(context.Background(), "nope")
+	err := control.NewClient(cfg.ControlSocket()).DeleteWorkload(context.Background(), "nope")
 	if !errors.Is(err, control.ErrNotFound) {
 		t.Fatalf("delete of an unknown workload: %v, want control.ErrNotFound", err)
 	}
@@ -365,7 +365,7 @@ func TestDeleteUnknownWorkloadIsNotFound(t *testing.T) {
 	// Straight HTTP: the status code itself.
 	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
-		return d.DialContext(ctx, "unix", control.Socket(cfg.StateDir, cfg.Node))
+		return d.DialContext(ctx, "unix", cfg.ControlSocket())
 	}}}
 	req, _ := http.NewRequest(http.MethodDelete, "http://agent/v1/workloads/nope", nil)
 	resp, err := hc.Do(req)

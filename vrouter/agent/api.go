@@ -85,7 +85,7 @@ func (a *Agent) serveControl(ctx context.Context) error {
 		}
 		control.Reply(w, info, nil)
 	})
-	socket := control.Socket(a.cfg.StateDir, a.cfg.Node)
+	socket := a.cfg.ControlSocket()
 	if err := os.MkdirAll(filepath.Dir(socket), 0o755); err != nil {
 		return fmt.Errorf("control socket: %w", err)
 	}

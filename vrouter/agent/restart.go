@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
 	"time"
 
@@ -31,11 +30,6 @@ import (
 type learnedRoute struct {
 	Dst     netip.Prefix `json:"dst"`
 	Gateway netip.Addr   `json:"gateway"`
-}
-
-// routesFile is where the agent keeps the routes it learned.
-func routesFile(stateDir, node string) string {
-	return filepath.Join(stateDir, "nodes", node+".routes.json")
 }
 
 // bgpRoute is the route for a prefix learned over BGP with next hop
@@ -97,7 +91,7 @@ func (a *Agent) saveRoutes() {
 	})
 	data, err := json.Marshal(out)
 	if err == nil {
-		path := routesFile(a.cfg.StateDir, a.cfg.Node)
+		path := a.cfg.RoutesFile()
 		tmp := path + ".tmp"
 		if err = os.WriteFile(tmp, data, 0o600); err == nil {
 			err = os.Rename(tmp, path)
@@ -111,7 +105,7 @@ func (a *Agent) saveRoutes() {
 // restoreRoutes installs the routes an earlier agent of this node learned,
 // as stale, and returns how many.
 func (a *Agent) restoreRoutes() (int, error) {
-	data, err := os.ReadFile(routesFile(a.cfg.StateDir, a.cfg.Node))
+	data, err := os.ReadFile(a.cfg.RoutesFile())
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, nil
 	}
@@ -120,7 +114,7 @@ func (a *Agent) restoreRoutes() (int, error) {
 	}
 	var routes []learnedRoute
 	if err := json.Unmarshal(data, &routes); err != nil {
-		return 0, fmt.Errorf("restore routes from %s: %w", routesFile(a.cfg.StateDir, a.cfg.Node), err)
+		return 0, fmt.Errorf("restore routes from %s: %w", a.cfg.RoutesFile(), err)
 	}
 	a.routeMu.Lock()
 	defer a.routeMu.Unlock()

@@ -16,7 +16,7 @@ import (
 func testAgent(t *testing.T, dir string) *Agent {
 	t.Helper()
 	return &Agent{
-		cfg: &config.Node{Node: "node2", StateDir: dir, Interface: "ens33",
+		cfg: &config.Node{Node: "node2", Routes: filepath.Join(dir, "node2.routes.json"), Interface: "ens33",
 			BGP: config.BGP{GracefulRestart: true}},
 		log:     slog.New(slog.DiscardHandler),
 		dp:      newFakeDataplane(),
@@ -73,11 +73,11 @@ func TestRoutesSurviveRestart(t *testing.T) {
 	plain.cfg.BGP.GracefulRestart = false
 	plain.learn(bgp.RouteUpdate{Prefix: learned[0].Dst, NextHop: learned[0].Gateway})
 	plain.saveRoutes()
-	if _, err := os.Stat(routesFile(plain.cfg.StateDir, "node2")); !os.IsNotExist(err) {
+	if _, err := os.Stat(plain.cfg.RoutesFile()); !os.IsNotExist(err) {
 		t.Errorf("routes file written without graceful restart: %v", err)
 	}
 	// A damaged file is an error that names it.
-	if err := os.WriteFile(routesFile(dir, "node2"), []byte("{"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "node2.routes.json"), []byte("{"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := testAgent(t, dir).restoreRoutes(); err == nil || !strings.Contains(err.Error(), "node2.routes.json") {

@@ -62,7 +62,7 @@ func newUserspace(ctx context.Context, cfg *config.Node, log *slog.Logger) (Data
 		host.Close()
 		return nil, err
 	}
-	ep, err := fabric.Attach(config.FabricDir(cfg.StateDir), cfg.Network, cfg.Node, fabric.Options{
+	ep, err := fabric.Attach(cfg.FabricDir(), cfg.Network, cfg.Node, fabric.Options{
 		Interface: cfg.Node + "/" + cfg.Interface,
 		Neighbors: config.NeighborTable(cfg.Neighbors),
 	})

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -13,13 +12,6 @@ import (
 	"github.com/vrouter-lab/vrouter/vrouter/control"
 	"github.com/vrouter-lab/vrouter/vrouter/netns"
 )
-
-// workloadsFile is where the agent keeps the workloads added through its
-// control API (a CNI plugin's, `vrouter workload add`'s): a restarted
-// agent serves them again, as it serves the config file's.
-func workloadsFile(stateDir, node string) string {
-	return filepath.Join(stateDir, "nodes", node+".workloads.json")
-}
 
 // addWorkloadAPI adds a workload asked for through the control API and
 // remembers it for the next agent.
@@ -49,7 +41,7 @@ func (a *Agent) saveWorkloads() {
 	slices.SortFunc(out, func(x, y config.Workload) int { return strings.Compare(x.Name, y.Name) })
 	data, err := json.MarshalIndent(out, "", "  ")
 	if err == nil {
-		path := workloadsFile(a.cfg.StateDir, a.cfg.Node)
+		path := a.cfg.WorkloadsFile()
 		tmp := path + ".tmp"
 		if err = os.WriteFile(tmp, append(data, '\n'), 0o600); err == nil {
 			err = os.Rename(tmp, path)
@@ -65,7 +57,7 @@ func (a *Agent) saveWorkloads() {
 // whose namespace is gone (its pod ended while no agent ran) is removed:
 // its address goes back to IPAM and its host side, if any, goes.
 func (a *Agent) restoreWorkloads(ctx context.Context) error {
-	data, err := os.ReadFile(workloadsFile(a.cfg.StateDir, a.cfg.Node))
+	data, err := os.ReadFile(a.cfg.WorkloadsFile())
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}

@@ -54,7 +54,7 @@ func TestAPIWorkloadsSurviveRestart(t *testing.T) {
 	if err := c.DeleteWorkload(ctx, "ctr-1"); err != nil {
 		t.Fatal(err)
 	}
-	data, err := os.ReadFile(workloadsFile(cfg.StateDir, cfg.Node))
+	data, err := os.ReadFile(cfg.WorkloadsFile())
 	if err != nil || strings.TrimSpace(string(data)) != "[]" {
 		t.Errorf("workloads file after the last delete: %q, %v", data, err)
 	}

@@ -32,6 +32,7 @@ func TestInterfaceName(t *testing.T) {
 func TestConfigRoundTrip(t *testing.T) {
 	c := &Node{
 		Lab: "l", Node: "node1", StateDir: "/run/vrouter/l", Namespace: "vr-l.node1", Dataplane: DataplaneKernel,
+		Control: "/run/vrouter/l/nodes/node1.sock", Fabric: "/run/vrouter/l/fabric", Routes: "/run/vrouter/l/nodes/node1.routes.json", AddedWorkloads: "/run/vrouter/l/nodes/node1.workloads.json",
 		Network: "lan", Prefix: netip.MustParsePrefix("192.168.50.10/24"), Interface: "ens33", MTU: 1500,
 		Neighbors: []Neighbor{{Node: "node2", Address: netip.MustParseAddr("192.168.50.11")}},
 		Pools:     []Pool{{Name: "p", CIDR: netip.MustParsePrefix("10.244.0.0/16"), BlockSize: 26, IPIPMode: "Never"}},

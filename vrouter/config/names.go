@@ -3,7 +3,6 @@ package config
 import (
 	"crypto/sha1"
 	"encoding/hex"
-	"path/filepath"
 )
 
 // InterfaceName returns the engine port name of a workload: "cali" and 11
@@ -14,7 +13,3 @@ func InterfaceName(lab, workload string) string {
 	sum := sha1.Sum([]byte(lab + "." + workload))
 	return "cali" + hex.EncodeToString(sum[:])[:11]
 }
-
-// FabricDir returns the directory of a lab's fabric (its underlay
-// networks' sockets) in the lab's state directory.
-func FabricDir(stateDir string) string { return filepath.Join(stateDir, "fabric") }

@@ -2,9 +2,11 @@
 // a lab starts: a node agent's (Node, read by `vrouter node run`) and an
 // external router forwarder's (Router, read by `vrouter router run`),
 // written by topology/lab as JSON, plus the names both sides derive from
-// them (workload port names, the fabric directory). A real host's node
-// file (/etc/vrouter/node.yaml) is the same Node in YAML, checked field by
-// field (ParseNodeYAML, LoadNodeFile). It depends on nothing but the
+// them (workload port names). A real host's node file
+// (/etc/vrouter/node.yaml) is the same Node in YAML, checked field by
+// field (ParseNodeYAML, LoadNodeFile). Every path an agent uses comes
+// from its Node (paths.go): a lab sets each one (topology/lab computes
+// them), a host's derive from its StateDir. It depends on nothing but the
 // standard library and the YAML decoder, so the lab that writes the files
 // and the processes that read them share it without importing each other.
 package config
@@ -20,13 +22,25 @@ import (
 
 // Node is everything one node agent needs. Deploy writes it as JSON.
 type Node struct {
-	Lab       string `json:"lab"`
-	Node      string `json:"node"`
-	StateDir  string `json:"stateDir"`  // the lab's state directory
+	Lab  string `json:"lab"`
+	Node string `json:"node"`
+	// StateDir is where a host's agent keeps its files (the node file's
+	// stateDir); the paths below that are empty derive from it (paths.go).
+	StateDir  string `json:"stateDir,omitempty"`
 	Namespace string `json:"namespace"` // the node's network namespace
 	// Dataplane is what forwards the node's packets: DataplaneUserspace
 	// (the default, also when empty) or DataplaneKernel.
 	Dataplane string `json:"dataplane,omitempty"`
+
+	// The agent's files: its control socket, the fabric's directory,
+	// where it keeps the routes it learned (for a graceful restart) and
+	// the workloads added through its API. A lab sets each (topology/lab
+	// computes every path of its state directory); empty ones derive from
+	// StateDir (ControlSocket, FabricDir, RoutesFile, WorkloadsFile).
+	Control        string `json:"control,omitempty"`
+	Fabric         string `json:"fabric,omitempty"`
+	Routes         string `json:"routes,omitempty"`
+	AddedWorkloads string `json:"addedWorkloads,omitempty"`
 
 	// Underlay: the node's address on its network and the interface
 	// (a TUN device in the node namespace) that carries it.

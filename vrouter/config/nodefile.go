@@ -85,6 +85,11 @@ func LoadNodeFile(path string) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read node config: %w", err)
 	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("read node config: %w", err)
+	}
 	data, err := io.ReadAll(io.LimitReader(f, MaxNodeFileSize+1))
 	f.Close()
 	if err != nil {
@@ -93,10 +98,29 @@ func LoadNodeFile(path string) (*Node, error) {
 	if len(data) > MaxNodeFileSize {
 		return nil, fmt.Errorf("node config %s: larger than %d bytes", path, MaxNodeFileSize)
 	}
+	var n *Node
 	if strings.HasSuffix(path, ".json") || bytes.HasPrefix(bytes.TrimSpace(data), []byte("{")) {
-		return LoadNode(path)
+		n, err = LoadNode(path)
+	} else {
+		n, err = ParseNodeYAML(path, data)
 	}
-	return ParseNodeYAML(path, data)
+	if err != nil {
+		return nil, err
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 && n.holdsSecrets() {
+		return nil, fmt.Errorf("node config %s holds BGP passwords but other users may read it (mode %04o); make it root's alone: chmod 600 %s", path, perm, path)
+	}
+	return n, nil
+}
+
+// holdsSecrets reports whether the node's config holds a BGP password.
+func (n *Node) holdsSecrets() bool {
+	for _, p := range n.BGP.Peers {
+		if p.Password != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // nodeParser collects the problems of a node file.

@@ -238,3 +238,31 @@ func TestNodeFileEtcd(t *testing.T) {
 		}
 	}
 }
+
+// A node file holding a BGP password is refused while other users may read
+// it; without a password, or once it is root's alone, it loads.
+func TestNodeFileWithPasswordMustBePrivate(t *testing.T) {
+	dir := t.TempDir()
+	const withPassword = "address: 10.0.0.5/24\ninterface: eth1\nasNumber: 65001\npeers:\n  - address: 10.0.0.1\n    asNumber: 65000\n    password: s3cret\nipPools:\n  - cidr: 10.48.0.0/16\n"
+	const without = "address: 10.0.0.5/24\ninterface: eth1\nasNumber: 65001\npeers:\n  - address: 10.0.0.1\n    asNumber: 65000\nipPools:\n  - cidr: 10.48.0.0/16\n"
+	for _, c := range []struct {
+		data    string
+		mode    os.FileMode
+		refused bool
+	}{
+		{withPassword, 0o644, true}, {withPassword, 0o640, true}, {withPassword, 0o600, false},
+		{without, 0o644, false},
+	} {
+		path := filepath.Join(dir, "node.yaml")
+		if err := os.WriteFile(path, []byte(c.data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(path, c.mode); err != nil {
+			t.Fatal(err)
+		}
+		_, err := LoadNodeFile(path)
+		if c.refused != (err != nil) || c.refused && !strings.Contains(err.Error(), "chmod 600") {
+			t.Errorf("mode %04o, password %v: %v", c.mode, c.data == withPassword, err)
+		}
+	}
+}

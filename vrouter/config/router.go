@@ -11,10 +11,13 @@ import (
 // router namespace's underlay interface, its fabric neighbours and the
 // addresses to put on its loopback. `vrouter router run` reads it.
 type Router struct {
-	Lab       string       `json:"lab"`
-	Router    string       `json:"router"`
-	StateDir  string       `json:"stateDir"`
-	Namespace string       `json:"namespace"`
+	Lab       string `json:"lab"`
+	Router    string `json:"router"`
+	Namespace string `json:"namespace"`
+	// Control is the forwarder's control socket and Fabric the fabric's
+	// directory, in the lab's state directory.
+	Control   string       `json:"control"`
+	Fabric    string       `json:"fabric"`
 	Network   string       `json:"network"`
 	Prefix    netip.Prefix `json:"prefix"` // router address with the network's length
 	Interface string       `json:"interface"`
@@ -67,6 +70,9 @@ func LoadRouter(path string) (*Router, error) {
 	}
 	if c.Router == "" || !c.Prefix.IsValid() || c.Interface == "" || c.Namespace == "" {
 		return nil, fmt.Errorf("router config %s: router, namespace, prefix and interface are required", path)
+	}
+	if c.Control == "" || c.Fabric == "" {
+		return nil, fmt.Errorf("router config %s: control and fabric are required (a config from an older vrouter: destroy the lab and deploy it again)", path)
 	}
 	return &c, nil
 }

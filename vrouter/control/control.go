@@ -24,10 +24,11 @@ import (
 	"github.com/vrouter-lab/vrouter/vrouter/config"
 )
 
-// Socket returns the path of a node agent's (or router forwarder's)
-// control socket.
+// Socket returns the control socket of the agent of node on a host whose
+// state directory is stateDir (config.HostControlSocket). A lab's agents
+// and forwarders get theirs from topology/lab, through their config.
 func Socket(stateDir, node string) string {
-	return filepath.Join(stateDir, "nodes", node+".sock")
+	return config.HostControlSocket(stateDir, node)
 }
 
 // Status is what an agent reports about itself.
@@ -111,7 +112,7 @@ var ErrNotRunning = errors.New("agent is not running")
 // socket (HTTP on a unix socket, JSON bodies).
 type Client struct {
 	// Name is the node (or router) the socket belongs to: the socket's
-	// file name without ".sock", as Socket makes it.
+	// file name without ".sock", as Socket and topology/lab name it.
 	Name   string
 	router bool
 	socket string

@@ -15,16 +15,14 @@ import (
 	"time"
 )
 
-// socketDir returns a temporary directory with the nodes/ subdirectory
-// Socket puts sockets in.
+// socketDir returns a temporary directory for control sockets.
 func socketDir(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(dir, "nodes"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
+	return t.TempDir()
 }
+
+// socket is node's control socket in dir, named as the lab names it.
+func socket(dir, node string) string { return filepath.Join(dir, node+".sock") }
 
 // A client whose agent is gone says so, names the node and its socket,
 // and says how to start it again; the error matches ErrNotRunning (and
@@ -32,9 +30,9 @@ func socketDir(t *testing.T) string {
 // killed agent (connections refused).
 func TestClientAgentNotRunning(t *testing.T) {
 	dir := socketDir(t)
-	missing := Socket(dir, "node2")
+	missing := socket(dir, "node2")
 
-	refusing := Socket(dir, "node3")
+	refusing := socket(dir, "node3")
 	ln, err := net.Listen("unix", refusing)
 	if err != nil {
 		t.Fatal(err)
@@ -87,7 +85,7 @@ func TestClientAgentNotRunning(t *testing.T) {
 // with the server's text, and none of them ErrNotRunning.
 func TestServeAndClient(t *testing.T) {
 	dir := socketDir(t)
-	path := Socket(dir, "node1")
+	path := socket(dir, "node1")
 	// A socket file left by an earlier agent is replaced.
 	if err := os.WriteFile(path, nil, 0o644); err != nil {
 		t.Fatal(err)

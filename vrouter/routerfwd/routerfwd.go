@@ -104,7 +104,7 @@ func Run(ctx context.Context, cfg *config.Router) error {
 	log.Info("router forwarder running", "address", cfg.Prefix.Addr())
 	<-ctx.Done()
 	log.Info("router forwarder stopping")
-	_ = os.Remove(control.Socket(cfg.StateDir, cfg.Router))
+	_ = os.Remove(cfg.Control)
 	return nil
 }
 
@@ -120,7 +120,7 @@ func openRouterInterface(cfg *config.Router, ri config.RouterInterface) (*netns.
 		host.Close()
 		return nil, nil, err
 	}
-	ep, err := fabric.Attach(config.FabricDir(cfg.StateDir), ri.Network, cfg.Router, fabric.Options{
+	ep, err := fabric.Attach(cfg.Fabric, ri.Network, cfg.Router, fabric.Options{
 		Interface: cfg.Router + "/" + ri.Interface,
 		Neighbors: config.NeighborTable(ri.Neighbors),
 	})
@@ -349,5 +349,5 @@ func serveRouterControl(ctx context.Context, cfg *config.Router, table *fib.Tabl
 		log.Info("link set", "interface", l.Interface, "up", l.Up)
 		control.Reply(w, control.Link{Interface: l.Interface, Network: link.network, Up: link.ep.IsUp()}, nil)
 	})
-	return control.Serve(ctx, control.Socket(cfg.StateDir, cfg.Router), mux, log)
+	return control.Serve(ctx, cfg.Control, mux, log)
 }
