@@ -19,6 +19,10 @@ type Impairment struct {
 	Delay  time.Duration
 	Jitter time.Duration
 	Loss   float64 // probability, 0 to 1
+	// Rate bounds the link's throughput in bits per second, as tc's tbf or
+	// netem's rate: each frame waits until the ones before it are out
+	// (serialization at Rate), then Delay. Zero: no bound.
+	Rate uint64
 
 	// Limit bounds the frames waiting in the delay queue; beyond it frames
 	// are dropped as QueueFull. Zero means DefaultDelayLimit.
@@ -35,7 +39,9 @@ type Impairment struct {
 const DefaultDelayLimit = 1000
 
 // IsZero reports whether the impairment leaves frames alone.
-func (imp Impairment) IsZero() bool { return imp.Delay == 0 && imp.Jitter == 0 && imp.Loss == 0 }
+func (imp Impairment) IsZero() bool {
+	return imp.Delay == 0 && imp.Jitter == 0 && imp.Loss == 0 && imp.Rate == 0
+}
 
 // impairState is an Impairment in force, with its random source.
 type impairState struct {
@@ -44,6 +50,7 @@ type impairState struct {
 	lossAll bool
 	delays  bool
 	limit   int
+	busy    time.Duration // (guarded by the delay queue's mu) when the link is free again at Rate
 	rng     atomic.Uint64 // splitmix64 state: lock-free and deterministic
 }
 
@@ -96,7 +103,7 @@ func (e *Endpoint) SetImpairment(imp Impairment) error {
 		e.imp.Store(nil)
 		return nil
 	}
-	s := &impairState{cfg: imp, delays: imp.Delay > 0 || imp.Jitter > 0, limit: imp.Limit}
+	s := &impairState{cfg: imp, delays: imp.Delay > 0 || imp.Jitter > 0 || imp.Rate > 0, limit: imp.Limit}
 	if s.limit == 0 {
 		s.limit = DefaultDelayLimit
 	}
@@ -130,6 +137,16 @@ func (e *Endpoint) Impairment() Impairment {
 	return Impairment{}
 }
 
+// serialization returns how long n bytes take to send at rate bits per
+// second.
+func serialization(n int, rate uint64) time.Duration {
+	ns := uint64(n) * 8 * uint64(time.Second) / rate
+	if ns > math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return time.Duration(ns)
+}
+
 // delayQueue holds delayed frames (copied: the caller reuses its buffer)
 // in a heap ordered by due time, and one goroutine sends each when due.
 type delayQueue struct {
@@ -159,12 +176,19 @@ func (q *delayQueue) push(e *Endpoint, s *impairState, p *peer, f *Frame) error 
 		return ErrClosed
 	default:
 	}
-	due := time.Since(e.epoch) + s.delayFor()
+	now := time.Since(e.epoch)
+	due := now + s.delayFor()
 	q.mu.Lock()
 	if len(q.items) >= s.limit {
 		q.mu.Unlock()
 		e.stats.txQueueFull.Add(1)
 		return ErrQueueFull
+	}
+	if s.cfg.Rate > 0 {
+		// serialization: out once the frames before it are
+		start := max(now, s.busy)
+		s.busy = start + serialization(len(f.Packet), s.cfg.Rate)
+		due += s.busy - now
 	}
 	var buf []byte
 	if k := len(q.free) - 1; k >= 0 && cap(q.free[k]) >= len(f.Packet) {

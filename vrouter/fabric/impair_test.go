@@ -196,3 +196,31 @@ func TestDelayQueueLimitAndLinkDown(t *testing.T) {
 		t.Errorf("Delayed = %d after the queue emptied", d)
 	}
 }
+
+func TestRate(t *testing.T) {
+	dir := t.TempDir()
+	a := attach(t, dir, "node1", Options{})
+	b := attach(t, dir, "node2", Options{})
+	rx := reader(t, b, 2048)
+	// 1000-byte frames at 800 kbit/s: 10 ms each, so the 10th is out
+	// 100 ms after the first went in.
+	if err := a.SetImpairment(Impairment{Rate: 800_000}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 10
+	start := time.Now()
+	for i := range n {
+		if err := a.SendTo(addr2, Frame{Packet: packet(1000, i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range n {
+		recvFrame(t, rx)
+	}
+	if d := time.Since(start); d < 100*time.Millisecond {
+		t.Errorf("%d frames of 1000 bytes at 800 kbit/s took %v, want at least 100ms", n, d)
+	}
+	if got := serialization(1500, 1_000_000_000); got != 12*time.Microsecond {
+		t.Errorf("serialization(1500 bytes, 1 Gbit/s) = %v, want 12µs", got)
+	}
+}
