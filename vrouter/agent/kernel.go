@@ -42,6 +42,14 @@ func (k kernelDataplane) AddWorkload(ctx context.Context, p WorkloadPort) error 
 }
 
 // Tunnel names the kernel dataplane's tunl0 in control's terms.
+// SetImpairment: a kernel-mode node's underlay is a veth, not a fabric
+// endpoint; impairing it (netem) is not built yet.
+func (k kernelDataplane) SetImpairment(config.Impairment) error {
+	return control.ErrImpairmentUnsupported
+}
+
+func (k kernelDataplane) Impairment() config.Impairment { return config.Impairment{} }
+
 func (k kernelDataplane) Tunnel() string {
 	switch k.Dataplane.Tunnel() {
 	case kernel.TunnelKernel:
@@ -70,6 +78,10 @@ func newKernel(_ context.Context, cfg *config.Node, log *slog.Logger) (Dataplane
 	})
 	if err != nil {
 		return nil, fmt.Errorf("kernel dataplane: %w", err)
+	}
+	if cfg.Impairment != nil && !cfg.Impairment.IsZero() {
+		d.Close()
+		return nil, fmt.Errorf("node %s: impairment %s: %w (dataplane kernel)", cfg.Node, cfg.Impairment, control.ErrImpairmentUnsupported)
 	}
 	if cfg.LinkDown {
 		d.SetLinkUp(false)
