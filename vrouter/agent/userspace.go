@@ -112,9 +112,9 @@ func (u *userspace) Impairment() config.Impairment {
 	f := u.ep.Impairment()
 	return config.Impairment{Delay: f.Delay, Jitter: f.Jitter, Loss: f.Loss * 100, Rate: f.Rate}
 }
-func (u *userspace) Stats() map[string]uint64                 { return u.engine.Stats() }
-func (u *userspace) Run(ctx context.Context)                  { u.engine.Run(ctx) }
-func (u *userspace) EnableTunnel(addr netip.Addr) error       { return u.enableTunnel(addr) }
+func (u *userspace) Stats() map[string]uint64           { return u.engine.Stats() }
+func (u *userspace) Run(ctx context.Context)            { u.engine.Run(ctx) }
+func (u *userspace) EnableTunnel(addr netip.Addr) error { return u.enableTunnel(addr) }
 func (u *userspace) Tunnel() string {
 	if u.tunnel.Load() {
 		return control.TunnelEngine
