@@ -423,6 +423,9 @@ func (p *parser) checkNodes(r *rawLab, lab *Lab, nets map[string]int) map[string
 		if rn.cpuSet.st == ok {
 			n.CPUSet = rn.cpuSet.v
 		}
+		if rn.impair.st == ok {
+			n.Impairment = rn.impair.v
+		}
 		if rn.iface.st == ok {
 			n.Interface = rn.iface.v
 			if m := checkInterface(n.Interface); m != "" {
@@ -674,7 +677,7 @@ func (p *parser) checkRouterNodes(r *rawLab, lab *Lab, nets map[string]int) map[
 		onNet := map[string]*rawRouterIface{}
 		for j := range rn.ifaces {
 			ri := &rn.ifaces[j]
-			ifc := RouterInterface{Name: fmt.Sprintf("eth%d", ri.pos), Network: ri.network.v, Address: ri.address.v}
+			ifc := RouterInterface{Name: fmt.Sprintf("eth%d", ri.pos), Network: ri.network.v, Address: ri.address.v, Impairment: ri.impair.v}
 			switch ri.name.st {
 			case ok:
 				ifc.Name = ri.name.v
