@@ -177,3 +177,43 @@ workloads:
 		t.Errorf("link show node2 after refused changes: %q", row)
 	}
 }
+
+// A router node's interface impaired in the lab file (tor's eth1, towards
+// rack2) delays what the router sends into rack2: cross-rack pings slow
+// down, same-rack ones do not; `link show` lists it and `link set tor eth1
+// --clear` removes it.
+func TestRouterLinkImpairment(t *testing.T) {
+	t.Parallel()
+	netnstest.RequireRoot(t)
+	netnstest.RequireCommand(t, "ping", "iputils-ping")
+	netnstest.GuardRoot(t)
+	name := deployExample(t, "calico-crosssubnet.yaml", "rimpair", func(s string) string {
+		return strings.Replace(s, "{name: eth1, network: rack2, address: 192.168.60.1}",
+			"{name: eth1, network: rack2, address: 192.168.60.1, impairments: {delay: 40ms, jitter: 1ms}}", 1)
+	})
+	out := mustVR(t, "link", "show", "tor", "--lab", name)
+	for _, want := range []string{`tor +router +eth0 +rack1 +UP +-\n`, `tor +router +eth1 +rack2 +UP +delay 40ms jitter 1ms\n`, `tor +router +eth2 +uplink +UP +-\n`} {
+		if !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("link show tor lacks %q:\n%s", want, out)
+		}
+	}
+	if rtt, out, err := minRTT(name, "web-1", "10.244.135.1"); err != nil || rtt < 39*time.Millisecond {
+		t.Errorf("cross-rack ping through tor's delayed eth1: min RTT %v, %v\n%s", rtt, err, out)
+	}
+	if rtt, out, err := minRTT(name, "web-1", "10.244.104.1"); err != nil || rtt >= 39*time.Millisecond {
+		t.Errorf("same-rack ping: min RTT %v, %v\n%s", rtt, err, out)
+	}
+	if out := mustVR(t, "link", "set", "tor", "eth1", "--clear", "--lab", name); strings.TrimSpace(out) != "tor/eth1 (network rack2): UP -" {
+		t.Errorf("link set tor eth1 --clear printed %q", out)
+	}
+	eventually(t, 10*time.Second, "cross-rack ping fast again", func() (bool, string) {
+		rtt, out, err := minRTT(name, "web-1", "10.244.135.1")
+		return err == nil && rtt < 39*time.Millisecond, fmt.Sprintf("min RTT %v, %v\n%s", rtt, err, out)
+	})
+	if out := mustVR(t, "link", "set", "tor", "eth2", "--loss", "2.5%", "--lab", name); strings.TrimSpace(out) != "tor/eth2 (network uplink): UP loss 2.5%" {
+		t.Errorf("link set tor eth2 --loss printed %q", out)
+	}
+	if out, code := vr(t, "link", "set", "tor", "--delay", "1ms", "--lab", name); code == 0 || !strings.Contains(out, "its interfaces: eth0, eth1, eth2") {
+		t.Errorf("link set --delay on a router without an interface: exit %d\n%s", code, out)
+	}
+}
