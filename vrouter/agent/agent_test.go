@@ -171,6 +171,9 @@ func TestWorkloadsThroughControlAPI(t *testing.T) {
 	if l, err = c.Link(ctx); err != nil || l.Impairment == nil || *l.Impairment != imp {
 		t.Errorf("link after impairment: %+v, %v", l, err)
 	}
+	if s, err := c.Status(ctx); err != nil || s.Impairment == nil || *s.Impairment != imp {
+		t.Errorf("status after impairment: %+v, %v", s, err)
+	}
 	if _, err := c.SetImpairment(ctx, "", config.Impairment{Delay: time.Millisecond, Jitter: time.Second}); err == nil || !strings.Contains(err.Error(), "more than the delay") {
 		t.Errorf("jitter above delay: %v", err)
 	}

@@ -52,6 +52,10 @@ type Status struct {
 	// Dataplane is what forwards the node's packets (config.Node's
 	// Dataplane: userspace or kernel).
 	Dataplane string `json:"dataplane,omitempty"`
+
+	// Impairment is the underlay link's impairment (vrouter link set
+	// --delay); nil: none.
+	Impairment *config.Impairment `json:"impairment,omitempty"`
 }
 
 // Which tunl0 a node uses, as Status.Tunnel says.
