@@ -44,7 +44,11 @@ func (k kernelDataplane) AddWorkload(ctx context.Context, p WorkloadPort) error 
 // Tunnel names the kernel dataplane's tunl0 in control's terms.
 // SetImpairment: a kernel-mode node's underlay is a veth, not a fabric
 // endpoint; impairing it (netem) is not built yet.
-func (k kernelDataplane) SetImpairment(config.Impairment) error {
+// Clearing (the zero imp) has nothing to do.
+func (k kernelDataplane) SetImpairment(imp config.Impairment) error {
+	if imp.IsZero() {
+		return nil
+	}
 	return control.ErrImpairmentUnsupported
 }
 
