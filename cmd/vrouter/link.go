@@ -157,7 +157,12 @@ e.g. eth1, unless it has only one: that cuts one network off the router.`,
 				return err
 			}
 		}
-		fmt.Fprintf(cmd.OutOrStdout(), "%s/%s (network %s): %s %s\n", node, l.Interface, l.Network, linkState(l.Up), impairmentText(l.Impairment))
+		// as before impairments existed, unless there is one to show
+		line := fmt.Sprintf("%s/%s (network %s): %s", node, l.Interface, l.Network, linkState(l.Up))
+		if impair || l.Impairment != nil {
+			line += " " + impairmentText(l.Impairment)
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), line)
 		return nil
 	}
 	return cmd
