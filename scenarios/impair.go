@@ -18,9 +18,9 @@ type impairStep struct {
 }
 
 // impair parses an impair step: {node, interface, delay, jitter, loss,
-// rate} or {node, interface, clear: true}.
+// rate, duplicate, corrupt} or {node, interface, clear: true}.
 func (p *parser) impair(n *yaml.Node, field string) action {
-	node, iface, f := p.nodeAndIface(n, field, "delay", "jitter", "loss", "rate", "clear")
+	node, iface, f := p.nodeAndIface(n, field, "delay", "jitter", "loss", "rate", "duplicate", "corrupt", "clear")
 	if f == nil {
 		return nil
 	}
@@ -33,7 +33,7 @@ func (p *parser) impair(n *yaml.Node, field string) action {
 		}
 	}
 	given := false
-	for _, k := range []string{"delay", "jitter", "loss", "rate"} {
+	for _, k := range []string{"delay", "jitter", "loss", "rate", "duplicate", "corrupt"} {
 		v := f[k]
 		if v == nil {
 			continue
@@ -53,6 +53,10 @@ func (p *parser) impair(n *yaml.Node, field string) action {
 			s.imp.Loss, err = config.ParseLoss(str)
 		case "rate":
 			s.imp.Rate, err = config.ParseRate(str)
+		case "duplicate":
+			s.imp.Duplicate, err = config.ParseLoss(str)
+		case "corrupt":
+			s.imp.Corrupt, err = config.ParseLoss(str)
 		}
 		if err != nil {
 			p.errorf(v, join(field, k), "%v", err)
@@ -60,7 +64,7 @@ func (p *parser) impair(n *yaml.Node, field string) action {
 	}
 	switch {
 	case !clear && !given:
-		p.errorf(n, field, "say what to do to the link: delay, jitter, loss, rate, or clear: true")
+		p.errorf(n, field, "say what to do to the link: delay, jitter, loss, rate, duplicate, corrupt, or clear: true")
 	case clear && given:
 		p.errorf(f["clear"], join(field, "clear"), "clear removes every impairment: give it alone")
 	case !clear && given && s.imp.IsZero():

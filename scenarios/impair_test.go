@@ -12,7 +12,7 @@ import (
 
 func TestParseImpairStep(t *testing.T) {
 	s, err := Parse("ok.yaml", []byte(labHead+`  - impair: {node: node2, delay: 20ms, jitter: 5ms, loss: 1%, rate: 100mbit}
-  - impair: {node: node2, interface: ens33, loss: 5}
+  - impair: {node: node2, interface: ens33, loss: 5, duplicate: 1%, corrupt: 0.1%}
   - impair: {node: node2, clear: true}
 `))
 	if err != nil {
@@ -20,7 +20,7 @@ func TestParseImpairStep(t *testing.T) {
 	}
 	want := []impairStep{
 		{node: "node2", imp: config.Impairment{Delay: 20 * time.Millisecond, Jitter: 5 * time.Millisecond, Loss: 1, Rate: 100_000_000}},
-		{node: "node2", iface: "ens33", imp: config.Impairment{Loss: 5}},
+		{node: "node2", iface: "ens33", imp: config.Impairment{Loss: 5, Duplicate: 1, Corrupt: 0.1}},
 		{node: "node2"},
 	}
 	for i, w := range want {
@@ -40,7 +40,7 @@ func TestParseImpairStep(t *testing.T) {
 		{"impair: node2", "f.yaml:17: steps[1].impair: say what to do to the link"},
 		{"impair: {node: node2}", "steps[1].impair: say what to do to the link"},
 		{"impair: {node: node9, delay: 1ms}", `steps[1].impair.node: the lab has no node or router "node9"`},
-		{"impair: {node: node2, loss: 101%}", `f.yaml:17: steps[1].impair.loss: loss "101%" is not from 0% to 100%`},
+		{"impair: {node: node2, loss: 101%}", `f.yaml:17: steps[1].impair.loss: "101%" is not from 0% to 100%`},
 		{"impair: {node: node2, delay: 5ms, jitter: 10ms}", "steps[1].impair.jitter: 10ms is more than the delay (5ms)"},
 		{"impair: {node: node2, rate: quick}", `steps[1].impair.rate: "quick" is not a rate`},
 		{"impair: {node: node2, delay: -1s}", `steps[1].impair.delay: "-1s" is negative`},

@@ -15,7 +15,7 @@ networks:
   - {name: wan, cidr: 192.168.60.0/24}
 nodes:
   node1: {network: lan, address: 192.168.50.10, impairments: {delay: 20ms, jitter: 5ms, loss: 1%, rate: 100mbit}}
-  node2: {network: wan, address: 192.168.60.10, impairments: {loss: 5}}
+  node2: {network: wan, address: 192.168.60.10, impairments: {loss: 5, duplicate: 1%, corrupt: 0.5%}}
   node3: {network: lan, address: 192.168.50.11}
   tor:
     kind: router
@@ -28,7 +28,7 @@ nodes:
 	}
 	want := map[string]config.Impairment{
 		"node1": {Delay: 20 * time.Millisecond, Jitter: 5 * time.Millisecond, Loss: 1, Rate: 100_000_000},
-		"node2": {Loss: 5},
+		"node2": {Loss: 5, Duplicate: 1, Corrupt: 0.5},
 		"node3": {},
 	}
 	for name, imp := range want {

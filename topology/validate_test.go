@@ -185,14 +185,14 @@ var ruleTests = []struct {
 		{13, "nodes.node7.interface", `"cali0" starts with cali`}}},
 
 	{"impairments in range", "impairments-invalid.yaml", []want{
-		{8, "nodes.node2.impairments.loss", `loss "150%" is not from 0% to 100%`},
+		{8, "nodes.node2.impairments.loss", `"150%" is not from 0% to 100%`},
 		{9, "nodes.node3.impairments.delay", `"-5ms" is negative`},
 		{15, "nodes.node4.impairments.jitter", "10ms is more than the delay (5ms): a frame cannot leave early"},
 		{16, "nodes.node5.impairments.rate", `"100mb" is not a rate such as 100mbit (units: kbit, mbit, gbit)`},
-		{17, "nodes.node6.impairments.lag", "unknown field (known: delay, jitter, loss, rate)"},
-		{18, "nodes.node7.impairments", "must be a mapping (fields: delay, jitter, loss, rate, e.g. {delay: 20ms, loss: 1%}), not"},
+		{17, "nodes.node6.impairments.lag", "unknown field (known: delay, jitter, loss, rate, duplicate, corrupt)"},
+		{18, "nodes.node7.impairments", "must be a mapping (fields: delay, jitter, loss, rate, duplicate, corrupt, e.g. {delay: 20ms, loss: 1%}), not"},
 		{19, "nodes.node8.impairments.delay", "must not be empty (leave it out for none)"},
-		{23, "nodes.tor.interfaces[0].impairments.loss", `loss "-1%" is not from 0% to 100%`}}},
+		{23, "nodes.tor.interfaces[0].impairments.loss", `"-1%" is not from 0% to 100%`}}},
 
 	// Workloads.
 	{"workload name and node required", "workload-missing-fields.yaml", []want{

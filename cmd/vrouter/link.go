@@ -24,12 +24,13 @@ func newLinkCommand() *cobra.Command {
 // impairFlags are link set's impairment flags.
 type impairFlags struct {
 	delay, jitter, loss, rate string
+	duplicate, corrupt        string
 	clear                     bool
 }
 
 // set reports whether any impairment flag was given.
 func (f *impairFlags) set(cmd *cobra.Command) bool {
-	for _, name := range []string{"delay", "jitter", "loss", "rate", "clear"} {
+	for _, name := range []string{"delay", "jitter", "loss", "rate", "duplicate", "corrupt", "clear"} {
 		if cmd.Flags().Changed(name) {
 			return true
 		}
@@ -42,7 +43,7 @@ func (f *impairFlags) impairment() (config.Impairment, error) {
 	var imp config.Impairment
 	var err error
 	if f.clear {
-		if f.delay != "" || f.jitter != "" || f.loss != "" || f.rate != "" {
+		if f.delay != "" || f.jitter != "" || f.loss != "" || f.rate != "" || f.duplicate != "" || f.corrupt != "" {
 			return imp, errors.New("--clear removes every impairment: give it alone")
 		}
 		return imp, nil
@@ -65,6 +66,16 @@ func (f *impairFlags) impairment() (config.Impairment, error) {
 	if f.rate != "" {
 		if imp.Rate, err = config.ParseRate(f.rate); err != nil {
 			return imp, fmt.Errorf("--rate: %w", err)
+		}
+	}
+	if f.duplicate != "" {
+		if imp.Duplicate, err = config.ParseLoss(f.duplicate); err != nil {
+			return imp, fmt.Errorf("--duplicate: %w", err)
+		}
+	}
+	if f.corrupt != "" {
+		if imp.Corrupt, err = config.ParseLoss(f.corrupt); err != nil {
+			return imp, fmt.Errorf("--corrupt: %w", err)
 		}
 	}
 	if imp.IsZero() {
@@ -93,7 +104,7 @@ func parseLinkSetArgs(args []string) (node, iface, state string, err error) {
 func newLinkSetCommand() *cobra.Command {
 	var imp impairFlags
 	cmd := &cobra.Command{
-		Use:   "set NODE [INTERFACE] [up|down] [--delay D] [--jitter J] [--loss P%] [--rate R] [--clear]",
+		Use:   "set NODE [INTERFACE] [up|down] [--delay D] [--jitter J] [--loss P%] [--rate R] [--duplicate P%] [--corrupt P%] [--clear]",
 		Short: "Set a node's underlay link or a router's interface up or down, or impair it, as 'ip link set' and 'tc qdisc' do",
 		Long: `set pulls or plugs the cable of a node's underlay interface (ens33) in the
 fabric: while it is down every frame the node's engine sends or receives on
@@ -106,7 +117,8 @@ config: a restarted agent comes up with its link as it was.
 With --delay, --jitter, --loss or --rate it impairs the link instead, as
 netem and tbf would on the interface's egress: every frame the node sends
 on it is lost with the given probability, sent no faster than the rate, and
-delivered the delay later, plus or minus up to the jitter. The flags
+delivered the delay later, plus or minus up to the jitter; --duplicate
+sends a share of them twice, --corrupt flips one bit in a share. The flags
 replace the link's impairment as a whole (those left out are none);
 --clear removes it. Delays are Go durations (20ms, 1.5s), loss a
 percentage (1%), rates tc's units (kbit, mbit, gbit). The impairment is
@@ -124,6 +136,8 @@ e.g. eth1, unless it has only one: that cuts one network off the router.`,
 	cmd.Flags().StringVar(&imp.jitter, "jitter", "", "vary the delay by up to this much either way (at most the delay)")
 	cmd.Flags().StringVar(&imp.loss, "loss", "", "lose this share of the frames sent (e.g. 1%)")
 	cmd.Flags().StringVar(&imp.rate, "rate", "", "send no faster than this (e.g. 100mbit; units kbit, mbit, gbit)")
+	cmd.Flags().StringVar(&imp.duplicate, "duplicate", "", "send this share of the frames twice (e.g. 1%)")
+	cmd.Flags().StringVar(&imp.corrupt, "corrupt", "", "flip one bit in this share of the frames (e.g. 0.1%)")
 	cmd.Flags().BoolVar(&imp.clear, "clear", false, "remove the link's impairment")
 	load := lockedLabFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
@@ -133,7 +147,7 @@ e.g. eth1, unless it has only one: that cuts one network off the router.`,
 		}
 		impair := imp.set(cmd)
 		if state == "" && !impair {
-			return errors.New("say up or down, or give an impairment (--delay, --jitter, --loss, --rate) or --clear")
+			return errors.New("say up or down, or give an impairment (--delay, --jitter, --loss, --rate, --duplicate, --corrupt) or --clear")
 		}
 		var want config.Impairment
 		if impair {

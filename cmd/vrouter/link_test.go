@@ -32,9 +32,9 @@ func TestParseLinkSetArgs(t *testing.T) {
 }
 
 func TestImpairFlags(t *testing.T) {
-	f := impairFlags{delay: "20ms", jitter: "5ms", loss: "1%", rate: "100mbit"}
+	f := impairFlags{delay: "20ms", jitter: "5ms", loss: "1%", rate: "100mbit", duplicate: "2%", corrupt: "0.5%"}
 	imp, err := f.impairment()
-	want := config.Impairment{Delay: 20 * time.Millisecond, Jitter: 5 * time.Millisecond, Loss: 1, Rate: 100_000_000}
+	want := config.Impairment{Delay: 20 * time.Millisecond, Jitter: 5 * time.Millisecond, Loss: 1, Rate: 100_000_000, Duplicate: 2, Corrupt: 0.5}
 	if err != nil || imp != want {
 		t.Errorf("impairment() = %+v, %v; want %+v", imp, err, want)
 	}
@@ -46,6 +46,9 @@ func TestImpairFlags(t *testing.T) {
 		{impairFlags{loss: "150%"}, "--loss"},
 		{impairFlags{rate: "100mb"}, "--rate"},
 		{impairFlags{delay: "soon"}, "--delay"},
+		{impairFlags{duplicate: "200%"}, "--duplicate"},
+		{impairFlags{corrupt: "x"}, "--corrupt"},
+		{impairFlags{clear: true, corrupt: "1%"}, "alone"},
 		{impairFlags{clear: true, delay: "1ms"}, "alone"},
 		{impairFlags{delay: "0s"}, "--clear"},
 	} {

@@ -157,6 +157,13 @@ workloads:
 		return pingIn(t, name, "a", "10.244.2.1") == 0, "ping failed"
 	})
 
+	// duplicated replies: ping says DUP!
+	mustVR(t, append([]string{"link", "set", "node2", "--duplicate", "100%"}, lab...)...)
+	if out, _ := vr(t, "exec", "--lab", name, "a", "--", "ping", "-c", "2", "-i", "0.2", "-W", "2", "10.244.2.1"); !strings.Contains(out, "DUP!") {
+		t.Errorf("ping a -> b with node2 duplicating every frame shows no DUP!:\n%s", out)
+	}
+	mustVR(t, append([]string{"link", "set", "node2", "--clear"}, lab...)...)
+
 	for _, c := range []struct {
 		args []string
 		want string

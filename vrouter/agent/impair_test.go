@@ -26,8 +26,8 @@ func TestKernelDataplaneImpairmentUnsupported(t *testing.T) {
 }
 
 func TestFabricImpairment(t *testing.T) {
-	got := FabricImpairment(config.Impairment{Delay: 20 * time.Millisecond, Jitter: 5 * time.Millisecond, Loss: 25, Rate: 1e8})
-	want := fabric.Impairment{Delay: 20 * time.Millisecond, Jitter: 5 * time.Millisecond, Loss: 0.25, Rate: 1e8}
+	got := FabricImpairment(config.Impairment{Delay: 20 * time.Millisecond, Jitter: 5 * time.Millisecond, Loss: 25, Rate: 1e8, Duplicate: 50, Corrupt: 10})
+	want := fabric.Impairment{Delay: 20 * time.Millisecond, Jitter: 5 * time.Millisecond, Loss: 0.25, Rate: 1e8, Duplicate: 0.5, Corrupt: 0.1}
 	if got != want {
 		t.Errorf("FabricImpairment = %+v, want %+v", got, want)
 	}

@@ -110,7 +110,7 @@ func (u *userspace) SetImpairment(imp config.Impairment) error {
 }
 func (u *userspace) Impairment() config.Impairment {
 	f := u.ep.Impairment()
-	return config.Impairment{Delay: f.Delay, Jitter: f.Jitter, Loss: f.Loss * 100, Rate: f.Rate}
+	return config.Impairment{Delay: f.Delay, Jitter: f.Jitter, Loss: f.Loss * 100, Rate: f.Rate, Duplicate: f.Duplicate * 100, Corrupt: f.Corrupt * 100}
 }
 func (u *userspace) Stats() map[string]uint64           { return u.engine.Stats() }
 func (u *userspace) Run(ctx context.Context)            { u.engine.Run(ctx) }
@@ -277,5 +277,5 @@ func workloadRoutes(t *netns.TUN, addr netip.Addr) error {
 // FabricImpairment is imp as a fabric endpoint applies it (loss as a
 // probability).
 func FabricImpairment(imp config.Impairment) fabric.Impairment {
-	return fabric.Impairment{Delay: imp.Delay, Jitter: imp.Jitter, Loss: imp.Loss / 100, Rate: imp.Rate}
+	return fabric.Impairment{Delay: imp.Delay, Jitter: imp.Jitter, Loss: imp.Loss / 100, Rate: imp.Rate, Duplicate: imp.Duplicate / 100, Corrupt: imp.Corrupt / 100}
 }

@@ -19,6 +19,10 @@ type Impairment struct {
 	Jitter time.Duration `json:"jitter,omitempty"`
 	Loss   float64       `json:"loss,omitempty"` // percent, 0 to 100
 	Rate   uint64        `json:"rate,omitempty"` // bits per second; 0: unlimited
+	// Duplicate and Corrupt are the percentages of frames sent twice and
+	// of frames with one bit flipped, as netem's duplicate and corrupt.
+	Duplicate float64 `json:"duplicate,omitempty"`
+	Corrupt   float64 `json:"corrupt,omitempty"`
 }
 
 // IsZero reports whether the impairment leaves frames alone.
@@ -36,6 +40,10 @@ func (i Impairment) Validate() error {
 		return fmt.Errorf("jitter %v is more than the delay %v", i.Jitter, i.Delay)
 	case math.IsNaN(i.Loss) || i.Loss < 0 || i.Loss > 100:
 		return fmt.Errorf("loss %v%% is not from 0%% to 100%%", i.Loss)
+	case math.IsNaN(i.Duplicate) || i.Duplicate < 0 || i.Duplicate > 100:
+		return fmt.Errorf("duplicate %v%% is not from 0%% to 100%%", i.Duplicate)
+	case math.IsNaN(i.Corrupt) || i.Corrupt < 0 || i.Corrupt > 100:
+		return fmt.Errorf("corrupt %v%% is not from 0%% to 100%%", i.Corrupt)
 	}
 	return nil
 }
@@ -56,6 +64,12 @@ func (i Impairment) String() string {
 	if i.Rate > 0 {
 		parts = append(parts, "rate "+FormatRate(i.Rate))
 	}
+	if i.Duplicate > 0 {
+		parts = append(parts, "duplicate "+strconv.FormatFloat(i.Duplicate, 'g', -1, 64)+"%")
+	}
+	if i.Corrupt > 0 {
+		parts = append(parts, "corrupt "+strconv.FormatFloat(i.Corrupt, 'g', -1, 64)+"%")
+	}
 	if len(parts) == 0 {
 		return "-"
 	}
@@ -75,15 +89,15 @@ func ParseDelay(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// ParseLoss parses a loss percentage such as "1%", "0.5%" or "100%" (the
-// % may be left out); it must be from 0 to 100.
+// ParseLoss parses a loss (or duplicate, corrupt) percentage such as "1%",
+// "0.5%" or "100%" (the % may be left out); it must be from 0 to 100.
 func ParseLoss(s string) (float64, error) {
 	v, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(s), "%"), 64)
 	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
 		return 0, fmt.Errorf("%q is not a percentage such as 1%%", s)
 	}
 	if v < 0 || v > 100 {
-		return 0, fmt.Errorf("loss %q is not from 0%% to 100%%", s)
+		return 0, fmt.Errorf("%q is not from 0%% to 100%%", s)
 	}
 	return v, nil
 }

@@ -45,11 +45,11 @@ func TestParseImpairmentValues(t *testing.T) {
 }
 
 func TestImpairmentValidateAndString(t *testing.T) {
-	good := Impairment{Delay: 20 * time.Millisecond, Jitter: 5 * time.Millisecond, Loss: 1, Rate: 100_000_000}
+	good := Impairment{Delay: 20 * time.Millisecond, Jitter: 5 * time.Millisecond, Loss: 1, Rate: 100_000_000, Duplicate: 2, Corrupt: 0.1}
 	if err := good.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := good.String(), "delay 20ms jitter 5ms loss 1% rate 100mbit"; got != want {
+	if got, want := good.String(), "delay 20ms jitter 5ms loss 1% rate 100mbit duplicate 2% corrupt 0.1%"; got != want {
 		t.Errorf("String() = %q, want %q", got, want)
 	}
 	if got := (Impairment{}).String(); got != "-" {
@@ -62,6 +62,8 @@ func TestImpairmentValidateAndString(t *testing.T) {
 		{Impairment{Delay: -1}, "negative"},
 		{Impairment{Delay: time.Millisecond, Jitter: 2 * time.Millisecond}, "more than the delay"},
 		{Impairment{Loss: 100.5}, "0% to 100%"},
+		{Impairment{Duplicate: -1}, "duplicate -1% is not from"},
+		{Impairment{Corrupt: 101}, "corrupt 101% is not from"},
 	} {
 		if err := c.imp.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("Validate(%+v) = %v, want %q", c.imp, err, c.want)

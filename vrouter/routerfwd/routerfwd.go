@@ -317,7 +317,7 @@ type routerLink struct {
 func (l routerLink) state(name string) control.Link {
 	c := control.Link{Interface: name, Network: l.network, Up: l.ep.IsUp()}
 	if f := l.ep.Impairment(); !f.IsZero() {
-		c.Impairment = &config.Impairment{Delay: f.Delay, Jitter: f.Jitter, Loss: f.Loss * 100, Rate: f.Rate}
+		c.Impairment = &config.Impairment{Delay: f.Delay, Jitter: f.Jitter, Loss: f.Loss * 100, Rate: f.Rate, Duplicate: f.Duplicate * 100, Corrupt: f.Corrupt * 100}
 	}
 	return c
 }
@@ -325,7 +325,7 @@ func (l routerLink) state(name string) control.Link {
 // fabricImpairment is imp as a fabric endpoint applies it (loss as a
 // probability).
 func fabricImpairment(imp config.Impairment) fabric.Impairment {
-	return fabric.Impairment{Delay: imp.Delay, Jitter: imp.Jitter, Loss: imp.Loss / 100, Rate: imp.Rate}
+	return fabric.Impairment{Delay: imp.Delay, Jitter: imp.Jitter, Loss: imp.Loss / 100, Rate: imp.Rate, Duplicate: imp.Duplicate / 100, Corrupt: imp.Corrupt / 100}
 }
 
 // serveRouterControl serves status, routes, stats and the interfaces'
