@@ -13,6 +13,9 @@ import (
 func FuzzParse(f *testing.F) {
 	if data, err := os.ReadFile("../examples/calico-bgp.yaml"); err == nil {
 		f.Add(data)
+		// A kernel lab, and a dataplane of the wrong case.
+		f.Add(append(append([]byte{}, data...), "\ndataplane: kernel\n"...))
+		f.Add(append(append([]byte{}, data...), "\ndataplane: Userspace\n"...))
 	}
 	files, _ := filepath.Glob("testdata/*.yaml")
 	for _, name := range files {

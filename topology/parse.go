@@ -53,7 +53,7 @@ func Parse(name string, data []byte) (*Lab, error) {
 // The fields each part of a lab file may have, in the order error messages
 // list them.
 var (
-	labFields     = []string{"name", "ipPools", "ipam", "bgp", "networks", "nodes", "workloads", "bgpPeers", "routers"}
+	labFields     = []string{"name", "ipPools", "ipam", "bgp", "networks", "nodes", "workloads", "bgpPeers", "routers", "dataplane"}
 	ipamFields    = []string{"strictAffinity"}
 	poolFields    = []string{"name", "cidr", "blockSize", "ipipMode", "mtu"}
 	bgpFields     = []string{"asNumber", "nodeToNodeMesh", "keepaliveTime", "holdTime", "gracefulRestart", "restartTime"}
@@ -106,6 +106,7 @@ type (
 		workloads []rawWorkload
 		peers     []rawPeer
 		routers   []rawRouter
+		dataplane val[string]
 	}
 	rawPool struct {
 		line      int
@@ -593,9 +594,32 @@ func (p *parser) lab(root *yaml.Node) *rawLab {
 			})
 		case "routers":
 			r.routers = p.routers(v)
+		case "dataplane":
+			r.dataplane = p.dataplane(v, "dataplane")
 		}
 	})
 	return r
+}
+
+// dataplanes are the valid values of dataplane, in the order messages
+// list them.
+var dataplanes = []string{DataplaneUserspace, DataplaneKernel}
+
+// dataplane reads a dataplane: userspace or kernel.
+func (p *parser) dataplane(n *yaml.Node, path string) val[string] {
+	v := p.str(n, path, "leave it out for the default, userspace")
+	if v.st != ok {
+		return v
+	}
+	if !contains(dataplanes, v.v) {
+		hint := ""
+		if l := strings.ToLower(v.v); l != v.v && contains(dataplanes, l) {
+			hint = fmt.Sprintf("; did you mean %s? (case matters)", l)
+		}
+		p.errorf(v.line, path, "%s is not a dataplane (valid: %s)%s", strconv.Quote(v.v), strings.Join(dataplanes, ", "), hint)
+		v.st = bad
+	}
+	return v
 }
 
 func (p *parser) pool(n *yaml.Node, path string) rawPool {

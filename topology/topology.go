@@ -38,6 +38,11 @@
 //	    routes:
 //	      - {dst: default, via: 192.168.60.254}
 //
+// A lab's nodes forward in their agents' userspace engines, or, with
+// dataplane: kernel at the top level, in the Linux kernels of their
+// namespaces (a kernel lab: each network a Linux bridge; no routers or
+// router nodes, whose forwarders are userspace).
+//
 // [Load] and [Parse] check the whole file before anything is created: unknown
 // fields, missing fields, bad values and conflicts between parts of the file
 // (duplicate names or addresses, overlapping ranges, references to things
@@ -143,7 +148,25 @@ type Lab struct {
 	// between underlay networks), in file order. They are not in Nodes,
 	// which holds Calico nodes only.
 	RouterNodes []RouterNode `json:",omitempty"`
+	// Dataplane is what forwards the nodes' packets: DataplaneUserspace
+	// (the default; empty in a state written before labs had one) or
+	// DataplaneKernel.
+	Dataplane string `json:",omitempty"`
 }
+
+// The dataplanes of a lab (the lab file's dataplane field).
+const (
+	// DataplaneUserspace: each node's agent forwards in its userspace
+	// engine; the networks are the lab's userspace fabric.
+	DataplaneUserspace = "userspace"
+	// DataplaneKernel: each node is a namespace whose Linux kernel
+	// forwards, programmed by its agent; each network is a Linux bridge
+	// in a namespace of the lab's, joined to the nodes by veth pairs.
+	DataplaneKernel = "kernel"
+)
+
+// Kernel reports whether the lab's nodes forward in their kernels.
+func (l *Lab) Kernel() bool { return l.Dataplane == DataplaneKernel }
 
 // IPAM is Calico's IPAMConfiguration.
 type IPAM struct {

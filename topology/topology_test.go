@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -24,7 +25,7 @@ func TestExample(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &Lab{
-		Name: "calico-bgp",
+		Name: "calico-bgp", Dataplane: DataplaneUserspace,
 		IPPools: []IPPool{
 			{Name: "default-ipv4-ippool", CIDR: mustPrefix("10.244.0.0/16"), BlockSize: 26, IPIPMode: IPIPNever},
 		},
@@ -104,7 +105,7 @@ workloads:
 		t.Fatal(err)
 	}
 	want := &Lab{
-		Name: "ipip",
+		Name: "ipip", Dataplane: DataplaneUserspace,
 		IPPools: []IPPool{
 			{Name: "a", CIDR: mustPrefix("10.244.0.0/16"), BlockSize: 24, IPIPMode: IPIPAlways},
 			{Name: "b", CIDR: mustPrefix("10.96.0.0/12"), BlockSize: 32, IPIPMode: IPIPCrossSubnet},
@@ -420,6 +421,24 @@ func checkInvariants(t *testing.T, lab *Lab) {
 				fail("workload %s address %v", w.Name, w.Address)
 			}
 			addrs[w.Address] = true
+		}
+	}
+}
+
+// dataplane: kernel makes a kernel lab; without it a lab is userspace.
+func TestDataplaneField(t *testing.T) {
+	data, err := os.ReadFile("../examples/calico-bgp.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lab, err := Parse("calico-bgp.yaml", data)
+	if err != nil || lab.Dataplane != DataplaneUserspace || lab.Kernel() {
+		t.Fatalf("Parse: %v; dataplane %q, want userspace", err, lab.Dataplane)
+	}
+	for _, v := range []string{"kernel", "userspace"} {
+		lab, err := Parse("k.yaml", append(append([]byte{}, data...), []byte("\ndataplane: "+v+"\n")...))
+		if err != nil || lab.Dataplane != v || lab.Kernel() != (v == "kernel") {
+			t.Errorf("dataplane: %s: %v; got %q", v, err, lab.Dataplane)
 		}
 	}
 }

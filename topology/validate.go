@@ -154,7 +154,28 @@ func (p *parser) check(r *rawLab) *Lab {
 	p.checkRouters(r, lab, nets, nodes)
 	p.checkPeers(r, lab, nodes, rnodes)
 	p.routerPeers(r, lab)
+	p.checkDataplane(r, lab)
 	return lab
+}
+
+// checkDataplane sets the lab's dataplane. A kernel lab's networks are
+// Linux bridges, which the userspace forwarders of routers and router
+// nodes do not reach: a lab mixing them is not built yet.
+func (p *parser) checkDataplane(r *rawLab, lab *Lab) {
+	lab.Dataplane = DataplaneUserspace
+	if r.dataplane.st != ok {
+		return
+	}
+	lab.Dataplane = r.dataplane.v
+	if !lab.Kernel() {
+		return
+	}
+	for _, rn := range r.rnodes {
+		p.errorf(rn.line, rn.path, "a router node cannot join a kernel lab (dataplane: kernel, line %d): its forwarder is userspace, and labs mixing the two are not built yet", r.dataplane.line)
+	}
+	for _, rt := range r.routers {
+		p.errorf(rt.line, rt.path, "an external router cannot join a kernel lab (dataplane: kernel, line %d): its forwarder is userspace, and labs mixing the two are not built yet", r.dataplane.line)
+	}
 }
 
 func (p *parser) checkPools(r *rawLab, lab *Lab) {

@@ -34,7 +34,7 @@ var ruleTests = []struct {
 	{"unknown fields", "unknown-field.yaml", []want{
 		{7, "nodes.node1.adress", "unknown field (known: kind, network, address, interface, asNumber, labels, routeReflectorClusterID, cpuSet, impairments)"},
 		{7, "nodes.node1.address", "is required"},
-		{8, "routeReflectors", "unknown field (known: name, ipPools, ipam, bgp, networks, nodes, workloads, bgpPeers, routers)"}}},
+		{8, "routeReflectors", "unknown field (known: name, ipPools, ipam, bgp, networks, nodes, workloads, bgpPeers, routers, dataplane)"}}},
 	{"field names are case-sensitive", "unknown-field-case.yaml", []want{
 		{9, "bgp.asnumber", "unknown field (known: asNumber, nodeToNodeMesh, keepaliveTime, holdTime, gracefulRestart, restartTime)"}}},
 	{"a key given twice", "duplicate-key.yaml", []want{
@@ -272,6 +272,13 @@ var ruleTests = []struct {
 	{"router nodes carry no workloads and run no BGP", "workload-on-router-node.yaml", []want{
 		{11, "workloads[0].node", "tor is a router node (line 9): routers carry no workloads; put the workload on a calico node (known: node1)"},
 		{13, "bgpPeers[0].node", "tor is a router node (line 9), which runs no BGP; name a calico node (known: node1)"}}},
+	{"dataplane is userspace or kernel", "dataplane-invalid.yaml", []want{
+		{2, "dataplane", `"Kernel" is not a dataplane (valid: userspace, kernel); did you mean kernel? (case matters)`}}},
+	{"dataplane is a string", "dataplane-other.yaml", []want{
+		{2, "dataplane", "must be"}}},
+	{"a kernel lab has no userspace routers", "dataplane-kernel-routers.yaml", []want{
+		{9, "nodes.tor", "a router node cannot join a kernel lab (dataplane: kernel, line 12)"},
+		{11, "routers.ext", "an external router cannot join a kernel lab (dataplane: kernel, line 12)"}}},
 	{"a calico node required", "nodes-only-routers.yaml", []want{
 		{7, "nodes", "a lab needs at least one calico node"}}},
 }

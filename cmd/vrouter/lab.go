@@ -225,6 +225,19 @@ func inspectRows(ctx context.Context, st *lab.State) []inspectRow {
 			rows = append(rows, inspectRow{Name: r.Name, Kind: kind, Node: r.Name, Namespace: r.Namespace, Interface: i.Name, Address: i.Address.String(), State: ifState(i.Name)})
 		}
 	}
+	// A kernel lab's networks: each a bridge in a namespace of the lab's.
+	for _, b := range st.Bridges {
+		state, cidr := "running", "-"
+		if !netns.Exists(b.Namespace) {
+			state = "missing"
+		}
+		if st.Spec != nil {
+			if n, ok := st.Spec.Network(b.Network); ok {
+				cidr = n.CIDR.String()
+			}
+		}
+		rows = append(rows, inspectRow{Name: b.Network, Kind: "bridge", Node: "-", Namespace: b.Namespace, Interface: lab.BridgeName, Address: cidr, State: state})
+	}
 	for _, w := range st.Workloads {
 		state := "running"
 		a, ok := addrs[w.Name]

@@ -172,6 +172,11 @@ func nodeConfig(l *topology.Lab, dir string, n topology.Node) (*config.Node, err
 			RestartTime:     l.BGP.RestartTime,
 		},
 	}
+	if l.Kernel() {
+		// The node's kernel forwards, on the veth its network's bridge
+		// joins (kernel.go); the agent makes its workloads' veths.
+		c.Dataplane, c.Fabric = config.DataplaneKernel, ""
+	}
 	c.Neighbors = neighbors(l, n.Network)
 	if !n.Impairment.IsZero() {
 		imp := n.Impairment

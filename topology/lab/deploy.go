@@ -102,7 +102,8 @@ type plan struct {
 	// (each waited for: the nodes' BGP sessions across them need them).
 	nodes     []Node
 	workloads []WorkloadState
-	frr       bool // a node runs as user frr: the state directory lets group frr through
+	bridges   []bridge // a kernel lab's networks (kernel.go)
+	frr       bool     // a node runs as user frr: the state directory lets group frr through
 }
 
 // newPlan plans the deployment of lab l: it computes every node's config
@@ -113,7 +114,7 @@ func newPlan(l *topology.Lab) (*plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &plan{dir: dir}
+	p := &plan{dir: dir, bridges: planBridges(l)}
 	for _, n := range l.Nodes {
 		c, err := planCalicoNode(l, dir, n)
 		if err != nil {
@@ -160,7 +161,8 @@ func newPlan(l *topology.Lab) (*plan, error) {
 // provision makes the lab's state in its new state directory: the state
 // file first (from then on destroy recognises the directory as the
 // lab's), the nodes and routers directories, every node's files and
-// namespace, then the workloads' namespaces, and records them all in st.
+// namespace, a kernel lab's bridges (each in its namespace, joined to the
+// nodes), then the workloads' namespaces, and records them all in st.
 func provision(ctx context.Context, p *plan, st *State) error {
 	if err := st.save(); err != nil {
 		return err
@@ -184,6 +186,9 @@ func provision(ctx context.Context, p *plan, st *State) error {
 			return err
 		}
 		n.record(st)
+	}
+	if err := provisionBridges(ctx, p, st); err != nil {
+		return err
 	}
 	for _, w := range p.workloads {
 		if err := interrupted(ctx); err != nil {

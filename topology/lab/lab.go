@@ -41,6 +41,8 @@ type State struct {
 	Nodes     []NodeState     `json:"nodes"`
 	Workloads []WorkloadState `json:"workloads"`
 	Routers   []RouterState   `json:"routers,omitempty"`
+	// Bridges are a kernel lab's networks (kernel.go).
+	Bridges []BridgeState `json:"bridges,omitempty"`
 }
 
 // NodeState is one node of a deployed lab.

@@ -220,7 +220,7 @@ func (a *Agent) start(ctx context.Context) error {
 	}
 
 	for _, w := range cfg.Workloads {
-		if !netns.Exists(w.Namespace) {
+		if !w.IsNetstack() && !netns.Exists(w.Namespace) {
 			// Deleted while no agent served it (before a restart): the
 			// node serves the others; inspect shows this one down.
 			a.log.Error("workload namespace is gone, not serving the workload", "workload", w.Name, "namespace", w.Namespace)
@@ -345,14 +345,15 @@ func handle(lab, name string) string { return lab + "." + name }
 // interface, returns it as it is (a CNI ADD repeated); with another, it
 // is an error.
 func (a *Agent) addWorkload(ctx context.Context, w config.Workload) (*control.WorkloadInfo, error) {
-	if w.PodInterface == "" {
-		w.PodInterface = "eth0"
+	svcs, err := checkWorkload(&w)
+	if err != nil {
+		return nil, err
 	}
 	a.mu.Lock()
 	have, dup := a.workloads[w.Name]
 	a.mu.Unlock()
 	if dup {
-		if have.Namespace == w.Namespace && have.PodInterface == w.PodInterface && (!w.Address.IsValid() || w.Address == have.Address) {
+		if have.Namespace == w.Namespace && have.PodInterface == w.PodInterface && have.Stack == stackInfo(w) && (!w.Address.IsValid() || w.Address == have.Address) {
 			return &have, nil
 		}
 		return nil, fmt.Errorf("workload %s already exists (namespace %s, interface %s)", w.Name, have.Namespace, have.PodInterface)
@@ -378,8 +379,9 @@ func (a *Agent) addWorkload(ctx context.Context, w config.Workload) (*control.Wo
 		return nil, fmt.Errorf("workload %s: %w", w.Name, err)
 	}
 	mtu := workloadMTU(a.currentPools(), addr, a.cfg.MTU)
-	info := control.WorkloadInfo{Name: w.Name, Namespace: w.Namespace, Interface: config.InterfaceName(a.cfg.Lab, w.Name), Address: addr, PodInterface: w.PodInterface, MTU: mtu}
-	port := WorkloadPort{Name: info.Interface, Namespace: w.Namespace, Address: addr, MTU: mtu, PodInterface: w.PodInterface}
+	info := control.WorkloadInfo{Name: w.Name, Namespace: w.Namespace, Interface: config.InterfaceName(a.cfg.Lab, w.Name), Address: addr, PodInterface: w.PodInterface, MTU: mtu, Stack: stackInfo(w)}
+	port := WorkloadPort{Name: info.Interface, Namespace: w.Namespace, Address: addr, MTU: mtu, PodInterface: w.PodInterface,
+		Stack: info.Stack, Workload: w.Name, Serve: svcs}
 	if err := a.dp.AddWorkload(ctx, port); err != nil {
 		release()
 		return nil, fmt.Errorf("workload %s: %w", w.Name, err)

@@ -7,6 +7,7 @@ import (
 	"github.com/vrouter-lab/vrouter/vrouter/bgp"
 	"github.com/vrouter-lab/vrouter/vrouter/config"
 	"github.com/vrouter-lab/vrouter/vrouter/fib"
+	"github.com/vrouter-lab/vrouter/vrouter/netstack"
 )
 
 // Dataplane is what forwards a node's packets, as the agent programs it:
@@ -79,6 +80,12 @@ type WorkloadPort struct {
 	MTU       int
 	// PodInterface is the workload side's name; empty: eth0.
 	PodInterface string
+	// Stack is config.StackNetstack for a workload in a gVisor stack:
+	// no namespace, no device; the stack, named Workload, runs Serve.
+	// A dataplane without netstack workloads refuses it.
+	Stack    string
+	Workload string
+	Serve    []netstack.Service
 }
 
 // Speaker is the BGP side of the agent: *bgp.Speaker, or a fake in tests.

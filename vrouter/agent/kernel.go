@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -37,8 +38,15 @@ func dataplaneFor(name string) newDataplaneFunc {
 // routes and workloads in place, so forwarding survives the agent.
 type kernelDataplane struct{ *kernel.Dataplane }
 
+// errNetstackKernel is the kernel dataplane's answer to a netstack
+// workload.
+var errNetstackKernel = errors.New("the kernel dataplane has no netstack workloads (a gVisor stack attaches to the userspace engine): use dataplane userspace, or a namespace workload")
+
 func (k kernelDataplane) AddWorkload(ctx context.Context, p WorkloadPort) error {
-	return k.Dataplane.AddWorkload(ctx, kernel.Port(p))
+	if p.Stack == config.StackNetstack {
+		return errNetstackKernel
+	}
+	return k.Dataplane.AddWorkload(ctx, kernel.Port{Name: p.Name, Namespace: p.Namespace, Address: p.Address, MTU: p.MTU, PodInterface: p.PodInterface})
 }
 
 // Tunnel names the kernel dataplane's tunl0 in control's terms.

@@ -18,6 +18,7 @@ import (
 	"github.com/vrouter-lab/vrouter/vrouter/fabric"
 	"github.com/vrouter-lab/vrouter/vrouter/fib"
 	"github.com/vrouter-lab/vrouter/vrouter/netns"
+	"github.com/vrouter-lab/vrouter/vrouter/netstack"
 	"golang.org/x/sys/unix"
 )
 
@@ -30,15 +31,18 @@ var linkLocalGateway = netip.MustParseAddr("169.254.1.1")
 // underlay interface is a TUN device in the node namespace carrying the
 // node address (so the node's kernel carries BGP), the underlay itself a
 // fabric endpoint, every workload's eth0 a TUN device whose descriptor the
-// engine holds, and the FIB the engine's.
+// engine holds (a netstack workload's port a gVisor stack in the agent),
+// and the FIB the engine's.
 type userspace struct {
 	fib    *fib.Table
 	engine *dataplane.Engine
 	ep     *fabric.Endpoint
 	host   *netns.TUN // the node's underlay interface
+	log    *slog.Logger
 
-	mu    sync.Mutex
-	ports map[string]*netns.TUN // the workloads' eth0 by port name
+	mu     sync.Mutex
+	ports  map[string]*netns.TUN      // the workloads' eth0 by port name
+	stacks map[string]*netstack.Stack // the netstack workloads by port name
 
 	tunnel atomic.Bool // the engine's tunl0 is up
 }
@@ -95,7 +99,8 @@ func newUserspace(ctx context.Context, cfg *config.Node, log *slog.Logger) (Data
 		ep.Close()
 		return nil, err
 	}
-	return &userspace{fib: table, engine: engine, ep: ep, host: host, ports: map[string]*netns.TUN{}}, nil
+	return &userspace{fib: table, engine: engine, ep: ep, host: host, log: log,
+		ports: map[string]*netns.TUN{}, stacks: map[string]*netstack.Stack{}}, nil
 }
 
 func (u *userspace) ReplaceRoute(r fib.Route) error           { return u.fib.Replace(r) }
@@ -140,6 +145,9 @@ func (u *userspace) enableTunnel(addr netip.Addr) error {
 }
 
 func (u *userspace) addWorkload(ctx context.Context, p WorkloadPort) error {
+	if p.Stack == config.StackNetstack {
+		return u.addNetstack(p)
+	}
 	pod := p.PodInterface
 	if pod == "" {
 		pod = "eth0"
@@ -162,17 +170,49 @@ func (u *userspace) addWorkload(ctx context.Context, p WorkloadPort) error {
 	return nil
 }
 
+// addNetstack gives a netstack workload its port: a gVisor stack with the
+// workload's address and services, attached to the engine in memory.
+func (u *userspace) addNetstack(p WorkloadPort) error {
+	st, err := netstack.New(netstack.Config{Name: p.Workload, Address: p.Address, MTU: p.MTU, Serve: p.Serve,
+		Logger: u.log.With("workload", p.Workload)})
+	if err != nil {
+		return err
+	}
+	if err := u.engine.AddLinkWorkload(p.Name, st, p.MTU); err != nil {
+		st.Close()
+		return err
+	}
+	u.mu.Lock()
+	u.stacks[p.Name] = st
+	u.mu.Unlock()
+	return nil
+}
+
 // RemoveWorkload removes the port from the engine and closes its device,
-// which removes eth0 from the workload's namespace.
+// which removes eth0 from the workload's namespace, or its stack, which
+// frees it.
 func (u *userspace) RemoveWorkload(name string) {
 	u.mu.Lock()
 	t := u.ports[name]
+	st := u.stacks[name]
 	delete(u.ports, name)
+	delete(u.stacks, name)
 	u.mu.Unlock()
 	u.engine.RemoveWorkload(name)
 	if t != nil {
 		t.Close()
 	}
+	if st != nil {
+		st.Close()
+	}
+}
+
+// Stack returns the gVisor stack of the netstack workload on port name.
+func (u *userspace) Stack(name string) (*netstack.Stack, bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	st, ok := u.stacks[name]
+	return st, ok
 }
 
 // Close stops the engine and closes every device: the workloads' eth0 and
@@ -180,11 +220,14 @@ func (u *userspace) RemoveWorkload(name string) {
 func (u *userspace) Close() error {
 	u.engine.Close()
 	u.mu.Lock()
-	ports := u.ports
-	u.ports = map[string]*netns.TUN{}
+	ports, stacks := u.ports, u.stacks
+	u.ports, u.stacks = map[string]*netns.TUN{}, map[string]*netstack.Stack{}
 	u.mu.Unlock()
 	for _, t := range ports {
 		t.Close()
+	}
+	for _, st := range stacks {
+		st.Close()
 	}
 	return u.host.Close()
 }

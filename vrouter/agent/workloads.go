@@ -73,7 +73,7 @@ func (a *Agent) restoreWorkloads(ctx context.Context) error {
 		if slices.ContainsFunc(a.cfg.Workloads, func(c config.Workload) bool { return c.Name == w.Name }) {
 			continue
 		}
-		if !netns.Exists(w.Namespace) {
+		if !w.IsNetstack() && !netns.Exists(w.Namespace) {
 			a.log.Info("workload namespace is gone: releasing the workload", "workload", w.Name, "namespace", w.Namespace)
 			a.dp.RemoveWorkload(config.InterfaceName(a.cfg.Lab, w.Name))
 			if err := a.ipam.ReleaseByHandle(ctx, handle(a.cfg.Lab, w.Name)); err != nil {

@@ -151,6 +151,31 @@ const (
 	DataplaneKernel = "kernel"
 )
 
+// The stacks a workload can have.
+const (
+	// StackNamespace is a network namespace whose eth0 is the
+	// workload's port (a TUN device, or a veth in kernel mode): any
+	// tool runs in it.
+	StackNamespace = "namespace"
+	// StackNetstack is a gVisor TCP/IP stack inside the node agent,
+	// attached to the userspace engine's port in memory: no namespace,
+	// no device. It answers ICMP echo and runs the workload's Serve.
+	StackNetstack = "netstack"
+)
+
+// CheckStack returns an error unless name is a workload stack's name or
+// empty (the default, a namespace).
+func CheckStack(name string) error {
+	switch name {
+	case "", StackNamespace, StackNetstack:
+		return nil
+	}
+	return fmt.Errorf("unknown workload stack %q: want %s or %s", name, StackNamespace, StackNetstack)
+}
+
+// IsNetstack reports whether w runs in a gVisor stack.
+func (w Workload) IsNetstack() bool { return w.Stack == StackNetstack }
+
 // CheckDataplane returns an error unless name is a dataplane's name or
 // empty (the default, userspace).
 func CheckDataplane(name string) error {
@@ -223,14 +248,24 @@ type BGPPeer struct {
 	KeepOriginalNextHop bool `json:"keepOriginalNextHop,omitempty"`
 }
 
-// Workload is a workload namespace whose eth0 this node's engine serves.
+// Workload is a workload whose port this node's dataplane serves: a
+// namespace's eth0, or (Stack StackNetstack) a gVisor stack inside the
+// agent.
 type Workload struct {
 	Name string `json:"name"`
 	// Namespace is the workload's network namespace: a name under
 	// /run/netns, or (kernel mode) a namespace file's path such as
-	// /proc/PID/ns/net or a CNI runtime's CNI_NETNS.
-	Namespace string     `json:"namespace"`
-	Address   netip.Addr `json:"address,omitempty"` // fixed address; zero for IPAM's choice
+	// /proc/PID/ns/net or a CNI runtime's CNI_NETNS. Empty for a
+	// netstack workload.
+	Namespace string `json:"namespace"`
+	// Stack is what runs the workload's TCP/IP: StackNamespace (also
+	// when empty) or StackNetstack.
+	Stack string `json:"stack,omitempty"`
+	// Serve are the services a netstack workload runs,
+	// PROTO:PORT:KIND: tcp:80:http, tcp:7:echo, udp:53:echo,
+	// tcp:5201:sink (package netstack). ICMP echo is always answered.
+	Serve   []string   `json:"serve,omitempty"`
+	Address netip.Addr `json:"address,omitempty"` // fixed address; zero for IPAM's choice
 	// PodInterface is the workload side's interface (a CNI runtime's
 	// CNI_IFNAME); empty: eth0.
 	PodInterface string `json:"podInterface,omitempty"`

@@ -117,6 +117,9 @@ type WorkloadInfo struct {
 	// another) and MTU both ends' MTU, as the dataplane made them.
 	PodInterface string `json:"podInterface,omitempty"`
 	MTU          int    `json:"mtu,omitempty"`
+	// Stack is "netstack" for a workload in a gVisor stack (no
+	// namespace), empty for a namespace.
+	Stack string `json:"stack,omitempty"`
 }
 
 // ErrNotRunning is what a client's errors match (errors.Is) when nothing

@@ -114,9 +114,10 @@ type Engine struct {
 	decap     *encap.Decapsulator
 
 	mu      sync.Mutex
-	ports   map[string]*tunPort // workload ports by name
-	nextID  PortID
-	outputs atomic.Pointer[[]*tunPort] // TUN port by PortID; nil where none
+	ports   map[string]workloadPort  // workload ports by name
+	nextID  PortID                   // the lowest ID never used
+	freeIDs []PortID                 // IDs of removed ports, used again first
+	outputs atomic.Pointer[[]output] // a port's output by PortID; nil where none
 	ctx     context.Context
 	wg      sync.WaitGroup
 	closed  atomic.Bool
@@ -153,13 +154,13 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{fwd: fwd, host: host, log: cfg.Logger, addr: cfg.Address, mtu: cfg.MTU, decap: decap,
-		ports: map[string]*tunPort{}, nextID: firstWorkload,
+		ports: map[string]workloadPort{}, nextID: firstWorkload,
 		hosts:     []*tunPort{host},
 		underlays: []underlay{{id: underlayPortID, name: cfg.Interface, ep: cfg.Underlay}},
 		localPort: map[netip.Addr]PortID{},
 	}
 	e.batches.init(runtime.GOMAXPROCS(0))
-	out := make([]*tunPort, firstWorkload)
+	out := make([]output, firstWorkload)
 	out[hostPortID] = host
 	for k, x := range cfg.Interfaces {
 		hid, uid := firstExtraHost+PortID(k+1), firstExtraUnderlay+PortID(k+1)
@@ -250,8 +251,7 @@ func (e *Engine) Run(ctx context.Context) {
 		go e.readFabric(u)
 	}
 	for _, p := range e.ports {
-		e.wg.Add(1)
-		go e.readTUN(p)
+		e.start(p)
 	}
 	e.mu.Unlock()
 	<-ctx.Done()
@@ -265,30 +265,90 @@ func (e *Engine) AddWorkload(name string, dev Device, mtu int) error {
 	if _, ok := e.ports[name]; ok {
 		return fmt.Errorf("port %s exists", name)
 	}
-	id := e.nextID
-	p, err := newTUNPort(id, dev)
+	id, err := e.allocID()
 	if err != nil {
 		return err
 	}
+	p, err := newTUNPort(id, dev)
+	if err != nil {
+		e.freeIDs = append(e.freeIDs, id)
+		return err
+	}
+	return e.addPort(name, workloadPort{tun: p}, mtu)
+}
+
+// AddLinkWorkload adds a workload port named name whose packets are
+// handed over in memory by link (a userspace TCP/IP stack; see Link)
+// instead of a TUN device.
+func (e *Engine) AddLinkWorkload(name string, link Link, mtu int) error {
+	if link == nil {
+		return fmt.Errorf("port %s: no link", name)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.ports[name]; ok {
+		return fmt.Errorf("port %s exists", name)
+	}
+	id, err := e.allocID()
+	if err != nil {
+		return err
+	}
+	return e.addPort(name, workloadPort{link: &linkPort{id: id, link: link}}, mtu)
+}
+
+// allocID returns an ID for a new workload port: one a removed port had,
+// or the next never used, so that ports added and removed forever do not
+// run out of IDs (MaxPortID) or grow the engine's tables. e.mu is held.
+//
+// A packet routed to a removed port just before its removal may still be
+// written to the port that takes its ID next (a sender flushes what it
+// routed a moment before); the workload behind it drops a packet not
+// addressed to it, as a reused interface index does.
+func (e *Engine) allocID() (PortID, error) {
+	if n := len(e.freeIDs); n > 0 {
+		id := e.freeIDs[n-1]
+		e.freeIDs = e.freeIDs[:n-1]
+		return id, nil
+	}
+	if e.nextID >= MaxPortID {
+		return 0, fmt.Errorf("engine: no port IDs left (%d ports)", len(e.ports))
+	}
 	e.nextID++
+	return e.nextID - 1, nil
+}
+
+// addPort adds workload port p, whose ID allocID gave, and starts its
+// reader if the engine runs. e.mu is held.
+func (e *Engine) addPort(name string, p workloadPort, mtu int) error {
+	id := p.id()
 	if err := e.fwd.AddPort(Port{ID: id, Name: name, Kind: PortWorkload, MTU: mtu}); err != nil {
+		e.freeIDs = append(e.freeIDs, id)
 		return err
 	}
 	old := *e.outputs.Load()
-	out := make([]*tunPort, max(len(old), int(id)+1))
+	out := make([]output, max(len(old), int(id)+1))
 	copy(out, old)
-	out[id] = p
+	out[id] = p.output()
 	e.outputs.Store(&out)
 	e.ports[name] = p
 	if e.ctx != nil {
-		e.wg.Add(1)
-		go e.readTUN(p)
+		e.start(p)
 	}
 	return nil
 }
 
-// RemoveWorkload removes a workload port; the caller closes its device,
-// which ends the port's reader.
+// start starts workload port p's reader. e.mu is held.
+func (e *Engine) start(p workloadPort) {
+	e.wg.Add(1)
+	if p.tun != nil {
+		go e.readTUN(p.tun)
+	} else {
+		go e.readLink(p.link)
+	}
+}
+
+// RemoveWorkload removes a workload port; the caller closes its device or
+// link, which ends the port's reader.
 func (e *Engine) RemoveWorkload(name string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -297,12 +357,14 @@ func (e *Engine) RemoveWorkload(name string) {
 		return
 	}
 	delete(e.ports, name)
-	e.fwd.RemovePort(p.id)
+	id := p.id()
+	e.fwd.RemovePort(id)
 	old := *e.outputs.Load()
-	out := make([]*tunPort, len(old))
+	out := make([]output, len(old))
 	copy(out, old)
-	out[p.id] = nil
+	out[id] = nil
 	e.outputs.Store(&out)
+	e.freeIDs = append(e.freeIDs, id)
 }
 
 // Close stops the readers of the fabric; TUN readers end when their devices

@@ -25,8 +25,8 @@ const (
 	queueFullWait    = 50 * time.Microsecond
 )
 
-// pending is one packet waiting to be written to a TUN device: buf holds
-// the virtio_net_hdr and the packet.
+// pending is one packet waiting to be written to a workload or host port
+// (a TUN device or a Link): buf holds the virtio_net_hdr and the packet.
 type pending struct {
 	port PortID
 	buf  []byte
@@ -43,6 +43,7 @@ type sender struct {
 	tunBuf []byte   // an encapsulated fragment
 
 	tun  []pending
+	tw   tunWrite      // the sender's writes to TUN devices
 	fab  []fabricQueue // one per underlay, as e.underlays
 	errs []error
 	// rx is the endpoint the batch being routed came from (nil for a
@@ -68,6 +69,7 @@ func newSender(e *Engine) *sender {
 		tun:    make([]pending, 0, batch),
 		errs:   make([]error, batch),
 	}
+	s.tw.init()
 	for _, u := range e.underlays {
 		s.fab = append(s.fab, fabricQueue{ep: u.ep, nextHops: make([]netip.Addr, 0, batch), frames: make([]fabric.Frame, 0, batch)})
 	}
@@ -271,7 +273,7 @@ func (s *sender) fragment(d Decision, g header.GSO) {
 			w = append(make([]byte, vnetLen, vnetLen+len(f)), f...)
 		}
 		clear(w[:vnetLen])
-		_ = outs[d.Port.ID].write(w)
+		_ = outs[d.Port.ID].output(s, w)
 		return nil
 	}
 	if g.IsGSO() {
@@ -338,7 +340,7 @@ func (s *sender) flushTUN() {
 	outs := *s.e.outputs.Load()
 	for _, p := range s.tun {
 		if int(p.port) < len(outs) && outs[p.port] != nil {
-			if err := outs[p.port].write(p.buf); err != nil {
+			if err := outs[p.port].output(s, p.buf); err != nil {
 				s.e.log.Debug("tun write", "port", p.port, "err", err)
 			}
 		}

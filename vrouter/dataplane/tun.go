@@ -52,22 +52,37 @@ func rawRead(fd uintptr, p []byte) (int, error) {
 	return int(n), nil
 }
 
-// write writes one virtio_net_hdr and packet to the port's device.
-func (p *tunPort) write(b []byte) error {
-	var errno unix.Errno
-	err := p.rc.Write(func(fd uintptr) bool {
+// tunWrite is what a write to a TUN device needs besides the device: the
+// buffer, the result and the function the device's RawConn calls, made
+// once (by init) so a write allocates nothing. A sender has one.
+type tunWrite struct {
+	b     []byte
+	errno unix.Errno
+	fn    func(fd uintptr) bool
+}
+
+func (w *tunWrite) init() {
+	w.fn = func(fd uintptr) bool {
 		for {
-			_, _, errno = unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-			if errno != unix.EINTR {
+			_, _, w.errno = unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&w.b[0])), uintptr(len(w.b)))
+			if w.errno != unix.EINTR {
 				return true
 			}
 		}
-	})
+	}
+}
+
+// writeWith writes b, one virtio_net_hdr and packet, to the port's device
+// with w.
+func (p *tunPort) writeWith(w *tunWrite, b []byte) error {
+	w.b, w.errno = b, 0
+	err := p.rc.Write(w.fn)
+	w.b = nil
 	if err != nil {
 		return err
 	}
-	if errno != 0 {
-		return errno
+	if w.errno != 0 {
+		return w.errno
 	}
 	return nil
 }

@@ -1,0 +1,342 @@
+package lab_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vrouter-lab/vrouter/topology"
+	"github.com/vrouter-lab/vrouter/vrouter/netns"
+	"github.com/vrouter-lab/vrouter/vrouter/netns/netnstest"
+)
+
+// kernelLabFile writes the example lab with dataplane: kernel under a name
+// of this test's and returns its path and the name.
+func kernelLabFile(t *testing.T, prefix string) (string, string) {
+	t.Helper()
+	file, name := labFile(t, prefix)
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, append(data, "\ndataplane: kernel\n"...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return file, name
+}
+
+// ipLines returns iproute2's output as lines, without the trailing space
+// iproute2 ends each route with.
+func ipLines(out string) []string {
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		lines = append(lines, strings.TrimRight(l, " "))
+	}
+	return lines
+}
+
+// The seed lab with dataplane: kernel: each node is a namespace whose
+// kernel forwards, joined to the others by a bridge in a namespace of the
+// lab's. `ip route` in node1 is the seed's Never table, line for line;
+// `vrouter route node1` prints the same table; pods ping across nodes;
+// destroy leaves no namespace (bridges, veths), process or file.
+func TestKernelLab(t *testing.T) {
+	t.Parallel()
+	netnstest.RequireRoot(t)
+	netnstest.RequireCommand(t, "ping", "iputils-ping")
+	netnstest.RequireCommand(t, "ip", "iproute2")
+	netnstest.GuardRoot(t)
+	file, name := kernelLabFile(t, "kern")
+	t.Cleanup(func() {
+		mustVR(t, "destroy", "-t", file)
+		checkGone(t, name)
+	})
+	lab := []string{"--lab", name}
+	mustVR(t, "deploy", "-t", file)
+
+	// The bridge of network lan lives in the lab's namespace vr-<lab>.lan.br,
+	// with one port per node.
+	brNS := topology.LabNamespacePrefix(name) + "lan.br"
+	if !netns.Exists(brNS) {
+		t.Fatalf("no bridge namespace %s", brNS)
+	}
+	out, err := exec.Command("ip", "-n", brNS, "-o", "link", "show", "master", "br0").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip -n %s link show master br0: %v\n%s", brNS, err, out)
+	}
+	ports := string(out)
+	if n := strings.Count(strings.TrimSpace(ports), "\n") + 1; n != 3 {
+		t.Errorf("bridge br0 has %d ports, want 3:\n%s", n, ports)
+	}
+
+	var inspect struct {
+		Nodes []struct{ Name, Kind, Namespace, Interface, Address, State string }
+	}
+	if err := json.Unmarshal([]byte(mustVR(t, append([]string{"inspect", "-o", "json"}, lab...)...)), &inspect); err != nil {
+		t.Fatal(err)
+	}
+	bridges := 0
+	for _, n := range inspect.Nodes {
+		if n.Kind == "bridge" {
+			bridges++
+			if n.Name != "lan" || n.Namespace != brNS || n.Interface != "br0" || n.Address != "192.168.50.0/24" || n.State != "running" {
+				t.Errorf("inspect's bridge row: %+v", n)
+			}
+		}
+	}
+	if bridges != 1 {
+		t.Errorf("inspect lists %d bridges, want 1: %+v", bridges, inspect.Nodes)
+	}
+
+	web1, db1 := podAddr(t, name, "web-1"), podAddr(t, name, "db-1")
+	table := mustVR(t, append(append([]string{"exec"}, lab...), "node1", "--", "ip", "route")...)
+	want := []*regexp.Regexp{
+		regexp.MustCompile(`^10\.244\.104\.0/26 via 192\.168\.50\.11 dev ens33 proto bird$`),
+		regexp.MustCompile(`^10\.244\.135\.0/26 via 192\.168\.50\.12 dev ens33 proto bird$`),
+		regexp.MustCompile(`^` + regexp.QuoteMeta(web1) + ` dev cali[0-9a-f]{11} scope link$`),
+		regexp.MustCompile(`^` + regexp.QuoteMeta(db1) + ` dev cali[0-9a-f]{11} scope link$`),
+		regexp.MustCompile(`^blackhole 10\.244\.166\.128/26 proto bird$`),
+		regexp.MustCompile(`^192\.168\.50\.0/24 dev ens33 proto kernel scope link src 192\.168\.50\.10$`),
+	}
+	lines := ipLines(table)
+	if len(lines) != len(want) {
+		t.Errorf("node1's ip route has %d lines, want %d:\n%s", len(lines), len(want), table)
+	}
+	for _, re := range want {
+		found := false
+		for _, l := range lines {
+			found = found || re.MatchString(l)
+		}
+		if !found {
+			t.Errorf("node1's ip route lacks a line matching %s:\n%s", re, table)
+		}
+	}
+	if web1 != "10.244.166.128" {
+		t.Errorf("web-1 has %s, want the seed's 10.244.166.128", web1)
+	}
+	routes := mustVR(t, append([]string{"route", "node1"}, lab...)...)
+	if strings.Join(ipLines(routes), "\n") != strings.Join(lines, "\n") {
+		t.Errorf("vrouter route node1:\n%s\nwant the kernel's table:\n%s", routes, table)
+	}
+	if out := mustVR(t, append([]string{"node", "status", "node1"}, lab...)...); strings.Count(out, "Established") != 2 {
+		t.Errorf("node status node1, want 2 Established peers:\n%s", out)
+	}
+
+	for _, pair := range [][2]string{{"web-1", "web-2"}, {"web-2", "web-3"}, {"db-2", "web-1"}, {"web-1", "db-1"}} {
+		dst := podAddr(t, name, pair[1])
+		out, code := vr(t, append(append([]string{"exec"}, lab...), pair[0], "--", "ping", "-c", "3", "-i", "0.2", "-W", "2", dst)...)
+		if code != 0 || !strings.Contains(out, "3 received") {
+			t.Errorf("ping %s -> %s (%s): exit %d\n%s", pair[0], pair[1], dst, code, out)
+		}
+	}
+
+	// vrouter link set takes a kernel node's ens33 down and up: the node is
+	// cut off, then reachable again once the agent has put back the
+	// routes the kernel dropped with the link.
+	web3 := podAddr(t, name, "web-3")
+	mustVR(t, "link", "set", "node3", "down", "--lab", name)
+	if out := mustVR(t, "exec", "--lab", name, "node3", "--", "ip", "-o", "link", "show", "dev", "ens33"); !strings.Contains(out, "state DOWN") {
+		t.Errorf("node3's ens33 after link set down:\n%s", out)
+	}
+	if out, code := vr(t, "exec", "--lab", name, "web-1", "--", "ping", "-c", "2", "-i", "0.2", "-W", "1", web3); code == 0 {
+		t.Errorf("ping web-1 -> web-3 with node3's link down succeeded:\n%s", out)
+	}
+	mustVR(t, "link", "set", "node3", "up", "--lab", name)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, code := vr(t, "exec", "--lab", name, "web-1", "--", "ping", "-c", "1", "-W", "1", web3)
+		if code == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("ping web-1 -> web-3 30 s after node3's link came back up: exit %d\n%s\nnode3's table:\n%s", code, out,
+				mustVR(t, "exec", "--lab", name, "node3", "--", "ip", "route"))
+			break
+		}
+	}
+
+	// Capture on a kernel network is not built: it says so, and how.
+	if out, code := vr(t, "capture", "lan", "--lab", name, "-c", "1", "-w", filepath.Join(t.TempDir(), "lan.pcapng")); code == 0 || !strings.Contains(out, "tcpdump -i br0") {
+		t.Errorf("capture on a kernel lab: exit %d\n%s", code, out)
+	}
+
+	// Destroy removes the bridges' namespaces with the rest.
+	mustVR(t, "destroy", "-t", file)
+	checkGone(t, name)
+	if _, err := os.Stat(filepath.Join(netns.Dir, brNS)); !os.IsNotExist(err) {
+		t.Errorf("bridge namespace %s left (stat: %v)", brNS, err)
+	}
+}
+
+// podAddr returns the address of workload w's eth0.
+func podAddr(t *testing.T, lab, w string) string {
+	t.Helper()
+	out := mustVR(t, "exec", "--lab", lab, w, "--", "ip", "-o", "-4", "addr", "show", "dev", "eth0")
+	m := regexp.MustCompile(`inet (\d+\.\d+\.\d+\.\d+)/32`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("%s's eth0 has no /32:\n%s", w, out)
+	}
+	return m[1]
+}
+
+// The seed lab in kernel mode with ipipMode Always: node1's `ip route` is
+// the seed's Always table (remote blocks via tunl0 onlink), through the
+// kernel's tunl0 where it has the ipip module, else the agent's userspace
+// tunl0; node status says which; pods ping across nodes through it.
+func TestKernelLabAlways(t *testing.T) {
+	t.Parallel()
+	netnstest.RequireRoot(t)
+	netnstest.RequireCommand(t, "ping", "iputils-ping")
+	netnstest.GuardRoot(t)
+	file, name := kernelLabFile(t, "kalw")
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = regexp.MustCompile(`(?m)^(\s+ipipMode:) Never`).ReplaceAll(data, []byte("$1 Always"))
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		mustVR(t, "destroy", "-t", file)
+		checkGone(t, name)
+	})
+	lab := []string{"--lab", name}
+	mustVR(t, "deploy", "-t", file)
+
+	// node1's tunl0 address comes from a block the agent claims before
+	// the workloads' fixed addresses claim the seed's, so node1 (and every
+	// node) has one block more than the seed's: the seed's lines are
+	// there, and every other line has one of their shapes.
+	web1, db1 := podAddr(t, name, "web-1"), podAddr(t, name, "db-1")
+	table := mustVR(t, append(append([]string{"exec"}, lab...), "node1", "--", "ip", "route")...)
+	lines := ipLines(table)
+	for _, want := range []string{
+		"10.244.104.0/26 via 192.168.50.11 dev tunl0 proto bird onlink",
+		"10.244.135.0/26 via 192.168.50.12 dev tunl0 proto bird onlink",
+		"blackhole 10.244.166.128/26 proto bird",
+		"192.168.50.0/24 dev ens33 proto kernel scope link src 192.168.50.10",
+	} {
+		if !strings.Contains("\n"+strings.Join(lines, "\n")+"\n", "\n"+want+"\n") {
+			t.Errorf("node1's ip route lacks the seed's line %q:\n%s", want, table)
+		}
+	}
+	shapes := []*regexp.Regexp{
+		regexp.MustCompile(`^10\.244\.\d+\.\d+/26 via 192\.168\.50\.1[12] dev tunl0 proto bird onlink$`),
+		regexp.MustCompile(`^(` + regexp.QuoteMeta(web1) + `|` + regexp.QuoteMeta(db1) + `) dev cali[0-9a-f]{11} scope link$`),
+		regexp.MustCompile(`^blackhole 10\.244\.\d+\.\d+/26 proto bird$`),
+		regexp.MustCompile(`^192\.168\.50\.0/24 dev ens33 proto kernel scope link src 192\.168\.50\.10$`),
+	}
+	var own []netip.Prefix
+	for _, l := range lines {
+		ok := false
+		for _, re := range shapes {
+			ok = ok || re.MatchString(l)
+		}
+		if !ok {
+			t.Errorf("node1's ip route has a line of no seed shape: %q\n%s", l, table)
+		}
+		if b, found := strings.CutPrefix(l, "blackhole "); found {
+			own = append(own, netip.MustParsePrefix(strings.Fields(b)[0]))
+		}
+	}
+	if n := strings.Count(table, " dev cali"); n != 2 {
+		t.Errorf("node1's ip route has %d workload routes, want 2:\n%s", n, table)
+	}
+	status := mustVR(t, append([]string{"node", "status", "node1"}, lab...)...)
+	tunnel := regexp.MustCompile(`IPIP tunnel: tunl0 (10\.244\.\d+\.\d+)/32 \((kernel ipip module|userspace: [^)]*)\)`).FindStringSubmatch(status)
+	if tunnel == nil {
+		t.Fatalf("node status lacks node1's tunl0:\n%s", status)
+	}
+	t.Logf("tunl0 %s: %s", tunnel[1], tunnel[2])
+	inOwn := false
+	for _, b := range own {
+		inOwn = inOwn || b.Contains(netip.MustParseAddr(tunnel[1]))
+	}
+	if !inOwn {
+		t.Errorf("node1's tunl0 address %s is in none of its blocks %v", tunnel[1], own)
+	}
+	for _, pair := range [][2]string{{"web-1", "web-2"}, {"web-3", "db-1"}} {
+		dst := podAddr(t, name, pair[1])
+		out, code := vr(t, append(append([]string{"exec"}, lab...), pair[0], "--", "ping", "-c", "3", "-i", "0.2", "-W", "2", dst)...)
+		if code != 0 || !strings.Contains(out, "3 received") {
+			t.Errorf("ping %s -> %s (%s) through tunl0: exit %d\n%s", pair[0], pair[1], dst, code, out)
+		}
+	}
+}
+
+// A kernel-mode node's agent killed with SIGKILL leaves its routes in its
+// kernel: with graceful restart its peers keep its block, so a ping
+// between pods through that node loses nothing while the agent is down,
+// longer than the hold time. Started again, the agent adopts the routes:
+// the node's table is what it was.
+func TestKernelLabAgentKilled(t *testing.T) {
+	t.Parallel()
+	netnstest.RequireRoot(t)
+	netnstest.RequireCommand(t, "ping", "iputils-ping")
+	netnstest.GuardRoot(t)
+	file, name := kernelLabFile(t, "kkil")
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = regexp.MustCompile(`(?m)^(\s+gracefulRestart:) false`).ReplaceAll(data, []byte("$1 true"))
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		mustVR(t, "destroy", "-t", file)
+		checkGone(t, name)
+	})
+	lab := []string{"--lab", name}
+	mustVR(t, "deploy", "-t", file)
+	nodeTable := func() string {
+		return strings.Join(ipLines(mustVR(t, append(append([]string{"exec"}, lab...), "node2", "--", "ip", "route")...)), "\n")
+	}
+	before := nodeTable()
+	web2 := podAddr(t, name, "web-2")
+
+	pidFile := filepath.Join(topology.StateRoot, name, "nodes", "node2.pid")
+	pidData, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(pidData)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill node2's agent %d: %v", pid, err)
+	}
+	// 12 s of pings, 10 a second: beyond the 9 s hold time, after which
+	// node1 and node3 hold node2's block as stale.
+	out, code := vr(t, append(append([]string{"exec"}, lab...), "web-1", "--", "ping", "-q", "-c", "120", "-i", "0.1", "-W", "1", web2)...)
+	if code != 0 || !strings.Contains(out, "120 received") {
+		t.Errorf("ping web-1 -> web-2 while node2's agent is down: exit %d\n%s", code, out)
+	}
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+		if st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); !strings.Contains(string(st), ") Z") {
+			t.Fatalf("node2's agent %d still runs", pid)
+		}
+	}
+	if during := nodeTable(); during != before {
+		t.Errorf("node2's table while its agent is down:\n%s\nwant as before:\n%s", during, before)
+	}
+	mustVR(t, append([]string{"node", "restart", "node2"}, lab...)...)
+	if after := nodeTable(); after != before {
+		t.Errorf("node2's table after its agent restarted:\n%s\nwant as before:\n%s", after, before)
+	}
+	out, code = vr(t, append(append([]string{"exec"}, lab...), "web-3", "--", "ping", "-c", "3", "-i", "0.2", "-W", "2", web2)...)
+	if code != 0 || !strings.Contains(out, "3 received") {
+		t.Errorf("ping web-3 -> web-2 after the restart: exit %d\n%s", code, out)
+	}
+}
