@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -48,4 +49,23 @@ nodes:
 		t.Errorf("tor uplink: %+v, want %+v", got, w)
 	}
 	checkInvariants(t, lab)
+}
+
+// A kernel lab's nodes have no fabric link to impair: the lab file is
+// refused at the impairments.
+func TestImpairmentsRefusedInKernelLab(t *testing.T) {
+	_, err := Parse("lab.yaml", []byte(`name: t
+ipPools: [{name: p, cidr: 10.244.0.0/16}]
+networks:
+  - {name: lan, cidr: 192.168.50.0/24}
+nodes:
+  node1: {network: lan, address: 192.168.50.10}
+  node2: {network: lan, address: 192.168.50.11, impairments: {delay: 20ms}}
+dataplane: kernel
+`))
+	var ve *ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("Parse error %v, want *ValidationError", err)
+	}
+	checkProblems(t, ve, []want{{7, "nodes.node2.impairments", "link impairments are not supported in a kernel lab yet (dataplane: kernel, line 8)"}})
 }

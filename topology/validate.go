@@ -176,6 +176,11 @@ func (p *parser) checkDataplane(r *rawLab, lab *Lab) {
 	for _, rt := range r.routers {
 		p.errorf(rt.line, rt.path, "an external router cannot join a kernel lab (dataplane: kernel, line %d): its forwarder is userspace, and labs mixing the two are not built yet", r.dataplane.line)
 	}
+	for _, rn := range r.nodes {
+		if rn.impair.st == ok {
+			p.errorf(rn.impair.line, rn.path+".impairments", "link impairments are not supported in a kernel lab yet (dataplane: kernel, line %d): its nodes' links are veths on a bridge, not fabric links", r.dataplane.line)
+		}
+	}
 }
 
 func (p *parser) checkPools(r *rawLab, lab *Lab) {
