@@ -224,3 +224,27 @@ func TestRouterLinkImpairment(t *testing.T) {
 		t.Errorf("link set --delay on a router without an interface: exit %d\n%s", code, out)
 	}
 }
+
+// A kernel lab's nodes have no fabric link: `link set --delay` says so and
+// changes nothing; `link show` lists their links unimpaired.
+func TestKernelLabImpairmentRefused(t *testing.T) {
+	t.Parallel()
+	netnstest.RequireRoot(t)
+	netnstest.GuardRoot(t)
+	file, name := kernelLabFile(t, "kimpair")
+	t.Cleanup(func() {
+		mustVR(t, "destroy", "-t", file)
+		checkGone(t, name)
+	})
+	mustVR(t, "deploy", "-t", file, "--no-wait")
+	out, code := vr(t, "link", "set", "node2", "--delay", "20ms", "--lab", name)
+	if code == 0 || !strings.Contains(out, "link impairments are not supported on this dataplane yet") || !strings.Contains(out, "dataplane is kernel") {
+		t.Errorf("link set --delay on a kernel node: exit %d\n%s", code, out)
+	}
+	if row := linkRow(t, name, "node2"); !strings.HasSuffix(row, " UP -") {
+		t.Errorf("link show node2 after the refused impairment: %q", row)
+	}
+	if out, code := vr(t, "link", "set", "node2", "--clear", "--lab", name); code != 0 {
+		t.Errorf("link set --clear on a kernel node: exit %d\n%s", code, out)
+	}
+}
