@@ -15,6 +15,7 @@ import (
 // gets a *topology.ValidationError whose problems point inside the file.
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(labHead))
+	f.Add([]byte(labHead + "  - impair: {node: node2, delay: 20ms, jitter: 5ms, loss: 1%, rate: 100mbit}\n  - impair: {node: node2, clear: true}\n"))
 	f.Add([]byte(labHead + "  - captureStart: lan\n  - packets: {capture: lan, match: {proto: ipip, inner: {proto: icmp}}}\n"))
 	f.Add([]byte("name: x\nlab: &l {name: a}\nsteps:\n  - apply: *l\n"))
 	f.Add([]byte("name: x\nlab: {name: a, nodes: {n: {network: lan}}}\nsteps: [{deploy: }]\n"))

@@ -51,6 +51,8 @@ func (p *parser) step(n *yaml.Node, field, dut string) (Step, bool) {
 		st.act = applyStep{lab: l}
 	case "linkDown", "linkUp":
 		st.act = p.link(v, field, kind == "linkUp")
+	case "impair":
+		st.act = p.impair(v, field)
 	case "restart":
 		st.act = p.restart(v, field, &st)
 	case "captureStart":

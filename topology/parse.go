@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vrouter-lab/vrouter/vrouter/config"
 	"gopkg.in/yaml.v3"
 )
 
@@ -57,11 +58,11 @@ var (
 	poolFields    = []string{"name", "cidr", "blockSize", "ipipMode", "mtu"}
 	bgpFields     = []string{"asNumber", "nodeToNodeMesh", "keepaliveTime", "holdTime", "gracefulRestart", "restartTime"}
 	networkFields = []string{"name", "cidr", "mtu", "gateway"}
-	nodeFields    = []string{"kind", "network", "address", "interface", "asNumber", "labels", "routeReflectorClusterID", "cpuSet"}
+	nodeFields    = []string{"kind", "network", "address", "interface", "asNumber", "labels", "routeReflectorClusterID", "cpuSet", "impairments"}
 	// A router node's fields; the fields of nodeFields after kind are
 	// for calico nodes only.
 	routerNodeFields = []string{"kind", "interfaces", "routes"}
-	ifaceFields      = []string{"name", "network", "address"}
+	ifaceFields      = []string{"name", "network", "address", "impairments"}
 	routeFields      = []string{"dst", "via"}
 	peerFields       = []string{"name", "peerIP", "peerSelector", "node", "nodeSelector", "asNumber", "password"}
 	workloadFields   = []string{"name", "node", "address"}
@@ -144,6 +145,7 @@ type (
 		labels  val[map[string]string]
 		cluster val[netip.Addr]
 		cpuSet  val[[]int]
+		impair  val[config.Impairment]
 	}
 	rawRouterNode struct {
 		line       int
@@ -162,6 +164,7 @@ type (
 		name    val[string]
 		network val[string]
 		address val[netip.Addr]
+		impair  val[config.Impairment]
 	}
 	rawStaticRoute struct {
 		line int
@@ -838,6 +841,8 @@ func (p *parser) calicoNodeField(r *rawNode, key string, v *yaml.Node, f string)
 		r.labels = p.labels(v, f)
 	case "routeReflectorClusterID":
 		r.cluster = p.addr(v, f, "a cluster ID is written like an IPv4 address, e.g. 244.0.0.1")
+	case "impairments":
+		r.impair = p.impairment(v, f)
 	case "cpuSet":
 		str := p.str(v, f, `CPUs like taskset -c takes them, e.g. "0" or "0-1,3"`)
 		if str.st == ok {
@@ -888,6 +893,8 @@ func (p *parser) routerIface(n *yaml.Node, path string, i int) rawRouterIface {
 			r.network = p.str(v, f, "")
 		case "address":
 			r.address = p.addr(v, f, "the prefix length comes from the interface's network")
+		case "impairments":
+			r.impair = p.impairment(v, f)
 		}
 	})
 	return r

@@ -1,6 +1,10 @@
 package topology
 
-import "net/netip"
+import (
+	"net/netip"
+
+	"github.com/vrouter-lab/vrouter/vrouter/config"
+)
 
 // Node kinds, the `kind` field of a node in a lab file.
 const (
@@ -42,6 +46,9 @@ type RouterInterface struct {
 	Network string
 	// Address is the router's address on that network.
 	Address netip.Addr
+	// Impairment is what the interface's link does to the frames the
+	// router sends on it (the file's impairments); zero: none.
+	Impairment config.Impairment `json:",omitzero"`
 }
 
 // StaticRoute is a static route of a router node: Dst via Via, where Via

@@ -55,6 +55,8 @@ import (
 	"net/netip"
 	"path/filepath"
 	"time"
+
+	"github.com/vrouter-lab/vrouter/vrouter/config"
 )
 
 // Defaults applied to fields a lab file leaves out.
@@ -344,6 +346,10 @@ type Node struct {
 	// CPUSet pins the node's agent (its engine and BGP) to these CPUs, as
 	// containerlab's cpu-set pins a container; empty means any CPU.
 	CPUSet []int `json:",omitempty"`
+	// Impairment is what the node's underlay link does to the frames
+	// the node sends (the file's impairments: delay, jitter, loss,
+	// rate), as `vrouter link set NODE --delay` sets it; zero: none.
+	Impairment config.Impairment `json:",omitzero"`
 }
 
 // RouteReflector reports whether the node is a route reflector.

@@ -282,6 +282,18 @@ func checkInvariants(t *testing.T, lab *Lab) {
 	if len(lab.IPPools) == 0 || len(lab.Networks) == 0 || len(lab.Nodes) == 0 {
 		fail("%d pools, %d networks, %d nodes", len(lab.IPPools), len(lab.Networks), len(lab.Nodes))
 	}
+	for _, n := range lab.Nodes {
+		if err := n.Impairment.Validate(); err != nil {
+			fail("node %s impairment %+v: %v", n.Name, n.Impairment, err)
+		}
+	}
+	for _, r := range lab.RouterNodes {
+		for _, ri := range r.Interfaces {
+			if err := ri.Impairment.Validate(); err != nil {
+				fail("router %s %s impairment %+v: %v", r.Name, ri.Name, ri.Impairment, err)
+			}
+		}
+	}
 	reserved := []netip.Prefix{mustPrefix("0.0.0.0/8"), mustPrefix("127.0.0.0/8"), mustPrefix("169.254.0.0/16"), mustPrefix("224.0.0.0/3")}
 	var ranges []netip.Prefix
 	poolNames := map[string]bool{}

@@ -176,6 +176,11 @@ func (p *parser) checkDataplane(r *rawLab, lab *Lab) {
 	for _, rt := range r.routers {
 		p.errorf(rt.line, rt.path, "an external router cannot join a kernel lab (dataplane: kernel, line %d): its forwarder is userspace, and labs mixing the two are not built yet", r.dataplane.line)
 	}
+	for _, rn := range r.nodes {
+		if rn.impair.st == ok {
+			p.errorf(rn.impair.line, rn.path+".impairments", "link impairments are not supported in a kernel lab yet (dataplane: kernel, line %d): its nodes' links are veths on a bridge, not fabric links", r.dataplane.line)
+		}
+	}
 }
 
 func (p *parser) checkPools(r *rawLab, lab *Lab) {
@@ -444,6 +449,9 @@ func (p *parser) checkNodes(r *rawLab, lab *Lab, nets map[string]int) map[string
 		if rn.cpuSet.st == ok {
 			n.CPUSet = rn.cpuSet.v
 		}
+		if rn.impair.st == ok {
+			n.Impairment = rn.impair.v
+		}
 		if rn.iface.st == ok {
 			n.Interface = rn.iface.v
 			if m := checkInterface(n.Interface); m != "" {
@@ -695,7 +703,7 @@ func (p *parser) checkRouterNodes(r *rawLab, lab *Lab, nets map[string]int) map[
 		onNet := map[string]*rawRouterIface{}
 		for j := range rn.ifaces {
 			ri := &rn.ifaces[j]
-			ifc := RouterInterface{Name: fmt.Sprintf("eth%d", ri.pos), Network: ri.network.v, Address: ri.address.v}
+			ifc := RouterInterface{Name: fmt.Sprintf("eth%d", ri.pos), Network: ri.network.v, Address: ri.address.v, Impairment: ri.impair.v}
 			switch ri.name.st {
 			case ok:
 				ifc.Name = ri.name.v

@@ -32,7 +32,7 @@ var ruleTests = []struct {
 	{"top level is a mapping", "not-a-mapping.yaml", []want{
 		{1, "", "a lab file is a YAML mapping with the fields name, ipPools, ipam, bgp, networks, nodes, workloads, bgpPeers"}}},
 	{"unknown fields", "unknown-field.yaml", []want{
-		{7, "nodes.node1.adress", "unknown field (known: kind, network, address, interface, asNumber, labels, routeReflectorClusterID, cpuSet)"},
+		{7, "nodes.node1.adress", "unknown field (known: kind, network, address, interface, asNumber, labels, routeReflectorClusterID, cpuSet, impairments)"},
 		{7, "nodes.node1.address", "is required"},
 		{8, "routeReflectors", "unknown field (known: name, ipPools, ipam, bgp, networks, nodes, workloads, bgpPeers, routers, dataplane)"}}},
 	{"field names are case-sensitive", "unknown-field-case.yaml", []want{
@@ -184,6 +184,16 @@ var ruleTests = []struct {
 		{12, "nodes.node6.interface", `"eth 0" contains ' '`},
 		{13, "nodes.node7.interface", `"cali0" starts with cali`}}},
 
+	{"impairments in range", "impairments-invalid.yaml", []want{
+		{8, "nodes.node2.impairments.loss", `"150%" is not from 0% to 100%`},
+		{9, "nodes.node3.impairments.delay", `"-5ms" is negative`},
+		{15, "nodes.node4.impairments.jitter", "10ms is more than the delay (5ms): a frame cannot leave early"},
+		{16, "nodes.node5.impairments.rate", `"100mb" is not a rate such as 100mbit (units: kbit, mbit, gbit)`},
+		{17, "nodes.node6.impairments.lag", "unknown field (known: delay, jitter, loss, rate, duplicate, corrupt)"},
+		{18, "nodes.node7.impairments", "must be a mapping (fields: delay, jitter, loss, rate, duplicate, corrupt, e.g. {delay: 20ms, loss: 1%}), not"},
+		{19, "nodes.node8.impairments.delay", "must not be empty (leave it out for none)"},
+		{23, "nodes.tor.interfaces[0].impairments.loss", `"-1%" is not from 0% to 100%`}}},
+
 	// Workloads.
 	{"workload name and node required", "workload-missing-fields.yaml", []want{
 		{9, "workloads[0].name", "is required"},
@@ -209,7 +219,7 @@ var ruleTests = []struct {
 	{"node kind is calico or router", "node-kind-invalid.yaml", []want{
 		{9, "nodes.tor.kind", `"Router" is not a kind of node (valid: calico, router); did you mean router? (case matters)`},
 		{10, "nodes.node2.kind", `"switch" is not a kind of node (valid: calico, router)`},
-		{10, "nodes.node2.bogus", "unknown field (known for calico nodes: kind, network, address, interface, asNumber, labels, routeReflectorClusterID, cpuSet; for router nodes: kind, interfaces, routes)"}}},
+		{10, "nodes.node2.bogus", "unknown field (known for calico nodes: kind, network, address, interface, asNumber, labels, routeReflectorClusterID, cpuSet, impairments; for router nodes: kind, interfaces, routes)"}}},
 	{"router and calico nodes keep to their fields", "router-node-calico-fields.yaml", []want{
 		{11, "nodes.tor.network", "is a field of calico nodes; a router node has interfaces instead (fields of a router node: kind, interfaces, routes)"},
 		{12, "nodes.tor.address", "is a field of calico nodes; a router node has interfaces instead"},
@@ -338,7 +348,7 @@ testdata/many-problems.yaml:4: bgp.asNumber: 23456 is AS_TRANS (RFC 6793), reser
 testdata/many-problems.yaml:4: bgp.holdTime: 1s is too short; RFC 4271 allows 0 (no hold timer) or at least 3s
 testdata/many-problems.yaml:6: networks[0].mtu: 100000 is outside 576-9000
 testdata/many-problems.yaml:8: nodes.node1.address: 192.168.60.10 is not in network lan (192.168.50.0/24)
-testdata/many-problems.yaml:9: nodes.node2.adress: unknown field (known: kind, network, address, interface, asNumber, labels, routeReflectorClusterID, cpuSet)
+testdata/many-problems.yaml:9: nodes.node2.adress: unknown field (known: kind, network, address, interface, asNumber, labels, routeReflectorClusterID, cpuSet, impairments)
 testdata/many-problems.yaml:9: nodes.node2.address: is required (the node's address on its network)
 testdata/many-problems.yaml:11: workloads[0].node: unknown node node3 (known: node1, node2)`
 	if err == nil || err.Error() != want {

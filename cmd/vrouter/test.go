@@ -27,9 +27,9 @@ func newTestCommand() *cobra.Command {
 		Long: `test runs the scenario files at PATH (files, or directories searched for
 *.yaml, skipping testdata): each scenario deploys its lab under a unique
 name, runs its steps (deploy, workload add and del, apply, link down and
-up, node restart, capture start and stop, wait) and assertions (routes,
-bgp, ping, tcp, packets, bgpMessages; each polled until it holds or its
-timeout passes), and destroys the lab, also on Ctrl-C. Every file is
+up, link impairments, node restart, capture start and stop, wait) and
+assertions (routes, bgp, ping, tcp, packets, bgpMessages; each polled
+until it holds or its timeout passes), and destroys the lab, also on Ctrl-C. Every file is
 checked before anything is created; a file with errors is reported as
 FILE:LINE: FIELD: message and nothing runs.
 

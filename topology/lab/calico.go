@@ -178,6 +178,10 @@ func nodeConfig(l *topology.Lab, dir string, n topology.Node) (*config.Node, err
 		c.Dataplane, c.Fabric = config.DataplaneKernel, ""
 	}
 	c.Neighbors = neighbors(l, n.Network)
+	if !n.Impairment.IsZero() {
+		imp := n.Impairment
+		c.Impairment = &imp
+	}
 	c.Gateway = net.Gateway
 	for _, o := range l.Nodes {
 		c.TunnelSources = append(c.TunnelSources, o.Address)

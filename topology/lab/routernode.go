@@ -40,7 +40,14 @@ func (r RouterState) InterfaceOn(network string) (string, netip.Addr, bool) {
 // interfaces, and its static routes.
 func routerNodeConfig(l *topology.Lab, dir string, r topology.RouterNode) (*config.Router, error) {
 	var ifaces []config.RouterInterface
+	var impairments map[string]config.Impairment
 	for _, ri := range r.Interfaces {
+		if !ri.Impairment.IsZero() {
+			if impairments == nil {
+				impairments = map[string]config.Impairment{}
+			}
+			impairments[ri.Name] = ri.Impairment
+		}
 		net, ok := l.Network(ri.Network)
 		if !ok {
 			return nil, fmt.Errorf("router %s: interface %s: unknown network %s", r.Name, ri.Name, ri.Network)
@@ -69,6 +76,8 @@ func routerNodeConfig(l *topology.Lab, dir string, r topology.RouterNode) (*conf
 		MTU:        first.MTU,
 		Neighbors:  first.Neighbors,
 		Interfaces: ifaces[1:],
+
+		Impairments: impairments,
 
 		ErrorsToIngress: true,
 	}

@@ -163,6 +163,26 @@ func TestWorkloadsThroughControlAPI(t *testing.T) {
 	if err != nil || l.Up || n.dp.LinkUp() {
 		t.Errorf("link set down: %+v, %v; dataplane up: %v", l, err, n.dp.LinkUp())
 	}
+	imp := config.Impairment{Delay: 20 * time.Millisecond, Jitter: 5 * time.Millisecond, Loss: 1, Rate: 100_000_000}
+	l, err = c.SetImpairment(ctx, "", imp)
+	if err != nil || l.Impairment == nil || *l.Impairment != imp || n.dp.Impairment() != imp {
+		t.Errorf("set impairment: %+v, %v; dataplane %+v", l, err, n.dp.Impairment())
+	}
+	if l, err = c.Link(ctx); err != nil || l.Impairment == nil || *l.Impairment != imp {
+		t.Errorf("link after impairment: %+v, %v", l, err)
+	}
+	if s, err := c.Status(ctx); err != nil || s.Impairment == nil || *s.Impairment != imp {
+		t.Errorf("status after impairment: %+v, %v", s, err)
+	}
+	if _, err := c.SetImpairment(ctx, "", config.Impairment{Delay: time.Millisecond, Jitter: time.Second}); err == nil || !strings.Contains(err.Error(), "more than the delay") {
+		t.Errorf("jitter above delay: %v", err)
+	}
+	if _, err := c.SetImpairment(ctx, "eth9", imp); err == nil || !strings.Contains(err.Error(), "no interface") {
+		t.Errorf("impairment on another interface: %v", err)
+	}
+	if l, err = c.SetImpairment(ctx, "", config.Impairment{}); err != nil || l.Impairment != nil || !n.dp.Impairment().IsZero() {
+		t.Errorf("clear impairment: %+v, %v", l, err)
+	}
 }
 
 // The agent is ready once every peer is Established and every block

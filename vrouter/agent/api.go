@@ -15,7 +15,11 @@ import (
 
 // link reports the state of the node's underlay link.
 func (a *Agent) link() control.Link {
-	return control.Link{Interface: a.cfg.Interface, Network: a.cfg.Network, Up: a.dp.LinkUp()}
+	l := control.Link{Interface: a.cfg.Interface, Network: a.cfg.Network, Up: a.dp.LinkUp()}
+	if imp := a.dp.Impairment(); !imp.IsZero() {
+		l.Impairment = &imp
+	}
+	return l
 }
 
 // serveControl serves the control API on the node's control socket until
@@ -57,6 +61,27 @@ func (a *Agent) serveControl(ctx context.Context) error {
 		}
 		a.dp.SetLinkUp(l.Up)
 		a.log.Info("underlay link set", "interface", a.cfg.Interface, "up", l.Up)
+		control.Reply(w, a.link(), nil)
+	})
+	mux.HandleFunc("PUT /v1/impairment", func(w http.ResponseWriter, r *http.Request) {
+		var li control.LinkImpairment
+		if err := control.Decode(r, &li); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if li.Interface != "" && li.Interface != a.cfg.Interface {
+			http.Error(w, fmt.Sprintf("node %s has no interface %q (its underlay is %s)", a.cfg.Node, li.Interface, a.cfg.Interface), http.StatusBadRequest)
+			return
+		}
+		if err := li.Impairment.Validate(); err != nil {
+			http.Error(w, "impairment: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		if err := a.dp.SetImpairment(li.Impairment); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		a.log.Info("underlay impairment set", "interface", a.cfg.Interface, "impairment", li.Impairment.String())
 		control.Reply(w, a.link(), nil)
 	})
 	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) {

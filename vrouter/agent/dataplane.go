@@ -5,6 +5,7 @@ import (
 	"net/netip"
 
 	"github.com/vrouter-lab/vrouter/vrouter/bgp"
+	"github.com/vrouter-lab/vrouter/vrouter/config"
 	"github.com/vrouter-lab/vrouter/vrouter/fib"
 	"github.com/vrouter-lab/vrouter/vrouter/netstack"
 )
@@ -54,6 +55,11 @@ type Dataplane interface {
 	// up (`vrouter link set`).
 	LinkUp() bool
 	SetLinkUp(up bool)
+	// SetImpairment applies imp to the underlay link's egress (the zero
+	// imp clears it), Impairment returns it; a dataplane that cannot
+	// answers an error matching control.ErrImpairmentUnsupported.
+	SetImpairment(imp config.Impairment) error
+	Impairment() config.Impairment
 	// Stats returns the dataplane's counters by name.
 	Stats() map[string]uint64
 

@@ -28,6 +28,7 @@ type fakeDataplane struct {
 	ports   map[string]WorkloadPort
 	tunnel  netip.Addr
 	down    bool
+	imp     config.Impairment
 	closed  bool
 	running bool
 	// beforeReplace, when set, runs at the start of every ReplaceRoute.
@@ -90,6 +91,19 @@ func (d *fakeDataplane) LinkUp() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return !d.down
+}
+
+func (d *fakeDataplane) SetImpairment(imp config.Impairment) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.imp = imp
+	return nil
+}
+
+func (d *fakeDataplane) Impairment() config.Impairment {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.imp
 }
 
 func (d *fakeDataplane) SetLinkUp(up bool) {

@@ -50,6 +50,18 @@ func (k kernelDataplane) AddWorkload(ctx context.Context, p WorkloadPort) error 
 }
 
 // Tunnel names the kernel dataplane's tunl0 in control's terms.
+// SetImpairment: a kernel-mode node's underlay is a veth, not a fabric
+// endpoint; impairing it (netem) is not built yet.
+// Clearing (the zero imp) has nothing to do.
+func (k kernelDataplane) SetImpairment(imp config.Impairment) error {
+	if imp.IsZero() {
+		return nil
+	}
+	return control.ErrImpairmentUnsupported
+}
+
+func (k kernelDataplane) Impairment() config.Impairment { return config.Impairment{} }
+
 func (k kernelDataplane) Tunnel() string {
 	switch k.Dataplane.Tunnel() {
 	case kernel.TunnelKernel:
@@ -78,6 +90,10 @@ func newKernel(_ context.Context, cfg *config.Node, log *slog.Logger) (Dataplane
 	})
 	if err != nil {
 		return nil, fmt.Errorf("kernel dataplane: %w", err)
+	}
+	if cfg.Impairment != nil && !cfg.Impairment.IsZero() {
+		d.Close()
+		return nil, fmt.Errorf("node %s: impairment %s: %w (dataplane kernel)", cfg.Node, cfg.Impairment, control.ErrImpairmentUnsupported)
 	}
 	if cfg.LinkDown {
 		d.SetLinkUp(false)

@@ -55,6 +55,9 @@ func tcpMD5Failures() int {
 // Established and every block affine to a peer is routed.
 func (a *Agent) status(ctx context.Context) (*control.Status, error) {
 	s := &control.Status{Node: a.cfg.Node, Address: a.cfg.Prefix.Addr(), Started: a.started, Routes: len(a.dp.Routes()), LinkUp: a.dp.LinkUp(), StaleRoutes: a.staleCount()}
+	if imp := a.dp.Impairment(); !imp.IsZero() {
+		s.Impairment = &imp
+	}
 	peers, err := a.bgp.Peers(ctx)
 	if err != nil {
 		return nil, err

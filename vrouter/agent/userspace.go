@@ -74,6 +74,14 @@ func newUserspace(ctx context.Context, cfg *config.Node, log *slog.Logger) (Data
 		ep.SetUp(false)
 		log.Info("underlay link is down (vrouter link set)", "interface", cfg.Interface)
 	}
+	if cfg.Impairment != nil && !cfg.Impairment.IsZero() {
+		if err := ep.SetImpairment(FabricImpairment(*cfg.Impairment)); err != nil {
+			host.Close()
+			ep.Close()
+			return nil, fmt.Errorf("underlay impairment: %w", err)
+		}
+		log.Info("underlay link impaired", "interface", cfg.Interface, "impairment", cfg.Impairment.String())
+	}
 	table := fib.NewTable()
 	engine, err := dataplane.NewEngine(dataplane.EngineConfig{
 		FIB:       table,
@@ -102,9 +110,16 @@ func (u *userspace) Route(dst netip.Prefix) []fib.Route       { return u.fib.Get
 func (u *userspace) Lookup(addr netip.Addr) (fib.Route, bool) { return u.fib.Lookup(addr) }
 func (u *userspace) LinkUp() bool                             { return u.ep.IsUp() }
 func (u *userspace) SetLinkUp(up bool)                        { u.ep.SetUp(up) }
-func (u *userspace) Stats() map[string]uint64                 { return u.engine.Stats() }
-func (u *userspace) Run(ctx context.Context)                  { u.engine.Run(ctx) }
-func (u *userspace) EnableTunnel(addr netip.Addr) error       { return u.enableTunnel(addr) }
+func (u *userspace) SetImpairment(imp config.Impairment) error {
+	return u.ep.SetImpairment(FabricImpairment(imp))
+}
+func (u *userspace) Impairment() config.Impairment {
+	f := u.ep.Impairment()
+	return config.Impairment{Delay: f.Delay, Jitter: f.Jitter, Loss: f.Loss * 100, Rate: f.Rate, Duplicate: f.Duplicate * 100, Corrupt: f.Corrupt * 100}
+}
+func (u *userspace) Stats() map[string]uint64           { return u.engine.Stats() }
+func (u *userspace) Run(ctx context.Context)            { u.engine.Run(ctx) }
+func (u *userspace) EnableTunnel(addr netip.Addr) error { return u.enableTunnel(addr) }
 func (u *userspace) Tunnel() string {
 	if u.tunnel.Load() {
 		return control.TunnelEngine
@@ -300,4 +315,10 @@ func workloadRoutes(t *netns.TUN, addr netip.Addr) error {
 		return fmt.Errorf("default via %s dev %s onlink: %w", linkLocalGateway, t.Name, err)
 	}
 	return nil
+}
+
+// FabricImpairment is imp as a fabric endpoint applies it (loss as a
+// probability).
+func FabricImpairment(imp config.Impairment) fabric.Impairment {
+	return fabric.Impairment{Delay: imp.Delay, Jitter: imp.Jitter, Loss: imp.Loss / 100, Rate: imp.Rate, Duplicate: imp.Duplicate / 100, Corrupt: imp.Corrupt / 100}
 }

@@ -63,6 +63,10 @@ type Node struct {
 	// `vrouter link set NODE down`, so that a restart keeps the cable
 	// pulled).
 	LinkDown bool `json:"linkDown,omitempty"`
+	// Impairment is applied to the underlay link when the agent starts
+	// (a lab file's impairments, `vrouter link set NODE --delay ...`, so
+	// that a restart keeps it); nil: none.
+	Impairment *Impairment `json:"impairment,omitempty"`
 	// MetricsAddr, when set, is a TCP address (host:port) where the agent
 	// serves Prometheus metrics at /metrics besides its control socket
 	// (`vrouter node run --metrics-addr`; Felix uses port 9091).

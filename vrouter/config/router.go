@@ -34,7 +34,10 @@ type Router struct {
 	Interfaces []RouterInterface `json:"interfaces,omitempty"`
 	// Routes are static routes the forwarder puts in the namespace's
 	// kernel table (proto static) once the interfaces are up.
-	Routes []StaticRoute `json:"routes,omitempty"`
+	// Impairments are applied to the router's interfaces, by name, when
+	// the forwarder starts (a lab file's impairments).
+	Impairments map[string]Impairment `json:"impairments,omitempty"`
+	Routes      []StaticRoute         `json:"routes,omitempty"`
 	// ErrorsToIngress sends the ICMP errors the router has no route for
 	// back out of the interface the offending packet came in on, to the
 	// neighbour it came from (a router node between racks knows no

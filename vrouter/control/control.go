@@ -52,6 +52,10 @@ type Status struct {
 	// Dataplane is what forwards the node's packets (config.Node's
 	// Dataplane: userspace or kernel).
 	Dataplane string `json:"dataplane,omitempty"`
+
+	// Impairment is the underlay link's impairment (vrouter link set
+	// --delay); nil: none.
+	Impairment *config.Impairment `json:"impairment,omitempty"`
 }
 
 // Which tunl0 a node uses, as Status.Tunnel says.
@@ -85,7 +89,23 @@ type Link struct {
 	Interface string `json:"interface,omitempty"`
 	Network   string `json:"network,omitempty"`
 	Up        bool   `json:"up"`
+	// Impairment is what the link does to the frames sent on it
+	// (`vrouter link set --delay`); nil: none.
+	Impairment *config.Impairment `json:"impairment,omitempty"`
 }
+
+// LinkImpairment is the body of PUT /v1/impairment: the impairment to
+// apply to interface Interface (empty: a node's underlay, a router's only
+// interface); the zero Impairment clears it.
+type LinkImpairment struct {
+	Interface  string            `json:"interface,omitempty"`
+	Impairment config.Impairment `json:"impairment"`
+}
+
+// ErrImpairmentUnsupported is what the agent answers (the client's error
+// matches it) when its dataplane cannot impair its link: a kernel-mode
+// node has no fabric endpoint.
+var ErrImpairmentUnsupported = errors.New("link impairments are not supported on this dataplane yet")
 
 // WorkloadInfo is one workload served by a node.
 type WorkloadInfo struct {
@@ -282,6 +302,29 @@ func (c *Client) SetLink(ctx context.Context, iface string, up bool) (*Link, err
 	var l Link
 	if err := c.do(ctx, http.MethodPut, "/v1/link", Link{Interface: iface, Up: up}, &l); err != nil {
 		return nil, fmt.Errorf("set link: %w", err)
+	}
+	return &l, nil
+}
+
+// Link returns the state of a node's underlay link.
+func (c *Client) Link(ctx context.Context) (*Link, error) {
+	var l Link
+	if err := c.do(ctx, http.MethodGet, "/v1/link", nil, &l); err != nil {
+		return nil, err
+	}
+	return &l, nil
+}
+
+// SetImpairment applies imp to the link of interface iface (empty for a
+// node's underlay or a router's only interface); the zero imp clears it.
+// It returns the link's state.
+func (c *Client) SetImpairment(ctx context.Context, iface string, imp config.Impairment) (*Link, error) {
+	var l Link
+	if err := c.do(ctx, http.MethodPut, "/v1/impairment", LinkImpairment{Interface: iface, Impairment: imp}, &l); err != nil {
+		if strings.Contains(err.Error(), ErrImpairmentUnsupported.Error()) {
+			return nil, fmt.Errorf("set impairment: %w", ErrImpairmentUnsupported)
+		}
+		return nil, fmt.Errorf("set impairment: %w", err)
 	}
 	return &l, nil
 }

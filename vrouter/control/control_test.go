@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vrouter-lab/vrouter/vrouter/config"
 )
 
 // socketDir returns a temporary directory for control sockets.
@@ -101,6 +103,18 @@ func TestServeAndClient(t *testing.T) {
 		}
 		Reply(w, nil, NotFoundf("no workload %s on node node1", r.PathValue("name")))
 	})
+	mux.HandleFunc("PUT /v1/impairment", func(w http.ResponseWriter, r *http.Request) {
+		var li LinkImpairment
+		if err := Decode(r, &li); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if li.Interface == "kernel0" {
+			http.Error(w, ErrImpairmentUnsupported.Error(), http.StatusBadRequest)
+			return
+		}
+		Reply(w, &Link{Interface: li.Interface, Up: true, Impairment: &li.Impairment}, nil)
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := Serve(ctx, path, mux, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
@@ -113,6 +127,13 @@ func TestServeAndClient(t *testing.T) {
 	err = c.DeleteWorkload(context.Background(), "web-9")
 	if !errors.Is(err, ErrNotFound) || errors.Is(err, ErrNotRunning) || !strings.Contains(err.Error(), "no workload web-9 on node node1") {
 		t.Errorf("delete unknown: %v", err)
+	}
+	imp := config.Impairment{Delay: 20 * time.Millisecond, Loss: 1}
+	if l, err := c.SetImpairment(context.Background(), "ens33", imp); err != nil || l.Impairment == nil || *l.Impairment != imp {
+		t.Errorf("SetImpairment: %+v, %v", l, err)
+	}
+	if _, err := c.SetImpairment(context.Background(), "kernel0", imp); !errors.Is(err, ErrImpairmentUnsupported) {
+		t.Errorf("SetImpairment on a dataplane without impairments: %v, want ErrImpairmentUnsupported", err)
 	}
 	err = c.DeleteWorkload(context.Background(), "boom")
 	if err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrNotRunning) || !strings.Contains(err.Error(), "datastore on fire") {

@@ -19,6 +19,15 @@ type Impairment struct {
 	Delay  time.Duration
 	Jitter time.Duration
 	Loss   float64 // probability, 0 to 1
+	// Rate bounds the link's throughput in bits per second, as tc's tbf or
+	// netem's rate: each frame waits until the ones before it are out
+	// (serialization at Rate), then Delay. Zero: no bound.
+	Rate uint64
+	// Duplicate is the probability that a frame is sent twice, Corrupt
+	// that one bit of the frame's packet is flipped, as netem's
+	// duplicate and corrupt.
+	Duplicate float64
+	Corrupt   float64
 
 	// Limit bounds the frames waiting in the delay queue; beyond it frames
 	// are dropped as QueueFull. Zero means DefaultDelayLimit.
@@ -35,7 +44,9 @@ type Impairment struct {
 const DefaultDelayLimit = 1000
 
 // IsZero reports whether the impairment leaves frames alone.
-func (imp Impairment) IsZero() bool { return imp.Delay == 0 && imp.Jitter == 0 && imp.Loss == 0 }
+func (imp Impairment) IsZero() bool {
+	return imp.Delay == 0 && imp.Jitter == 0 && imp.Loss == 0 && imp.Rate == 0 && imp.Duplicate == 0 && imp.Corrupt == 0
+}
 
 // impairState is an Impairment in force, with its random source.
 type impairState struct {
@@ -44,6 +55,9 @@ type impairState struct {
 	lossAll bool
 	delays  bool
 	limit   int
+	busy    time.Duration // (guarded by the delay queue's mu) when the link is free again at Rate
+	dup     uint64        // a draw below it duplicates the frame
+	corrupt uint64        // a draw below it corrupts the frame
 	rng     atomic.Uint64 // splitmix64 state: lock-free and deterministic
 }
 
@@ -54,6 +68,19 @@ func (s *impairState) rand() uint64 {
 	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
 	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
 	return z ^ (z >> 31)
+}
+
+// threshold is probability p as a bound on a uniform 64-bit draw.
+func threshold(p float64) uint64 {
+	if p >= 1 {
+		return math.MaxUint64
+	}
+	return uint64(p * (1 << 64))
+}
+
+// draw reports whether an event of threshold t happens.
+func (s *impairState) draw(t uint64) bool {
+	return t != 0 && (t == math.MaxUint64 || s.rand() < t)
 }
 
 func (s *impairState) lose() bool {
@@ -87,6 +114,8 @@ func (e *Endpoint) SetImpairment(imp Impairment) error {
 		return errors.New("fabric: negative delay or jitter")
 	case math.IsNaN(imp.Loss) || imp.Loss < 0 || imp.Loss > 1:
 		return errors.New("fabric: loss must be a probability from 0 to 1")
+	case math.IsNaN(imp.Duplicate) || imp.Duplicate < 0 || imp.Duplicate > 1 || math.IsNaN(imp.Corrupt) || imp.Corrupt < 0 || imp.Corrupt > 1:
+		return errors.New("fabric: duplicate and corrupt must be probabilities from 0 to 1")
 	case imp.Limit < 0:
 		return errors.New("fabric: negative delay queue limit")
 	}
@@ -96,11 +125,14 @@ func (e *Endpoint) SetImpairment(imp Impairment) error {
 		e.imp.Store(nil)
 		return nil
 	}
-	s := &impairState{cfg: imp, delays: imp.Delay > 0 || imp.Jitter > 0, limit: imp.Limit}
+	s := &impairState{cfg: imp, delays: imp.Delay > 0 || imp.Jitter > 0 || imp.Rate > 0 || imp.Duplicate > 0 || imp.Corrupt > 0, limit: imp.Limit}
 	if s.limit == 0 {
 		s.limit = DefaultDelayLimit
 	}
 	s.rng.Store(imp.Seed)
+	// duplicated and corrupted frames go through the delay queue, which
+	// copies them
+	s.dup, s.corrupt = threshold(imp.Duplicate), threshold(imp.Corrupt)
 	switch {
 	case imp.Loss >= 1:
 		s.lossAll = true
@@ -130,6 +162,16 @@ func (e *Endpoint) Impairment() Impairment {
 	return Impairment{}
 }
 
+// serialization returns how long n bytes take to send at rate bits per
+// second.
+func serialization(n int, rate uint64) time.Duration {
+	ns := uint64(n) * 8 * uint64(time.Second) / rate
+	if ns > math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return time.Duration(ns)
+}
+
 // delayQueue holds delayed frames (copied: the caller reuses its buffer)
 // in a heap ordered by due time, and one goroutine sends each when due.
 type delayQueue struct {
@@ -152,19 +194,48 @@ func (a *delayItem) before(b *delayItem) bool {
 	return a.due < b.due || a.due == b.due && a.seq < b.seq
 }
 
-// push queues a copy of f for p.
+// push queues a copy of f for p (two if the frame is duplicated).
 func (q *delayQueue) push(e *Endpoint, s *impairState, p *peer, f *Frame) error {
 	select {
 	case <-e.done:
 		return ErrClosed
 	default:
 	}
-	due := time.Since(e.epoch) + s.delayFor()
+	copies := 1
+	if s.draw(s.dup) {
+		copies = 2
+	}
+	for c := range copies {
+		if err := q.pushCopy(e, s, p, f); err != nil {
+			if c > 0 {
+				return nil // the original went
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// pushCopy queues one copy of f for p.
+func (q *delayQueue) pushCopy(e *Endpoint, s *impairState, p *peer, f *Frame) error {
+	now := time.Since(e.epoch)
+	due := now + s.delayFor()
+	corrupt := len(f.Packet) > 0 && s.draw(s.corrupt)
+	var bit uint64
+	if corrupt {
+		bit = s.rand() % (uint64(len(f.Packet)) * 8)
+	}
 	q.mu.Lock()
 	if len(q.items) >= s.limit {
 		q.mu.Unlock()
 		e.stats.txQueueFull.Add(1)
 		return ErrQueueFull
+	}
+	if s.cfg.Rate > 0 {
+		// serialization: out once the frames before it are
+		start := max(now, s.busy)
+		s.busy = start + serialization(len(f.Packet), s.cfg.Rate)
+		due += s.busy - now
 	}
 	var buf []byte
 	if k := len(q.free) - 1; k >= 0 && cap(q.free[k]) >= len(f.Packet) {
@@ -174,6 +245,9 @@ func (q *delayQueue) push(e *Endpoint, s *impairState, p *peer, f *Frame) error 
 		buf = make([]byte, len(f.Packet), max(len(f.Packet), 2048))
 	}
 	copy(buf, f.Packet)
+	if corrupt {
+		buf[bit/8] ^= 1 << (bit % 8)
+	}
 	q.seq++
 	q.items = append(q.items, delayItem{due: due, seq: q.seq, sa: p.sa, gso: f.GSO, pkt: buf})
 	q.up(len(q.items) - 1)

@@ -196,3 +196,81 @@ func TestDelayQueueLimitAndLinkDown(t *testing.T) {
 		t.Errorf("Delayed = %d after the queue emptied", d)
 	}
 }
+
+func TestRate(t *testing.T) {
+	dir := t.TempDir()
+	a := attach(t, dir, "node1", Options{})
+	b := attach(t, dir, "node2", Options{})
+	rx := reader(t, b, 2048)
+	// 1000-byte frames at 800 kbit/s: 10 ms each, so the 10th is out
+	// 100 ms after the first went in.
+	if err := a.SetImpairment(Impairment{Rate: 800_000}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 10
+	start := time.Now()
+	for i := range n {
+		if err := a.SendTo(addr2, Frame{Packet: packet(1000, i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range n {
+		recvFrame(t, rx)
+	}
+	if d := time.Since(start); d < 100*time.Millisecond {
+		t.Errorf("%d frames of 1000 bytes at 800 kbit/s took %v, want at least 100ms", n, d)
+	}
+	if got := serialization(1500, 1_000_000_000); got != 12*time.Microsecond {
+		t.Errorf("serialization(1500 bytes, 1 Gbit/s) = %v, want 12µs", got)
+	}
+}
+
+func TestDuplicateAndCorrupt(t *testing.T) {
+	dir := t.TempDir()
+	a := attach(t, dir, "node1", Options{})
+	b := attach(t, dir, "node2", Options{})
+	rx := reader(t, b, 2048)
+	if err := a.SetImpairment(Impairment{Duplicate: 1}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 5
+	for i := range n {
+		if err := a.SendTo(addr2, Frame{Packet: packet(100, i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 2 * n {
+		if f := recvFrame(t, rx); !bytes.Equal(f.Packet, packet(100, i/2)) {
+			t.Errorf("frame %d of the duplicated ones is not a copy of frame %d", i, i/2)
+		}
+	}
+	expectNothing(t, rx, 20*time.Millisecond)
+
+	if err := a.SetImpairment(Impairment{Corrupt: 1, Seed: 3}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		sent := packet(100, i)
+		if err := a.SendTo(addr2, Frame{Packet: sent}); err != nil {
+			t.Fatal(err)
+		}
+		got := recvFrame(t, rx).Packet
+		if len(got) != len(sent) {
+			t.Fatalf("corrupted frame %d has %d bytes, want %d", i, len(got), len(sent))
+		}
+		flipped := 0
+		for j := range got {
+			for x := got[j] ^ sent[j]; x != 0; x &= x - 1 {
+				flipped++
+			}
+		}
+		if flipped != 1 {
+			t.Errorf("frame %d: %d bits flipped, want 1", i, flipped)
+		}
+	}
+	for _, imp := range []Impairment{{Duplicate: 1.5}, {Corrupt: -0.1}, {Corrupt: math.NaN()}} {
+		if err := a.SetImpairment(imp); err == nil {
+			t.Errorf("SetImpairment(%+v) accepted", imp)
+		}
+	}
+}

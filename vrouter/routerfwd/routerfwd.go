@@ -63,6 +63,15 @@ func Run(ctx context.Context, cfg *config.Router) error {
 			return fmt.Errorf("router %s: %w", cfg.Router, err)
 		}
 		hosts, eps = append(hosts, host), append(eps, ep)
+		if imp, ok := cfg.Impairments[ri.Interface]; ok && !imp.IsZero() {
+			if err := ep.SetImpairment(fabricImpairment(imp)); err != nil {
+				for _, ep := range eps {
+					ep.Close()
+				}
+				return fmt.Errorf("router %s: %s impairment: %w", cfg.Router, ri.Interface, err)
+			}
+			log.Info("link impaired", "interface", ri.Interface, "impairment", imp.String())
+		}
 	}
 	ecfg := dataplane.EngineConfig{
 		FIB: table, Host: hosts[0], HostName: "@host", Underlay: eps[0],
@@ -304,6 +313,21 @@ type routerLink struct {
 	ep      *fabric.Endpoint
 }
 
+// state returns the link's state as the control API reports it.
+func (l routerLink) state(name string) control.Link {
+	c := control.Link{Interface: name, Network: l.network, Up: l.ep.IsUp()}
+	if f := l.ep.Impairment(); !f.IsZero() {
+		c.Impairment = &config.Impairment{Delay: f.Delay, Jitter: f.Jitter, Loss: f.Loss * 100, Rate: f.Rate, Duplicate: f.Duplicate * 100, Corrupt: f.Corrupt * 100}
+	}
+	return c
+}
+
+// fabricImpairment is imp as a fabric endpoint applies it (loss as a
+// probability).
+func fabricImpairment(imp config.Impairment) fabric.Impairment {
+	return fabric.Impairment{Delay: imp.Delay, Jitter: imp.Jitter, Loss: imp.Loss / 100, Rate: imp.Rate, Duplicate: imp.Duplicate / 100, Corrupt: imp.Corrupt / 100}
+}
+
 // serveRouterControl serves status, routes, stats and the interfaces'
 // link state on the router's control socket.
 func serveRouterControl(ctx context.Context, cfg *config.Router, table *fib.Table, engine *dataplane.Engine, links map[string]routerLink, log *slog.Logger) error {
@@ -326,7 +350,7 @@ func serveRouterControl(ctx context.Context, cfg *config.Router, table *fib.Tabl
 	mux.HandleFunc("GET /v1/links", func(w http.ResponseWriter, r *http.Request) {
 		var ls []control.Link
 		for name, l := range links {
-			ls = append(ls, control.Link{Interface: name, Network: l.network, Up: l.ep.IsUp()})
+			ls = append(ls, l.state(name))
 		}
 		control.Reply(w, ls, nil)
 	})
@@ -347,7 +371,33 @@ func serveRouterControl(ctx context.Context, cfg *config.Router, table *fib.Tabl
 		}
 		link.ep.SetUp(l.Up)
 		log.Info("link set", "interface", l.Interface, "up", l.Up)
-		control.Reply(w, control.Link{Interface: l.Interface, Network: link.network, Up: link.ep.IsUp()}, nil)
+		control.Reply(w, link.state(l.Interface), nil)
+	})
+	mux.HandleFunc("PUT /v1/impairment", func(w http.ResponseWriter, r *http.Request) {
+		var li control.LinkImpairment
+		if err := control.Decode(r, &li); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if li.Interface == "" && len(links) == 1 {
+			li.Interface = cfg.Interface
+		}
+		link, ok := links[li.Interface]
+		if !ok {
+			names := slices.Sorted(maps.Keys(links))
+			http.Error(w, fmt.Sprintf("router %s has no interface %q (its interfaces: %s)", cfg.Router, li.Interface, strings.Join(names, ", ")), http.StatusBadRequest)
+			return
+		}
+		if err := li.Impairment.Validate(); err != nil {
+			http.Error(w, "impairment: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		if err := link.ep.SetImpairment(fabricImpairment(li.Impairment)); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		log.Info("link impairment set", "interface", li.Interface, "impairment", li.Impairment.String())
+		control.Reply(w, link.state(li.Interface), nil)
 	})
 	return control.Serve(ctx, cfg.Control, mux, log)
 }
