@@ -33,7 +33,7 @@ func (p *parser) impair(n *yaml.Node, field string) action {
 		}
 	}
 	given := false
-	for _, k := range []string{"delay", "jitter", "loss", "rate", "duplicate", "corrupt"} {
+	for _, k := range config.ImpairmentSettings {
 		v := f[k]
 		if v == nil {
 			continue
@@ -43,21 +43,7 @@ func (p *parser) impair(n *yaml.Node, field string) action {
 		if !ok {
 			continue
 		}
-		var err error
-		switch k {
-		case "delay":
-			s.imp.Delay, err = config.ParseDelay(str)
-		case "jitter":
-			s.imp.Jitter, err = config.ParseDelay(str)
-		case "loss":
-			s.imp.Loss, err = config.ParseLoss(str)
-		case "rate":
-			s.imp.Rate, err = config.ParseRate(str)
-		case "duplicate":
-			s.imp.Duplicate, err = config.ParseLoss(str)
-		case "corrupt":
-			s.imp.Corrupt, err = config.ParseLoss(str)
-		}
+		err := s.imp.Set(k, str)
 		if err != nil {
 			p.errorf(v, join(field, k), "%v", err)
 		}

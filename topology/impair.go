@@ -9,7 +9,7 @@ import (
 
 // impairFields are the fields of a node's or router interface's
 // impairments, as `vrouter link set` takes them.
-var impairFields = []string{"delay", "jitter", "loss", "rate", "duplicate", "corrupt"}
+var impairFields = config.ImpairmentSettings
 
 // impairment reads an impairments mapping (e.g. {delay: 20ms, jitter: 5ms,
 // loss: 1%, rate: 100mbit}) at path: each value checked on its own, then
@@ -29,22 +29,10 @@ func (p *parser) impairment(n *yaml.Node, path string) val[config.Impairment] {
 			r.st = bad
 			return
 		}
-		var err error
-		switch key {
-		case "delay":
-			r.v.Delay, err = config.ParseDelay(s)
-		case "jitter":
-			r.v.Jitter, err = config.ParseDelay(s)
+		if key == "jitter" {
 			jitterLine = l
-		case "loss":
-			r.v.Loss, err = config.ParseLoss(s)
-		case "rate":
-			r.v.Rate, err = config.ParseRate(s)
-		case "duplicate":
-			r.v.Duplicate, err = config.ParseLoss(s)
-		case "corrupt":
-			r.v.Corrupt, err = config.ParseLoss(s)
 		}
+		err := r.v.Set(key, s)
 		if err != nil {
 			p.errorf(l, f, "%v", err)
 			r.st = bad

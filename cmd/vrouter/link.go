@@ -41,41 +41,20 @@ func (f *impairFlags) set(cmd *cobra.Command) bool {
 // impairment parses the flags into the impairment they ask for.
 func (f *impairFlags) impairment() (config.Impairment, error) {
 	var imp config.Impairment
-	var err error
 	if f.clear {
 		if f.delay != "" || f.jitter != "" || f.loss != "" || f.rate != "" || f.duplicate != "" || f.corrupt != "" {
 			return imp, errors.New("--clear removes every impairment: give it alone")
 		}
 		return imp, nil
 	}
-	if f.delay != "" {
-		if imp.Delay, err = config.ParseDelay(f.delay); err != nil {
-			return imp, fmt.Errorf("--delay: %w", err)
+	// The flags in config.ImpairmentSettings' order.
+	for i, v := range []string{f.delay, f.jitter, f.loss, f.rate, f.duplicate, f.corrupt} {
+		if v == "" {
+			continue
 		}
-	}
-	if f.jitter != "" {
-		if imp.Jitter, err = config.ParseDelay(f.jitter); err != nil {
-			return imp, fmt.Errorf("--jitter: %w", err)
-		}
-	}
-	if f.loss != "" {
-		if imp.Loss, err = config.ParseLoss(f.loss); err != nil {
-			return imp, fmt.Errorf("--loss: %w", err)
-		}
-	}
-	if f.rate != "" {
-		if imp.Rate, err = config.ParseRate(f.rate); err != nil {
-			return imp, fmt.Errorf("--rate: %w", err)
-		}
-	}
-	if f.duplicate != "" {
-		if imp.Duplicate, err = config.ParseLoss(f.duplicate); err != nil {
-			return imp, fmt.Errorf("--duplicate: %w", err)
-		}
-	}
-	if f.corrupt != "" {
-		if imp.Corrupt, err = config.ParseLoss(f.corrupt); err != nil {
-			return imp, fmt.Errorf("--corrupt: %w", err)
+		name := config.ImpairmentSettings[i]
+		if err := imp.Set(name, v); err != nil {
+			return imp, fmt.Errorf("--%s: %w", name, err)
 		}
 	}
 	if imp.IsZero() {

@@ -28,6 +28,34 @@ type Impairment struct {
 // IsZero reports whether the impairment leaves frames alone.
 func (i Impairment) IsZero() bool { return i == Impairment{} }
 
+// ImpairmentSettings names an impairment's settings as the lab file, the
+// scenario step and `vrouter link set` (as --flags) name them.
+var ImpairmentSettings = []string{"delay", "jitter", "loss", "rate", "duplicate", "corrupt"}
+
+// Set parses value ("20ms", "1%", "100mbit") into the setting called name,
+// one of ImpairmentSettings. It checks the value on its own; Validate
+// checks the settings against each other.
+func (i *Impairment) Set(name, value string) error {
+	var err error
+	switch name {
+	case "delay":
+		i.Delay, err = ParseDelay(value)
+	case "jitter":
+		i.Jitter, err = ParseDelay(value)
+	case "loss":
+		i.Loss, err = ParseLoss(value)
+	case "rate":
+		i.Rate, err = ParseRate(value)
+	case "duplicate":
+		i.Duplicate, err = ParseLoss(value)
+	case "corrupt":
+		i.Corrupt, err = ParseLoss(value)
+	default:
+		err = fmt.Errorf("unknown impairment %q (known: %s)", name, strings.Join(ImpairmentSettings, ", "))
+	}
+	return err
+}
+
 // Validate checks the ranges: delay and jitter not negative, jitter not
 // above delay (a frame is never early), loss a percentage.
 func (i Impairment) Validate() error {

@@ -105,3 +105,27 @@ func FuzzParseImpairmentValues(f *testing.F) {
 		}
 	})
 }
+
+// Set reads each setting by its name, as the lab file, the scenario step
+// and link set's flags give them, and refuses unknown names.
+func TestImpairmentSet(t *testing.T) {
+	var got Impairment
+	for name, v := range map[string]string{"delay": "20ms", "jitter": "5ms", "loss": "1%", "rate": "100mbit", "duplicate": "2%", "corrupt": "0.5%"} {
+		if err := got.Set(name, v); err != nil {
+			t.Fatalf("Set(%s, %s): %v", name, v, err)
+		}
+	}
+	want := Impairment{Delay: 20 * time.Millisecond, Jitter: 5 * time.Millisecond, Loss: 1, Rate: 100_000_000, Duplicate: 2, Corrupt: 0.5}
+	if got != want {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+	if len(ImpairmentSettings) != 6 {
+		t.Errorf("ImpairmentSettings = %v", ImpairmentSettings)
+	}
+	if err := got.Set("latency", "1ms"); err == nil || !strings.Contains(err.Error(), "unknown impairment") {
+		t.Errorf("Set(latency) = %v", err)
+	}
+	if err := got.Set("loss", "101%"); err == nil {
+		t.Error("Set(loss, 101%) accepted")
+	}
+}
