@@ -296,7 +296,10 @@ type claimResult struct {
 	handle string
 	addr   netip.Addr
 	err    error
-	at     time.Time // when the call returned
+	// at is when the call was made: a claim in flight while the cluster
+	// changed (an election) belongs to the time before the change, even
+	// if it fails after it.
+	at time.Time
 }
 
 // startClaimers starts one claimer per node; the test's cleanup stops
@@ -313,9 +316,10 @@ func startClaimers(t *testing.T, m *IPAM, nodes int) *claimers {
 				default:
 				}
 				h := fmt.Sprintf("%s/%d", node, i)
+				started := time.Now()
 				a, err := m.AutoAssign(context.Background(), AssignArgs{Node: node, Handle: h})
 				c.mu.Lock()
-				c.results = append(c.results, claimResult{h, a, err, time.Now()})
+				c.results = append(c.results, claimResult{h, a, err, started})
 				c.mu.Unlock()
 				if err != nil {
 					time.Sleep(100 * time.Millisecond)
@@ -337,7 +341,7 @@ func (c *claimers) halt() {
 	c.wg.Wait()
 }
 
-// count returns how many claims succeeded (or failed) since since.
+// count returns how many claims made since since succeeded (or failed).
 func (c *claimers) count(failed bool, since time.Time) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
