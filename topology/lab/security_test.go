@@ -459,20 +459,7 @@ func TestDeadAgentSaysNotRunning(t *testing.T) {
 		checkGone(t, name)
 	})
 	mustVR(t, "deploy", "-t", file)
-	data, err := os.ReadFile(filepath.Join(topology.StateRoot, name, "nodes", "node2.pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pid int
-	if _, err := fmt.Sscan(string(data), &pid); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 10*time.Second, "node2's agent to die", func() (bool, string) {
-		return syscall.Kill(pid, 0) != nil, ""
-	})
+	crashAgent(t, name, "node2")
 	for _, args := range [][]string{
 		{"node", "status", "node2"}, {"route", "node2"}, {"workload", "add", "x", "--node", "node2"}, {"link", "set", "node2", "down"},
 	} {
