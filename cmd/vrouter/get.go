@@ -14,16 +14,19 @@ import (
 func newGetCommand() *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
-		Use:   "get (nodes|workloads|ippools|blocks|bgppeers)",
-		Short: "List a lab's nodes, workloads, IP pools, IPAM blocks or BGP peers, as calicoctl does",
+		Use:   "get (nodes|workloads|ippools|blocks|bgppeers|policies|denied)",
+		Short: "List a lab's nodes, workloads, IP pools, IPAM blocks, BGP peers or policies, as calicoctl does",
 		Long: `get lists lab resources the way calicoctl lists Calico's: nodes with their
 AS (in parentheses when it is the lab's default), workload endpoints, IP
 pools, IPAM blocks with their affinity, and the BGPPeer resources of the lab
 file (peer IP or peer selector, node or node selector, AS; passwords are
-never printed). -o json or -o yaml prints every field.`,
-		Example:   "  vrouter get nodes\n  vrouter get blocks -o yaml\n  vrouter get bgppeers -o wide",
+never printed), the network policies in force with their hit counters
+(-o wide: per rule), and per node the packets policy denied, by reason,
+with the connection tracking table (denied). -o json or -o yaml prints
+every field.`,
+		Example:   "  vrouter get nodes\n  vrouter get blocks -o yaml\n  vrouter get bgppeers -o wide\n  vrouter get policies -o wide\n  vrouter get denied",
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{"nodes", "workloads", "ippools", "blocks", "bgppeers"},
+		ValidArgs: []string{"nodes", "workloads", "ippools", "blocks", "bgppeers", "policies", "denied"},
 	}
 	load := labFlag(cmd)
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, wide, json or yaml")

@@ -24,6 +24,7 @@ import (
 	"github.com/vrouter-lab/vrouter/vrouter/fib"
 	"github.com/vrouter-lab/vrouter/vrouter/ipam"
 	"github.com/vrouter-lab/vrouter/vrouter/netns"
+	"github.com/vrouter-lab/vrouter/vrouter/policy"
 )
 
 // Agent is one running node.
@@ -60,6 +61,9 @@ type Agent struct {
 	tunnelAddr netip.Addr                 // tunl0 address, when a pool uses IPIP
 
 	pools atomic.Pointer[[]config.Pool] // the IP pools, replaced by setPools (under routeMu)
+
+	polMu    sync.Mutex       // serializes policy changes
+	policies *policy.Compiled // the policy set in force, compiled (nil: none)
 
 	metricsOnce sync.Once
 	metrics     http.Handler // GET /metrics, made by metricsHandler
@@ -219,6 +223,9 @@ func (a *Agent) start(ctx context.Context) error {
 		}
 	}
 
+	// The policies a previous agent of the node enforced apply from the
+	// workloads' first packet.
+	a.restorePolicies()
 	for _, w := range cfg.Workloads {
 		if !w.IsNetstack() && !netns.Exists(w.Namespace) {
 			// Deleted while no agent served it (before a restart): the
