@@ -17,7 +17,7 @@ type kernelPolicy struct {
 	namespace string
 
 	mu     sync.Mutex
-	table  *nftpolicy.Table                  // opened on the first SetPolicy
+	table  *nftpolicy.Table                 // opened on the first SetPolicy
 	chains map[string]*policy.EndpointRules // the chains in force, by interface
 }
 
