@@ -3,7 +3,9 @@ package lab_test
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -443,8 +445,10 @@ func probeMatrix(t *testing.T, lab string, want map[string]map[string]string) ma
 }
 
 // runPolicyMatrix deploys the matrix lab with the given dataplane and
-// checks every case, applying each case's policies with vrouter apply.
-func runPolicyMatrix(t *testing.T, prefix, dataplane string) {
+// checks every case, applying each case's policies with vrouter apply. It
+// returns the lab's name and a function that applies other policies, for
+// more checks on the same lab (destroyed when the test ends).
+func runPolicyMatrix(t *testing.T, prefix, dataplane string) (string, func(policies string)) {
 	netnstest.RequireRoot(t)
 	netnstest.GuardRoot(t)
 	name := labName(t, prefix)
@@ -480,9 +484,195 @@ func runPolicyMatrix(t *testing.T, prefix, dataplane string) {
 	if !strings.Contains(out, "clients-out-only") || !strings.Contains(out, "egress[0] Allow") {
 		t.Errorf("get policies -o wide:\n%s", out)
 	}
+	return name, func(policies string) {
+		t.Helper()
+		write(policies)
+		mustVR(t, "apply", "-t", file)
+	}
+}
+
+// denied returns node's denial counters (vrouter get denied -o json).
+func denied(t *testing.T, lab, node string) map[string]uint64 {
+	t.Helper()
+	var items []struct {
+		Node   string            `json:"node"`
+		Denied map[string]uint64 `json:"denied"`
+	}
+	if err := json.Unmarshal([]byte(mustVR(t, "get", "denied", "-o", "json", "--lab", lab)), &items); err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range items {
+		if it.Node == node {
+			return it.Denied
+		}
+	}
+	t.Fatalf("no node %s in get denied", node)
+	return nil
 }
 
 func TestPolicyMatrix(t *testing.T) {
 	t.Parallel()
-	runPolicyMatrix(t, "polmx", topology.DataplaneUserspace)
+	name, apply := runPolicyMatrix(t, "polmx", topology.DataplaneUserspace)
+	ns := func(w string) string { return topology.LabNamespacePrefix(name) + w }
+
+	// A TCP connection from w3 (node2) to w1 (node1) established with no
+	// policy survives a policy that allows it and is cut by one that
+	// denies it, as Calico keeps established connections unless the new
+	// policy denies them.
+	t.Run("established flows", func(t *testing.T) {
+		var l net.Listener
+		if err := netns.Do(ns("w1"), func() error {
+			var err error
+			l, err = net.Listen("tcp4", ":8080")
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer c.Close()
+					buf := make([]byte, 64)
+					for {
+						n, err := c.Read(buf)
+						if err != nil {
+							return
+						}
+						c.Write(buf[:n])
+					}
+				}()
+			}
+		}()
+		apply("")
+		var c net.Conn
+		if err := netns.Do(ns("w3"), func() error {
+			var err error
+			c, err = net.DialTimeout("tcp4", "10.244.10.1:8080", 3*time.Second)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		echo := func(msg string) bool {
+			c.SetDeadline(time.Now().Add(2 * time.Second))
+			if _, err := c.Write([]byte(msg)); err != nil {
+				return false
+			}
+			buf := make([]byte, 64)
+			n, err := c.Read(buf)
+			return err == nil && string(buf[:n]) == msg
+		}
+		if !echo("before") {
+			t.Fatal("no echo without policy")
+		}
+		apply(`
+  - kind: NetworkPolicy
+    metadata: {name: web-from-db}
+    spec:
+      selector: app == 'web'
+      ingress: [{action: Allow, protocol: TCP, source: {selector: app == 'db'}, destination: {ports: [8080]}}]
+`)
+		if !echo("allowed") {
+			t.Fatal("the established connection was cut by a policy that allows it")
+		}
+		before := denied(t, name, "node1")["revoked"]
+		apply(`
+  - kind: NetworkPolicy
+    metadata: {name: web-from-db}
+    spec:
+      selector: app == 'web'
+      ingress: [{action: Allow, protocol: TCP, source: {selector: app == 'client'}, destination: {ports: [8080]}}]
+`)
+		if echo("denied") {
+			t.Fatal("the established connection still works under a policy that denies it")
+		}
+		if after := denied(t, name, "node1")["revoked"]; after <= before {
+			t.Errorf("node1 revoked %d -> %d, want an increase", before, after)
+		}
+	})
+
+	// Where enforcement happens: w3's ingress denies everything and w1's
+	// egress too. A datagram from w2 to w3 crosses the fabric and dies in
+	// node2's engine; one from w1 to w3 never leaves node1.
+	t.Run("capture", func(t *testing.T) {
+		apply(`
+  - kind: NetworkPolicy
+    metadata: {name: db-closed}
+    spec: {selector: app == 'db'}
+  - kind: GlobalNetworkPolicy
+    metadata: {name: web-mute}
+    spec: {selector: app == 'web', types: [Egress]}
+`)
+		var rx net.PacketConn
+		if err := netns.Do(ns("w3"), func() error {
+			var err error
+			rx, err = net.ListenPacket("udp4", ":9999")
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		defer rx.Close()
+		got := make(chan string, 16)
+		go func() {
+			buf := make([]byte, 1500)
+			for {
+				n, _, err := rx.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				got <- string(buf[:n])
+			}
+		}()
+		in0, out0 := denied(t, name, "node2")["ingress_default_deny"], denied(t, name, "node1")["egress_default_deny"]
+		pcapFile := filepath.Join(t.TempDir(), "lan.pcapng")
+		wait := startCapture(t, io.Discard, "lan", "-w", pcapFile, "--duration", "3s", "--lab", name)
+		send := func(from, msg string) {
+			if err := netns.Do(ns(from), func() error {
+				c, err := net.Dial("udp4", "10.244.20.3:9999")
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				for i := 0; i < 3; i++ {
+					if _, err := c.Write([]byte(msg)); err != nil {
+						return err
+					}
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		send("w2", "VRPOLICY-INGRESS-DENIED")
+		send("w1", "VRPOLICY-EGRESS-DENIED")
+		if stderr, err := wait(); err != nil {
+			t.Fatalf("capture: %v\n%s", err, stderr)
+		}
+		data, err := os.ReadFile(pcapFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(data, []byte("VRPOLICY-INGRESS-DENIED")) {
+			t.Error("the datagram denied at w3's ingress is not on the fabric: it should cross it and die at node2")
+		}
+		if bytes.Contains(data, []byte("VRPOLICY-EGRESS-DENIED")) {
+			t.Error("the datagram denied at w1's egress is on the fabric: it should not leave node1")
+		}
+		select {
+		case m := <-got:
+			t.Errorf("w3 received %q", m)
+		default:
+		}
+		if in1 := denied(t, name, "node2")["ingress_default_deny"]; in1 < in0+3 {
+			t.Errorf("node2 ingress_default_deny %d -> %d, want +3", in0, in1)
+		}
+		if out1 := denied(t, name, "node1")["egress_default_deny"]; out1 < out0+3 {
+			t.Errorf("node1 egress_default_deny %d -> %d, want +3", out0, out1)
+		}
+	})
 }
