@@ -2,6 +2,7 @@ package topology
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"reflect"
 	"testing"
@@ -73,4 +74,31 @@ func TestPolicyInvalid(t *testing.T) {
 		{33, "policies[3].spec.ingress", "must be a list of rules"},
 		{33, "policies[3].spec.colour", "unknown field"},
 	})
+}
+
+// The README's example, compiled: what applies to each workload.
+func TestPolicyExample(t *testing.T) {
+	lab, err := Load("../examples/calico-policy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs := map[string]netip.Addr{"web-1": netip.MustParseAddr("10.244.0.1"), "db-1": netip.MustParseAddr("10.244.0.2"), "client-1": netip.MustParseAddr("10.244.0.3")}
+	c := policy.Compile(lab.Policies, lab.Endpoints(func(w string) netip.Addr { return addrs[w] }))
+	web, db, cli := c.Endpoints["web-1"], c.Endpoints["db-1"], c.Endpoints["client-1"]
+	if got := fmt.Sprint(web.Ingress.Policies, web.Egress.Policed); got != "[shop/web shop-default-deny] false" {
+		t.Errorf("web-1: %s", got)
+	}
+	if got := fmt.Sprint(db.Ingress.Policies, db.Egress.Policies); got != "[shop-default-deny shop/db] [shop/db]" {
+		t.Errorf("db-1: %s", got)
+	}
+	if cli.Ingress.Policed || cli.Egress.Policed {
+		t.Errorf("client-1 is policed: %+v", cli)
+	}
+	// web's first rule: clients anywhere; db's: web only.
+	if got := fmt.Sprint(web.Ingress.Rules[0].Src.Addrs); got != "[10.244.0.3]" {
+		t.Errorf("web rule 0 sources %s", got)
+	}
+	if got := fmt.Sprint(db.Ingress.Rules[0].Src.Addrs, db.Egress.Rules[0].Dst.Addrs); got != "[10.244.0.1] [10.244.0.1]" {
+		t.Errorf("db rules: %s", got)
+	}
 }

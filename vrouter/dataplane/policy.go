@@ -22,8 +22,10 @@ import (
 // A policy change bumps a generation. An established flow's next packet
 // re-evaluates the flow as first seen against the new policies: it keeps
 // flowing if they allow it and is cut (its entry removed, the packet
-// counted as "revoked") if they deny it. Flows no policy polices are not
-// tracked at all.
+// counted as "revoked") if they deny it. Flows between ports no policy
+// polices in either direction are not tracked at all; a flow from an
+// unpoliced sender to an unpoliced receiver is tracked when either end is
+// policed the other way, so that its replies get in.
 
 // Denial reasons, the keys of PolicyMetrics.Denied.
 const (
@@ -208,7 +210,9 @@ func ctKeyOf(f *policy.Flow, echoID uint16) (ctKey, bool, bool) {
 // port out, passes policy. It does not allocate.
 func (p *enforcer) allow(ps *policyState, pkt []byte, in, out PortID) bool {
 	eg, ig := ps.matcher(ps.egress, in), ps.matcher(ps.ingress, out)
-	if eg == nil && ig == nil {
+	if eg == nil && ig == nil && ps.matcher(ps.ingress, in) == nil && ps.matcher(ps.egress, out) == nil {
+		// Neither end is policed, either way: nothing to check, and
+		// no replies to let through later.
 		return true
 	}
 	f, flags, echoID, frag, ok := flowOf(pkt)

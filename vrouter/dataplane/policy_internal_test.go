@@ -125,6 +125,23 @@ func TestPolicyNotPoliced(t *testing.T) {
 	}
 }
 
+// A flow a policed endpoint starts toward an unpoliced one is allowed
+// without a rule, and its replies must get through the sender's ingress
+// (and past its egress, for a flow it receives).
+func TestPolicyRepliesToUnpolicedFlows(t *testing.T) {
+	ingressOnly := policy.Policy{Kind: policy.KindNetworkPolicy, Name: "a-in", Selector: "app == 'a'"}
+	egressOnly := policy.Policy{Kind: policy.KindNetworkPolicy, Name: "b-out", Selector: "app == 'b'", Types: []policy.Direction{policy.Egress}}
+	p, ps := testEnforcer(t, 0, ingressOnly, egressOnly)
+	run(t, p, ps, []step{
+		{"a (ingress policed) SYN to remote r", mkPkt(addrA, addrR, policy.ProtoTCP, 40000, 80, tcpSYN), portA, fab, true},
+		{"r's SYN-ACK into a", mkPkt(addrR, addrA, policy.ProtoTCP, 80, 40000, tcpSYN|tcpACK), fab, portA, true},
+		{"r's new SYN into a", mkPkt(addrR, addrA, policy.ProtoTCP, 40001, 80, tcpSYN), fab, portA, false},
+		{"r SYN to b (egress policed)", mkPkt(addrR, addrB, policy.ProtoUDP, 5000, 53, 0), fab, portB, true},
+		{"b's reply", mkPkt(addrB, addrR, policy.ProtoUDP, 53, 5000, 0), portB, fab, true},
+		{"b's new flow out", mkPkt(addrB, addrR, policy.ProtoUDP, 53, 5001, 0), portB, fab, false},
+	})
+}
+
 func TestPolicyStateful(t *testing.T) {
 	p, ps := testEnforcer(t, 0, isolateA)
 	run(t, p, ps, []step{
