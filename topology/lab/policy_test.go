@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/vrouter-lab/vrouter/topology"
+	"github.com/vrouter-lab/vrouter/vrouter/config"
 	"github.com/vrouter-lab/vrouter/vrouter/netns"
 	"github.com/vrouter-lab/vrouter/vrouter/netns/netnstest"
 )
@@ -412,6 +414,8 @@ func probeMatrix(t *testing.T, lab string, want map[string]map[string]string) ma
 	var wg sync.WaitGroup
 	for _, s := range matrixWorkloads {
 		got[s.name] = map[string]string{s.name: "-"}
+	}
+	for _, s := range matrixWorkloads {
 		for _, d := range matrixWorkloads {
 			if s.name == d.name {
 				continue
@@ -519,82 +523,7 @@ func TestPolicyMatrix(t *testing.T) {
 	// policy survives a policy that allows it and is cut by one that
 	// denies it, as Calico keeps established connections unless the new
 	// policy denies them.
-	t.Run("established flows", func(t *testing.T) {
-		var l net.Listener
-		if err := netns.Do(ns("w1"), func() error {
-			var err error
-			l, err = net.Listen("tcp4", ":8080")
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		go func() {
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				go func() {
-					defer c.Close()
-					buf := make([]byte, 64)
-					for {
-						n, err := c.Read(buf)
-						if err != nil {
-							return
-						}
-						c.Write(buf[:n])
-					}
-				}()
-			}
-		}()
-		apply("")
-		var c net.Conn
-		if err := netns.Do(ns("w3"), func() error {
-			var err error
-			c, err = net.DialTimeout("tcp4", "10.244.10.1:8080", 3*time.Second)
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		echo := func(msg string) bool {
-			c.SetDeadline(time.Now().Add(2 * time.Second))
-			if _, err := c.Write([]byte(msg)); err != nil {
-				return false
-			}
-			buf := make([]byte, 64)
-			n, err := c.Read(buf)
-			return err == nil && string(buf[:n]) == msg
-		}
-		if !echo("before") {
-			t.Fatal("no echo without policy")
-		}
-		apply(`
-  - kind: NetworkPolicy
-    metadata: {name: web-from-db}
-    spec:
-      selector: app == 'web'
-      ingress: [{action: Allow, protocol: TCP, source: {selector: app == 'db'}, destination: {ports: [8080]}}]
-`)
-		if !echo("allowed") {
-			t.Fatal("the established connection was cut by a policy that allows it")
-		}
-		before := denied(t, name, "node1")["revoked"]
-		apply(`
-  - kind: NetworkPolicy
-    metadata: {name: web-from-db}
-    spec:
-      selector: app == 'web'
-      ingress: [{action: Allow, protocol: TCP, source: {selector: app == 'client'}, destination: {ports: [8080]}}]
-`)
-		if echo("denied") {
-			t.Fatal("the established connection still works under a policy that denies it")
-		}
-		if after := denied(t, name, "node1")["revoked"]; after <= before {
-			t.Errorf("node1 revoked %d -> %d, want an increase", before, after)
-		}
-	})
+	t.Run("established flows", func(t *testing.T) { establishedFlows(t, name, apply, true) })
 
 	// Where enforcement happens: w3's ingress denies everything and w1's
 	// egress too. A datagram from w2 to w3 crosses the fabric and dies in
@@ -675,4 +604,128 @@ func TestPolicyMatrix(t *testing.T) {
 			t.Errorf("node1 egress_default_deny %d -> %d, want +3", out0, out1)
 		}
 	})
+}
+
+// establishedFlows checks, on a matrix lab, that a TCP connection from w3
+// (node2) to w1 (node1) established with no policy survives a policy that
+// allows it and is cut by one that denies it, as Calico keeps established
+// connections unless the new policy denies them. countsRevoked: the
+// dataplane counts the cut flow as "revoked" (the userspace engine's
+// conntrack does; the kernel's drops it by rule).
+func establishedFlows(t *testing.T, name string, apply func(string), countsRevoked bool) {
+	ns := func(w string) string { return topology.LabNamespacePrefix(name) + w }
+	var l net.Listener
+	if err := netns.Do(ns("w1"), func() error {
+		var err error
+		l, err = net.Listen("tcp4", ":8080")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 64)
+				for {
+					n, err := c.Read(buf)
+					if err != nil {
+						return
+					}
+					c.Write(buf[:n])
+				}
+			}()
+		}
+	}()
+	apply("")
+	var c net.Conn
+	if err := netns.Do(ns("w3"), func() error {
+		var err error
+		c, err = net.DialTimeout("tcp4", "10.244.10.1:8080", 3*time.Second)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	echo := func(msg string) bool {
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := c.Write([]byte(msg)); err != nil {
+			return false
+		}
+		buf := make([]byte, 64)
+		n, err := c.Read(buf)
+		return err == nil && string(buf[:n]) == msg
+	}
+	if !echo("before") {
+		t.Fatal("no echo without policy")
+	}
+	apply(`
+  - kind: NetworkPolicy
+    metadata: {name: web-from-db}
+    spec:
+      selector: app == 'web'
+      ingress: [{action: Allow, protocol: TCP, source: {selector: app == 'db'}, destination: {ports: [8080]}}]
+`)
+	if !echo("allowed") {
+		t.Fatal("the established connection was cut by a policy that allows it")
+	}
+	before := denied(t, name, "node1")["revoked"]
+	apply(`
+  - kind: NetworkPolicy
+    metadata: {name: web-from-db}
+    spec:
+      selector: app == 'web'
+      ingress: [{action: Allow, protocol: TCP, source: {selector: app == 'client'}, destination: {ports: [8080]}}]
+`)
+	if echo("denied") {
+		t.Fatal("the established connection still works under a policy that denies it")
+	}
+	if after := denied(t, name, "node1")["revoked"]; countsRevoked && after <= before {
+		t.Errorf("node1 revoked %d -> %d, want an increase", before, after)
+	}
+}
+
+// The same matrix and established-flow checks on kernel-mode nodes, where
+// the policies are nftables rules in each node's namespace (table ip
+// vrouter); nobody else's table is touched.
+func TestPolicyMatrixKernel(t *testing.T) {
+	t.Parallel()
+	netnstest.RequireCommand(t, "nft", "nftables")
+	name, apply := runPolicyMatrix(t, "polmk", topology.DataplaneKernel)
+	node2 := topology.LabNamespacePrefix(name) + "node2"
+	nft := func(args ...string) string {
+		out, err := exec.Command("ip", append([]string{"netns", "exec", node2, "nft"}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("nft %s in %s: %v\n%s", strings.Join(args, " "), node2, err, out)
+		}
+		return string(out)
+	}
+	// A table of somebody else's in node2, which applying must not touch.
+	nft("add table inet theirs; add chain inet theirs c { type filter hook forward priority 10; }")
+	t.Run("established flows", func(t *testing.T) { establishedFlows(t, name, apply, false) })
+	apply(`
+  - kind: NetworkPolicy
+    metadata: {name: db-closed}
+    spec: {selector: app == 'db'}
+`)
+	// w3 (app: db) is node2's: its ingress chain drops what no rule allows.
+	w3 := config.InterfaceName(name, "w3")
+	table := nft("list", "table", "ip", "vrouter")
+	for _, want := range []string{
+		`oifname "` + w3 + `" jump cali-tw-` + w3,
+		"chain cali-tw-" + w3 + " {",
+		`drop comment "default deny"`,
+	} {
+		if !strings.Contains(table, want) {
+			t.Errorf("node2's table ip vrouter lacks %q:\n%s", want, table)
+		}
+	}
+	if out := nft("list", "tables"); !strings.Contains(out, "table inet theirs") {
+		t.Errorf("somebody else's table is gone:\n%s", out)
+	}
 }
