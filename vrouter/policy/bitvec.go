@@ -34,6 +34,9 @@ func (r *rangeField) row(v uint32, words int) []uint64 {
 	return r.sets[i*words : (i+1)*words]
 }
 
+// maxIndexWords bounds one field's bitsets (16 MB).
+const maxIndexWords = 2 << 20
+
 func newBitIndex(hot []hotRule) *bitIndex {
 	n := len(hot)
 	words := (n + 63) / 64
@@ -78,6 +81,12 @@ func newBitIndex(hot []hotRule) *bitIndex {
 		}
 		slices.Sort(starts)
 		starts = slices.Compact(starts)
+		if len(starts)*words > maxIndexWords {
+			// Too many distinct values to index this field within
+			// bounds: it filters nothing (every rule in one interval).
+			starts = []uint32{0}
+			rng = func(*hotRule) (uint32, uint32) { return 0, ^uint32(0) }
+		}
 		sets := make([]uint64, len(starts)*words)
 		for i := range hot {
 			lo, hi := rng(&hot[i])
@@ -111,6 +120,11 @@ func (m *Matcher) evaluateIndexed(f *Flow, sport, dport uint16) (Verdict, int) {
 		for word != 0 {
 			i := k*64 + bits.TrailingZeros64(word)
 			word &= word - 1
+			// The compact test again: a field over maxIndexWords
+			// filters nothing.
+			if !m.hot[i].hit(f, sport, dport) {
+				continue
+			}
 			if v, ok := m.decide(i, f); ok {
 				return v, i
 			}

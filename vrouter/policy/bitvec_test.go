@@ -76,3 +76,20 @@ func TestIndexAgreesWithScan(t *testing.T) {
 		}
 	}
 }
+
+// A chain too diverse to index within bounds still evaluates right.
+func TestIndexBounded(t *testing.T) {
+	var rules []CompiledRule
+	for i := 0; i < 20000; i++ {
+		rules = append(rules, CompiledRule{Policy: "p", Index: i, Action: Allow, Protocol: ProtoTCP, ICMPType: -1, ICMPCode: -1, NotICMPType: -1, NotICMPCode: -1,
+			Src: Match{Nets: []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 32)}}})
+	}
+	m := NewMatcher(&Chain{Policed: true, Rules: rules}, Ingress, nil)
+	if got := len(m.idx.fields[2].starts); got != 1 {
+		t.Errorf("source field has %d intervals, want 1 (over the bound)", got)
+	}
+	f := Flow{Src: U32(netip.AddrFrom4([4]byte{10, 1, 48, 57})), Dst: 1, Proto: ProtoTCP}
+	if v, i := m.Evaluate(&f); v != Allowed || i != 12345 {
+		t.Errorf("%v rule %d, want allowed by rule 12345", v, i)
+	}
+}
