@@ -27,7 +27,10 @@ import (
 // `vrouter apply`. Each case's expected table is written by hand below.
 //
 // runPolicyMatrix takes the dataplane, so that the same matrix runs on
-// the userspace engine and in kernel mode.
+// the userspace engine and in kernel mode: a kernel test is
+//
+//	name, apply := runPolicyMatrix(t, "polmk", topology.DataplaneKernel)
+//	checkEstablishedFlows(t, name, apply)
 
 // matrixWorkloads: name, node, namespace, labels, fixed address.
 var matrixWorkloads = []struct{ name, node, ns, labels, addr string }{
@@ -515,82 +518,9 @@ func TestPolicyMatrix(t *testing.T) {
 	name, apply := runPolicyMatrix(t, "polmx", topology.DataplaneUserspace)
 	ns := func(w string) string { return topology.LabNamespacePrefix(name) + w }
 
-	// A TCP connection from w3 (node2) to w1 (node1) established with no
-	// policy survives a policy that allows it and is cut by one that
-	// denies it, as Calico keeps established connections unless the new
-	// policy denies them.
 	t.Run("established flows", func(t *testing.T) {
-		var l net.Listener
-		if err := netns.Do(ns("w1"), func() error {
-			var err error
-			l, err = net.Listen("tcp4", ":8080")
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		go func() {
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				go func() {
-					defer c.Close()
-					buf := make([]byte, 64)
-					for {
-						n, err := c.Read(buf)
-						if err != nil {
-							return
-						}
-						c.Write(buf[:n])
-					}
-				}()
-			}
-		}()
-		apply("")
-		var c net.Conn
-		if err := netns.Do(ns("w3"), func() error {
-			var err error
-			c, err = net.DialTimeout("tcp4", "10.244.10.1:8080", 3*time.Second)
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		echo := func(msg string) bool {
-			c.SetDeadline(time.Now().Add(2 * time.Second))
-			if _, err := c.Write([]byte(msg)); err != nil {
-				return false
-			}
-			buf := make([]byte, 64)
-			n, err := c.Read(buf)
-			return err == nil && string(buf[:n]) == msg
-		}
-		if !echo("before") {
-			t.Fatal("no echo without policy")
-		}
-		apply(`
-  - kind: NetworkPolicy
-    metadata: {name: web-from-db}
-    spec:
-      selector: app == 'web'
-      ingress: [{action: Allow, protocol: TCP, source: {selector: app == 'db'}, destination: {ports: [8080]}}]
-`)
-		if !echo("allowed") {
-			t.Fatal("the established connection was cut by a policy that allows it")
-		}
 		before := denied(t, name, "node1")["revoked"]
-		apply(`
-  - kind: NetworkPolicy
-    metadata: {name: web-from-db}
-    spec:
-      selector: app == 'web'
-      ingress: [{action: Allow, protocol: TCP, source: {selector: app == 'client'}, destination: {ports: [8080]}}]
-`)
-		if echo("denied") {
-			t.Fatal("the established connection still works under a policy that denies it")
-		}
+		checkEstablishedFlows(t, name, apply)
 		if after := denied(t, name, "node1")["revoked"]; after <= before {
 			t.Errorf("node1 revoked %d -> %d, want an increase", before, after)
 		}
@@ -675,4 +605,83 @@ func TestPolicyMatrix(t *testing.T) {
 			t.Errorf("node1 egress_default_deny %d -> %d, want +3", out0, out1)
 		}
 	})
+}
+
+// checkEstablishedFlows: a TCP connection from w3 (node2) to w1 (node1)
+// established with no policy survives a policy that allows it and is cut
+// by one that denies it, as Calico keeps established connections unless
+// the new policy denies them. apply is runPolicyMatrix's.
+func checkEstablishedFlows(t *testing.T, name string, apply func(string)) {
+	t.Helper()
+	ns := func(w string) string { return topology.LabNamespacePrefix(name) + w }
+	var l net.Listener
+	if err := netns.Do(ns("w1"), func() error {
+		var err error
+		l, err = net.Listen("tcp4", ":8080")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 64)
+				for {
+					n, err := c.Read(buf)
+					if err != nil {
+						return
+					}
+					c.Write(buf[:n])
+				}
+			}()
+		}
+	}()
+	apply("")
+	var c net.Conn
+	if err := netns.Do(ns("w3"), func() error {
+		var err error
+		c, err = net.DialTimeout("tcp4", "10.244.10.1:8080", 3*time.Second)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	echo := func(msg string) bool {
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := c.Write([]byte(msg)); err != nil {
+			return false
+		}
+		buf := make([]byte, 64)
+		n, err := c.Read(buf)
+		return err == nil && string(buf[:n]) == msg
+	}
+	if !echo("before") {
+		t.Fatal("no echo without policy")
+	}
+	apply(`
+  - kind: NetworkPolicy
+    metadata: {name: web-from-db}
+    spec:
+      selector: app == 'web'
+      ingress: [{action: Allow, protocol: TCP, source: {selector: app == 'db'}, destination: {ports: [8080]}}]
+`)
+	if !echo("allowed") {
+		t.Fatal("the established connection was cut by a policy that allows it")
+	}
+	apply(`
+  - kind: NetworkPolicy
+    metadata: {name: web-from-db}
+    spec:
+      selector: app == 'web'
+      ingress: [{action: Allow, protocol: TCP, source: {selector: app == 'client'}, destination: {ports: [8080]}}]
+`)
+	if echo("denied") {
+		t.Fatal("the established connection still works under a policy that denies it")
+	}
 }
