@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"sort"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -124,6 +125,18 @@ func (e *Engine) SetPolicy(chains map[string]*policy.EndpointRules) {
 // rebuildPolicy compiles the chains of the current ports. e.mu is held.
 func (e *Engine) rebuildPolicy() {
 	ps := &policyState{gen: e.pol.gen}
+	// Endpoints selected by the same policies share one matcher (its
+	// rules are the same): a long chain's index is built once.
+	shared := map[string]*policy.Matcher{}
+	matcher := func(ch *policy.Chain, dir policy.Direction) *policy.Matcher {
+		k := string(dir) + "\x00" + strings.Join(ch.Policies, "\x00")
+		m, ok := shared[k]
+		if !ok {
+			m = policy.NewMatcher(ch, dir, &e.pol.counters)
+			shared[k] = m
+		}
+		return m
+	}
 	for name, p := range e.ports {
 		ch, ok := e.pol.chains[name]
 		if !ok {
@@ -135,10 +148,10 @@ func (e *Engine) rebuildPolicy() {
 			ps.egress = append(ps.egress, nil)
 		}
 		if ch.Ingress.Policed {
-			ps.ingress[id] = policy.NewMatcher(&ch.Ingress, policy.Ingress, &e.pol.counters)
+			ps.ingress[id] = matcher(&ch.Ingress, policy.Ingress)
 		}
 		if ch.Egress.Policed {
-			ps.egress[id] = policy.NewMatcher(&ch.Egress, policy.Egress, &e.pol.counters)
+			ps.egress[id] = matcher(&ch.Egress, policy.Egress)
 		}
 	}
 	if len(ps.ingress) == 0 {

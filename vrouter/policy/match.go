@@ -95,17 +95,13 @@ type Matcher struct {
 	// at only when hot[i] has cold set.
 	hot   []hotRule
 	rules []fastRule
-	// With many rules on single destination ports, keyed holds, per
-	// destination port, the indexes of the rules on that port, and
-	// general those of the others; a flow is checked against the merge
-	// of general and keyed[its port], in order. nil keyed: check all.
-	keyed   map[uint16][]int32
-	general []int32
+	// idx, for long chains, finds the rules whose compact test a flow
+	// passes without running each (bitvec.go); nil: check all in order.
+	idx *bitIndex
 }
 
-// minKeyed is the number of single-port rules from which a matcher
-// indexes them by port.
-const minKeyed = 16
+// minIndexed is the chain length from which a matcher builds its index.
+const minIndexed = 32
 
 // hotRule is the first, compact test of a rule: protocol, one range of
 // destination ports, one range of source ports, one source and one
@@ -155,19 +151,8 @@ func NewMatcher(ch *Chain, dir Direction, counters *Counters) *Matcher {
 			f.hits = new(atomic.Uint64)
 		}
 	}
-	keyed := map[uint16][]int32{}
-	var general []int32
-	n := 0
-	for i, h := range m.hot {
-		if h.dportLo == h.dportHi {
-			keyed[h.dportLo] = append(keyed[h.dportLo], int32(i))
-			n++
-		} else {
-			general = append(general, int32(i))
-		}
-	}
-	if n >= minKeyed {
-		m.keyed, m.general = keyed, general
+	if len(m.hot) >= minIndexed {
+		m.idx = newBitIndex(m.hot)
 	}
 	return m
 }
@@ -327,8 +312,8 @@ func (m *Matcher) Evaluate(f *Flow) (Verdict, int) {
 	if ported {
 		sport, dport = f.SrcPort, f.DstPort
 	}
-	if m.keyed != nil {
-		return m.evaluateKeyed(f, sport, dport)
+	if m.idx != nil {
+		return m.evaluateIndexed(f, sport, dport)
 	}
 	hot := m.hot
 	for i := range hot {
@@ -341,47 +326,11 @@ func (m *Matcher) Evaluate(f *Flow) (Verdict, int) {
 	return DefaultDenied, -1
 }
 
-// evaluateKeyed is Evaluate through the port index.
-func (m *Matcher) evaluateKeyed(f *Flow, sport, dport uint16) (Verdict, int) {
-	g, k := m.general, m.keyed[dport]
-	if len(g) == 0 {
-		hot := m.hot
-		for _, i := range k {
-			if hot[i].hit(f, sport, dport) {
-				if v, ok := m.decide(int(i), f); ok {
-					return v, int(i)
-				}
-			}
-		}
-		return DefaultDenied, -1
-	}
-	for len(g) > 0 || len(k) > 0 {
-		var i int32
-		if len(k) == 0 || len(g) > 0 && g[0] < k[0] {
-			i, g = g[0], g[1:]
-		} else {
-			i, k = k[0], k[1:]
-		}
-		if v, ok := m.try(int(i), f, sport, dport); ok {
-			return v, int(i)
-		}
-	}
-	return DefaultDenied, -1
-}
-
 // hit is the compact test of a rule.
 func (h *hotRule) hit(f *Flow, sport, dport uint16) bool {
 	return (h.proto == 0 || h.proto == f.Proto) && (h.notProto == 0 || h.notProto != f.Proto) &&
 		dport >= h.dportLo && dport <= h.dportHi && sport >= h.sportLo && sport <= h.sportHi &&
 		f.Src&h.src.mask == h.src.addr && f.Dst&h.dst.mask == h.dst.addr
-}
-
-// try checks rule i; ok is set when the rule decided.
-func (m *Matcher) try(i int, f *Flow, sport, dport uint16) (Verdict, bool) {
-	if !m.hot[i].hit(f, sport, dport) {
-		return 0, false
-	}
-	return m.decide(i, f)
 }
 
 // decide finishes checking rule i, whose compact test passed.
