@@ -3,6 +3,8 @@ package dataplane
 import (
 	"encoding/binary"
 	"net/netip"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/vrouter-lab/vrouter/vrouter/policy"
@@ -272,5 +274,48 @@ func BenchmarkPolicyNewFlow1000Rules(b *testing.B) {
 		if !p.allow(ps, pkt, portA, portB) {
 			b.Fatal("denied")
 		}
+	}
+}
+
+// TestConntrackConcurrent runs flows from several goroutines at once, as
+// the engine's readers do (for the race detector), and checks every
+// reply got in.
+func TestConntrackConcurrent(t *testing.T) {
+	p, ps := testEnforcer(t, 4096, isolateA)
+	var wg sync.WaitGroup
+	var denied atomic.Int64
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 200; i++ {
+				sport := uint16(10000 + g*1000 + i%8)
+				if !p.allow(ps, mkPkt(addrA, addrB, policy.ProtoTCP, sport, 80, tcpSYN), portA, portB) ||
+					!p.allow(ps, mkPkt(addrB, addrA, policy.ProtoTCP, 80, sport, tcpSYN|tcpACK), portB, portA) {
+					denied.Add(1)
+				}
+				p.clock.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := denied.Load(); n != 0 {
+		t.Errorf("%d handshakes denied", n)
+	}
+	if n, ev := p.ct.entries.Load(), p.ct.evicted.Load(); n != 32 || ev != 0 {
+		t.Errorf("%d entries (%d evicted), want the 32 flows", n, ev)
+	}
+}
+
+// TestConntrackSpread: flows that differ only in a port spread over the
+// buckets (a hash whose bucket bits ignored the ports evicted them).
+func TestConntrackSpread(t *testing.T) {
+	c := newConntrack(4096)
+	for i := 0; i < 256; i++ {
+		k, a := canonical(policy.U32(addrA), policy.U32(addrB), uint16(20000+i), 80, policy.ProtoTCP)
+		c.insert(k, a, ctNew, 0, 1, 1<<40, 0)
+	}
+	if n, ev := c.entries.Load(), c.evicted.Load(); n != 256 || ev != 0 {
+		t.Errorf("%d entries, %d evicted; want 256 and 0", n, ev)
 	}
 }
