@@ -1,8 +1,11 @@
 package dataplane
 
 import (
+	"bytes"
 	"encoding/binary"
+	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -317,5 +320,30 @@ func TestConntrackSpread(t *testing.T) {
 	}
 	if n, ev := c.entries.Load(), c.evicted.Load(); n != 256 || ev != 0 {
 		t.Errorf("%d entries, %d evicted; want 256 and 0", n, ev)
+	}
+}
+
+// Log rules write the flows they match to the engine's log, rate-limited.
+func TestPolicyLogRule(t *testing.T) {
+	var buf bytes.Buffer
+	e := &Engine{pol: newEnforcer(0), log: slog.New(slog.NewTextHandler(&buf, nil))}
+	logAll := policy.Policy{Kind: policy.KindGlobalNetworkPolicy, Name: "log-all", Selector: "app == 'b'",
+		Ingress: []policy.Rule{{Action: policy.Log}, {Action: policy.Allow}}}
+	c := policy.Compile([]policy.Policy{logAll}, []policy.Endpoint{{Name: "b", Labels: map[string]string{"app": "b"}, Addr: addrB}})
+	m := policy.NewMatcher(&c.Endpoints["b"].Ingress, policy.Ingress, &e.pol.counters)
+	m.SetLog(e.policyLog)
+	ps := &policyState{gen: 1, ingress: make([]*policy.Matcher, portB+1), egress: make([]*policy.Matcher, portB+1)}
+	ps.ingress[portB] = m
+	for i := 0; i < 2*maxLogsPerSecond; i++ {
+		if !e.pol.allow(ps, mkPkt(addrA, addrB, policy.ProtoUDP, uint16(1000+i), 53, 0), portA, portB) {
+			t.Fatal("denied")
+		}
+	}
+	lines := strings.Count(buf.String(), "policy log")
+	if lines != maxLogsPerSecond || !strings.Contains(buf.String(), "policy=log-all direction=Ingress rule=0 proto=UDP src=10.244.0.1 sport=1000 dst=10.244.0.2 dport=53") {
+		t.Errorf("%d lines, want %d:\n%s", lines, maxLogsPerSecond, buf.String())
+	}
+	if got := e.pol.counters.Snapshot()[policy.RuleID{Policy: "log-all", Direction: policy.Ingress, Index: 0}]; got != 2*maxLogsPerSecond {
+		t.Errorf("log rule hits %d, want %d", got, 2*maxLogsPerSecond)
 	}
 }

@@ -184,6 +184,8 @@ func TestCompileSemantics(t *testing.T) {
 		t.Errorf("order %s", got)
 	}
 	web := NewMatcher(&c.Endpoints["web"].Ingress, Ingress, &ctr)
+	var logged []RuleID
+	web.SetLog(func(r RuleID, f *Flow) { logged = append(logged, r) })
 	cases := []struct {
 		name string
 		m    *Matcher
@@ -209,6 +211,9 @@ func TestCompileSemantics(t *testing.T) {
 	// The Log rule saw the five flows to web.
 	if got := snap[RuleID{"early", Ingress, 0}]; got != 5 {
 		t.Errorf("log rule hits %d, want 5", got)
+	}
+	if len(logged) != 5 || logged[0] != (RuleID{"early", Ingress, 0}) {
+		t.Errorf("logged %v, want the early policy's rule 0 five times", logged)
 	}
 	if got := snap[RuleID{"default/web-allow", Ingress, 0}]; got != 1 {
 		t.Errorf("allow rule hits %d, want 1", got)
