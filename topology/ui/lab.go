@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"net/netip"
 	"strings"
 	"sync"
@@ -155,7 +156,9 @@ func portPackets(text string) map[string][2]uint64 {
 				}
 			}
 			v := out[port]
-			v[i] = uint64(m.GetCounter().GetValue())
+			if c := m.GetCounter().GetValue(); c > 0 && c < math.MaxUint64 { // NaN and negatives: 0
+				v[i] = uint64(c)
+			}
 			out[port] = v
 		}
 	}
