@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -109,11 +110,60 @@ func startUI(t *testing.T, name string) string {
 	return url
 }
 
+// syncBuffer is a strings.Builder safe for a process to write while the
+// test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// startInspectWatch runs `vrouter inspect --watch` (not on a terminal: one
+// listing after the other) and returns its output so far; the test's
+// cleanup interrupts it, which must end it cleanly.
+func startInspectWatch(t *testing.T, name string) *syncBuffer {
+	t.Helper()
+	var out syncBuffer
+	cmd := exec.Command(vrouterBin, "inspect", "--watch", "--interval", "500ms", "--lab", name)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGINT)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("inspect --watch interrupted: %v\n%s", err, out.String())
+			}
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+			t.Error("inspect --watch did not stop within 10s of SIGINT")
+		}
+	})
+	return &out
+}
+
 // TestUIInBrowser loads the live page of a running lab in headless
 // Chromium: every node, router, workload and BGP session is drawn, the
 // sessions turn Established, traffic shows as packet rates, taking a link
 // down shows on its line and its sessions, and clicking a node shows its
-// route table and BGP status. Screenshots are left as artifacts.
+// route table and BGP status. Screenshots are left as artifacts. Beside
+// it, `vrouter inspect --watch` follows the same lab.
 func TestUIInBrowser(t *testing.T) {
 	t.Parallel()
 	netnstest.RequireRoot(t)
@@ -131,6 +181,7 @@ func TestUIInBrowser(t *testing.T) {
 	mustVR(t, "deploy", "-t", file)
 	lab := []string{"--lab", name}
 	url := startUI(t, name)
+	watch := startInspectWatch(t, name)
 	artifacts := artifactDir(t)
 
 	alloc, cancel := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
@@ -274,6 +325,15 @@ func TestUIInBrowser(t *testing.T) {
 		sessionIs("node1", "node2", `p.dataset.state !== "Established" && p.classList.contains("notup")`)+" && "+
 			sessionIs("node2", "node3", `p.dataset.state !== "Established"`)+" && "+
 			sessionIs("node1", "node3", `p.dataset.state === "Established"`), sessionStates)
+	// inspect --watch, running all along, printed listing after listing,
+	// and saw node2's link go down.
+	eventually(t, 10*time.Second, "inspect --watch shows node2's link down", func() (bool, string) {
+		out := watch.String()
+		return regexp.MustCompile(`(?m)^node2 +node .* running$`).MatchString(out) && regexp.MustCompile(`(?m)^node2 +node .* link down$`).MatchString(out), out
+	})
+	if n := len(regexp.MustCompile(`(?m)^--- \d\d:\d\d:\d\d\n+NAME +KIND`).FindAllString(watch.String(), -1)); n < 3 {
+		t.Errorf("inspect --watch printed %d listings, want one every 500ms:\n%s", n, watch.String())
+	}
 	// node1's table, clicked again, has lost node2's block.
 	do("click node2, then node1 again", chromedp.Click(chromedp.CSS(`g.node[data-name="node2"]`)), chromedp.Click(chromedp.CSS(`g.node[data-name="node1"]`)))
 	waitJS(10*time.Second, "node1's routes without node2's block",
