@@ -234,7 +234,7 @@ func TestDetail(t *testing.T) {
 // errSource cannot read its lab.
 type errSource struct{ fakeSource }
 
-func (errSource) Sample(context.Context) (*Sample, error) {
+func (*errSource) Sample(context.Context) (*Sample, error) {
 	return nil, errors.New("lab gone is not deployed")
 }
 
