@@ -21,7 +21,8 @@ import (
 
 // uiLab is the lab the browser test draws: the CrossSubnet example's
 // shape (two racks joined by a router node, three nodes, a workload each)
-// with short BGP timers, so a link taken down drops its sessions fast.
+// with an external BIRD router peering with node3 over eBGP, and short
+// BGP timers, so a link taken down drops its sessions fast.
 const uiLab = `name: %s
 ipPools:
   - {name: pool, cidr: 10.244.0.0/16, ipipMode: CrossSubnet}
@@ -38,6 +39,10 @@ nodes:
     interfaces:
       - {name: eth0, network: rack1, address: 192.168.50.1}
       - {name: eth1, network: rack2, address: 192.168.60.1}
+routers:
+  ext1: {network: rack2, address: 192.168.60.100, daemon: bird, asNumber: 64600, announce: [10.99.0.0/24]}
+bgpPeers:
+  - {name: ext1, peerIP: 192.168.60.100, node: node3, asNumber: 64600}
 workloads:
   - {name: web-1, node: node1, address: 10.244.1.1}
   - {name: web-2, node: node2, address: 10.244.2.1}
@@ -168,6 +173,7 @@ func TestUIInBrowser(t *testing.T) {
 	t.Parallel()
 	netnstest.RequireRoot(t)
 	browser := chromium(t)
+	netnstest.RequireCommand(t, "bird", "bird")
 	netnstest.GuardRoot(t)
 	name := labName(t, "ui")
 	file := filepath.Join(t.TempDir(), "lab.yaml")
@@ -266,6 +272,7 @@ func TestUIInBrowser(t *testing.T) {
 	// Everything drawn.
 	for _, q := range []string{
 		`g.node[data-name="node1"]`, `g.node[data-name="node2"]`, `g.node[data-name="node3"]`, `g.node.kind-router[data-name="tor"]`,
+		`g.node.kind-external[data-name="ext1"]`, `g.link[data-node="ext1"][data-network="rack2"]`,
 		`g.workload[data-name="web-1"]`, `g.workload[data-name="web-2"]`, `g.workload[data-name="web-3"]`,
 		`g.network[data-name="rack1"]`, `g.network[data-name="rack2"]`,
 		`g.link[data-node="tor"][data-network="rack1"]`, `g.link[data-node="tor"][data-network="rack2"]`,
@@ -274,8 +281,8 @@ func TestUIInBrowser(t *testing.T) {
 			t.Errorf("the page has not one element %s (%v)", q, err)
 		}
 	}
-	// The mesh's three sessions, each Established.
-	sessions := [][2]string{{"node1", "node2"}, {"node1", "node3"}, {"node2", "node3"}}
+	// The mesh's three sessions and node3's with ext1, each Established.
+	sessions := [][2]string{{"node1", "node2"}, {"node1", "node3"}, {"node2", "node3"}, {"node3", "ext1"}}
 	sessionIs := func(a, b, cond string) string {
 		return fmt.Sprintf(`(() => { const p = document.querySelector('path.session[data-a=%q][data-b=%q]'); return !!p && %s; })()`, a, b, cond)
 	}
@@ -283,7 +290,7 @@ func TestUIInBrowser(t *testing.T) {
 	for _, s := range sessions {
 		all = append(all, sessionIs(s[0], s[1], `p.dataset.state === "Established"`))
 	}
-	waitJS(30*time.Second, "every session Established", strings.Join(all, " && ")+` && document.querySelectorAll("path.session").length === 3`, sessionStates)
+	waitJS(30*time.Second, "every session Established", strings.Join(all, " && ")+` && document.querySelectorAll("path.session").length === 4 && document.querySelectorAll("#sessions tbody tr").length === 4`, sessionStates)
 	// web-3's address comes from IPAM: the page shows the one its node gave.
 	waitJS(10*time.Second, "web-3's address", `/^10\.244\.\d+\.\d+$/.test(document.querySelector('g.workload[data-name="web-3"]').dataset.address)`,
 		`document.querySelector('g.workload[data-name="web-3"]').outerHTML`)
@@ -316,6 +323,14 @@ func TestUIInBrowser(t *testing.T) {
 		t.Errorf("node1's BGP status on the page lacks its Established session with node2:\n%s", bgp)
 	}
 
+	// ext1's details are its BIRD's: its session with node3.
+	do("click ext1", chromedp.Click(chromedp.CSS(`g.node[data-name="ext1"]`)))
+	waitJS(10*time.Second, "ext1's details", `document.getElementById("detail").dataset.loaded === "true" && document.getElementById("detail").dataset.node === "ext1"`,
+		`document.getElementById("detail").innerText`)
+	if bgp := text(`document.getElementById("detail-bgp").textContent`); !regexp.MustCompile(`(?m)^peer_node3 +BGP .* up .*Established`).MatchString(bgp) {
+		t.Errorf("ext1's BGP status on the page lacks BIRD's Established session with node3:\n%s", bgp)
+	}
+
 	// node2's link down: its line turns down, its two sessions leave
 	// Established once the hold timer expires, node1-node3 stays.
 	mustVR(t, append([]string{"link", "set", "node2", "down"}, lab...)...)
@@ -324,7 +339,8 @@ func TestUIInBrowser(t *testing.T) {
 	waitJS(30*time.Second, "node2's sessions down on the page",
 		sessionIs("node1", "node2", `p.dataset.state !== "Established" && p.classList.contains("notup")`)+" && "+
 			sessionIs("node2", "node3", `p.dataset.state !== "Established"`)+" && "+
-			sessionIs("node1", "node3", `p.dataset.state === "Established"`), sessionStates)
+			sessionIs("node1", "node3", `p.dataset.state === "Established"`)+" && "+
+			sessionIs("node3", "ext1", `p.dataset.state === "Established"`), sessionStates)
 	// inspect --watch, running all along, printed listing after listing,
 	// and saw node2's link go down.
 	eventually(t, 10*time.Second, "inspect --watch shows node2's link down", func() (bool, string) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"os/exec"
 	"strings"
 	"sync"
 	"time"
@@ -268,7 +269,16 @@ func (ls LabSource) Detail(ctx context.Context, name string) (*Detail, error) {
 		d.Error = err.Error()
 	}
 	var bgp bytes.Buffer
-	if err := n.Status(ctx, &bgp); err != nil {
+	if r, ok := st.Router(name); ok && r.StatusCommand() != nil {
+		// An external router's sessions are its daemon's: ask it.
+		cmd := r.StatusCommand()
+		bgp.WriteString("$ " + strings.Join(cmd, " ") + "\n")
+		out, err := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", r.Namespace}, cmd...)...).CombinedOutput()
+		bgp.Write(out)
+		if err != nil {
+			fmt.Fprintf(&bgp, "(%v)\n", err)
+		}
+	} else if err := n.Status(ctx, &bgp); err != nil {
 		bgp.WriteString(err.Error())
 	}
 	d.BGP = bgp.String()
