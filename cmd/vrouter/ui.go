@@ -33,7 +33,8 @@ agents and forwarders every --interval: each BGP session coloured by its
 state (green Established, red dashed otherwise), each link up or down
 (red dashed) or impaired (orange, with its impairment), each interface's
 packet rates (received ↓, sent ↑), each workload's address. Click a node
-or router for its route table and BGP status. The page, its script and
+or router for its route table and BGP status (an external router's from
+its daemon's CLI). The page, its script and
 its stylesheet are in the binary: the browser loads nothing from
 elsewhere.
 
