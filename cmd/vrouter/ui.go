@@ -34,9 +34,8 @@ state (green Established, red dashed otherwise), each link up or down
 (red dashed) or impaired (orange, with its impairment), each interface's
 packet rates (received ↓, sent ↑), each workload's address. Click a node
 or router for its route table and BGP status (an external router's from
-its daemon's CLI). The page, its script and
-its stylesheet are in the binary: the browser loads nothing from
-elsewhere.
+its daemon's CLI). The page, its script and its stylesheet are in the
+binary: the browser loads nothing from elsewhere.
 
 ADDR must be a loopback address (127.0.0.1:PORT, [::1]:PORT or
 localhost:PORT; port 0 picks a free one, printed): the page shows the
