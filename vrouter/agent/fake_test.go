@@ -174,6 +174,29 @@ func (s *fakeSpeaker) AddPeer(_ context.Context, p bgp.Peer) error {
 	return nil
 }
 
+func (s *fakeSpeaker) DeletePeer(_ context.Context, addr netip.Addr) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := slices.IndexFunc(s.added, func(p bgp.Peer) bool { return p.Address == addr })
+	if i < 0 {
+		return errors.New("no such peer")
+	}
+	s.added = slices.Delete(s.added, i, i+1)
+	return nil
+}
+
+// peerAddrs returns the addresses of the peers configured now, sorted.
+func (s *fakeSpeaker) peerAddrs() []netip.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []netip.Addr
+	for _, p := range s.added {
+		out = append(out, p.Address)
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
+}
+
 func (s *fakeSpeaker) Announce(_ context.Context, prefix netip.Prefix, nextHop netip.Addr) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -88,6 +88,10 @@ type Node struct {
 	// entries; IP pools, BGPConfiguration and BGPPeer resources in etcd
 	// apply too (package resources).
 	MeshFromDatastore bool `json:"meshFromDatastore,omitempty"`
+	// RouteReflectorClusterID, when valid, makes the node a route
+	// reflector with that cluster ID (its Node resource's
+	// routeReflectorClusterID), for BGPPeers that select it.
+	RouteReflectorClusterID netip.Addr `json:"routeReflectorClusterID,omitzero"`
 	// Labels are the node's labels (its Node resource's), matched by
 	// BGPPeer node selectors.
 	Labels map[string]string `json:"labels,omitempty"`
