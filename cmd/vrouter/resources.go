@@ -29,7 +29,7 @@ JSON.`
 func openResources(cmd *cobra.Command, ds *datastoreFlags) (*resources.Store, error) {
 	cfg := &config.Node{}
 	if !cmd.Flags().Changed("datastore") {
-		return nil, errors.New("say where the resources are: --datastore etcd --etcd-endpoints URL,...")
+		return nil, errors.New("say where the resources are: --datastore etcd --etcd-endpoints URL")
 	}
 	if err := ds.apply(cmd, cfg); err != nil {
 		return nil, err

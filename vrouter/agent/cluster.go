@@ -12,7 +12,6 @@ import (
 
 	"github.com/vrouter-lab/vrouter/vrouter/bgp"
 	"github.com/vrouter-lab/vrouter/vrouter/config"
-	"github.com/vrouter-lab/vrouter/vrouter/ipam"
 	"github.com/vrouter-lab/vrouter/vrouter/resources"
 )
 
@@ -405,10 +404,4 @@ func (a *Agent) applyPools(ctx context.Context, snap *resources.Snapshot) {
 		return
 	}
 	a.log.Info("pools from etcd applied", "pools", fmt.Sprint(next))
-}
-
-// etcdStore returns the node's etcd IPAM store, if its datastore is etcd.
-func (a *Agent) etcdStore() (*ipam.EtcdStore, bool) {
-	es, ok := a.store.(*ipam.EtcdStore)
-	return es, ok
 }

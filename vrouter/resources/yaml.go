@@ -250,10 +250,7 @@ func checkFields(n *yaml.Node, t reflect.Type, path string) *Problem {
 			k, v := n.Content[i], n.Content[i+1]
 			ft, ok := fields[k.Value]
 			if !ok {
-				names := make([]string, 0, len(fields))
-				for _, f := range orderedJSONFields(t) {
-					names = append(names, f)
-				}
+				names := orderedJSONFields(t)
 				return &Problem{Line: k.Line, Field: join(k.Value), Msg: "unknown field (known: " + strings.Join(names, ", ") + ")"}
 			}
 			if p := checkFields(v, ft, join(k.Value)); p != nil {
