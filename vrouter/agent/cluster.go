@@ -186,6 +186,7 @@ func (a *Agent) applyCluster(ctx context.Context, snap *resources.Snapshot) {
 			a.logLevel.Set(slogLevel(c.Spec.LogSeverityScreen))
 		}
 	}
+	a.learnNodes(snap)
 	want := a.desiredPeers(snap)
 	if err := a.setPeers(ctx, want); err != nil {
 		a.log.Error("apply the BGP peers from etcd", "err", err)
@@ -404,4 +405,27 @@ func (a *Agent) applyPools(ctx context.Context, snap *resources.Snapshot) {
 		return
 	}
 	a.log.Info("pools from etcd applied", "pools", fmt.Sprint(next))
+}
+
+// nodeAdder is a dataplane that learns nodes at run time (the userspace
+// engine: its fabric neighbours and tunl0's sources).
+type nodeAdder interface {
+	AddNodes(network netip.Prefix, nodes map[netip.Addr]string) error
+}
+
+// learnNodes hands the registered nodes to a dataplane that needs them.
+func (a *Agent) learnNodes(snap *resources.Snapshot) {
+	na, ok := a.dp.(nodeAdder)
+	if !ok {
+		return
+	}
+	nodes := map[netip.Addr]string{}
+	for _, n := range snap.Nodes {
+		if pfx, ok := n.Address(); ok && n.Metadata.Name != a.cfg.Node {
+			nodes[pfx.Addr()] = n.Metadata.Name
+		}
+	}
+	if err := na.AddNodes(a.cfg.Prefix.Masked(), nodes); err != nil {
+		a.log.Error("learn the registered nodes", "err", err)
+	}
 }

@@ -100,6 +100,14 @@ func TestMeshFromEtcd(t *testing.T) {
 		waitPeers(t, n.cfg.Node, n, others(i, 4))
 	}
 	t.Logf("node4 in every mesh after %v", time.Since(start))
+	eventually(t, func() string {
+		nodes[0].dp.mu.Lock()
+		defer nodes[0].dp.mu.Unlock()
+		if got := nodes[0].dp.nodes[netip.MustParseAddr(ips[3])]; got != "node4" {
+			return fmt.Sprintf("node1's dataplane has %q at %s", got, ips[3])
+		}
+		return ""
+	})
 
 	nodes[3].stop()
 	start = time.Now()

@@ -31,6 +31,7 @@ type fakeDataplane struct {
 	imp     config.Impairment
 	closed  bool
 	running bool
+	nodes   map[netip.Addr]string // given by AddNodes
 	// beforeReplace, when set, runs at the start of every ReplaceRoute.
 	beforeReplace func(fib.Route)
 }
@@ -110,6 +111,20 @@ func (d *fakeDataplane) SetLinkUp(up bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.down = !up
+}
+
+func (d *fakeDataplane) AddNodes(network netip.Prefix, nodes map[netip.Addr]string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.nodes == nil {
+		d.nodes = map[netip.Addr]string{}
+	}
+	for a, n := range nodes {
+		if network.Contains(a) {
+			d.nodes[a] = n
+		}
+	}
+	return nil
 }
 
 func (d *fakeDataplane) Stats() map[string]uint64 { return map[string]uint64{"fake": 1} }
