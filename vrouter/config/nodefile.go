@@ -39,7 +39,7 @@ const (
 var (
 	nodeFileFields = []string{"node", "address", "interface", "gateway", "mtu", "dataplane", "asNumber",
 		"keepaliveTime", "holdTime", "gracefulRestart", "restartTime", "peers", "ipPools", "strictAffinity",
-		"datastore", "datastoreType", "etcdEndpoints", "etcdCertFile", "etcdKeyFile", "etcdCACertFile", "etcdTimeout", "meshFromDatastore", "labels", "stateDir"}
+		"datastore", "datastoreType", "etcdEndpoints", "etcdCertFile", "etcdKeyFile", "etcdCACertFile", "etcdTimeout", "meshFromDatastore", "labels", "routeReflectorClusterID", "stateDir"}
 	nodePeerFields = []string{"address", "asNumber", "node", "password", "routeReflectorClient", "clusterID"}
 	nodePoolFields = []string{"name", "cidr", "blockSize", "ipipMode", "mtu"}
 )
@@ -456,6 +456,13 @@ func (p *nodeParser) node(root *yaml.Node) *Node {
 			meshLine = v.Line
 		case "labels":
 			p.labels(c, v, key)
+		case "routeReflectorClusterID":
+			if a, ok := p.addr(v, key); ok {
+				if !a.Is4() {
+					p.errorf(v.Line, key, "%s: want an IPv4 address such as 224.0.0.1", a)
+				}
+				c.RouteReflectorClusterID = a
+			}
 		case "stateDir":
 			if s, ok := p.path(v, key); ok {
 				c.StateDir = s
