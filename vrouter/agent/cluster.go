@@ -361,6 +361,9 @@ func (a *Agent) setPeers(ctx context.Context, want []config.BGPPeer) error {
 		}
 	}
 	a.dynPeers.Store(&cur)
+	a.mu.Lock()
+	a.saveCacheLocked()
+	a.mu.Unlock()
 	return errors.Join(errs...)
 }
 

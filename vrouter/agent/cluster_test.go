@@ -231,6 +231,10 @@ func TestAgentRestartDuringEtcdOutage(t *testing.T) {
 	}
 	n.speaker.deliver("10.244.9.0/26", "192.168.50.11")
 	block, _ := w1.Address.Prefix(26)
+	// node2 registers: node1's mesh (and so its saved state) has it.
+	n2cfg := meshConfig(t, srv, "node2", "192.168.50.11")
+	startTestNode(t, n2cfg)
+	waitPeers(t, "node1", n, addrs("192.168.50.11"))
 	tunnel := n.dp.tunnel
 	n.stop()
 
@@ -240,6 +244,9 @@ func TestAgentRestartDuringEtcdOutage(t *testing.T) {
 	t.Logf("agent started with etcd down in %v", time.Since(start))
 	if !n.degraded.Load() {
 		t.Fatal("agent not degraded with etcd down")
+	}
+	if got := n.speaker.peerAddrs(); !slices.Equal(got, addrs("192.168.50.11")) {
+		t.Errorf("peers with etcd down %v, want node2's saved", got)
 	}
 	for dst, want := range map[string]string{
 		"10.244.9.0/26": "10.244.9.0/26 via 192.168.50.11 dev tunl0 proto bird onlink",
