@@ -408,6 +408,10 @@ func (a *Agent) applyPools(ctx context.Context, snap *resources.Snapshot) {
 		return
 	}
 	a.log.Info("pools from etcd applied", "pools", fmt.Sprint(next))
+	// tunl0 may have come up: its address goes into the Node resource.
+	if err := a.registerOnce(ctx); err != nil {
+		a.log.Error("update the node's registration", "err", err)
+	}
 }
 
 // nodeAdder is a dataplane that learns nodes at run time (the userspace

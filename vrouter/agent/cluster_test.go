@@ -157,6 +157,16 @@ func TestClusterResourcesLive(t *testing.T) {
 	if !n1.dp.tunnel.IsValid() {
 		t.Error("tunl0 not up after ipipMode Always")
 	}
+	eventually(t, func() string {
+		r, err := res.Get(ctx, resources.KindNode, "node1")
+		if err != nil {
+			return err.Error()
+		}
+		if got := r.(*resources.Node).Spec.BGP.IPv4IPIPTunnelAddr; got != n1.dp.tunnel.String() {
+			return fmt.Sprintf("node1's ipv4IPIPTunnelAddr %q, want %v", got, n1.dp.tunnel)
+		}
+		return ""
+	})
 
 	peer := &resources.BGPPeer{TypeMeta: resources.TypeMeta{Kind: resources.KindBGPPeer}, Metadata: resources.Metadata{Name: "tor"},
 		Spec: resources.BGPPeerSpec{PeerIP: "192.168.50.1", ASNumber: 64513, NodeSelector: "name == 'node1'"}}
