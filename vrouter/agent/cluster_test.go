@@ -3,12 +3,14 @@ package agent
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/vrouter-lab/vrouter/vrouter/bgp"
 	"github.com/vrouter-lab/vrouter/vrouter/config"
 	"github.com/vrouter-lab/vrouter/vrouter/control"
 	"github.com/vrouter-lab/vrouter/vrouter/ipam"
@@ -301,5 +303,26 @@ func TestAgentRestartDuringEtcdOutage(t *testing.T) {
 	got, err := n.ipam.AddressByHandle(ctx, handle(cfg.Lab, "w1"))
 	if err != nil || got != w1.Address {
 		t.Errorf("IPAM has w1 at %v (%v), want %v", got, err, w1.Address)
+	}
+}
+
+// A node that never ran with etcd up has no saved state: with etcd down,
+// its start fails, naming etcd and the missing state.
+func TestAgentFirstStartEtcdDown(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Datastore = ""
+	cfg.DatastoreType = config.DatastoreEtcd
+	cfg.MeshFromDatastore = true
+	cfg.Etcd = config.Etcd{Endpoints: []string{"http://127.0.0.1:1"}, Timeout: time.Second}
+	a := newAgent(cfg, slog.New(slog.DiscardHandler))
+	dp, sp := newFakeDataplane(), newFakeSpeaker()
+	a.newDataplane = func(context.Context, *config.Node, *slog.Logger) (Dataplane, error) { return dp, nil }
+	a.newSpeaker = func(context.Context, bgp.Config) (Speaker, error) { return sp, nil }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	defer a.close()
+	err := a.start(ctx)
+	if err == nil || !strings.Contains(err.Error(), "etcd at http://127.0.0.1:1") || !strings.Contains(err.Error(), "no saved state") {
+		t.Fatalf("start = %v", err)
 	}
 }
