@@ -269,14 +269,10 @@ func (a *Agent) desiredPeers(snap *resources.Snapshot) []config.BGPPeer {
 			if err != nil || !matches(p, me) {
 				continue
 			}
-			cp := config.BGPPeer{Address: addr, ASN: p.Spec.ASNumber, Type: typ, Name: p.Metadata.Name, KeepOriginalNextHop: p.Spec.KeepOriginalNextHop}
-			// A registered node at that address is a node.
-			for _, n := range snap.Nodes {
-				if pfx, ok := n.Address(); ok && pfx.Addr() == addr {
-					cp.Node = n.Metadata.Name
-				}
-			}
-			add(cp)
+			// No Node, even if a registered node has the address: the
+			// other end may have no peer for this one, so this end opens
+			// the session whatever the addresses.
+			add(config.BGPPeer{Address: addr, ASN: p.Spec.ASNumber, Type: typ, Name: p.Metadata.Name, KeepOriginalNextHop: p.Spec.KeepOriginalNextHop})
 			continue
 		}
 		sel, err := resources.ParseSelector(p.Spec.PeerSelector)
