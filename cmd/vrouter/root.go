@@ -34,6 +34,7 @@ encapsulation. Routing tables print in 'ip route' format, BGP status the way
 		newLinkCommand(), newCaptureCommand(), newIPAMCommand(), newTestCommand(), newVersionCommand(), newDemoCommand(), newCNICommand(),
 		newMetricsCommand(), newServeCommand(), newGraphCommand(), newUICommand(),
 	)
+	root.AddCommand(newDeleteCommand()) // calicoctl delete, on etcd
 	return root
 }
 
