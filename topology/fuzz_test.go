@@ -17,6 +17,12 @@ func FuzzParse(f *testing.F) {
 		f.Add(append(append([]byte{}, data...), "\ndataplane: kernel\n"...))
 		f.Add(append(append([]byte{}, data...), "\ndataplane: Userspace\n"...))
 	}
+	// Valid labs with policies (testdata/*.yaml are all broken files).
+	for _, name := range []string{"../examples/calico-policy.yaml", "testdata/policy-valid.lab"} {
+		if data, err := os.ReadFile(name); err == nil {
+			f.Add(data)
+		}
+	}
 	files, _ := filepath.Glob("testdata/*.yaml")
 	for _, name := range files {
 		if data, err := os.ReadFile(name); err == nil {
