@@ -415,6 +415,8 @@ func probeMatrix(t *testing.T, lab string, want map[string]map[string]string) ma
 	var wg sync.WaitGroup
 	for _, s := range matrixWorkloads {
 		got[s.name] = map[string]string{s.name: "-"}
+	}
+	for _, s := range matrixWorkloads {
 		for _, d := range matrixWorkloads {
 			if s.name == d.name {
 				continue
