@@ -18,9 +18,9 @@ import (
 	"github.com/vrouter-lab/vrouter/encap"
 	"github.com/vrouter-lab/vrouter/vrouter/bgp"
 	"github.com/vrouter-lab/vrouter/vrouter/dataplane"
-	"github.com/vrouter-lab/vrouter/vrouter/policy"
 	"github.com/vrouter-lab/vrouter/vrouter/fabric"
 	"github.com/vrouter-lab/vrouter/vrouter/kernel"
+	"github.com/vrouter-lab/vrouter/vrouter/policy"
 )
 
 // userspaceSnapshot is a node with the engine, two peers (one up), IPIP.
