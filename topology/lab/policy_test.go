@@ -559,6 +559,26 @@ func TestPolicyMatrix(t *testing.T) {
 		}
 	})
 
+	// A workload added to the running lab is in the selectors' address
+	// sets at once (it has no labels: all() in its namespace selects it).
+	t.Run("workload add", func(t *testing.T) {
+		apply(`
+  - kind: NetworkPolicy
+    metadata: {name: web-from-namespace}
+    spec:
+      selector: app == 'web'
+      ingress: [{action: Allow, source: {selector: all()}}]
+`)
+		mustVR(t, "workload", "add", "w5", "--node", "node2", "--address", "10.244.20.5", "--lab", name)
+		defer mustVR(t, "workload", "del", "w5", "--lab", name)
+		if !probe(ns("w5"), 0, "10.244.10.1", 2*time.Second) {
+			t.Error("w5, added after the policy, is not let in by all() in its namespace")
+		}
+		if probe(ns("w4"), 0, "10.244.10.1", time.Second) {
+			t.Error("w4 (namespace prod) is let in")
+		}
+	})
+
 	// Where enforcement happens: w3's ingress denies everything and w1's
 	// egress too. A datagram from w2 to w3 crosses the fabric and dies in
 	// node2's engine; one from w1 to w3 never leaves node1.
