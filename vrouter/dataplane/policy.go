@@ -96,7 +96,7 @@ const maxLogsPerSecond = 20
 // policyLog writes a flow a Log rule matched to the engine's log, at most
 // maxLogsPerSecond a second (the others are only counted, in the rule's
 // hits).
-func (e *Engine) policyLog(r policy.RuleID, f *policy.Flow) {
+func (e *Engine) policyLog(r policy.RuleID, f policy.Flow) {
 	sec := e.pol.now() / int64(time.Second)
 	if last := e.pol.logSecond.Load(); last != sec {
 		if e.pol.logSecond.CompareAndSwap(last, sec) {

@@ -347,3 +347,45 @@ func TestPolicyLogRule(t *testing.T) {
 		t.Errorf("log rule hits %d, want %d", got, 2*maxLogsPerSecond)
 	}
 }
+
+// TestPolicyNoAllocs: neither an established packet nor a new flow's
+// evaluation (with a Log rule and its logger on the way) allocates.
+func TestPolicyNoAllocs(t *testing.T) {
+	e := &Engine{pol: newEnforcer(0)}
+	logged := policy.Policy{Kind: policy.KindGlobalNetworkPolicy, Name: "log", Selector: "app == 'b'",
+		Ingress: []policy.Rule{{Action: policy.Log}, {Action: policy.Allow}}}
+	c := policy.Compile([]policy.Policy{isolateA, logged}, []policy.Endpoint{
+		{Name: "a", Labels: map[string]string{"app": "a"}, Addr: addrA}, {Name: "b", Labels: map[string]string{"app": "b"}, Addr: addrB}})
+	ps := &policyState{gen: 1, ingress: make([]*policy.Matcher, portB+1), egress: make([]*policy.Matcher, portB+1)}
+	for name, id := range map[string]PortID{"a": portA, "b": portB} {
+		for _, d := range []struct {
+			ch   *policy.Chain
+			dir  policy.Direction
+			list []*policy.Matcher
+		}{{&c.Endpoints[name].Ingress, policy.Ingress, ps.ingress}, {&c.Endpoints[name].Egress, policy.Egress, ps.egress}} {
+			if d.ch.Policed {
+				m := policy.NewMatcher(d.ch, d.dir, &e.pol.counters)
+				m.SetLog(e.policyLog) // e.log is nil: counted, not written
+				d.list[id] = m
+			}
+		}
+	}
+	est := mkPkt(addrA, addrB, policy.ProtoTCP, 40000, 80, tcpACK)
+	if !e.pol.allow(ps, mkPkt(addrA, addrB, policy.ProtoTCP, 40000, 80, tcpSYN), portA, portB) {
+		t.Fatal("SYN denied")
+	}
+	if n := testing.AllocsPerRun(100, func() { e.pol.allow(ps, est, portA, portB) }); n != 0 {
+		t.Errorf("established packet: %v allocs", n)
+	}
+	syn := mkPkt(addrA, addrB, policy.ProtoTCP, 0, 80, tcpSYN)
+	port := uint16(1)
+	if n := testing.AllocsPerRun(100, func() {
+		port++
+		binary.BigEndian.PutUint16(syn[20:], port)
+		if !e.pol.allow(ps, syn, portA, portB) {
+			t.Fatal("new flow denied")
+		}
+	}); n != 0 {
+		t.Errorf("new flow: %v allocs", n)
+	}
+}

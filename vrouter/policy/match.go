@@ -96,7 +96,7 @@ type Matcher struct {
 	hot   []hotRule
 	rules []fastRule
 	// onLog, if set, is called for every flow a Log rule matches.
-	onLog func(RuleID, *Flow)
+	onLog func(RuleID, Flow)
 	// idx, for long chains, finds the rules whose compact test a flow
 	// passes without running each (bitvec.go); nil: check all in order.
 	idx *bitIndex
@@ -163,8 +163,9 @@ func NewMatcher(ch *Chain, dir Direction, counters *Counters) *Matcher {
 
 // SetLog makes fn see every flow a Log rule matches (Calico's Log action
 // writes such flows to the host's log). Set it before the matcher is in
-// use; fn must not keep f.
-func (m *Matcher) SetLog(fn func(rule RuleID, f *Flow)) { m.onLog = fn }
+// use. (The flow is passed by value: a pointer given to an unknown
+// function would make every caller's Flow escape to the heap.)
+func (m *Matcher) SetLog(fn func(rule RuleID, f Flow)) { m.onLog = fn }
 
 // Policed reports whether the chain polices its endpoint.
 func (m *Matcher) Policed() bool { return m != nil && m.policed }
@@ -358,7 +359,7 @@ func (m *Matcher) decide(i int, f *Flow) (Verdict, bool) {
 		return Passed, true
 	case Log:
 		if m.onLog != nil {
-			m.onLog(r.id, f)
+			m.onLog(r.id, *f)
 		}
 	}
 	return 0, false

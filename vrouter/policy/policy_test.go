@@ -185,7 +185,7 @@ func TestCompileSemantics(t *testing.T) {
 	}
 	web := NewMatcher(&c.Endpoints["web"].Ingress, Ingress, &ctr)
 	var logged []RuleID
-	web.SetLog(func(r RuleID, f *Flow) { logged = append(logged, r) })
+	web.SetLog(func(r RuleID, f Flow) { logged = append(logged, r) })
 	cases := []struct {
 		name string
 		m    *Matcher
