@@ -172,7 +172,7 @@ func nodeConfig(l *topology.Lab, dir string, n topology.Node) (*config.Node, err
 			RestartTime:     l.BGP.RestartTime,
 		},
 	}
-	if l.Kernel() {
+	if l.KernelNode(n) {
 		// The node's kernel forwards, on the veth its network's bridge
 		// joins (kernel.go); the agent makes its workloads' veths.
 		c.Dataplane, c.Fabric = config.DataplaneKernel, ""

@@ -84,7 +84,7 @@ func Capture(ctx context.Context, st *State, network string, w io.Writer, opt Ca
 	if opt.Count < 0 || opt.Duration < 0 {
 		return 0, errors.New("capture: count and duration must not be negative")
 	}
-	if st.Spec != nil && st.Spec.Kernel() {
+	if st.Spec != nil && st.Spec.KernelNetwork(network) {
 		ns := BridgeNamespace(st.Name, network)
 		return 0, fmt.Errorf("capture: network %s of kernel lab %s is Linux bridge %s in namespace %s, which vrouter capture does not read yet; capture it with: ip netns exec %s tcpdump -i %s -w FILE", network, st.Name, BridgeName, ns, ns, BridgeName)
 	}

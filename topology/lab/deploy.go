@@ -81,6 +81,12 @@ func Deploy(ctx context.Context, l *topology.Lab, opt Options) (st *State, err e
 	// The timeout bounds starting (the routers' forwarders must answer)
 	// and waiting.
 	deadline := time.Now().Add(opt.Timeout)
+	jctx, jcancel := context.WithDeadline(ctx, deadline)
+	err = startJoints(jctx, p, opt.Binary)
+	jcancel()
+	if err != nil {
+		return nil, orInterrupted(ctx, err)
+	}
 	if err := start(ctx, p.nodes, startEnv{bin: opt.Binary, progress: progress}, deadline); err != nil {
 		return nil, err
 	}
@@ -114,7 +120,7 @@ func newPlan(l *topology.Lab) (*plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &plan{dir: dir, bridges: planBridges(l)}
+	p := &plan{dir: dir, bridges: planBridges(l, dir)}
 	for _, n := range l.Nodes {
 		c, err := planCalicoNode(l, dir, n)
 		if err != nil {
