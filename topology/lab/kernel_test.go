@@ -3,6 +3,7 @@ package lab_test
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -165,9 +166,26 @@ func TestKernelLab(t *testing.T) {
 		}
 	}
 
-	// Capture on a kernel network is not built: it says so, and how.
-	if out, code := vr(t, "capture", "lan", "--lab", name, "-c", "1", "-w", filepath.Join(t.TempDir(), "lan.pcapng")); code == 0 || !strings.Contains(out, "tcpdump -i br0") {
-		t.Errorf("capture on a kernel lab: exit %d\n%s", code, out)
+	// vrouter capture reads the bridge: each ICMP packet once, on its
+	// sender's interface, as tshark reads the file.
+	if _, err := exec.LookPath("tshark"); err == nil || os.Getenv("CI") == "true" {
+		pcapFile := filepath.Join(t.TempDir(), "lan.pcapng")
+		wait := startCapture(t, io.Discard, "lan", "--lab", name, "--duration", "4s", "-w", pcapFile)
+		web2 := podAddr(t, name, "web-2")
+		if out, code := vr(t, "exec", "--lab", name, "web-1", "--", "ping", "-c", "2", "-i", "0.2", "-W", "2", web2); code != 0 {
+			t.Errorf("ping web-1 -> web-2 during the capture: exit %d\n%s", code, out)
+		}
+		if stderr, err := wait(); err != nil {
+			t.Fatalf("capture: %v\n%s", err, stderr)
+		}
+		got := icmpFields(t, pcapFile, web1, web2)
+		want := []string{
+			"node1/ens33 " + web1 + " " + web2 + " 8 1", "node2/ens33 " + web2 + " " + web1 + " 0 1",
+			"node1/ens33 " + web1 + " " + web2 + " 8 2", "node2/ens33 " + web2 + " " + web1 + " 0 2",
+		}
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("capture of lan, ICMP between web-1 and web-2:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
 	}
 
 	// Destroy removes the bridges' namespaces with the rest.
@@ -377,4 +395,115 @@ func TestKernelLabAgentKilled(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "3 received") {
 		t.Errorf("ping web-3 -> web-2 after the restart: exit %d\n%s", code, out)
 	}
+}
+
+// icmpFields returns tshark's interface, ip.src, ip.dst, icmp.type and
+// icmp.seq (one line each) of the ICMP packets between a and b in file.
+func icmpFields(t *testing.T, file, a, b string) []string {
+	t.Helper()
+	filter := fmt.Sprintf("icmp && ((ip.src==%s && ip.dst==%s) || (ip.src==%s && ip.dst==%s))", a, b, b, a)
+	out, err := exec.Command("tshark", "-r", file, "-Y", filter, "-T", "fields", "-e", "frame.interface_name", "-e", "ip.src", "-e", "ip.dst", "-e", "icmp.type", "-e", "icmp.seq").Output()
+	if err != nil {
+		t.Fatalf("tshark -r %s: %v\n%s", file, err, out)
+	}
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if l != "" {
+			lines = append(lines, strings.Join(strings.Fields(l), " "))
+		}
+	}
+	return lines
+}
+
+// A mixed lab: node1 of the seed lab in kernel mode (its own dataplane
+// field), node2 and node3 userspace. The joint puts a port on lan's bridge
+// beside node1's; the three peer over BGP, route each other's blocks, and
+// pods ping both ways. A capture of lan (the fabric merged with the
+// bridge) and one of the bridge alone record the same packets between a
+// kernel-node pod and a userspace-node pod; destroy leaves nothing.
+func TestKernelLabMixed(t *testing.T) {
+	t.Parallel()
+	netnstest.RequireRoot(t)
+	netnstest.RequireCommand(t, "ping", "iputils-ping")
+	netnstest.RequireCommand(t, "ip", "iproute2")
+	netnstest.RequireCommand(t, "tshark", "tshark")
+	netnstest.GuardRoot(t)
+	file, name := labFile(t, "kmix")
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = regexp.MustCompile(`(?m)^(  node1: \{.*)\}$`).ReplaceAll(data, []byte("$1, dataplane: kernel}"))
+	if !strings.Contains(string(data), "dataplane: kernel}") {
+		t.Fatalf("node1 not made kernel-mode:\n%s", data)
+	}
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		mustVR(t, "destroy", "-t", file)
+		checkGone(t, name)
+	})
+	lab := []string{"--lab", name}
+	mustVR(t, "deploy", "-t", file)
+
+	brNS := topology.LabNamespacePrefix(name) + "lan.br"
+	out, err := exec.Command("ip", "-n", brNS, "-o", "link", "show", "master", "br0").CombinedOutput()
+	if err != nil || strings.Count(strings.TrimSpace(string(out)), "\n") != 1 || !strings.Contains(string(out), " fab0: ") {
+		t.Errorf("bridge br0's ports (want node1's and the joint's fab0): %v\n%s", err, out)
+	}
+	for _, n := range []string{"node1", "node2", "node3"} {
+		if out := mustVR(t, append([]string{"node", "status", n}, lab...)...); strings.Count(out, "Established") != 2 {
+			t.Errorf("node status %s, want 2 Established peers:\n%s", n, out)
+		}
+	}
+	// node1's kernel routes the userspace nodes' blocks; they route node1's.
+	k := strings.Join(ipLines(mustVR(t, append(append([]string{"exec"}, lab...), "node1", "--", "ip", "route")...)), "\n")
+	for _, want := range []string{"10.244.104.0/26 via 192.168.50.11 dev ens33 proto bird", "10.244.135.0/26 via 192.168.50.12 dev ens33 proto bird"} {
+		if !strings.Contains(k+"\n", want+"\n") {
+			t.Errorf("node1's ip route lacks %q:\n%s", want, k)
+		}
+	}
+	if r := mustVR(t, append([]string{"route", "node2"}, lab...)...); !strings.Contains(r, "10.244.166.128/26 via 192.168.50.10 dev ens33 proto bird\n") {
+		t.Errorf("node2's routes lack node1's block:\n%s", r)
+	}
+
+	web1, web2 := podAddr(t, name, "web-1"), podAddr(t, name, "web-2")
+	dir := t.TempDir()
+	merged, bridged := filepath.Join(dir, "lan.pcapng"), filepath.Join(dir, "br0.pcapng")
+	waitMerged := startCapture(t, io.Discard, "lan", "--lab", name, "--duration", "5s", "-w", merged)
+	waitBridged := startCapture(t, io.Discard, "lan", "--bridge", "--lab", name, "--duration", "5s", "-w", bridged)
+	for _, pair := range [][2]string{{"web-1", "web-2"}, {"web-2", "web-1"}, {"web-3", "db-1"}, {"db-1", "web-3"}} {
+		dst := podAddr(t, name, pair[1])
+		out, code := vr(t, append(append([]string{"exec"}, lab...), pair[0], "--", "ping", "-c", "2", "-i", "0.2", "-W", "2", dst)...)
+		if code != 0 || !strings.Contains(out, "2 received") {
+			t.Errorf("ping %s -> %s (%s): exit %d\n%s", pair[0], pair[1], dst, code, out)
+		}
+	}
+	for _, w := range []func() (string, error){waitMerged, waitBridged} {
+		if stderr, err := w(); err != nil {
+			t.Fatalf("capture: %v\n%s", err, stderr)
+		}
+	}
+	// The same packets, by address, type and sequence number; the bridge
+	// names what the joint sends fab0, the merged capture its sender.
+	strip := func(lines []string) []string {
+		var out []string
+		for _, l := range lines {
+			out = append(out, l[strings.Index(l, " ")+1:])
+		}
+		return out
+	}
+	m, b := icmpFields(t, merged, web1, web2), icmpFields(t, bridged, web1, web2)
+	if len(m) != 8 || strings.Join(strip(m), "\n") != strings.Join(strip(b), "\n") {
+		t.Errorf("ICMP between web-1 and web-2, merged capture:\n%s\nbridge:\n%s\nwant the same 8 packets", strings.Join(m, "\n"), strings.Join(b, "\n"))
+	}
+	for _, l := range m {
+		if f := strings.Fields(l); (f[1] == web1) != (f[0] == "node1/ens33") || (f[1] == web2) != (f[0] == "node2/ens33") {
+			t.Errorf("merged capture: %q is not on its sender's interface", l)
+		}
+	}
+
+	mustVR(t, "destroy", "-t", file)
+	checkGone(t, name)
 }
