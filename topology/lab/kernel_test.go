@@ -507,3 +507,37 @@ func TestKernelLabMixed(t *testing.T) {
 	mustVR(t, "destroy", "-t", file)
 	checkGone(t, name)
 }
+
+// examples/calico-crosssubnet.yaml in kernel mode: the router node tor
+// (userspace) joins both racks' bridges through their joints. node1's
+// kernel routes node2's block (same rack) on ens33 and node3's (the other
+// rack) through tunl0 to node3's address, over its default route via tor,
+// exactly as the userspace lab does; pods ping within and across racks.
+func TestKernelLabCrossSubnet(t *testing.T) {
+	t.Parallel()
+	netnstest.RequireRoot(t)
+	netnstest.RequireCommand(t, "ping", "iputils-ping")
+	netnstest.RequireCommand(t, "ip", "iproute2")
+	netnstest.GuardRoot(t)
+	name := deployExample(t, "calico-crosssubnet.yaml", "kxs", func(s string) string { return s + "dataplane: kernel\n" })
+	lab := []string{"--lab", name}
+	table := strings.Join(ipLines(mustVR(t, append(append([]string{"exec"}, lab...), "node1", "--", "ip", "route")...)), "\n")
+	want := strings.Join([]string{
+		"default via 192.168.50.1 dev ens33 proto static",
+		"10.244.104.0/26 via 192.168.50.11 dev ens33 proto bird",
+		"10.244.135.0/26 via 192.168.60.10 dev tunl0 proto bird onlink",
+		"10.244.166.128 dev " + config.InterfaceName(name, "web-1") + " scope link",
+		"blackhole 10.244.166.128/26 proto bird",
+		"192.168.50.0/24 dev ens33 proto kernel scope link src 192.168.50.10",
+	}, "\n")
+	if table != want {
+		t.Errorf("node1's ip route:\n%s\nwant:\n%s", table, want)
+	}
+	for _, pair := range [][2]string{{"web-1", "web-3"}, {"web-3", "web-2"}, {"web-1", "web-2"}} {
+		dst := podAddr(t, name, pair[1])
+		out, code := vr(t, append(append([]string{"exec"}, lab...), pair[0], "--", "ping", "-c", "2", "-i", "0.2", "-W", "2", dst)...)
+		if code != 0 || !strings.Contains(out, "2 received") {
+			t.Errorf("ping %s -> %s (%s): exit %d\n%s", pair[0], pair[1], dst, code, out)
+		}
+	}
+}
