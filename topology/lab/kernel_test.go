@@ -541,3 +541,25 @@ func TestKernelLabCrossSubnet(t *testing.T) {
 		}
 	}
 }
+
+// examples/external-router.yaml in kernel mode: the BIRD router's
+// forwarder (userspace) reaches the kernel nodes through the joint; BIRD
+// peers with them and its announced prefix lands in their kernels as
+// BIRD's would.
+func TestKernelLabExternalRouter(t *testing.T) {
+	t.Parallel()
+	netnstest.RequireRoot(t)
+	netnstest.RequireCommand(t, "ping", "iputils-ping")
+	netnstest.RequireCommand(t, "bird", "bird")
+	netnstest.GuardRoot(t)
+	name := deployExample(t, "external-router.yaml", "kext", func(s string) string { return s + "dataplane: kernel\n" })
+	lab := []string{"--lab", name}
+	for _, n := range []string{"node1", "node2"} {
+		eventuallyVR(t, 30*time.Second, func(out string) bool {
+			return strings.Contains(out, "10.99.0.0/24 via 192.168.50.100 dev ens33 proto bird \n")
+		}, append(append([]string{"exec"}, lab...), n, "--", "ip", "route")...)
+	}
+	if out, code := vr(t, append(append([]string{"exec"}, lab...), "web-1", "--", "ping", "-c", "2", "-i", "0.2", "-W", "2", "192.168.50.100")...); code != 0 {
+		t.Errorf("ping web-1 -> ext1: exit %d\n%s", code, out)
+	}
+}
