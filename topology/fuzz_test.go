@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -16,6 +17,8 @@ func FuzzParse(f *testing.F) {
 		// A kernel lab, and a dataplane of the wrong case.
 		f.Add(append(append([]byte{}, data...), "\ndataplane: kernel\n"...))
 		f.Add(append(append([]byte{}, data...), "\ndataplane: Userspace\n"...))
+		// A mixed lab: node1's own dataplane.
+		f.Add(bytes.Replace(data, []byte("interface: ens33}"), []byte("interface: ens33, dataplane: kernel}"), 1))
 	}
 	files, _ := filepath.Glob("testdata/*.yaml")
 	for _, name := range files {

@@ -39,9 +39,10 @@
 //	      - {dst: default, via: 192.168.60.254}
 //
 // A lab's nodes forward in their agents' userspace engines, or, with
-// dataplane: kernel at the top level, in the Linux kernels of their
-// namespaces (a kernel lab: each network a Linux bridge; no routers or
-// router nodes, whose forwarders are userspace).
+// dataplane: kernel (at the top level, or a node's own), in the Linux
+// kernels of their namespaces: a network with kernel-mode nodes is a Linux
+// bridge, joined to the userspace fabric when userspace nodes or routers
+// are on it too (a mixed network).
 //
 // [Load] and [Parse] check the whole file before anything is created: unknown
 // fields, missing fields, bad values and conflicts between parts of the file

@@ -16,14 +16,17 @@ import (
 	"github.com/vrouter-lab/vrouter/vrouter/netns"
 )
 
-// A kernel lab (dataplane: kernel) runs the same calico nodes as any lab,
-// their agents with the kernel dataplane: each node is a namespace whose
-// kernel forwards, its agent programming the namespace's main table and
-// making its workloads' veth pairs. Each network is a Linux bridge (br0)
-// in a namespace of the lab's (BridgeNamespace), joined to each node on
-// it by a veth pair whose node end is the node's interface (ens33) with
-// the node's address. Nothing is made in the root namespace; destroying
-// the lab's namespaces removes the bridges and every veth.
+// Kernel-mode nodes (dataplane: kernel, lab-wide or per node) run the
+// same agent with the kernel dataplane: each is a namespace whose kernel
+// forwards, its agent programming the namespace's main table and making
+// its workloads' veth pairs. A network with kernel nodes is a Linux bridge
+// (br0) in a namespace of the lab's (BridgeNamespace), joined to each
+// kernel node on it by a veth pair whose node end is the node's interface
+// (ens33) with the node's address. When userspace members are on it too,
+// a joint process (vrouter/joint) puts a TAP port on the bridge and stands
+// for the kernel nodes on the fabric. Nothing is made in the root
+// namespace; destroying the lab's namespaces removes the bridges, the
+// joint's port and every veth.
 
 // BridgeName is the Linux bridge of a kernel lab's network, in the
 // network's own namespace.
