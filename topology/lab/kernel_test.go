@@ -348,6 +348,25 @@ func TestKernelLabAgentKilled(t *testing.T) {
 	}
 	checkHand("after two resyncs")
 
+	// The restarted agent resyncs every second (Felix's
+	// routeRefreshInterval, 90 s by default), to watch periodic resyncs.
+	cfgFile := filepath.Join(topology.StateRoot, name, "nodes", "node2.json")
+	cfgData, err := os.ReadFile(cfgFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(cfgData, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg["routeRefreshInterval"] = time.Second
+	if cfgData, err = json.Marshal(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfgFile, cfgData, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
 	pidFile := filepath.Join(topology.StateRoot, name, "nodes", "node2.pid")
 	pidData, err := os.ReadFile(pidFile)
 	if err != nil {
@@ -391,6 +410,25 @@ func TestKernelLabAgentKilled(t *testing.T) {
 		return tab == strings.Join(want, "\n"), tab + "\nwant:\n" + strings.Join(want, "\n")
 	})
 	checkHand("after the agent restarted")
+	// Periodic resyncs leave them alone too.
+	resyncs := func() int {
+		out := mustVR(t, append([]string{"metrics", "node2"}, lab...)...)
+		m := regexp.MustCompile(`(?m)^vrouter_kernel_resyncs_total(?:\{[^}]*\})? (\d+)$`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("node2's metrics lack vrouter_kernel_resyncs_total:\n%.2000s", out)
+		}
+		n, _ := strconv.Atoi(m[1])
+		return n
+	}
+	r0 := resyncs()
+	eventually(t, 20*time.Second, "three periodic resyncs of node2's routes", func() (bool, string) {
+		n := resyncs()
+		return n >= r0+3, fmt.Sprintf("resyncs %d, at first %d", n, r0)
+	})
+	checkHand("after periodic resyncs")
+	if tab := nodeTable(); tab != strings.Join(want, "\n") {
+		t.Errorf("node2's table after periodic resyncs:\n%s\nwant:\n%s", tab, strings.Join(want, "\n"))
+	}
 	out, code = vr(t, append(append([]string{"exec"}, lab...), "web-3", "--", "ping", "-c", "3", "-i", "0.2", "-W", "2", web2)...)
 	if code != 0 || !strings.Contains(out, "3 received") {
 		t.Errorf("ping web-3 -> web-2 after the restart: exit %d\n%s", code, out)
@@ -471,20 +509,29 @@ func TestKernelLabMixed(t *testing.T) {
 	web1, web2 := podAddr(t, name, "web-1"), podAddr(t, name, "web-2")
 	dir := t.TempDir()
 	merged, bridged := filepath.Join(dir, "lan.pcapng"), filepath.Join(dir, "br0.pcapng")
-	waitMerged := startCapture(t, io.Discard, "lan", "--lab", name, "--duration", "5s", "-w", merged)
-	waitBridged := startCapture(t, io.Discard, "lan", "--bridge", "--lab", name, "--duration", "5s", "-w", bridged)
-	for _, pair := range [][2]string{{"web-1", "web-2"}, {"web-2", "web-1"}, {"web-3", "db-1"}, {"db-1", "web-3"}} {
-		dst := podAddr(t, name, pair[1])
-		out, code := vr(t, append(append([]string{"exec"}, lab...), pair[0], "--", "ping", "-c", "2", "-i", "0.2", "-W", "2", dst)...)
+	ping := func(from, to string) {
+		t.Helper()
+		dst := podAddr(t, name, to)
+		out, code := vr(t, append(append([]string{"exec"}, lab...), from, "--", "ping", "-c", "2", "-i", "0.2", "-W", "2", dst)...)
 		if code != 0 || !strings.Contains(out, "2 received") {
-			t.Errorf("ping %s -> %s (%s): exit %d\n%s", pair[0], pair[1], dst, code, out)
+			t.Errorf("ping %s -> %s (%s): exit %d\n%s", from, to, dst, code, out)
 		}
+	}
+	waitMerged := startCapture(t, io.Discard, "lan", "--lab", name, "--duration", "10s", "-w", merged)
+	waitBridged := startCapture(t, io.Discard, "lan", "--bridge", "--lab", name, "--duration", "10s", "-w", bridged)
+	start := time.Now()
+	ping("web-1", "web-2")
+	ping("web-2", "web-1")
+	if d := time.Since(start); d > 8*time.Second {
+		t.Logf("the pings took %s: the captures (10 s) may have missed some", d)
 	}
 	for _, w := range []func() (string, error){waitMerged, waitBridged} {
 		if stderr, err := w(); err != nil {
 			t.Fatalf("capture: %v\n%s", err, stderr)
 		}
 	}
+	ping("web-3", "db-1")
+	ping("db-1", "web-3")
 	// The same packets, by address, type and sequence number; the bridge
 	// names what the joint sends fab0, the merged capture its sender.
 	strip := func(lines []string) []string {
