@@ -384,10 +384,10 @@ func TestKernelLabAgentKilled(t *testing.T) {
 	mustVR(t, append([]string{"workload", "del", "w9"}, lab...)...)
 	eventuallyVR(t, 30*time.Second, func(out string) bool { return !strings.Contains(out, borrowed+" ") },
 		append(append([]string{"exec"}, lab...), "node1", "--", "ip", "route")...)
-	// 12 s of pings, 10 a second: beyond the 9 s hold time, after which
+	// 12 s of pings, 100 a second: beyond the 9 s hold time, after which
 	// node1 and node3 hold node2's block as stale.
-	out, code := vr(t, append(append([]string{"exec"}, lab...), "web-1", "--", "ping", "-q", "-c", "120", "-i", "0.1", "-W", "1", web2)...)
-	if code != 0 || !strings.Contains(out, "120 received") {
+	out, code := vr(t, append(append([]string{"exec"}, lab...), "web-1", "--", "ping", "-q", "-c", "1200", "-i", "0.01", "-W", "1", web2)...)
+	if code != 0 || !strings.Contains(out, "1200 received") {
 		t.Errorf("ping web-1 -> web-2 while node2's agent is down: exit %d\n%s", code, out)
 	}
 	if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
