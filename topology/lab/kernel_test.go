@@ -165,7 +165,9 @@ func TestKernelLab(t *testing.T) {
 
 	// vrouter capture reads the bridge: each ICMP packet once, on its
 	// sender's interface, as tshark reads the file.
-	if _, err := exec.LookPath("tshark"); err == nil || os.Getenv("CI") == "true" {
+	if _, err := exec.LookPath("tshark"); err != nil && os.Getenv("CI") != "true" {
+		t.Log("tshark is not installed (apt-get install tshark): the capture of a kernel network is not checked")
+	} else {
 		pcapFile := filepath.Join(t.TempDir(), "lan.pcapng")
 		wait := startCapture(t, io.Discard, "lan", "--lab", name, "--duration", "4s", "-w", pcapFile)
 		web2 := podAddr(t, name, "web-2")
