@@ -32,8 +32,9 @@ encapsulation. Routing tables print in 'ip route' format, BGP status the way
 		newDeployCommand(), newDestroyCommand(), newApplyCommand(), newInspectCommand(), newExecCommand(),
 		newNodeCommand(), newRouterCommand(), newJointCommand(), newGetCommand(), newRouteCommand(), newWorkloadCommand(),
 		newLinkCommand(), newCaptureCommand(), newIPAMCommand(), newTestCommand(), newVersionCommand(), newDemoCommand(), newCNICommand(),
-		newMetricsCommand(), newServeCommand(), newGraphCommand(),
+		newMetricsCommand(), newServeCommand(), newGraphCommand(), newUICommand(),
 	)
+	root.AddCommand(newDeleteCommand()) // calicoctl delete, on etcd
 	return root
 }
 
