@@ -41,6 +41,10 @@ type BridgeState struct {
 	Joint string `json:"joint,omitempty"`
 }
 
+// JointRunning reports whether the bridge has a joint to the fabric (a
+// mixed network) and it runs.
+func (b BridgeState) JointRunning() bool { return b.Joint != "" && processAlive(b.Joint) }
+
 // BridgeNamespace is the namespace of network's bridge in lab:
 // vr-<lab>.<network>.br. The second dot, which no name may contain, keeps
 // it apart from every node's and workload's namespace.

@@ -489,6 +489,21 @@ func TestKernelLabMixed(t *testing.T) {
 	if err != nil || strings.Count(strings.TrimSpace(string(out)), "\n") != 1 || !strings.Contains(string(out), " fab0: ") {
 		t.Errorf("bridge br0's ports (want node1's and the joint's fab0): %v\n%s", err, out)
 	}
+	var inspect struct {
+		Nodes []struct{ Name, Kind, Namespace, Interface, State string }
+	}
+	if err := json.Unmarshal([]byte(mustVR(t, append([]string{"inspect", "-o", "json"}, lab...)...)), &inspect); err != nil {
+		t.Fatal(err)
+	}
+	var joints []string
+	for _, n := range inspect.Nodes {
+		if n.Kind == "joint" {
+			joints = append(joints, n.Name+" "+n.Namespace+" "+n.Interface+" "+n.State)
+		}
+	}
+	if want := "lan " + brNS + " fab0 running"; len(joints) != 1 || joints[0] != want {
+		t.Errorf("inspect's joint rows %q, want [%s]", joints, want)
+	}
 	for _, n := range []string{"node1", "node2", "node3"} {
 		if out := mustVR(t, append([]string{"node", "status", n}, lab...)...); strings.Count(out, "Established") != 2 {
 			t.Errorf("node status %s, want 2 Established peers:\n%s", n, out)
