@@ -55,6 +55,10 @@ func (p *parser) step(n *yaml.Node, field, dut string) (Step, bool) {
 		st.act = p.impair(v, field)
 	case "restart":
 		st.act = p.restart(v, field, &st)
+	case "pause", "resume":
+		name, _ := p.str(v, field)
+		p.checkNode(v, field, name)
+		st.act = pauseStep{name: name, pause: kind == "pause"}
 	case "captureStart":
 		st.act = p.captureStart(v, field)
 	case "captureStop":

@@ -214,6 +214,7 @@ type scenarioRun struct {
 	deployed  bool       // a deploy was attempted and no destroy since
 	captures  map[string]*captureRun
 	listeners []net.Listener
+	paused    map[string]bool // nodes and routers a pause step froze, until resumed
 }
 
 // step runs one step; an assertion is polled until it holds or its
@@ -280,6 +281,14 @@ func (run *scenarioRun) finish(failed bool) {
 	}
 	if !run.deployed {
 		return
+	}
+	// a frozen process cannot stop when asked to, nor answer
+	if run.st != nil {
+		for _, name := range sortedKeys(run.paused) {
+			if run.paused[name] {
+				_ = lab.Pause(run.st, name, false)
+			}
+		}
 	}
 	if failed && run.st != nil {
 		run.saveEvidence()

@@ -89,6 +89,10 @@ type (
 		kill, noWait bool
 		timeout      time.Duration
 	}
+	pauseStep struct {
+		name  string
+		pause bool // false: resume
+	}
 	captureStartStep struct{ network, name string }
 	captureStopStep  struct{ name string }
 	waitStep         struct{ d time.Duration }

@@ -75,7 +75,7 @@ func TestRoutersRules(t *testing.T) {
 			{9, "routers.node1", "node1 is already the name of a node"},
 			{10, "routers.Ext", `"Ext" is not a valid router name`}}},
 		{"unknown network and field", "  ext1: {network: dmz, address: 192.168.50.100, daemon: bird, asn: 1}", []want{
-			{9, "routers.ext1.asn", "unknown field (known: network, address, interface, asNumber, daemon, binary, config, announce)"},
+			{9, "routers.ext1.asn", "unknown field (known: network, address, interface, asNumber, daemon, binary, config, announce, routeReflectorClusterID, password, holdTime, impairments)"},
 			{9, "routers.ext1.network", "unknown network dmz (known: lan, wan)"}}},
 		{"some node peers with a generated config", "  ext1: {network: lan, address: 192.168.50.100, daemon: bird}\n  ext2: {network: lan, address: 192.168.50.101, daemon: bird, peers: [node1]}", []want{
 			{9, "routers.ext1", "no node peers with router ext1: add a bgpPeers entry with peerIP: 192.168.50.100"},
