@@ -86,6 +86,7 @@ type (
 	}
 	restartStep struct {
 		node         string
+		mode         string // restart, stop or start
 		kill, noWait bool
 		timeout      time.Duration
 	}

@@ -143,9 +143,9 @@ func (s linkStep) run(ctx context.Context, run *scenarioRun) error {
 
 func (s restartStep) describe() string {
 	if s.kill {
-		return "restart " + s.node + " (kill)"
+		return s.mode + " " + s.node + " (kill)"
 	}
-	return "restart " + s.node
+	return s.mode + " " + s.node
 }
 
 func (s restartStep) run(ctx context.Context, run *scenarioRun) error {
@@ -153,7 +153,14 @@ func (s restartStep) run(ctx context.Context, run *scenarioRun) error {
 	if err != nil {
 		return err
 	}
-	return lab.RestartNode(ctx, st, s.node, lab.RestartOptions{Kill: s.kill, Binary: run.r.opt.Binary, Timeout: s.timeout, NoWait: s.noWait})
+	opt := lab.RestartOptions{Kill: s.kill, Binary: run.r.opt.Binary, Timeout: s.timeout, NoWait: s.noWait}
+	switch s.mode {
+	case "stop":
+		return lab.StopNode(st, s.node, opt)
+	case "start":
+		return lab.StartNode(ctx, st, s.node, opt)
+	}
+	return lab.RestartNode(ctx, st, s.node, opt)
 }
 
 func (s pauseStep) describe() string {
