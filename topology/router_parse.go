@@ -252,6 +252,17 @@ func (p *parser) checkRouters(r *rawLab, lab *Lab, nets map[string]int, nodes ma
 				}
 			}
 		}
+		if rr.config.st == ok {
+			for _, g := range []struct {
+				field string
+				line  int
+				st    state
+			}{{"routeReflectorClusterID", rr.cluster.line, rr.cluster.st}, {"password", rr.password.line, rr.password.st}, {"holdTime", rr.hold.line, rr.hold.st}} {
+				if g.st == ok {
+					p.errorf(g.line, rr.path+"."+g.field, "shapes the configuration vrouter generates, but config: names your own (line %d); set it there", rr.config.line)
+				}
+			}
+		}
 		if rr.daemon.st == absent {
 			p.errorf(rr.line, rr.path+".daemon", "is required (bird, bird2, frr or gobgpd)")
 		}
