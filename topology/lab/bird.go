@@ -102,8 +102,8 @@ func birdName(s string) string {
 // for router r: a kernel protocol exporting BGP routes to the namespace's
 // table, a static protocol originating the announced prefixes, and one
 // BGP session per peer node exporting only those; with a cluster ID the
-// sessions are route reflector clients (RFC 4456) and export the routes
-// learnt by BGP too, next hop unchanged; with the lab's gracefulRestart,
+// iBGP sessions are route reflector clients (RFC 4456) with the next hop
+// unchanged, and every session exports the routes learnt by BGP too; with the lab's gracefulRestart,
 // BIRD restarts gracefully (RFC 4724) and keeps a restarting peer's
 // routes for restartTime.
 func birdConfig(l *topology.Lab, r topology.Router, v2 bool) string {
@@ -151,7 +151,9 @@ func birdConfig(l *topology.Lab, r topology.Router, v2 bool) string {
 		if p.Password != "" {
 			fmt.Fprintf(&b, "  password %q;\n", p.Password)
 		}
-		if rr {
+		// only iBGP peers can be clients (RFC 4456)
+		client := rr && p.ASN == r.ASNumber
+		if client {
 			fmt.Fprintf(&b, "  rr client;\n  rr cluster id %s;\n", r.RouteReflectorClusterID)
 		}
 		if l.BGP.GracefulRestart {
@@ -160,7 +162,7 @@ func birdConfig(l *topology.Lab, r topology.Router, v2 bool) string {
 		// A reflector passes its clients' routes on with their next hop;
 		// otherwise the router is the next hop of what it announces.
 		nextHopSelf := "    next hop self;\n"
-		if rr {
+		if client {
 			nextHopSelf = ""
 		}
 		if v2 {
