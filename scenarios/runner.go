@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -18,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vrouter-lab/vrouter/topology"
 	"github.com/vrouter-lab/vrouter/topology/lab"
 )
 
@@ -332,7 +334,8 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // saveEvidence copies each node's log, routes and status into the
-// scenario's artifacts directory.
+// scenario's artifacts directory, and each external router's daemon logs,
+// routes and (BIRD's) protocols.
 func (run *scenarioRun) saveEvidence() {
 	dir := filepath.Join(run.res.Dir, "nodes")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -340,6 +343,22 @@ func (run *scenarioRun) saveEvidence() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	for _, r := range run.st.Routers {
+		for _, p := range r.Processes {
+			if data, err := os.ReadFile(p.Log); err == nil {
+				_ = os.WriteFile(filepath.Join(dir, r.Name+"."+p.Name+".log"), data, 0o644)
+			}
+		}
+		if text, err := run.routes(ctx, r.Name); err == nil {
+			_ = os.WriteFile(filepath.Join(dir, r.Name+".routes"), []byte(text), 0o644)
+		}
+		if args := r.CLIArgs(); len(args) > 0 && (r.Daemon == topology.DaemonBIRD || r.Daemon == topology.DaemonBIRD2) {
+			args = r.CLIArgs("show", "protocols", "all")
+			if out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput(); err == nil {
+				_ = os.WriteFile(filepath.Join(dir, r.Name+".status"), out, 0o644)
+			}
+		}
+	}
 	for _, n := range run.st.Nodes {
 		if data, err := os.ReadFile(n.Log); err == nil {
 			_ = os.WriteFile(filepath.Join(dir, n.Name+".log"), data, 0o644)

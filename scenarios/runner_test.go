@@ -267,13 +267,15 @@ func TestRunnerInterruptAndKeep(t *testing.T) {
 
 // The shipped suite passes through the real binary: `vrouter test
 // suite/` prints "N passed, 0 failed", exits 0, writes JUnit and keeps
-// pcapng files tshark opens. It takes about two minutes; -short skips it.
+// pcapng files tshark opens. It runs four scenarios at once, as make
+// conformance does, and takes about two minutes; -short skips it.
 func TestShippedSuite(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the shipped suite takes minutes")
 	}
 	netnstest.RequireRoot(t)
 	netnstest.RequireCommand(t, "ping", "iputils-ping")
+	requireBIRD2(t) // the DUT scenarios' routers
 	netnstest.GuardRoot(t)
 	bin := vrouterBinary(t)
 	files, err := Discover([]string{"suite"})
@@ -284,7 +286,7 @@ func TestShippedSuite(t *testing.T) {
 	junit := filepath.Join(t.TempDir(), "conformance.xml")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "test", "suite/", "--junit", junit, "--artifacts", art)
+	cmd := exec.CommandContext(ctx, bin, "test", "suite/", "--parallel", "4", "--junit", junit, "--artifacts", art)
 	out, err := cmd.CombinedOutput()
 	t.Logf("vrouter test suite/:\n%s", out)
 	var exit *exec.ExitError
