@@ -17,6 +17,9 @@ func FuzzParse(f *testing.F) {
 		f.Add(append(append([]byte{}, data...), "\ndataplane: kernel\n"...))
 		f.Add(append(append([]byte{}, data...), "\ndataplane: Userspace\n"...))
 	}
+	// an external router with the fields that shape its generated
+	// configuration
+	f.Add([]byte(routersBase + "  rr1: {network: lan, address: 192.168.50.100, daemon: bird2, routeReflectorClusterID: 244.0.0.2, password: k, holdTime: 30s, impairments: {delay: 20ms, loss: 1%}}\nbgpPeers: [{name: rr1, peerIP: 192.168.50.100}]\n"))
 	files, _ := filepath.Glob("testdata/*.yaml")
 	for _, name := range files {
 		if data, err := os.ReadFile(name); err == nil {
