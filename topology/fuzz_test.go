@@ -20,6 +20,9 @@ func FuzzParse(f *testing.F) {
 		// A mixed lab: node1's own dataplane.
 		f.Add(bytes.Replace(data, []byte("interface: ens33}"), []byte("interface: ens33, dataplane: kernel}"), 1))
 	}
+	// an external router with the fields that shape its generated
+	// configuration
+	f.Add([]byte(routersBase + "  rr1: {network: lan, address: 192.168.50.100, daemon: bird2, routeReflectorClusterID: 244.0.0.2, password: k, holdTime: 30s, impairments: {delay: 20ms, loss: 1%}}\nbgpPeers: [{name: rr1, peerIP: 192.168.50.100}]\n"))
 	files, _ := filepath.Glob("testdata/*.yaml")
 	for _, name := range files {
 		if data, err := os.ReadFile(name); err == nil {

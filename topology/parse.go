@@ -66,7 +66,7 @@ var (
 	routeFields      = []string{"dst", "via"}
 	peerFields       = []string{"name", "peerIP", "peerSelector", "node", "nodeSelector", "asNumber", "password"}
 	workloadFields   = []string{"name", "node", "address"}
-	routerFields     = []string{"network", "address", "interface", "asNumber", "daemon", "binary", "config", "announce"}
+	routerFields     = []string{"network", "address", "interface", "asNumber", "daemon", "binary", "config", "announce", "routeReflectorClusterID", "password", "holdTime", "impairments"}
 )
 
 // state says whether a field was given and whether its value was usable.
@@ -196,6 +196,10 @@ type (
 		binary   val[string]
 		config   val[string]
 		announce []val[netip.Prefix]
+		cluster  val[netip.Addr]
+		password val[string]
+		hold     val[time.Duration]
+		impair   val[config.Impairment]
 		clean    bool // no problem found in the router's own fields
 	}
 	rawWorkload struct {
