@@ -16,6 +16,9 @@ func FuzzParse(f *testing.F) {
 		// A kernel lab, and a dataplane of the wrong case.
 		f.Add(append(append([]byte{}, data...), "\ndataplane: kernel\n"...))
 		f.Add(append(append([]byte{}, data...), "\ndataplane: Userspace\n"...))
+		// An etcd lab, and a datastore of the wrong case.
+		f.Add(append(append([]byte{}, data...), "\ndatastore: etcd\n"...))
+		f.Add(append(append([]byte{}, data...), "\ndatastore: Etcd\n"...))
 	}
 	files, _ := filepath.Glob("testdata/*.yaml")
 	for _, name := range files {
