@@ -14,16 +14,16 @@ import (
 func newGetCommand() *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
-		Use:   "get (nodes|workloads|ippools|blocks|bgppeers)",
+		Use:   "get (nodes|workloads|ippools|blocks|bgppeers|etcdmembers)",
 		Short: "List a lab's nodes, workloads, IP pools, IPAM blocks or BGP peers, as calicoctl does",
 		Long: `get lists lab resources the way calicoctl lists Calico's: nodes with their
 AS (in parentheses when it is the lab's default), workload endpoints, IP
 pools, IPAM blocks with their affinity, and the BGPPeer resources of the lab
 file (peer IP or peer selector, node or node selector, AS; passwords are
-never printed). -o json or -o yaml prints every field.`,
+never printed), and the etcd members of a lab with datastore: etcd. -o json or -o yaml prints every field.`,
 		Example:   "  vrouter get nodes\n  vrouter get blocks -o yaml\n  vrouter get bgppeers -o wide",
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{"nodes", "workloads", "ippools", "blocks", "bgppeers"},
+		ValidArgs: []string{"nodes", "workloads", "ippools", "blocks", "bgppeers", "etcdmembers"},
 	}
 	load := labFlag(cmd)
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, wide, json or yaml")

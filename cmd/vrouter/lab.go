@@ -181,6 +181,8 @@ func inspectRows(ctx context.Context, st *lab.State) []inspectRow {
 			switch {
 			case !s.LinkUp:
 				state = "link down" // vrouter link set NODE down
+			case s.DatastoreError != "":
+				state = "datastore down" // etcd down: BGP and forwarding go on
 			case !s.Ready:
 				state = "starting"
 			}
@@ -237,6 +239,10 @@ func inspectRows(ctx context.Context, st *lab.State) []inspectRow {
 			}
 		}
 		rows = append(rows, inspectRow{Name: b.Network, Kind: "bridge", Node: "-", Namespace: b.Namespace, Interface: lab.BridgeName, Address: cidr, State: state})
+	}
+	// An etcd lab's members, each in its namespace on the etcd network.
+	for _, m := range st.EtcdStatus(ctx) {
+		rows = append(rows, inspectRow{Name: m.Name, Kind: "etcd", Node: "-", Namespace: m.Namespace, Interface: "eth0", Address: m.Endpoint, State: m.State})
 	}
 	for _, w := range st.Workloads {
 		state := "running"

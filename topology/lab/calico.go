@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"runtime"
 	"strings"
+	"time"
 
 	"github.com/vrouter-lab/vrouter/topology"
 	"github.com/vrouter-lab/vrouter/vrouter/bgp"
@@ -172,6 +173,16 @@ func nodeConfig(l *topology.Lab, dir string, n topology.Node) (*config.Node, err
 			RestartTime:     l.BGP.RestartTime,
 		},
 	}
+	if l.Etcd() {
+		// The lab's etcd cluster, reached through the node's mgmt0
+		// (etcd.go).
+		eps, err := etcdEndpoints(l)
+		if err != nil {
+			return nil, err
+		}
+		c.Datastore, c.DatastoreType = "", config.DatastoreEtcd
+		c.Etcd = config.Etcd{Endpoints: eps, Timeout: labEtcdTimeout}
+	}
 	if l.Kernel() {
 		// The node's kernel forwards, on the veth its network's bridge
 		// joins (kernel.go); the agent makes its workloads' veths.
@@ -198,6 +209,11 @@ func nodeConfig(l *topology.Lab, dir string, n topology.Node) (*config.Node, err
 	}
 	return c, nil
 }
+
+// labEtcdTimeout bounds an etcd lab's agents' datastore transactions:
+// with etcd down, a workload add fails with the agent's error naming etcd
+// before the control client (10s) gives up on the agent.
+const labEtcdTimeout = 3 * time.Second
 
 // nodeASN is the AS of node n: its own, or the lab's for a lab state
 // written before nodes had one.

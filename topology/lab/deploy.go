@@ -81,6 +81,9 @@ func Deploy(ctx context.Context, l *topology.Lab, opt Options) (st *State, err e
 	// The timeout bounds starting (the routers' forwarders must answer)
 	// and waiting.
 	deadline := time.Now().Add(opt.Timeout)
+	if err := startEtcdBefore(ctx, p.etcd, l.Name, deadline, progress); err != nil {
+		return nil, err
+	}
 	if err := start(ctx, p.nodes, startEnv{bin: opt.Binary, progress: progress}, deadline); err != nil {
 		return nil, err
 	}
@@ -102,8 +105,9 @@ type plan struct {
 	// (each waited for: the nodes' BGP sessions across them need them).
 	nodes     []Node
 	workloads []WorkloadState
-	bridges   []bridge // a kernel lab's networks (kernel.go)
-	frr       bool     // a node runs as user frr: the state directory lets group frr through
+	bridges   []bridge   // a kernel lab's networks (kernel.go)
+	etcd      *EtcdState // an etcd lab's cluster (etcd.go)
+	frr       bool       // a node runs as user frr: the state directory lets group frr through
 }
 
 // newPlan plans the deployment of lab l: it computes every node's config
@@ -115,6 +119,9 @@ func newPlan(l *topology.Lab) (*plan, error) {
 		return nil, err
 	}
 	p := &plan{dir: dir, bridges: planBridges(l)}
+	if p.etcd, err = planEtcd(l, dir); err != nil {
+		return nil, err
+	}
 	for _, n := range l.Nodes {
 		c, err := planCalicoNode(l, dir, n)
 		if err != nil {
@@ -190,6 +197,9 @@ func provision(ctx context.Context, p *plan, st *State) error {
 	if err := provisionBridges(ctx, p, st); err != nil {
 		return err
 	}
+	if err := provisionEtcd(ctx, p.etcd, st); err != nil {
+		return err
+	}
 	for _, w := range p.workloads {
 		if err := interrupted(ctx); err != nil {
 			return err
@@ -214,6 +224,17 @@ func start(ctx context.Context, nodes []Node, env startEnv, deadline time.Time) 
 		if err := n.start(wctx, env); err != nil {
 			return orInterrupted(ctx, err)
 		}
+	}
+	return nil
+}
+
+// startEtcdBefore starts an etcd lab's cluster, before the agents that
+// use it, and waits until it serves (until deadline at most).
+func startEtcdBefore(ctx context.Context, e *EtcdState, lab string, deadline time.Time, progress func(string, ...any)) error {
+	wctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	if err := startEtcd(wctx, e, lab, progress); err != nil {
+		return orInterrupted(ctx, err)
 	}
 	return nil
 }
