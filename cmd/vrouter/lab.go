@@ -351,20 +351,47 @@ route: forwarding lives in the engine.)`,
 }
 
 func newApplyCommand() *cobra.Command {
-	var file string
+	var file, resFile string
+	var ds datastoreFlags
 	cmd := &cobra.Command{
-		Use:   "apply -t FILE",
-		Short: "Apply an edited lab file to a running lab (IP pools' ipipMode and mtu)",
-		Long: `apply compares the lab file with the running lab of the same name and
+		Use:   "apply (-t LABFILE | -f RESOURCES --datastore etcd --etcd-endpoints URL,...)",
+		Short: "Apply an edited lab file to a running lab, or Calico resources to etcd (calicoctl apply)",
+		Long: `apply does one of two things, by its flag.
+
+-t LABFILE compares the lab file with the running lab of the same name and
 applies what can change without restarting nodes: each IP pool's ipipMode
 (Never, Always, CrossSubnet) and mtu. Every node reprograms its routes at
 once (via NODE dev tunl0 onlink, or dev ens33) and brings up tunl0 with an
 address from its own block if it needs one. A new mtu applies to workloads
 added afterwards. Any other difference is refused, changing nothing:
-destroy and deploy for those.`,
-		Example: "  sed -i 's/ipipMode: Never/ipipMode: Always/' lab.yaml\n  vrouter apply -t lab.yaml",
-		Args:    cobra.NoArgs,
+destroy and deploy for those.
+
+-f RESOURCES (a file, or - for stdin) writes Calico resources to etcd, as
+calicoctl apply does: YAML documents separated by ---, each an IPPool,
+BGPConfiguration, BGPPeer or Node (apiVersion projectcalico.org/v3). The
+whole file is checked first, every problem reported as FILE:LINE: FIELD:
+message, and nothing is written unless all of it is valid; then pools,
+BGP configurations, peers and nodes are created or replaced, in that
+order. Agents running with meshFromDatastore apply them within seconds: a
+pool's ipipMode reprograms routes, BGPConfiguration default's
+nodeToNodeMeshEnabled and asNumber and BGPPeers change sessions.
+
+` + etcdHelp,
+		Example: "  sed -i 's/ipipMode: Never/ipipMode: Always/' lab.yaml\n  vrouter apply -t lab.yaml\n" +
+			"  vrouter apply -f resources.yaml --datastore etcd --etcd-endpoints https://10.0.0.1:2379 \\\n" +
+			"      --etcd-cert client.pem --etcd-key client-key.pem --etcd-ca ca.pem",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			switch {
+			case file != "" && resFile != "":
+				return fmt.Errorf("-t (a lab file) and -f (resources for etcd): give one")
+			case resFile != "":
+				return applyResources(cmd, &ds, resFile)
+			case file == "":
+				return fmt.Errorf("give -t LABFILE (a running lab) or -f RESOURCES --datastore etcd (etcd)")
+			case cmd.Flags().Changed("datastore") || etcdFlagsChanged(cmd):
+				return fmt.Errorf("-t applies a lab file to its lab; --datastore and --etcd-* go with -f")
+			}
 			l, err := topology.Load(file)
 			if err != nil {
 				return err
@@ -392,7 +419,8 @@ destroy and deploy for those.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&file, "topo", "t", "", "lab file (YAML)")
-	_ = cmd.MarkFlagRequired("topo")
+	cmd.Flags().StringVarP(&file, "topo", "t", "", "lab file (YAML) of a running lab")
+	cmd.Flags().StringVarP(&resFile, "filename", "f", "", "Calico resources (YAML, - for stdin) to write to etcd")
+	ds.register(cmd)
 	return cmd
 }

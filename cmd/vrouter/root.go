@@ -31,7 +31,7 @@ encapsulation. Routing tables print in 'ip route' format, BGP status the way
 	root.AddCommand(
 		newDeployCommand(), newDestroyCommand(), newApplyCommand(), newInspectCommand(), newExecCommand(),
 		newNodeCommand(), newRouterCommand(), newGetCommand(), newRouteCommand(), newWorkloadCommand(),
-		newLinkCommand(), newCaptureCommand(), newIPAMCommand(), newTestCommand(), newVersionCommand(), newDemoCommand(), newCNICommand(),
+		newLinkCommand(), newCaptureCommand(), newIPAMCommand(), newDeleteCommand(), newTestCommand(), newVersionCommand(), newDemoCommand(), newCNICommand(),
 		newMetricsCommand(), newServeCommand(), newGraphCommand(), newEtcdCommand(),
 	)
 	return root

@@ -18,7 +18,7 @@ import (
 
 // hasPassword reports whether the session with addr uses TCP MD5.
 func (a *Agent) hasPassword(addr netip.Addr) bool {
-	for _, p := range a.cfg.BGP.Peers {
+	for _, p := range a.peerList() {
 		if p.Address == addr {
 			return p.Password != ""
 		}
@@ -92,7 +92,7 @@ func (a *Agent) status(ctx context.Context) (*control.Status, error) {
 	}
 	a.mu.Unlock()
 	slices.SortFunc(s.Workloads, func(x, y control.WorkloadInfo) int { return x.Address.Compare(y.Address) })
-	s.Ready = s.PeersEstablished == len(a.cfg.BGP.Peers)
+	s.Ready = s.PeersEstablished == len(a.peerList())
 	if s.Ready {
 		// The blocks are in the datastore: when it does not answer (etcd
 		// down) the status says so, without waiting the store's full
@@ -116,7 +116,7 @@ func (a *Agent) remoteBlocksRouted(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	peers := map[string]bool{}
-	for _, p := range a.cfg.BGP.Peers {
+	for _, p := range a.peerList() {
 		peers[p.Node] = true
 	}
 	if len(a.cfg.BGP.RouteNodes) > 0 {
