@@ -182,6 +182,10 @@ func nodeConfig(l *topology.Lab, dir string, n topology.Node) (*config.Node, err
 		}
 		c.Datastore, c.DatastoreType = "", config.DatastoreEtcd
 		c.Etcd = config.Etcd{Endpoints: eps, Timeout: labEtcdTimeout}
+		// The node registers itself and meshes with the nodes registered
+		// in etcd, as Calico's do, not with the lab file's list.
+		c.MeshFromDatastore = true
+		c.Labels, c.RouteReflectorClusterID = n.Labels, n.RouteReflectorClusterID
 	}
 	if l.Kernel() {
 		// The node's kernel forwards, on the veth its network's bridge
@@ -199,6 +203,14 @@ func nodeConfig(l *topology.Lab, dir string, n topology.Node) (*config.Node, err
 	}
 	c.BGP.Peers = bgpPeers(l, n)
 	c.BGP.RouteNodes = routeNodes(l, n)
+	if c.MeshFromDatastore {
+		// The mesh comes from etcd: the config keeps the BGPPeers' peers
+		// alone. RouteNodes stay the lab file's, so that deploy waits
+		// for the blocks of the nodes the lab file meshes with.
+		noMesh := *l
+		noMesh.BGP.NodeToNodeMesh = false
+		c.BGP.Peers = bgpPeers(&noMesh, n)
+	}
 	for _, p := range l.IPPools {
 		c.Pools = append(c.Pools, config.Pool{Name: p.Name, CIDR: p.CIDR, BlockSize: p.BlockSize, IPIPMode: string(p.IPIPMode), MTU: l.WorkloadMTU(p, net)})
 	}
@@ -209,6 +221,10 @@ func nodeConfig(l *topology.Lab, dir string, n topology.Node) (*config.Node, err
 	}
 	return c, nil
 }
+
+// meshType is the type of a node-to-node mesh peering (config.BGPPeer's
+// Type, as calicoctl node status prints it).
+const meshType = "node-to-node mesh"
 
 // labEtcdTimeout bounds an etcd lab's agents' datastore transactions:
 // with etcd down, a workload add fails with the agent's error naming etcd
@@ -261,7 +277,7 @@ func bgpPeers(l *topology.Lab, n topology.Node) []config.BGPPeer {
 	}
 	if l.BGP.NodeToNodeMesh {
 		for _, o := range l.Nodes {
-			add(config.BGPPeer{Address: o.Address, ASN: nodeASN(l, o), Type: "node-to-node mesh"})
+			add(config.BGPPeer{Address: o.Address, ASN: nodeASN(l, o), Type: meshType})
 		}
 	}
 	for _, bp := range l.BGPPeers {

@@ -81,7 +81,7 @@ func Deploy(ctx context.Context, l *topology.Lab, opt Options) (st *State, err e
 	// The timeout bounds starting (the routers' forwarders must answer)
 	// and waiting.
 	deadline := time.Now().Add(opt.Timeout)
-	if err := startEtcdBefore(ctx, p.etcd, l.Name, deadline, progress); err != nil {
+	if err := startEtcdBefore(ctx, p.etcd, l, deadline, progress); err != nil {
 		return nil, err
 	}
 	if err := start(ctx, p.nodes, startEnv{bin: opt.Binary, progress: progress}, deadline); err != nil {
@@ -229,11 +229,14 @@ func start(ctx context.Context, nodes []Node, env startEnv, deadline time.Time) 
 }
 
 // startEtcdBefore starts an etcd lab's cluster, before the agents that
-// use it, and waits until it serves (until deadline at most).
-func startEtcdBefore(ctx context.Context, e *EtcdState, lab string, deadline time.Time, progress func(string, ...any)) error {
+// use it, waits until it serves (until deadline at most) and seeds it.
+func startEtcdBefore(ctx context.Context, e *EtcdState, l *topology.Lab, deadline time.Time, progress func(string, ...any)) error {
 	wctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	if err := startEtcd(wctx, e, lab, progress); err != nil {
+	if err := startEtcd(wctx, e, l.Name, progress); err != nil {
+		return orInterrupted(ctx, err)
+	}
+	if err := seedEtcd(wctx, e, l); err != nil {
 		return orInterrupted(ctx, err)
 	}
 	return nil

@@ -16,6 +16,7 @@ import (
 	"github.com/vrouter-lab/vrouter/topology"
 	"github.com/vrouter-lab/vrouter/vrouter/ipam"
 	"github.com/vrouter-lab/vrouter/vrouter/netns"
+	"github.com/vrouter-lab/vrouter/vrouter/resources"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -483,4 +484,29 @@ func (s *State) etcdMember(name string) (EtcdMember, error) {
 		return EtcdMember{}, fmt.Errorf("lab %s has no etcd member %q (its members: %s)", s.Name, topology.Shorten(name), strings.Join(names, ", "))
 	}
 	return m, nil
+}
+
+// seedEtcd writes what the agents of etcd lab l read from etcd before
+// they start: the default BGPConfiguration, with the lab's AS and
+// node-to-node mesh setting (the agents write the IP pools themselves
+// when etcd has none).
+func seedEtcd(ctx context.Context, e *EtcdState, l *topology.Lab) error {
+	if e == nil {
+		return nil
+	}
+	store, err := ipam.OpenEtcd(ctx, ipam.EtcdConfig{Endpoints: e.Endpoints(), Dialer: e.Dialer()})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	mesh, asn := l.BGP.NodeToNodeMesh, l.BGP.ASNumber
+	cfg := &resources.BGPConfiguration{
+		TypeMeta: resources.TypeMeta{APIVersion: resources.APIVersion, Kind: resources.KindBGPConfiguration},
+		Metadata: resources.Metadata{Name: "default"},
+		Spec:     resources.BGPConfigurationSpec{NodeToNodeMeshEnabled: &mesh, ASNumber: &asn},
+	}
+	if err := resources.FromIPAM(store).Put(ctx, cfg); err != nil {
+		return fmt.Errorf("etcd: write the lab's BGPConfiguration: %w", err)
+	}
+	return nil
 }

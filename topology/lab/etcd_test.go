@@ -164,6 +164,20 @@ func testEtcdLab(t *testing.T, dataplane string) {
 		}
 	}
 	ping("deployed")
+	// The mesh is the nodes registered in etcd: the agents' configs list
+	// no mesh peer, yet each node has a session with the other three.
+	for _, n := range st.Nodes {
+		cfg, err := os.ReadFile(n.Config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(cfg), `"meshFromDatastore": true`) || strings.Contains(string(cfg), "node-to-node mesh") {
+			t.Errorf("node %s: config is not for a mesh from etcd:\n%s", n.Name, cfg)
+		}
+		if status := mustVR(t, "node", "status", n.Name, "--lab", name); strings.Count(status, "node-to-node mesh | up") != 3 {
+			t.Errorf("node %s: want 3 mesh sessions up:\n%s", n.Name, status)
+		}
+	}
 
 	// One of three members down, the leader: once the others have
 	// elected a new one, workload adds go on.
@@ -229,6 +243,9 @@ func testEtcdLab(t *testing.T, dataplane string) {
 		want[a] = rows[w].Node
 	}
 	checkEtcdStore(t, name, want)
+	if out, code := vr(t, "ipam", "check", "--lab", name); code != 0 || !strings.Contains(out, "found 0 problems") {
+		t.Errorf("ipam check: exit %d\n%s", code, out)
+	}
 }
 
 // checkEtcdStore checks etcd lab name's IPAM state: the allocated
