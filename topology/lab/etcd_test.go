@@ -81,8 +81,9 @@ func etcdLeader(t *testing.T, name string) string {
 // workloads ping across nodes; with one member killed workload adds go
 // on; with all down an add fails within a bound, naming etcd, while BGP
 // and forwarding go on; with the members back adds work again; the store
-// holds every workload's address once and no block twice; destroy
-// leaves nothing.
+// holds every workload's address once and no block twice; a node added
+// by apply joins every mesh; ipam check is clean; destroy leaves
+// nothing.
 func TestEtcdLab(t *testing.T) {
 	t.Parallel()
 	netnstest.RequireRoot(t)
@@ -243,6 +244,40 @@ func testEtcdLab(t *testing.T, dataplane string) {
 		want[a] = rows[w].Node
 	}
 	checkEtcdStore(t, name, want)
+
+	// A node added at run time (apply with a fifth node) registers in
+	// etcd and joins every mesh; its workloads are reachable.
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = []byte(strings.Replace(string(data), "  node4: {network: lan, address: 192.168.50.13}\n",
+		"  node4: {network: lan, address: 192.168.50.13}\n  node5: {network: lan, address: 192.168.50.14}\n", 1))
+	file5 := filepath.Join(t.TempDir(), "lab5.yaml")
+	if err := os.WriteFile(file5, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out := mustVR(t, "apply", "-t", file5); !strings.Contains(out, "node node5: added") {
+		t.Errorf("apply with node5:\n%s", out)
+	}
+	for _, n := range []string{"node1", "node2", "node3", "node4", "node5"} {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			status := mustVR(t, "node", "status", n, "--lab", name)
+			if strings.Count(status, "node-to-node mesh | up") == 4 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("node %s: want 4 mesh sessions up 30s after node5 was added:\n%s", n, status)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	mustVR(t, "workload", "add", "a5", "--node", "node5", "--lab", name)
+	a5 := inspectLab(t, name)["a5"].Address
+	if out, code := vr(t, "exec", "--lab", name, "w1", "--", "ping", "-c", "1", "-W", "2", a5); code != 0 {
+		t.Errorf("w1 cannot ping a5 on the added node5 (%s): exit %d\n%s", a5, code, out)
+	}
 	if out, code := vr(t, "ipam", "check", "--lab", name); code != 0 || !strings.Contains(out, "found 0 problems") {
 		t.Errorf("ipam check: exit %d\n%s", code, out)
 	}
