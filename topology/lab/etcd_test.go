@@ -334,3 +334,26 @@ func checkEtcdStore(t *testing.T, name string, want map[netip.Addr]string) {
 		t.Error("the store holds no blocks")
 	}
 }
+
+// A deploy of an etcd lab that fails while its members start (a timeout
+// too short for them) leaves nothing behind: no member, namespace or
+// file.
+func TestEtcdLabFailedDeployCleansUp(t *testing.T) {
+	t.Parallel()
+	netnstest.RequireRoot(t)
+	etcdtest.RequireEtcd(t)
+	netnstest.GuardRoot(t)
+	file, name := etcdLabFile(t, "etcdf", topology.DataplaneUserspace)
+	out, code := vr(t, "deploy", "-t", file, "--timeout", "300ms")
+	if code == 0 {
+		mustVR(t, "destroy", "-t", file)
+		t.Fatalf("deploy with a 300ms timeout succeeded:\n%s", out)
+	}
+	if !strings.Contains(out, "etcd member etcd2: started") || !strings.Contains(out, "deploy failed, cleaning up") {
+		t.Errorf("deploy output:\n%s", out)
+	}
+	checkGone(t, name)
+	if out, _ := exec.Command("pgrep", "-a", "-f", "[e]tcd --name .* --data-dir "+filepath.Join(topology.StateRoot, name)+"/").CombinedOutput(); strings.TrimSpace(string(out)) != "" {
+		t.Errorf("etcd members left: %s", out)
+	}
+}
