@@ -95,6 +95,12 @@ func (f *ipamTargetFlags) open(cmd *cobra.Command) (*ipamTarget, error) {
 		t.where = "lab " + st.Name
 		if !etcd {
 			cfg.Datastore = filepath.Join(st.Dir, "ipam.db")
+			// A lab on etcd: its nodes' configs say where.
+			if len(st.Nodes) > 0 {
+				if nc, err := config.LoadNodeFile(st.Nodes[0].Config); err == nil && nc.DatastoreType == config.DatastoreEtcd {
+					cfg.DatastoreType, cfg.Etcd, etcd = nc.DatastoreType, nc.Etcd, true
+				}
+			}
 		}
 	}
 	if !etcd {
@@ -135,8 +141,8 @@ blocks of nodes that are gone, and allocations whose handle does not
 record them. It exits with status 1 when it finds a problem.
 
 What exists comes from a lab (--lab, or the only deployed lab: its nodes,
-and the workloads each node's agent serves; its bbolt file unless
---datastore etcd is given too) or, for etcd alone, from the Node resources
+and the workloads each node's agent serves; its datastore, the bbolt file
+or the etcd its nodes use, unless --datastore is given too) or, for etcd alone, from the Node resources
 registered there (agents with meshFromDatastore). Without either, only the
 datastore's own consistency is checked. Release what it reports with
 'vrouter ipam release'.`,

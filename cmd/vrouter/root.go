@@ -31,9 +31,11 @@ encapsulation. Routing tables print in 'ip route' format, BGP status the way
 	root.AddCommand(
 		newDeployCommand(), newDestroyCommand(), newApplyCommand(), newInspectCommand(), newExecCommand(),
 		newNodeCommand(), newRouterCommand(), newGetCommand(), newRouteCommand(), newWorkloadCommand(),
-		newLinkCommand(), newCaptureCommand(), newIPAMCommand(), newDeleteCommand(), newTestCommand(), newVersionCommand(), newDemoCommand(), newCNICommand(),
-		newMetricsCommand(), newServeCommand(), newGraphCommand(), newEtcdCommand(),
+		newLinkCommand(), newCaptureCommand(), newIPAMCommand(), newTestCommand(), newVersionCommand(), newDemoCommand(), newCNICommand(),
+		newMetricsCommand(), newServeCommand(), newGraphCommand(),
 	)
+	root.AddCommand(newDeleteCommand()) // calicoctl delete, on etcd
+	root.AddCommand(newEtcdCommand())   // a lab's etcd members
 	return root
 }
 

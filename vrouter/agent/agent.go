@@ -75,6 +75,7 @@ type Agent struct {
 	degraded atomic.Bool
 	cache    datastoreCache // what it started from, when degraded
 	serving  atomic.Bool    // set once start has restored the workloads
+	synced   atomic.Bool    // set once the blocks are synced: the cache may be written
 
 	metricsOnce sync.Once
 	metrics     http.Handler // GET /metrics, made by metricsHandler
@@ -160,12 +161,12 @@ func (a *Agent) start(ctx context.Context) error {
 		return err
 	}
 	cfgPools := slices.Clone(cfg.Pools)
+	var snap *resources.Snapshot // the cluster's resources, with the mesh from etcd
 	switch {
 	case a.degraded.Load() && len(a.cache.Pools) > 0:
 		cfgPools = slices.Clone(a.cache.Pools)
 	case a.res != nil && !a.degraded.Load():
-		snap, err := a.res.Load(ctx)
-		if snap == nil {
+		if snap, err = a.res.Load(ctx); snap == nil {
 			return err
 		}
 		cfgPools = a.clusterPools(ctx, snap)
@@ -225,8 +226,18 @@ func (a *Agent) start(ctx context.Context) error {
 		return err
 	}
 	if cfg.MeshFromDatastore {
-		// The mesh comes from the registered nodes (watchCluster, below).
-		if err := a.setPeers(ctx, a.staticPeers()); err != nil {
+		// The mesh comes from the registered nodes, as read now (or as
+		// saved, with etcd down), then as watchCluster sees them change;
+		// a graceful restart's sweep waits for these peers.
+		peers := a.staticPeers()
+		switch {
+		case snap != nil:
+			a.learnNodes(snap)
+			peers = a.desiredPeers(snap)
+		case a.degraded.Load():
+			peers = append(slices.Clone(a.cache.Peers), peers...)
+		}
+		if err := a.setPeers(ctx, peers); err != nil {
 			return err
 		}
 	} else {
@@ -523,6 +534,7 @@ func (a *Agent) syncBlocks(ctx context.Context) error {
 		}
 	}
 	a.blocks, a.holes = want, holes
+	a.synced.Store(true)
 	a.saveCacheLocked()
 	return nil
 }

@@ -269,14 +269,10 @@ func (a *Agent) desiredPeers(snap *resources.Snapshot) []config.BGPPeer {
 			if err != nil || !matches(p, me) {
 				continue
 			}
-			cp := config.BGPPeer{Address: addr, ASN: p.Spec.ASNumber, Type: typ, Name: p.Metadata.Name, KeepOriginalNextHop: p.Spec.KeepOriginalNextHop}
-			// A registered node at that address is a node.
-			for _, n := range snap.Nodes {
-				if pfx, ok := n.Address(); ok && pfx.Addr() == addr {
-					cp.Node = n.Metadata.Name
-				}
-			}
-			add(cp)
+			// No Node, even if a registered node has the address: the
+			// other end may have no peer for this one, so this end opens
+			// the session whatever the addresses.
+			add(config.BGPPeer{Address: addr, ASN: p.Spec.ASNumber, Type: typ, Name: p.Metadata.Name, KeepOriginalNextHop: p.Spec.KeepOriginalNextHop})
 			continue
 		}
 		sel, err := resources.ParseSelector(p.Spec.PeerSelector)
@@ -361,6 +357,9 @@ func (a *Agent) setPeers(ctx context.Context, want []config.BGPPeer) error {
 		}
 	}
 	a.dynPeers.Store(&cur)
+	a.mu.Lock()
+	a.saveCacheLocked()
+	a.mu.Unlock()
 	return errors.Join(errs...)
 }
 
@@ -405,6 +404,10 @@ func (a *Agent) applyPools(ctx context.Context, snap *resources.Snapshot) {
 		return
 	}
 	a.log.Info("pools from etcd applied", "pools", fmt.Sprint(next))
+	// tunl0 may have come up: its address goes into the Node resource.
+	if err := a.registerOnce(ctx); err != nil {
+		a.log.Error("update the node's registration", "err", err)
+	}
 }
 
 // nodeAdder is a dataplane that learns nodes at run time (the userspace

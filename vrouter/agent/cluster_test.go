@@ -3,12 +3,14 @@ package agent
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/vrouter-lab/vrouter/vrouter/bgp"
 	"github.com/vrouter-lab/vrouter/vrouter/config"
 	"github.com/vrouter-lab/vrouter/vrouter/control"
 	"github.com/vrouter-lab/vrouter/vrouter/ipam"
@@ -157,6 +159,16 @@ func TestClusterResourcesLive(t *testing.T) {
 	if !n1.dp.tunnel.IsValid() {
 		t.Error("tunl0 not up after ipipMode Always")
 	}
+	eventually(t, func() string {
+		r, err := res.Get(ctx, resources.KindNode, "node1")
+		if err != nil {
+			return err.Error()
+		}
+		if got := r.(*resources.Node).Spec.BGP.IPv4IPIPTunnelAddr; got != n1.dp.tunnel.String() {
+			return fmt.Sprintf("node1's ipv4IPIPTunnelAddr %q, want %v", got, n1.dp.tunnel)
+		}
+		return ""
+	})
 
 	peer := &resources.BGPPeer{TypeMeta: resources.TypeMeta{Kind: resources.KindBGPPeer}, Metadata: resources.Metadata{Name: "tor"},
 		Spec: resources.BGPPeerSpec{PeerIP: "192.168.50.1", ASNumber: 64513, NodeSelector: "name == 'node1'"}}
@@ -231,6 +243,10 @@ func TestAgentRestartDuringEtcdOutage(t *testing.T) {
 	}
 	n.speaker.deliver("10.244.9.0/26", "192.168.50.11")
 	block, _ := w1.Address.Prefix(26)
+	// node2 registers: node1's mesh (and so its saved state) has it.
+	n2cfg := meshConfig(t, srv, "node2", "192.168.50.11")
+	startTestNode(t, n2cfg)
+	waitPeers(t, "node1", n, addrs("192.168.50.11"))
 	tunnel := n.dp.tunnel
 	n.stop()
 
@@ -240,6 +256,9 @@ func TestAgentRestartDuringEtcdOutage(t *testing.T) {
 	t.Logf("agent started with etcd down in %v", time.Since(start))
 	if !n.degraded.Load() {
 		t.Fatal("agent not degraded with etcd down")
+	}
+	if got := n.speaker.peerAddrs(); !slices.Equal(got, addrs("192.168.50.11")) {
+		t.Errorf("peers with etcd down %v, want node2's saved", got)
 	}
 	for dst, want := range map[string]string{
 		"10.244.9.0/26": "10.244.9.0/26 via 192.168.50.11 dev tunl0 proto bird onlink",
@@ -284,5 +303,26 @@ func TestAgentRestartDuringEtcdOutage(t *testing.T) {
 	got, err := n.ipam.AddressByHandle(ctx, handle(cfg.Lab, "w1"))
 	if err != nil || got != w1.Address {
 		t.Errorf("IPAM has w1 at %v (%v), want %v", got, err, w1.Address)
+	}
+}
+
+// A node that never ran with etcd up has no saved state: with etcd down,
+// its start fails, naming etcd and the missing state.
+func TestAgentFirstStartEtcdDown(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Datastore = ""
+	cfg.DatastoreType = config.DatastoreEtcd
+	cfg.MeshFromDatastore = true
+	cfg.Etcd = config.Etcd{Endpoints: []string{"http://127.0.0.1:1"}, Timeout: time.Second}
+	a := newAgent(cfg, slog.New(slog.DiscardHandler))
+	dp, sp := newFakeDataplane(), newFakeSpeaker()
+	a.newDataplane = func(context.Context, *config.Node, *slog.Logger) (Dataplane, error) { return dp, nil }
+	a.newSpeaker = func(context.Context, bgp.Config) (Speaker, error) { return sp, nil }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	defer a.close()
+	err := a.start(ctx)
+	if err == nil || !strings.Contains(err.Error(), "etcd at http://127.0.0.1:1") || !strings.Contains(err.Error(), "no saved state") {
+		t.Fatalf("start = %v", err)
 	}
 }

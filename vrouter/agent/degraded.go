@@ -34,6 +34,7 @@ type datastoreCache struct {
 	Blocks     []netip.Prefix        `json:"blocks,omitempty"` // announced
 	Holes      []netip.Prefix        `json:"holes,omitempty"`  // of Blocks, the blackholed ones
 	Workloads  map[string]netip.Addr `json:"workloads,omitempty"`
+	Peers      []config.BGPPeer      `json:"peers,omitempty"` // with the mesh from etcd
 }
 
 // cacheFile is where the agent keeps its datastoreCache.
@@ -96,7 +97,7 @@ func etcdStoreConfig(cfg *config.Node) ipam.EtcdConfig {
 
 // saveCache writes the cache file (etcd only). The caller holds a.mu.
 func (a *Agent) saveCacheLocked() {
-	if a.cfg.DatastoreType != config.DatastoreEtcd || a.degraded.Load() {
+	if a.cfg.DatastoreType != config.DatastoreEtcd || a.degraded.Load() || !a.synced.Load() {
 		return
 	}
 	c := datastoreCache{Pools: a.currentPools(), TunnelAddr: a.tunnelAddr, Blocks: a.blocks, Workloads: map[string]netip.Addr{}}
@@ -105,6 +106,9 @@ func (a *Agent) saveCacheLocked() {
 	}
 	for name, w := range a.workloads {
 		c.Workloads[name] = w.Address
+	}
+	if a.cfg.MeshFromDatastore {
+		c.Peers = a.peerList()
 	}
 	data, err := json.Marshal(c)
 	if err == nil {

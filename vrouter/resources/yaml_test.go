@@ -66,6 +66,15 @@ func TestParseYAML(t *testing.T) {
 	}
 }
 
+// A kind List holds resources under items, as calicoctl get -o yaml
+// prints several.
+func TestParseYAMLList(t *testing.T) {
+	rs, err := ParseYAML("l.yaml", []byte("apiVersion: projectcalico.org/v3\nkind: IPPoolList\nitems:\n- apiVersion: projectcalico.org/v3\n  kind: IPPool\n  metadata: {name: a}\n  spec: {cidr: 10.1.0.0/16}\n- apiVersion: projectcalico.org/v3\n  kind: IPPool\n  metadata: {name: b}\n  spec: {cidr: 10.2.0.0/16, ipipMode: Sometimes}\n"))
+	if err == nil || !strings.Contains(err.Error(), `l.yaml:11: spec.ipipMode: "Sometimes"`) {
+		t.Fatalf("list with a bad item: %v %v", rs, err)
+	}
+}
+
 func TestParseYAMLErrors(t *testing.T) {
 	for _, tc := range []struct{ file, want string }{
 		{"apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: p\nspec:\n  cidr: 10.244.0.1/16\n", "f.yaml:6: spec.cidr: 10.244.0.1/16 has host bits set"},
