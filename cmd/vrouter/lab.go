@@ -363,8 +363,10 @@ applies what can change without restarting nodes: each IP pool's ipipMode
 (Never, Always, CrossSubnet) and mtu. Every node reprograms its routes at
 once (via NODE dev tunl0 onlink, or dev ens33) and brings up tunl0 with an
 address from its own block if it needs one. A new mtu applies to workloads
-added afterwards. Any other difference is refused, changing nothing:
-destroy and deploy for those.
+added afterwards. On a lab with datastore: etcd, nodes after the running
+lab's in the file are added (their namespaces and agents), and join every
+node's mesh through etcd. Any other difference is refused, changing
+nothing: destroy and deploy for those.
 
 -f RESOURCES (a file, or - for stdin) writes Calico resources to etcd, as
 calicoctl apply does: YAML documents separated by ---, each an IPPool,
