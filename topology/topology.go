@@ -172,6 +172,10 @@ const (
 // Etcd reports whether the lab's nodes keep their state in etcd.
 func (l *Lab) Etcd() bool { return l.Datastore == DatastoreEtcd }
 
+// EtcdMemberNames are the names of an etcd lab's members, which no node,
+// router or workload of the lab may take.
+func EtcdMemberNames() []string { return []string{"etcd0", "etcd1", "etcd2"} }
+
 // EtcdInterface is the interface of a calico node of an etcd lab on the
 // lab's etcd network.
 const EtcdInterface = "mgmt0"

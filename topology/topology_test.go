@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -261,6 +262,26 @@ func TestBroadcast(t *testing.T) {
 // Lab returned without error promises.
 func checkInvariants(t *testing.T, lab *Lab) {
 	t.Helper()
+	switch lab.Datastore {
+	case DatastoreBolt:
+	case DatastoreEtcd:
+		subnet, ok := lab.EtcdSubnet()
+		if !ok {
+			t.Errorf("etcd lab without an etcd subnet")
+		}
+		for _, n := range lab.Networks {
+			if n.CIDR.Overlaps(subnet) {
+				t.Errorf("etcd subnet %s overlaps network %s", subnet, n.CIDR)
+			}
+		}
+		for _, n := range lab.Nodes {
+			if n.Interface == EtcdInterface || slices.Contains(EtcdMemberNames(), n.Name) {
+				t.Errorf("etcd lab node %s: interface %s", n.Name, n.Interface)
+			}
+		}
+	default:
+		t.Errorf("datastore %q", lab.Datastore)
+	}
 	label := func(s string, limit int) bool {
 		if len(s) == 0 || len(s) > limit || s[0] == '-' || s[len(s)-1] == '-' {
 			return false

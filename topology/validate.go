@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -171,6 +172,23 @@ func (p *parser) checkDatastore(r *rawLab, lab *Lab) {
 	lab.Datastore = r.datastore.v
 	if !lab.Etcd() {
 		return
+	}
+	reserved := func(name val[string], path string) {
+		if name.st == ok && slices.Contains(EtcdMemberNames(), name.v) {
+			p.errorf(name.line, path, "%s is the name of one of the lab's etcd members (datastore: etcd, line %d); name it otherwise", name.v, r.datastore.line)
+		}
+	}
+	for _, rn := range r.nodes {
+		reserved(rn.name, rn.path)
+	}
+	for _, rn := range r.rnodes {
+		reserved(rn.name, rn.path)
+	}
+	for _, rt := range r.routers {
+		reserved(rt.name, rt.path)
+	}
+	for _, w := range r.workloads {
+		reserved(w.name, w.path+".name")
 	}
 	for _, rn := range r.nodes {
 		if rn.iface.st == ok && rn.iface.v == EtcdInterface {

@@ -279,6 +279,9 @@ var ruleTests = []struct {
 	{"an etcd lab's nodes leave mgmt0 to etcd, and its etcd network needs room", "datastore-etcd-interface.yaml", []want{
 		{2, "datastore", "no /22 in 198.18.0.0/15 is free for the lab's etcd network"},
 		{8, "nodes.node1.interface", "mgmt0 is the interface that joins a node to the lab's etcd network (datastore: etcd, line 2)"}}},
+	{"an etcd lab's members' names are taken", "datastore-etcd-names.yaml", []want{
+		{8, "nodes.etcd0", "etcd0 is the name of one of the lab's etcd members (datastore: etcd, line 2)"},
+		{10, "workloads[0].name", "etcd2 is the name of one of the lab's etcd members"}}},
 	{"dataplane is a string", "dataplane-other.yaml", []want{
 		{2, "dataplane", "must be"}}},
 	{"a kernel lab has no userspace routers", "dataplane-kernel-routers.yaml", []want{

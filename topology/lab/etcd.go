@@ -46,7 +46,7 @@ import (
 // pid files (etcd/<member>.pid), after the agents.
 
 // etcdMembers is the size of an etcd lab's cluster.
-const etcdMembers = 3
+var etcdMembers = len(topology.EtcdMemberNames())
 
 // Ports of an etcd member.
 const (
@@ -98,7 +98,7 @@ func EtcdNamespace(lab string) string {
 }
 
 // etcdMemberName is the name of member i.
-func etcdMemberName(i int) string { return fmt.Sprintf("etcd%d", i) }
+func etcdMemberName(i int) string { return topology.EtcdMemberNames()[i] }
 
 // etcdMemberNamespace is the namespace of an etcd lab's member:
 // vr-<lab>.<member>.etcd.
