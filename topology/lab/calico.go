@@ -24,6 +24,10 @@ type calicoNode struct {
 	cfg       *config.Node // the agent's config; nil for a node of a deployed lab
 	cpus      []int        // the CPUs it runs on (cpuSet); any when empty
 	workloads int          // how many workloads it serves at start
+	// meshPeers: with the mesh from etcd, how many sessions the node
+	// has once every node of the lab file registered; ready waits for
+	// them (the agent alone counts only the nodes it has seen).
+	meshPeers int
 	last      *control.Status
 }
 
@@ -49,6 +53,7 @@ func planCalicoNode(l *topology.Lab, dir string, n topology.Node) (*calicoNode, 
 		cfg:       cfg,
 		cpus:      n.CPUSet,
 		workloads: len(cfg.Workloads),
+		meshPeers: meshPeers(l, n, cfg),
 	}, nil
 }
 
@@ -114,7 +119,7 @@ func (c *calicoNode) ready(ctx context.Context, anyState bool) (bool, string) {
 		return false, ""
 	}
 	c.last = s
-	if !s.Ready && !anyState {
+	if (!s.Ready || s.PeersEstablished < c.meshPeers) && !anyState {
 		return false, ""
 	}
 	return true, fmt.Sprintf("node %s: %d BGP sessions Established, %d routes", c.ns.Name, s.PeersEstablished, s.Routes)
@@ -139,6 +144,9 @@ func (c *calicoNode) waitingFor() string {
 	}
 	if len(down) > 0 {
 		return fmt.Sprintf("BGP: %d of %d sessions Established; not up: %s", s.PeersEstablished, len(s.Peers), strings.Join(down, ", "))
+	}
+	if s.PeersEstablished < c.meshPeers {
+		return fmt.Sprintf("BGP: %d of the lab's %d sessions Established (the mesh from etcd: the other nodes are not all registered and up yet)", s.PeersEstablished, c.meshPeers)
 	}
 	return fmt.Sprintf("routes: every BGP session is Established, but not every other node's blocks are routed yet (%d routes)", s.Routes)
 }
@@ -225,6 +233,17 @@ func nodeConfig(l *topology.Lab, dir string, n topology.Node) (*config.Node, err
 // meshType is the type of a node-to-node mesh peering (config.BGPPeer's
 // Type, as calicoctl node status prints it).
 const meshType = "node-to-node mesh"
+
+// meshPeers is how many BGP sessions node n, whose mesh comes from
+// etcd, has once every node of lab l registered: those its config
+// would list with the mesh from the lab file. Zero without a mesh from
+// etcd.
+func meshPeers(l *topology.Lab, n topology.Node, cfg *config.Node) int {
+	if !cfg.MeshFromDatastore {
+		return 0
+	}
+	return len(bgpPeers(l, n))
+}
 
 // labEtcdTimeout bounds an etcd lab's agents' datastore transactions:
 // with etcd down, a workload add fails with the agent's error naming etcd
