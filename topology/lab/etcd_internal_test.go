@@ -59,6 +59,9 @@ func TestPlanEtcd(t *testing.T) {
 	if c.DatastoreType != config.DatastoreEtcd || !slices.Equal(c.Etcd.Endpoints, wantEPs) || !c.MeshFromDatastore || len(c.BGP.Peers) != 0 || c.Etcd.Timeout != labEtcdTimeout {
 		t.Errorf("node1's config: datastore %q %+v, mesh from datastore %v, peers %+v", c.DatastoreType, c.Etcd, c.MeshFromDatastore, c.BGP.Peers)
 	}
+	if cn, err := planCalicoNode(l, dir, l.Nodes[0]); err != nil || cn.meshPeers != 3 {
+		t.Errorf("node1 waits for %d mesh sessions (%v), want 3", cn.meshPeers, err)
+	}
 	if err := c.CheckDatastore(); err != nil {
 		t.Errorf("node1's config: %v", err)
 	}
