@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -195,6 +196,12 @@ func testEtcdLab(t *testing.T, dataplane string) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	mustVR(t, "workload", "add", "a1", "--node", "node2", "--lab", name)
+	if out := mustVR(t, "etcd", "status", "--lab", name); !regexp.MustCompile(`(?m)^` + leader + ` .* down$`).MatchString(out) {
+		t.Errorf("etcd status with %s killed:\n%s", leader, out)
+	}
+	if out, code := vr(t, "etcd", "kill", "etcd9", "--lab", name); code == 0 || !strings.Contains(out, `has no etcd member "etcd9" (its members: etcd0, etcd1, etcd2)`) {
+		t.Errorf("etcd kill etcd9: exit %d\n%s", code, out)
+	}
 
 	// Every member down: an add fails within a bound, naming etcd; BGP
 	// and forwarding go on.
