@@ -285,6 +285,10 @@ func testEtcdLab(t *testing.T, dataplane string) {
 	if out, code := vr(t, "exec", "--lab", name, "w1", "--", "ping", "-c", "1", "-W", "2", a5); code != 0 {
 		t.Errorf("w1 cannot ping a5 on the added node5 (%s): exit %d\n%s", a5, code, out)
 	}
+	// Six workloads: w1, w4, a1, a2, a3, a5.
+	if out := mustVR(t, "ipam", "show", "--lab", name); !regexp.MustCompile(`All blocks +- +\d+ +6 \(`).MatchString(out) {
+		t.Errorf("ipam show --lab: want 6 addresses in use:\n%s", out)
+	}
 	if out, code := vr(t, "ipam", "check", "--lab", name); code != 0 || !strings.Contains(out, "found 0 problems") {
 		t.Errorf("ipam check: exit %d\n%s", code, out)
 	}

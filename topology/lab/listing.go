@@ -79,7 +79,7 @@ func Listing(ctx context.Context, st *State, kind string) (*Table, error) {
 		}
 		return l, nil
 	case "blocks", "block":
-		store, err := st.openIPAM(ctx)
+		store, err := st.OpenIPAM(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -152,15 +152,16 @@ func Listing(ctx context.Context, st *State, kind string) (*Table, error) {
 	return nil, fmt.Errorf("unknown resource %q (want nodes, workloads, ippools, blocks, bgppeers or etcdmembers)", kind)
 }
 
-// ipamStore is a lab's IPAM datastore, opened by vrouter's commands.
-type ipamStore interface {
+// IPAMStore is a lab's IPAM datastore, opened by vrouter's commands.
+type IPAMStore interface {
 	ipam.Datastore
 	Close() error
 }
 
-// openIPAM opens the lab's IPAM datastore: the bbolt file in its state
-// directory, or its etcd cluster (through the lab's etcd network).
-func (s *State) openIPAM(ctx context.Context) (ipamStore, error) {
+// OpenIPAM opens the lab's IPAM datastore: the bbolt file in its state
+// directory, or its etcd cluster (through the lab's etcd network); the
+// caller closes it.
+func (s *State) OpenIPAM(ctx context.Context) (IPAMStore, error) {
 	if s.Etcd != nil {
 		return s.OpenEtcd(ctx)
 	}
