@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -19,6 +20,8 @@ func FuzzParse(f *testing.F) {
 		// An etcd lab, and a datastore of the wrong case.
 		f.Add(append(append([]byte{}, data...), "\ndatastore: etcd\n"...))
 		f.Add(append(append([]byte{}, data...), "\ndatastore: Etcd\n"...))
+		// A mixed lab: node1's own dataplane.
+		f.Add(bytes.Replace(data, []byte("interface: ens33}"), []byte("interface: ens33, dataplane: kernel}"), 1))
 	}
 	files, _ := filepath.Glob("testdata/*.yaml")
 	for _, name := range files {

@@ -58,7 +58,7 @@ var (
 	poolFields    = []string{"name", "cidr", "blockSize", "ipipMode", "mtu"}
 	bgpFields     = []string{"asNumber", "nodeToNodeMesh", "keepaliveTime", "holdTime", "gracefulRestart", "restartTime"}
 	networkFields = []string{"name", "cidr", "mtu", "gateway"}
-	nodeFields    = []string{"kind", "network", "address", "interface", "asNumber", "labels", "routeReflectorClusterID", "cpuSet", "impairments"}
+	nodeFields    = []string{"kind", "network", "address", "interface", "asNumber", "labels", "routeReflectorClusterID", "cpuSet", "impairments", "dataplane"}
 	// A router node's fields; the fields of nodeFields after kind are
 	// for calico nodes only.
 	routerNodeFields = []string{"kind", "interfaces", "routes"}
@@ -147,6 +147,7 @@ type (
 		cluster val[netip.Addr]
 		cpuSet  val[[]int]
 		impair  val[config.Impairment]
+		dplane  val[string] // the node's own dataplane
 	}
 	rawRouterNode struct {
 		line       int
@@ -867,6 +868,8 @@ func (p *parser) calicoNodeField(r *rawNode, key string, v *yaml.Node, f string)
 		r.cluster = p.addr(v, f, "a cluster ID is written like an IPv4 address, e.g. 244.0.0.1")
 	case "impairments":
 		r.impair = p.impairment(v, f)
+	case "dataplane":
+		r.dplane = p.dataplane(v, f)
 	case "cpuSet":
 		str := p.str(v, f, `CPUs like taskset -c takes them, e.g. "0" or "0-1,3"`)
 		if str.st == ok {

@@ -39,9 +39,10 @@
 //	      - {dst: default, via: 192.168.60.254}
 //
 // A lab's nodes forward in their agents' userspace engines, or, with
-// dataplane: kernel at the top level, in the Linux kernels of their
-// namespaces (a kernel lab: each network a Linux bridge; no routers or
-// router nodes, whose forwarders are userspace).
+// dataplane: kernel (at the top level, or a node's own), in the Linux
+// kernels of their namespaces: a network with kernel-mode nodes is a Linux
+// bridge, joined to the userspace fabric when userspace nodes or routers
+// are on it too (a mixed network).
 //
 // [Load] and [Parse] check the whole file before anything is created: unknown
 // fields, missing fields, bad values and conflicts between parts of the file
@@ -239,8 +240,60 @@ const (
 	DataplaneKernel = "kernel"
 )
 
-// Kernel reports whether the lab's nodes forward in their kernels.
+// Kernel reports whether the lab's nodes forward in their kernels unless
+// they say otherwise (the lab file's top-level dataplane).
 func (l *Lab) Kernel() bool { return l.Dataplane == DataplaneKernel }
+
+// NodeDataplane returns the dataplane of node n: its own, else the lab's,
+// else DataplaneUserspace.
+func (l *Lab) NodeDataplane(n Node) string {
+	switch {
+	case n.Dataplane != "":
+		return n.Dataplane
+	case l.Dataplane != "":
+		return l.Dataplane
+	}
+	return DataplaneUserspace
+}
+
+// KernelNode reports whether node n forwards in its kernel.
+func (l *Lab) KernelNode(n Node) bool { return l.NodeDataplane(n) == DataplaneKernel }
+
+// KernelNetwork reports whether a kernel-mode node is on network, which
+// is then a Linux bridge (joined to the userspace fabric if a userspace
+// member is on it too: see MixedNetwork).
+func (l *Lab) KernelNetwork(network string) bool {
+	for _, n := range l.Nodes {
+		if n.Network == network && l.KernelNode(n) {
+			return true
+		}
+	}
+	return false
+}
+
+// MixedNetwork reports whether network has kernel-mode nodes and members
+// on the userspace fabric (userspace nodes, routers) both.
+func (l *Lab) MixedNetwork(network string) bool {
+	if !l.KernelNetwork(network) {
+		return false
+	}
+	for _, n := range l.Nodes {
+		if n.Network == network && !l.KernelNode(n) {
+			return true
+		}
+	}
+	for _, r := range l.Routers {
+		if r.Network == network {
+			return true
+		}
+	}
+	for _, r := range l.RouterNodes {
+		if _, ok := r.InterfaceOn(network); ok {
+			return true
+		}
+	}
+	return false
+}
 
 // IPAM is Calico's IPAMConfiguration.
 type IPAM struct {
@@ -424,6 +477,10 @@ type Node struct {
 	// the node sends (the file's impairments: delay, jitter, loss,
 	// rate), as `vrouter link set NODE --delay` sets it; zero: none.
 	Impairment config.Impairment `json:",omitzero"`
+	// Dataplane is what forwards the node's packets, DataplaneUserspace
+	// or DataplaneKernel, when the node's dataplane field says; empty
+	// means the lab's (see Lab.NodeDataplane).
+	Dataplane string `json:",omitempty"`
 }
 
 // RouteReflector reports whether the node is a route reflector.

@@ -2,6 +2,7 @@ package topology
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"net/netip"
 	"os"
@@ -501,5 +502,53 @@ func TestEtcdSubnet(t *testing.T) {
 	l.IPPools = []IPPool{{CIDR: netip.MustParsePrefix("198.16.0.0/14")}}
 	if got, ok := l.EtcdSubnet(); ok {
 		t.Errorf("EtcdSubnet = %v with 198.18.0.0/15 taken, want none", got)
+	}
+}
+
+// A node's dataplane field overrides the lab's, both ways; a network with
+// kernel nodes is a kernel network, mixed when a userspace member (node or
+// router) is on it too. Routers may join a lab with kernel nodes.
+func TestNodeDataplane(t *testing.T) {
+	lab, err := Parse("mixed.yaml", []byte(`name: t
+ipPools: [{name: p, cidr: 10.244.0.0/16}]
+networks:
+  - {name: lan, cidr: 192.168.50.0/24}
+  - {name: dc, cidr: 192.168.60.0/24}
+  - {name: far, cidr: 192.168.70.0/24}
+nodes:
+  node1: {network: lan, address: 192.168.50.10}
+  node2: {network: lan, address: 192.168.50.11, dataplane: userspace}
+  node3: {network: dc, address: 192.168.60.10}
+  node4: {network: far, address: 192.168.70.10, dataplane: userspace}
+dataplane: kernel
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, n := range lab.Nodes {
+		got[n.Name] = lab.KernelNode(n)
+	}
+	if want := map[string]bool{"node1": true, "node2": false, "node3": true, "node4": false}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("kernel nodes %v, want %v", got, want)
+	}
+	for net, want := range map[string][2]bool{"lan": {true, true}, "dc": {true, false}, "far": {false, false}} {
+		if k, m := lab.KernelNetwork(net), lab.MixedNetwork(net); k != want[0] || m != want[1] {
+			t.Errorf("network %s: kernel %v mixed %v, want %v", net, k, m, want)
+		}
+	}
+	// Without a lab-wide dataplane a node's own is the only kernel one.
+	lab, err = Parse("one.yaml", []byte(`name: t
+ipPools: [{name: p, cidr: 10.244.0.0/16}]
+networks: [{name: lan, cidr: 192.168.50.0/24}]
+nodes:
+  node1: {network: lan, address: 192.168.50.10, dataplane: kernel}
+  node2: {network: lan, address: 192.168.50.11}
+`))
+	if err != nil || lab.Kernel() || !lab.KernelNode(lab.Nodes[0]) || lab.KernelNode(lab.Nodes[1]) || !lab.MixedNetwork("lan") {
+		t.Errorf("Parse: %v; lab kernel %v, nodes %+v", err, lab != nil && lab.Kernel(), lab)
+	}
+	if _, err := Load("testdata/dataplane-kernel-routers.yaml"); err != nil {
+		t.Errorf("a kernel lab with routers: %v", err)
 	}
 }

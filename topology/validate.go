@@ -200,27 +200,33 @@ func (p *parser) checkDatastore(r *rawLab, lab *Lab) {
 	}
 }
 
-// checkDataplane sets the lab's dataplane. A kernel lab's networks are
-// Linux bridges, which the userspace forwarders of routers and router
-// nodes do not reach: a lab mixing them is not built yet.
+// checkDataplane sets the lab's dataplane and the nodes' own (Node.Dataplane
+// stays empty for a node without one: the lab's is its). A kernel-mode node's link is a veth on
+// its network's bridge, which impairments do not reach yet. Router nodes
+// and external routers forward in userspace: on a network with kernel
+// nodes they reach them through the network's joint (see topology/lab).
 func (p *parser) checkDataplane(r *rawLab, lab *Lab) {
 	lab.Dataplane = DataplaneUserspace
-	if r.dataplane.st != ok {
-		return
+	labLine := 0
+	if r.dataplane.st == ok {
+		lab.Dataplane, labLine = r.dataplane.v, r.dataplane.line
 	}
-	lab.Dataplane = r.dataplane.v
-	if !lab.Kernel() {
-		return
+	raw := map[string]*rawNode{}
+	for i := range r.nodes {
+		raw[r.nodes[i].name.v] = &r.nodes[i]
 	}
-	for _, rn := range r.rnodes {
-		p.errorf(rn.line, rn.path, "a router node cannot join a kernel lab (dataplane: kernel, line %d): its forwarder is userspace, and labs mixing the two are not built yet", r.dataplane.line)
-	}
-	for _, rt := range r.routers {
-		p.errorf(rt.line, rt.path, "an external router cannot join a kernel lab (dataplane: kernel, line %d): its forwarder is userspace, and labs mixing the two are not built yet", r.dataplane.line)
-	}
-	for _, rn := range r.nodes {
-		if rn.impair.st == ok {
-			p.errorf(rn.impair.line, rn.path+".impairments", "link impairments are not supported in a kernel lab yet (dataplane: kernel, line %d): its nodes' links are veths on a bridge, not fabric links", r.dataplane.line)
+	for i := range lab.Nodes {
+		n := &lab.Nodes[i]
+		rn := raw[n.Name]
+		if rn == nil {
+			continue
+		}
+		line := labLine
+		if rn.dplane.st == ok {
+			n.Dataplane, line = rn.dplane.v, rn.dplane.line
+		}
+		if lab.KernelNode(*n) && rn.impair.st == ok {
+			p.errorf(rn.impair.line, rn.path+".impairments", "link impairments are not supported on a kernel-mode node yet (dataplane: kernel, line %d): its link is a veth on a bridge, not a fabric link", line)
 		}
 	}
 }

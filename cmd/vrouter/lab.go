@@ -300,6 +300,14 @@ func inspectRows(ctx context.Context, st *lab.State) []inspectRow {
 			}
 		}
 		rows = append(rows, inspectRow{Name: b.Network, Kind: "bridge", Node: "-", Namespace: b.Namespace, Interface: lab.BridgeName, Address: cidr, State: state})
+		if b.Joint != "" {
+			// A mixed network's joint to the fabric: its port on the bridge.
+			state := "down"
+			if b.JointRunning() {
+				state = "running"
+			}
+			rows = append(rows, inspectRow{Name: b.Network, Kind: "joint", Node: "-", Namespace: b.Namespace, Interface: lab.JointPort, Address: cidr, State: state})
+		}
 	}
 	// An etcd lab's members, each in its namespace on the etcd network.
 	for _, m := range st.EtcdStatus(ctx) {

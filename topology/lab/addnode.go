@@ -45,6 +45,9 @@ func addNode(ctx context.Context, st *State, l *topology.Lab, n topology.Node, i
 	if err != nil {
 		return fmt.Errorf("find vrouter executable: %w", err)
 	}
+	if l.MixedNetwork(n.Network) || (l.KernelNetwork(n.Network) && !netns.Exists(BridgeNamespace(st.Name, n.Network))) {
+		return fmt.Errorf("node %s: adding a node whose network %s then mixes kernel and userspace nodes, or gets its first kernel node, is not built yet", n.Name, n.Network)
+	}
 	c, err := planCalicoNode(l, st.Dir, n)
 	if err != nil {
 		return err
@@ -88,8 +91,8 @@ func addNode(ctx context.Context, st *State, l *topology.Lab, n topology.Node, i
 	}
 	// A bridge's ports are p<i>, i the node's position among the bridge's
 	// ports at deploy; an added node's position in the lab is past them.
-	if l.Kernel() {
-		for _, b := range planBridges(l) {
+	if l.KernelNode(n) {
+		for _, b := range planBridges(l, st.Dir) {
 			for _, p := range b.ports {
 				if b.network == n.Network && p.namespace == c.Namespace() {
 					if err := attachPort(b.namespace, b.mtu, fmt.Sprintf("p%d", index), p); err != nil {

@@ -195,7 +195,7 @@ func nodeConfig(l *topology.Lab, dir string, n topology.Node) (*config.Node, err
 		c.MeshFromDatastore = true
 		c.Labels, c.RouteReflectorClusterID = n.Labels, n.RouteReflectorClusterID
 	}
-	if l.Kernel() {
+	if l.KernelNode(n) {
 		// The node's kernel forwards, on the veth its network's bridge
 		// joins (kernel.go); the agent makes its workloads' veths.
 		c.Dataplane, c.Fabric = config.DataplaneKernel, ""

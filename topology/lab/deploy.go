@@ -101,6 +101,12 @@ func Deploy(ctx context.Context, l *topology.Lab, opt Options) (st *State, err e
 	// and waiting.
 	deadline := time.Now().Add(opt.Timeout)
 	opt.Phase.phase(3, deployPhases, "start: %s", p.processes())
+	jctx, jcancel := context.WithDeadline(ctx, deadline)
+	err = startJoints(jctx, p, opt.Binary)
+	jcancel()
+	if err != nil {
+		return nil, orInterrupted(ctx, err)
+	}
 	if err := startEtcdBefore(ctx, p.etcd, l, deadline, progress); err != nil {
 		return nil, err
 	}
@@ -174,7 +180,7 @@ func newPlan(l *topology.Lab) (*plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &plan{dir: dir, bridges: planBridges(l)}
+	p := &plan{dir: dir, bridges: planBridges(l, dir)}
 	if p.etcd, err = planEtcd(l, dir); err != nil {
 		return nil, err
 	}
