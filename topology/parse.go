@@ -53,7 +53,7 @@ func Parse(name string, data []byte) (*Lab, error) {
 // The fields each part of a lab file may have, in the order error messages
 // list them.
 var (
-	labFields     = []string{"name", "ipPools", "ipam", "bgp", "networks", "nodes", "workloads", "bgpPeers", "routers", "dataplane"}
+	labFields     = []string{"name", "ipPools", "ipam", "bgp", "networks", "nodes", "workloads", "bgpPeers", "routers", "dataplane", "datastore"}
 	ipamFields    = []string{"strictAffinity"}
 	poolFields    = []string{"name", "cidr", "blockSize", "ipipMode", "mtu"}
 	bgpFields     = []string{"asNumber", "nodeToNodeMesh", "keepaliveTime", "holdTime", "gracefulRestart", "restartTime"}
@@ -107,6 +107,7 @@ type (
 		peers     []rawPeer
 		routers   []rawRouter
 		dataplane val[string]
+		datastore val[string]
 	}
 	rawPool struct {
 		line      int
@@ -601,6 +602,8 @@ func (p *parser) lab(root *yaml.Node) *rawLab {
 			r.routers = p.routers(v)
 		case "dataplane":
 			r.dataplane = p.dataplane(v, "dataplane")
+		case "datastore":
+			r.datastore = p.datastore(v, "datastore")
 		}
 	})
 	return r
@@ -622,6 +625,27 @@ func (p *parser) dataplane(n *yaml.Node, path string) val[string] {
 			hint = fmt.Sprintf("; did you mean %s? (case matters)", l)
 		}
 		p.errorf(v.line, path, "%s is not a dataplane (valid: %s)%s", strconv.Quote(v.v), strings.Join(dataplanes, ", "), hint)
+		v.st = bad
+	}
+	return v
+}
+
+// datastores are the valid values of datastore, in the order messages
+// list them.
+var datastores = []string{DatastoreBolt, DatastoreEtcd}
+
+// datastore reads a datastore: bbolt or etcd.
+func (p *parser) datastore(n *yaml.Node, path string) val[string] {
+	v := p.str(n, path, "leave it out for the default, bbolt")
+	if v.st != ok {
+		return v
+	}
+	if !contains(datastores, v.v) {
+		hint := ""
+		if l := strings.ToLower(v.v); l != v.v && contains(datastores, l) {
+			hint = fmt.Sprintf("; did you mean %s? (case matters)", l)
+		}
+		p.errorf(v.line, path, "%s is not a datastore (valid: %s)%s", strconv.Quote(v.v), strings.Join(datastores, ", "), hint)
 		v.st = bad
 	}
 	return v

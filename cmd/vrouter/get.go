@@ -25,7 +25,8 @@ nodes, workloads, ippools, blocks or bgppeers: nodes with their AS (in
 parentheses when it is the lab's default), workload endpoints, IP pools,
 IPAM blocks with their affinity, and the BGPPeer resources of the lab file
 (peer IP or peer selector, node or node selector, AS; passwords are never
-printed).
+printed); on a lab with datastore: etcd, also etcdmembers: its etcd members
+(name, namespace, endpoint, state).
 
 With --datastore etcd, get reads the Calico resources in etcd instead:
 KIND is nodes, ippools, bgppeers or bgpconfigurations (singular or
@@ -37,7 +38,7 @@ prints every field in Calico's shape.
 			"  vrouter get nodes -o wide --datastore etcd --etcd-endpoints http://10.0.0.1:2379\n" +
 			"  vrouter get ippool default-ipv4-ippool -o yaml --datastore etcd --etcd-endpoints http://10.0.0.1:2379",
 		Args:      cobra.RangeArgs(1, 2),
-		ValidArgs: []string{"nodes", "workloads", "ippools", "blocks", "bgppeers", "bgpconfigurations"},
+		ValidArgs: []string{"nodes", "workloads", "ippools", "blocks", "bgppeers", "bgpconfigurations", "etcdmembers"},
 	}
 	load := labFlag(cmd)
 	ds.register(cmd)

@@ -12,9 +12,11 @@ import (
 )
 
 // Apply brings the running lab st to the lab file l where that needs no
-// restart: the IP pools' ipipMode and mtu, and the link impairments of the
-// nodes, router nodes' interfaces and external routers. Every node's agent
-// reprograms its routes (through tunl0 or not) at once, and each changed
+// restart: the IP pools' ipipMode and mtu, the link impairments of the
+// nodes, router nodes' interfaces and external routers, and, in a lab
+// with datastore: etcd, new nodes at the end of the file's nodes
+// (addnode.go). Every node's agent reprograms its routes (through tunl0
+// or not) at once, and each changed
 // link takes its new impairment (as `vrouter link set` would set it); the
 // configuration files and the lab's state are updated so that a restarted
 // node keeps the new settings. Any other difference is refused before
@@ -41,6 +43,13 @@ func Apply(ctx context.Context, st *State, l *topology.Lab) ([]string, error) {
 			changes = append(changes, fmt.Sprintf("pool %s: mtu %d -> %d (new workloads)", p.Name, old.MTU, p.MTU))
 		}
 	}
+	full := l
+	if added := addedNodes(st, l); len(added) > 0 && st.Etcd != nil {
+		// Compared without the new nodes, added below.
+		lc := *l
+		lc.Nodes = l.Nodes[:len(st.Spec.Nodes)]
+		l = &lc
+	}
 	imps := impairmentChanges(l, st.Spec)
 	for _, c := range imps {
 		changes = append(changes, c.String())
@@ -61,13 +70,18 @@ func Apply(ctx context.Context, st *State, l *topology.Lab) ([]string, error) {
 		{"router nodes", file.RouterNodes, running.RouterNodes},
 	} {
 		if !sameJSON(part.file, part.lab) {
-			return nil, fmt.Errorf("%s: the file differs from the running lab %s; only the pools' ipipMode and mtu and the links' impairments can change on a running lab (destroy and deploy to change the rest)", part.field, st.Name)
+			hint := ""
+			if part.field == "nodes" {
+				hint = "; a lab with datastore: etcd can add nodes after its own"
+			}
+			return nil, fmt.Errorf("%s: the file differs from the running lab %s; only the pools' ipipMode and mtu and the links' impairments can change on a running lab (destroy and deploy to change the rest)%s", part.field, st.Name, hint)
 		}
 	}
 	if !sameJSON(withoutPools(file), withoutPools(running)) {
 		return nil, fmt.Errorf("the file differs from the running lab %s beyond its pools' ipipMode and mtu and the links' impairments; destroy and deploy to change the rest", st.Name)
 	}
-	if len(changes) == 0 {
+	added := addedNodes(st, full)
+	if len(changes) == 0 && len(added) == 0 {
 		return nil, nil
 	}
 	for _, c := range imps {
@@ -81,12 +95,12 @@ func Apply(ctx context.Context, st *State, l *topology.Lab) ([]string, error) {
 			return nil, err
 		}
 	}
-	if len(imps) == len(changes) {
+	if len(imps) == len(changes) && len(added) == 0 {
 		return changes, nil
 	}
 	for _, n := range st.Nodes {
 		spec, _ := l.Node(n.Name)
-		cfg, err := nodeConfig(l, st.Dir, spec)
+		cfg, err := nodeConfig(full, st.Dir, spec)
 		if err != nil {
 			return nil, err
 		}
@@ -100,6 +114,12 @@ func Apply(ctx context.Context, st *State, l *topology.Lab) ([]string, error) {
 	st.Spec.IPPools = l.IPPools
 	if err := st.save(); err != nil {
 		return nil, err
+	}
+	for i, n := range added {
+		if err := addNode(ctx, st, full, n, len(st.Spec.Nodes)); err != nil {
+			return changes, fmt.Errorf("add node %s: %w", n.Name, err)
+		}
+		changes = append(changes, fmt.Sprintf("node %s: added (%d of %d), in every mesh through etcd", n.Name, i+1, len(added)))
 	}
 	return changes, nil
 }
