@@ -71,9 +71,11 @@ test: deps build
 # the JUnit file and every scenario's captures for CI.
 CONFORMANCE_JUNIT ?= bin/conformance.xml
 CONFORMANCE_ARTIFACTS ?= bin/conformance
+# scenarios run on labs of their own, CONFORMANCE_PARALLEL at once
+CONFORMANCE_PARALLEL ?= 4
 conformance: deps build
 	rm -rf $(CONFORMANCE_ARTIFACTS)
-	$(BIN) test scenarios/ --junit $(CONFORMANCE_JUNIT) --artifacts $(CONFORMANCE_ARTIFACTS)
+	$(BIN) test scenarios/ --parallel $(CONFORMANCE_PARALLEL) --junit $(CONFORMANCE_JUNIT) --artifacts $(CONFORMANCE_ARTIFACTS)
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 60m ./...

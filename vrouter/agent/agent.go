@@ -184,6 +184,14 @@ func (a *Agent) start(ctx context.Context) error {
 		return err
 	}
 	a.pools.Store(&cfgPools)
+	// The config's fixed workload addresses are taken before tunl0's, so
+	// the blocks they lie in are the node's first and tunl0's address is
+	// the first free one of them, as a Calico node's tunnel address is
+	// the first of the first block it claims (not one of a block claimed
+	// for tunl0 alone).
+	if err := a.assignFixed(ctx); err != nil {
+		return err
+	}
 	if err := a.ensureTunnel(ctx, cfgPools); err != nil {
 		return err
 	}
@@ -290,6 +298,34 @@ func (a *Agent) start(ctx context.Context) error {
 		}
 	}
 	return a.serveControl(ctx)
+}
+
+// assignFixed assigns the fixed addresses of the config's workloads (those
+// it will serve) to their handles, unless IPAM kept one for them already:
+// addWorkload then finds them by handle.
+func (a *Agent) assignFixed(ctx context.Context) error {
+	if a.degraded.Load() {
+		return nil // etcd is down: the workloads are served at their saved addresses
+	}
+	for _, w := range a.cfg.Workloads {
+		if !w.Address.IsValid() || (!w.IsNetstack() && !netns.Exists(w.Namespace)) {
+			continue
+		}
+		h := handle(a.cfg.Lab, w.Name)
+		if _, err := a.ipam.AddressByHandle(ctx, h); err == nil {
+			continue
+		}
+		args := ipam.AssignArgs{Node: a.cfg.Node, Handle: h, Attrs: workloadAttrs(w.Name, a.cfg.Node)}
+		if err := a.ipam.AssignIP(ctx, w.Address, args); err != nil {
+			return fmt.Errorf("workload %s: %w", w.Name, err)
+		}
+	}
+	return nil
+}
+
+// workloadAttrs are the IPAM attributes of workload's address on node.
+func workloadAttrs(workload, node string) map[string]string {
+	return map[string]string{"workload": workload, "node": node}
 }
 
 // ensureTunnel brings up tunl0 when one of pools uses IPIP and it is not
@@ -409,7 +445,7 @@ func (a *Agent) addWorkload(ctx context.Context, w config.Workload) (*control.Wo
 		return nil, fmt.Errorf("workload %s already exists (namespace %s, interface %s)", w.Name, have.Namespace, have.PodInterface)
 	}
 	h := handle(a.cfg.Lab, w.Name)
-	args := ipam.AssignArgs{Node: a.cfg.Node, Handle: h, Attrs: map[string]string{"workload": w.Name, "node": a.cfg.Node}}
+	args := ipam.AssignArgs{Node: a.cfg.Node, Handle: h, Attrs: workloadAttrs(w.Name, a.cfg.Node)}
 	var addr netip.Addr
 	if saved, ok := a.savedAddress(w); ok {
 		// etcd is down since the agent started: serve the workload at

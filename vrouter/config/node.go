@@ -67,6 +67,10 @@ type Node struct {
 	// (a lab file's impairments, `vrouter link set NODE --delay ...`, so
 	// that a restart keeps it); nil: none.
 	Impairment *Impairment `json:"impairment,omitempty"`
+	// RouteRefreshInterval is the kernel dataplane's period of full
+	// resyncs of its routes with the kernel's table (Felix's
+	// routeRefreshInterval); zero: Felix's default, 90 s.
+	RouteRefreshInterval time.Duration `json:"routeRefreshInterval,omitempty"`
 	// MetricsAddr, when set, is a TCP address (host:port) where the agent
 	// serves Prometheus metrics at /metrics besides its control socket
 	// (`vrouter node run --metrics-addr`; Felix uses port 9091).

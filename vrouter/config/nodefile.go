@@ -39,7 +39,7 @@ const (
 var (
 	nodeFileFields = []string{"node", "address", "interface", "gateway", "mtu", "dataplane", "asNumber",
 		"keepaliveTime", "holdTime", "gracefulRestart", "restartTime", "peers", "ipPools", "strictAffinity",
-		"datastore", "datastoreType", "etcdEndpoints", "etcdCertFile", "etcdKeyFile", "etcdCACertFile", "etcdTimeout", "meshFromDatastore", "labels", "routeReflectorClusterID", "stateDir"}
+		"datastore", "datastoreType", "etcdEndpoints", "etcdCertFile", "etcdKeyFile", "etcdCACertFile", "etcdTimeout", "meshFromDatastore", "labels", "routeReflectorClusterID", "stateDir", "routeRefreshInterval"}
 	nodePeerFields = []string{"address", "asNumber", "node", "password", "routeReflectorClient", "clusterID"}
 	nodePoolFields = []string{"name", "cidr", "blockSize", "ipipMode", "mtu"}
 )
@@ -451,6 +451,8 @@ func (p *nodeParser) node(root *yaml.Node) *Node {
 			c.Etcd.CAFile, _ = p.path(v, key)
 		case "etcdTimeout":
 			c.Etcd.Timeout, _ = p.duration(v, key)
+		case "routeRefreshInterval":
+			c.RouteRefreshInterval, _ = p.duration(v, key)
 		case "meshFromDatastore":
 			c.MeshFromDatastore, _ = p.boolean(v, key)
 			meshLine = v.Line

@@ -278,3 +278,16 @@ func TestNodeFileWithPasswordMustBePrivate(t *testing.T) {
 		}
 	}
 }
+
+// routeRefreshInterval sets the kernel dataplane's periodic resync, as
+// Felix's field of that name; it is a positive duration.
+func TestNodeFileRouteRefreshInterval(t *testing.T) {
+	base := "address: 10.0.0.5/24\ninterface: eth1\nasNumber: 65001\nipPools:\n  - cidr: 10.48.0.0/16\n"
+	c, err := ParseNodeYAML("n.yaml", []byte(base+"routeRefreshInterval: 30s\n"))
+	if err != nil || c.RouteRefreshInterval != 30*time.Second {
+		t.Errorf("routeRefreshInterval 30s: %v, %v", c, err)
+	}
+	if _, err := ParseNodeYAML("n.yaml", []byte(base+"routeRefreshInterval: often\n")); err == nil || !strings.HasPrefix(err.Error(), `n.yaml:6: routeRefreshInterval: "often" is not a duration`) {
+		t.Errorf("routeRefreshInterval: often: %v", err)
+	}
+}
