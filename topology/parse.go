@@ -54,12 +54,12 @@ func Parse(name string, data []byte) (*Lab, error) {
 // The fields each part of a lab file may have, in the order error messages
 // list them.
 var (
-	labFields     = []string{"name", "ipPools", "ipam", "bgp", "networks", "nodes", "workloads", "bgpPeers", "routers", "dataplane", "policies"}
+	labFields     = []string{"name", "ipPools", "ipam", "bgp", "networks", "nodes", "workloads", "bgpPeers", "routers", "dataplane", "datastore", "policies"}
 	ipamFields    = []string{"strictAffinity"}
 	poolFields    = []string{"name", "cidr", "blockSize", "ipipMode", "mtu"}
 	bgpFields     = []string{"asNumber", "nodeToNodeMesh", "keepaliveTime", "holdTime", "gracefulRestart", "restartTime"}
 	networkFields = []string{"name", "cidr", "mtu", "gateway"}
-	nodeFields    = []string{"kind", "network", "address", "interface", "asNumber", "labels", "routeReflectorClusterID", "cpuSet", "impairments"}
+	nodeFields    = []string{"kind", "network", "address", "interface", "asNumber", "labels", "routeReflectorClusterID", "cpuSet", "impairments", "dataplane"}
 	// A router node's fields; the fields of nodeFields after kind are
 	// for calico nodes only.
 	routerNodeFields = []string{"kind", "interfaces", "routes"}
@@ -67,7 +67,7 @@ var (
 	routeFields      = []string{"dst", "via"}
 	peerFields       = []string{"name", "peerIP", "peerSelector", "node", "nodeSelector", "asNumber", "password"}
 	workloadFields   = []string{"name", "node", "address", "namespace", "labels"}
-	routerFields     = []string{"network", "address", "interface", "asNumber", "daemon", "binary", "config", "announce"}
+	routerFields     = []string{"network", "address", "interface", "asNumber", "daemon", "binary", "config", "announce", "routeReflectorClusterID", "password", "holdTime", "impairments"}
 )
 
 // state says whether a field was given and whether its value was usable.
@@ -108,6 +108,7 @@ type (
 		peers     []rawPeer
 		routers   []rawRouter
 		dataplane val[string]
+		datastore val[string]
 		policies  []rawPolicy
 	}
 	rawPool struct {
@@ -148,6 +149,7 @@ type (
 		cluster val[netip.Addr]
 		cpuSet  val[[]int]
 		impair  val[config.Impairment]
+		dplane  val[string] // the node's own dataplane
 	}
 	rawRouterNode struct {
 		line       int
@@ -197,6 +199,10 @@ type (
 		binary   val[string]
 		config   val[string]
 		announce []val[netip.Prefix]
+		cluster  val[netip.Addr]
+		password val[string]
+		hold     val[time.Duration]
+		impair   val[config.Impairment]
 		clean    bool // no problem found in the router's own fields
 	}
 	rawWorkload struct {
@@ -600,6 +606,8 @@ func (p *parser) lab(root *yaml.Node) *rawLab {
 			r.routers = p.routers(v)
 		case "dataplane":
 			r.dataplane = p.dataplane(v, "dataplane")
+		case "datastore":
+			r.datastore = p.datastore(v, "datastore")
 		case "policies":
 			r.policies = p.policies(v)
 		}
@@ -623,6 +631,27 @@ func (p *parser) dataplane(n *yaml.Node, path string) val[string] {
 			hint = fmt.Sprintf("; did you mean %s? (case matters)", l)
 		}
 		p.errorf(v.line, path, "%s is not a dataplane (valid: %s)%s", strconv.Quote(v.v), strings.Join(dataplanes, ", "), hint)
+		v.st = bad
+	}
+	return v
+}
+
+// datastores are the valid values of datastore, in the order messages
+// list them.
+var datastores = []string{DatastoreBolt, DatastoreEtcd}
+
+// datastore reads a datastore: bbolt or etcd.
+func (p *parser) datastore(n *yaml.Node, path string) val[string] {
+	v := p.str(n, path, "leave it out for the default, bbolt")
+	if v.st != ok {
+		return v
+	}
+	if !contains(datastores, v.v) {
+		hint := ""
+		if l := strings.ToLower(v.v); l != v.v && contains(datastores, l) {
+			hint = fmt.Sprintf("; did you mean %s? (case matters)", l)
+		}
+		p.errorf(v.line, path, "%s is not a datastore (valid: %s)%s", strconv.Quote(v.v), strings.Join(datastores, ", "), hint)
 		v.st = bad
 	}
 	return v
@@ -849,6 +878,8 @@ func (p *parser) calicoNodeField(r *rawNode, key string, v *yaml.Node, f string)
 		r.cluster = p.addr(v, f, "a cluster ID is written like an IPv4 address, e.g. 244.0.0.1")
 	case "impairments":
 		r.impair = p.impairment(v, f)
+	case "dataplane":
+		r.dplane = p.dataplane(v, f)
 	case "cpuSet":
 		str := p.str(v, f, `CPUs like taskset -c takes them, e.g. "0" or "0-1,3"`)
 		if str.st == ok {

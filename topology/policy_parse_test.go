@@ -11,7 +11,7 @@ import (
 )
 
 func TestPolicyValid(t *testing.T) {
-	lab, err := Load("testdata/policy-valid.yaml")
+	lab, err := Load("testdata/policy-valid.lab")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -157,31 +158,78 @@ func (p *parser) check(r *rawLab) *Lab {
 	p.checkPeers(r, lab, nodes, rnodes)
 	p.routerPeers(r, lab)
 	p.checkDataplane(r, lab)
+	p.checkDatastore(r, lab)
 	p.checkPolicies(r, lab)
 	return lab
 }
 
-// checkDataplane sets the lab's dataplane. A kernel lab's networks are
-// Linux bridges, which the userspace forwarders of routers and router
-// nodes do not reach: a lab mixing them is not built yet.
-func (p *parser) checkDataplane(r *rawLab, lab *Lab) {
-	lab.Dataplane = DataplaneUserspace
-	if r.dataplane.st != ok {
+// checkDatastore sets the lab's datastore. An etcd lab joins each calico
+// node to the lab's etcd network by an interface named EtcdInterface,
+// which the node's underlay interface must not be, on a subnet
+// (EtcdSubnet) no network, pool or peer of the lab overlaps.
+func (p *parser) checkDatastore(r *rawLab, lab *Lab) {
+	lab.Datastore = DatastoreBolt
+	if r.datastore.st != ok {
 		return
 	}
-	lab.Dataplane = r.dataplane.v
-	if !lab.Kernel() {
+	lab.Datastore = r.datastore.v
+	if !lab.Etcd() {
 		return
 	}
-	for _, rn := range r.rnodes {
-		p.errorf(rn.line, rn.path, "a router node cannot join a kernel lab (dataplane: kernel, line %d): its forwarder is userspace, and labs mixing the two are not built yet", r.dataplane.line)
-	}
-	for _, rt := range r.routers {
-		p.errorf(rt.line, rt.path, "an external router cannot join a kernel lab (dataplane: kernel, line %d): its forwarder is userspace, and labs mixing the two are not built yet", r.dataplane.line)
+	reserved := func(name val[string], path string) {
+		if name.st == ok && slices.Contains(EtcdMemberNames(), name.v) {
+			p.errorf(name.line, path, "%s is the name of one of the lab's etcd members (datastore: etcd, line %d); name it otherwise", name.v, r.datastore.line)
+		}
 	}
 	for _, rn := range r.nodes {
-		if rn.impair.st == ok {
-			p.errorf(rn.impair.line, rn.path+".impairments", "link impairments are not supported in a kernel lab yet (dataplane: kernel, line %d): its nodes' links are veths on a bridge, not fabric links", r.dataplane.line)
+		reserved(rn.name, rn.path)
+	}
+	for _, rn := range r.rnodes {
+		reserved(rn.name, rn.path)
+	}
+	for _, rt := range r.routers {
+		reserved(rt.name, rt.path)
+	}
+	for _, w := range r.workloads {
+		reserved(w.name, w.path+".name")
+	}
+	for _, rn := range r.nodes {
+		if rn.iface.st == ok && rn.iface.v == EtcdInterface {
+			p.errorf(rn.iface.line, rn.path+".interface", "%s is the interface that joins a node to the lab's etcd network (datastore: etcd, line %d); name the underlay interface otherwise", EtcdInterface, r.datastore.line)
+		}
+	}
+	if _, found := lab.EtcdSubnet(); !found {
+		p.errorf(r.datastore.line, "datastore", "no /%d in %s is free for the lab's etcd network: the lab's networks, pools and peers cover them all", EtcdSubnetBits, etcdSubnetRange)
+	}
+}
+
+// checkDataplane sets the lab's dataplane and the nodes' own (Node.Dataplane
+// stays empty for a node without one: the lab's is its). A kernel-mode node's link is a veth on
+// its network's bridge, which impairments do not reach yet. Router nodes
+// and external routers forward in userspace: on a network with kernel
+// nodes they reach them through the network's joint (see topology/lab).
+func (p *parser) checkDataplane(r *rawLab, lab *Lab) {
+	lab.Dataplane = DataplaneUserspace
+	labLine := 0
+	if r.dataplane.st == ok {
+		lab.Dataplane, labLine = r.dataplane.v, r.dataplane.line
+	}
+	raw := map[string]*rawNode{}
+	for i := range r.nodes {
+		raw[r.nodes[i].name.v] = &r.nodes[i]
+	}
+	for i := range lab.Nodes {
+		n := &lab.Nodes[i]
+		rn := raw[n.Name]
+		if rn == nil {
+			continue
+		}
+		line := labLine
+		if rn.dplane.st == ok {
+			n.Dataplane, line = rn.dplane.v, rn.dplane.line
+		}
+		if lab.KernelNode(*n) && rn.impair.st == ok {
+			p.errorf(rn.impair.line, rn.path+".impairments", "link impairments are not supported on a kernel-mode node yet (dataplane: kernel, line %d): its link is a veth on a bridge, not a fabric link", line)
 		}
 	}
 }

@@ -20,7 +20,8 @@ import (
 
 // BenchmarkEndToEnd measures one TCP stream (iperf3, 5 s) and the ping RTT
 // between workloads on two nodes of a deployed lab, through both nodes'
-// userspace engines and the fabric, and then the same between namespaces
+// userspace engines and the fabric, through kernel-mode nodes (a kernel
+// lab, and a mixed one), and then the same between namespaces
 // forwarded by the kernel (namespace - veth - router namespace - veth -
 // namespace), the reference the engine is measured against. It runs only
 // under -bench (it deploys a lab and takes about half a minute) and once,
@@ -37,7 +38,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 		gbps, rttMs float64
 		retrans     int
 	}
-	var engine, pinned, ipip, routed, kernel result
+	var engine, pinned, ipip, routed, klab, kipip, mixed, kernel result
 
 	// The lab: web-1 (node1) -> web-3 (node3), as the README's example;
 	// once as it is and once with every node's engine pinned to CPU 0.
@@ -86,6 +87,18 @@ func BenchmarkEndToEnd(b *testing.B) {
 		b.Fatal(err)
 	}
 	routed = runLab(regexp.MustCompile(`(?m)^name: .*$`).ReplaceAll(xs, []byte("name: "+name)))
+	// Kernel mode (dataplane: kernel): the nodes' kernels forward, on
+	// veths and a Linux bridge; with IPIP Always through tunl0 (the
+	// agent's userspace tunl0 where the kernel has no ipip module); and a
+	// mixed lab, node1 in kernel mode and node3 userspace, through the
+	// joint between lan's bridge and the fabric.
+	klab = runLab(append(append([]byte{}, data...), "\ndataplane: kernel\n"...))
+	kipip = runLab([]byte(ipipData + "\ndataplane: kernel\n"))
+	mixedData := regexp.MustCompile(`(?m)^(  node1: \{.*)\}$`).ReplaceAll(data, []byte("$1, dataplane: kernel}"))
+	if !strings.Contains(string(mixedData), "dataplane: kernel}") {
+		b.Fatal("node1 not made kernel-mode")
+	}
+	mixed = runLab(mixedData)
 
 	// The kernel reference, in namespaces of its own.
 	prefix := fmt.Sprintf("vrbench-%d-", os.Getpid())
@@ -135,18 +148,26 @@ func BenchmarkEndToEnd(b *testing.B) {
 	b.ReportMetric(pinned.gbps, "pinned-Gbit/s")
 	b.ReportMetric(ipip.gbps, "ipip-Gbit/s")
 	b.ReportMetric(routed.gbps, "routed-ipip-Gbit/s")
+	b.ReportMetric(klab.gbps, "kernel-lab-Gbit/s")
+	b.ReportMetric(kipip.gbps, "kernel-lab-ipip-Gbit/s")
+	b.ReportMetric(mixed.gbps, "mixed-lab-Gbit/s")
 	b.ReportMetric(kernel.gbps, "kernel-Gbit/s")
 	b.ReportMetric(engine.gbps/kernel.gbps, "engine/kernel")
 	b.ReportMetric(pinned.gbps/kernel.gbps, "pinned/kernel")
 	b.ReportMetric(engine.rttMs*1000, "engine-rtt-µs")
+	b.ReportMetric(klab.rttMs*1000, "kernel-lab-rtt-µs")
+	b.ReportMetric(mixed.rttMs*1000, "mixed-lab-rtt-µs")
 	b.ReportMetric(kernel.rttMs*1000, "kernel-rtt-µs")
 	row := "\n%-34s %8.2f %8d %8.3f %8.2f"
-	b.Logf("\n%-34s %8s %8s %8s %8s"+row+row+row+row+row,
+	b.Logf("\n%-34s %8s %8s %8s %8s"+row+row+row+row+row+row+row+row,
 		"path (iperf3 TCP 5 s, ping x20)", "Gbit/s", "retrans", "rtt ms", "/kernel",
 		"engines (web-1 -> web-3)", engine.gbps, engine.retrans, engine.rttMs, engine.gbps/kernel.gbps,
 		"engines, cpuSet 0 (web-1 -> web-3)", pinned.gbps, pinned.retrans, pinned.rttMs, pinned.gbps/kernel.gbps,
 		"engines, IPIP Always", ipip.gbps, ipip.retrans, ipip.rttMs, ipip.gbps/kernel.gbps,
 		"CrossSubnet IPIP via router node", routed.gbps, routed.retrans, routed.rttMs, routed.gbps/kernel.gbps,
+		"kernel-mode lab (web-1 -> web-3)", klab.gbps, klab.retrans, klab.rttMs, klab.gbps/kernel.gbps,
+		"kernel-mode lab, IPIP Always", kipip.gbps, kipip.retrans, kipip.rttMs, kipip.gbps/kernel.gbps,
+		"mixed: kernel node1 -> engine node3", mixed.gbps, mixed.retrans, mixed.rttMs, mixed.gbps/kernel.gbps,
 		"kernel (ns-veth-ns-veth-ns)", kernel.gbps, kernel.retrans, kernel.rttMs, 1.0)
 }
 

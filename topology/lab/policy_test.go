@@ -455,13 +455,17 @@ func probeMatrix(t *testing.T, lab string, want map[string]map[string]string) ma
 // checks every case, applying each case's policies with vrouter apply. It
 // returns the lab's name and a function that applies other policies, for
 // more checks on the same lab (destroyed when the test ends).
-func runPolicyMatrix(t *testing.T, prefix, dataplane string) (string, func(policies string)) {
+func runPolicyMatrix(t *testing.T, prefix, dataplane string) (string, applyFunc) {
 	netnstest.RequireRoot(t)
 	netnstest.GuardRoot(t)
 	name := labName(t, prefix)
 	file := filepath.Join(t.TempDir(), "lab.yaml")
-	write := func(policies string) {
-		if err := os.WriteFile(file, []byte(policyLabYAML(name, dataplane, policies)), 0o644); err != nil {
+	write := func(policies string, edits ...string) {
+		data := policyLabYAML(name, dataplane, policies)
+		if len(edits) > 0 {
+			data = strings.NewReplacer(edits...).Replace(data)
+		}
+		if err := os.WriteFile(file, []byte(data), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -491,12 +495,16 @@ func runPolicyMatrix(t *testing.T, prefix, dataplane string) (string, func(polic
 	if !strings.Contains(out, "clients-out-only") || !strings.Contains(out, "egress[0] Allow") {
 		t.Errorf("get policies -o wide:\n%s", out)
 	}
-	return name, func(policies string) {
+	return name, func(policies string, edits ...string) {
 		t.Helper()
-		write(policies)
+		write(policies, edits...)
 		mustVR(t, "apply", "-t", file)
 	}
 }
+
+// applyFunc applies policies to the matrix lab, with the lab file edited
+// by strings.NewReplacer(edits...) (to change workloads' labels).
+type applyFunc func(policies string, edits ...string)
 
 // denied returns node's denial counters (vrouter get denied -o json).
 func denied(t *testing.T, lab, node string) map[string]uint64 {
@@ -527,6 +535,49 @@ func TestPolicyMatrix(t *testing.T) {
 		checkEstablishedFlows(t, name, apply)
 		if after := denied(t, name, "node1")["revoked"]; after <= before {
 			t.Errorf("node1 revoked %d -> %d, want an increase", before, after)
+		}
+	})
+
+	// vrouter apply with new labels: w4 becomes a db and is let in.
+	t.Run("labels", func(t *testing.T) {
+		const fromDB = `
+  - kind: GlobalNetworkPolicy
+    metadata: {name: web-from-db}
+    spec:
+      selector: app == 'web'
+      ingress: [{action: Allow, source: {selector: app == 'db'}}]
+`
+		w1 := "10.244.10.1"
+		apply(fromDB)
+		if probe(ns("w3"), 0, w1, 2*time.Second) != true || probe(ns("w4"), 0, w1, time.Second) != false {
+			t.Fatal("before: want w3 (db) in and w4 (client) out")
+		}
+		apply(fromDB, "labels: {app: client}, address: 10.244.20.4", "labels: {app: db}, address: 10.244.20.4")
+		if !probe(ns("w4"), 0, w1, 2*time.Second) {
+			t.Error("w4 relabelled app=db is still denied")
+		}
+		if !strings.Contains(mustVR(t, "get", "policies", "-o", "wide", "--lab", name), "w1") {
+			t.Error("get policies does not list w1 as selected")
+		}
+	})
+
+	// A workload added to the running lab is in the selectors' address
+	// sets at once (it has no labels: all() in its namespace selects it).
+	t.Run("workload add", func(t *testing.T) {
+		apply(`
+  - kind: NetworkPolicy
+    metadata: {name: web-from-namespace}
+    spec:
+      selector: app == 'web'
+      ingress: [{action: Allow, source: {selector: all()}}]
+`)
+		mustVR(t, "workload", "add", "w5", "--node", "node2", "--address", "10.244.20.5", "--lab", name)
+		defer mustVR(t, "workload", "del", "w5", "--lab", name)
+		if !probe(ns("w5"), 0, "10.244.10.1", 2*time.Second) {
+			t.Error("w5, added after the policy, is not let in by all() in its namespace")
+		}
+		if probe(ns("w4"), 0, "10.244.10.1", time.Second) {
+			t.Error("w4 (namespace prod) is let in")
 		}
 	})
 
@@ -615,7 +666,7 @@ func TestPolicyMatrix(t *testing.T) {
 // established with no policy survives a policy that allows it and is cut
 // by one that denies it, as Calico keeps established connections unless
 // the new policy denies them. apply is runPolicyMatrix's.
-func checkEstablishedFlows(t *testing.T, name string, apply func(string)) {
+func checkEstablishedFlows(t *testing.T, name string, apply applyFunc) {
 	t.Helper()
 	ns := func(w string) string { return topology.LabNamespacePrefix(name) + w }
 	var l net.Listener

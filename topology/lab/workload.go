@@ -44,7 +44,20 @@ func AddWorkload(ctx context.Context, st *State, name, node string, addr netip.A
 	if err := st.save(); err != nil {
 		return info, err
 	}
-	return info, updateNodeConfig(n, func(c *config.Node) { c.Workloads = append(c.Workloads, w) })
+	if err := updateNodeConfig(n, func(c *config.Node) { c.Workloads = append(c.Workloads, w) }); err != nil {
+		return info, err
+	}
+	return info, refreshPolicies(ctx, st)
+}
+
+// refreshPolicies sends the lab's policies again after its workloads
+// changed, so that selectors resolve to the addresses of the workloads
+// there are now (as Felix updates its IP sets).
+func refreshPolicies(ctx context.Context, st *State) error {
+	if st.Spec == nil || len(st.Spec.Policies) == 0 {
+		return nil
+	}
+	return PushPolicies(ctx, st, st.Spec)
 }
 
 // DeleteWorkload removes a workload from a running lab and releases its
@@ -66,9 +79,12 @@ func DeleteWorkload(ctx context.Context, st *State, name string) error {
 	if err := st.save(); err != nil {
 		return err
 	}
-	return updateNodeConfig(n, func(c *config.Node) {
+	if err := updateNodeConfig(n, func(c *config.Node) {
 		c.Workloads = slices.DeleteFunc(c.Workloads, func(x config.Workload) bool { return x.Name == name })
-	})
+	}); err != nil {
+		return err
+	}
+	return refreshPolicies(ctx, st)
 }
 
 func updateNodeConfig(n NodeState, change func(*config.Node)) error {

@@ -86,6 +86,8 @@ func newKernel(_ context.Context, cfg *config.Node, log *slog.Logger) (Dataplane
 		Address:   cfg.Prefix,
 		MTU:       cfg.MTU,
 		AdoptFor:  cfg.BGP.RestartTime,
+		// The periodic full resync (0: Felix's default).
+		ResyncInterval: cfg.RouteRefreshInterval,
 		// A userspace tunl0 (no ipip module) accepts IPIP from the
 		// nodes, as the engine's does.
 		TunnelSources: tunnelSources(cfg),

@@ -96,11 +96,14 @@ func canonical(src, dst uint32, sport, dport uint16, proto uint8) (ctKey, bool) 
 	return ctKey{dst, src, dport, sport, proto}, false
 }
 
+// hash mixes every bit of the key into every bit of the result
+// (splitmix64's finalizer), so that the low bits that pick a bucket
+// depend on the ports too.
 func (k *ctKey) hash() uint32 {
-	h := uint64(k.a)<<32 | uint64(k.b)
-	h ^= uint64(k.pa)<<40 | uint64(k.pb)<<24 | uint64(k.proto)
-	h *= 0x9E3779B97F4A7C15
-	return uint32(h >> 32)
+	z := (uint64(k.a)<<32 | uint64(k.b)) ^ (uint64(k.pa)<<48|uint64(k.pb)<<32|uint64(k.proto))*0x9E3779B97F4A7C15
+	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+	z = (z ^ z>>27) * 0x94d049bb133111eb
+	return uint32(z ^ z>>31)
 }
 
 // lookup calls fn with the live entry of k, under its lock, and reports

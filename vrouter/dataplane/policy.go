@@ -79,6 +79,8 @@ type enforcer struct {
 	related    atomic.Uint64 // ICMP errors let through as related
 	denied     [numDeny]atomic.Uint64
 	fragments  atomic.Uint64 // non-first fragments let through (no ports to check)
+
+	logSecond, logCount atomic.Int64 // the rate limit of Log rules' lines
 }
 
 func newEnforcer(size int) *enforcer {
@@ -86,6 +88,26 @@ func newEnforcer(size int) *enforcer {
 		size = DefaultConntrackSize
 	}
 	return &enforcer{ct: newConntrack(size), base: time.Now()}
+}
+
+// maxLogsPerSecond bounds the log lines of Log rules.
+const maxLogsPerSecond = 20
+
+// policyLog writes a flow a Log rule matched to the engine's log, at most
+// maxLogsPerSecond a second (the others are only counted, in the rule's
+// hits).
+func (e *Engine) policyLog(r policy.RuleID, f policy.Flow) {
+	sec := e.pol.now() / int64(time.Second)
+	if last := e.pol.logSecond.Load(); last != sec {
+		if e.pol.logSecond.CompareAndSwap(last, sec) {
+			e.pol.logCount.Store(0)
+		}
+	}
+	if e.pol.logCount.Add(1) > maxLogsPerSecond || e.log == nil {
+		return
+	}
+	e.log.Info("policy log", "policy", r.Policy, "direction", string(r.Direction), "rule", r.Index,
+		"proto", policy.ProtocolName(f.Proto), "src", addrFrom4(f.Src), "sport", f.SrcPort, "dst", addrFrom4(f.Dst), "dport", f.DstPort)
 }
 
 // policyClock advances the policy's coarse clock until ctx ends.
@@ -133,6 +155,7 @@ func (e *Engine) rebuildPolicy() {
 		m, ok := shared[k]
 		if !ok {
 			m = policy.NewMatcher(ch, dir, &e.pol.counters)
+			m.SetLog(e.policyLog)
 			shared[k] = m
 		}
 		return m

@@ -1,8 +1,13 @@
 package dataplane
 
 import (
+	"bytes"
 	"encoding/binary"
+	"log/slog"
 	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/vrouter-lab/vrouter/vrouter/policy"
@@ -272,5 +277,115 @@ func BenchmarkPolicyNewFlow1000Rules(b *testing.B) {
 		if !p.allow(ps, pkt, portA, portB) {
 			b.Fatal("denied")
 		}
+	}
+}
+
+// TestConntrackConcurrent runs flows from several goroutines at once, as
+// the engine's readers do (for the race detector), and checks every
+// reply got in.
+func TestConntrackConcurrent(t *testing.T) {
+	p, ps := testEnforcer(t, 4096, isolateA)
+	var wg sync.WaitGroup
+	var denied atomic.Int64
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 200; i++ {
+				sport := uint16(10000 + g*1000 + i%8)
+				if !p.allow(ps, mkPkt(addrA, addrB, policy.ProtoTCP, sport, 80, tcpSYN), portA, portB) ||
+					!p.allow(ps, mkPkt(addrB, addrA, policy.ProtoTCP, 80, sport, tcpSYN|tcpACK), portB, portA) {
+					denied.Add(1)
+				}
+				p.clock.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := denied.Load(); n != 0 {
+		t.Errorf("%d handshakes denied", n)
+	}
+	if n, ev := p.ct.entries.Load(), p.ct.evicted.Load(); n != 32 || ev != 0 {
+		t.Errorf("%d entries (%d evicted), want the 32 flows", n, ev)
+	}
+}
+
+// TestConntrackSpread: flows that differ only in a port spread over the
+// buckets (a hash whose bucket bits ignored the ports evicted them).
+func TestConntrackSpread(t *testing.T) {
+	c := newConntrack(4096)
+	for i := 0; i < 256; i++ {
+		k, a := canonical(policy.U32(addrA), policy.U32(addrB), uint16(20000+i), 80, policy.ProtoTCP)
+		c.insert(k, a, ctNew, 0, 1, 1<<40, 0)
+	}
+	if n, ev := c.entries.Load(), c.evicted.Load(); n != 256 || ev != 0 {
+		t.Errorf("%d entries, %d evicted; want 256 and 0", n, ev)
+	}
+}
+
+// Log rules write the flows they match to the engine's log, rate-limited.
+func TestPolicyLogRule(t *testing.T) {
+	var buf bytes.Buffer
+	e := &Engine{pol: newEnforcer(0), log: slog.New(slog.NewTextHandler(&buf, nil))}
+	logAll := policy.Policy{Kind: policy.KindGlobalNetworkPolicy, Name: "log-all", Selector: "app == 'b'",
+		Ingress: []policy.Rule{{Action: policy.Log}, {Action: policy.Allow}}}
+	c := policy.Compile([]policy.Policy{logAll}, []policy.Endpoint{{Name: "b", Labels: map[string]string{"app": "b"}, Addr: addrB}})
+	m := policy.NewMatcher(&c.Endpoints["b"].Ingress, policy.Ingress, &e.pol.counters)
+	m.SetLog(e.policyLog)
+	ps := &policyState{gen: 1, ingress: make([]*policy.Matcher, portB+1), egress: make([]*policy.Matcher, portB+1)}
+	ps.ingress[portB] = m
+	for i := 0; i < 2*maxLogsPerSecond; i++ {
+		if !e.pol.allow(ps, mkPkt(addrA, addrB, policy.ProtoUDP, uint16(1000+i), 53, 0), portA, portB) {
+			t.Fatal("denied")
+		}
+	}
+	lines := strings.Count(buf.String(), "policy log")
+	if lines != maxLogsPerSecond || !strings.Contains(buf.String(), "policy=log-all direction=Ingress rule=0 proto=UDP src=10.244.0.1 sport=1000 dst=10.244.0.2 dport=53") {
+		t.Errorf("%d lines, want %d:\n%s", lines, maxLogsPerSecond, buf.String())
+	}
+	if got := e.pol.counters.Snapshot()[policy.RuleID{Policy: "log-all", Direction: policy.Ingress, Index: 0}]; got != 2*maxLogsPerSecond {
+		t.Errorf("log rule hits %d, want %d", got, 2*maxLogsPerSecond)
+	}
+}
+
+// TestPolicyNoAllocs: neither an established packet nor a new flow's
+// evaluation (with a Log rule and its logger on the way) allocates.
+func TestPolicyNoAllocs(t *testing.T) {
+	e := &Engine{pol: newEnforcer(0)}
+	logged := policy.Policy{Kind: policy.KindGlobalNetworkPolicy, Name: "log", Selector: "app == 'b'",
+		Ingress: []policy.Rule{{Action: policy.Log}, {Action: policy.Allow}}}
+	c := policy.Compile([]policy.Policy{isolateA, logged}, []policy.Endpoint{
+		{Name: "a", Labels: map[string]string{"app": "a"}, Addr: addrA}, {Name: "b", Labels: map[string]string{"app": "b"}, Addr: addrB}})
+	ps := &policyState{gen: 1, ingress: make([]*policy.Matcher, portB+1), egress: make([]*policy.Matcher, portB+1)}
+	for name, id := range map[string]PortID{"a": portA, "b": portB} {
+		for _, d := range []struct {
+			ch   *policy.Chain
+			dir  policy.Direction
+			list []*policy.Matcher
+		}{{&c.Endpoints[name].Ingress, policy.Ingress, ps.ingress}, {&c.Endpoints[name].Egress, policy.Egress, ps.egress}} {
+			if d.ch.Policed {
+				m := policy.NewMatcher(d.ch, d.dir, &e.pol.counters)
+				m.SetLog(e.policyLog) // e.log is nil: counted, not written
+				d.list[id] = m
+			}
+		}
+	}
+	est := mkPkt(addrA, addrB, policy.ProtoTCP, 40000, 80, tcpACK)
+	if !e.pol.allow(ps, mkPkt(addrA, addrB, policy.ProtoTCP, 40000, 80, tcpSYN), portA, portB) {
+		t.Fatal("SYN denied")
+	}
+	if n := testing.AllocsPerRun(100, func() { e.pol.allow(ps, est, portA, portB) }); n != 0 {
+		t.Errorf("established packet: %v allocs", n)
+	}
+	syn := mkPkt(addrA, addrB, policy.ProtoTCP, 0, 80, tcpSYN)
+	port := uint16(1)
+	if n := testing.AllocsPerRun(100, func() {
+		port++
+		binary.BigEndian.PutUint16(syn[20:], port)
+		if !e.pol.allow(ps, syn, portA, portB) {
+			t.Fatal("new flow denied")
+		}
+	}); n != 0 {
+		t.Errorf("new flow: %v allocs", n)
 	}
 }

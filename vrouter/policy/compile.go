@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"net/netip"
 	"slices"
+	"strings"
 )
 
 // Compiled is a policy set compiled against the endpoints it applies to.
@@ -87,15 +88,29 @@ func Sort(pols []Policy) {
 	})
 }
 
+// policySelectors are a policy's selector and namespace selector, parsed.
+type policySelectors struct {
+	sel, nsSel Selector
+	hasNS      bool
+}
+
+func selectorsOf(p *Policy) policySelectors {
+	ps := policySelectors{sel: MustParseSelector(p.Selector)}
+	if p.NamespaceSelector != "" {
+		ps.nsSel, ps.hasNS = MustParseSelector(p.NamespaceSelector), true
+	}
+	return ps
+}
+
 // selects reports whether p applies to e (for some direction).
-func selects(p *Policy, e *Endpoint, labels map[string]string) bool {
+func selects(p *Policy, ps *policySelectors, e *Endpoint, labels map[string]string) bool {
 	if p.Kind == KindNetworkPolicy && p.Namespace != e.ns() {
 		return false
 	}
-	if p.NamespaceSelector != "" && !MustParseSelector(p.NamespaceSelector).Matches(NamespaceLabels(e.ns())) {
+	if ps.hasNS && !ps.nsSel.Matches(NamespaceLabels(e.ns())) {
 		return false
 	}
-	return MustParseSelector(p.Selector).Matches(labels)
+	return ps.sel.Matches(labels)
 }
 
 // Compile compiles valid policies (see [Validate]) against endpoints: it
@@ -114,19 +129,24 @@ func Compile(pols []Policy, eps []Endpoint) *Compiled {
 	}
 	// Resolve each policy's rules once; they are the same for every
 	// endpoint the policy selects.
-	type resolved struct{ in, out []CompiledRule }
+	type resolved struct {
+		in, out []CompiledRule
+		sels    policySelectors
+	}
 	rules := make([]resolved, len(c.Policies))
+	cache := map[string][]netip.Addr{} // resolved selectors, see resolveEntity
 	for i := range c.Policies {
 		p := &c.Policies[i]
-		rules[i].in = resolveRules(p, p.Ingress, eps, labels)
-		rules[i].out = resolveRules(p, p.Egress, eps, labels)
+		rules[i].in = resolveRules(p, p.Ingress, eps, labels, cache)
+		rules[i].out = resolveRules(p, p.Egress, eps, labels, cache)
+		rules[i].sels = selectorsOf(p)
 	}
 	for i := range eps {
 		e := eps[i]
 		er := &EndpointRules{Endpoint: e}
 		for j := range c.Policies {
 			p := &c.Policies[j]
-			if !selects(p, &e, labels[i]) {
+			if !selects(p, &rules[j].sels, &e, labels[i]) {
 				continue
 			}
 			if p.Applies(Ingress) {
@@ -145,7 +165,7 @@ func Compile(pols []Policy, eps []Endpoint) *Compiled {
 	return c
 }
 
-func resolveRules(p *Policy, rs []Rule, eps []Endpoint, labels []map[string]string) []CompiledRule {
+func resolveRules(p *Policy, rs []Rule, eps []Endpoint, labels []map[string]string, cache map[string][]netip.Addr) []CompiledRule {
 	out := make([]CompiledRule, 0, len(rs))
 	for i := range rs {
 		r := &rs[i]
@@ -157,8 +177,8 @@ func resolveRules(p *Policy, rs []Rule, eps []Endpoint, labels []map[string]stri
 		if r.NotICMP != nil {
 			cr.NotICMPType, cr.NotICMPCode = icmpField(r.NotICMP.Type), icmpField(r.NotICMP.Code)
 		}
-		cr.Src = resolveEntity(p, &r.Source, eps, labels)
-		cr.Dst = resolveEntity(p, &r.Destination, eps, labels)
+		cr.Src = resolveEntity(p, &r.Source, eps, labels, cache)
+		cr.Dst = resolveEntity(p, &r.Destination, eps, labels, cache)
 		out = append(out, cr)
 	}
 	return out
@@ -176,50 +196,65 @@ func icmpField(v *uint8) int16 {
 // the rule has a namespaceSelector, which selects the namespaces instead;
 // in a GlobalNetworkPolicy it selects in every namespace. notSelector is
 // not limited to a namespace.
-func resolveEntity(p *Policy, e *EntityRule, eps []Endpoint, labels []map[string]string) Match {
+func resolveEntity(p *Policy, e *EntityRule, eps []Endpoint, labels []map[string]string, cache map[string][]netip.Addr) Match {
 	m := Match{Nets: e.Nets, NotNets: e.NotNets, Ports: e.Ports, NotPorts: e.NotPorts}
 	if e.Selector != "" || e.NamespaceSelector != "" {
+		scope := "*" // every namespace
+		if e.NamespaceSelector == "" && p.Kind == KindNetworkPolicy {
+			scope = "ns:" + p.Namespace
+		}
 		m.Selected = true
-		m.Addrs = []netip.Addr{}
-		var sel, nsSel Selector
-		if e.Selector != "" {
-			sel = MustParseSelector(e.Selector)
-		}
-		if e.NamespaceSelector != "" {
-			nsSel = MustParseSelector(e.NamespaceSelector)
-		}
-		for i := range eps {
-			ep := &eps[i]
-			if !ep.Addr.IsValid() {
-				continue
-			}
-			switch {
-			case e.NamespaceSelector != "":
-				if !nsSel.Matches(NamespaceLabels(ep.ns())) {
-					continue
-				}
-			case p.Kind == KindNetworkPolicy:
-				if ep.ns() != p.Namespace {
-					continue
-				}
-			}
-			if e.Selector != "" && !sel.Matches(labels[i]) {
-				continue
-			}
-			m.Addrs = append(m.Addrs, ep.Addr)
-		}
-		slices.SortFunc(m.Addrs, netip.Addr.Compare)
-		m.Addrs = slices.Compact(m.Addrs)
+		m.Addrs = selectAddrs(cache, scope, e.Selector, e.NamespaceSelector, eps, labels)
 	}
 	if e.NotSelector != "" {
-		sel := MustParseSelector(e.NotSelector)
-		for i := range eps {
-			if eps[i].Addr.IsValid() && sel.Matches(labels[i]) {
-				m.NotAddrs = append(m.NotAddrs, eps[i].Addr)
-			}
-		}
-		slices.SortFunc(m.NotAddrs, netip.Addr.Compare)
-		m.NotAddrs = slices.Compact(m.NotAddrs)
+		m.NotAddrs = selectAddrs(cache, "*", e.NotSelector, "", eps, labels)
 	}
 	return m
+}
+
+// selectAddrs returns the sorted addresses of the endpoints in scope
+// ("*" or "ns:NAME") that sel selects (all if empty) in the namespaces
+// nsSel selects (all if empty), memoized in cache. The slice is shared:
+// read only.
+func selectAddrs(cache map[string][]netip.Addr, scope, sel, nsSel string, eps []Endpoint, labels []map[string]string) []netip.Addr {
+	key := scope + "\x00" + sel + "\x00" + nsSel
+	if a, ok := cache[key]; ok {
+		return a
+	}
+	var s, ns Selector
+	if sel != "" {
+		s = MustParseSelector(sel)
+	}
+	if nsSel != "" {
+		ns = MustParseSelector(nsSel)
+	}
+	nsOK := map[string]bool{}
+	addrs := []netip.Addr{}
+	for i := range eps {
+		ep := &eps[i]
+		if !ep.Addr.IsValid() {
+			continue
+		}
+		if name, ok := strings.CutPrefix(scope, "ns:"); ok && ep.ns() != name {
+			continue
+		}
+		if nsSel != "" {
+			ok, seen := nsOK[ep.ns()]
+			if !seen {
+				ok = ns.Matches(NamespaceLabels(ep.ns()))
+				nsOK[ep.ns()] = ok
+			}
+			if !ok {
+				continue
+			}
+		}
+		if sel != "" && !s.Matches(labels[i]) {
+			continue
+		}
+		addrs = append(addrs, ep.Addr)
+	}
+	slices.SortFunc(addrs, netip.Addr.Compare)
+	addrs = slices.Compact(addrs)
+	cache[key] = addrs
+	return addrs
 }

@@ -95,6 +95,8 @@ type Matcher struct {
 	// at only when hot[i] has cold set.
 	hot   []hotRule
 	rules []fastRule
+	// onLog, if set, is called for every flow a Log rule matches.
+	onLog func(RuleID, Flow)
 	// idx, for long chains, finds the rules whose compact test a flow
 	// passes without running each (bitvec.go); nil: check all in order.
 	idx *bitIndex
@@ -132,6 +134,7 @@ type fastRule struct {
 	notICMPType, notICMPCode int16
 	src, dst                 fastMatch
 	hits                     *atomic.Uint64
+	id                       RuleID
 }
 
 // NewMatcher compiles a chain of direction dir; counters, if not nil,
@@ -145,8 +148,9 @@ func NewMatcher(ch *Chain, dir Direction, counters *Counters) *Matcher {
 		f.proto, f.notProto, f.action = r.Protocol, r.NotProtocol, r.Action
 		f.icmpType, f.icmpCode, f.notICMPType, f.notICMPCode = r.ICMPType, r.ICMPCode, r.NotICMPType, r.NotICMPCode
 		f.src, f.dst = fastMatchOf(&r.Src), fastMatchOf(&r.Dst)
+		f.id = RuleID{r.Policy, dir, r.Index}
 		if counters != nil {
-			f.hits = counters.Counter(RuleID{r.Policy, dir, r.Index})
+			f.hits = counters.Counter(f.id)
 		} else {
 			f.hits = new(atomic.Uint64)
 		}
@@ -156,6 +160,12 @@ func NewMatcher(ch *Chain, dir Direction, counters *Counters) *Matcher {
 	}
 	return m
 }
+
+// SetLog makes fn see every flow a Log rule matches (Calico's Log action
+// writes such flows to the host's log). Set it before the matcher is in
+// use. (The flow is passed by value: a pointer given to an unknown
+// function would make every caller's Flow escape to the heap.)
+func (m *Matcher) SetLog(fn func(rule RuleID, f Flow)) { m.onLog = fn }
 
 // Policed reports whether the chain polices its endpoint.
 func (m *Matcher) Policed() bool { return m != nil && m.policed }
@@ -347,6 +357,10 @@ func (m *Matcher) decide(i int, f *Flow) (Verdict, bool) {
 		return Denied, true
 	case Pass:
 		return Passed, true
+	case Log:
+		if m.onLog != nil {
+			m.onLog(r.id, *f)
+		}
 	}
 	return 0, false
 }
