@@ -16,6 +16,9 @@ func FuzzParse(f *testing.F) {
 		// A kernel lab, and a dataplane of the wrong case.
 		f.Add(append(append([]byte{}, data...), "\ndataplane: kernel\n"...))
 		f.Add(append(append([]byte{}, data...), "\ndataplane: Userspace\n"...))
+		// Netstack workloads and their services, good and bad.
+		f.Add(append(append([]byte{}, data...), "  - {name: api-1, node: node1, stack: netstack, serve: [tcp:80:http, tcp:5201:sink, udp:53:echo, tcp:7:echo]}\n"...))
+		f.Add(append(append([]byte{}, data...), "  - {name: api-2, node: node1, stack: netstack, serve: [udp:80:http, tcp:80:echo, tcp:80:sink, 'tcp:65536:echo']}\n"...))
 	}
 	files, _ := filepath.Glob("testdata/*.yaml")
 	for _, name := range files {

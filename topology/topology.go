@@ -364,7 +364,18 @@ type Workload struct {
 	// Address is the workload's fixed address; the zero Addr means the
 	// node allocates one from its blocks.
 	Address netip.Addr
+	// Stack is what runs the workload's TCP/IP: empty for a network
+	// namespace (config.StackNamespace), config.StackNetstack for a
+	// gVisor stack inside the node agent.
+	Stack string `json:",omitempty"`
+	// Serve are the services a netstack workload runs, as
+	// netstack.ParseService reads them (tcp:80:http, udp:53:echo).
+	Serve []string `json:",omitempty"`
 }
+
+// IsNetstack reports whether w runs in a gVisor stack in its node's agent
+// (no namespace).
+func (w Workload) IsNetstack() bool { return w.Stack == config.StackNetstack }
 
 // Node returns the node called name.
 func (l *Lab) Node(name string) (Node, bool) {

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/vrouter-lab/vrouter/vrouter/config"
 )
 
 // Names of labs, networks, nodes and workloads are DNS-1123 labels; pool
@@ -175,6 +177,11 @@ func (p *parser) checkDataplane(r *rawLab, lab *Lab) {
 	}
 	for _, rt := range r.routers {
 		p.errorf(rt.line, rt.path, "an external router cannot join a kernel lab (dataplane: kernel, line %d): its forwarder is userspace, and labs mixing the two are not built yet", r.dataplane.line)
+	}
+	for _, rw := range r.workloads {
+		if rw.stack.st == ok && rw.stack.v == config.StackNetstack {
+			p.errorf(rw.stack.line, rw.path+".stack", "netstack workloads need the userspace engine; a kernel lab (dataplane: kernel, line %d) has none", r.dataplane.line)
+		}
 	}
 	for _, rn := range r.nodes {
 		if rn.impair.st == ok {
@@ -493,7 +500,16 @@ func (p *parser) checkWorkloads(r *rawLab, lab *Lab, nodes, rnodes map[string]in
 	seen := map[string]int{}
 	for i := range r.workloads {
 		rw := &r.workloads[i]
-		w := Workload{Name: rw.name.v, Node: rw.node.v, Address: rw.address.v}
+		w := Workload{Name: rw.name.v, Node: rw.node.v, Address: rw.address.v, Stack: rw.stack.v}
+		if w.Stack == config.StackNamespace {
+			w.Stack = "" // the default, as the agent's config writes it
+		}
+		for _, sv := range rw.serve {
+			w.Serve = append(w.Serve, sv.v)
+		}
+		if rw.serveN.st == ok && len(rw.serve) > 0 && !w.IsNetstack() {
+			p.errorf(rw.serveN.line, rw.path+".serve", "services are for netstack workloads (stack: netstack); a namespace workload runs its own servers (vrouter exec %s -- ...)", w.Name)
+		}
 		switch rw.name.st {
 		case absent:
 			p.errorf(rw.line, rw.path+".name", "is required (e.g. web-1)")

@@ -32,7 +32,7 @@ encapsulation. Routing tables print in 'ip route' format, BGP status the way
 		newDeployCommand(), newDestroyCommand(), newApplyCommand(), newInspectCommand(), newExecCommand(),
 		newNodeCommand(), newRouterCommand(), newGetCommand(), newRouteCommand(), newWorkloadCommand(),
 		newLinkCommand(), newCaptureCommand(), newIPAMCommand(), newTestCommand(), newVersionCommand(), newDemoCommand(), newCNICommand(),
-		newMetricsCommand(), newServeCommand(), newGraphCommand(),
+		newMetricsCommand(), newServeCommand(), newGraphCommand(), newProbeCommand(),
 	)
 	return root
 }
