@@ -156,7 +156,9 @@ func testNetstackLab(t *testing.T, name, mode string) {
 			t.Errorf("get workloads does not match %s:\n%s", re, wl)
 		}
 	}
-	var insp struct{ Nodes []struct{ Name, Kind, Namespace, State string } }
+	var insp struct {
+		Nodes []struct{ Name, Kind, Namespace, State string }
+	}
 	if err := json.Unmarshal([]byte(mustVR(t, append([]string{"inspect", "-o", "json"}, lab...)...)), &insp); err != nil {
 		t.Fatal(err)
 	}
