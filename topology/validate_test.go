@@ -282,7 +282,7 @@ var ruleTests = []struct {
 	{"a workload's stack and services", "workload-stack-serve.yaml", []want{
 		{9, "workloads[0].stack", `"gvisor" is not a workload stack (valid: namespace, netstack; case matters)`},
 		{10, "workloads[1].serve", "services are for netstack workloads (stack: netstack); a namespace workload runs its own servers (vrouter exec b -- ...)"},
-		{16, "workloads[2].serve[1]", `no udp service "http" (tcp: http, echo, sink; udp: echo)`},
+		{16, "workloads[2].serve[1]", `no udp service "http" (tcp: http, echo, sink; udp: echo, sink)`},
 		{17, "workloads[2].serve[2]", `port "0" is not 1-65535`},
 		{18, "workloads[2].serve[3]", "tcp port 80 is already served (line 15); a port serves one service per protocol"},
 		{19, "workloads[2].serve[4]", "must be a single value, not a list"},

@@ -33,7 +33,7 @@ nodes:
 workloads:
   - {name: api-1, node: node1, stack: netstack, serve: [tcp:80:http, tcp:5201:sink, udp:53:echo, tcp:7:echo]}
   - {name: web-1, node: node1, address: 10.244.1.10}
-  - {name: api-2, node: node2, stack: netstack, serve: [tcp:80:http, tcp:5201:sink, udp:53:echo, tcp:7:echo], address: 10.244.2.20}
+  - {name: api-2, node: node2, stack: netstack, serve: [tcp:80:http, tcp:5201:sink, udp:53:echo, tcp:7:echo, udp:9:sink], address: 10.244.2.20}
   - {name: web-2, node: node2, address: 10.244.2.21}
 `
 
@@ -67,6 +67,7 @@ type probeResult struct {
 	Body     string
 	Bytes    int64
 	Mbps     float64
+	PPS      float64
 }
 
 // probe runs `vrouter probe FROM TO ARGS -o json` and returns its result;
@@ -192,6 +193,9 @@ func testNetstackLab(t *testing.T, name, mode string) {
 		}
 		if r := mustProbe(t, name, from, "api-2", "--bulk", "500ms"); r.Bytes < 1<<20 || r.Mbps <= 0 {
 			t.Errorf("bulk %s -> api-2: %+v", from, r)
+		}
+		if r := mustProbe(t, name, from, "api-2", "--flood", "500ms", "--size", "64"); r.Received < 100 || r.Received > r.Sent || r.PPS <= 0 {
+			t.Errorf("flood %s -> api-2: %+v", from, r)
 		}
 	}
 	// from a netstack workload to a namespace workload's kernel servers

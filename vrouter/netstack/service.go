@@ -23,11 +23,12 @@ import (
 )
 
 // Service is one server a netstack workload runs, written
-// PROTO:PORT:KIND: tcp:80:http, tcp:7:echo, udp:53:echo, tcp:5201:sink.
+// PROTO:PORT:KIND: tcp:80:http, tcp:7:echo, udp:53:echo, tcp:5201:sink,
+// udp:9:sink.
 type Service struct {
 	Proto string // "tcp" or "udp"
 	Port  uint16
-	Kind  string // "http" (tcp), "echo" (tcp or udp) or "sink" (tcp)
+	Kind  string // "http" (tcp), "echo" or "sink" (tcp or udp)
 }
 
 // String returns the service as ParseService reads it.
@@ -50,9 +51,9 @@ func ParseService(v string) (Service, error) {
 	case s.Proto != "tcp" && s.Proto != "udp":
 		return Service{}, fmt.Errorf("service %q: protocol %q is not tcp or udp", v, s.Proto)
 	case s.Proto == "tcp" && (s.Kind == "http" || s.Kind == "echo" || s.Kind == "sink"):
-	case s.Proto == "udp" && s.Kind == "echo":
+	case s.Proto == "udp" && (s.Kind == "echo" || s.Kind == "sink"):
 	default:
-		return Service{}, fmt.Errorf("service %q: no %s service %q (tcp: http, echo, sink; udp: echo)", v, s.Proto, s.Kind)
+		return Service{}, fmt.Errorf("service %q: no %s service %q (tcp: http, echo, sink; udp: echo, sink)", v, s.Proto, s.Kind)
 	}
 	return s, nil
 }
@@ -207,6 +208,10 @@ func (st *Stack) serve(svcs []Service) error {
 			}
 		case "sink":
 			l.drain = func() { st.accept(ep, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) }) }
+			if s.Proto == "udp" {
+				var count atomic.Uint64
+				l.drain = func() { udpSink(ep, &count) }
+			}
 		}
 		if !st.svc.track(l.start()) {
 			return errClosed
@@ -337,6 +342,43 @@ func udpEcho(ep tcpip.Endpoint) {
 		}
 		var r bytes.Reader
 		r.Reset((*bp)[:res.Count])
+		to := res.RemoteAddr
+		_, _ = ep.Write(&r, tcpip.WriteOptions{To: &to})
+	}
+}
+
+// The UDP sink's control datagrams (package probe's flood sends them): a
+// query is answered with the reply prefix and the decimal count of
+// datagrams received since the last reset; a reset with a count of 0.
+const (
+	sinkReset = "vrouter-probe:reset"
+	sinkQuery = "vrouter-probe:count"
+	sinkReply = "vrouter-probe:count="
+)
+
+// udpSink counts and discards every datagram waiting on ep, answering
+// the control datagrams, and returns when none is left.
+func udpSink(ep tcpip.Endpoint, count *atomic.Uint64) {
+	var buf [64]byte
+	for {
+		w := tcpip.SliceWriter(buf[:])
+		res, e := ep.Read(&w, tcpip.ReadOptions{NeedRemoteAddr: true})
+		if e != nil {
+			return
+		}
+		var reply string
+		switch msg := string(buf[:res.Count]); {
+		case res.Total == len(sinkReset) && msg == sinkReset:
+			count.Store(0)
+			reply = sinkReply + "0"
+		case res.Total == len(sinkQuery) && msg == sinkQuery:
+			reply = sinkReply + strconv.FormatUint(count.Load(), 10)
+		default:
+			count.Add(1)
+			continue
+		}
+		var r strings.Reader
+		r.Reset(reply)
 		to := res.RemoteAddr
 		_, _ = ep.Write(&r, tcpip.WriteOptions{To: &to})
 	}

@@ -27,6 +27,17 @@ const (
 	KindUDP  = "udp"  // one datagram of Size bytes to Port, echoed back
 	KindHTTP = "http" // GET URL
 	KindBulk = "bulk" // TCP to Port (a sink: tcp:5201:sink, iperf3 -s) for Duration
+	// KindFlood sends UDP datagrams of Size bytes to Port (a netstack
+	// workload's udp:PORT:sink) as fast as it can for Duration, and asks
+	// the sink how many arrived.
+	KindFlood = "flood"
+)
+
+// The UDP sink's control datagrams (package netstack answers them).
+const (
+	SinkReset = "vrouter-probe:reset"
+	SinkQuery = "vrouter-probe:count"
+	SinkReply = "vrouter-probe:count="
 )
 
 // Limits of a request.
@@ -87,9 +98,12 @@ func (r *Request) Check() error {
 		if r.Port == 0 {
 			return fmt.Errorf("probe: %s needs a port", r.Kind)
 		}
-	case KindBulk:
+	case KindBulk, KindFlood:
 		if r.Port == 0 {
 			r.Port = 5201
+			if r.Kind == KindFlood {
+				r.Port = 9
+			}
 		}
 		if r.Duration == 0 {
 			r.Duration = 5 * time.Second
@@ -110,7 +124,7 @@ func (r *Request) Check() error {
 			return fmt.Errorf("probe: URL %q: its host must be the target's address %v", r.URL, r.To)
 		}
 	default:
-		return fmt.Errorf("probe: unknown kind %q (want ping, tcp, udp, http or bulk)", r.Kind)
+		return fmt.Errorf("probe: unknown kind %q (want ping, tcp, udp, http, bulk or flood)", r.Kind)
 	}
 	return nil
 }
@@ -120,8 +134,8 @@ func (r Request) Longest() time.Duration {
 	switch r.Kind {
 	case KindPing:
 		return time.Duration(r.Count)*r.Interval + r.Timeout
-	case KindBulk:
-		return r.Duration + 2*r.Timeout
+	case KindBulk, KindFlood:
+		return r.Duration + 3*r.Timeout
 	}
 	return 2 * r.Timeout
 }
@@ -156,6 +170,9 @@ type Result struct {
 	Bytes   int64         `json:"bytes,omitempty"`
 	Elapsed time.Duration `json:"elapsed,omitempty"`
 	Mbps    float64       `json:"mbps,omitempty"` // megabits per second
+	// flood: datagrams sent (Sent) and received by the sink (Received)
+	// per second of Elapsed
+	PPS float64 `json:"pps,omitempty"`
 }
 
 // Dialer is what a probe sends through: a workload's stack.
@@ -192,6 +209,8 @@ func Run(ctx context.Context, d Dialer, r Request) Result {
 		err = httpGet(ctx, d, r, &res)
 	case KindBulk:
 		err = bulk(ctx, d, r, &res)
+	case KindFlood:
+		err = flood(ctx, d, r, &res)
 	default:
 		err = fmt.Errorf("unknown kind %q", r.Kind)
 	}
@@ -370,6 +389,77 @@ func bulk(ctx context.Context, d Dialer, r Request, res *Result) error {
 	return nil
 }
 
+func flood(ctx context.Context, d Dialer, r Request, res *Result) error {
+	c, err := d.DialUDP(netip.AddrPortFrom(r.To, r.Port))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	ask := func(msg string) (uint64, error) {
+		buf := make([]byte, 64)
+		for range 5 {
+			if _, err := c.Write([]byte(msg)); err != nil {
+				return 0, err
+			}
+			_ = c.SetReadDeadline(time.Now().Add(r.Timeout / 5))
+			for {
+				n, err := c.Read(buf)
+				if err != nil {
+					break
+				}
+				if v, ok := strings.CutPrefix(string(buf[:n]), SinkReply); ok {
+					var k uint64
+					if _, err := fmt.Sscan(v, &k); err == nil {
+						return k, nil
+					}
+				}
+			}
+			if ctx.Err() != nil {
+				return 0, ctx.Err()
+			}
+		}
+		return 0, fmt.Errorf("no answer from a UDP sink at %v", netip.AddrPortFrom(r.To, r.Port))
+	}
+	if _, err := ask(SinkReset); err != nil {
+		return err
+	}
+	msg := make([]byte, r.Size)
+	start := time.Now()
+	end := start.Add(r.Duration)
+	_ = c.SetWriteDeadline(end)
+	for i := 0; ; i++ {
+		if i%64 == 0 && !time.Now().Before(end) {
+			break
+		}
+		if _, err := c.Write(msg); err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && ctx.Err() == nil {
+				break
+			}
+			continue // a full queue drops it, as a NIC would
+		}
+		res.Sent++
+	}
+	res.Elapsed = time.Since(start)
+	_ = c.SetWriteDeadline(time.Time{})
+	// the datagrams still in flight
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(200 * time.Millisecond):
+	}
+	k, err := ask(SinkQuery)
+	if err != nil {
+		return err
+	}
+	res.Received = int(k)
+	res.PPS = float64(k) / res.Elapsed.Seconds()
+	res.Mbps = res.PPS * float64(r.Size) * 8 / 1e6
+	return nil
+}
+
 // Text returns the result as `vrouter probe` prints it.
 func (res Result) Text() string {
 	var b strings.Builder
@@ -411,6 +501,10 @@ func (res Result) Text() string {
 			if res.Body != "" && !strings.HasSuffix(res.Body, "\n") {
 				b.WriteString("\n")
 			}
+		}
+	case KindFlood:
+		if res.OK {
+			fmt.Fprintf(&b, "flood %s -> %s: %d datagrams sent, %d received in %.2f s: %.0f packets/s (%.1f Mbit/s of payload)\n", res.From, to, res.Sent, res.Received, res.Elapsed.Seconds(), res.PPS, res.Mbps)
 		}
 	case KindBulk:
 		if res.OK {

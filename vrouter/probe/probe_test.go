@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -145,6 +146,40 @@ func TestProbes(t *testing.T) {
 	}
 	if n := <-got; n != res.Bytes {
 		t.Errorf("bulk sent %d bytes, the sink read %d", res.Bytes, n)
+	}
+	// flood to a sink that counts, and answers the control datagrams
+	fs, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fs.Close()
+	go func() {
+		buf := make([]byte, 2048)
+		var k int
+		for {
+			n, from, err := fs.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			switch string(buf[:n]) {
+			case SinkReset:
+				k = 0
+				_, _ = fs.WriteTo([]byte(SinkReply+"0"), from)
+			case SinkQuery:
+				_, _ = fs.WriteTo([]byte(SinkReply+strconv.Itoa(k)), from)
+			default:
+				k++
+			}
+		}
+	}()
+	res = run(t, Request{Kind: KindFlood, To: local, Port: uint16(fs.LocalAddr().(*net.UDPAddr).Port), Size: 64, Duration: 200 * time.Millisecond})
+	if !res.OK || res.Sent == 0 || res.Received == 0 || res.Received > res.Sent || res.PPS <= 0 || !strings.Contains(res.Text(), "packets/s") {
+		t.Errorf("flood: %+v", res)
+	}
+	// flood with no sink: fails
+	res = run(t, Request{Kind: KindFlood, To: local, Port: 9, Duration: 10 * time.Millisecond, Timeout: 500 * time.Millisecond})
+	if res.OK {
+		t.Errorf("flood without a sink: %+v", res)
 	}
 	// ping: 3 sent, the second unanswered
 	res = run(t, Request{Kind: KindPing, To: local, Count: 3, Interval: time.Millisecond})
