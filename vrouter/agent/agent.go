@@ -226,7 +226,7 @@ func (a *Agent) start(ctx context.Context) error {
 			a.log.Error("workload namespace is gone, not serving the workload", "workload", w.Name, "namespace", w.Namespace)
 			continue
 		}
-		if _, err := a.addWorkload(ctx, w); err != nil {
+		if _, err := a.serveWorkload(ctx, w); err != nil {
 			return err
 		}
 	}
@@ -345,6 +345,18 @@ func handle(lab, name string) string { return lab + "." + name }
 // interface, returns it as it is (a CNI ADD repeated); with another, it
 // is an error.
 func (a *Agent) addWorkload(ctx context.Context, w config.Workload) (*control.WorkloadInfo, error) {
+	info, err := a.serveWorkload(ctx, w)
+	if err != nil {
+		return nil, err
+	}
+	return info, a.syncBlocks(ctx)
+}
+
+// serveWorkload is addWorkload without the blocks' sync (blackholes and
+// announcements), which the agent's start does once for all the
+// workloads of its config: a sync each (two reads of every block of the
+// datastore) made the start of a node with 1,000 workloads take minutes.
+func (a *Agent) serveWorkload(ctx context.Context, w config.Workload) (*control.WorkloadInfo, error) {
 	svcs, err := checkWorkload(&w)
 	if err != nil {
 		return nil, err
@@ -396,7 +408,7 @@ func (a *Agent) addWorkload(ctx context.Context, w config.Workload) (*control.Wo
 	a.workloads[w.Name] = info
 	a.mu.Unlock()
 	a.log.Info("workload added", "workload", w.Name, "address", addr, "interface", info.Interface)
-	return &info, a.syncBlocks(ctx)
+	return &info, nil
 }
 
 // deleteWorkload removes a workload's port and route and releases its
