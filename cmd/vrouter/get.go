@@ -8,26 +8,61 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/vrouter-lab/vrouter/topology/lab"
+	"github.com/vrouter-lab/vrouter/vrouter/resources"
 	"gopkg.in/yaml.v3"
 )
 
 func newGetCommand() *cobra.Command {
 	var output string
+	var ds datastoreFlags
 	cmd := &cobra.Command{
-		Use:   "get (nodes|workloads|ippools|blocks|bgppeers)",
-		Short: "List a lab's nodes, workloads, IP pools, IPAM blocks or BGP peers, as calicoctl does",
-		Long: `get lists lab resources the way calicoctl lists Calico's: nodes with their
-AS (in parentheses when it is the lab's default), workload endpoints, IP
-pools, IPAM blocks with their affinity, and the BGPPeer resources of the lab
-file (peer IP or peer selector, node or node selector, AS; passwords are
-never printed). -o json or -o yaml prints every field.`,
-		Example:   "  vrouter get nodes\n  vrouter get blocks -o yaml\n  vrouter get bgppeers -o wide",
-		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{"nodes", "workloads", "ippools", "blocks", "bgppeers"},
+		Use:   "get KIND [NAME] [--lab LAB | --datastore etcd --etcd-endpoints URL,...]",
+		Short: "List a lab's or etcd's nodes, IP pools, BGP peers (and a lab's workloads and blocks), as calicoctl does",
+		Long: `get lists resources the way calicoctl lists Calico's.
+
+On a lab (the default; --lab names one when several are deployed), KIND is
+nodes, workloads, ippools, blocks or bgppeers: nodes with their AS (in
+parentheses when it is the lab's default), workload endpoints, IP pools,
+IPAM blocks with their affinity, and the BGPPeer resources of the lab file
+(peer IP or peer selector, node or node selector, AS; passwords are never
+printed).
+
+With --datastore etcd, get reads the Calico resources in etcd instead:
+KIND is nodes, ippools, bgppeers or bgpconfigurations (singular or
+plural), optionally one NAME. -o wide adds columns; -o json or -o yaml
+prints every field in Calico's shape.
+
+` + etcdHelp,
+		Example: "  vrouter get nodes\n  vrouter get blocks -o yaml\n  vrouter get bgppeers -o wide\n" +
+			"  vrouter get nodes -o wide --datastore etcd --etcd-endpoints http://10.0.0.1:2379\n" +
+			"  vrouter get ippool default-ipv4-ippool -o yaml --datastore etcd --etcd-endpoints http://10.0.0.1:2379",
+		Args:      cobra.RangeArgs(1, 2),
+		ValidArgs: []string{"nodes", "workloads", "ippools", "blocks", "bgppeers", "bgpconfigurations"},
 	}
 	load := labFlag(cmd)
+	ds.register(cmd)
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, wide, json or yaml")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if cmd.Flags().Changed("datastore") {
+			if cmd.Flags().Changed("lab") {
+				return fmt.Errorf("--lab and --datastore: give one (a lab, or etcd)")
+			}
+			kind, ok := resources.KindOf(args[0])
+			if !ok {
+				return fmt.Errorf("etcd holds nodes, ippools, bgppeers and bgpconfigurations, not %q", args[0])
+			}
+			name := ""
+			if len(args) == 2 {
+				name = args[1]
+			}
+			return getResources(cmd, &ds, kind, name, output)
+		}
+		if len(args) == 2 {
+			return fmt.Errorf("a lab lists every %s; NAME is for --datastore etcd", args[0])
+		}
+		if etcdFlagsChanged(cmd) {
+			return fmt.Errorf("--etcd-* flags need --datastore etcd")
+		}
 		st, err := load()
 		if err != nil {
 			return err
@@ -39,6 +74,16 @@ never printed). -o json or -o yaml prints every field.`,
 		return printListing(cmd.OutOrStdout(), l, output)
 	}
 	return cmd
+}
+
+// etcdFlagsChanged reports whether a datastore flag was given.
+func etcdFlagsChanged(cmd *cobra.Command) bool {
+	for _, f := range []string{"etcd-endpoints", "etcd-cert", "etcd-key", "etcd-ca", "etcd-timeout"} {
+		if cmd.Flags().Changed(f) {
+			return true
+		}
+	}
+	return false
 }
 
 func printListing(w io.Writer, l *lab.Table, format string) error {

@@ -16,9 +16,9 @@ import (
 func newIPAMCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "ipam",
-		Short: "Show IPAM state in a datastore, as calicoctl ipam does",
+		Short: "Show, check and release IPAM state in a datastore, as calicoctl ipam does",
 	}
-	cmd.AddCommand(newIPAMShowCommand())
+	cmd.AddCommand(newIPAMShowCommand(), newIPAMCheckCommand(), newIPAMReleaseCommand())
 	return cmd
 }
 

@@ -32,8 +32,10 @@ encapsulation. Routing tables print in 'ip route' format, BGP status the way
 		newDeployCommand(), newDestroyCommand(), newApplyCommand(), newInspectCommand(), newExecCommand(),
 		newNodeCommand(), newRouterCommand(), newGetCommand(), newRouteCommand(), newWorkloadCommand(),
 		newLinkCommand(), newCaptureCommand(), newIPAMCommand(), newTestCommand(), newVersionCommand(), newDemoCommand(), newCNICommand(),
-		newMetricsCommand(), newServeCommand(), newGraphCommand(), newProbeCommand(),
+		newMetricsCommand(), newServeCommand(), newGraphCommand(), newUICommand(),
 	)
+	root.AddCommand(newDeleteCommand()) // calicoctl delete, on etcd
+	root.AddCommand(newProbeCommand())  // from any workload, netstack or namespace
 	return root
 }
 

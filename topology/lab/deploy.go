@@ -25,7 +25,24 @@ type Options struct {
 	Timeout  time.Duration // how long to wait for BGP and routes; default 60s
 	Progress io.Writer     // progress lines; nil for none
 	NoWait   bool          // return once every agent answers, BGP or not
+	// Phase is told when each phase begins; nil for none.
+	Phase PhaseFunc
 }
+
+// PhaseFunc is told, as each phase of Deploy or Destroy begins, its
+// number (from 1), how many phases there are, and what it does ("start 3
+// agents and 1 router"): for a progress display.
+type PhaseFunc func(n, of int, what string)
+
+// phase tells f, if any.
+func (f PhaseFunc) phase(n, of int, format string, args ...any) {
+	if f != nil {
+		f(n, of, fmt.Sprintf(format, args...))
+	}
+}
+
+// deployPhases is how many phases Deploy has.
+const deployPhases = 4
 
 // Deploy creates the lab: namespaces, one agent process per node, one
 // namespace per workload, a forwarder (and a BGP daemon) per router. It
@@ -51,6 +68,7 @@ func Deploy(ctx context.Context, l *topology.Lab, opt Options) (st *State, err e
 			fmt.Fprintf(opt.Progress, format+"\n", args...)
 		}
 	}
+	opt.Phase.phase(1, deployPhases, "plan: check the lab file's nodes and their executables")
 	p, err := newPlan(l)
 	if err != nil {
 		return nil, err
@@ -75,17 +93,24 @@ func Deploy(ctx context.Context, l *topology.Lab, opt Options) (st *State, err e
 			st = nil
 		}
 	}()
+	opt.Phase.phase(2, deployPhases, "provision: state directory, %s", counted(len(p.nodes)+len(p.workloads)+len(p.bridges), "namespace"))
 	if err := provision(ctx, p, st); err != nil {
 		return nil, err
 	}
 	// The timeout bounds starting (the routers' forwarders must answer)
 	// and waiting.
 	deadline := time.Now().Add(opt.Timeout)
+	opt.Phase.phase(3, deployPhases, "start: %s", p.processes())
 	if err := start(ctx, p.nodes, startEnv{bin: opt.Binary, progress: progress}, deadline); err != nil {
 		return nil, err
 	}
 	wctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
+	if opt.NoWait {
+		opt.Phase.phase(4, deployPhases, "wait: every agent answering")
+	} else {
+		opt.Phase.phase(4, deployPhases, "wait: BGP sessions Established, every block routed")
+	}
 	if err := waitReady(wctx, p.nodes, opt.NoWait, opt.Timeout, progress); err != nil {
 		return nil, orInterrupted(ctx, err)
 	}
@@ -104,6 +129,34 @@ type plan struct {
 	workloads []WorkloadState
 	bridges   []bridge // a kernel lab's networks (kernel.go)
 	frr       bool     // a node runs as user frr: the state directory lets group frr through
+}
+
+// processes says what start starts: "3 agents, 1 router".
+func (p *plan) processes() string {
+	agents, routers := 0, 0
+	for _, n := range p.nodes {
+		if n.Kind() == topology.KindCalico {
+			agents++
+		} else {
+			routers++
+		}
+	}
+	out := counted(agents, "agent")
+	if routers > 0 {
+		out += ", " + counted(routers, "router")
+	}
+	return out
+}
+
+// counted is "1 thing" or "n things" ("n processes").
+func counted(n int, thing string) string {
+	switch {
+	case n == 1:
+		return "1 " + thing
+	case strings.HasSuffix(thing, "s"):
+		return fmt.Sprintf("%d %ses", n, thing)
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }
 
 // newPlan plans the deployment of lab l: it computes every node's config

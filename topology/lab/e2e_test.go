@@ -166,7 +166,8 @@ func TestLabEndToEnd(t *testing.T) {
 
 	out := mustVR(t, "deploy", "-t", file)
 	for _, n := range []string{"node1", "node2", "node3", "web-1", "web-2", "web-3", "db-1", "db-2"} {
-		if !regexp.MustCompile(`(?m)^` + n + ` .* running$`).MatchString(out) {
+		// the summary is a bordered table: │ NAME │ ... │ STATE │
+		if !regexp.MustCompile(`(?m)^│ ` + n + ` +│ .* │ running +│$`).MatchString(out) {
 			t.Errorf("deploy summary lacks %s running:\n%s", n, out)
 		}
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/vrouter-lab/vrouter/vrouter/fib"
 	"github.com/vrouter-lab/vrouter/vrouter/ipam"
 	"github.com/vrouter-lab/vrouter/vrouter/netns"
+	"github.com/vrouter-lab/vrouter/vrouter/resources"
 )
 
 // Agent is one running node.
@@ -61,6 +62,21 @@ type Agent struct {
 
 	pools atomic.Pointer[[]config.Pool] // the IP pools, replaced by setPools (under routeMu)
 
+	// The cluster from etcd (cluster.go): the resource store, the peers
+	// configured in the speaker and the log level BGPConfiguration sets.
+	res      *resources.Store
+	peersMu  sync.Mutex
+	peers    map[netip.Addr]bgp.Peer
+	dynPeers atomic.Pointer[[]config.BGPPeer]
+	logLevel *slog.LevelVar
+
+	// degraded is set while an agent that started with etcd unreachable
+	// serves from its saved state (degraded.go).
+	degraded atomic.Bool
+	cache    datastoreCache // what it started from, when degraded
+	serving  atomic.Bool    // set once start has restored the workloads
+	synced   atomic.Bool    // set once the blocks are synced: the cache may be written
+
 	metricsOnce sync.Once
 	metrics     http.Handler // GET /metrics, made by metricsHandler
 	metricsAddr atomic.Value // string: the address serveMetrics listens on
@@ -69,7 +85,9 @@ type Agent struct {
 // Run runs the agent until ctx ends, then removes what it made (its TUN
 // devices vanish with their descriptors).
 func Run(ctx context.Context, cfg *config.Node) error {
-	a := newAgent(cfg, slog.New(slog.NewTextHandler(os.Stderr, nil)).With("node", cfg.Node))
+	level := new(slog.LevelVar)
+	a := newAgent(cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("node", cfg.Node))
+	a.logLevel = level
 	defer a.close()
 	if err := a.start(ctx); err != nil {
 		return fmt.Errorf("node %s: %w", cfg.Node, err)
@@ -93,11 +111,7 @@ func OpenDatastore(ctx context.Context, cfg *config.Node) (Datastore, error) {
 		return nil, err
 	}
 	if cfg.DatastoreType == config.DatastoreEtcd {
-		s, err := ipam.OpenEtcd(ctx, ipam.EtcdConfig{
-			Endpoints: cfg.Etcd.Endpoints,
-			CertFile:  cfg.Etcd.CertFile, KeyFile: cfg.Etcd.KeyFile, CAFile: cfg.Etcd.CAFile,
-			Timeout: cfg.Etcd.Timeout,
-		})
+		s, err := ipam.OpenEtcd(ctx, etcdStoreConfig(cfg))
 		if err != nil {
 			return nil, err
 		}
@@ -123,6 +137,7 @@ func newAgent(cfg *config.Node, log *slog.Logger) *Agent {
 		added:        map[string]config.Workload{},
 		learned:      map[netip.Prefix]netip.Addr{},
 		stale:        map[netip.Prefix]bool{},
+		peers:        map[netip.Addr]bgp.Peer{},
 	}
 }
 
@@ -140,20 +155,30 @@ func (a *Agent) start(ctx context.Context) error {
 		return err
 	}
 	a.dp = dp
-	// IPAM: the lab's shared datastore (a bbolt file), or etcd.
-	a.store, err = OpenDatastore(ctx, cfg)
-	if err != nil {
+	// IPAM: the lab's shared datastore (a bbolt file), or etcd; with
+	// etcd unreachable, the node starts from its saved state.
+	if err := a.openStore(ctx); err != nil {
 		return err
 	}
+	cfgPools := slices.Clone(cfg.Pools)
+	var snap *resources.Snapshot // the cluster's resources, with the mesh from etcd
+	switch {
+	case a.degraded.Load() && len(a.cache.Pools) > 0:
+		cfgPools = slices.Clone(a.cache.Pools)
+	case a.res != nil && !a.degraded.Load():
+		if snap, err = a.res.Load(ctx); snap == nil {
+			return err
+		}
+		cfgPools = a.clusterPools(ctx, snap)
+	}
 	var pools []ipam.Pool
-	for _, p := range cfg.Pools {
+	for _, p := range cfgPools {
 		pools = append(pools, ipam.Pool{Name: p.Name, CIDR: p.CIDR, BlockSize: p.BlockSize})
 	}
 	a.ipam, err = ipam.New(a.store, pools, ipam.Options{StrictAffinity: cfg.StrictAffinity})
 	if err != nil {
 		return err
 	}
-	cfgPools := slices.Clone(cfg.Pools)
 	a.pools.Store(&cfgPools)
 	if err := a.ensureTunnel(ctx, cfgPools); err != nil {
 		return err
@@ -200,22 +225,26 @@ func (a *Agent) start(ctx context.Context) error {
 	if err := a.bgp.Watch(ctx, a.learn); err != nil {
 		return err
 	}
-	for _, p := range cfg.BGP.Peers {
-		peer := bgp.Peer{Address: p.Address, ASN: p.ASN, Type: bgp.ParsePeerType(p.Type), Password: p.Password,
-			RouteReflectorClient: p.RouteReflectorClient, ClusterID: p.ClusterID, KeepOriginalNextHop: p.KeepOriginalNextHop}
-		if cfg.Prefix.Masked().Contains(p.Address) {
-			peer.SharedNetwork = cfg.Prefix.Masked()
+	if cfg.MeshFromDatastore {
+		// The mesh comes from the registered nodes, as read now (or as
+		// saved, with etcd down), then as watchCluster sees them change;
+		// a graceful restart's sweep waits for these peers.
+		peers := a.staticPeers()
+		switch {
+		case snap != nil:
+			a.learnNodes(snap)
+			peers = a.desiredPeers(snap)
+		case a.degraded.Load():
+			peers = append(slices.Clone(a.cache.Peers), peers...)
 		}
-		// Between two lab nodes, the one with the lower address opens the
-		// session and the other waits: no connection collisions, which at
-		// a few hundred sessions kept pairs from ever coming up. Sessions
-		// with a password stay active on both ends: a password mismatch
-		// is then visible on both (TCPMD5Failure counts on the receiver).
-		if isNode(cfg, p.Address) && p.Address.Less(addr) && p.Password == "" {
-			peer.Passive = true
-		}
-		if err := a.bgp.AddPeer(ctx, peer); err != nil {
+		if err := a.setPeers(ctx, peers); err != nil {
 			return err
+		}
+	} else {
+		for _, p := range cfg.BGP.Peers {
+			if err := a.bgp.AddPeer(ctx, a.bgpPeer(p, isNode(cfg, p.Address))); err != nil {
+				return err
+			}
 		}
 	}
 
@@ -235,6 +264,14 @@ func (a *Agent) start(ctx context.Context) error {
 	}
 	if err := a.syncBlocks(ctx); err != nil {
 		return err
+	}
+	a.serving.Store(true)
+	if a.degraded.Load() {
+		go a.recoverDatastore(ctx)
+	}
+	if a.res != nil {
+		go a.register(ctx)
+		go a.watchCluster(ctx)
 	}
 	go a.dp.Run(ctx)
 	if a.staleCount() > 0 {
@@ -259,7 +296,13 @@ func (a *Agent) ensureTunnel(ctx context.Context, pools []config.Pool) error {
 		return nil
 	}
 	h := "ipip-tunnel-addr-" + a.cfg.Node
-	addr, err := a.ipam.AddressByHandle(ctx, h)
+	var addr netip.Addr
+	var err error
+	if a.degraded.Load() && a.cache.TunnelAddr.IsValid() {
+		addr = a.cache.TunnelAddr // etcd is down: the saved one
+	} else {
+		addr, err = a.ipam.AddressByHandle(ctx, h)
+	}
 	if err != nil {
 		addr, err = a.ipam.AutoAssign(ctx, ipam.AssignArgs{Node: a.cfg.Node, Handle: h, Attrs: map[string]string{"type": "ipipTunnelAddress", "node": a.cfg.Node}})
 	}
@@ -372,7 +415,14 @@ func (a *Agent) serveWorkload(ctx context.Context, w config.Workload) (*control.
 	}
 	h := handle(a.cfg.Lab, w.Name)
 	args := ipam.AssignArgs{Node: a.cfg.Node, Handle: h, Attrs: map[string]string{"workload": w.Name, "node": a.cfg.Node}}
-	addr, err := a.ipam.AddressByHandle(ctx, h)
+	var addr netip.Addr
+	if saved, ok := a.savedAddress(w); ok {
+		// etcd is down since the agent started: serve the workload at
+		// its saved address; recoverDatastore checks it with IPAM later.
+		addr = saved
+	} else {
+		addr, err = a.ipam.AddressByHandle(ctx, h)
+	}
 	// An address IPAM already kept for the workload (a restarted agent
 	// serving it again) stays the workload's if serving it fails; only
 	// one allocated here is given back.
@@ -441,22 +491,30 @@ func (a *Agent) deleteWorkload(ctx context.Context, name string) error {
 // workload route is already there), so that the other nodes, the owner
 // included, reach it by longest-prefix match over the owner's /26.
 func (a *Agent) syncBlocks(ctx context.Context) error {
-	blocks, err := a.ipam.BlocksForNode(ctx, a.cfg.Node)
-	if err != nil {
-		return err
-	}
-	borrowed, err := a.ipam.BorrowedByNode(ctx, a.cfg.Node)
-	if err != nil {
-		return err
-	}
 	var want []netip.Prefix
 	holes := map[netip.Prefix]bool{}
-	for _, b := range blocks {
-		want = append(want, b.CIDR)
-		holes[b.CIDR] = true
-	}
-	for _, addr := range borrowed {
-		want = append(want, netip.PrefixFrom(addr, 32))
+	if a.degraded.Load() {
+		// etcd has been down since the start: the saved blocks.
+		want = slices.Clone(a.cache.Blocks)
+		for _, p := range a.cache.Holes {
+			holes[p] = true
+		}
+	} else {
+		blocks, err := a.ipam.BlocksForNode(ctx, a.cfg.Node)
+		if err != nil {
+			return err
+		}
+		borrowed, err := a.ipam.BorrowedByNode(ctx, a.cfg.Node)
+		if err != nil {
+			return err
+		}
+		for _, b := range blocks {
+			want = append(want, b.CIDR)
+			holes[b.CIDR] = true
+		}
+		for _, addr := range borrowed {
+			want = append(want, netip.PrefixFrom(addr, 32))
+		}
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -488,6 +546,8 @@ func (a *Agent) syncBlocks(ctx context.Context) error {
 		}
 	}
 	a.blocks, a.holes = want, holes
+	a.synced.Store(true)
+	a.saveCacheLocked()
 	return nil
 }
 

@@ -17,7 +17,7 @@ import (
 
 // hasPassword reports whether the session with addr uses TCP MD5.
 func (a *Agent) hasPassword(addr netip.Addr) bool {
-	for _, p := range a.cfg.BGP.Peers {
+	for _, p := range a.peerList() {
 		if p.Address == addr {
 			return p.Password != ""
 		}
@@ -91,11 +91,16 @@ func (a *Agent) status(ctx context.Context) (*control.Status, error) {
 	}
 	a.mu.Unlock()
 	slices.SortFunc(s.Workloads, func(x, y control.WorkloadInfo) int { return x.Address.Compare(y.Address) })
-	s.Ready = s.PeersEstablished == len(a.cfg.BGP.Peers)
+	s.Ready = s.PeersEstablished == len(a.peerList())
 	if s.Ready {
-		s.Ready, err = a.remoteBlocksRouted(ctx)
+		if s.Ready, err = a.remoteBlocksRouted(ctx); err != nil {
+			// The datastore is unreachable: the node forwards, but its
+			// readiness cannot be told.
+			a.log.Warn("status: cannot tell readiness", "err", err)
+			s.Ready = false
+		}
 	}
-	return s, err
+	return s, nil
 }
 
 func (a *Agent) remoteBlocksRouted(ctx context.Context) (bool, error) {
@@ -104,7 +109,7 @@ func (a *Agent) remoteBlocksRouted(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	peers := map[string]bool{}
-	for _, p := range a.cfg.BGP.Peers {
+	for _, p := range a.peerList() {
 		peers[p.Node] = true
 	}
 	if len(a.cfg.BGP.RouteNodes) > 0 {

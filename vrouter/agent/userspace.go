@@ -117,7 +117,28 @@ func (u *userspace) Impairment() config.Impairment {
 	f := u.ep.Impairment()
 	return config.Impairment{Delay: f.Delay, Jitter: f.Jitter, Loss: f.Loss * 100, Rate: f.Rate, Duplicate: f.Duplicate * 100, Corrupt: f.Corrupt * 100}
 }
-func (u *userspace) Stats() map[string]uint64           { return u.engine.Stats() }
+func (u *userspace) Stats() map[string]uint64 { return u.engine.Stats() }
+
+// AddNodes adds nodes that registered after the start (the mesh from
+// etcd): those on the node's network to the fabric's neighbour table,
+// every one to the sources tunl0 accepts.
+func (u *userspace) AddNodes(network netip.Prefix, nodes map[netip.Addr]string) error {
+	neigh := u.ep.Neighbors()
+	changed := false
+	var addrs []netip.Addr
+	for addr, node := range nodes {
+		addrs = append(addrs, addr)
+		if network.Contains(addr) && neigh[addr] != node {
+			neigh[addr], changed = node, true
+		}
+	}
+	if changed {
+		if err := u.ep.SetNeighbors(neigh); err != nil {
+			return err
+		}
+	}
+	return u.engine.AddTunnelSources(addrs...)
+}
 func (u *userspace) Run(ctx context.Context)            { u.engine.Run(ctx) }
 func (u *userspace) EnableTunnel(addr netip.Addr) error { return u.enableTunnel(addr) }
 func (u *userspace) Tunnel() string {

@@ -82,6 +82,19 @@ type Node struct {
 	DatastoreType string `json:"datastoreType,omitempty"`
 	// Etcd is the etcd cluster of DatastoreEtcd.
 	Etcd Etcd `json:"etcd,omitzero"`
+	// MeshFromDatastore (only with DatastoreEtcd) makes the agent register
+	// its Node resource in etcd and build its node-to-node mesh from the
+	// registered nodes, watching them, instead of from BGP.Peers' mesh
+	// entries; IP pools, BGPConfiguration and BGPPeer resources in etcd
+	// apply too (package resources).
+	MeshFromDatastore bool `json:"meshFromDatastore,omitempty"`
+	// RouteReflectorClusterID, when valid, makes the node a route
+	// reflector with that cluster ID (its Node resource's
+	// routeReflectorClusterID), for BGPPeers that select it.
+	RouteReflectorClusterID netip.Addr `json:"routeReflectorClusterID,omitzero"`
+	// Labels are the node's labels (its Node resource's), matched by
+	// BGPPeer node selectors.
+	Labels map[string]string `json:"labels,omitempty"`
 	// StrictAffinity forbids borrowing addresses from other nodes' blocks.
 	StrictAffinity bool       `json:"strictAffinity,omitempty"`
 	BGP            BGP        `json:"bgp"`
@@ -136,6 +149,9 @@ func (c *Node) CheckDatastore() error {
 		}
 	default:
 		return fmt.Errorf("unknown datastore %q: want %s or %s", c.DatastoreType, DatastoreBolt, DatastoreEtcd)
+	}
+	if c.MeshFromDatastore && c.DatastoreType != DatastoreEtcd {
+		return fmt.Errorf("meshFromDatastore needs datastore %s (the nodes register there)", DatastoreEtcd)
 	}
 	return nil
 }

@@ -212,6 +212,12 @@ func (e *Engine) EnableTunnel(addr netip.Addr) error {
 	return nil
 }
 
+// AddTunnelSources adds outer sources whose IPIP packets tunl0 accepts
+// (nodes that joined the cluster after the engine started).
+func (e *Engine) AddTunnelSources(addrs ...netip.Addr) error {
+	return e.decap.AddNodes(addrs...)
+}
+
 // Stats returns the forwarder's and the fabric's counters by name.
 func (e *Engine) Stats() map[string]uint64 {
 	m := e.fwd.Stats().Map()

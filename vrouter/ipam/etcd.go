@@ -126,6 +126,22 @@ type EtcdStore struct {
 // OpenEtcd connects to etcd and checks that it answers within
 // cfg.DialTimeout (or ctx's deadline, if earlier).
 func OpenEtcd(ctx context.Context, cfg EtcdConfig) (*EtcdStore, error) {
+	s, err := NewEtcd(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Ping(ctx); err != nil {
+		s.cli.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// NewEtcd returns a store of the etcd cluster cfg names without waiting
+// for it to answer: the client connects in the background, and every
+// transaction fails after cfg.Timeout while no member answers. An agent
+// that must start while etcd is down opens its store so.
+func NewEtcd(cfg EtcdConfig) (*EtcdStore, error) {
 	if len(cfg.Endpoints) == 0 {
 		return nil, errors.New("ipam: etcd: no endpoints")
 	}
@@ -156,21 +172,32 @@ func OpenEtcd(ctx context.Context, cfg EtcdConfig) (*EtcdStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ipam: %s: %w", s.where, err)
 	}
-	cctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
-	defer cancel()
-	if _, err := s.cli.Get(cctx, calicoConfigKey); err != nil {
-		s.cli.Close()
-		if ctx.Err() == nil && cctx.Err() != nil {
-			hint := "is etcd running and reachable?"
-			if tc != nil {
-				hint = "is etcd running and reachable, and do its CA and the client certificate match?"
-			}
-			return nil, fmt.Errorf("ipam: %s: no answer within %v (%s): %w", s.where, cfg.DialTimeout, hint, err)
-		}
-		return nil, fmt.Errorf("ipam: %s: %w", s.where, err)
-	}
 	return s, nil
 }
+
+// Ping checks that etcd answers within the store's DialTimeout (or ctx's
+// deadline, if earlier).
+func (s *EtcdStore) Ping(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
+	defer cancel()
+	if _, err := s.cli.Get(cctx, calicoConfigKey); err != nil {
+		if ctx.Err() == nil && cctx.Err() != nil {
+			hint := "is etcd running and reachable?"
+			if s.cfg.TLS() {
+				hint = "is etcd running and reachable, and do its CA and the client certificate match?"
+			}
+			return fmt.Errorf("ipam: %s: no answer within %v (%s): %w", s.where, s.cfg.DialTimeout, hint, err)
+		}
+		return fmt.Errorf("ipam: %s: %w", s.where, err)
+	}
+	return nil
+}
+
+// Client returns the store's etcd client (package resources shares it).
+func (s *EtcdStore) Client() *clientv3.Client { return s.cli }
+
+// Where returns "etcd at ENDPOINTS", as errors name the cluster.
+func (s *EtcdStore) Where() string { return s.where }
 
 // Config returns the configuration the store was opened with, with
 // defaults filled in.
