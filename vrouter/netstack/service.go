@@ -211,6 +211,10 @@ func (st *Stack) serve(svcs []Service) error {
 			if s.Proto == "udp" {
 				var count atomic.Uint64
 				l.drain = func() { udpSink(ep, &count) }
+				// gVisor's default, 32 KB, holds a few hundred small
+				// datagrams: a flood overflows it before the sink's
+				// goroutine runs. Used only while datagrams wait.
+				ep.SocketOptions().SetReceiveBufferSize(udpSinkBuffer, true)
 			}
 		}
 		if !st.svc.track(l.start()) {
@@ -355,6 +359,10 @@ const (
 	sinkQuery = "vrouter-probe:count"
 	sinkReply = "vrouter-probe:count="
 )
+
+// udpSinkBuffer is the UDP sink's receive buffer (gVisor clamps it to
+// the stack's maximum, 4 MB by default).
+const udpSinkBuffer = 4 << 20
 
 // udpSink counts and discards every datagram waiting on ep, answering
 // the control datagrams, and returns when none is left.
