@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -265,6 +266,11 @@ func (a *Agent) start(ctx context.Context) error {
 	if err := a.syncBlocks(ctx); err != nil {
 		return err
 	}
+	if len(cfg.Workloads) >= freeAfterWorkloads {
+		// Serving them made garbage (IPAM's decoded blocks, mostly) that
+		// the runtime would keep mapped: give it back before idling.
+		debug.FreeOSMemory()
+	}
 	a.serving.Store(true)
 	if a.degraded.Load() {
 		go a.recoverDatastore(ctx)
@@ -394,6 +400,10 @@ func (a *Agent) addWorkload(ctx context.Context, w config.Workload) (*control.Wo
 	}
 	return info, a.syncBlocks(ctx)
 }
+
+// freeAfterWorkloads is how many workloads of its config an agent's start
+// serves before it returns the garbage to the OS.
+const freeAfterWorkloads = 100
 
 // serveWorkload is addWorkload without the blocks' sync (blackholes and
 // announcements), which the agent's start does once for all the
