@@ -585,11 +585,14 @@ func (a pingAssert) describe() string {
 }
 
 func (a pingAssert) run(ctx context.Context, run *scenarioRun) error {
-	ns, err := run.namespace(a.from)
+	to, err := run.target(ctx, a.to)
 	if err != nil {
 		return err
 	}
-	to, err := run.target(ctx, a.to)
+	if run.netstackFrom(a.from) {
+		return a.netstackPing(ctx, run, to)
+	}
+	ns, err := run.namespace(a.from)
 	if err != nil {
 		return err
 	}
@@ -711,7 +714,13 @@ func (a tcpAssert) run(ctx context.Context, run *scenarioRun) error {
 	addr := netip.AddrPortFrom(to, a.port).String()
 	var got string
 	var derr error
-	err = netns.Do(ns, func() error {
+	refused := false
+	if run.netstackFrom(a.from) {
+		refused, derr = netstackDial(ctx, run, a.from, netip.AddrPortFrom(to, a.port))
+		if derr != nil && !refused && isFatal(derr) {
+			return derr
+		}
+	} else if err = netns.Do(ns, func() error {
 		d := net.Dialer{Timeout: 2 * time.Second}
 		c, err := d.DialContext(ctx, "tcp4", addr)
 		derr = err
@@ -719,14 +728,13 @@ func (a tcpAssert) run(ctx context.Context, run *scenarioRun) error {
 			c.Close()
 		}
 		return nil
-	})
-	if err != nil {
+	}); err != nil {
 		return fatal(err)
 	}
 	switch {
 	case derr == nil:
 		got = expectConnected
-	case errors.Is(derr, syscall.ECONNREFUSED):
+	case refused || errors.Is(derr, syscall.ECONNREFUSED):
 		got = expectRefused
 	default:
 		got = expectUnreachable

@@ -22,6 +22,9 @@ func FuzzParse(f *testing.F) {
 		f.Add(append(append([]byte{}, data...), "\ndatastore: Etcd\n"...))
 		// A mixed lab: node1's own dataplane.
 		f.Add(bytes.Replace(data, []byte("interface: ens33}"), []byte("interface: ens33, dataplane: kernel}"), 1))
+		// Netstack workloads and their services, good and bad.
+		f.Add(append(append([]byte{}, data...), "  - {name: api-1, node: node1, stack: netstack, serve: [tcp:80:http, tcp:5201:sink, udp:53:echo, tcp:7:echo]}\n"...))
+		f.Add(append(append([]byte{}, data...), "  - {name: api-2, node: node1, stack: netstack, serve: [udp:80:http, tcp:80:echo, tcp:80:sink, 'tcp:65536:echo']}\n"...))
 	}
 	// an external router with the fields that shape its generated
 	// configuration

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vrouter-lab/vrouter/vrouter/config"
+	"github.com/vrouter-lab/vrouter/vrouter/netstack"
 	"github.com/vrouter-lab/vrouter/vrouter/policy"
 	"gopkg.in/yaml.v3"
 )
@@ -66,7 +67,7 @@ var (
 	ifaceFields      = []string{"name", "network", "address", "impairments"}
 	routeFields      = []string{"dst", "via"}
 	peerFields       = []string{"name", "peerIP", "peerSelector", "node", "nodeSelector", "asNumber", "password"}
-	workloadFields   = []string{"name", "node", "address", "namespace", "labels"}
+	workloadFields   = []string{"name", "node", "address", "namespace", "labels", "stack", "serve"}
 	routerFields     = []string{"network", "address", "interface", "asNumber", "daemon", "binary", "config", "announce", "routeReflectorClusterID", "password", "holdTime", "impairments"}
 )
 
@@ -213,6 +214,9 @@ type (
 		address val[netip.Addr]
 		ns      val[string]
 		labels  val[map[string]string]
+		stack   val[string]
+		serve   []val[string]
+		serveN  val[int] // the serve list's line; st absent if not given
 	}
 )
 
@@ -976,6 +980,38 @@ func (p *parser) workload(n *yaml.Node, path string) rawWorkload {
 			}
 		case "labels":
 			r.labels = p.labels(v, f)
+		case "stack":
+			r.stack = p.str(v, f, "namespace or netstack")
+			if r.stack.st == ok {
+				if err := config.CheckStack(r.stack.v); err != nil {
+					p.errorf(r.stack.line, f, "%q is not a workload stack (valid: %s, %s; case matters)", r.stack.v, config.StackNamespace, config.StackNetstack)
+					r.stack.st = bad
+				}
+			}
+		case "serve":
+			r.serveN = val[int]{line: v.Line, st: ok}
+			items, good := p.scalars(v, f, "services (e.g. [tcp:80:http, udp:53:echo])")
+			if !good {
+				r.serveN.st = bad
+			}
+			seen := map[string]int{}
+			for _, it := range items {
+				sv := p.str(it.node, it.path, "a service is PROTO:PORT:KIND, e.g. tcp:80:http")
+				if sv.st == ok {
+					s, err := netstack.ParseService(sv.v)
+					if err != nil {
+						p.errorf(sv.line, it.path, "%s", strings.TrimPrefix(err.Error(), fmt.Sprintf("service %q: ", sv.v)))
+						sv.st = bad
+					} else if key := s.Proto + ":" + strconv.Itoa(int(s.Port)); seen[key] != 0 {
+						p.errorf(sv.line, it.path, "%s port %d is already served (line %d); a port serves one service per protocol", s.Proto, s.Port, seen[key])
+						sv.st = bad
+					} else {
+						seen[key] = sv.line
+						sv.v = s.String()
+					}
+				}
+				r.serve = append(r.serve, sv)
+			}
 		}
 	})
 	return r

@@ -505,6 +505,13 @@ type Workload struct {
 	Namespace string `json:",omitempty"`
 	// Labels are the workload's labels, which policy selectors match.
 	Labels map[string]string `json:",omitempty"`
+	// Stack is what runs the workload's TCP/IP: empty for a network
+	// namespace (config.StackNamespace), config.StackNetstack for a
+	// gVisor stack inside the node agent.
+	Stack string `json:",omitempty"`
+	// Serve are the services a netstack workload runs, as
+	// netstack.ParseService reads them (tcp:80:http, udp:53:echo).
+	Serve []string `json:",omitempty"`
 }
 
 // Endpoints returns the lab's workloads as policy endpoints, with the
@@ -522,6 +529,10 @@ func (l *Lab) Endpoints(addr func(workload string) netip.Addr) []policy.Endpoint
 	}
 	return eps
 }
+
+// IsNetstack reports whether w runs in a gVisor stack in its node's agent
+// (no namespace).
+func (w Workload) IsNetstack() bool { return w.Stack == config.StackNetstack }
 
 // Node returns the node called name.
 func (l *Lab) Node(name string) (Node, bool) {

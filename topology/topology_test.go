@@ -12,6 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vrouter-lab/vrouter/vrouter/config"
+	"github.com/vrouter-lab/vrouter/vrouter/netstack"
 )
 
 var (
@@ -304,6 +307,24 @@ func checkInvariants(t *testing.T, lab *Lab) {
 	if len(lab.IPPools) == 0 || len(lab.Networks) == 0 || len(lab.Nodes) == 0 {
 		fail("%d pools, %d networks, %d nodes", len(lab.IPPools), len(lab.Networks), len(lab.Nodes))
 	}
+	for _, w := range lab.Workloads {
+		if w.Stack != "" && w.Stack != config.StackNetstack {
+			fail("workload %s stack %q", w.Name, w.Stack)
+		}
+		if len(w.Serve) > 0 && !w.IsNetstack() {
+			fail("workload %s serves %v without a netstack", w.Name, w.Serve)
+		}
+		if _, err := netstack.ParseServices(w.Serve); err != nil {
+			fail("workload %s serve: %v", w.Name, err)
+		}
+	}
+	if lab.Kernel() {
+		for _, w := range lab.Workloads {
+			if w.IsNetstack() {
+				fail("kernel lab with netstack workload %s", w.Name)
+			}
+		}
+	}
 	for _, n := range lab.Nodes {
 		if err := n.Impairment.Validate(); err != nil {
 			fail("node %s impairment %+v: %v", n.Name, n.Impairment, err)
@@ -548,7 +569,44 @@ nodes:
 	if err != nil || lab.Kernel() || !lab.KernelNode(lab.Nodes[0]) || lab.KernelNode(lab.Nodes[1]) || !lab.MixedNetwork("lan") {
 		t.Errorf("Parse: %v; lab kernel %v, nodes %+v", err, lab != nil && lab.Kernel(), lab)
 	}
-	if _, err := Load("testdata/dataplane-kernel-routers.yaml"); err != nil {
+	// (not testdata/*.yaml: those are all broken files, deployed by
+	// TestEveryBadLabFileCreatesNothing)
+	if _, err := Load("testdata/dataplane-kernel-routers.lab"); err != nil {
 		t.Errorf("a kernel lab with routers: %v", err)
+	}
+}
+
+// A netstack workload's stack and services come out of the lab file as
+// written (services normalised), a namespace workload's stack is the
+// default (empty) whether written or not.
+func TestWorkloadStackServe(t *testing.T) {
+	const file = `name: t
+ipPools:
+  - {name: p, cidr: 10.244.0.0/16}
+networks:
+  - {name: lan, cidr: 192.168.50.0/24}
+nodes:
+  node1: {network: lan, address: 192.168.50.10}
+workloads:
+  - {name: api-1, node: node1, stack: netstack, serve: [tcp:80:http, tcp:5201:sink, udp:53:echo, tcp:7:echo]}
+  - {name: bare, node: node1, stack: netstack}
+  - {name: web-1, node: node1, stack: namespace}
+  - {name: web-2, node: node1}
+`
+	lab, err := Parse("t.yaml", []byte(file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Workload{
+		{Name: "api-1", Node: "node1", Stack: config.StackNetstack, Serve: []string{"tcp:80:http", "tcp:5201:sink", "udp:53:echo", "tcp:7:echo"}},
+		{Name: "bare", Node: "node1", Stack: config.StackNetstack},
+		{Name: "web-1", Node: "node1"},
+		{Name: "web-2", Node: "node1"},
+	}
+	if !reflect.DeepEqual(lab.Workloads, want) {
+		t.Errorf("workloads\n%+v\nwant\n%+v", lab.Workloads, want)
+	}
+	if !lab.Workloads[0].IsNetstack() || lab.Workloads[2].IsNetstack() {
+		t.Error("IsNetstack wrong")
 	}
 }

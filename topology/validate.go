@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vrouter-lab/vrouter/vrouter/config"
 	"github.com/vrouter-lab/vrouter/vrouter/policy"
 )
 
@@ -179,6 +180,11 @@ func (p *parser) checkDatastore(r *rawLab, lab *Lab) {
 	reserved := func(name val[string], path string) {
 		if name.st == ok && slices.Contains(EtcdMemberNames(), name.v) {
 			p.errorf(name.line, path, "%s is the name of one of the lab's etcd members (datastore: etcd, line %d); name it otherwise", name.v, r.datastore.line)
+		}
+	}
+	for _, rw := range r.workloads {
+		if rw.stack.st == ok && rw.stack.v == config.StackNetstack {
+			p.errorf(rw.stack.line, rw.path+".stack", "netstack workloads need the userspace engine; a kernel lab (dataplane: kernel, line %d) has none", r.dataplane.line)
 		}
 	}
 	for _, rn := range r.nodes {
@@ -544,9 +550,18 @@ func (p *parser) checkWorkloads(r *rawLab, lab *Lab, nodes, rnodes map[string]in
 	seen := map[string]int{}
 	for i := range r.workloads {
 		rw := &r.workloads[i]
-		w := Workload{Name: rw.name.v, Node: rw.node.v, Address: rw.address.v, Labels: rw.labels.v}
+		w := Workload{Name: rw.name.v, Node: rw.node.v, Address: rw.address.v, Labels: rw.labels.v, Stack: rw.stack.v}
 		if rw.ns.st == ok && rw.ns.v != policy.DefaultNamespace {
 			w.Namespace = rw.ns.v
+		}
+		if w.Stack == config.StackNamespace {
+			w.Stack = "" // the default, as the agent's config writes it
+		}
+		for _, sv := range rw.serve {
+			w.Serve = append(w.Serve, sv.v)
+		}
+		if rw.serveN.st == ok && len(rw.serve) > 0 && !w.IsNetstack() {
+			p.errorf(rw.serveN.line, rw.path+".serve", "services are for netstack workloads (stack: netstack); a namespace workload runs its own servers (vrouter exec %s -- ...)", w.Name)
 		}
 		switch rw.name.st {
 		case absent:

@@ -288,6 +288,16 @@ var ruleTests = []struct {
 		{7, "nodes.node1.dataplane", `"Kernel" is not a dataplane (valid: userspace, kernel); did you mean kernel? (case matters)`},
 		{8, "nodes.node2.dataplane", "must be"},
 		{9, "nodes.node3.impairments", "link impairments are not supported on a kernel-mode node yet (dataplane: kernel, line 9)"}}},
+	{"a workload's stack and services", "workload-stack-serve.yaml", []want{
+		{9, "workloads[0].stack", `"gvisor" is not a workload stack (valid: namespace, netstack; case matters)`},
+		{10, "workloads[1].serve", "services are for netstack workloads (stack: netstack); a namespace workload runs its own servers (vrouter exec b -- ...)"},
+		{16, "workloads[2].serve[1]", `no udp service "http" (tcp: http, echo, sink; udp: echo, sink)`},
+		{17, "workloads[2].serve[2]", `port "0" is not 1-65535`},
+		{18, "workloads[2].serve[3]", "tcp port 80 is already served (line 15); a port serves one service per protocol"},
+		{19, "workloads[2].serve[4]", "must be a single value, not a list"},
+		{20, "workloads[3].serve", `must be a list of services (e.g. [tcp:80:http, udp:53:echo]), not "tcp:80:http"`}}},
+	{"a kernel lab has no netstack workloads", "dataplane-kernel-netstack.yaml", []want{
+		{10, "workloads[0].stack", "netstack workloads need the userspace engine; a kernel lab (dataplane: kernel, line 2) has none"}}},
 	{"a calico node required", "nodes-only-routers.yaml", []want{
 		{7, "nodes", "a lab needs at least one calico node"}}},
 }

@@ -319,10 +319,14 @@ func inspectRows(ctx context.Context, st *lab.State) []inspectRow {
 		if !ok {
 			a, state = "-", "down"
 		}
-		if !netns.Exists(w.Namespace) {
+		kind, ns := "workload", w.Namespace
+		if w.IsNetstack() {
+			// no namespace: its stack is in the node's agent
+			kind, ns = "workload (netstack)", "-"
+		} else if !netns.Exists(w.Namespace) {
 			state = "missing" // deleted outside vrouter: vrouter workload del
 		}
-		rows = append(rows, inspectRow{Name: w.Name, Kind: "workload", Node: w.Node, Namespace: w.Namespace, Interface: w.Interface, Address: a, State: state})
+		rows = append(rows, inspectRow{Name: w.Name, Kind: kind, Node: w.Node, Namespace: ns, Interface: w.Interface, Address: a, State: state})
 	}
 	return rows
 }
@@ -373,6 +377,9 @@ with the standard streams attached, and exits with CMD's exit code.`,
 		ns, ok := st.Namespace(args[0])
 		if !ok {
 			return fmt.Errorf("lab %s has no node, router or workload %q", st.Name, topology.Shorten(args[0]))
+		}
+		if w, ok := st.Workload(args[0]); ok && w.IsNetstack() {
+			return fmt.Errorf("workload %s is a netstack workload: a gVisor stack inside node %s's agent, with no namespace to run commands in; probe it instead, e.g.: vrouter probe %s TARGET --ping 3 --lab %s (or --tcp PORT, --udp PORT, --http URL, --bulk 5s)", w.Name, w.Node, w.Name, st.Name)
 		}
 		if !netns.Exists(ns) {
 			return missingNamespace(st, args[0], ns)

@@ -36,6 +36,7 @@ encapsulation. Routing tables print in 'ip route' format, BGP status the way
 	)
 	root.AddCommand(newDeleteCommand()) // calicoctl delete, on etcd
 	root.AddCommand(newEtcdCommand())   // a lab's etcd members
+	root.AddCommand(newProbeCommand())  // from any workload, netstack or namespace
 	return root
 }
 

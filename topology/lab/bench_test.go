@@ -23,7 +23,12 @@ import (
 // userspace engines and the fabric, through kernel-mode nodes (a kernel
 // lab, and a mixed one), and then the same between namespaces
 // forwarded by the kernel (namespace - veth - router namespace - veth -
-// namespace), the reference the engine is measured against. It runs only
+// namespace), the reference the engine is measured against. Small packets
+// too: 64-byte UDP datagrams (iperf3 -u -l 64 -b 0, packets received per
+// second). And the engines' own rate, without TUN system calls: the same
+// TCP stream and 64-byte UDP between netstack workloads on the same two
+// nodes (vrouter probe --bulk / --flood, gVisor stacks in the agents as
+// sources and sinks). It runs only
 // under -bench (it deploys a lab and takes about half a minute) and once,
 // whatever b.N is: `make bench` or
 //
@@ -37,6 +42,9 @@ func BenchmarkEndToEnd(b *testing.B) {
 	type result struct {
 		gbps, rttMs float64
 		retrans     int
+		pps         float64 // 64-byte UDP datagrams received per second
+		// between netstack workloads (engine run only)
+		nsGbps, nsPps float64
 	}
 	var engine, pinned, ipip, routed, klab, kipip, mixed, kernel result
 
@@ -48,7 +56,10 @@ func BenchmarkEndToEnd(b *testing.B) {
 	}
 	name := fmt.Sprintf("bench-%d", os.Getpid()%100000)
 	data = regexp.MustCompile(`(?m)^name: .*$`).ReplaceAll(data, []byte("name: "+name))
-	runLab := func(data []byte) (r result) {
+	// Netstack workloads beside web-1 and web-3 (the engine run measures
+	// them): a TCP and a UDP sink on node3, a source on node1.
+	netstackWorkloads := "  - {name: api-1, node: node1, stack: netstack}\n  - {name: api-3, node: node3, stack: netstack, serve: [tcp:5201:sink, udp:9:sink]}\n"
+	runLab := func(data []byte, all bool) (r result) {
 		file := filepath.Join(b.TempDir(), "lab.yaml")
 		if err := os.WriteFile(file, data, 0o644); err != nil {
 			b.Fatal(err)
@@ -65,40 +76,53 @@ func BenchmarkEndToEnd(b *testing.B) {
 		in := func(ws string) []string { return []string{vrouterBin, "exec", "--lab", name, ws, "--"} }
 		r.gbps, r.retrans = benchIperf(b, in("web-3"), in("web-1"), "10.244.135.1")
 		r.rttMs = benchPing(b, in("web-1"), "10.244.135.1")
+		if !all {
+			return r
+		}
+		r.pps = benchIperfUDP(b, in("web-3"), in("web-1"), "10.244.135.1")
+		var bulk, flood struct {
+			OK    bool
+			Error string
+			Mbps  float64
+			PPS   float64
+		}
+		benchProbe(b, &bulk, "probe", "api-1", "api-3", "--lab", name, "--bulk", "5s", "-o", "json")
+		benchProbe(b, &flood, "probe", "api-1", "api-3", "--lab", name, "--flood", "5s", "--size", "64", "-o", "json")
+		r.nsGbps, r.nsPps = bulk.Mbps/1000, flood.PPS
 		return r
 	}
-	engine = runLab(data)
+	engine = runLab(append(append([]byte{}, data...), netstackWorkloads...), true)
 	pinnedData := regexp.MustCompile(`(?m)^(  node\d: \{.*)\}$`).ReplaceAll(data, []byte("$1, cpuSet: '0'}"))
 	if n := strings.Count(string(pinnedData), "cpuSet"); n != 3 {
 		b.Fatalf("pinned the engines of %d nodes, want 3", n)
 	}
-	pinned = runLab(pinnedData)
+	pinned = runLab(pinnedData, false)
 	// The same with IPIP (ipipMode Always): every packet encapsulated by
 	// node1 and decapsulated by node3, workload MTU 1480.
 	ipipData := strings.Replace(string(data), "ipipMode: Never", "ipipMode: Always", 1)
 	if ipipData == string(data) {
 		b.Fatal("the example's pool has no ipipMode: Never to switch")
 	}
-	ipip = runLab([]byte(ipipData))
+	ipip = runLab([]byte(ipipData), false)
 	// Across a router node (examples/calico-crosssubnet.yaml): node1 on
 	// rack1, node3 on rack2, IPIP (CrossSubnet) through a third engine.
 	xs, err := os.ReadFile("../../examples/calico-crosssubnet.yaml")
 	if err != nil {
 		b.Fatal(err)
 	}
-	routed = runLab(regexp.MustCompile(`(?m)^name: .*$`).ReplaceAll(xs, []byte("name: "+name)))
+	routed = runLab(regexp.MustCompile(`(?m)^name: .*$`).ReplaceAll(xs, []byte("name: "+name)), false)
 	// Kernel mode (dataplane: kernel): the nodes' kernels forward, on
 	// veths and a Linux bridge; with IPIP Always through tunl0 (the
 	// agent's userspace tunl0 where the kernel has no ipip module); and a
 	// mixed lab, node1 in kernel mode and node3 userspace, through the
 	// joint between lan's bridge and the fabric.
-	klab = runLab(append(append([]byte{}, data...), "\ndataplane: kernel\n"...))
-	kipip = runLab([]byte(ipipData + "\ndataplane: kernel\n"))
+	klab = runLab(append(append([]byte{}, data...), "\ndataplane: kernel\n"...), false)
+	kipip = runLab([]byte(ipipData+"\ndataplane: kernel\n"), false)
 	mixedData := regexp.MustCompile(`(?m)^(  node1: \{.*)\}$`).ReplaceAll(data, []byte("$1, dataplane: kernel}"))
 	if !strings.Contains(string(mixedData), "dataplane: kernel}") {
 		b.Fatal("node1 not made kernel-mode")
 	}
-	mixed = runLab(mixedData)
+	mixed = runLab(mixedData, false)
 
 	// The kernel reference, in namespaces of its own.
 	prefix := fmt.Sprintf("vrbench-%d-", os.Getpid())
@@ -143,6 +167,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 	ex := func(ns string) []string { return []string{"ip", "netns", "exec", ns} }
 	kernel.gbps, kernel.retrans = benchIperf(b, ex(z), ex(a), "10.99.2.2")
 	kernel.rttMs = benchPing(b, ex(a), "10.99.2.2")
+	kernel.pps = benchIperfUDP(b, ex(z), ex(a), "10.99.2.2")
 
 	b.ReportMetric(engine.gbps, "engine-Gbit/s")
 	b.ReportMetric(pinned.gbps, "pinned-Gbit/s")
@@ -158,17 +183,80 @@ func BenchmarkEndToEnd(b *testing.B) {
 	b.ReportMetric(klab.rttMs*1000, "kernel-lab-rtt-µs")
 	b.ReportMetric(mixed.rttMs*1000, "mixed-lab-rtt-µs")
 	b.ReportMetric(kernel.rttMs*1000, "kernel-rtt-µs")
-	row := "\n%-34s %8.2f %8d %8.3f %8.2f"
-	b.Logf("\n%-34s %8s %8s %8s %8s"+row+row+row+row+row+row+row+row,
-		"path (iperf3 TCP 5 s, ping x20)", "Gbit/s", "retrans", "rtt ms", "/kernel",
-		"engines (web-1 -> web-3)", engine.gbps, engine.retrans, engine.rttMs, engine.gbps/kernel.gbps,
-		"engines, cpuSet 0 (web-1 -> web-3)", pinned.gbps, pinned.retrans, pinned.rttMs, pinned.gbps/kernel.gbps,
-		"engines, IPIP Always", ipip.gbps, ipip.retrans, ipip.rttMs, ipip.gbps/kernel.gbps,
-		"CrossSubnet IPIP via router node", routed.gbps, routed.retrans, routed.rttMs, routed.gbps/kernel.gbps,
-		"kernel-mode lab (web-1 -> web-3)", klab.gbps, klab.retrans, klab.rttMs, klab.gbps/kernel.gbps,
-		"kernel-mode lab, IPIP Always", kipip.gbps, kipip.retrans, kipip.rttMs, kipip.gbps/kernel.gbps,
-		"mixed: kernel node1 -> engine node3", mixed.gbps, mixed.retrans, mixed.rttMs, mixed.gbps/kernel.gbps,
-		"kernel (ns-veth-ns-veth-ns)", kernel.gbps, kernel.retrans, kernel.rttMs, 1.0)
+	row := "\n%-36s %8.2f %8d %8.3f %8.2f %10s"
+	pps := func(v float64) string { return strconv.FormatFloat(v, 'f', 0, 64) }
+	b.Logf("\n%-36s %8s %8s %8s %8s %10s"+row+row+row+row+row+row+row+"\n%-36s %8.2f %8s %8s %8.2f %10s"+row,
+		"path (TCP 5 s, ping x20, UDP 64 B)", "Gbit/s", "retrans", "rtt ms", "/kernel", "64 B pps",
+		"engines (web-1 -> web-3)", engine.gbps, engine.retrans, engine.rttMs, engine.gbps/kernel.gbps, pps(engine.pps),
+		"engines, cpuSet 0 (web-1 -> web-3)", pinned.gbps, pinned.retrans, pinned.rttMs, pinned.gbps/kernel.gbps, "-",
+		"engines, IPIP Always", ipip.gbps, ipip.retrans, ipip.rttMs, ipip.gbps/kernel.gbps, "-",
+		"CrossSubnet IPIP via router node", routed.gbps, routed.retrans, routed.rttMs, routed.gbps/kernel.gbps, "-",
+		"kernel-mode lab (web-1 -> web-3)", klab.gbps, klab.retrans, klab.rttMs, klab.gbps/kernel.gbps, "-",
+		"kernel-mode lab, IPIP Always", kipip.gbps, kipip.retrans, kipip.rttMs, kipip.gbps/kernel.gbps, "-",
+		"mixed: kernel node1 -> engine node3", mixed.gbps, mixed.retrans, mixed.rttMs, mixed.gbps/kernel.gbps, "-",
+		"netstack api-1 -> api-3 (no TUN)", engine.nsGbps, "-", "-", engine.nsGbps/kernel.gbps, pps(engine.nsPps),
+		"kernel (ns-veth-ns-veth-ns)", kernel.gbps, kernel.retrans, kernel.rttMs, 1.0, pps(kernel.pps))
+	b.ReportMetric(engine.nsGbps, "netstack-Gbit/s")
+	b.ReportMetric(engine.nsPps, "netstack-64B-pps")
+	b.ReportMetric(engine.pps, "engine-64B-pps")
+	b.ReportMetric(kernel.pps, "kernel-64B-pps")
+}
+
+// benchProbe runs vrouter with args (a probe, -o json) and decodes its
+// result into v; a failed probe fails the benchmark.
+func benchProbe(b *testing.B, v any, args ...string) {
+	b.Helper()
+	out, err := benchRunFor(2*time.Minute, vrouterBin, args...)
+	if err != nil {
+		b.Fatalf("vrouter %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		b.Fatalf("vrouter %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// benchIperfUDP runs an iperf3 server by srv and a 5 s UDP client of
+// 64-byte datagrams at no rate limit by cli toward addr, and returns the
+// datagrams received per second.
+func benchIperfUDP(b *testing.B, srv, cli []string, addr string) float64 {
+	b.Helper()
+	pidFile := filepath.Join(b.TempDir(), "iperf3u.pid")
+	defer func() {
+		if data, err := os.ReadFile(pidFile); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && pid > 1 {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}()
+	args := append(append([]string{}, srv...), "iperf3", "-s", "-D", "-1", "-I", pidFile)
+	if out, err := benchRun(args[0], args[1:]...); err != nil {
+		b.Fatalf("iperf3 server: %v\n%s", err, out)
+	}
+	var out string
+	var err error
+	for range 20 {
+		args = append(append([]string{}, cli...), "iperf3", "-c", addr, "-u", "-l", "64", "-b", "0", "-t", "5", "-J")
+		if out, err = benchRun(args[0], args[1:]...); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		b.Fatalf("iperf3 UDP client: %v\n%.500s", err, out)
+	}
+	var r struct {
+		End struct {
+			Sum struct {
+				Packets     int64   `json:"packets"`
+				LostPackets int64   `json:"lost_packets"`
+				Seconds     float64 `json:"seconds"`
+			} `json:"sum"`
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil || r.End.Sum.Seconds == 0 {
+		b.Fatalf("iperf3 UDP output: %v\n%.500s", err, out)
+	}
+	return float64(r.End.Sum.Packets-r.End.Sum.LostPackets) / r.End.Sum.Seconds
 }
 
 // benchRun runs a command with a bound on its time and returns its

@@ -224,7 +224,7 @@ func nodeConfig(l *topology.Lab, dir string, n topology.Node) (*config.Node, err
 	}
 	for _, w := range l.Workloads {
 		if w.Node == n.Name {
-			c.Workloads = append(c.Workloads, config.Workload{Name: w.Name, Namespace: l.NamespaceName(w.Name), Address: w.Address})
+			c.Workloads = append(c.Workloads, workloadConfig(l.Name, w))
 		}
 	}
 	return c, nil

@@ -228,7 +228,8 @@ func newPlan(l *topology.Lab) (*plan, error) {
 		return nil, fmt.Errorf("lab %s has stale state from an earlier run (%s); clean it with: vrouter destroy --lab %s", l.Name, strings.Join(left, ", "), l.Name)
 	}
 	for _, w := range l.Workloads {
-		p.workloads = append(p.workloads, WorkloadState{Name: w.Name, Node: w.Node, Namespace: l.NamespaceName(w.Name), Interface: config.InterfaceName(l.Name, w.Name)})
+		c := workloadConfig(l.Name, w)
+		p.workloads = append(p.workloads, WorkloadState{Name: w.Name, Node: w.Node, Namespace: c.Namespace, Interface: config.InterfaceName(l.Name, w.Name), Stack: c.Stack})
 	}
 	return p, nil
 }
@@ -272,8 +273,10 @@ func provision(ctx context.Context, p *plan, st *State) error {
 		if err := interrupted(ctx); err != nil {
 			return err
 		}
-		if err := createNamespace(w.Namespace); err != nil {
-			return err
+		if w.Namespace != "" { // a netstack workload has none
+			if err := createNamespace(w.Namespace); err != nil {
+				return err
+			}
 		}
 		st.Workloads = append(st.Workloads, w)
 	}

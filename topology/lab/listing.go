@@ -50,7 +50,7 @@ func Listing(ctx context.Context, st *State, kind string) (*Table, error) {
 		}
 		return l, nil
 	case "workloads", "workload", "wep", "workloadendpoints":
-		l := &Table{Columns: []string{"WORKLOAD", "NODE", "NETWORKS", "INTERFACE", "NAMESPACE", "STATE"}, Narrow: 4}
+		l := &Table{Columns: []string{"WORKLOAD", "NODE", "NETWORKS", "INTERFACE", "STACK", "NAMESPACE", "STATE"}, Narrow: 5}
 		addrs := map[string]string{}
 		for _, n := range st.Nodes {
 			if s, err := control.NewClient(n.Control).Status(ctx); err == nil {
@@ -66,13 +66,17 @@ func Listing(ctx context.Context, st *State, kind string) (*Table, error) {
 			}
 			state := "running"
 			switch {
-			case !netns.Exists(w.Namespace):
+			case !w.IsNetstack() && !netns.Exists(w.Namespace):
 				state = "missing" // deleted outside vrouter
 			case a == "-":
 				state = "down"
 			}
-			l.add(map[string]any{"name": w.Name, "node": w.Node, "ipNetworks": a, "interfaceName": w.Interface, "namespace": w.Namespace, "state": state},
-				w.Name, w.Node, a, w.Interface, w.Namespace, state)
+			ns := w.Namespace
+			if w.IsNetstack() {
+				ns = "-" // its stack is in the node's agent
+			}
+			l.add(map[string]any{"name": w.Name, "node": w.Node, "ipNetworks": a, "interfaceName": w.Interface, "namespace": w.Namespace, "stack": w.StackName(), "state": state},
+				w.Name, w.Node, a, w.Interface, w.StackName(), ns, state)
 		}
 		return l, nil
 	case "ippools", "ippool", "pools":

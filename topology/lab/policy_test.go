@@ -281,9 +281,9 @@ func matrixServers(t *testing.T, lab string) {
 
 var echoID atomic.Uint32
 
-// probe runs probe k from workload src (namespace ns) to address dst and
+// matrixProbe runs probe k from workload src (namespace ns) to address dst and
 // reports whether it succeeded within timeout.
-func probe(ns string, k int, dst string, timeout time.Duration) bool {
+func matrixProbe(ns string, k int, dst string, timeout time.Duration) bool {
 	deadline := time.Now().Add(timeout)
 	switch k {
 	case 0, 1:
@@ -432,7 +432,7 @@ func probeMatrix(t *testing.T, lab string, want map[string]map[string]string) ma
 					expect := want[s.name][d.name][k] != '.'
 					ok := false
 					for try := 0; try < 3 && !ok; try++ {
-						ok = probe(ns, k, addr[d.name], 1500*time.Millisecond)
+						ok = matrixProbe(ns, k, addr[d.name], 1500*time.Millisecond)
 						if !expect {
 							break
 						}
@@ -549,11 +549,11 @@ func TestPolicyMatrix(t *testing.T) {
 `
 		w1 := "10.244.10.1"
 		apply(fromDB)
-		if probe(ns("w3"), 0, w1, 2*time.Second) != true || probe(ns("w4"), 0, w1, time.Second) != false {
+		if matrixProbe(ns("w3"), 0, w1, 2*time.Second) != true || matrixProbe(ns("w4"), 0, w1, time.Second) != false {
 			t.Fatal("before: want w3 (db) in and w4 (client) out")
 		}
 		apply(fromDB, "labels: {app: client}, address: 10.244.20.4", "labels: {app: db}, address: 10.244.20.4")
-		if !probe(ns("w4"), 0, w1, 2*time.Second) {
+		if !matrixProbe(ns("w4"), 0, w1, 2*time.Second) {
 			t.Error("w4 relabelled app=db is still denied")
 		}
 		if !strings.Contains(mustVR(t, "get", "policies", "-o", "wide", "--lab", name), "w1") {
@@ -573,10 +573,10 @@ func TestPolicyMatrix(t *testing.T) {
 `)
 		mustVR(t, "workload", "add", "w5", "--node", "node2", "--address", "10.244.20.5", "--lab", name)
 		defer mustVR(t, "workload", "del", "w5", "--lab", name)
-		if !probe(ns("w5"), 0, "10.244.10.1", 2*time.Second) {
+		if !matrixProbe(ns("w5"), 0, "10.244.10.1", 2*time.Second) {
 			t.Error("w5, added after the policy, is not let in by all() in its namespace")
 		}
-		if probe(ns("w4"), 0, "10.244.10.1", time.Second) {
+		if matrixProbe(ns("w4"), 0, "10.244.10.1", time.Second) {
 			t.Error("w4 (namespace prod) is let in")
 		}
 	})

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -270,7 +271,7 @@ func (a *Agent) start(ctx context.Context) error {
 			a.log.Error("workload namespace is gone, not serving the workload", "workload", w.Name, "namespace", w.Namespace)
 			continue
 		}
-		if _, err := a.addWorkload(ctx, w); err != nil {
+		if _, err := a.serveWorkload(ctx, w); err != nil {
 			return err
 		}
 	}
@@ -279,6 +280,11 @@ func (a *Agent) start(ctx context.Context) error {
 	}
 	if err := a.syncBlocks(ctx); err != nil {
 		return err
+	}
+	if len(cfg.Workloads) >= freeAfterWorkloads {
+		// Serving them made garbage (IPAM's decoded blocks, mostly) that
+		// the runtime would keep mapped: give it back before idling.
+		debug.FreeOSMemory()
 	}
 	a.serving.Store(true)
 	if a.degraded.Load() {
@@ -431,6 +437,22 @@ func handle(lab, name string) string { return lab + "." + name }
 // interface, returns it as it is (a CNI ADD repeated); with another, it
 // is an error.
 func (a *Agent) addWorkload(ctx context.Context, w config.Workload) (*control.WorkloadInfo, error) {
+	info, err := a.serveWorkload(ctx, w)
+	if err != nil {
+		return nil, err
+	}
+	return info, a.syncBlocks(ctx)
+}
+
+// freeAfterWorkloads is how many workloads of its config an agent's start
+// serves before it returns the garbage to the OS.
+const freeAfterWorkloads = 100
+
+// serveWorkload is addWorkload without the blocks' sync (blackholes and
+// announcements), which the agent's start does once for all the
+// workloads of its config: a sync each (two reads of every block of the
+// datastore) made the start of a node with 1,000 workloads take minutes.
+func (a *Agent) serveWorkload(ctx context.Context, w config.Workload) (*control.WorkloadInfo, error) {
 	svcs, err := checkWorkload(&w)
 	if err != nil {
 		return nil, err
@@ -489,7 +511,7 @@ func (a *Agent) addWorkload(ctx context.Context, w config.Workload) (*control.Wo
 	a.workloads[w.Name] = info
 	a.mu.Unlock()
 	a.log.Info("workload added", "workload", w.Name, "address", addr, "interface", info.Interface)
-	return &info, a.syncBlocks(ctx)
+	return &info, nil
 }
 
 // deleteWorkload removes a workload's port and route and releases its
