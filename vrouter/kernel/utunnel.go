@@ -42,7 +42,9 @@ type userTunnel struct {
 	wg     sync.WaitGroup
 
 	txPackets, txNoRoute, txErrors atomic.Uint64
+	txSuper                        atomic.Uint64 // GSO super-packets cut into segments
 	rxWriteErrors                  atomic.Uint64
+	rxSuper                        atomic.Uint64 // super-packets written (segments joined)
 }
 
 // rawSocketBuffer is the receive buffer of the raw IPIP socket.
@@ -251,14 +253,17 @@ func (t *userTunnel) encapsulateOne(buf []byte, size int, batch *txBatch) {
 	}
 	if _, err := encapGSO(buf[:encap.HeaderLen+size], encap.HeaderLen, g, t.src, r.Gateway, batch); err != nil {
 		t.txErrors.Add(1)
+	} else if g.IsGSO() {
+		t.txSuper.Add(1)
 	}
 }
 
 // decapsulate hands the IPIP packets from known nodes to the kernel
 // through tunl0: every wakeup takes the packets the raw socket holds (up
-// to recvBatch, one recvmmsg), and writes each accepted inner packet,
-// behind a zero virtio_net_hdr (an ordinary packet, its checksums to be
-// verified), into tunl0.
+// to recvBatch, one recvmmsg), and writes the accepted inner packets into
+// tunl0, consecutive segments of a TCP flow joined into a super-packet
+// (see coalescer), anything else behind a zero virtio_net_hdr (an
+// ordinary packet, its checksums to be verified by the kernel).
 func (t *userTunnel) decapsulate() {
 	rawRC, err := t.raw.SyscallConn()
 	if err != nil {
@@ -303,6 +308,20 @@ func (t *userTunnel) decapsulate() {
 		_, werr = unix.Write(int(fd), out)
 		return werr != unix.EAGAIN
 	}
+	gro := newCoalescer()
+	emit := func(b []byte) bool {
+		out = b
+		if b[1] != header.GSONone {
+			t.rxSuper.Add(1)
+		}
+		if err := tunRC.Write(write); err != nil {
+			return false // closed
+		}
+		if werr != nil {
+			t.rxWriteErrors.Add(1)
+		}
+		return true
+	}
 	for {
 		n, rerr = 0, nil
 		if err := rawRC.Read(recv); err != nil {
@@ -318,16 +337,26 @@ func (t *userTunnel) decapsulate() {
 			if r != encap.Accepted {
 				continue // counted by the Decapsulator
 			}
-			// The virtio_net_hdr goes where the outer header was.
-			at := int(bufs[i][0]&0x0f) * 4 // inner starts after the outer header
-			out = bufs[i][at-header.VirtioNetHdrLen : at+len(inner)]
-			clear(out[:header.VirtioNetHdrLen])
-			if err := tunRC.Write(write); err != nil {
-				return // closed
+			if gro.held() && gro.add(inner) {
+				continue
 			}
-			if werr != nil {
-				t.rxWriteErrors.Add(1)
+			if gro.held() && !emit(gro.finish()) {
+				return
 			}
+			// The inner packet starts after the outer header, where
+			// its virtio_net_hdr goes.
+			at := int(bufs[i][0]&0x0f) * 4
+			pkt := bufs[i][:at+len(inner)]
+			if gro.start(pkt, at) {
+				continue
+			}
+			clear(pkt[at-header.VirtioNetHdrLen : at])
+			if !emit(pkt[at-header.VirtioNetHdrLen:]) {
+				return
+			}
+		}
+		if gro.held() && !emit(gro.finish()) {
+			return
 		}
 	}
 }
@@ -337,7 +366,9 @@ func (t *userTunnel) stats(m map[string]uint64) {
 	m["ipip_encap_packets"] = t.txPackets.Load()
 	m["ipip_encap_no_route"] = t.txNoRoute.Load()
 	m["ipip_encap_errors"] = t.txErrors.Load()
+	m["ipip_encap_gso_packets"] = t.txSuper.Load()
 	m["ipip_decap_write_errors"] = t.rxWriteErrors.Load()
+	m["ipip_decap_gro_packets"] = t.rxSuper.Load()
 	for _, c := range t.decap.Counters() {
 		m["ipip_decap_"+c.Name] = c.Value
 	}
