@@ -106,7 +106,7 @@ func (c *coalescer) add(pkt []byte) bool {
 		return false
 	}
 	if binary.BigEndian.Uint32(pkt[24:]) != c.nextSeq ||
-		pkt[1] != f[1] || pkt[6]&0x40 != f[6]&0x40 || pkt[8] != f[8] || // TOS, DF, TTL
+		pkt[1] != f[1] || pkt[6] != f[6] || pkt[8] != f[8] || // TOS, DF (and the reserved flag), TTL
 		!bytes.Equal(pkt[12:24], f[12:24]) || // addresses, ports
 		!bytes.Equal(pkt[28:33], f[28:33]) || // ACK, data offset
 		!bytes.Equal(pkt[34:36], f[34:36]) || // window
