@@ -47,7 +47,8 @@ type userTunnel struct {
 	rxSuper                        atomic.Uint64 // super-packets written (segments joined)
 }
 
-// rawSocketBuffer is the receive buffer of the raw IPIP socket.
+// rawSocketBuffer is the receive and the send buffer of the raw IPIP
+// socket.
 const rawSocketBuffer = 4 << 20
 
 // openUserTunnel creates tunl0 as a TUN device and the raw socket in the
