@@ -318,11 +318,9 @@ func checkInvariants(t *testing.T, lab *Lab) {
 			fail("workload %s serve: %v", w.Name, err)
 		}
 	}
-	if lab.Kernel() {
-		for _, w := range lab.Workloads {
-			if w.IsNetstack() {
-				fail("kernel lab with netstack workload %s", w.Name)
-			}
+	for _, w := range lab.Workloads {
+		if n, ok := lab.Node(w.Node); ok && lab.KernelNode(n) && w.IsNetstack() {
+			fail("netstack workload %s on kernel-mode node %s", w.Name, n.Name)
 		}
 	}
 	for _, n := range lab.Nodes {

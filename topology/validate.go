@@ -182,11 +182,6 @@ func (p *parser) checkDatastore(r *rawLab, lab *Lab) {
 			p.errorf(name.line, path, "%s is the name of one of the lab's etcd members (datastore: etcd, line %d); name it otherwise", name.v, r.datastore.line)
 		}
 	}
-	for _, rw := range r.workloads {
-		if rw.stack.st == ok && rw.stack.v == config.StackNetstack {
-			p.errorf(rw.stack.line, rw.path+".stack", "netstack workloads need the userspace engine; a kernel lab (dataplane: kernel, line %d) has none", r.dataplane.line)
-		}
-	}
 	for _, rn := range r.nodes {
 		reserved(rn.name, rn.path)
 	}
@@ -224,6 +219,7 @@ func (p *parser) checkDataplane(r *rawLab, lab *Lab) {
 	for i := range r.nodes {
 		raw[r.nodes[i].name.v] = &r.nodes[i]
 	}
+	kernelLine := map[string]int{} // kernel-mode nodes: the line saying so
 	for i := range lab.Nodes {
 		n := &lab.Nodes[i]
 		rn := raw[n.Name]
@@ -236,6 +232,18 @@ func (p *parser) checkDataplane(r *rawLab, lab *Lab) {
 		}
 		if lab.KernelNode(*n) && rn.impair.st == ok {
 			p.errorf(rn.impair.line, rn.path+".impairments", "link impairments are not supported on a kernel-mode node yet (dataplane: kernel, line %d): its link is a veth on a bridge, not a fabric link", line)
+		}
+		kernelLine[n.Name] = line
+		if !lab.KernelNode(*n) {
+			delete(kernelLine, n.Name)
+		}
+	}
+	// A netstack workload is a stack inside the userspace engine: a
+	// kernel-mode node has none.
+	for _, rw := range r.workloads {
+		line, kernel := kernelLine[rw.node.v]
+		if kernel && rw.stack.st == ok && rw.stack.v == config.StackNetstack {
+			p.errorf(rw.stack.line, rw.path+".stack", "netstack workloads need the userspace engine; node %s is kernel-mode (dataplane: kernel, line %d)", rw.node.v, line)
 		}
 	}
 }

@@ -297,7 +297,7 @@ var ruleTests = []struct {
 		{19, "workloads[2].serve[4]", "must be a single value, not a list"},
 		{20, "workloads[3].serve", `must be a list of services (e.g. [tcp:80:http, udp:53:echo]), not "tcp:80:http"`}}},
 	{"a kernel lab has no netstack workloads", "dataplane-kernel-netstack.yaml", []want{
-		{10, "workloads[0].stack", "netstack workloads need the userspace engine; a kernel lab (dataplane: kernel, line 2) has none"}}},
+		{10, "workloads[0].stack", "netstack workloads need the userspace engine; node node1 is kernel-mode (dataplane: kernel, line 2)"}}},
 	{"a calico node required", "nodes-only-routers.yaml", []want{
 		{7, "nodes", "a lab needs at least one calico node"}}},
 }
