@@ -20,6 +20,12 @@ func FuzzParse(f *testing.F) {
 		// A mixed lab: node1's own dataplane.
 		f.Add(bytes.Replace(data, []byte("interface: ens33}"), []byte("interface: ens33, dataplane: kernel}"), 1))
 	}
+	// Valid labs with policies (testdata/*.yaml are all broken files).
+	for _, name := range []string{"../examples/calico-policy.yaml", "testdata/policy-valid.lab"} {
+		if data, err := os.ReadFile(name); err == nil {
+			f.Add(data)
+		}
+	}
 	files, _ := filepath.Glob("testdata/*.yaml")
 	for _, name := range files {
 		if data, err := os.ReadFile(name); err == nil {

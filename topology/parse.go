@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vrouter-lab/vrouter/vrouter/config"
+	"github.com/vrouter-lab/vrouter/vrouter/policy"
 	"gopkg.in/yaml.v3"
 )
 
@@ -53,7 +54,7 @@ func Parse(name string, data []byte) (*Lab, error) {
 // The fields each part of a lab file may have, in the order error messages
 // list them.
 var (
-	labFields     = []string{"name", "ipPools", "ipam", "bgp", "networks", "nodes", "workloads", "bgpPeers", "routers", "dataplane"}
+	labFields     = []string{"name", "ipPools", "ipam", "bgp", "networks", "nodes", "workloads", "bgpPeers", "routers", "dataplane", "policies"}
 	ipamFields    = []string{"strictAffinity"}
 	poolFields    = []string{"name", "cidr", "blockSize", "ipipMode", "mtu"}
 	bgpFields     = []string{"asNumber", "nodeToNodeMesh", "keepaliveTime", "holdTime", "gracefulRestart", "restartTime"}
@@ -65,7 +66,7 @@ var (
 	ifaceFields      = []string{"name", "network", "address", "impairments"}
 	routeFields      = []string{"dst", "via"}
 	peerFields       = []string{"name", "peerIP", "peerSelector", "node", "nodeSelector", "asNumber", "password"}
-	workloadFields   = []string{"name", "node", "address"}
+	workloadFields   = []string{"name", "node", "address", "namespace", "labels"}
 	routerFields     = []string{"network", "address", "interface", "asNumber", "daemon", "binary", "config", "announce"}
 )
 
@@ -107,6 +108,7 @@ type (
 		peers     []rawPeer
 		routers   []rawRouter
 		dataplane val[string]
+		policies  []rawPolicy
 	}
 	rawPool struct {
 		line      int
@@ -204,6 +206,8 @@ type (
 		name    val[string]
 		node    val[string]
 		address val[netip.Addr]
+		ns      val[string]
+		labels  val[map[string]string]
 	}
 )
 
@@ -597,6 +601,8 @@ func (p *parser) lab(root *yaml.Node) *rawLab {
 			r.routers = p.routers(v)
 		case "dataplane":
 			r.dataplane = p.dataplane(v, "dataplane")
+		case "policies":
+			r.policies = p.policies(v)
 		}
 	})
 	return r
@@ -932,6 +938,16 @@ func (p *parser) workload(n *yaml.Node, path string) rawWorkload {
 			r.node = p.str(v, f, "")
 		case "address":
 			r.address = p.addr(v, f, "a workload's address is a /32")
+		case "namespace":
+			r.ns = p.str(v, f, "leave it out for the namespace default")
+			if r.ns.st == ok {
+				if m := policy.CheckNamespace(r.ns.v); m != "" {
+					p.errorf(r.ns.line, f, "%s", m)
+					r.ns.st = bad
+				}
+			}
+		case "labels":
+			r.labels = p.labels(v, f)
 		}
 	})
 	return r

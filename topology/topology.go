@@ -58,6 +58,7 @@ import (
 	"time"
 
 	"github.com/vrouter-lab/vrouter/vrouter/config"
+	"github.com/vrouter-lab/vrouter/vrouter/policy"
 )
 
 // Defaults applied to fields a lab file leaves out.
@@ -153,6 +154,9 @@ type Lab struct {
 	// (the default; empty in a state written before labs had one) or
 	// DataplaneKernel.
 	Dataplane string `json:",omitempty"`
+	// Policies are the network policies (Calico's NetworkPolicy and
+	// GlobalNetworkPolicy), in file order, with Calico's defaults.
+	Policies []policy.Policy `json:",omitempty"`
 }
 
 // The dataplanes of a lab (the lab file's dataplane field).
@@ -421,6 +425,28 @@ type Workload struct {
 	// Address is the workload's fixed address; the zero Addr means the
 	// node allocates one from its blocks.
 	Address netip.Addr
+	// Namespace is the workload's namespace; empty means
+	// policy.DefaultNamespace ("default"). NetworkPolicies apply within
+	// their namespace.
+	Namespace string `json:",omitempty"`
+	// Labels are the workload's labels, which policy selectors match.
+	Labels map[string]string `json:",omitempty"`
+}
+
+// Endpoints returns the lab's workloads as policy endpoints, with the
+// addresses addr gives (a workload's fixed address when addr has none).
+func (l *Lab) Endpoints(addr func(workload string) netip.Addr) []policy.Endpoint {
+	eps := make([]policy.Endpoint, 0, len(l.Workloads))
+	for _, w := range l.Workloads {
+		a := w.Address
+		if addr != nil {
+			if x := addr(w.Name); x.IsValid() {
+				a = x
+			}
+		}
+		eps = append(eps, policy.Endpoint{Name: w.Name, Namespace: w.Namespace, Labels: w.Labels, Addr: a})
+	}
+	return eps
 }
 
 // Node returns the node called name.

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/vrouter-lab/vrouter/vrouter/policy"
 )
 
 // Names of labs, networks, nodes and workloads are DNS-1123 labels; pool
@@ -155,6 +157,7 @@ func (p *parser) check(r *rawLab) *Lab {
 	p.checkPeers(r, lab, nodes, rnodes)
 	p.routerPeers(r, lab)
 	p.checkDataplane(r, lab)
+	p.checkPolicies(r, lab)
 	return lab
 }
 
@@ -499,7 +502,10 @@ func (p *parser) checkWorkloads(r *rawLab, lab *Lab, nodes, rnodes map[string]in
 	seen := map[string]int{}
 	for i := range r.workloads {
 		rw := &r.workloads[i]
-		w := Workload{Name: rw.name.v, Node: rw.node.v, Address: rw.address.v}
+		w := Workload{Name: rw.name.v, Node: rw.node.v, Address: rw.address.v, Labels: rw.labels.v}
+		if rw.ns.st == ok && rw.ns.v != policy.DefaultNamespace {
+			w.Namespace = rw.ns.v
+		}
 		switch rw.name.st {
 		case absent:
 			p.errorf(rw.line, rw.path+".name", "is required (e.g. web-1)")

@@ -34,7 +34,7 @@ var ruleTests = []struct {
 	{"unknown fields", "unknown-field.yaml", []want{
 		{7, "nodes.node1.adress", "unknown field (known: kind, network, address, interface, asNumber, labels, routeReflectorClusterID, cpuSet, impairments, dataplane)"},
 		{7, "nodes.node1.address", "is required"},
-		{8, "routeReflectors", "unknown field (known: name, ipPools, ipam, bgp, networks, nodes, workloads, bgpPeers, routers, dataplane)"}}},
+		{8, "routeReflectors", "unknown field (known: name, ipPools, ipam, bgp, networks, nodes, workloads, bgpPeers, routers, dataplane, policies)"}}},
 	{"field names are case-sensitive", "unknown-field-case.yaml", []want{
 		{9, "bgp.asnumber", "unknown field (known: asNumber, nodeToNodeMesh, keepaliveTime, holdTime, gracefulRestart, restartTime)"}}},
 	{"a key given twice", "duplicate-key.yaml", []want{

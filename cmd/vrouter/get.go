@@ -21,11 +21,13 @@ func newGetCommand() *cobra.Command {
 		Long: `get lists resources the way calicoctl lists Calico's.
 
 On a lab (the default; --lab names one when several are deployed), KIND is
-nodes, workloads, ippools, blocks or bgppeers: nodes with their AS (in
-parentheses when it is the lab's default), workload endpoints, IP pools,
-IPAM blocks with their affinity, and the BGPPeer resources of the lab file
-(peer IP or peer selector, node or node selector, AS; passwords are never
-printed).
+nodes, workloads, ippools, blocks, bgppeers, policies or denied: nodes with
+their AS (in parentheses when it is the lab's default), workload endpoints,
+IP pools, IPAM blocks with their affinity, the BGPPeer resources of the lab
+file (peer IP or peer selector, node or node selector, AS; passwords are
+never printed), the network policies in force with their hit counters (-o
+wide: per rule), and per node the packets policy denied, by reason, with
+the connection tracking table (denied).
 
 With --datastore etcd, get reads the Calico resources in etcd instead:
 KIND is nodes, ippools, bgppeers or bgpconfigurations (singular or
@@ -34,10 +36,11 @@ prints every field in Calico's shape.
 
 ` + etcdHelp,
 		Example: "  vrouter get nodes\n  vrouter get blocks -o yaml\n  vrouter get bgppeers -o wide\n" +
+			"  vrouter get policies -o wide\n  vrouter get denied\n" +
 			"  vrouter get nodes -o wide --datastore etcd --etcd-endpoints http://10.0.0.1:2379\n" +
 			"  vrouter get ippool default-ipv4-ippool -o yaml --datastore etcd --etcd-endpoints http://10.0.0.1:2379",
 		Args:      cobra.RangeArgs(1, 2),
-		ValidArgs: []string{"nodes", "workloads", "ippools", "blocks", "bgppeers", "bgpconfigurations"},
+		ValidArgs: []string{"nodes", "workloads", "ippools", "blocks", "bgppeers", "bgpconfigurations", "policies", "denied"},
 	}
 	load := labFlag(cmd)
 	ds.register(cmd)

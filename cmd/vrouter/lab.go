@@ -424,16 +424,19 @@ func newApplyCommand() *cobra.Command {
 	var ds datastoreFlags
 	cmd := &cobra.Command{
 		Use:   "apply (-t LABFILE | -f RESOURCES --datastore etcd --etcd-endpoints URL,...)",
-		Short: "Apply an edited lab file to a running lab, or Calico resources to etcd (calicoctl apply)",
+		Short: "Apply an edited lab file to a running lab (pools, policies, labels), or Calico resources to etcd (calicoctl apply)",
 		Long: `apply does one of two things, by its flag.
 
 -t LABFILE compares the lab file with the running lab of the same name and
 applies what can change without restarting nodes: each IP pool's ipipMode
-(Never, Always, CrossSubnet) and mtu. Every node reprograms its routes at
-once (via NODE dev tunl0 onlink, or dev ens33) and brings up tunl0 with an
-address from its own block if it needs one. A new mtu applies to workloads
-added afterwards. Any other difference is refused, changing nothing:
-destroy and deploy for those.
+(Never, Always, CrossSubnet) and mtu, the policies, and the workloads'
+namespaces and labels. Every node reprograms its routes at once (via NODE
+dev tunl0 onlink, or dev ens33) and brings up tunl0 with an address from
+its own block if it needs one. A new mtu applies to workloads added
+afterwards. Every agent gets the new policies at once: new flows see them
+from the next packet, established flows at their next packet (kept if the
+new policies allow them, cut if they deny them). Any other difference is
+refused, changing nothing: destroy and deploy for those.
 
 -f RESOURCES (a file, or - for stdin) writes Calico resources to etcd, as
 calicoctl apply does: YAML documents separated by ---, each an IPPool,

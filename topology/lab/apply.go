@@ -11,7 +11,9 @@ import (
 )
 
 // Apply brings the running lab st to the lab file l where that needs no
-// restart: the IP pools' ipipMode and mtu. Every node's agent reprograms
+// restart: the IP pools' ipipMode and mtu, the policies, and the
+// workloads' namespaces and labels (which policies select by): every
+// agent gets the new policy set at once. Every node's agent reprograms
 // its routes (through tunl0 or not) at once; the node configuration files
 // and the lab's state are updated so that a restarted node keeps the new
 // settings. Any other difference is refused before anything changes, with
@@ -46,7 +48,7 @@ func Apply(ctx context.Context, st *State, l *topology.Lab) ([]string, error) {
 		{"bgp", l.BGP, st.Spec.BGP},
 		{"networks", l.Networks, st.Spec.Networks},
 		{"nodes", l.Nodes, st.Spec.Nodes},
-		{"workloads", l.Workloads, st.Spec.Workloads},
+		{"workloads", withoutLabels(l.Workloads), withoutLabels(st.Spec.Workloads)},
 		{"bgpPeers", l.BGPPeers, st.Spec.BGPPeers},
 	} {
 		if !sameJSON(part.file, part.lab) {
@@ -56,8 +58,21 @@ func Apply(ctx context.Context, st *State, l *topology.Lab) ([]string, error) {
 	if want, have := *l, *st.Spec; !sameJSON(withoutPools(want), withoutPools(have)) {
 		return nil, fmt.Errorf("the file differs from the running lab %s beyond its pools' ipipMode and mtu; destroy and deploy to change the rest", st.Name)
 	}
+	polChanges := policyChanges(st.Spec.Policies, l.Policies)
+	if !sameJSON(l.Workloads, st.Spec.Workloads) {
+		polChanges = append(polChanges, "workloads: namespaces or labels changed")
+	}
+	if len(polChanges) > 0 {
+		if err := PushPolicies(ctx, st, l); err != nil {
+			return nil, err
+		}
+		st.Spec.Policies, st.Spec.Workloads = l.Policies, l.Workloads
+		if err := st.save(); err != nil {
+			return nil, err
+		}
+	}
 	if len(changes) == 0 {
-		return nil, nil
+		return polChanges, nil
 	}
 	for _, n := range st.Nodes {
 		spec, _ := l.Node(n.Name)
@@ -76,12 +91,23 @@ func Apply(ctx context.Context, st *State, l *topology.Lab) ([]string, error) {
 	if err := st.save(); err != nil {
 		return nil, err
 	}
-	return changes, nil
+	return append(changes, polChanges...), nil
 }
 
+// withoutPools is the part of a lab Apply cannot change.
 func withoutPools(l topology.Lab) topology.Lab {
-	l.IPPools = nil
+	l.IPPools, l.Policies, l.Workloads = nil, nil, withoutLabels(l.Workloads)
 	return l
+}
+
+// withoutLabels returns the workloads without what Apply can change.
+func withoutLabels(ws []topology.Workload) []topology.Workload {
+	out := make([]topology.Workload, len(ws))
+	for i, w := range ws {
+		w.Namespace, w.Labels = "", nil
+		out[i] = w
+	}
+	return out
 }
 
 func sameJSON(a, b any) bool {

@@ -120,6 +120,12 @@ func Deploy(ctx context.Context, l *topology.Lab, opt Options) (st *State, err e
 	if err := waitReady(wctx, p.nodes, opt.NoWait, opt.Timeout, progress); err != nil {
 		return nil, orInterrupted(ctx, err)
 	}
+	if len(l.Policies) > 0 {
+		if err := PushPolicies(wctx, st, l); err != nil {
+			return nil, orInterrupted(ctx, err)
+		}
+		progress("policies: %d sent to every node", len(l.Policies))
+	}
 	return st, nil
 }
 

@@ -28,6 +28,10 @@ func (l *Table) add(item map[string]any, row ...string) {
 // ippools or blocks.
 func Listing(ctx context.Context, st *State, kind string) (*Table, error) {
 	switch kind {
+	case "policies", "policy", "networkpolicies", "globalnetworkpolicies":
+		return policyListing(ctx, st)
+	case "denied", "denials":
+		return denialListing(ctx, st)
 	case "nodes", "node", "no":
 		l := &Table{Columns: []string{"NAME", "ASN", "IPV4", "NETWORK", "INTERFACE"}, Narrow: 1}
 		for _, n := range st.Nodes {
@@ -139,5 +143,5 @@ func Listing(ctx context.Context, st *State, kind string) (*Table, error) {
 		}
 		return l, nil
 	}
-	return nil, fmt.Errorf("unknown resource %q (want nodes, workloads, ippools, blocks or bgppeers)", kind)
+	return nil, fmt.Errorf("unknown resource %q (want nodes, workloads, ippools, blocks, bgppeers, policies or denied)", kind)
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/vrouter-lab/vrouter/vrouter/fib"
 	"github.com/vrouter-lab/vrouter/vrouter/ipam"
 	"github.com/vrouter-lab/vrouter/vrouter/netns"
+	"github.com/vrouter-lab/vrouter/vrouter/policy"
 	"github.com/vrouter-lab/vrouter/vrouter/resources"
 )
 
@@ -76,6 +77,9 @@ type Agent struct {
 	cache    datastoreCache // what it started from, when degraded
 	serving  atomic.Bool    // set once start has restored the workloads
 	synced   atomic.Bool    // set once the blocks are synced: the cache may be written
+
+	polMu    sync.Mutex       // serializes policy changes
+	policies *policy.Compiled // the policy set in force, compiled (nil: none)
 
 	metricsOnce sync.Once
 	metrics     http.Handler // GET /metrics, made by metricsHandler
@@ -256,6 +260,9 @@ func (a *Agent) start(ctx context.Context) error {
 		}
 	}
 
+	// The policies a previous agent of the node enforced apply from the
+	// workloads' first packet.
+	a.restorePolicies()
 	for _, w := range cfg.Workloads {
 		if !w.IsNetstack() && !netns.Exists(w.Namespace) {
 			// Deleted while no agent served it (before a restart): the

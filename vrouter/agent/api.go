@@ -88,6 +88,7 @@ func (a *Agent) serveControl(ctx context.Context) error {
 		control.Reply(w, a.dp.Stats(), nil)
 	})
 	mux.Handle("GET /metrics", a.metricsHandler())
+	a.servePolicies(mux)
 	mux.HandleFunc("POST /v1/workloads", func(w http.ResponseWriter, r *http.Request) {
 		var wl config.Workload
 		if err := control.Decode(r, &wl); err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/vrouter-lab/vrouter/vrouter/fib"
 	"github.com/vrouter-lab/vrouter/vrouter/netns"
 	"github.com/vrouter-lab/vrouter/vrouter/netstack"
+	"github.com/vrouter-lab/vrouter/vrouter/policy"
 	"golang.org/x/sys/unix"
 )
 
@@ -342,4 +343,17 @@ func workloadRoutes(t *netns.TUN, addr netip.Addr) error {
 // probability).
 func FabricImpairment(imp config.Impairment) fabric.Impairment {
 	return fabric.Impairment{Delay: imp.Delay, Jitter: imp.Jitter, Loss: imp.Loss / 100, Rate: imp.Rate, Duplicate: imp.Duplicate / 100, Corrupt: imp.Corrupt / 100}
+}
+
+// SetPolicy installs policy chains in the engine.
+func (u *userspace) SetPolicy(chains map[string]*policy.EndpointRules) error {
+	u.engine.SetPolicy(chains)
+	return nil
+}
+
+// PolicyCounters returns the engine's policy counters.
+func (u *userspace) PolicyCounters() (map[policy.RuleID]uint64, control.PolicyStatus) {
+	m := u.engine.PolicyMetrics()
+	return m.Rules, control.PolicyStatus{Denied: m.Denied, AllowedFlows: m.AllowedFlows, Passed: m.Passed, Related: m.Related,
+		Conntrack: control.ConntrackStatus{Entries: m.Entries, Capacity: m.Capacity, Created: m.Created, Evicted: m.Evicted, Expired: m.Expired, Revoked: m.Revoked}}
 }
