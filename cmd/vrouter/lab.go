@@ -440,13 +440,14 @@ refused, changing nothing: destroy and deploy for those.
 
 -f RESOURCES (a file, or - for stdin) writes Calico resources to etcd, as
 calicoctl apply does: YAML documents separated by ---, each an IPPool,
-BGPConfiguration, BGPPeer or Node (apiVersion projectcalico.org/v3). The
-whole file is checked first, every problem reported as FILE:LINE: FIELD:
+BGPConfiguration, BGPPeer, Node, GlobalNetworkPolicy, NetworkPolicy or
+WorkloadEndpoint (apiVersion projectcalico.org/v3). The whole file is checked first, every problem reported as FILE:LINE: FIELD:
 message, and nothing is written unless all of it is valid; then pools,
-BGP configurations, peers and nodes are created or replaced, in that
-order. Agents running with meshFromDatastore apply them within seconds: a
-pool's ipipMode reprograms routes, BGPConfiguration default's
-nodeToNodeMeshEnabled and asNumber and BGPPeers change sessions.
+BGP configurations, peers, nodes, then policies and endpoints are created
+or replaced, in that order. Agents running with meshFromDatastore apply
+them within seconds: a pool's ipipMode reprograms routes, BGPConfiguration
+default's nodeToNodeMeshEnabled and asNumber and BGPPeers change sessions,
+policies are recompiled and enforced (engine or nftables).
 
 ` + etcdHelp,
 		Example: "  sed -i 's/ipipMode: Never/ipipMode: Always/' lab.yaml\n  vrouter apply -t lab.yaml\n" +
