@@ -56,6 +56,7 @@ type Agent struct {
 
 	mu         sync.Mutex // guards workloads, added, blocks, holes and tunnelAddr
 	workloads  map[string]control.WorkloadInfo
+	wmeta      map[string]workloadMeta    // what policy sees of each workload
 	added      map[string]config.Workload // added through the control API (see workloadsFile)
 	blocks     []netip.Prefix             // announced: affine blocks and borrowed /32s
 	holes      map[netip.Prefix]bool      // the announced blocks, which are blackholed
@@ -80,6 +81,9 @@ type Agent struct {
 
 	polMu    sync.Mutex       // serializes policy changes
 	policies *policy.Compiled // the policy set in force, compiled (nil: none)
+
+	// Policies from etcd (clusterpolicy.go), merged with the lab's.
+	cpol clusterPolicy
 
 	metricsOnce sync.Once
 	metrics     http.Handler // GET /metrics, made by metricsHandler
@@ -138,6 +142,7 @@ func newAgent(cfg *config.Node, log *slog.Logger) *Agent {
 		newDataplane: dataplaneFor(cfg.Dataplane),
 		newSpeaker:   startSpeaker,
 		workloads:    map[string]control.WorkloadInfo{},
+		wmeta:        map[string]workloadMeta{},
 		added:        map[string]config.Workload{},
 		learned:      map[netip.Prefix]netip.Addr{},
 		stale:        map[netip.Prefix]bool{},
@@ -287,6 +292,7 @@ func (a *Agent) start(ctx context.Context) error {
 	if a.res != nil {
 		go a.register(ctx)
 		go a.watchCluster(ctx)
+		go a.endpointLoop(ctx)
 	}
 	go a.dp.Run(ctx)
 	if a.staleCount() > 0 {
@@ -435,6 +441,9 @@ func (a *Agent) addWorkload(ctx context.Context, w config.Workload) (*control.Wo
 	if err != nil {
 		return nil, err
 	}
+	if err := checkPolicyMeta(w); err != nil {
+		return nil, err
+	}
 	a.mu.Lock()
 	have, dup := a.workloads[w.Name]
 	a.mu.Unlock()
@@ -487,8 +496,10 @@ func (a *Agent) addWorkload(ctx context.Context, w config.Workload) (*control.Wo
 	}
 	a.mu.Lock()
 	a.workloads[w.Name] = info
+	a.wmeta[w.Name] = workloadMeta{Namespace: w.PolicyNamespace, Labels: w.Labels, Pod: w.Pod}
 	a.mu.Unlock()
 	a.log.Info("workload added", "workload", w.Name, "address", addr, "interface", info.Interface)
+	a.workloadsChanged()
 	return &info, a.syncBlocks(ctx)
 }
 
@@ -498,6 +509,7 @@ func (a *Agent) deleteWorkload(ctx context.Context, name string) error {
 	a.mu.Lock()
 	w, ok := a.workloads[name]
 	delete(a.workloads, name)
+	delete(a.wmeta, name)
 	_, added := a.added[name]
 	delete(a.added, name)
 	a.mu.Unlock()
@@ -513,6 +525,7 @@ func (a *Agent) deleteWorkload(ctx context.Context, name string) error {
 		return err
 	}
 	a.log.Info("workload deleted", "workload", name)
+	a.workloadsChanged()
 	return a.syncBlocks(ctx)
 }
 

@@ -286,6 +286,12 @@ func validateMeta(m *Metadata) error {
 	return nil
 }
 
+// CheckLabels reports the first label whose name or value Kubernetes
+// would refuse.
+func CheckLabels(labels map[string]string) error {
+	return validateMeta(&Metadata{Name: "x", Labels: labels})
+}
+
 var (
 	labelKeyRE   = regexp.MustCompile(`^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`)
 	labelValueRE = regexp.MustCompile(`^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$`)
