@@ -20,7 +20,8 @@ func newWorkloadCommand() *cobra.Command {
 }
 
 func newWorkloadAddCommand() *cobra.Command {
-	var node, address, netnsArg, configFile string
+	var node, address, netnsArg, configFile, policyNS string
+	var labels map[string]string
 	cmd := &cobra.Command{
 		Use:   "add NAME (--node NODE | --netns NETNS) [--address ADDR]",
 		Short: "Add a workload: a namespace whose eth0 the node's engine serves",
@@ -34,15 +35,22 @@ On a real host (kernel mode, 'vrouter node run' on a node file), give the
 workload's network namespace instead of a node: a name under /run/netns or
 a path such as /proc/PID/ns/net; the agent is the one the node file names
 (--config). It makes the workload's veth pair, Calico's way, as the CNI
-plugin does.`,
-		Example: "  vrouter workload add web-4 --node node2\n  vrouter workload add web-4 --netns /proc/4242/ns/net     # on a real host",
-		Args:    cobra.ExactArgs(1),
+plugin does.
+
+--labels and --namespace are what network policy sees of the workload:
+with the cluster in etcd, the agent writes them in the workload's
+WorkloadEndpoint, which policy selectors on every node match.`,
+		Example: "  vrouter workload add web-4 --node node2\n  vrouter workload add web-4 --netns /proc/4242/ns/net     # on a real host\n" +
+			"  vrouter workload add db-1 --netns db-1 --namespace prod --labels app=db,tier=backend",
+		Args: cobra.ExactArgs(1),
 	}
 	load := lockedLabFlag(cmd)
 	cmd.Flags().StringVar(&node, "node", "", "node that serves the workload (on a lab)")
 	cmd.Flags().StringVar(&address, "address", "", "fixed address from a pool (default: IPAM's choice)")
 	cmd.Flags().StringVar(&netnsArg, "netns", "", "the workload's existing network namespace, a name or a path (on a real host)")
 	cmd.Flags().StringVar(&configFile, "config", config.DefaultNodeFile, "the host's node file, naming its agent (with --netns)")
+	cmd.Flags().StringToStringVar(&labels, "labels", nil, "the workload's labels for network policy selectors, k=v,k2=v2")
+	cmd.Flags().StringVar(&policyNS, "namespace", "", "the workload's namespace for network policy (default \"default\"; not its network namespace: see --netns)")
 	cmd.MarkFlagsMutuallyExclusive("node", "netns")
 	cmd.MarkFlagsOneRequired("node", "netns")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
@@ -58,7 +66,7 @@ plugin does.`,
 			if err != nil {
 				return err
 			}
-			info, err := c.AddWorkload(cmd.Context(), config.Workload{Name: args[0], Namespace: netnsArg, Address: addr})
+			info, err := c.AddWorkload(cmd.Context(), config.Workload{Name: args[0], Namespace: netnsArg, Address: addr, PolicyNamespace: policyNS, Labels: labels})
 			if err != nil {
 				return err
 			}
@@ -70,7 +78,7 @@ plugin does.`,
 			return err
 		}
 		defer unlock()
-		info, err := lab.AddWorkload(cmd.Context(), st, args[0], node, addr)
+		info, err := lab.AddWorkload(cmd.Context(), st, args[0], node, addr, func(w *config.Workload) { w.PolicyNamespace, w.Labels = policyNS, labels })
 		if err != nil {
 			return err
 		}

@@ -193,7 +193,8 @@ func nodeConfig(l *topology.Lab, dir string, n topology.Node) (*config.Node, err
 	}
 	for _, w := range l.Workloads {
 		if w.Node == n.Name {
-			c.Workloads = append(c.Workloads, config.Workload{Name: w.Name, Namespace: l.NamespaceName(w.Name), Address: w.Address})
+			c.Workloads = append(c.Workloads, config.Workload{Name: w.Name, Namespace: l.NamespaceName(w.Name), Address: w.Address,
+				PolicyNamespace: w.Namespace, Labels: w.Labels})
 		}
 	}
 	return c, nil

@@ -17,7 +17,7 @@ import (
 // address, opens eth0 and routes it) and records it in the lab's state and
 // the node's config, so a restarted agent serves it again. addr is a fixed
 // address, or the zero Addr for IPAM's choice.
-func AddWorkload(ctx context.Context, st *State, name, node string, addr netip.Addr) (*control.WorkloadInfo, error) {
+func AddWorkload(ctx context.Context, st *State, name, node string, addr netip.Addr, opts ...func(*config.Workload)) (*control.WorkloadInfo, error) {
 	if err := topology.CheckName(name); err != nil {
 		return nil, err
 	}
@@ -32,6 +32,9 @@ func AddWorkload(ctx context.Context, st *State, name, node string, addr netip.A
 		return nil, fmt.Errorf("node %s already has %d workloads, the most a node serves (README: Limits); add the workload to another node", node, k)
 	}
 	w := config.Workload{Name: name, Namespace: topology.LabNamespacePrefix(st.Name) + name, Address: addr}
+	for _, o := range opts {
+		o(&w)
+	}
 	if err := createNamespace(w.Namespace); err != nil {
 		return nil, err
 	}

@@ -91,7 +91,7 @@ func (a *Agent) workloadEndpoint(w control.WorkloadInfo, m workloadMeta) *resour
 	if m.Pod != "" {
 		orch, name = "k8s", m.Pod
 	}
-	return resources.NewWorkloadEndpoint(a.cfg.Node, orch, name, m.Namespace, m.Labels, w.Address, w.Interface)
+	return resources.NewWorkloadEndpoint(a.cfg.Node, orch, name, w.PodInterface, m.Namespace, m.Labels, w.Address, w.Interface)
 }
 
 // desiredEndpoints are the node's WorkloadEndpoints, by ID.
@@ -259,8 +259,9 @@ func (a *Agent) recompilePolicies() error {
 }
 
 // mergedPolicySet is etcd's policies and the lab's (a lab's policy of the
-// same kind and key wins), with the node's own workloads (labels from
-// the lab's endpoint of the same name if it sent one, else their own)
+// same kind and key wins), with the node's own workloads (namespace and
+// labels from the lab's endpoint of the same name if it gives any, else
+// their own)
 // and every other endpoint.
 func (a *Agent) mergedPolicySet() (control.PolicySet, bool) {
 	a.cpol.mu.Lock()
@@ -292,7 +293,7 @@ func (a *Agent) mergedPolicySet() (control.PolicySet, bool) {
 	a.mu.Lock()
 	for _, w := range a.workloads {
 		e, ok := labEP[w.Name]
-		if !ok {
+		if !ok || (e.Namespace == "" && len(e.Labels) == 0) {
 			m := a.wmeta[w.Name]
 			e = policy.Endpoint{Name: w.Name, Namespace: m.Namespace, Labels: m.Labels}
 		}

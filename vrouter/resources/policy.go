@@ -441,9 +441,13 @@ func WorkloadEndpointName(node, orchestrator, workload, endpoint string) string 
 	return strings.ToLower(strings.Join([]string{escapeWEP(node), escapeWEP(orchestrator), escapeWEP(workload), escapeWEP(endpoint)}, "-"))
 }
 
-// NewWorkloadEndpoint returns the WorkloadEndpoint of a workload served by
-// node: its labels get Calico's namespace and orchestrator labels.
-func NewWorkloadEndpoint(node, orchestrator, workload, namespace string, labels map[string]string, addr netip.Addr, iface string) *WorkloadEndpoint {
+// NewWorkloadEndpoint returns the WorkloadEndpoint of a workload's
+// interface endpoint (empty: eth0) served by node at iface: its labels
+// get Calico's namespace and orchestrator labels.
+func NewWorkloadEndpoint(node, orchestrator, workload, endpoint, namespace string, labels map[string]string, addr netip.Addr, iface string) *WorkloadEndpoint {
+	if endpoint == "" {
+		endpoint = "eth0"
+	}
 	if namespace == "" {
 		namespace = policy.DefaultNamespace
 	}
@@ -455,8 +459,8 @@ func NewWorkloadEndpoint(node, orchestrator, workload, namespace string, labels 
 	}
 	w := &WorkloadEndpoint{
 		TypeMeta: TypeMeta{APIVersion: APIVersion, Kind: KindWorkloadEndpoint},
-		Metadata: Metadata{Name: WorkloadEndpointName(node, orchestrator, workload, "eth0"), Namespace: namespace, Labels: l},
-		Spec: WorkloadEndpointSpec{Orchestrator: orchestrator, Node: node, Endpoint: "eth0",
+		Metadata: Metadata{Name: WorkloadEndpointName(node, orchestrator, workload, endpoint), Namespace: namespace, Labels: l},
+		Spec: WorkloadEndpointSpec{Orchestrator: orchestrator, Node: node, Endpoint: endpoint,
 			InterfaceName: iface, Profiles: []string{"kns." + namespace}},
 	}
 	if orchestrator == "k8s" {

@@ -188,7 +188,7 @@ func TestPolicyResourcesStore(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	mine := NewWorkloadEndpoint("node1", "vrouter", "web-1", "", map[string]string{"app": "frontend"}, netip.MustParseAddr("10.244.0.2"), "cali0")
+	mine := NewWorkloadEndpoint("node1", "vrouter", "web-1", "", "", map[string]string{"app": "frontend"}, netip.MustParseAddr("10.244.0.2"), "cali0")
 	if err := s.Put(ctx, mine); err != nil {
 		t.Fatal(err)
 	}
