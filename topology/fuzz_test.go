@@ -17,6 +17,9 @@ func FuzzParse(f *testing.F) {
 		// A kernel lab, and a dataplane of the wrong case.
 		f.Add(append(append([]byte{}, data...), "\ndataplane: kernel\n"...))
 		f.Add(append(append([]byte{}, data...), "\ndataplane: Userspace\n"...))
+		// An etcd lab, and a datastore of the wrong case.
+		f.Add(append(append([]byte{}, data...), "\ndatastore: etcd\n"...))
+		f.Add(append(append([]byte{}, data...), "\ndatastore: Etcd\n"...))
 		// A mixed lab: node1's own dataplane.
 		f.Add(bytes.Replace(data, []byte("interface: ens33}"), []byte("interface: ens33, dataplane: kernel}"), 1))
 	}

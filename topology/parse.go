@@ -54,7 +54,7 @@ func Parse(name string, data []byte) (*Lab, error) {
 // The fields each part of a lab file may have, in the order error messages
 // list them.
 var (
-	labFields     = []string{"name", "ipPools", "ipam", "bgp", "networks", "nodes", "workloads", "bgpPeers", "routers", "dataplane", "policies"}
+	labFields     = []string{"name", "ipPools", "ipam", "bgp", "networks", "nodes", "workloads", "bgpPeers", "routers", "dataplane", "policies", "datastore"}
 	ipamFields    = []string{"strictAffinity"}
 	poolFields    = []string{"name", "cidr", "blockSize", "ipipMode", "mtu"}
 	bgpFields     = []string{"asNumber", "nodeToNodeMesh", "keepaliveTime", "holdTime", "gracefulRestart", "restartTime"}
@@ -109,6 +109,7 @@ type (
 		routers   []rawRouter
 		dataplane val[string]
 		policies  []rawPolicy
+		datastore val[string]
 	}
 	rawPool struct {
 		line      int
@@ -603,6 +604,8 @@ func (p *parser) lab(root *yaml.Node) *rawLab {
 			r.dataplane = p.dataplane(v, "dataplane")
 		case "policies":
 			r.policies = p.policies(v)
+		case "datastore":
+			r.datastore = p.datastore(v, "datastore")
 		}
 	})
 	return r
@@ -624,6 +627,27 @@ func (p *parser) dataplane(n *yaml.Node, path string) val[string] {
 			hint = fmt.Sprintf("; did you mean %s? (case matters)", l)
 		}
 		p.errorf(v.line, path, "%s is not a dataplane (valid: %s)%s", strconv.Quote(v.v), strings.Join(dataplanes, ", "), hint)
+		v.st = bad
+	}
+	return v
+}
+
+// datastores are the valid values of datastore, in the order messages
+// list them.
+var datastores = []string{DatastoreBolt, DatastoreEtcd}
+
+// datastore reads a datastore: bbolt or etcd.
+func (p *parser) datastore(n *yaml.Node, path string) val[string] {
+	v := p.str(n, path, "leave it out for the default, bbolt")
+	if v.st != ok {
+		return v
+	}
+	if !contains(datastores, v.v) {
+		hint := ""
+		if l := strings.ToLower(v.v); l != v.v && contains(datastores, l) {
+			hint = fmt.Sprintf("; did you mean %s? (case matters)", l)
+		}
+		p.errorf(v.line, path, "%s is not a datastore (valid: %s)%s", strconv.Quote(v.v), strings.Join(datastores, ", "), hint)
 		v.st = bad
 	}
 	return v

@@ -157,6 +157,80 @@ type Lab struct {
 	// Policies are the network policies (Calico's NetworkPolicy and
 	// GlobalNetworkPolicy), in file order, with Calico's defaults.
 	Policies []policy.Policy `json:",omitempty"`
+	// Datastore is where the nodes keep IPAM state: DatastoreBolt (the
+	// default; empty in a state written before labs had one), a file in
+	// the lab's state directory, or DatastoreEtcd, an etcd cluster the lab
+	// runs (topology/lab's etcd.go).
+	Datastore string `json:",omitempty"`
+}
+
+// The datastores of a lab (the lab file's datastore field).
+const (
+	// DatastoreBolt: a bbolt file in the lab's state directory, shared by
+	// the node agents of the one machine.
+	DatastoreBolt = "bbolt"
+	// DatastoreEtcd: a 3-member etcd cluster in namespaces of the lab's,
+	// on a network of its own that every calico node joins.
+	DatastoreEtcd = "etcd"
+)
+
+// Etcd reports whether the lab's nodes keep their state in etcd.
+func (l *Lab) Etcd() bool { return l.Datastore == DatastoreEtcd }
+
+// EtcdMemberNames are the names of an etcd lab's members, which no node,
+// router or workload of the lab may take.
+func EtcdMemberNames() []string { return []string{"etcd0", "etcd1", "etcd2"} }
+
+// EtcdInterface is the interface of a calico node of an etcd lab on the
+// lab's etcd network.
+const EtcdInterface = "mgmt0"
+
+// EtcdSubnetBits is the length of an etcd lab's etcd network: room for
+// the members and MaxNodes nodes.
+const EtcdSubnetBits = 22
+
+// etcdSubnetRange is where an etcd lab's etcd network is taken from: the
+// benchmarking range of RFC 2544, which no real network routes.
+var etcdSubnetRange = netip.MustParsePrefix("198.18.0.0/15")
+
+// EtcdSubnet returns the etcd network of an etcd lab: the first
+// EtcdSubnetBits-long prefix of 198.18.0.0/15 that overlaps none of the
+// lab's networks, pools, external routers' announced prefixes and peer
+// addresses. found is false when there is none.
+func (l *Lab) EtcdSubnet() (netip.Prefix, bool) {
+	var taken []netip.Prefix
+	for _, n := range l.Networks {
+		taken = append(taken, n.CIDR)
+	}
+	for _, p := range l.IPPools {
+		taken = append(taken, p.CIDR)
+	}
+	for _, r := range l.Routers {
+		taken = append(taken, r.Announce...)
+	}
+	for _, bp := range l.BGPPeers {
+		if bp.PeerIP.IsValid() {
+			taken = append(taken, netip.PrefixFrom(bp.PeerIP, 32))
+		}
+	}
+	start := etcdSubnetRange.Addr().As4()
+	size := uint32(1) << (32 - EtcdSubnetBits)
+	base := uint32(start[0])<<24 | uint32(start[1])<<16 | uint32(start[2])<<8 | uint32(start[3])
+	for i := range uint32(1) << (EtcdSubnetBits - etcdSubnetRange.Bits()) {
+		a := base + i*size
+		c := netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(a >> 24), byte(a >> 16), byte(a >> 8), byte(a)}), EtcdSubnetBits)
+		free := true
+		for _, t := range taken {
+			if t.Overlaps(c) {
+				free = false
+				break
+			}
+		}
+		if free {
+			return c, true
+		}
+	}
+	return netip.Prefix{}, false
 }
 
 // The dataplanes of a lab (the lab file's dataplane field).

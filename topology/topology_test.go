@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -26,7 +27,7 @@ func TestExample(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &Lab{
-		Name: "calico-bgp", Dataplane: DataplaneUserspace,
+		Name: "calico-bgp", Dataplane: DataplaneUserspace, Datastore: DatastoreBolt,
 		IPPools: []IPPool{
 			{Name: "default-ipv4-ippool", CIDR: mustPrefix("10.244.0.0/16"), BlockSize: 26, IPIPMode: IPIPNever},
 		},
@@ -106,7 +107,7 @@ workloads:
 		t.Fatal(err)
 	}
 	want := &Lab{
-		Name: "ipip", Dataplane: DataplaneUserspace,
+		Name: "ipip", Dataplane: DataplaneUserspace, Datastore: DatastoreBolt,
 		IPPools: []IPPool{
 			{Name: "a", CIDR: mustPrefix("10.244.0.0/16"), BlockSize: 24, IPIPMode: IPIPAlways},
 			{Name: "b", CIDR: mustPrefix("10.96.0.0/12"), BlockSize: 32, IPIPMode: IPIPCrossSubnet},
@@ -262,6 +263,26 @@ func TestBroadcast(t *testing.T) {
 // Lab returned without error promises.
 func checkInvariants(t *testing.T, lab *Lab) {
 	t.Helper()
+	switch lab.Datastore {
+	case DatastoreBolt:
+	case DatastoreEtcd:
+		subnet, ok := lab.EtcdSubnet()
+		if !ok {
+			t.Errorf("etcd lab without an etcd subnet")
+		}
+		for _, n := range lab.Networks {
+			if n.CIDR.Overlaps(subnet) {
+				t.Errorf("etcd subnet %s overlaps network %s", subnet, n.CIDR)
+			}
+		}
+		for _, n := range lab.Nodes {
+			if n.Interface == EtcdInterface || slices.Contains(EtcdMemberNames(), n.Name) {
+				t.Errorf("etcd lab node %s: interface %s", n.Name, n.Interface)
+			}
+		}
+	default:
+		t.Errorf("datastore %q", lab.Datastore)
+	}
 	label := func(s string, limit int) bool {
 		if len(s) == 0 || len(s) > limit || s[0] == '-' || s[len(s)-1] == '-' {
 			return false
@@ -441,6 +462,46 @@ func TestDataplaneField(t *testing.T) {
 		if err != nil || lab.Dataplane != v || lab.Kernel() != (v == "kernel") {
 			t.Errorf("dataplane: %s: %v; got %q", v, err, lab.Dataplane)
 		}
+	}
+}
+
+// datastore: etcd makes an etcd lab, with an etcd network clear of the
+// lab's networks and pools; without it a lab keeps IPAM in bbolt.
+func TestDatastoreField(t *testing.T) {
+	data, err := os.ReadFile("../examples/calico-bgp.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lab, err := Parse("calico-bgp.yaml", data)
+	if err != nil || lab.Datastore != DatastoreBolt || lab.Etcd() {
+		t.Fatalf("Parse: %v; datastore %q, want bbolt", err, lab.Datastore)
+	}
+	for _, v := range []string{"etcd", "bbolt"} {
+		lab, err := Parse("e.yaml", append(append([]byte{}, data...), []byte("\ndatastore: "+v+"\n")...))
+		if err != nil || lab.Datastore != v || lab.Etcd() != (v == "etcd") {
+			t.Errorf("datastore: %s: %v; got %q", v, err, lab.Datastore)
+		}
+	}
+	_, err = Parse("e.yaml", append(append([]byte{}, data...), []byte("\ndatastore: Etcd\n")...))
+	if err == nil || !strings.Contains(err.Error(), `"Etcd" is not a datastore (valid: bbolt, etcd); did you mean etcd?`) {
+		t.Errorf("datastore: Etcd: %v", err)
+	}
+}
+
+// An etcd lab's etcd network skips the prefixes the lab uses.
+func TestEtcdSubnet(t *testing.T) {
+	l := &Lab{
+		Networks: []Network{{CIDR: netip.MustParsePrefix("198.18.0.0/24")}},
+		IPPools:  []IPPool{{CIDR: netip.MustParsePrefix("198.18.4.0/22")}},
+		BGPPeers: []BGPPeer{{PeerIP: netip.MustParseAddr("198.18.9.1")}},
+	}
+	got, ok := l.EtcdSubnet()
+	if want := netip.MustParsePrefix("198.18.12.0/22"); !ok || got != want {
+		t.Errorf("EtcdSubnet = %v %v, want %v", got, ok, want)
+	}
+	l.IPPools = []IPPool{{CIDR: netip.MustParsePrefix("198.16.0.0/14")}}
+	if got, ok := l.EtcdSubnet(); ok {
+		t.Errorf("EtcdSubnet = %v with 198.18.0.0/15 taken, want none", got)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -158,7 +159,48 @@ func (p *parser) check(r *rawLab) *Lab {
 	p.routerPeers(r, lab)
 	p.checkDataplane(r, lab)
 	p.checkPolicies(r, lab)
+	p.checkDatastore(r, lab)
 	return lab
+}
+
+// checkDatastore sets the lab's datastore. An etcd lab joins each calico
+// node to the lab's etcd network by an interface named EtcdInterface,
+// which the node's underlay interface must not be, on a subnet
+// (EtcdSubnet) no network, pool or peer of the lab overlaps.
+func (p *parser) checkDatastore(r *rawLab, lab *Lab) {
+	lab.Datastore = DatastoreBolt
+	if r.datastore.st != ok {
+		return
+	}
+	lab.Datastore = r.datastore.v
+	if !lab.Etcd() {
+		return
+	}
+	reserved := func(name val[string], path string) {
+		if name.st == ok && slices.Contains(EtcdMemberNames(), name.v) {
+			p.errorf(name.line, path, "%s is the name of one of the lab's etcd members (datastore: etcd, line %d); name it otherwise", name.v, r.datastore.line)
+		}
+	}
+	for _, rn := range r.nodes {
+		reserved(rn.name, rn.path)
+	}
+	for _, rn := range r.rnodes {
+		reserved(rn.name, rn.path)
+	}
+	for _, rt := range r.routers {
+		reserved(rt.name, rt.path)
+	}
+	for _, w := range r.workloads {
+		reserved(w.name, w.path+".name")
+	}
+	for _, rn := range r.nodes {
+		if rn.iface.st == ok && rn.iface.v == EtcdInterface {
+			p.errorf(rn.iface.line, rn.path+".interface", "%s is the interface that joins a node to the lab's etcd network (datastore: etcd, line %d); name the underlay interface otherwise", EtcdInterface, r.datastore.line)
+		}
+	}
+	if _, found := lab.EtcdSubnet(); !found {
+		p.errorf(r.datastore.line, "datastore", "no /%d in %s is free for the lab's etcd network: the lab's networks, pools and peers cover them all", EtcdSubnetBits, etcdSubnetRange)
+	}
 }
 
 // checkDataplane sets the lab's dataplane and the nodes' own (Node.Dataplane

@@ -34,7 +34,7 @@ var ruleTests = []struct {
 	{"unknown fields", "unknown-field.yaml", []want{
 		{7, "nodes.node1.adress", "unknown field (known: kind, network, address, interface, asNumber, labels, routeReflectorClusterID, cpuSet, impairments, dataplane)"},
 		{7, "nodes.node1.address", "is required"},
-		{8, "routeReflectors", "unknown field (known: name, ipPools, ipam, bgp, networks, nodes, workloads, bgpPeers, routers, dataplane, policies)"}}},
+		{8, "routeReflectors", "unknown field (known: name, ipPools, ipam, bgp, networks, nodes, workloads, bgpPeers, routers, dataplane, policies, datastore)"}}},
 	{"field names are case-sensitive", "unknown-field-case.yaml", []want{
 		{9, "bgp.asnumber", "unknown field (known: asNumber, nodeToNodeMesh, keepaliveTime, holdTime, gracefulRestart, restartTime)"}}},
 	{"a key given twice", "duplicate-key.yaml", []want{
@@ -274,6 +274,14 @@ var ruleTests = []struct {
 		{13, "bgpPeers[0].node", "tor is a router node (line 9), which runs no BGP; name a calico node (known: node1)"}}},
 	{"dataplane is userspace or kernel", "dataplane-invalid.yaml", []want{
 		{2, "dataplane", `"Kernel" is not a dataplane (valid: userspace, kernel); did you mean kernel? (case matters)`}}},
+	{"datastore is bbolt or etcd", "datastore-invalid.yaml", []want{
+		{2, "datastore", `"consul" is not a datastore (valid: bbolt, etcd)`}}},
+	{"an etcd lab's nodes leave mgmt0 to etcd, and its etcd network needs room", "datastore-etcd-interface.yaml", []want{
+		{2, "datastore", "no /22 in 198.18.0.0/15 is free for the lab's etcd network"},
+		{8, "nodes.node1.interface", "mgmt0 is the interface that joins a node to the lab's etcd network (datastore: etcd, line 2)"}}},
+	{"an etcd lab's members' names are taken", "datastore-etcd-names.yaml", []want{
+		{8, "nodes.etcd0", "etcd0 is the name of one of the lab's etcd members (datastore: etcd, line 2)"},
+		{10, "workloads[0].name", "etcd2 is the name of one of the lab's etcd members"}}},
 	{"dataplane is a string", "dataplane-other.yaml", []want{
 		{2, "dataplane", "must be"}}},
 	{"a node's dataplane is userspace or kernel; a kernel node has no impairments", "dataplane-node.yaml", []want{

@@ -28,7 +28,8 @@ IP pools, IPAM blocks with their affinity, the BGPPeer resources of the lab
 file (peer IP or peer selector, node or node selector, AS; passwords are
 never printed), the network policies in force with their hit counters (-o
 wide: per rule), and per node the packets policy denied, by reason, with
-the connection tracking table (denied).
+the connection tracking table (denied); on a lab with datastore: etcd, also
+etcdmembers: its etcd members (name, namespace, endpoint, state).
 
 With --datastore etcd, get reads the Calico resources in etcd instead:
 KIND is nodes, ippools, bgppeers, bgpconfigurations, networkpolicies,
@@ -44,7 +45,7 @@ prints every field in Calico's shape.
 			"  vrouter get ippool default-ipv4-ippool -o yaml --datastore etcd --etcd-endpoints http://10.0.0.1:2379\n" +
 			"  vrouter get networkpolicies -n prod --datastore etcd --etcd-endpoints http://10.0.0.1:2379",
 		Args:      cobra.RangeArgs(1, 2),
-		ValidArgs: []string{"nodes", "workloads", "ippools", "blocks", "bgppeers", "bgpconfigurations", "policies", "denied"},
+		ValidArgs: []string{"nodes", "workloads", "ippools", "blocks", "bgppeers", "bgpconfigurations", "policies", "denied", "etcdmembers"},
 	}
 	load := labFlag(cmd)
 	ds.register(cmd)

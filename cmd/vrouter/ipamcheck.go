@@ -59,6 +59,24 @@ func (f *ipamTargetFlags) register(cmd *cobra.Command) {
 // resources, if any, are the nodes.
 func (f *ipamTargetFlags) open(cmd *cobra.Command) (*ipamTarget, error) {
 	t := &ipamTarget{}
+	if !cmd.Flags().Changed("datastore") && f.db == "" {
+		// A lab on etcd: its cluster, reached through the lab's etcd
+		// network.
+		if st, err := f.lab(); err == nil && st.Etcd != nil {
+			t.where = "lab " + st.Name
+			t.nodes, t.sockets = map[string]bool{}, map[string]string{}
+			for _, n := range st.Nodes {
+				t.nodes[n.Name] = true
+				t.sockets[n.Name] = n.Control
+			}
+			store, err := st.OpenEtcd(cmd.Context())
+			if err != nil {
+				return nil, err
+			}
+			t.store = store
+			return t, nil
+		}
+	}
 	cfg := &config.Node{Datastore: f.db}
 	if err := f.ds.apply(cmd, cfg); err != nil {
 		return nil, err
@@ -74,6 +92,7 @@ func (f *ipamTargetFlags) open(cmd *cobra.Command) (*ipamTarget, error) {
 			t.nodes[n.Name] = true
 			t.sockets[n.Name] = n.Control
 		}
+		t.where = "lab " + st.Name
 		if !etcd {
 			cfg.Datastore = filepath.Join(st.Dir, "ipam.db")
 			// A lab on etcd: its nodes' configs say where.
@@ -83,7 +102,6 @@ func (f *ipamTargetFlags) open(cmd *cobra.Command) (*ipamTarget, error) {
 				}
 			}
 		}
-		t.where = "lab " + st.Name
 	}
 	if !etcd {
 		if _, err := os.Stat(cfg.Datastore); err != nil {

@@ -242,6 +242,8 @@ func inspectRows(ctx context.Context, st *lab.State) []inspectRow {
 			switch {
 			case !s.LinkUp:
 				state = "link down" // vrouter link set NODE down
+			case s.DatastoreError != "":
+				state = "datastore down" // etcd down: BGP and forwarding go on
 			case !s.Ready:
 				state = "starting"
 			}
@@ -306,6 +308,10 @@ func inspectRows(ctx context.Context, st *lab.State) []inspectRow {
 			}
 			rows = append(rows, inspectRow{Name: b.Network, Kind: "joint", Node: "-", Namespace: b.Namespace, Interface: lab.JointPort, Address: cidr, State: state})
 		}
+	}
+	// An etcd lab's members, each in its namespace on the etcd network.
+	for _, m := range st.EtcdStatus(ctx) {
+		rows = append(rows, inspectRow{Name: m.Name, Kind: "etcd", Node: "-", Namespace: m.Namespace, Interface: "eth0", Address: m.Endpoint, State: m.State})
 	}
 	for _, w := range st.Workloads {
 		state := "running"
@@ -435,8 +441,10 @@ dev tunl0 onlink, or dev ens33) and brings up tunl0 with an address from
 its own block if it needs one. A new mtu applies to workloads added
 afterwards. Every agent gets the new policies at once: new flows see them
 from the next packet, established flows at their next packet (kept if the
-new policies allow them, cut if they deny them). Any other difference is
-refused, changing nothing: destroy and deploy for those.
+new policies allow them, cut if they deny them). On a lab with datastore:
+etcd, nodes after the running lab's in the file are added (their
+namespaces and agents), and join every node's mesh through etcd. Any other
+difference is refused, changing nothing: destroy and deploy for those.
 
 -f RESOURCES (a file, or - for stdin) writes Calico resources to etcd, as
 calicoctl apply does: YAML documents separated by ---, each an IPPool,

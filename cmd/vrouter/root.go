@@ -35,6 +35,7 @@ encapsulation. Routing tables print in 'ip route' format, BGP status the way
 		newMetricsCommand(), newServeCommand(), newGraphCommand(), newUICommand(),
 	)
 	root.AddCommand(newDeleteCommand()) // calicoctl delete, on etcd
+	root.AddCommand(newEtcdCommand())   // a lab's etcd members
 	return root
 }
 

@@ -11,9 +11,10 @@ import (
 )
 
 // Apply brings the running lab st to the lab file l where that needs no
-// restart: the IP pools' ipipMode and mtu, the policies, and the
-// workloads' namespaces and labels (which policies select by): every
-// agent gets the new policy set at once. Every node's agent reprograms
+// restart: the IP pools' ipipMode and mtu, the policies, the workloads'
+// namespaces and labels (which policies select by): every agent gets the
+// new policy set at once; and, in a lab with datastore: etcd, new nodes at
+// the end of the file's nodes (addnode.go). Every node's agent reprograms
 // its routes (through tunl0 or not) at once; the node configuration files
 // and the lab's state are updated so that a restarted node keeps the new
 // settings. Any other difference is refused before anything changes, with
@@ -39,6 +40,13 @@ func Apply(ctx context.Context, st *State, l *topology.Lab) ([]string, error) {
 			changes = append(changes, fmt.Sprintf("pool %s: mtu %d -> %d (new workloads)", p.Name, old.MTU, p.MTU))
 		}
 	}
+	full := l
+	if added := addedNodes(st, l); len(added) > 0 && st.Etcd != nil {
+		// Compared without the new nodes, added below.
+		lc := *l
+		lc.Nodes = l.Nodes[:len(st.Spec.Nodes)]
+		l = &lc
+	}
 	// Everything else must be as deployed.
 	for _, part := range []struct {
 		field     string
@@ -52,7 +60,11 @@ func Apply(ctx context.Context, st *State, l *topology.Lab) ([]string, error) {
 		{"bgpPeers", l.BGPPeers, st.Spec.BGPPeers},
 	} {
 		if !sameJSON(part.file, part.lab) {
-			return nil, fmt.Errorf("%s: the file differs from the running lab %s; only the pools' ipipMode and mtu can change on a running lab (destroy and deploy to change the rest)", part.field, st.Name)
+			hint := ""
+			if part.field == "nodes" {
+				hint = "; a lab with datastore: etcd can add nodes after its own"
+			}
+			return nil, fmt.Errorf("%s: the file differs from the running lab %s; only the pools' ipipMode and mtu can change on a running lab (destroy and deploy to change the rest)%s", part.field, st.Name, hint)
 		}
 	}
 	if want, have := *l, *st.Spec; !sameJSON(withoutPools(want), withoutPools(have)) {
@@ -71,12 +83,13 @@ func Apply(ctx context.Context, st *State, l *topology.Lab) ([]string, error) {
 			return nil, err
 		}
 	}
-	if len(changes) == 0 {
+	added := addedNodes(st, full)
+	if len(changes) == 0 && len(added) == 0 {
 		return polChanges, nil
 	}
 	for _, n := range st.Nodes {
 		spec, _ := l.Node(n.Name)
-		cfg, err := nodeConfig(l, st.Dir, spec)
+		cfg, err := nodeConfig(full, st.Dir, spec)
 		if err != nil {
 			return nil, err
 		}
@@ -90,6 +103,12 @@ func Apply(ctx context.Context, st *State, l *topology.Lab) ([]string, error) {
 	st.Spec.IPPools = l.IPPools
 	if err := st.save(); err != nil {
 		return nil, err
+	}
+	for i, n := range added {
+		if err := addNode(ctx, st, full, n, len(st.Spec.Nodes)); err != nil {
+			return changes, fmt.Errorf("add node %s: %w", n.Name, err)
+		}
+		changes = append(changes, fmt.Sprintf("node %s: added (%d of %d), in every mesh through etcd", n.Name, i+1, len(added)))
 	}
 	return append(changes, polChanges...), nil
 }

@@ -107,6 +107,9 @@ func Deploy(ctx context.Context, l *topology.Lab, opt Options) (st *State, err e
 	if err != nil {
 		return nil, orInterrupted(ctx, err)
 	}
+	if err := startEtcdBefore(ctx, p.etcd, l, deadline, progress); err != nil {
+		return nil, err
+	}
 	if err := start(ctx, p.nodes, startEnv{bin: opt.Binary, progress: progress}, deadline); err != nil {
 		return nil, err
 	}
@@ -139,8 +142,9 @@ type plan struct {
 	// (each waited for: the nodes' BGP sessions across them need them).
 	nodes     []Node
 	workloads []WorkloadState
-	bridges   []bridge // a kernel lab's networks (kernel.go)
-	frr       bool     // a node runs as user frr: the state directory lets group frr through
+	bridges   []bridge   // a kernel lab's networks (kernel.go)
+	etcd      *EtcdState // an etcd lab's cluster (etcd.go)
+	frr       bool       // a node runs as user frr: the state directory lets group frr through
 }
 
 // processes says what start starts: "3 agents, 1 router".
@@ -156,6 +160,9 @@ func (p *plan) processes() string {
 	out := counted(agents, "agent")
 	if routers > 0 {
 		out += ", " + counted(routers, "router")
+	}
+	if p.etcd != nil {
+		out = counted(len(p.etcd.Members), "etcd member") + ", " + out
 	}
 	return out
 }
@@ -180,6 +187,9 @@ func newPlan(l *topology.Lab) (*plan, error) {
 		return nil, err
 	}
 	p := &plan{dir: dir, bridges: planBridges(l, dir)}
+	if p.etcd, err = planEtcd(l, dir); err != nil {
+		return nil, err
+	}
 	for _, n := range l.Nodes {
 		c, err := planCalicoNode(l, dir, n)
 		if err != nil {
@@ -255,6 +265,9 @@ func provision(ctx context.Context, p *plan, st *State) error {
 	if err := provisionBridges(ctx, p, st); err != nil {
 		return err
 	}
+	if err := provisionEtcd(ctx, p.etcd, st); err != nil {
+		return err
+	}
 	for _, w := range p.workloads {
 		if err := interrupted(ctx); err != nil {
 			return err
@@ -279,6 +292,20 @@ func start(ctx context.Context, nodes []Node, env startEnv, deadline time.Time) 
 		if err := n.start(wctx, env); err != nil {
 			return orInterrupted(ctx, err)
 		}
+	}
+	return nil
+}
+
+// startEtcdBefore starts an etcd lab's cluster, before the agents that
+// use it, waits until it serves (until deadline at most) and seeds it.
+func startEtcdBefore(ctx context.Context, e *EtcdState, l *topology.Lab, deadline time.Time, progress func(string, ...any)) error {
+	wctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	if err := startEtcd(wctx, e, l.Name, progress); err != nil {
+		return orInterrupted(ctx, err)
+	}
+	if err := seedEtcd(wctx, e, l); err != nil {
+		return orInterrupted(ctx, err)
 	}
 	return nil
 }

@@ -43,6 +43,8 @@ type State struct {
 	Routers   []RouterState   `json:"routers,omitempty"`
 	// Bridges are a kernel lab's networks (kernel.go).
 	Bridges []BridgeState `json:"bridges,omitempty"`
+	// Etcd is an etcd lab's cluster (etcd.go); nil on bbolt.
+	Etcd *EtcdState `json:"etcd,omitempty"`
 }
 
 // NodeState is one node of a deployed lab.
@@ -114,6 +116,11 @@ func (s *State) pathOutside() (string, bool) {
 			paths = append(paths, p.PIDFile, p.Log)
 		}
 	}
+	if s.Etcd != nil {
+		for _, m := range s.Etcd.Members {
+			paths = append(paths, m.DataDir, m.Log, m.PIDFile)
+		}
+	}
 	for _, p := range paths {
 		if p != "" && !strings.HasPrefix(filepath.Clean(p), s.Dir+"/") {
 			return p, true
@@ -176,6 +183,11 @@ func (s *State) Namespace(name string) (string, bool) {
 	}
 	if r, ok := s.Router(name); ok {
 		return r.Namespace, true
+	}
+	if s.Etcd != nil {
+		if m, ok := s.Etcd.Member(name); ok {
+			return m.Namespace, true
+		}
 	}
 	return "", false
 }

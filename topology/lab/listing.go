@@ -83,7 +83,7 @@ func Listing(ctx context.Context, st *State, kind string) (*Table, error) {
 		}
 		return l, nil
 	case "blocks", "block":
-		store, err := ipam.OpenBolt(ipamPath(st.Dir))
+		store, err := st.OpenIPAM(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -142,6 +142,32 @@ func Listing(ctx context.Context, st *State, kind string) (*Table, error) {
 			l.add(item, p.Name, peer, node, asn, pw)
 		}
 		return l, nil
+	case "etcdmembers", "etcdmember", "etcd":
+		l := &Table{Columns: []string{"NAME", "NAMESPACE", "ENDPOINT", "STATE", "DATADIR"}, Narrow: 4}
+		if st.Etcd == nil {
+			return nil, fmt.Errorf("lab %s runs no etcd (its datastore is bbolt)", st.Name)
+		}
+		for _, m := range st.EtcdStatus(ctx) {
+			l.add(map[string]any{"name": m.Name, "namespace": m.Namespace, "endpoint": m.Endpoint, "state": m.State, "dataDir": m.DataDir},
+				m.Name, m.Namespace, m.Endpoint, m.State, m.DataDir)
+		}
+		return l, nil
 	}
-	return nil, fmt.Errorf("unknown resource %q (want nodes, workloads, ippools, blocks, bgppeers, policies or denied)", kind)
+	return nil, fmt.Errorf("unknown resource %q (want nodes, workloads, ippools, blocks, bgppeers, policies, denied or etcdmembers)", kind)
+}
+
+// IPAMStore is a lab's IPAM datastore, opened by vrouter's commands.
+type IPAMStore interface {
+	ipam.Datastore
+	Close() error
+}
+
+// OpenIPAM opens the lab's IPAM datastore: the bbolt file in its state
+// directory, or its etcd cluster (through the lab's etcd network); the
+// caller closes it.
+func (s *State) OpenIPAM(ctx context.Context) (IPAMStore, error) {
+	if s.Etcd != nil {
+		return s.OpenEtcd(ctx)
+	}
+	return ipam.OpenBolt(ipamPath(s.Dir))
 }

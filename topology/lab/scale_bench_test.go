@@ -22,26 +22,34 @@ import (
 // with rr route reflectors that every node peers with.
 type scaleCase struct {
 	n, rr int
+	etcd  bool // datastore: etcd (the mesh from the nodes registered there)
 }
 
 func (c scaleCase) String() string {
+	s := fmt.Sprintf("%d nodes, %d RRs", c.n, c.rr)
 	if c.rr == 0 {
-		return fmt.Sprintf("mesh %d", c.n)
+		s = fmt.Sprintf("mesh %d", c.n)
 	}
-	return fmt.Sprintf("%d nodes, %d RRs", c.n, c.rr)
+	if c.etcd {
+		s += " etcd"
+	}
+	return s
 }
 
-// scaleCases reads VROUTER_SCALE ("mesh10,mesh25,rr200:2" ...), by default
-// the shapes.
+// scaleCases reads VROUTER_SCALE ("mesh10,mesh25,rr200,etcdmesh50" ...: an
+// etcd prefix deploys the lab with datastore: etcd), by default the
+// issue's shapes.
 func scaleCases(b *testing.B) []scaleCase {
 	spec := os.Getenv("VROUTER_SCALE")
 	if spec == "" {
-		spec = "mesh10,mesh25,mesh50,rr100,rr200"
+		spec = "mesh10,mesh25,mesh50,etcdmesh50,rr100,rr200"
 	}
 	var out []scaleCase
 	for _, f := range strings.Split(spec, ",") {
 		var c scaleCase
 		var err error
+		c.etcd = strings.HasPrefix(f, "etcd")
+		f = strings.TrimPrefix(f, "etcd")
 		switch {
 		case strings.HasPrefix(f, "mesh"):
 			c.n, err = strconv.Atoi(f[4:])
@@ -63,6 +71,9 @@ func scaleCases(b *testing.B) []scaleCase {
 func scaleLab(b *testing.B, name string, c scaleCase) string {
 	var s strings.Builder
 	fmt.Fprintf(&s, "name: %s\nipPools:\n  - {name: pool, cidr: 10.244.0.0/16}\n", name)
+	if c.etcd {
+		s.WriteString("datastore: etcd\n")
+	}
 	fmt.Fprintf(&s, "bgp: {nodeToNodeMesh: %v}\nnetworks:\n  - {name: lan, cidr: 192.168.0.0/22}\nnodes:\n", c.rr == 0)
 	for i := range c.n {
 		extra := ""
@@ -103,9 +114,9 @@ func BenchmarkScale(b *testing.B) {
 		results = append(results, runScale(b, c))
 	}
 	var t strings.Builder
-	fmt.Fprintf(&t, "\n%-18s %9s %9s %9s %9s %9s %9s %9s %9s\n", "lab", "deploy", "conv p50", "conv p99", "RSS avg", "RSS max", "RSS all", "idle CPU", "destroy")
+	fmt.Fprintf(&t, "\n%-20s %9s %9s %9s %9s %9s %9s %9s %9s\n", "lab", "deploy", "conv p50", "conv p99", "RSS avg", "RSS max", "RSS all", "idle CPU", "destroy")
 	for _, r := range results {
-		fmt.Fprintf(&t, "%-18s %8.1fs %7.0fms %7.0fms %7.1fMB %7.1fMB %7.0fMB %8.1f%% %8.1fs\n", r.c,
+		fmt.Fprintf(&t, "%-20s %8.1fs %7.0fms %7.0fms %7.1fMB %7.1fMB %7.0fMB %8.1f%% %8.1fs\n", r.c,
 			r.deploy.Seconds(), ms(r.p50), ms(r.p99), r.rssAvg, r.rssMax, r.total, r.idleCPU, r.destroy.Seconds())
 	}
 	b.Log(t.String())

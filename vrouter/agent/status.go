@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/vrouter-lab/vrouter/vrouter/bgp"
 	"github.com/vrouter-lab/vrouter/vrouter/config"
@@ -93,15 +94,21 @@ func (a *Agent) status(ctx context.Context) (*control.Status, error) {
 	slices.SortFunc(s.Workloads, func(x, y control.WorkloadInfo) int { return x.Address.Compare(y.Address) })
 	s.Ready = s.PeersEstablished == len(a.peerList())
 	if s.Ready {
-		if s.Ready, err = a.remoteBlocksRouted(ctx); err != nil {
-			// The datastore is unreachable: the node forwards, but its
-			// readiness cannot be told.
-			a.log.Warn("status: cannot tell readiness", "err", err)
-			s.Ready = false
+		// The blocks are in the datastore: when it does not answer (etcd
+		// down) the status says so, without waiting the store's full
+		// timeout, and the rest of it stands.
+		bctx, cancel := context.WithTimeout(ctx, statusDatastoreTimeout)
+		s.Ready, err = a.remoteBlocksRouted(bctx)
+		cancel()
+		if err != nil {
+			s.DatastoreError = err.Error()
 		}
 	}
 	return s, nil
 }
+
+// statusDatastoreTimeout bounds the datastore read of a status.
+const statusDatastoreTimeout = 2 * time.Second
 
 func (a *Agent) remoteBlocksRouted(ctx context.Context) (bool, error) {
 	blocks, err := a.ipam.Blocks(ctx)

@@ -56,6 +56,10 @@ type Status struct {
 	// Impairment is the underlay link's impairment (vrouter link set
 	// --delay); nil: none.
 	Impairment *config.Impairment `json:"impairment,omitempty"`
+	// DatastoreError says why the IPAM datastore did not answer the
+	// status's readiness check (etcd down): BGP and forwarding go on,
+	// Ready is false; empty when it answered.
+	DatastoreError string `json:"datastoreError,omitempty"`
 }
 
 // Which tunl0 a node uses, as Status.Tunnel says.

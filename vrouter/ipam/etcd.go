@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -18,6 +19,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 )
 
 // Defaults of EtcdConfig.
@@ -46,6 +48,10 @@ type EtcdConfig struct {
 	// zero means DefaultEtcdTimeout. With every member down, a transaction
 	// fails after this long with an error naming etcd and its endpoints.
 	Timeout time.Duration
+	// Dialer, when set, opens the client's connections to the members
+	// (addr is HOST:PORT), e.g. from another network namespace; nil means
+	// an ordinary TCP dial.
+	Dialer func(ctx context.Context, addr string) (net.Conn, error)
 }
 
 // TLS reports whether the configuration uses TLS.
@@ -163,12 +169,16 @@ func NewEtcd(cfg EtcdConfig) (*EtcdStore, error) {
 	s := &EtcdStore{cfg: cfg, where: "etcd at " + strings.Join(cfg.Endpoints, ",")}
 	// No DialTimeout in clientv3.Config: that would block in New; the Get
 	// below checks connectivity with a deadline instead.
-	s.cli, err = clientv3.New(clientv3.Config{
+	ccfg := clientv3.Config{
 		Endpoints: cfg.Endpoints,
 		TLS:       tc,
 		Logger:    zap.NewNop(),
 		Context:   context.Background(),
-	})
+	}
+	if cfg.Dialer != nil {
+		ccfg.DialOptions = []grpc.DialOption{grpc.WithContextDialer(cfg.Dialer)}
+	}
+	s.cli, err = clientv3.New(ccfg)
 	if err != nil {
 		return nil, fmt.Errorf("ipam: %s: %w", s.where, err)
 	}
