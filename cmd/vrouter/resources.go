@@ -45,8 +45,9 @@ func openResources(cmd *cobra.Command, ds *datastoreFlags) (*resources.Store, er
 }
 
 // applyResources writes every resource of file (validated as a whole
-// first) and reports each.
-func applyResources(cmd *cobra.Command, ds *datastoreFlags, file string) error {
+// first) and reports each, to the etcd the datastore flags name or, when
+// labStore is not nil, to the one it opens (an etcd lab's).
+func applyResources(cmd *cobra.Command, ds *datastoreFlags, file string, labStore func() (*resources.Store, error)) error {
 	var data []byte
 	var err error
 	if file == "-" {
@@ -61,7 +62,12 @@ func applyResources(cmd *cobra.Command, ds *datastoreFlags, file string) error {
 	if err != nil {
 		return err
 	}
-	s, err := openResources(cmd, ds)
+	var s *resources.Store
+	if labStore != nil {
+		s, err = labStore()
+	} else {
+		s, err = openResources(cmd, ds)
+	}
 	if err != nil {
 		return err
 	}

@@ -48,6 +48,14 @@ func FromIPAM(es *ipam.EtcdStore) *Store {
 	return &Store{cli: es.Client(), where: es.Where(), timeout: es.Config().Timeout}
 }
 
+// Owning returns a Store on an IPAM store's connection that closes the
+// IPAM store when it is closed.
+func Owning(es *ipam.EtcdStore) *Store {
+	s := FromIPAM(es)
+	s.own = es
+	return s
+}
+
 // Close closes the connection if the Store opened it.
 func (s *Store) Close() error {
 	if s.own != nil {
