@@ -218,4 +218,14 @@ func TestPoliciesFromEtcd(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// node1 restarted with etcd still down enforces what it saved, from
+	// the start: web-1's egress toward db-1 only.
+	n1.stop()
+	n1, pd1 = startPolicyNode(t, n1.cfg)
+	if !n1.degraded.Load() {
+		t.Fatal("node1 not degraded with etcd down")
+	}
+	if er, _ := pd1.chain(web.Interface); er == nil || !er.Egress.Policed || !slices.Equal(ruleAddrs(er.Egress, "web-out", true), []netip.Addr{db.Address}) {
+		t.Errorf("node1 restarted with etcd down: web-1's chains %+v", er)
+	}
 }
