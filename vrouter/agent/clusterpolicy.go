@@ -94,13 +94,29 @@ func (a *Agent) workloadEndpoint(w control.WorkloadInfo, m workloadMeta) *resour
 	return resources.NewWorkloadEndpoint(a.cfg.Node, orch, name, w.PodInterface, m.Namespace, m.Labels, w.Address, w.Interface)
 }
 
-// desiredEndpoints are the node's WorkloadEndpoints, by ID.
+// desiredEndpoints are the node's WorkloadEndpoints, by ID: namespace and
+// labels as a lab's policy set gives them, else as the workloads were
+// added with.
 func (a *Agent) desiredEndpoints() map[string]*resources.WorkloadEndpoint {
+	labEP := map[string]policy.Endpoint{}
+	a.cpol.mu.Lock()
+	if a.cpol.lab != nil {
+		for _, e := range a.cpol.lab.Endpoints {
+			if e.Namespace != "" || len(e.Labels) > 0 {
+				labEP[e.Name] = e
+			}
+		}
+	}
+	a.cpol.mu.Unlock()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	out := make(map[string]*resources.WorkloadEndpoint, len(a.workloads))
 	for n, w := range a.workloads {
-		wep := a.workloadEndpoint(w, a.wmeta[n])
+		m := a.wmeta[n]
+		if e, ok := labEP[n]; ok {
+			m.Namespace, m.Labels = e.Namespace, e.Labels
+		}
+		wep := a.workloadEndpoint(w, m)
 		out[resources.ID(wep)] = wep
 	}
 	return out
@@ -226,6 +242,12 @@ func (a *Agent) setLabPolicies(s control.PolicySet) error {
 	a.cpol.mu.Lock()
 	a.cpol.lab = &s
 	a.cpol.mu.Unlock()
+	if !a.endpointsInSync() {
+		select {
+		case a.cpol.kickCh() <- struct{}{}:
+		default:
+		}
+	}
 	return a.recompilePolicies()
 }
 

@@ -206,6 +206,29 @@ func TestPoliciesFromEtcd(t *testing.T) {
 		return ""
 	})
 
+	// A lab's set (PUT /v1/policies) is merged with etcd's: its policy
+	// applies beside etcd's, and its labels for web-1 go to web-1's
+	// endpoint in etcd.
+	labSet := control.PolicySet{
+		Policies: []policy.Policy{{Kind: policy.KindGlobalNetworkPolicy, Name: "lab-in", Selector: "role == 'front'",
+			Ingress: []policy.Rule{{Action: policy.Allow, Protocol: policy.ProtoICMP}}}},
+		Endpoints: []policy.Endpoint{{Name: "web-1", Namespace: "prod", Labels: map[string]string{"app": "web", "role": "front"}, Addr: web.Address}},
+	}
+	if err := c1.SetPolicies(ctx, labSet); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() string {
+		er, _ := pd1.chain(web.Interface)
+		if er == nil || !er.Ingress.Policed || !er.Egress.Policed {
+			return fmt.Sprintf("web-1's chains with the lab's set %+v", er)
+		}
+		r, err := res.Get(ctx, resources.KindWorkloadEndpoint, "prod/node1-vrouter-web--1-eth0")
+		if err != nil || r.Meta().Labels["role"] != "front" {
+			return fmt.Sprintf("web-1's endpoint %+v %v", r, err)
+		}
+		return ""
+	})
+
 	// etcd down: node1 keeps enforcing what it has, and installs nothing
 	// else (the watch retries in the background).
 	_, before := pd1.chain(web.Interface)
