@@ -72,8 +72,11 @@ prints every field in Calico's shape.
 		if len(args) == 2 {
 			return fmt.Errorf("a lab lists every %s; NAME is for --datastore etcd", args[0])
 		}
-		if etcdFlagsChanged(cmd) || cmd.Flags().Changed("namespace") {
+		if etcdFlagsChanged(cmd) {
 			return fmt.Errorf("--etcd-* flags need --datastore etcd")
+		}
+		if cmd.Flags().Changed("namespace") {
+			return fmt.Errorf("-n/--namespace is for --datastore etcd (a lab lists every namespace)")
 		}
 		st, err := load()
 		if err != nil {

@@ -88,7 +88,7 @@ func KindOf(name string) (string, bool) {
 		return k, true
 	}
 	for k, p := range plurals {
-		if strings.EqualFold(name, k) || strings.EqualFold(name, p) || strings.EqualFold(name+"s", p) {
+		if strings.EqualFold(name, k) || strings.EqualFold(name, p) {
 			return k, true
 		}
 	}
