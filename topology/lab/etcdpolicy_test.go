@@ -28,6 +28,7 @@ func TestEtcdLabPolicy(t *testing.T) {
 	t.Parallel()
 	netnstest.RequireRoot(t)
 	netnstest.RequireCommand(t, "ping", "iputils-ping")
+	netnstest.RequireCommand(t, "nft", "nftables")
 	etcdtest.RequireEtcd(t)
 	netnstest.GuardRoot(t)
 	name := labName(t, "etcdpol")
