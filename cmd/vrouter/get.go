@@ -15,6 +15,7 @@ import (
 func newGetCommand() *cobra.Command {
 	var output string
 	var ds datastoreFlags
+	var ns string
 	cmd := &cobra.Command{
 		Use:   "get KIND [NAME] [--lab LAB | --datastore etcd --etcd-endpoints URL,...]",
 		Short: "List a lab's or etcd's nodes, IP pools, BGP peers (and a lab's workloads and blocks), as calicoctl does",
@@ -31,21 +32,25 @@ the connection tracking table (denied); on a lab with datastore: etcd,
 also etcdmembers: its etcd members (name, namespace, endpoint, state).
 
 With --datastore etcd, get reads the Calico resources in etcd instead:
-KIND is nodes, ippools, bgppeers or bgpconfigurations (singular or
-plural), optionally one NAME. -o wide adds columns; -o json or -o yaml
+KIND is nodes, ippools, bgppeers, bgpconfigurations, networkpolicies,
+globalnetworkpolicies or workloadendpoints (singular or plural),
+optionally one NAME (-n NAMESPACE for a namespaced kind: without it a
+listing shows every namespace, a NAME is looked up in "default"). -o wide adds columns; -o json or -o yaml
 prints every field in Calico's shape.
 
 ` + etcdHelp,
 		Example: "  vrouter get nodes\n  vrouter get blocks -o yaml\n  vrouter get bgppeers -o wide\n" +
 			"  vrouter get policies -o wide\n  vrouter get denied\n" +
 			"  vrouter get nodes -o wide --datastore etcd --etcd-endpoints http://10.0.0.1:2379\n" +
-			"  vrouter get ippool default-ipv4-ippool -o yaml --datastore etcd --etcd-endpoints http://10.0.0.1:2379",
+			"  vrouter get ippool default-ipv4-ippool -o yaml --datastore etcd --etcd-endpoints http://10.0.0.1:2379\n" +
+			"  vrouter get networkpolicies -n prod --datastore etcd --etcd-endpoints http://10.0.0.1:2379",
 		Args:      cobra.RangeArgs(1, 2),
 		ValidArgs: []string{"nodes", "workloads", "ippools", "blocks", "bgppeers", "bgpconfigurations", "etcdmembers", "policies", "denied"},
 	}
 	load := labFlag(cmd)
 	ds.register(cmd)
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, wide, json or yaml")
+	cmd.Flags().StringVarP(&ns, "namespace", "n", "", "with --datastore etcd: the namespace of NetworkPolicies and WorkloadEndpoints")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if cmd.Flags().Changed("datastore") {
 			if cmd.Flags().Changed("lab") {
@@ -53,19 +58,25 @@ prints every field in Calico's shape.
 			}
 			kind, ok := resources.KindOf(args[0])
 			if !ok {
-				return fmt.Errorf("etcd holds nodes, ippools, bgppeers and bgpconfigurations, not %q", args[0])
+				return fmt.Errorf("etcd holds nodes, ippools, bgppeers, bgpconfigurations, networkpolicies, globalnetworkpolicies and workloadendpoints, not %q", args[0])
 			}
 			name := ""
 			if len(args) == 2 {
 				name = args[1]
 			}
-			return getResources(cmd, &ds, kind, name, output)
+			if ns != "" && !resources.Namespaced(kind) {
+				return fmt.Errorf("a %s has no namespace", kind)
+			}
+			return getResources(cmd, &ds, kind, name, ns, output)
 		}
 		if len(args) == 2 {
 			return fmt.Errorf("a lab lists every %s; NAME is for --datastore etcd", args[0])
 		}
 		if etcdFlagsChanged(cmd) {
 			return fmt.Errorf("--etcd-* flags need --datastore etcd")
+		}
+		if cmd.Flags().Changed("namespace") {
+			return fmt.Errorf("-n/--namespace is for --datastore etcd (a lab lists every namespace)")
 		}
 		st, err := load()
 		if err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/vrouter-lab/vrouter/vrouter/control"
 	"github.com/vrouter-lab/vrouter/vrouter/dataplane"
 	"github.com/vrouter-lab/vrouter/vrouter/netns"
+	"github.com/vrouter-lab/vrouter/vrouter/resources"
 )
 
 func newDeployCommand() *cobra.Command {
@@ -435,8 +436,9 @@ route: forwarding lives in the engine.)`,
 func newApplyCommand() *cobra.Command {
 	var file, resFile string
 	var ds datastoreFlags
+	var loadLab func() (*lab.State, error)
 	cmd := &cobra.Command{
-		Use:   "apply (-t LABFILE | -f RESOURCES --datastore etcd --etcd-endpoints URL,...)",
+		Use:   "apply (-t LABFILE | -f RESOURCES (--datastore etcd --etcd-endpoints URL,... | --lab LAB))",
 		Short: "Apply an edited lab file to a running lab (pools, policies, labels), or Calico resources to etcd (calicoctl apply)",
 		Long: `apply does one of two things, by its flag.
 
@@ -456,13 +458,16 @@ those.
 
 -f RESOURCES (a file, or - for stdin) writes Calico resources to etcd, as
 calicoctl apply does: YAML documents separated by ---, each an IPPool,
-BGPConfiguration, BGPPeer or Node (apiVersion projectcalico.org/v3). The
-whole file is checked first, every problem reported as FILE:LINE: FIELD:
+BGPConfiguration, BGPPeer, Node, GlobalNetworkPolicy, NetworkPolicy or
+WorkloadEndpoint (apiVersion projectcalico.org/v3). The whole file is checked first, every problem reported as FILE:LINE: FIELD:
 message, and nothing is written unless all of it is valid; then pools,
-BGP configurations, peers and nodes are created or replaced, in that
-order. Agents running with meshFromDatastore apply them within seconds: a
-pool's ipipMode reprograms routes, BGPConfiguration default's
-nodeToNodeMeshEnabled and asNumber and BGPPeers change sessions.
+BGP configurations, peers, nodes, then policies and endpoints are created
+or replaced, in that order. Agents running with meshFromDatastore apply
+them within seconds: a pool's ipipMode reprograms routes, BGPConfiguration
+default's nodeToNodeMeshEnabled and asNumber and BGPPeers change sessions,
+policies are recompiled and enforced (engine or nftables). With --lab
+instead of the datastore flags, the resources go to the etcd of that lab
+(one with datastore: etcd).
 
 ` + etcdHelp,
 		Example: "  sed -i 's/ipipMode: Never/ipipMode: Always/' lab.yaml\n  vrouter apply -t lab.yaml\n" +
@@ -473,8 +478,25 @@ nodeToNodeMeshEnabled and asNumber and BGPPeers change sessions.
 			switch {
 			case file != "" && resFile != "":
 				return fmt.Errorf("-t (a lab file) and -f (resources for etcd): give one")
+			case resFile != "" && cmd.Flags().Changed("lab"):
+				if cmd.Flags().Changed("datastore") || etcdFlagsChanged(cmd) {
+					return fmt.Errorf("--lab and --datastore: give one (an etcd lab, or etcd)")
+				}
+				return applyResources(cmd, &ds, resFile, func() (*resources.Store, error) {
+					st, err := loadLab()
+					if err != nil {
+						return nil, err
+					}
+					es, err := st.OpenEtcd(cmd.Context())
+					if err != nil {
+						return nil, err
+					}
+					return resources.Owning(es), nil
+				})
 			case resFile != "":
-				return applyResources(cmd, &ds, resFile)
+				return applyResources(cmd, &ds, resFile, nil)
+			case cmd.Flags().Changed("lab"):
+				return fmt.Errorf("--lab goes with -f (an etcd lab's etcd); -t names the lab by its file")
 			case file == "":
 				return fmt.Errorf("give -t LABFILE (a running lab) or -f RESOURCES --datastore etcd (etcd)")
 			case cmd.Flags().Changed("datastore") || etcdFlagsChanged(cmd):
@@ -510,5 +532,6 @@ nodeToNodeMeshEnabled and asNumber and BGPPeers change sessions.
 	cmd.Flags().StringVarP(&file, "topo", "t", "", "lab file (YAML) of a running lab")
 	cmd.Flags().StringVarP(&resFile, "filename", "f", "", "Calico resources (YAML, - for stdin) to write to etcd")
 	ds.register(cmd)
+	loadLab = labFlag(cmd)
 	return cmd
 }

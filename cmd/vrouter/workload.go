@@ -21,8 +21,9 @@ func newWorkloadCommand() *cobra.Command {
 }
 
 func newWorkloadAddCommand() *cobra.Command {
-	var node, address, netnsArg, configFile, stack string
+	var node, address, netnsArg, configFile, stack, policyNS string
 	var serve []string
+	var labels map[string]string
 	cmd := &cobra.Command{
 		Use:   "add NAME (--node NODE | --netns NETNS) [--address ADDR] [--stack netstack --serve tcp:80:http,...]",
 		Short: "Add a workload: a namespace whose eth0 the node's engine serves",
@@ -43,10 +44,16 @@ On a real host (kernel mode, 'vrouter node run' on a node file), give the
 workload's network namespace instead of a node: a name under /run/netns or
 a path such as /proc/PID/ns/net; the agent is the one the node file names
 (--config). It makes the workload's veth pair, Calico's way, as the CNI
-plugin does.`,
+plugin does.
+
+--labels and --namespace are what network policy sees of the workload:
+the lab sends them to every agent with the policies, and with the cluster
+in etcd the agent writes them in the workload's WorkloadEndpoint, which
+policy selectors on every node match.`,
 		Example: "  vrouter workload add web-4 --node node2\n" +
 			"  vrouter workload add api-1 --node node1 --stack netstack --serve tcp:80:http,udp:53:echo\n" +
-			"  vrouter workload add web-4 --netns /proc/4242/ns/net     # on a real host",
+			"  vrouter workload add web-4 --netns /proc/4242/ns/net     # on a real host\n" +
+			"  vrouter workload add db-1 --netns db-1 --namespace prod --labels app=db,tier=backend",
 		Args: cobra.ExactArgs(1),
 	}
 	load := lockedLabFlag(cmd)
@@ -56,6 +63,8 @@ plugin does.`,
 	cmd.Flags().StringVar(&configFile, "config", config.DefaultNodeFile, "the host's node file, naming its agent (with --netns)")
 	cmd.Flags().StringVar(&stack, "stack", "", "what runs the workload's TCP/IP: namespace (default) or netstack (a gVisor stack in the agent)")
 	cmd.Flags().StringSliceVar(&serve, "serve", nil, "services of a netstack workload, PROTO:PORT:KIND (tcp:80:http, tcp:7:echo, udp:53:echo, tcp:5201:sink)")
+	cmd.Flags().StringToStringVar(&labels, "labels", nil, "the workload's labels for network policy selectors, k=v,k2=v2")
+	cmd.Flags().StringVar(&policyNS, "namespace", "", "the workload's namespace for network policy (default \"default\"; not its network namespace: see --netns)")
 	cmd.MarkFlagsMutuallyExclusive("node", "netns")
 	cmd.MarkFlagsOneRequired("node", "netns")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
@@ -74,7 +83,7 @@ plugin does.`,
 			if err != nil {
 				return err
 			}
-			info, err := c.AddWorkload(cmd.Context(), config.Workload{Name: args[0], Namespace: netnsArg, Address: addr})
+			info, err := c.AddWorkload(cmd.Context(), config.Workload{Name: args[0], Namespace: netnsArg, Address: addr, PolicyNamespace: policyNS, Labels: labels})
 			if err != nil {
 				return err
 			}
@@ -86,7 +95,7 @@ plugin does.`,
 			return err
 		}
 		defer unlock()
-		info, err := lab.AddWorkloadSpec(cmd.Context(), st, topology.Workload{Name: args[0], Node: node, Address: addr, Stack: stack, Serve: serve})
+		info, err := lab.AddWorkloadSpec(cmd.Context(), st, topology.Workload{Name: args[0], Node: node, Address: addr, Stack: stack, Serve: serve, Namespace: policyNS, Labels: labels})
 		if err != nil {
 			return err
 		}

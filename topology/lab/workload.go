@@ -82,7 +82,7 @@ func AddWorkloadSpec(ctx context.Context, st *State, w topology.Workload) (*cont
 // namespace named after the lab and the workload, or a netstack with its
 // services.
 func workloadConfig(labName string, w topology.Workload) config.Workload {
-	c := config.Workload{Name: w.Name, Address: w.Address}
+	c := config.Workload{Name: w.Name, Address: w.Address, PolicyNamespace: w.Namespace, Labels: w.Labels}
 	if w.IsNetstack() {
 		c.Stack, c.Serve = config.StackNetstack, w.Serve
 	} else {

@@ -57,6 +57,7 @@ type Agent struct {
 
 	mu         sync.Mutex // guards workloads, added, blocks, holes and tunnelAddr
 	workloads  map[string]control.WorkloadInfo
+	wmeta      map[string]workloadMeta    // what policy sees of each workload
 	added      map[string]config.Workload // added through the control API (see workloadsFile)
 	blocks     []netip.Prefix             // announced: affine blocks and borrowed /32s
 	holes      map[netip.Prefix]bool      // the announced blocks, which are blackholed
@@ -81,6 +82,9 @@ type Agent struct {
 
 	polMu    sync.Mutex       // serializes policy changes
 	policies *policy.Compiled // the policy set in force, compiled (nil: none)
+
+	// Policies from etcd (clusterpolicy.go), merged with the lab's.
+	cpol clusterPolicy
 
 	metricsOnce sync.Once
 	metrics     http.Handler // GET /metrics, made by metricsHandler
@@ -139,6 +143,7 @@ func newAgent(cfg *config.Node, log *slog.Logger) *Agent {
 		newDataplane: dataplaneFor(cfg.Dataplane),
 		newSpeaker:   startSpeaker,
 		workloads:    map[string]control.WorkloadInfo{},
+		wmeta:        map[string]workloadMeta{},
 		added:        map[string]config.Workload{},
 		learned:      map[netip.Prefix]netip.Addr{},
 		stale:        map[netip.Prefix]bool{},
@@ -293,6 +298,7 @@ func (a *Agent) start(ctx context.Context) error {
 	if a.res != nil {
 		go a.register(ctx)
 		go a.watchCluster(ctx)
+		go a.endpointLoop(ctx)
 	}
 	go a.dp.Run(ctx)
 	if a.staleCount() > 0 {
@@ -457,6 +463,9 @@ func (a *Agent) serveWorkload(ctx context.Context, w config.Workload) (*control.
 	if err != nil {
 		return nil, err
 	}
+	if err := checkPolicyMeta(w); err != nil {
+		return nil, err
+	}
 	a.mu.Lock()
 	have, dup := a.workloads[w.Name]
 	a.mu.Unlock()
@@ -509,8 +518,10 @@ func (a *Agent) serveWorkload(ctx context.Context, w config.Workload) (*control.
 	}
 	a.mu.Lock()
 	a.workloads[w.Name] = info
+	a.wmeta[w.Name] = workloadMeta{Namespace: w.PolicyNamespace, Labels: w.Labels, Pod: w.Pod}
 	a.mu.Unlock()
 	a.log.Info("workload added", "workload", w.Name, "address", addr, "interface", info.Interface)
+	a.workloadsChanged()
 	return &info, nil
 }
 
@@ -520,6 +531,7 @@ func (a *Agent) deleteWorkload(ctx context.Context, name string) error {
 	a.mu.Lock()
 	w, ok := a.workloads[name]
 	delete(a.workloads, name)
+	delete(a.wmeta, name)
 	_, added := a.added[name]
 	delete(a.added, name)
 	a.mu.Unlock()
@@ -535,6 +547,7 @@ func (a *Agent) deleteWorkload(ctx context.Context, name string) error {
 		return err
 	}
 	a.log.Info("workload deleted", "workload", name)
+	a.workloadsChanged()
 	return a.syncBlocks(ctx)
 }
 

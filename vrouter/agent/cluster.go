@@ -192,6 +192,7 @@ func (a *Agent) applyCluster(ctx context.Context, snap *resources.Snapshot) {
 		a.log.Error("apply the BGP peers from etcd", "err", err)
 	}
 	a.applyPools(ctx, snap)
+	a.applyClusterPolicies(snap)
 }
 
 // slogLevel maps Calico's logSeverityScreen to a slog level.

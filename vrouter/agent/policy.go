@@ -163,7 +163,12 @@ func (a *Agent) servePolicies(mux *http.ServeMux) {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		if err := a.setPolicies(s, true); err != nil {
+		set := a.setPolicies
+		if a.res != nil {
+			// The cluster is in etcd: the lab's set is merged with etcd's.
+			set = func(s control.PolicySet, _ bool) error { return a.setLabPolicies(s) }
+		}
+		if err := set(s, true); err != nil {
 			code := http.StatusBadRequest
 			if errors.Is(err, ErrPolicyUnsupported) {
 				code = http.StatusNotImplemented

@@ -289,6 +289,14 @@ type Workload struct {
 	// PodInterface is the workload side's interface (a CNI runtime's
 	// CNI_IFNAME); empty: eth0.
 	PodInterface string `json:"podInterface,omitempty"`
+	// PolicyNamespace and Labels are what network policy sees of the
+	// workload: its Kubernetes-style namespace (empty: "default") and
+	// labels. Pod is its Kubernetes pod name (a CNI runtime's
+	// K8S_POD_NAME), if any. An agent with the cluster in etcd writes
+	// them in the workload's WorkloadEndpoint.
+	PolicyNamespace string            `json:"policyNamespace,omitempty"`
+	Labels          map[string]string `json:"labels,omitempty"`
+	Pod             string            `json:"pod,omitempty"`
 }
 
 // LoadNode reads a node config file.

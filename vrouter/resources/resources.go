@@ -8,6 +8,9 @@
 //	/calico/resources/v3/projectcalico.org/bgpconfigurations/<name>
 //	/calico/resources/v3/projectcalico.org/bgppeers/<name>
 //
+// and the policy kinds (NetworkPolicy, GlobalNetworkPolicy) with the
+// WorkloadEndpoints their selectors match (see policy.go).
+//
 // A Store puts, gets, lists, deletes and watches them (the node agent
 // registers its Node and builds its mesh from the others; `vrouter apply`
 // and `vrouter get` are calicoctl's apply and get); ParseYAML reads
@@ -33,10 +36,15 @@ const (
 	KindIPPool           = "IPPool"
 	KindBGPConfiguration = "BGPConfiguration"
 	KindBGPPeer          = "BGPPeer"
+
+	KindNetworkPolicy       = "NetworkPolicy"
+	KindGlobalNetworkPolicy = "GlobalNetworkPolicy"
+	KindWorkloadEndpoint    = "WorkloadEndpoint"
 )
 
 // Kinds lists the kinds, in the order apply writes them.
-var Kinds = []string{KindIPPool, KindBGPConfiguration, KindBGPPeer, KindNode}
+var Kinds = []string{KindIPPool, KindBGPConfiguration, KindBGPPeer, KindNode,
+	KindGlobalNetworkPolicy, KindNetworkPolicy, KindWorkloadEndpoint}
 
 // plurals maps each kind to its key segment (and calicoctl's plural).
 var plurals = map[string]string{
@@ -44,14 +52,41 @@ var plurals = map[string]string{
 	KindIPPool:           "ippools",
 	KindBGPConfiguration: "bgpconfigurations",
 	KindBGPPeer:          "bgppeers",
+
+	KindNetworkPolicy:       "networkpolicies",
+	KindGlobalNetworkPolicy: "globalnetworkpolicies",
+	KindWorkloadEndpoint:    "workloadendpoints",
+}
+
+// Namespaced reports whether kind's resources have a namespace (their
+// keys are <plural>/<namespace>/<name>).
+func Namespaced(kind string) bool {
+	return kind == KindNetworkPolicy || kind == KindWorkloadEndpoint
+}
+
+// ID returns what names r under its kind's prefix: <namespace>/<name> for
+// a namespaced kind, the name otherwise.
+func ID(r Resource) string {
+	if Namespaced(r.Type().Kind) {
+		return r.Meta().Namespace + "/" + r.Meta().Name
+	}
+	return r.Meta().Name
 }
 
 // Plural returns the plural of kind, as in its keys and in calicoctl get.
 func Plural(kind string) string { return plurals[kind] }
 
+// aliases are calicoctl's short names of kinds.
+var aliases = map[string]string{"np": KindNetworkPolicy, "gnp": KindGlobalNetworkPolicy, "wep": KindWorkloadEndpoint,
+	"policy": KindNetworkPolicy, "weps": KindWorkloadEndpoint}
+
 // KindOf returns the kind a name of it means: the kind, its plural or
-// its singular lower-cased ("nodes", "node", "Node", "ippool", ...).
+// its singular lower-cased ("nodes", "node", "Node", "ippool", ...), or
+// calicoctl's short names np, gnp and wep.
 func KindOf(name string) (string, bool) {
+	if k, ok := aliases[strings.ToLower(name)]; ok {
+		return k, true
+	}
 	for k, p := range plurals {
 		if strings.EqualFold(name, k) || strings.EqualFold(name, p) {
 			return k, true
@@ -63,14 +98,17 @@ func KindOf(name string) (string, bool) {
 // KindPrefix returns the etcd key prefix of kind's resources.
 func KindPrefix(kind string) string { return Prefix + plurals[kind] + "/" }
 
-// Key returns the etcd key of the resource kind/name.
+// Key returns the etcd key of the resource kind/name (name is
+// <namespace>/<name> for a namespaced kind).
 func Key(kind, name string) string { return KindPrefix(kind) + name }
 
 // Metadata is a resource's metadata (Kubernetes' ObjectMeta, the fields
 // Calico uses).
 type Metadata struct {
-	Name   string            `json:"name"`
-	Labels map[string]string `json:"labels,omitempty"`
+	Name string `json:"name"`
+	// Namespace is the namespace of a namespaced kind's resource.
+	Namespace string            `json:"namespace,omitempty"`
+	Labels    map[string]string `json:"labels,omitempty"`
 	// ResourceVersion is the etcd mod revision the resource was read at;
 	// it is not stored.
 	ResourceVersion   string `json:"resourceVersion,omitempty"`
@@ -200,8 +238,14 @@ func New(kind string) (Resource, error) {
 		r = &BGPConfiguration{}
 	case KindBGPPeer:
 		r = &BGPPeer{}
+	case KindNetworkPolicy:
+		r = &NetworkPolicy{}
+	case KindGlobalNetworkPolicy:
+		r = &GlobalNetworkPolicy{}
+	case KindWorkloadEndpoint:
+		r = &WorkloadEndpoint{}
 	default:
-		return nil, fmt.Errorf("unknown kind %q: want Node, IPPool, BGPConfiguration or BGPPeer", kind)
+		return nil, fmt.Errorf("unknown kind %q: want Node, IPPool, BGPConfiguration, BGPPeer, NetworkPolicy, GlobalNetworkPolicy or WorkloadEndpoint", kind)
 	}
 	*r.Type() = TypeMeta{APIVersion: APIVersion, Kind: kind}
 	return r, nil
@@ -222,7 +266,8 @@ func fieldErr(field, format string, a ...any) error {
 // nameRE is a Kubernetes resource name (DNS subdomain).
 var nameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`)
 
-// validateMeta checks the name and labels.
+// validateMeta checks the name and labels (and that only resources of a
+// namespaced kind have a namespace, see Default).
 func validateMeta(m *Metadata) error {
 	if m.Name == "" {
 		return fieldErr("metadata.name", "missing")
@@ -239,6 +284,12 @@ func validateMeta(m *Metadata) error {
 		}
 	}
 	return nil
+}
+
+// CheckLabels reports the first label whose name or value Kubernetes
+// would refuse.
+func CheckLabels(labels map[string]string) error {
+	return validateMeta(&Metadata{Name: "x", Labels: labels})
 }
 
 var (
@@ -424,4 +475,21 @@ func (r *BGPPeer) PeerAddr() (netip.Addr, error) {
 		return ap.Addr(), nil
 	}
 	return netip.ParseAddr(r.Spec.PeerIP)
+}
+
+// Default gives a resource of a namespaced kind that names no namespace
+// the namespace "default", as calicoctl does.
+func Default(r Resource) {
+	if Namespaced(r.Type().Kind) && r.Meta().Namespace == "" {
+		r.Meta().Namespace = "default"
+	}
+}
+
+// check validates r, and that only a namespaced kind's resource has a
+// namespace.
+func check(r Resource) error {
+	if !Namespaced(r.Type().Kind) && r.Meta().Namespace != "" {
+		return fieldErr("metadata.namespace", "a %s has no namespace", r.Type().Kind)
+	}
+	return r.Validate()
 }

@@ -48,6 +48,14 @@ func FromIPAM(es *ipam.EtcdStore) *Store {
 	return &Store{cli: es.Client(), where: es.Where(), timeout: es.Config().Timeout}
 }
 
+// Owning returns a Store on an IPAM store's connection that closes the
+// IPAM store when it is closed.
+func Owning(es *ipam.EtcdStore) *Store {
+	s := FromIPAM(es)
+	s.own = es
+	return s
+}
+
 // Close closes the connection if the Store opened it.
 func (s *Store) Close() error {
 	if s.own != nil {
@@ -100,8 +108,8 @@ func decodeKV(key string, value []byte, modRev int64) (Resource, error) {
 	if err != nil {
 		return nil, fmt.Errorf("resources: key %s: %w", key, err)
 	}
-	if r.Meta().Name != name {
-		return nil, fmt.Errorf("resources: key %s holds %s %q", key, kind, r.Meta().Name)
+	if ID(r) != name {
+		return nil, fmt.Errorf("resources: key %s holds %s %q", key, kind, ID(r))
 	}
 	r.Meta().ResourceVersion = strconv.FormatInt(modRev, 10)
 	return r, nil
@@ -141,10 +149,11 @@ func (s *Store) write(ctx context.Context, r Resource, create bool) error {
 		return fmt.Errorf("resources: unknown kind %q", kind)
 	}
 	r.Type().APIVersion = APIVersion
-	if err := r.Validate(); err != nil {
-		return fmt.Errorf("%s %s: %w", kind, r.Meta().Name, err)
+	Default(r)
+	if err := check(r); err != nil {
+		return fmt.Errorf("%s %s: %w", kind, ID(r), err)
 	}
-	key := Key(kind, r.Meta().Name)
+	key := Key(kind, ID(r))
 	tctx, cancel := s.ctx(ctx)
 	defer cancel()
 	for {
@@ -155,7 +164,7 @@ func (s *Store) write(ctx context.Context, r Resource, create bool) error {
 		cmp := clientv3.Compare(clientv3.Version(key), "=", 0)
 		if len(resp.Kvs) == 1 {
 			if create {
-				return fmt.Errorf("%s %s: %w", kind, r.Meta().Name, ErrExists)
+				return fmt.Errorf("%s %s: %w", kind, ID(r), ErrExists)
 			}
 			kv := resp.Kvs[0]
 			cmp = clientv3.Compare(clientv3.ModRevision(key), "=", kv.ModRevision)
@@ -184,7 +193,8 @@ func (s *Store) write(ctx context.Context, r Resource, create bool) error {
 	}
 }
 
-// Get reads the resource kind/name.
+// Get reads the resource kind/name (name is <namespace>/<name> for a
+// namespaced kind).
 func (s *Store) Get(ctx context.Context, kind, name string) (Resource, error) {
 	if _, ok := plurals[kind]; !ok {
 		return nil, fmt.Errorf("resources: unknown kind %q", kind)
@@ -221,11 +231,12 @@ func (s *Store) List(ctx context.Context, kind string) ([]Resource, error) {
 		}
 		out = append(out, r)
 	}
-	slices.SortFunc(out, func(a, b Resource) int { return strings.Compare(a.Meta().Name, b.Meta().Name) })
+	slices.SortFunc(out, func(a, b Resource) int { return strings.Compare(ID(a), ID(b)) })
 	return out, nil
 }
 
-// Delete deletes the resource kind/name; deleting one that does not
+// Delete deletes the resource kind/name (<namespace>/<name> for a
+// namespaced kind); deleting one that does not
 // exist returns an error wrapping ErrNotFound.
 func (s *Store) Delete(ctx context.Context, kind, name string) error {
 	if _, ok := plurals[kind]; !ok {
@@ -244,14 +255,18 @@ func (s *Store) Delete(ctx context.Context, kind, name string) error {
 	return nil
 }
 
-// Snapshot is every resource of the four kinds at one etcd revision,
-// each kind sorted by name.
+// Snapshot is every resource at one etcd revision, each kind sorted by
+// its ID (namespace/name or name).
 type Snapshot struct {
 	Revision          int64
 	Nodes             []*Node
 	IPPools           []*IPPool
 	BGPConfigurations []*BGPConfiguration
 	BGPPeers          []*BGPPeer
+
+	NetworkPolicies       []*NetworkPolicy
+	GlobalNetworkPolicies []*GlobalNetworkPolicy
+	WorkloadEndpoints     []*WorkloadEndpoint
 }
 
 // Node returns the node called name.
@@ -292,6 +307,12 @@ func snapshotOf(rev int64, kvs map[string]Resource) *Snapshot {
 			snap.BGPConfigurations = append(snap.BGPConfigurations, r)
 		case *BGPPeer:
 			snap.BGPPeers = append(snap.BGPPeers, r)
+		case *NetworkPolicy:
+			snap.NetworkPolicies = append(snap.NetworkPolicies, r)
+		case *GlobalNetworkPolicy:
+			snap.GlobalNetworkPolicies = append(snap.GlobalNetworkPolicies, r)
+		case *WorkloadEndpoint:
+			snap.WorkloadEndpoints = append(snap.WorkloadEndpoints, r)
 		}
 	}
 	return snap

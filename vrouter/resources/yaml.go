@@ -53,7 +53,8 @@ func (e *FileError) Error() string {
 
 // ParseYAML reads calicoctl's resource files: YAML documents separated by
 // ---, each one resource (apiVersion projectcalico.org/v3, kind Node,
-// IPPool, BGPConfiguration or BGPPeer, metadata, spec), or a kind List
+// IPPool, BGPConfiguration, BGPPeer, NetworkPolicy, GlobalNetworkPolicy
+// or WorkloadEndpoint, metadata, spec), or a kind List
 // of them under items. Every document is checked, field by field: an
 // unknown field, a value of the wrong type or an invalid spec is a
 // Problem with its line. Nothing is returned unless the whole file is
@@ -94,9 +95,9 @@ func ParseYAML(name string, data []byte) ([]Resource, error) {
 				fe.Problems = append(fe.Problems, *p)
 				continue
 			}
-			id := r.Type().Kind + "/" + r.Meta().Name
+			id := r.Type().Kind + "/" + ID(r)
 			if line, dup := seen[id]; dup {
-				fe.Problems = append(fe.Problems, Problem{Line: item.Line, Field: "metadata.name", Msg: fmt.Sprintf("%s %s is also at line %d", r.Type().Kind, r.Meta().Name, line)})
+				fe.Problems = append(fe.Problems, Problem{Line: item.Line, Field: "metadata.name", Msg: fmt.Sprintf("%s %s is also at line %d", r.Type().Kind, ID(r), line)})
 				continue
 			}
 			seen[id] = item.Line
@@ -170,7 +171,7 @@ func parseDoc(root *yaml.Node) (Resource, *Problem) {
 	}
 	k := field(root, "kind")
 	if k == nil {
-		return nil, &Problem{Line: root.Line, Field: "kind", Msg: "missing (Node, IPPool, BGPConfiguration or BGPPeer)"}
+		return nil, &Problem{Line: root.Line, Field: "kind", Msg: "missing (Node, IPPool, BGPConfiguration, BGPPeer, NetworkPolicy, GlobalNetworkPolicy or WorkloadEndpoint)"}
 	}
 	r, err := New(k.Value)
 	if err != nil {
@@ -199,7 +200,8 @@ func parseDoc(root *yaml.Node) (Resource, *Problem) {
 		}
 		return nil, &Problem{Line: root.Line, Msg: err.Error()}
 	}
-	if err := r.Validate(); err != nil {
+	Default(r)
+	if err := check(r); err != nil {
 		var fe *FieldError
 		if errors.As(err, &fe) {
 			return nil, &Problem{Line: lineOf(root, fe.Field), Field: fe.Field, Msg: fe.Msg}
@@ -210,17 +212,29 @@ func parseDoc(root *yaml.Node) (Resource, *Problem) {
 	return r, nil
 }
 
-// lineOf returns the line of the field at path (dotted), or of the
-// nearest mapping on the way that has it not.
+// lineOf returns the line of the field at path (dotted, with list
+// indexes: spec.ingress[0].protocol), or of the nearest field on the way
+// that has it not.
 func lineOf(root *yaml.Node, path string) int {
 	n := root
 	line := root.Line
 	for _, part := range strings.Split(path, ".") {
-		v := field(n, part)
+		name, rest, _ := strings.Cut(part, "[")
+		v := field(n, name)
 		if v == nil {
 			return line
 		}
 		n, line = v, v.Line
+		for rest != "" {
+			idx, after, _ := strings.Cut(rest, "]")
+			rest = strings.TrimPrefix(after, "[")
+			i, err := strconv.Atoi(idx)
+			if err != nil || n.Kind != yaml.SequenceNode || i < 0 || i >= len(n.Content) {
+				return line
+			}
+			n = n.Content[i]
+			line = n.Line
+		}
 	}
 	return line
 }
@@ -265,6 +279,19 @@ func checkFields(n *yaml.Node, t reflect.Type, path string) *Problem {
 			if p := checkFields(n.Content[i+1], t.Elem(), join(n.Content[i].Value)); p != nil {
 				return p
 			}
+		}
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			return &Problem{Line: n.Line, Field: path, Msg: "want a list"}
+		}
+		for i, it := range n.Content {
+			if p := checkFields(it, t.Elem(), path+"["+strconv.Itoa(i)+"]"); p != nil {
+				return p
+			}
+		}
+	case reflect.Float64:
+		if n.Kind != yaml.ScalarNode || (n.Tag != "!!int" && n.Tag != "!!float") {
+			return &Problem{Line: n.Line, Field: path, Msg: fmt.Sprintf("%q: want a number", n.Value)}
 		}
 	case reflect.String:
 		if n.Kind != yaml.ScalarNode {

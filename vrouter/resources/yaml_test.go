@@ -130,12 +130,22 @@ func TestSelector(t *testing.T) {
 func FuzzParseYAML(f *testing.F) {
 	f.Add([]byte(goodFile))
 	f.Add([]byte("apiVersion: projectcalico.org/v3\nkind: List\nitems:\n- kind: IPPool\n"))
+	f.Add([]byte(policyFile))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		rs, err := ParseYAML("f", data)
 		if err == nil {
 			for _, r := range rs {
-				if r.Validate() != nil {
+				if check(r) != nil {
 					t.Fatalf("returned an invalid %s", r.Type().Kind)
+				}
+				// What is stored decodes to what was parsed.
+				v, err := encode(r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				back, err := Decode(r.Type().Kind, []byte(v))
+				if err != nil || check(back) != nil {
+					t.Fatalf("stored %s does not decode: %v", v, err)
 				}
 			}
 		}
