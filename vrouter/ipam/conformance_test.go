@@ -910,6 +910,8 @@ func testDatastoreConformance(t *testing.T, open func(t *testing.T) Datastore) {
 		}
 	})
 
+	t.Run("AssignMany", func(t *testing.T) { testAssignMany(t, open) })
+
 	t.Run("ConcurrentGoroutines", func(t *testing.T) {
 		m, ds := newIPAM(t, smallPool)
 		const nodes, workers, each = 4, 3, 8 // 96 addresses, 2 blocks per node
@@ -959,6 +961,166 @@ func testDatastoreConformance(t *testing.T, open func(t *testing.T) Datastore) {
 			if bs := nodeBlocks(t, m, fmt.Sprint("node", n)); len(bs) != 2 {
 				t.Errorf("node%d has blocks %v, want 2 (24 addresses in blocks of 16)", n, bs)
 			}
+		}
+	})
+}
+
+// testAssignMany checks AssignMany over a backend: the addresses it gives
+// are the ones AutoAssign and AssignIP called in order give (computed over a
+// MemStore), no address twice, handles that count them, fixed addresses
+// honoured, Keep returning what a handle holds, and a failed batch leaving
+// nothing assigned, also across the transactions of a BatchLimiter.
+func testAssignMany(t *testing.T, open func(t *testing.T) Datastore) {
+	ctx := context.Background()
+	// prepare puts the same state in any store: node2 holds two
+	// addresses, "kept" holds one on node1.
+	prepare := func(t *testing.T, m *IPAM) {
+		t.Helper()
+		mustAuto(t, m, "node2", "n2-a")
+		mustAuto(t, m, "node2", "n2-b")
+		if err := m.AssignIP(ctx, ap("10.0.0.200"), AssignArgs{Node: "node1", Handle: "kept"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// sequential is what AssignMany must match: one call per request.
+	sequential := func(t *testing.T, m *IPAM, reqs []AssignRequest) []netip.Addr {
+		t.Helper()
+		out := make([]netip.Addr, len(reqs))
+		for i, r := range reqs {
+			if r.Keep {
+				if a, err := m.AddressByHandle(ctx, r.Handle); err == nil {
+					out[i] = a
+					continue
+				}
+			}
+			var err error
+			if r.Addr.IsValid() {
+				out[i], err = r.Addr, m.AssignIP(ctx, r.Addr, r.AssignArgs)
+			} else {
+				out[i], err = m.AutoAssign(ctx, r.AssignArgs)
+			}
+			if err != nil {
+				t.Fatalf("request %d: %v", i, err)
+			}
+		}
+		return out
+	}
+
+	t.Run("SameAsOneByOne", func(t *testing.T) {
+		ds := open(t)
+		m := mustNew(t, ds, Options{}, smallPool)
+		prepare(t, m)
+		n2 := nodeBlocks(t, m, "node2")[0]
+		var reqs []AssignRequest
+		for i := range 100 { // more than a BatchLimiter's transaction
+			args := AssignArgs{Node: "node1", Handle: fmt.Sprint("w", i), Attrs: map[string]string{"workload": fmt.Sprint("w", i)}}
+			r := AssignRequest{AssignArgs: args, Keep: i%7 == 0}
+			switch i {
+			case 5:
+				r.Addr = ap("10.0.0.77") // claims its block
+			case 9:
+				r.Addr = n2.Addr().Next().Next().Next() // borrowed from node2
+			case 14:
+				r.Handle, r.Keep = "kept", true // holds 10.0.0.200
+			case 21:
+				r.Handle = "w3" // Keep: w3 holds one from request 3
+			case 30:
+				r.Addr = ap("10.0.0.77") // the same again, same handle
+				r.Handle = "w5"
+			}
+			reqs = append(reqs, r)
+		}
+		ref := mustNew(t, NewMemStore(), Options{}, smallPool)
+		prepare(t, ref)
+		want := sequential(t, ref, reqs)
+		got, err := m.AssignMany(ctx, reqs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("AssignMany = %v\none by one = %v", got, want)
+		}
+		for _, c := range []struct {
+			i    int
+			want netip.Addr
+		}{{5, ap("10.0.0.77")}, {14, ap("10.0.0.200")}, {21, got[3]}, {30, ap("10.0.0.77")}} {
+			if got[c.i] != c.want {
+				t.Errorf("request %d got %s, want %s", c.i, got[c.i], c.want)
+			}
+		}
+		as := checkConsistent(t, ds)
+		wantAs, err := ref.Allocations(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.EqualFunc(as, wantAs, func(a, b Assignment) bool {
+			return a.Addr == b.Addr && a.Handle == b.Handle && a.Node == b.Node && a.Borrowed == b.Borrowed && maps.Equal(a.Attrs, b.Attrs)
+		}) {
+			t.Fatalf("store holds %v\nwant %v", as, wantAs)
+		}
+		seen := map[netip.Addr]bool{}
+		for _, a := range as {
+			if seen[a.Addr] {
+				t.Fatalf("%s assigned twice", a.Addr)
+			}
+			seen[a.Addr] = true
+		}
+		if len(as) != 3+100-3 { // 14 is "kept", 21 and 30 reuse
+			t.Errorf("%d addresses assigned, want 100", len(as))
+		}
+		if !slices.Contains(nodeBlocks(t, m, "node1"), pp("10.0.0.64/28")) {
+			t.Errorf("node1 did not claim the block of its fixed address: %v", nodeBlocks(t, m, "node1"))
+		}
+		for i, r := range reqs {
+			addrs, err := m.AddressesByHandle(ctx, r.Handle)
+			if err != nil || !slices.Contains(addrs, got[i]) {
+				t.Errorf("handle %s holds %v, %v; want %s among them", r.Handle, addrs, err, got[i])
+			}
+		}
+	})
+
+	t.Run("FailureAssignsNothing", func(t *testing.T) {
+		ds := open(t)
+		m := mustNew(t, ds, strictAffinity, smallPool)
+		prepare(t, m)
+		before := checkConsistent(t, ds)
+		n2 := nodeBlocks(t, m, "node2")[0]
+		auto := func(n int) []AssignRequest {
+			var reqs []AssignRequest
+			for i := range n {
+				reqs = append(reqs, AssignRequest{AssignArgs: AssignArgs{Node: "node1", Handle: fmt.Sprint("f", i)}})
+			}
+			return reqs
+		}
+		for _, c := range []struct {
+			name string
+			reqs []AssignRequest
+			want error
+		}{
+			{"in use", append(auto(90), AssignRequest{AssignArgs: AssignArgs{Node: "node1", Handle: "x"}, Addr: ap("10.0.0.200")}), ErrAddressInUse},
+			{"strict affinity", append(auto(3), AssignRequest{AssignArgs: AssignArgs{Node: "node1", Handle: "x"}, Addr: n2.Addr().Next()}), ErrAffinityConflict},
+			{"not in pool", append(auto(3), AssignRequest{AssignArgs: AssignArgs{Node: "node1", Handle: "x"}, Addr: ap("192.0.2.1")}), ErrNotInPool},
+			{"exhausted", auto(250), ErrPoolExhausted},
+		} {
+			_, err := m.AssignMany(ctx, c.reqs)
+			if !errors.Is(err, c.want) {
+				t.Errorf("%s: err = %v, want %v", c.name, err, c.want)
+			}
+			after := checkConsistent(t, ds)
+			if !slices.EqualFunc(after, before, func(a, b Assignment) bool { return a.Addr == b.Addr && a.Handle == b.Handle }) {
+				t.Errorf("%s: failed batch left %d allocations, want the %d before", c.name, len(after), len(before))
+			}
+			for _, r := range c.reqs {
+				if addrs, _ := m.AddressesByHandle(ctx, r.Handle); len(addrs) != 0 && r.Handle != "kept" {
+					t.Errorf("%s: handle %s holds %v", c.name, r.Handle, addrs)
+				}
+			}
+		}
+		if _, err := m.AssignMany(ctx, []AssignRequest{{AssignArgs: AssignArgs{Node: "node1"}}}); err == nil {
+			t.Error("AssignMany without a handle succeeded")
+		}
+		if got, err := m.AssignMany(ctx, nil); err != nil || len(got) != 0 {
+			t.Errorf("AssignMany(nil) = %v, %v", got, err)
 		}
 	})
 }

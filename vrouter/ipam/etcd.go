@@ -658,3 +658,8 @@ func (tx *etcdTx) DeleteHandle(id string) error {
 	}
 	return tx.del(handleKey(id))
 }
+
+// MaxBatch implements BatchLimiter: AssignMany assigns at most this many
+// addresses per etcd Txn, whose handles (one compare and one write each)
+// and blocks stay well within etcd's default 128 operations.
+func (s *EtcdStore) MaxBatch() int { return 40 }
