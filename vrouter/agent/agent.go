@@ -269,6 +269,7 @@ func (a *Agent) start(ctx context.Context) error {
 	// The policies a previous agent of the node enforced apply from the
 	// workloads' first packet.
 	a.restorePolicies()
+	var serve []config.Workload
 	for _, w := range cfg.Workloads {
 		if !w.IsNetstack() && !netns.Exists(w.Namespace) {
 			// Deleted while no agent served it (before a restart): the
@@ -276,7 +277,14 @@ func (a *Agent) start(ctx context.Context) error {
 			a.log.Error("workload namespace is gone, not serving the workload", "workload", w.Name, "namespace", w.Namespace)
 			continue
 		}
-		if _, err := a.serveWorkload(ctx, w); err != nil {
+		serve = append(serve, w)
+	}
+	addrs, err := a.assignWorkloads(ctx, serve)
+	if err != nil {
+		return err
+	}
+	for _, w := range serve {
+		if _, err := a.serveWorkload(ctx, w, addrs[w.Name]); err != nil {
 			return err
 		}
 	}
@@ -314,25 +322,47 @@ func (a *Agent) start(ctx context.Context) error {
 
 // assignFixed assigns the fixed addresses of the config's workloads (those
 // it will serve) to their handles, unless IPAM kept one for them already:
-// addWorkload then finds them by handle.
+// assignWorkloads then finds them by handle.
 func (a *Agent) assignFixed(ctx context.Context) error {
-	if a.degraded.Load() {
-		return nil // etcd is down: the workloads are served at their saved addresses
-	}
+	var fixed []config.Workload
 	for _, w := range a.cfg.Workloads {
-		if !w.Address.IsValid() || (!w.IsNetstack() && !netns.Exists(w.Namespace)) {
-			continue
-		}
-		h := handle(a.cfg.Lab, w.Name)
-		if _, err := a.ipam.AddressByHandle(ctx, h); err == nil {
-			continue
-		}
-		args := ipam.AssignArgs{Node: a.cfg.Node, Handle: h, Attrs: workloadAttrs(w.Name, a.cfg.Node)}
-		if err := a.ipam.AssignIP(ctx, w.Address, args); err != nil {
-			return fmt.Errorf("workload %s: %w", w.Name, err)
+		if w.Address.IsValid() && (w.IsNetstack() || netns.Exists(w.Namespace)) {
+			fixed = append(fixed, w)
 		}
 	}
-	return nil
+	_, err := a.assignWorkloads(ctx, fixed)
+	return err
+}
+
+// assignWorkloads gives each of ws the address IPAM keeps for it (a
+// restarted agent serving it again) or else its fixed address or a new one,
+// all in one IPAM call (one datastore transaction, where one per workload
+// made the start of a node with 1,000 workloads take minutes), and returns
+// them by workload name. With etcd down since the start it assigns nothing:
+// serveWorkload serves the workloads at their saved addresses. The
+// addresses stay assigned if serving a workload fails: they are the
+// config's workloads', which the next start serves at them.
+func (a *Agent) assignWorkloads(ctx context.Context, ws []config.Workload) (map[string]netip.Addr, error) {
+	if a.degraded.Load() || len(ws) == 0 {
+		return nil, nil
+	}
+	reqs := make([]ipam.AssignRequest, len(ws))
+	for i, w := range ws {
+		reqs[i] = ipam.AssignRequest{
+			AssignArgs: ipam.AssignArgs{Node: a.cfg.Node, Handle: handle(a.cfg.Lab, w.Name), Attrs: workloadAttrs(w.Name, a.cfg.Node)},
+			Addr:       w.Address,
+			Keep:       true,
+		}
+	}
+	addrs, err := a.ipam.AssignMany(ctx, reqs)
+	if err != nil {
+		return nil, fmt.Errorf("workload addresses: %w", err)
+	}
+	out := make(map[string]netip.Addr, len(ws))
+	for i, w := range ws {
+		out[w.Name] = addrs[i]
+	}
+	return out, nil
 }
 
 // workloadAttrs are the IPAM attributes of workload's address on node.
@@ -443,7 +473,7 @@ func handle(lab, name string) string { return lab + "." + name }
 // interface, returns it as it is (a CNI ADD repeated); with another, it
 // is an error.
 func (a *Agent) addWorkload(ctx context.Context, w config.Workload) (*control.WorkloadInfo, error) {
-	info, err := a.serveWorkload(ctx, w)
+	info, err := a.serveWorkload(ctx, w, netip.Addr{})
 	if err != nil {
 		return nil, err
 	}
@@ -458,7 +488,9 @@ const freeAfterWorkloads = 100
 // announcements), which the agent's start does once for all the
 // workloads of its config: a sync each (two reads of every block of the
 // datastore) made the start of a node with 1,000 workloads take minutes.
-func (a *Agent) serveWorkload(ctx context.Context, w config.Workload) (*control.WorkloadInfo, error) {
+// A valid assigned is the address assignWorkloads gave the workload: it is
+// served at it, without asking IPAM again.
+func (a *Agent) serveWorkload(ctx context.Context, w config.Workload, assigned netip.Addr) (*control.WorkloadInfo, error) {
 	svcs, err := checkWorkload(&w)
 	if err != nil {
 		return nil, err
@@ -478,7 +510,9 @@ func (a *Agent) serveWorkload(ctx context.Context, w config.Workload) (*control.
 	h := handle(a.cfg.Lab, w.Name)
 	args := ipam.AssignArgs{Node: a.cfg.Node, Handle: h, Attrs: workloadAttrs(w.Name, a.cfg.Node)}
 	var addr netip.Addr
-	if saved, ok := a.savedAddress(w); ok {
+	if assigned.IsValid() {
+		addr = assigned
+	} else if saved, ok := a.savedAddress(w); ok {
 		// etcd is down since the agent started: serve the workload at
 		// its saved address; recoverDatastore checks it with IPAM later.
 		addr = saved

@@ -22,7 +22,7 @@ import (
 
 // kernelNS makes a namespace for a kernel-mode test, removed when the test
 // ends; the names are unique to the process.
-func kernelNS(t *testing.T, role string) string {
+func kernelNS(t testing.TB, role string) string {
 	t.Helper()
 	name := fmt.Sprintf("vat%d-%s", os.Getpid(), role)
 	if err := netns.Create(name); err != nil {

@@ -98,7 +98,7 @@ type netstackNode struct {
 	ctl     *control.Client
 }
 
-func startNetstackNode(t *testing.T, stateDir, node, ns string, addr, peer netip.Addr, peerNode string) *netstackNode {
+func startNetstackNode(t testing.TB, stateDir, node, ns string, addr, peer netip.Addr, peerNode string, workloads ...config.Workload) *netstackNode {
 	t.Helper()
 	cfg := &config.Node{
 		Lab: "t", Node: node, StateDir: stateDir, Namespace: ns,
@@ -107,6 +107,7 @@ func startNetstackNode(t *testing.T, stateDir, node, ns string, addr, peer netip
 		Pools:     []config.Pool{{Name: "default-ipv4-ippool", CIDR: netip.MustParsePrefix("10.244.0.0/16"), BlockSize: 26, IPIPMode: "Never"}},
 		Datastore: filepath.Join(stateDir, node+".ipam.db"),
 		BGP:       config.BGP{ASN: 64512, Peers: []config.BGPPeer{{Address: peer, ASN: 64512, Type: "node-to-node mesh", Node: peerNode}}},
+		Workloads: workloads,
 	}
 	n := &netstackNode{speaker: newFakeSpeaker(), ctl: control.NewClient(control.Socket(stateDir, node))}
 	n.Agent = newAgent(cfg, slog.New(slog.DiscardHandler))

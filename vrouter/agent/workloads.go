@@ -69,6 +69,7 @@ func (a *Agent) restoreWorkloads(ctx context.Context) error {
 		a.log.Error("unreadable workloads file: not serving its workloads", "err", err)
 		return nil
 	}
+	var serve []config.Workload
 	for _, w := range ws {
 		if slices.ContainsFunc(a.cfg.Workloads, func(c config.Workload) bool { return c.Name == w.Name }) {
 			continue
@@ -81,7 +82,16 @@ func (a *Agent) restoreWorkloads(ctx context.Context) error {
 			}
 			continue
 		}
-		if _, err := a.addWorkload(ctx, w); err != nil {
+		serve = append(serve, w)
+	}
+	// One IPAM transaction for them all; the start syncs the blocks once
+	// after.
+	addrs, err := a.assignWorkloads(ctx, serve)
+	if err != nil {
+		return err
+	}
+	for _, w := range serve {
+		if _, err := a.serveWorkload(ctx, w, addrs[w.Name]); err != nil {
 			return err
 		}
 		a.mu.Lock()
