@@ -3,6 +3,8 @@ package agent
 import (
 	"fmt"
 	"net/netip"
+	"os"
+	"runtime/pprof"
 	"testing"
 	"time"
 
@@ -12,9 +14,12 @@ import (
 
 // BenchmarkNetstackStart starts one agent whose config lists 1,000
 // netstack workloads with services, as a node of the ns10x1000 scale lab
-// does, and reports the start's time. Profile it with
+// does, and reports the start's time and the live heap it added per
+// workload. Profile it with
 //
 //	sudo go test -run '^$' -bench NetstackStart -benchtime 1x -cpuprofile cpu.out ./vrouter/agent/
+//
+// and VROUTER_HEAPPROFILE=FILE writes a heap profile of the started agent.
 func BenchmarkNetstackStart(b *testing.B) {
 	netnstest.RequireRoot(b)
 	netnstest.GuardRoot(b)
@@ -27,11 +32,24 @@ func BenchmarkNetstackStart(b *testing.B) {
 	a1, a2 := netip.MustParseAddr("192.168.50.10"), netip.MustParseAddr("192.168.50.11")
 	for i := range b.N {
 		dir := b.TempDir()
+		h0, _ := liveHeapAndGoroutines()
 		start := time.Now()
 		node := startNetstackNode(b, dir, "node1", kernelNS(b, fmt.Sprint("st", i)), a1, a2, "node2", ws...)
 		b.ReportMetric(time.Since(start).Seconds(), "s/start")
 		if got := len(node.workloads); got != n {
 			b.Fatalf("agent serves %d workloads, want %d", got, n)
+		}
+		h1, _ := liveHeapAndGoroutines()
+		b.ReportMetric(float64(int64(h1)-int64(h0))/n/1024, "heap-kB/workload")
+		if path := os.Getenv("VROUTER_HEAPPROFILE"); path != "" {
+			f, err := os.Create(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+				b.Fatal(err)
+			}
+			f.Close()
 		}
 	}
 }
