@@ -123,8 +123,9 @@ func TestAddDelFreesStack(t *testing.T) {
 
 // maxIdleBytes is the most Go memory one idle netstack workload (its
 // stack, its port, HTTP, echo and sink services) may take: the issue's
-// goal. Measured: about 81 kB (145 kB when each service held a goroutine
-// and the UDP echo its buffer).
+// goal. Measured: about 68 kB (81 kB when each stack had its own random
+// source and iptables, 145 kB when each service held a goroutine and the
+// UDP echo its buffer).
 const maxIdleBytes = 100 << 10
 
 // The memory of an idle netstack workload: heap and stacks of 200 of
