@@ -29,6 +29,11 @@
 //	...
 //	err = m.ReleaseByHandle(ctx, "lab.web-1")
 //
+// AssignMany assigns many addresses (automatic or fixed, for one or more
+// nodes) with the same rules in one transaction, as an agent does for the
+// workloads of its config at start: with 1,000 workloads per node and 10
+// nodes sharing a bbolt file, one transaction per address took minutes.
+//
 // When no pool has a free block, an address is borrowed from another node's
 // block (announced as a /32) unless the pool has strict affinity, as Calico
 // does; tunl0's address comes from the node's block under the handle

@@ -117,7 +117,8 @@ func (c EtcdConfig) tlsConfig() (*tls.Config, error) {
 // (--max-txn-ops); a transaction beyond that fails with etcd's "too many
 // operations in txn request". IPAM's transactions touch a few keys each,
 // except ReleaseNodeBlocks, which deletes two keys per empty block of the
-// node (so at most 64 blocks at once).
+// node (so at most 64 blocks at once), and AssignMany, which therefore
+// commits at most MaxBatch addresses per Txn.
 //
 // An EtcdStore is safe for concurrent use; any number of them, on any
 // hosts, may share a cluster.
