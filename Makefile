@@ -18,7 +18,7 @@ TEST_TIMEOUT  ?= 20m
 # hold timers (3 s in the failure tests) expire.
 TEST_PARALLEL ?= 6
 # Debian packages the tests and the lab use.
-APT_PACKAGES := iproute2 iputils-ping iperf3 tshark traceroute bird frr gobgpd etcd-server libssh-gcrypt-4 libreadline8
+APT_PACKAGES := iproute2 iputils-ping iperf3 tshark traceroute bird frr gobgpd etcd-server nftables libssh-gcrypt-4 libreadline8 chromium
 # BIRD 2 conflicts with bird (1.6) in Debian: it is extracted here instead.
 BIRD2_DIR := /opt/vrouter-bird2
 # promtool (the metrics tests run `promtool check metrics`) comes from
@@ -35,7 +35,7 @@ all: build
 # the root namespace; the labs and tests start their own daemons).
 deps:
 	@missing=""; \
-	for c in ip ping iperf3 tshark traceroute bird vtysh gobgpd etcd; do \
+	for c in ip ping iperf3 tshark traceroute bird vtysh gobgpd etcd nft chromium; do \
 		command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -71,9 +71,11 @@ test: deps build
 # the JUnit file and every scenario's captures for CI.
 CONFORMANCE_JUNIT ?= bin/conformance.xml
 CONFORMANCE_ARTIFACTS ?= bin/conformance
+# scenarios run on labs of their own, CONFORMANCE_PARALLEL at once
+CONFORMANCE_PARALLEL ?= 4
 conformance: deps build
 	rm -rf $(CONFORMANCE_ARTIFACTS)
-	$(BIN) test scenarios/ --junit $(CONFORMANCE_JUNIT) --artifacts $(CONFORMANCE_ARTIFACTS)
+	$(BIN) test scenarios/ --parallel $(CONFORMANCE_PARALLEL) --junit $(CONFORMANCE_JUNIT) --artifacts $(CONFORMANCE_ARTIFACTS)
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 60m ./...

@@ -88,6 +88,12 @@ func WriteJUnit(w io.Writer, results []*Result) error {
 			top.Suites = append(top.Suites, junitSuite{ID: i, Package: "vrouter.scenarios", Hostname: hostname(), Name: r.Scenario.File, Timestamp: r.Start.UTC().Format("2006-01-02T15:04:05")})
 		}
 		s := &top.Suites[i]
+		if r.Scenario.DUT != "" {
+			s.Properties.Props = append(s.Properties.Props, junitProp{Name: "dut", Value: r.Scenario.DUT})
+		}
+		if r.Scenario.RFC != "" {
+			s.Properties.Props = append(s.Properties.Props, junitProp{Name: "rfc", Value: r.Scenario.RFC})
+		}
 		c := junitTestCase{Name: r.Scenario.Name, Classname: strings.TrimSuffix(strings.TrimSuffix(r.Scenario.File, ".yaml"), ".yml"), Time: seconds(r.Duration)}
 		var out strings.Builder
 		if r.Scenario.RFC != "" {

@@ -125,6 +125,16 @@ func TestWriteJUnit(t *testing.T) {
 	if v, _ := root.attr("tests"); v != "3" {
 		t.Errorf("testsuites tests=%s", v)
 	}
+	// the suite's properties name what it checks and its device under test
+	props := map[string]string{}
+	for _, p := range a.children("properties")[0].children("property") {
+		n, _ := p.attr("name")
+		v, _ := p.attr("value")
+		props[n] = v
+	}
+	if props["dut"] != "node1" || props["rfc"] != "RFC 4271 4.2" {
+		t.Errorf("testsuite properties %v, want dut node1 and rfc RFC 4271 4.2", props)
+	}
 }
 
 func TestSummary(t *testing.T) {

@@ -46,7 +46,7 @@ func Load(path string) (*Scenario, error) {
 var (
 	scenarioFields = []string{"name", "description", "rfc", "lab", "dut", "steps"}
 	stepKinds      = []string{"deploy", "destroy", "workloadAdd", "workloadDel", "apply", "linkDown", "linkUp", "impair", "restart",
-		"captureStart", "captureStop", "wait", "routes", "bgp", "ping", "traceroute", "tcp", "packets", "bgpMessages"}
+		"stop", "start", "pause", "resume", "captureStart", "captureStop", "wait", "routes", "bgp", "ping", "traceroute", "tcp", "packets", "bgpMessages"}
 	assertKinds = map[string]bool{"routes": true, "bgp": true, "ping": true, "traceroute": true, "tcp": true, "packets": true, "bgpMessages": true}
 )
 

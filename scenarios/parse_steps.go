@@ -53,8 +53,12 @@ func (p *parser) step(n *yaml.Node, field, dut string) (Step, bool) {
 		st.act = p.link(v, field, kind == "linkUp")
 	case "impair":
 		st.act = p.impair(v, field)
-	case "restart":
-		st.act = p.restart(v, field, &st)
+	case "restart", "stop", "start":
+		st.act = p.restart(v, field, kind, &st)
+	case "pause", "resume":
+		name, _ := p.str(v, field)
+		p.checkNode(v, field, name)
+		st.act = pauseStep{name: name, pause: kind == "pause"}
 	case "captureStart":
 		st.act = p.captureStart(v, field)
 	case "captureStop":
@@ -180,16 +184,26 @@ func (p *parser) link(n *yaml.Node, field string, up bool) action {
 	return linkStep{node: node, iface: iface, up: up}
 }
 
-func (p *parser) restart(n *yaml.Node, field string, st *Step) action {
+// restart parses restart, stop (kill) and start (wait, timeout).
+func (p *parser) restart(n *yaml.Node, field, kind string, st *Step) action {
 	st.Timeout = DefaultDeployTimeout
-	node, iface, f := p.nodeAndIface(n, field, "kill", "wait", "timeout")
+	var extra []string
+	switch kind {
+	case "restart":
+		extra = []string{"kill", "wait", "timeout"}
+	case "stop":
+		extra = []string{"kill"}
+	case "start":
+		extra = []string{"wait", "timeout"}
+	}
+	node, iface, f := p.nodeAndIface(n, field, extra...)
 	if f == nil {
 		return nil
 	}
 	if iface != "" {
-		p.errorf(f["interface"], join(field, "interface"), "restart takes no interface")
+		p.errorf(f["interface"], join(field, "interface"), "%s takes no interface", kind)
 	}
-	s := restartStep{node: node}
+	s := restartStep{node: node, mode: kind}
 	if k := f["kill"]; k != nil {
 		s.kill, _ = p.boolean(k, join(field, "kill"))
 	}

@@ -121,6 +121,11 @@ func TestParseErrors(t *testing.T) {
 		{"lab path", "name: x\nlab: no-such-lab.yaml\nsteps:\n  - deploy:\n", []string{"f.yaml:2: lab: read lab file: open no-such-lab.yaml"}},
 		{"two documents", labHead + "---\nname: y\n", []string{"f.yaml:17: a scenario file holds one scenario"}},
 		{"duplicate key", labHead + "name: u\n", []string{"f.yaml:17: name: given twice"}},
+		{"pause unknown", labHead + "  - pause: node9\n", []string{`f.yaml:17: steps[1].pause: the lab has no node or router "node9"`}},
+		{"resume mapping", labHead + "  - resume: {node: node1}\n", []string{"f.yaml:17: steps[1].resume: must be a"}},
+		{"stop wait", labHead + "  - stop: {node: node1, wait: false}\n", []string{"f.yaml:17: steps[1].stop.wait: unknown field (known: node, interface, kill)"}},
+		{"start kill", labHead + "  - start: {node: node1, kill: true}\n", []string{"f.yaml:17: steps[1].start.kill: unknown field (known: node, interface, wait, timeout)"}},
+		{"start interface", labHead + "  - start: {node: node1, interface: ens33}\n", []string{"f.yaml:17: steps[1].start.interface: start takes no interface"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("f.yaml", []byte(tc.data))

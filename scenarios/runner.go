@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -10,6 +11,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -17,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vrouter-lab/vrouter/topology"
 	"github.com/vrouter-lab/vrouter/topology/lab"
 )
 
@@ -35,6 +38,10 @@ type Options struct {
 	Progress io.Writer
 	// LockWait is how long to wait for a lab's lock; default 3m.
 	LockWait time.Duration
+	// Parallel is how many scenarios RunAll runs at once, each on its
+	// own lab; 0 or 1 runs them one after another. With more, each
+	// scenario's progress lines are written together when it ends.
+	Parallel int
 }
 
 // Result is the outcome of one scenario.
@@ -116,9 +123,10 @@ func (r *Runner) labName() string {
 	}
 }
 
-func (r *Runner) progress(format string, args ...any) {
-	if r.opt.Progress != nil {
-		fmt.Fprintf(r.opt.Progress, format+"\n", args...)
+// progress writes a progress line to out, if not nil.
+func progress(out io.Writer, format string, args ...any) {
+	if out != nil {
+		fmt.Fprintf(out, format+"\n", args...)
 	}
 }
 
@@ -126,15 +134,24 @@ func (r *Runner) progress(format string, args ...any) {
 // destroyed before Run returns (unless it failed and KeepOnFailure is
 // set), also when ctx is cancelled, which fails the running step.
 func (r *Runner) Run(ctx context.Context, s *Scenario) *Result {
+	return r.run(ctx, s, r.opt.Progress)
+}
+
+// run runs one scenario, writing its progress lines to out.
+func (r *Runner) run(ctx context.Context, s *Scenario, out io.Writer) *Result {
 	res := &Result{Scenario: s, Lab: r.labName(), Start: time.Now()}
 	res.Dir = r.artifactDir(s)
-	r.progress("=== RUN   %s (%s, lab %s)", s.Name, s.File, res.Lab)
-	run := &scenarioRun{s: s, r: r, res: res, name: res.Lab, captures: map[string]*captureRun{}}
-	unlock, err := lab.Lock(res.Lab, "test "+s.File, r.opt.LockWait, r.opt.Progress)
+	dut := ""
+	if s.DUT != "" {
+		dut = ", dut " + s.DUT
+	}
+	progress(out, "=== RUN   %s (%s, lab %s%s)", s.Name, s.File, res.Lab, dut)
+	run := &scenarioRun{s: s, r: r, res: res, name: res.Lab, captures: map[string]*captureRun{}, out: out}
+	unlock, err := lab.Lock(res.Lab, "test "+s.File, r.opt.LockWait, out)
 	if err != nil {
 		res.Failure = err.Error()
 		res.Duration = time.Since(res.Start)
-		r.progress("--- FAIL: %s (%s)\n    %s", s.Name, res.Duration.Round(time.Millisecond), res.Failure)
+		progress(out, "--- FAIL: %s (%s)\n    %s", s.Name, res.Duration.Round(time.Millisecond), res.Failure)
 		return res
 	}
 	defer unlock()
@@ -149,12 +166,12 @@ func (r *Runner) Run(ctx context.Context, s *Scenario) *Result {
 		if sr.Err != nil {
 			verdict = "FAIL"
 		}
-		r.progress("    %7s  step %d/%d %-44s %s (%s)", sr.Elapsed.Round(100*time.Millisecond), i+1, len(s.Steps), cut(st.Describe(), 44), verdict, sr.Duration.Round(10*time.Millisecond))
+		progress(out, "    %7s  step %d/%d %-44s %s (%s)", sr.Elapsed.Round(100*time.Millisecond), i+1, len(s.Steps), cut(st.Describe(), 44), verdict, sr.Duration.Round(10*time.Millisecond))
 		if sr.Err != nil {
 			res.Passed = false
 			res.FailedStep = i + 1
 			res.Failure = fmt.Sprintf("step %d (%s, line %d): %v", i+1, st.Describe(), st.Line, sr.Err)
-			r.progress("        %s", indent(sr.Err.Error(), "        "))
+			progress(out, "        %s", indent(sr.Err.Error(), "        "))
 			break
 		}
 	}
@@ -164,9 +181,9 @@ func (r *Runner) Run(ctx context.Context, s *Scenario) *Result {
 	if !res.Passed {
 		verdict = "FAIL"
 	}
-	r.progress("--- %s: %s (%s)", verdict, s.Name, res.Duration.Round(time.Millisecond))
+	progress(out, "--- %s: %s (%s)", verdict, s.Name, res.Duration.Round(time.Millisecond))
 	if res.Kept {
-		r.progress("    lab %s kept; remove it with: vrouter destroy --lab %s", res.Lab, res.Lab)
+		progress(out, "    lab %s kept; remove it with: vrouter destroy --lab %s", res.Lab, res.Lab)
 	}
 	return res
 }
@@ -214,6 +231,8 @@ type scenarioRun struct {
 	deployed  bool       // a deploy was attempted and no destroy since
 	captures  map[string]*captureRun
 	listeners []net.Listener
+	paused    map[string]bool // nodes and routers a pause step froze, until resumed
+	out       io.Writer       // progress lines; nil for none
 }
 
 // step runs one step; an assertion is polled until it holds or its
@@ -281,6 +300,14 @@ func (run *scenarioRun) finish(failed bool) {
 	if !run.deployed {
 		return
 	}
+	// a frozen process cannot stop when asked to, nor answer
+	if run.st != nil {
+		for _, name := range sortedKeys(run.paused) {
+			if run.paused[name] {
+				_ = lab.Pause(run.st, name, false)
+			}
+		}
+	}
 	if failed && run.st != nil {
 		run.saveEvidence()
 	}
@@ -289,7 +316,7 @@ func (run *scenarioRun) finish(failed bool) {
 		return
 	}
 	if err := lab.Destroy(run.name); err != nil {
-		run.r.progress("    destroy lab %s: %v", run.name, err)
+		progress(run.out, "    destroy lab %s: %v", run.name, err)
 		if run.res.Passed {
 			run.res.Passed = false
 			run.res.Failure = fmt.Sprintf("destroy lab %s: %v", run.name, err)
@@ -307,7 +334,8 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // saveEvidence copies each node's log, routes and status into the
-// scenario's artifacts directory.
+// scenario's artifacts directory, and each external router's daemon logs,
+// routes and (BIRD's) protocols.
 func (run *scenarioRun) saveEvidence() {
 	dir := filepath.Join(run.res.Dir, "nodes")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -315,6 +343,22 @@ func (run *scenarioRun) saveEvidence() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	for _, r := range run.st.Routers {
+		for _, p := range r.Processes {
+			if data, err := os.ReadFile(p.Log); err == nil {
+				_ = os.WriteFile(filepath.Join(dir, r.Name+"."+p.Name+".log"), data, 0o644)
+			}
+		}
+		if text, err := run.routes(ctx, r.Name); err == nil {
+			_ = os.WriteFile(filepath.Join(dir, r.Name+".routes"), []byte(text), 0o644)
+		}
+		if args := r.CLIArgs(); len(args) > 0 && (r.Daemon == topology.DaemonBIRD || r.Daemon == topology.DaemonBIRD2) {
+			args = r.CLIArgs("show", "protocols", "all")
+			if out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput(); err == nil {
+				_ = os.WriteFile(filepath.Join(dir, r.Name+".status"), out, 0o644)
+			}
+		}
+	}
 	for _, n := range run.st.Nodes {
 		if data, err := os.ReadFile(n.Log); err == nil {
 			_ = os.WriteFile(filepath.Join(dir, n.Name+".log"), data, 0o644)
@@ -328,15 +372,55 @@ func (run *scenarioRun) saveEvidence() {
 	}
 }
 
-// RunAll runs the scenarios one after another and returns their results.
-// Once ctx is cancelled the remaining scenarios are not started.
+// RunAll runs the scenarios, one after another or Options.Parallel at
+// once, and returns their results in the order of list. Once ctx is
+// cancelled the remaining scenarios are not started.
 func (r *Runner) RunAll(ctx context.Context, list []*Scenario) []*Result {
-	var out []*Result
-	for _, s := range list {
+	if r.opt.Parallel <= 1 {
+		var out []*Result
+		for _, s := range list {
+			if ctx.Err() != nil {
+				break
+			}
+			out = append(out, r.Run(ctx, s))
+		}
+		return out
+	}
+	results := make([]*Result, len(list))
+	var wg sync.WaitGroup
+	var outMu sync.Mutex
+	sem := make(chan struct{}, r.opt.Parallel)
+	for i, s := range list {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
 		if ctx.Err() != nil {
 			break
 		}
-		out = append(out, r.Run(ctx, s))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			var buf bytes.Buffer
+			var out io.Writer
+			if r.opt.Progress != nil {
+				out = &buf
+			}
+			results[i] = r.run(ctx, s, out)
+			if r.opt.Progress != nil {
+				outMu.Lock()
+				_, _ = r.opt.Progress.Write(buf.Bytes())
+				outMu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	var out []*Result
+	for _, res := range results {
+		if res != nil {
+			out = append(out, res)
+		}
 	}
 	return out
 }

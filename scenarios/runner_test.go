@@ -267,13 +267,15 @@ func TestRunnerInterruptAndKeep(t *testing.T) {
 
 // The shipped suite passes through the real binary: `vrouter test
 // suite/` prints "N passed, 0 failed", exits 0, writes JUnit and keeps
-// pcapng files tshark opens. It takes about two minutes; -short skips it.
+// pcapng files tshark opens. It runs four scenarios at once, as make
+// conformance does, and takes about two minutes; -short skips it.
 func TestShippedSuite(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the shipped suite takes minutes")
 	}
 	netnstest.RequireRoot(t)
 	netnstest.RequireCommand(t, "ping", "iputils-ping")
+	requireBIRD2(t) // the DUT scenarios' routers
 	netnstest.GuardRoot(t)
 	bin := vrouterBinary(t)
 	files, err := Discover([]string{"suite"})
@@ -284,7 +286,7 @@ func TestShippedSuite(t *testing.T) {
 	junit := filepath.Join(t.TempDir(), "conformance.xml")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "test", "suite/", "--junit", junit, "--artifacts", art)
+	cmd := exec.CommandContext(ctx, bin, "test", "suite/", "--parallel", "4", "--junit", junit, "--artifacts", art)
 	out, err := cmd.CombinedOutput()
 	t.Logf("vrouter test suite/:\n%s", out)
 	var exit *exec.ExitError
@@ -326,5 +328,120 @@ func TestShippedSuite(t *testing.T) {
 		if regexp.MustCompile(`^sc[0-9a-f]{5}-\d+$`).MatchString(n) && strings.Contains(string(out), "lab "+n+")") {
 			t.Errorf("lab %s left behind", n)
 		}
+	}
+}
+
+// requireBIRD2 fails (under CI) or skips the test when BIRD 2 is not where
+// a lab looks for it.
+func requireBIRD2(t *testing.T) {
+	t.Helper()
+	bin := os.Getenv("VROUTER_BIRD2")
+	if bin == "" {
+		bin = lab.DefaultBIRD2
+	}
+	if _, err := os.Stat(bin); err == nil {
+		return
+	}
+	msg := fmt.Sprintf("%s not found; BIRD 2 conflicts with bird: apt-get download bird2 && dpkg-deb -x bird2_*.deb /opt/vrouter-bird2 (or set VROUTER_BIRD2)", bin)
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
+// birdLab is a lab whose device under test is rr1, a BIRD 2 route
+// reflector for node1 and node2.
+const birdLab = `lab:
+  name: wrong-bird
+  ipPools:
+    - {name: pool, cidr: 10.244.0.0/16, ipipMode: Never}
+  bgp: {asNumber: 64512, nodeToNodeMesh: false, keepaliveTime: 3s, holdTime: 9s}
+  networks:
+    - {name: lan, cidr: 192.168.50.0/24}
+  nodes:
+    node1: {network: lan, address: 192.168.50.10}
+    node2: {network: lan, address: 192.168.50.11}
+  routers:
+    rr1: {network: lan, address: 192.168.50.100, daemon: bird2, routeReflectorClusterID: 244.0.0.2}
+  bgpPeers:
+    - {name: rr1, peerIP: 192.168.50.100}
+  workloads:
+    - {name: a, node: node1, address: 10.244.1.1}
+    - {name: b, node: node2, address: 10.244.2.1}
+dut: rr1
+`
+
+// The runner catches wrong behaviour of an external daemon as DUT, and
+// the variants the DUT scenarios use: a router's session state as BIRD
+// reports it, a router's table, reflection expected absent where BIRD
+// reflects, a hold timer NOTIFICATION expected where none is sent.
+func TestRunnerCatchesWrongDUTExpectations(t *testing.T) {
+	netnstest.RequireRoot(t)
+	requireBIRD2(t)
+	netnstest.GuardRoot(t)
+	bin := vrouterBinary(t)
+	cases := []struct {
+		name  string
+		steps string
+		step  int
+		want  string
+	}{
+		{"router-bgp", `  - bgp: {peer: 192.168.50.10, state: down, timeout: 2s}`, 2,
+			`^step 2 \(bgp rr1 peer 192\.168\.50\.10, line \d+\): peer 192\.168\.50\.10 of rr1 \(peer_node1\): state "up", info "Established"; expected state "down" \(after 2s\)$`},
+		{"router-routes", `  - routes: {lacks: 10.244.2.0/26 via 192.168.50.11 dev ens33 proto bird, timeout: 2s}`, 2,
+			`^step 2 \(routes rr1, line \d+\): rr1's table contains "10\.244\.2\.0/26 via 192\.168\.50\.11 dev ens33 proto bird", expected it absent; observed:\n`},
+		// "BIRD does not reflect": it does, with ORIGINATOR_ID
+		{"no-reflection", "  - captureStart: lan\n  - restart: node2\n  - routes: {node: node1, contains: 10.244.2.0/26 via 192.168.50.11 dev ens33 proto bird}\n  - captureStop: lan\n" +
+			"  - bgpMessages: {capture: lan, from: 192.168.50.100, to: 192.168.50.10, update: {nlri: [10.244.2.0/26], originatorID: 192.168.50.11}, expect: absent}", 6,
+			`^step 6 \(bgpMessages lan update from 192\.168\.50\.100 to 192\.168\.50\.10 \{nlri: \[10\.244\.2\.0/26\], originatorID: 192\.168\.50\.11\}, line \d+\): expected no BGP messages matching .* in capture lan, found 1; first: UPDATE 192\.168\.50\.100 > 192\.168\.50\.10 .*10\.244\.2\.0/26`},
+		// NOTIFICATION 4/0 expected where nobody hangs
+		{"hold-timer", "  - captureStart: lan\n  - bgpMessages: {capture: lan, notification: {code: 4, subcode: 0}, timeout: 4s}", 3,
+			`^step 3 \(bgpMessages lan notification \{code: 4, subcode: 0\}, line \d+\): expected at least 1 BGP messages matching notification \{code: 4, subcode: 0\} in capture lan, found 0 \(of \d+\) \(after 4s\)$`},
+	}
+	dir := t.TempDir()
+	var list []*Scenario
+	for _, tc := range cases {
+		data := fmt.Sprintf("name: wrong-%s\ndescription: a false expectation\n%ssteps:\n  - deploy:\n%s\n", tc.name, birdLab, tc.steps)
+		file := filepath.Join(dir, tc.name+".yaml")
+		if err := os.WriteFile(file, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		s, err := Load(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		list = append(list, s)
+	}
+	var progress bytes.Buffer
+	r, err := NewRunner(Options{Binary: bin, Artifacts: t.TempDir(), Progress: &progress, Parallel: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	netnstest.GuardNamespaces(t, "vr-"+r.prefix)
+	results := r.RunAll(context.Background(), list)
+	t.Logf("progress:\n%s", progress.String())
+	if len(results) != len(cases) {
+		t.Fatalf("%d results for %d scenarios", len(results), len(cases))
+	}
+	for i, tc := range cases {
+		res := results[i]
+		labGone(t, res.Lab)
+		if res.Scenario.Name != "wrong-"+tc.name {
+			t.Errorf("result %d is %s, want wrong-%s: RunAll keeps the order", i, res.Scenario.Name, tc.name)
+		}
+		if res.Passed {
+			t.Errorf("%s: a false expectation passed", tc.name)
+			continue
+		}
+		if res.FailedStep != tc.step {
+			t.Errorf("%s: failed at step %d, want %d: %s", tc.name, res.FailedStep, tc.step, res.Failure)
+		}
+		if !regexp.MustCompile(tc.want).MatchString(res.Failure) {
+			t.Errorf("%s: failure\n%s\ndoes not match\n%s", tc.name, res.Failure, tc.want)
+		}
+	}
+	// parallel: each scenario's lines come together, the DUT named
+	if !regexp.MustCompile(`(?m)^=== RUN   wrong-router-bgp \(.*, dut rr1\)\n(    .*\n)+--- FAIL: wrong-router-bgp `).MatchString(progress.String()) {
+		t.Errorf("progress of wrong-router-bgp is not one block naming the DUT:\n%s", progress.String())
 	}
 }

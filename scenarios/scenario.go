@@ -86,8 +86,13 @@ type (
 	}
 	restartStep struct {
 		node         string
+		mode         string // restart, stop or start
 		kill, noWait bool
 		timeout      time.Duration
+	}
+	pauseStep struct {
+		name  string
+		pause bool // false: resume
 	}
 	captureStartStep struct{ network, name string }
 	captureStopStep  struct{ name string }

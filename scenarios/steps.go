@@ -143,9 +143,9 @@ func (s linkStep) run(ctx context.Context, run *scenarioRun) error {
 
 func (s restartStep) describe() string {
 	if s.kill {
-		return "restart " + s.node + " (kill)"
+		return s.mode + " " + s.node + " (kill)"
 	}
-	return "restart " + s.node
+	return s.mode + " " + s.node
 }
 
 func (s restartStep) run(ctx context.Context, run *scenarioRun) error {
@@ -153,7 +153,36 @@ func (s restartStep) run(ctx context.Context, run *scenarioRun) error {
 	if err != nil {
 		return err
 	}
-	return lab.RestartNode(ctx, st, s.node, lab.RestartOptions{Kill: s.kill, Binary: run.r.opt.Binary, Timeout: s.timeout, NoWait: s.noWait})
+	opt := lab.RestartOptions{Kill: s.kill, Binary: run.r.opt.Binary, Timeout: s.timeout, NoWait: s.noWait}
+	switch s.mode {
+	case "stop":
+		return lab.StopNode(st, s.node, opt)
+	case "start":
+		return lab.StartNode(ctx, st, s.node, opt)
+	}
+	return lab.RestartNode(ctx, st, s.node, opt)
+}
+
+func (s pauseStep) describe() string {
+	if s.pause {
+		return "pause " + s.name
+	}
+	return "resume " + s.name
+}
+
+func (s pauseStep) run(_ context.Context, run *scenarioRun) error {
+	st, err := run.state()
+	if err != nil {
+		return err
+	}
+	if err := lab.Pause(st, s.name, s.pause); err != nil {
+		return err
+	}
+	if run.paused == nil {
+		run.paused = map[string]bool{}
+	}
+	run.paused[s.name] = s.pause
+	return nil
 }
 
 func (s waitStep) describe() string { return "wait " + s.d.String() }
@@ -486,6 +515,13 @@ func peerRow(text string, peer netip.Addr) ([]string, bool) {
 }
 
 func (a bgpAssert) run(ctx context.Context, run *scenarioRun) error {
+	st, err := run.state()
+	if err != nil {
+		return err
+	}
+	if _, ok := st.Router(a.node); ok {
+		return a.runRouter(ctx, run, st)
+	}
 	text, err := run.statusText(ctx, a.node)
 	if err != nil {
 		return err
@@ -499,6 +535,24 @@ func (a bgpAssert) run(ctx context.Context, run *scenarioRun) error {
 	}
 	if a.info != nil && !a.info.MatchString(row[4]) {
 		return fmt.Errorf("peer %s of %s: info %q; expected it to match /%s/", a.peer, a.node, row[4], a.info)
+	}
+	return nil
+}
+
+// runRouter checks an external router's session as its daemon reports it.
+func (a bgpAssert) runRouter(ctx context.Context, run *scenarioRun, st *lab.State) error {
+	ps, text, err := lab.RouterPeerStatus(ctx, st, a.node, a.peer)
+	if err != nil {
+		if text == "" {
+			return fatal(err)
+		}
+		return err
+	}
+	if a.state != "" && ps.State != a.state {
+		return fmt.Errorf("peer %s of %s (%s): state %q, info %q; expected state %q", a.peer, a.node, ps.Protocol, ps.State, ps.Info, a.state)
+	}
+	if a.info != nil && !a.info.MatchString(ps.Info) {
+		return fmt.Errorf("peer %s of %s (%s): info %q; expected it to match /%s/", a.peer, a.node, ps.Protocol, ps.Info, a.info)
 	}
 	return nil
 }
@@ -531,11 +585,14 @@ func (a pingAssert) describe() string {
 }
 
 func (a pingAssert) run(ctx context.Context, run *scenarioRun) error {
-	ns, err := run.namespace(a.from)
+	to, err := run.target(ctx, a.to)
 	if err != nil {
 		return err
 	}
-	to, err := run.target(ctx, a.to)
+	if run.netstackFrom(a.from) {
+		return a.netstackPing(ctx, run, to)
+	}
+	ns, err := run.namespace(a.from)
 	if err != nil {
 		return err
 	}
@@ -657,7 +714,13 @@ func (a tcpAssert) run(ctx context.Context, run *scenarioRun) error {
 	addr := netip.AddrPortFrom(to, a.port).String()
 	var got string
 	var derr error
-	err = netns.Do(ns, func() error {
+	refused := false
+	if run.netstackFrom(a.from) {
+		refused, derr = netstackDial(ctx, run, a.from, netip.AddrPortFrom(to, a.port))
+		if derr != nil && !refused && isFatal(derr) {
+			return derr
+		}
+	} else if err = netns.Do(ns, func() error {
 		d := net.Dialer{Timeout: 2 * time.Second}
 		c, err := d.DialContext(ctx, "tcp4", addr)
 		derr = err
@@ -665,14 +728,13 @@ func (a tcpAssert) run(ctx context.Context, run *scenarioRun) error {
 			c.Close()
 		}
 		return nil
-	})
-	if err != nil {
+	}); err != nil {
 		return fatal(err)
 	}
 	switch {
 	case derr == nil:
 		got = expectConnected
-	case errors.Is(derr, syscall.ECONNREFUSED):
+	case refused || errors.Is(derr, syscall.ECONNREFUSED):
 		got = expectRefused
 	default:
 		got = expectUnreachable

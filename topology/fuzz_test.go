@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -16,6 +17,23 @@ func FuzzParse(f *testing.F) {
 		// A kernel lab, and a dataplane of the wrong case.
 		f.Add(append(append([]byte{}, data...), "\ndataplane: kernel\n"...))
 		f.Add(append(append([]byte{}, data...), "\ndataplane: Userspace\n"...))
+		// An etcd lab, and a datastore of the wrong case.
+		f.Add(append(append([]byte{}, data...), "\ndatastore: etcd\n"...))
+		f.Add(append(append([]byte{}, data...), "\ndatastore: Etcd\n"...))
+		// A mixed lab: node1's own dataplane.
+		f.Add(bytes.Replace(data, []byte("interface: ens33}"), []byte("interface: ens33, dataplane: kernel}"), 1))
+		// Netstack workloads and their services, good and bad.
+		f.Add(append(append([]byte{}, data...), "  - {name: api-1, node: node1, stack: netstack, serve: [tcp:80:http, tcp:5201:sink, udp:53:echo, tcp:7:echo]}\n"...))
+		f.Add(append(append([]byte{}, data...), "  - {name: api-2, node: node1, stack: netstack, serve: [udp:80:http, tcp:80:echo, tcp:80:sink, 'tcp:65536:echo']}\n"...))
+	}
+	// an external router with the fields that shape its generated
+	// configuration
+	f.Add([]byte(routersBase + "  rr1: {network: lan, address: 192.168.50.100, daemon: bird2, routeReflectorClusterID: 244.0.0.2, password: k, holdTime: 30s, impairments: {delay: 20ms, loss: 1%}}\nbgpPeers: [{name: rr1, peerIP: 192.168.50.100}]\n"))
+	// Valid labs with policies (testdata/*.yaml are all broken files).
+	for _, name := range []string{"../examples/calico-policy.yaml", "testdata/policy-valid.lab"} {
+		if data, err := os.ReadFile(name); err == nil {
+			f.Add(data)
+		}
 	}
 	files, _ := filepath.Glob("testdata/*.yaml")
 	for _, name := range files {

@@ -67,5 +67,5 @@ dataplane: kernel
 	if !errors.As(err, &ve) {
 		t.Fatalf("Parse error %v, want *ValidationError", err)
 	}
-	checkProblems(t, ve, []want{{7, "nodes.node2.impairments", "link impairments are not supported in a kernel lab yet (dataplane: kernel, line 8)"}})
+	checkProblems(t, ve, []want{{7, "nodes.node2.impairments", "link impairments are not supported on a kernel-mode node yet (dataplane: kernel, line 8)"}})
 }

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/vrouter-lab/vrouter/vrouter/config"
+	"github.com/vrouter-lab/vrouter/vrouter/netstack"
+	"github.com/vrouter-lab/vrouter/vrouter/policy"
 	"gopkg.in/yaml.v3"
 )
 
@@ -53,20 +55,20 @@ func Parse(name string, data []byte) (*Lab, error) {
 // The fields each part of a lab file may have, in the order error messages
 // list them.
 var (
-	labFields     = []string{"name", "ipPools", "ipam", "bgp", "networks", "nodes", "workloads", "bgpPeers", "routers", "dataplane"}
+	labFields     = []string{"name", "ipPools", "ipam", "bgp", "networks", "nodes", "workloads", "bgpPeers", "routers", "dataplane", "datastore", "policies"}
 	ipamFields    = []string{"strictAffinity"}
 	poolFields    = []string{"name", "cidr", "blockSize", "ipipMode", "mtu"}
 	bgpFields     = []string{"asNumber", "nodeToNodeMesh", "keepaliveTime", "holdTime", "gracefulRestart", "restartTime"}
 	networkFields = []string{"name", "cidr", "mtu", "gateway"}
-	nodeFields    = []string{"kind", "network", "address", "interface", "asNumber", "labels", "routeReflectorClusterID", "cpuSet", "impairments"}
+	nodeFields    = []string{"kind", "network", "address", "interface", "asNumber", "labels", "routeReflectorClusterID", "cpuSet", "impairments", "dataplane"}
 	// A router node's fields; the fields of nodeFields after kind are
 	// for calico nodes only.
 	routerNodeFields = []string{"kind", "interfaces", "routes"}
 	ifaceFields      = []string{"name", "network", "address", "impairments"}
 	routeFields      = []string{"dst", "via"}
 	peerFields       = []string{"name", "peerIP", "peerSelector", "node", "nodeSelector", "asNumber", "password"}
-	workloadFields   = []string{"name", "node", "address"}
-	routerFields     = []string{"network", "address", "interface", "asNumber", "daemon", "binary", "config", "announce"}
+	workloadFields   = []string{"name", "node", "address", "namespace", "labels", "stack", "serve"}
+	routerFields     = []string{"network", "address", "interface", "asNumber", "daemon", "binary", "config", "announce", "routeReflectorClusterID", "password", "holdTime", "impairments"}
 )
 
 // state says whether a field was given and whether its value was usable.
@@ -107,6 +109,8 @@ type (
 		peers     []rawPeer
 		routers   []rawRouter
 		dataplane val[string]
+		datastore val[string]
+		policies  []rawPolicy
 	}
 	rawPool struct {
 		line      int
@@ -146,6 +150,7 @@ type (
 		cluster val[netip.Addr]
 		cpuSet  val[[]int]
 		impair  val[config.Impairment]
+		dplane  val[string] // the node's own dataplane
 	}
 	rawRouterNode struct {
 		line       int
@@ -195,6 +200,10 @@ type (
 		binary   val[string]
 		config   val[string]
 		announce []val[netip.Prefix]
+		cluster  val[netip.Addr]
+		password val[string]
+		hold     val[time.Duration]
+		impair   val[config.Impairment]
 		clean    bool // no problem found in the router's own fields
 	}
 	rawWorkload struct {
@@ -203,6 +212,11 @@ type (
 		name    val[string]
 		node    val[string]
 		address val[netip.Addr]
+		ns      val[string]
+		labels  val[map[string]string]
+		stack   val[string]
+		serve   []val[string]
+		serveN  val[int] // the serve list's line; st absent if not given
 	}
 )
 
@@ -596,6 +610,10 @@ func (p *parser) lab(root *yaml.Node) *rawLab {
 			r.routers = p.routers(v)
 		case "dataplane":
 			r.dataplane = p.dataplane(v, "dataplane")
+		case "datastore":
+			r.datastore = p.datastore(v, "datastore")
+		case "policies":
+			r.policies = p.policies(v)
 		}
 	})
 	return r
@@ -617,6 +635,27 @@ func (p *parser) dataplane(n *yaml.Node, path string) val[string] {
 			hint = fmt.Sprintf("; did you mean %s? (case matters)", l)
 		}
 		p.errorf(v.line, path, "%s is not a dataplane (valid: %s)%s", strconv.Quote(v.v), strings.Join(dataplanes, ", "), hint)
+		v.st = bad
+	}
+	return v
+}
+
+// datastores are the valid values of datastore, in the order messages
+// list them.
+var datastores = []string{DatastoreBolt, DatastoreEtcd}
+
+// datastore reads a datastore: bbolt or etcd.
+func (p *parser) datastore(n *yaml.Node, path string) val[string] {
+	v := p.str(n, path, "leave it out for the default, bbolt")
+	if v.st != ok {
+		return v
+	}
+	if !contains(datastores, v.v) {
+		hint := ""
+		if l := strings.ToLower(v.v); l != v.v && contains(datastores, l) {
+			hint = fmt.Sprintf("; did you mean %s? (case matters)", l)
+		}
+		p.errorf(v.line, path, "%s is not a datastore (valid: %s)%s", strconv.Quote(v.v), strings.Join(datastores, ", "), hint)
 		v.st = bad
 	}
 	return v
@@ -843,6 +882,8 @@ func (p *parser) calicoNodeField(r *rawNode, key string, v *yaml.Node, f string)
 		r.cluster = p.addr(v, f, "a cluster ID is written like an IPv4 address, e.g. 244.0.0.1")
 	case "impairments":
 		r.impair = p.impairment(v, f)
+	case "dataplane":
+		r.dplane = p.dataplane(v, f)
 	case "cpuSet":
 		str := p.str(v, f, `CPUs like taskset -c takes them, e.g. "0" or "0-1,3"`)
 		if str.st == ok {
@@ -929,6 +970,48 @@ func (p *parser) workload(n *yaml.Node, path string) rawWorkload {
 			r.node = p.str(v, f, "")
 		case "address":
 			r.address = p.addr(v, f, "a workload's address is a /32")
+		case "namespace":
+			r.ns = p.str(v, f, "leave it out for the namespace default")
+			if r.ns.st == ok {
+				if m := policy.CheckNamespace(r.ns.v); m != "" {
+					p.errorf(r.ns.line, f, "%s", m)
+					r.ns.st = bad
+				}
+			}
+		case "labels":
+			r.labels = p.labels(v, f)
+		case "stack":
+			r.stack = p.str(v, f, "namespace or netstack")
+			if r.stack.st == ok {
+				if err := config.CheckStack(r.stack.v); err != nil {
+					p.errorf(r.stack.line, f, "%q is not a workload stack (valid: %s, %s; case matters)", r.stack.v, config.StackNamespace, config.StackNetstack)
+					r.stack.st = bad
+				}
+			}
+		case "serve":
+			r.serveN = val[int]{line: v.Line, st: ok}
+			items, good := p.scalars(v, f, "services (e.g. [tcp:80:http, udp:53:echo])")
+			if !good {
+				r.serveN.st = bad
+			}
+			seen := map[string]int{}
+			for _, it := range items {
+				sv := p.str(it.node, it.path, "a service is PROTO:PORT:KIND, e.g. tcp:80:http")
+				if sv.st == ok {
+					s, err := netstack.ParseService(sv.v)
+					if err != nil {
+						p.errorf(sv.line, it.path, "%s", strings.TrimPrefix(err.Error(), fmt.Sprintf("service %q: ", sv.v)))
+						sv.st = bad
+					} else if key := s.Proto + ":" + strconv.Itoa(int(s.Port)); seen[key] != 0 {
+						p.errorf(sv.line, it.path, "%s port %d is already served (line %d); a port serves one service per protocol", s.Proto, s.Port, seen[key])
+						sv.st = bad
+					} else {
+						seen[key] = sv.line
+						sv.v = s.String()
+					}
+				}
+				r.serve = append(r.serve, sv)
+			}
 		}
 	})
 	return r

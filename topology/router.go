@@ -1,6 +1,11 @@
 package topology
 
-import "net/netip"
+import (
+	"net/netip"
+	"time"
+
+	"github.com/vrouter-lab/vrouter/vrouter/config"
+)
 
 // Daemon names the BGP daemon an external router runs.
 type Daemon string
@@ -54,6 +59,21 @@ type Router struct {
 	// is put on the router's loopback, and a generated configuration
 	// announces them.
 	Announce []netip.Prefix `json:",omitempty"`
+	// RouteReflectorClusterID makes a generated configuration reflect
+	// routes (RFC 4456) between the peer nodes, its clients, with this
+	// cluster ID.
+	RouteReflectorClusterID netip.Addr `json:",omitzero"`
+	// Password is the TCP MD5 key (RFC 2385) of every session of a
+	// generated configuration, instead of the bgpPeers entries' (e.g. a
+	// wrong one, to see sessions fail).
+	Password string `json:",omitempty"`
+	// HoldTime is the hold time a generated configuration proposes
+	// (keepalives every third of it); 0 means the lab's bgp.holdTime and
+	// keepaliveTime.
+	HoldTime time.Duration
+	// Impairment is what the router's link does to the frames it sends
+	// (delay, loss, ...), as `vrouter link set` sets it.
+	Impairment config.Impairment `json:",omitzero"`
 }
 
 // Router returns the router called name.

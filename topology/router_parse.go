@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -61,6 +62,18 @@ func (p *parser) routers(n *yaml.Node) []rawRouter {
 					for _, it := range items {
 						r.announce = append(r.announce, p.prefix(it.node, it.path))
 					}
+				case "routeReflectorClusterID":
+					r.cluster = p.addr(v, f, "a cluster ID is written like an IPv4 address, e.g. 244.0.0.2")
+				case "password":
+					r.password = p.str(v, f, "leave it out to use the bgpPeers entries' passwords")
+				case "holdTime":
+					r.hold = p.duration(v, f, "leave it out for the lab's bgp.holdTime")
+					if r.hold.st == ok && r.hold.v < 3*time.Second {
+						p.errorf(r.hold.line, f, "%s is less than 3s, the shortest hold time a router here proposes (RFC 4271 4.2)", r.hold.v)
+						r.hold.st = bad
+					}
+				case "impairments":
+					r.impair = p.impairment(v, f)
 				}
 			})
 		}
@@ -201,7 +214,8 @@ func (p *parser) checkRouters(r *rawLab, lab *Lab, nets map[string]int, nodes ma
 		rr := &r.routers[i]
 		before := len(p.probs)
 		rt := Router{Name: rr.name.v, Network: rr.network.v, Address: rr.address.v, Interface: DefaultInterface, ASNumber: lab.BGP.ASNumber,
-			Daemon: rr.daemon.v, Binary: rr.binary.v, Config: rr.config.v}
+			Daemon: rr.daemon.v, Binary: rr.binary.v, Config: rr.config.v,
+			RouteReflectorClusterID: rr.cluster.v, Password: rr.password.v, HoldTime: rr.hold.v, Impairment: rr.impair.v}
 		if m := checkName(rt.Name, MaxNameLen, "router", " (its namespace is vr-<lab>.<name>)"); m != "" {
 			p.errorf(rr.line, rr.path, "%s", m)
 		} else if what, dup := taken[rt.Name]; dup {
@@ -235,6 +249,17 @@ func (p *parser) checkRouters(r *rawLab, lab *Lab, nets map[string]int, nodes ma
 					p.errorf(rr.address.line, f, "%s is not in network %s (%s)", a, rt.Network, c)
 				case c.Bits() <= maxNetworkBits && (a == c.Addr() || a == broadcast(c)):
 					p.errorf(rr.address.line, f, "%s is the network or broadcast address of %s (%s); pick a host address", a, rt.Network, c)
+				}
+			}
+		}
+		if rr.config.st == ok {
+			for _, g := range []struct {
+				field string
+				line  int
+				st    state
+			}{{"routeReflectorClusterID", rr.cluster.line, rr.cluster.st}, {"password", rr.password.line, rr.password.st}, {"holdTime", rr.hold.line, rr.hold.st}} {
+				if g.st == ok {
+					p.errorf(g.line, rr.path+"."+g.field, "shapes the configuration vrouter generates, but config: names your own (line %d); set it there", rr.config.line)
 				}
 			}
 		}

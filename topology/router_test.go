@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+	"time"
+
+	"github.com/vrouter-lab/vrouter/vrouter/config"
 )
 
 // routersBase is a valid lab the router tests append to; the routers
@@ -27,7 +30,7 @@ func TestRoutersValid(t *testing.T) {
 	if err := os.WriteFile(conf, []byte("router id 192.168.50.101;\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	lab, err := Parse(filepath.Join(dir, "lab.yaml"), []byte(routersBase+`  ext1: {network: lan, address: 192.168.50.100, daemon: bird, announce: [10.99.0.0/24, 10.98.0.1/32]}
+	lab, err := Parse(filepath.Join(dir, "lab.yaml"), []byte(routersBase+`  ext1: {network: lan, address: 192.168.50.100, daemon: bird, announce: [10.99.0.0/24, 10.98.0.1/32], routeReflectorClusterID: 244.0.0.2, password: s3cret, holdTime: 30s, impairments: {delay: 20ms, loss: 1%}}
   ext2: {network: lan, address: 192.168.50.101, asNumber: 64600, daemon: frr, config: ext2.conf}
   ext3: {network: lan, address: 192.168.50.102, daemon: bird2, binary: /opt/b/bird, interface: eth1, asNumber: 64601}
 bgpPeers:
@@ -40,7 +43,8 @@ bgpPeers:
 	}
 	want := []Router{
 		{Name: "ext1", Network: "lan", Address: netip.MustParseAddr("192.168.50.100"), Interface: "ens33", ASNumber: 64512, Daemon: DaemonBIRD,
-			Peers: []string{"node1", "node2"}, Announce: []netip.Prefix{netip.MustParsePrefix("10.99.0.0/24"), netip.MustParsePrefix("10.98.0.1/32")}},
+			Peers: []string{"node1", "node2"}, Announce: []netip.Prefix{netip.MustParsePrefix("10.99.0.0/24"), netip.MustParsePrefix("10.98.0.1/32")},
+			RouteReflectorClusterID: netip.MustParseAddr("244.0.0.2"), Password: "s3cret", HoldTime: 30 * time.Second, Impairment: config.Impairment{Delay: 20 * time.Millisecond, Loss: 1}},
 		{Name: "ext2", Network: "lan", Address: netip.MustParseAddr("192.168.50.101"), Interface: "ens33", ASNumber: 64600, Daemon: DaemonFRR,
 			Config: conf, Peers: []string{"node2"}},
 		{Name: "ext3", Network: "lan", Address: netip.MustParseAddr("192.168.50.102"), Interface: "eth1", ASNumber: 64601, Daemon: DaemonBIRD2,
@@ -75,7 +79,7 @@ func TestRoutersRules(t *testing.T) {
 			{9, "routers.node1", "node1 is already the name of a node"},
 			{10, "routers.Ext", `"Ext" is not a valid router name`}}},
 		{"unknown network and field", "  ext1: {network: dmz, address: 192.168.50.100, daemon: bird, asn: 1}", []want{
-			{9, "routers.ext1.asn", "unknown field (known: network, address, interface, asNumber, daemon, binary, config, announce)"},
+			{9, "routers.ext1.asn", "unknown field (known: network, address, interface, asNumber, daemon, binary, config, announce, routeReflectorClusterID, password, holdTime, impairments)"},
 			{9, "routers.ext1.network", "unknown network dmz (known: lan, wan)"}}},
 		{"some node peers with a generated config", "  ext1: {network: lan, address: 192.168.50.100, daemon: bird}\n  ext2: {network: lan, address: 192.168.50.101, daemon: bird, peers: [node1]}", []want{
 			{9, "routers.ext1", "no node peers with router ext1: add a bgpPeers entry with peerIP: 192.168.50.100"},
@@ -94,6 +98,11 @@ func TestRoutersRules(t *testing.T) {
 			{10, "bgpPeers[0].asNumber", "64512 is not the AS of router ext1 (64600)"}}},
 		{"peers share the router's network", "  ext1: {network: wan, address: 172.16.0.100, daemon: bird}\nbgpPeers: [{name: a, node: node1, peerIP: 172.16.0.100}]", []want{
 			{10, "bgpPeers[0].peerIP", "router ext1 is on network wan but node node1 is on lan"}}},
+		{"generated configuration fields", "  ext1: {network: lan, address: 192.168.50.100, daemon: bird, routeReflectorClusterID: 244.0.0, holdTime: 2s, impairments: {loss: 200%}}\n  ext2:\n    network: lan\n    address: 192.168.50.101\n    daemon: bird\n    config: /etc/hostname\n    password: x\nbgpPeers: [{name: a, peerIP: 192.168.50.100}]", []want{
+			{9, "routers.ext1.routeReflectorClusterID", `"244.0.0" is not an IPv4 address`},
+			{9, "routers.ext1.holdTime", "2s is less than 3s"},
+			{9, "routers.ext1.impairments.loss", ""},
+			{15, "routers.ext2.password", "shapes the configuration vrouter generates, but config: names your own (line 14)"}}},
 		{"routers is a mapping", "  - {name: ext1}", []want{
 			{9, "routers", "must be a mapping of router name to router"}}},
 	} {

@@ -39,9 +39,10 @@
 //	      - {dst: default, via: 192.168.60.254}
 //
 // A lab's nodes forward in their agents' userspace engines, or, with
-// dataplane: kernel at the top level, in the Linux kernels of their
-// namespaces (a kernel lab: each network a Linux bridge; no routers or
-// router nodes, whose forwarders are userspace).
+// dataplane: kernel (at the top level, or a node's own), in the Linux
+// kernels of their namespaces: a network with kernel-mode nodes is a Linux
+// bridge, joined to the userspace fabric when userspace nodes or routers
+// are on it too (a mixed network).
 //
 // [Load] and [Parse] check the whole file before anything is created: unknown
 // fields, missing fields, bad values and conflicts between parts of the file
@@ -57,6 +58,7 @@ import (
 	"time"
 
 	"github.com/vrouter-lab/vrouter/vrouter/config"
+	"github.com/vrouter-lab/vrouter/vrouter/policy"
 )
 
 // Defaults applied to fields a lab file leaves out.
@@ -152,6 +154,83 @@ type Lab struct {
 	// (the default; empty in a state written before labs had one) or
 	// DataplaneKernel.
 	Dataplane string `json:",omitempty"`
+	// Datastore is where the nodes keep IPAM state: DatastoreBolt (the
+	// default; empty in a state written before labs had one), a file in
+	// the lab's state directory, or DatastoreEtcd, an etcd cluster the lab
+	// runs (topology/lab's etcd.go).
+	Datastore string `json:",omitempty"`
+	// Policies are the network policies (Calico's NetworkPolicy and
+	// GlobalNetworkPolicy), in file order, with Calico's defaults.
+	Policies []policy.Policy `json:",omitempty"`
+}
+
+// The datastores of a lab (the lab file's datastore field).
+const (
+	// DatastoreBolt: a bbolt file in the lab's state directory, shared by
+	// the node agents of the one machine.
+	DatastoreBolt = "bbolt"
+	// DatastoreEtcd: a 3-member etcd cluster in namespaces of the lab's,
+	// on a network of its own that every calico node joins.
+	DatastoreEtcd = "etcd"
+)
+
+// Etcd reports whether the lab's nodes keep their state in etcd.
+func (l *Lab) Etcd() bool { return l.Datastore == DatastoreEtcd }
+
+// EtcdMemberNames are the names of an etcd lab's members, which no node,
+// router or workload of the lab may take.
+func EtcdMemberNames() []string { return []string{"etcd0", "etcd1", "etcd2"} }
+
+// EtcdInterface is the interface of a calico node of an etcd lab on the
+// lab's etcd network.
+const EtcdInterface = "mgmt0"
+
+// EtcdSubnetBits is the length of an etcd lab's etcd network: room for
+// the members and MaxNodes nodes.
+const EtcdSubnetBits = 22
+
+// etcdSubnetRange is where an etcd lab's etcd network is taken from: the
+// benchmarking range of RFC 2544, which no real network routes.
+var etcdSubnetRange = netip.MustParsePrefix("198.18.0.0/15")
+
+// EtcdSubnet returns the etcd network of an etcd lab: the first
+// EtcdSubnetBits-long prefix of 198.18.0.0/15 that overlaps none of the
+// lab's networks, pools, external routers' announced prefixes and peer
+// addresses. found is false when there is none.
+func (l *Lab) EtcdSubnet() (netip.Prefix, bool) {
+	var taken []netip.Prefix
+	for _, n := range l.Networks {
+		taken = append(taken, n.CIDR)
+	}
+	for _, p := range l.IPPools {
+		taken = append(taken, p.CIDR)
+	}
+	for _, r := range l.Routers {
+		taken = append(taken, r.Announce...)
+	}
+	for _, bp := range l.BGPPeers {
+		if bp.PeerIP.IsValid() {
+			taken = append(taken, netip.PrefixFrom(bp.PeerIP, 32))
+		}
+	}
+	start := etcdSubnetRange.Addr().As4()
+	size := uint32(1) << (32 - EtcdSubnetBits)
+	base := uint32(start[0])<<24 | uint32(start[1])<<16 | uint32(start[2])<<8 | uint32(start[3])
+	for i := range uint32(1) << (EtcdSubnetBits - etcdSubnetRange.Bits()) {
+		a := base + i*size
+		c := netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(a >> 24), byte(a >> 16), byte(a >> 8), byte(a)}), EtcdSubnetBits)
+		free := true
+		for _, t := range taken {
+			if t.Overlaps(c) {
+				free = false
+				break
+			}
+		}
+		if free {
+			return c, true
+		}
+	}
+	return netip.Prefix{}, false
 }
 
 // The dataplanes of a lab (the lab file's dataplane field).
@@ -165,8 +244,60 @@ const (
 	DataplaneKernel = "kernel"
 )
 
-// Kernel reports whether the lab's nodes forward in their kernels.
+// Kernel reports whether the lab's nodes forward in their kernels unless
+// they say otherwise (the lab file's top-level dataplane).
 func (l *Lab) Kernel() bool { return l.Dataplane == DataplaneKernel }
+
+// NodeDataplane returns the dataplane of node n: its own, else the lab's,
+// else DataplaneUserspace.
+func (l *Lab) NodeDataplane(n Node) string {
+	switch {
+	case n.Dataplane != "":
+		return n.Dataplane
+	case l.Dataplane != "":
+		return l.Dataplane
+	}
+	return DataplaneUserspace
+}
+
+// KernelNode reports whether node n forwards in its kernel.
+func (l *Lab) KernelNode(n Node) bool { return l.NodeDataplane(n) == DataplaneKernel }
+
+// KernelNetwork reports whether a kernel-mode node is on network, which
+// is then a Linux bridge (joined to the userspace fabric if a userspace
+// member is on it too: see MixedNetwork).
+func (l *Lab) KernelNetwork(network string) bool {
+	for _, n := range l.Nodes {
+		if n.Network == network && l.KernelNode(n) {
+			return true
+		}
+	}
+	return false
+}
+
+// MixedNetwork reports whether network has kernel-mode nodes and members
+// on the userspace fabric (userspace nodes, routers) both.
+func (l *Lab) MixedNetwork(network string) bool {
+	if !l.KernelNetwork(network) {
+		return false
+	}
+	for _, n := range l.Nodes {
+		if n.Network == network && !l.KernelNode(n) {
+			return true
+		}
+	}
+	for _, r := range l.Routers {
+		if r.Network == network {
+			return true
+		}
+	}
+	for _, r := range l.RouterNodes {
+		if _, ok := r.InterfaceOn(network); ok {
+			return true
+		}
+	}
+	return false
+}
 
 // IPAM is Calico's IPAMConfiguration.
 type IPAM struct {
@@ -350,6 +481,10 @@ type Node struct {
 	// the node sends (the file's impairments: delay, jitter, loss,
 	// rate), as `vrouter link set NODE --delay` sets it; zero: none.
 	Impairment config.Impairment `json:",omitzero"`
+	// Dataplane is what forwards the node's packets, DataplaneUserspace
+	// or DataplaneKernel, when the node's dataplane field says; empty
+	// means the lab's (see Lab.NodeDataplane).
+	Dataplane string `json:",omitempty"`
 }
 
 // RouteReflector reports whether the node is a route reflector.
@@ -364,7 +499,40 @@ type Workload struct {
 	// Address is the workload's fixed address; the zero Addr means the
 	// node allocates one from its blocks.
 	Address netip.Addr
+	// Namespace is the workload's namespace; empty means
+	// policy.DefaultNamespace ("default"). NetworkPolicies apply within
+	// their namespace.
+	Namespace string `json:",omitempty"`
+	// Labels are the workload's labels, which policy selectors match.
+	Labels map[string]string `json:",omitempty"`
+	// Stack is what runs the workload's TCP/IP: empty for a network
+	// namespace (config.StackNamespace), config.StackNetstack for a
+	// gVisor stack inside the node agent.
+	Stack string `json:",omitempty"`
+	// Serve are the services a netstack workload runs, as
+	// netstack.ParseService reads them (tcp:80:http, udp:53:echo).
+	Serve []string `json:",omitempty"`
 }
+
+// Endpoints returns the lab's workloads as policy endpoints, with the
+// addresses addr gives (a workload's fixed address when addr has none).
+func (l *Lab) Endpoints(addr func(workload string) netip.Addr) []policy.Endpoint {
+	eps := make([]policy.Endpoint, 0, len(l.Workloads))
+	for _, w := range l.Workloads {
+		a := w.Address
+		if addr != nil {
+			if x := addr(w.Name); x.IsValid() {
+				a = x
+			}
+		}
+		eps = append(eps, policy.Endpoint{Name: w.Name, Namespace: w.Namespace, Labels: w.Labels, Addr: a})
+	}
+	return eps
+}
+
+// IsNetstack reports whether w runs in a gVisor stack in its node's agent
+// (no namespace).
+func (w Workload) IsNetstack() bool { return w.Stack == config.StackNetstack }
 
 // Node returns the node called name.
 func (l *Lab) Node(name string) (Node, bool) {

@@ -2,14 +2,19 @@ package topology
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vrouter-lab/vrouter/vrouter/config"
+	"github.com/vrouter-lab/vrouter/vrouter/netstack"
 )
 
 var (
@@ -25,7 +30,7 @@ func TestExample(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &Lab{
-		Name: "calico-bgp", Dataplane: DataplaneUserspace,
+		Name: "calico-bgp", Dataplane: DataplaneUserspace, Datastore: DatastoreBolt,
 		IPPools: []IPPool{
 			{Name: "default-ipv4-ippool", CIDR: mustPrefix("10.244.0.0/16"), BlockSize: 26, IPIPMode: IPIPNever},
 		},
@@ -105,7 +110,7 @@ workloads:
 		t.Fatal(err)
 	}
 	want := &Lab{
-		Name: "ipip", Dataplane: DataplaneUserspace,
+		Name: "ipip", Dataplane: DataplaneUserspace, Datastore: DatastoreBolt,
 		IPPools: []IPPool{
 			{Name: "a", CIDR: mustPrefix("10.244.0.0/16"), BlockSize: 24, IPIPMode: IPIPAlways},
 			{Name: "b", CIDR: mustPrefix("10.96.0.0/12"), BlockSize: 32, IPIPMode: IPIPCrossSubnet},
@@ -261,6 +266,26 @@ func TestBroadcast(t *testing.T) {
 // Lab returned without error promises.
 func checkInvariants(t *testing.T, lab *Lab) {
 	t.Helper()
+	switch lab.Datastore {
+	case DatastoreBolt:
+	case DatastoreEtcd:
+		subnet, ok := lab.EtcdSubnet()
+		if !ok {
+			t.Errorf("etcd lab without an etcd subnet")
+		}
+		for _, n := range lab.Networks {
+			if n.CIDR.Overlaps(subnet) {
+				t.Errorf("etcd subnet %s overlaps network %s", subnet, n.CIDR)
+			}
+		}
+		for _, n := range lab.Nodes {
+			if n.Interface == EtcdInterface || slices.Contains(EtcdMemberNames(), n.Name) {
+				t.Errorf("etcd lab node %s: interface %s", n.Name, n.Interface)
+			}
+		}
+	default:
+		t.Errorf("datastore %q", lab.Datastore)
+	}
 	label := func(s string, limit int) bool {
 		if len(s) == 0 || len(s) > limit || s[0] == '-' || s[len(s)-1] == '-' {
 			return false
@@ -281,6 +306,22 @@ func checkInvariants(t *testing.T, lab *Lab) {
 	}
 	if len(lab.IPPools) == 0 || len(lab.Networks) == 0 || len(lab.Nodes) == 0 {
 		fail("%d pools, %d networks, %d nodes", len(lab.IPPools), len(lab.Networks), len(lab.Nodes))
+	}
+	for _, w := range lab.Workloads {
+		if w.Stack != "" && w.Stack != config.StackNetstack {
+			fail("workload %s stack %q", w.Name, w.Stack)
+		}
+		if len(w.Serve) > 0 && !w.IsNetstack() {
+			fail("workload %s serves %v without a netstack", w.Name, w.Serve)
+		}
+		if _, err := netstack.ParseServices(w.Serve); err != nil {
+			fail("workload %s serve: %v", w.Name, err)
+		}
+	}
+	for _, w := range lab.Workloads {
+		if n, ok := lab.Node(w.Node); ok && lab.KernelNode(n) && w.IsNetstack() {
+			fail("netstack workload %s on kernel-mode node %s", w.Name, n.Name)
+		}
 	}
 	for _, n := range lab.Nodes {
 		if err := n.Impairment.Validate(); err != nil {
@@ -440,5 +481,130 @@ func TestDataplaneField(t *testing.T) {
 		if err != nil || lab.Dataplane != v || lab.Kernel() != (v == "kernel") {
 			t.Errorf("dataplane: %s: %v; got %q", v, err, lab.Dataplane)
 		}
+	}
+}
+
+// datastore: etcd makes an etcd lab, with an etcd network clear of the
+// lab's networks and pools; without it a lab keeps IPAM in bbolt.
+func TestDatastoreField(t *testing.T) {
+	data, err := os.ReadFile("../examples/calico-bgp.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lab, err := Parse("calico-bgp.yaml", data)
+	if err != nil || lab.Datastore != DatastoreBolt || lab.Etcd() {
+		t.Fatalf("Parse: %v; datastore %q, want bbolt", err, lab.Datastore)
+	}
+	for _, v := range []string{"etcd", "bbolt"} {
+		lab, err := Parse("e.yaml", append(append([]byte{}, data...), []byte("\ndatastore: "+v+"\n")...))
+		if err != nil || lab.Datastore != v || lab.Etcd() != (v == "etcd") {
+			t.Errorf("datastore: %s: %v; got %q", v, err, lab.Datastore)
+		}
+	}
+	_, err = Parse("e.yaml", append(append([]byte{}, data...), []byte("\ndatastore: Etcd\n")...))
+	if err == nil || !strings.Contains(err.Error(), `"Etcd" is not a datastore (valid: bbolt, etcd); did you mean etcd?`) {
+		t.Errorf("datastore: Etcd: %v", err)
+	}
+}
+
+// An etcd lab's etcd network skips the prefixes the lab uses.
+func TestEtcdSubnet(t *testing.T) {
+	l := &Lab{
+		Networks: []Network{{CIDR: netip.MustParsePrefix("198.18.0.0/24")}},
+		IPPools:  []IPPool{{CIDR: netip.MustParsePrefix("198.18.4.0/22")}},
+		BGPPeers: []BGPPeer{{PeerIP: netip.MustParseAddr("198.18.9.1")}},
+	}
+	got, ok := l.EtcdSubnet()
+	if want := netip.MustParsePrefix("198.18.12.0/22"); !ok || got != want {
+		t.Errorf("EtcdSubnet = %v %v, want %v", got, ok, want)
+	}
+	l.IPPools = []IPPool{{CIDR: netip.MustParsePrefix("198.16.0.0/14")}}
+	if got, ok := l.EtcdSubnet(); ok {
+		t.Errorf("EtcdSubnet = %v with 198.18.0.0/15 taken, want none", got)
+	}
+}
+
+// A node's dataplane field overrides the lab's, both ways; a network with
+// kernel nodes is a kernel network, mixed when a userspace member (node or
+// router) is on it too. Routers may join a lab with kernel nodes.
+func TestNodeDataplane(t *testing.T) {
+	lab, err := Parse("mixed.yaml", []byte(`name: t
+ipPools: [{name: p, cidr: 10.244.0.0/16}]
+networks:
+  - {name: lan, cidr: 192.168.50.0/24}
+  - {name: dc, cidr: 192.168.60.0/24}
+  - {name: far, cidr: 192.168.70.0/24}
+nodes:
+  node1: {network: lan, address: 192.168.50.10}
+  node2: {network: lan, address: 192.168.50.11, dataplane: userspace}
+  node3: {network: dc, address: 192.168.60.10}
+  node4: {network: far, address: 192.168.70.10, dataplane: userspace}
+dataplane: kernel
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, n := range lab.Nodes {
+		got[n.Name] = lab.KernelNode(n)
+	}
+	if want := map[string]bool{"node1": true, "node2": false, "node3": true, "node4": false}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("kernel nodes %v, want %v", got, want)
+	}
+	for net, want := range map[string][2]bool{"lan": {true, true}, "dc": {true, false}, "far": {false, false}} {
+		if k, m := lab.KernelNetwork(net), lab.MixedNetwork(net); k != want[0] || m != want[1] {
+			t.Errorf("network %s: kernel %v mixed %v, want %v", net, k, m, want)
+		}
+	}
+	// Without a lab-wide dataplane a node's own is the only kernel one.
+	lab, err = Parse("one.yaml", []byte(`name: t
+ipPools: [{name: p, cidr: 10.244.0.0/16}]
+networks: [{name: lan, cidr: 192.168.50.0/24}]
+nodes:
+  node1: {network: lan, address: 192.168.50.10, dataplane: kernel}
+  node2: {network: lan, address: 192.168.50.11}
+`))
+	if err != nil || lab.Kernel() || !lab.KernelNode(lab.Nodes[0]) || lab.KernelNode(lab.Nodes[1]) || !lab.MixedNetwork("lan") {
+		t.Errorf("Parse: %v; lab kernel %v, nodes %+v", err, lab != nil && lab.Kernel(), lab)
+	}
+	// (not testdata/*.yaml: those are all broken files, deployed by
+	// TestEveryBadLabFileCreatesNothing)
+	if _, err := Load("testdata/dataplane-kernel-routers.lab"); err != nil {
+		t.Errorf("a kernel lab with routers: %v", err)
+	}
+}
+
+// A netstack workload's stack and services come out of the lab file as
+// written (services normalised), a namespace workload's stack is the
+// default (empty) whether written or not.
+func TestWorkloadStackServe(t *testing.T) {
+	const file = `name: t
+ipPools:
+  - {name: p, cidr: 10.244.0.0/16}
+networks:
+  - {name: lan, cidr: 192.168.50.0/24}
+nodes:
+  node1: {network: lan, address: 192.168.50.10}
+workloads:
+  - {name: api-1, node: node1, stack: netstack, serve: [tcp:80:http, tcp:5201:sink, udp:53:echo, tcp:7:echo]}
+  - {name: bare, node: node1, stack: netstack}
+  - {name: web-1, node: node1, stack: namespace}
+  - {name: web-2, node: node1}
+`
+	lab, err := Parse("t.yaml", []byte(file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Workload{
+		{Name: "api-1", Node: "node1", Stack: config.StackNetstack, Serve: []string{"tcp:80:http", "tcp:5201:sink", "udp:53:echo", "tcp:7:echo"}},
+		{Name: "bare", Node: "node1", Stack: config.StackNetstack},
+		{Name: "web-1", Node: "node1"},
+		{Name: "web-2", Node: "node1"},
+	}
+	if !reflect.DeepEqual(lab.Workloads, want) {
+		t.Errorf("workloads\n%+v\nwant\n%+v", lab.Workloads, want)
+	}
+	if !lab.Workloads[0].IsNetstack() || lab.Workloads[2].IsNetstack() {
+		t.Error("IsNetstack wrong")
 	}
 }

@@ -6,9 +6,13 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/vrouter-lab/vrouter/vrouter/config"
+	"github.com/vrouter-lab/vrouter/vrouter/policy"
 )
 
 // Names of labs, networks, nodes and workloads are DNS-1123 labels; pool
@@ -155,30 +159,91 @@ func (p *parser) check(r *rawLab) *Lab {
 	p.checkPeers(r, lab, nodes, rnodes)
 	p.routerPeers(r, lab)
 	p.checkDataplane(r, lab)
+	p.checkDatastore(r, lab)
+	p.checkPolicies(r, lab)
 	return lab
 }
 
-// checkDataplane sets the lab's dataplane. A kernel lab's networks are
-// Linux bridges, which the userspace forwarders of routers and router
-// nodes do not reach: a lab mixing them is not built yet.
-func (p *parser) checkDataplane(r *rawLab, lab *Lab) {
-	lab.Dataplane = DataplaneUserspace
-	if r.dataplane.st != ok {
+// checkDatastore sets the lab's datastore. An etcd lab joins each calico
+// node to the lab's etcd network by an interface named EtcdInterface,
+// which the node's underlay interface must not be, on a subnet
+// (EtcdSubnet) no network, pool or peer of the lab overlaps.
+func (p *parser) checkDatastore(r *rawLab, lab *Lab) {
+	lab.Datastore = DatastoreBolt
+	if r.datastore.st != ok {
 		return
 	}
-	lab.Dataplane = r.dataplane.v
-	if !lab.Kernel() {
+	lab.Datastore = r.datastore.v
+	if !lab.Etcd() {
 		return
 	}
-	for _, rn := range r.rnodes {
-		p.errorf(rn.line, rn.path, "a router node cannot join a kernel lab (dataplane: kernel, line %d): its forwarder is userspace, and labs mixing the two are not built yet", r.dataplane.line)
-	}
-	for _, rt := range r.routers {
-		p.errorf(rt.line, rt.path, "an external router cannot join a kernel lab (dataplane: kernel, line %d): its forwarder is userspace, and labs mixing the two are not built yet", r.dataplane.line)
+	reserved := func(name val[string], path string) {
+		if name.st == ok && slices.Contains(EtcdMemberNames(), name.v) {
+			p.errorf(name.line, path, "%s is the name of one of the lab's etcd members (datastore: etcd, line %d); name it otherwise", name.v, r.datastore.line)
+		}
 	}
 	for _, rn := range r.nodes {
-		if rn.impair.st == ok {
-			p.errorf(rn.impair.line, rn.path+".impairments", "link impairments are not supported in a kernel lab yet (dataplane: kernel, line %d): its nodes' links are veths on a bridge, not fabric links", r.dataplane.line)
+		reserved(rn.name, rn.path)
+	}
+	for _, rn := range r.rnodes {
+		reserved(rn.name, rn.path)
+	}
+	for _, rt := range r.routers {
+		reserved(rt.name, rt.path)
+	}
+	for _, w := range r.workloads {
+		reserved(w.name, w.path+".name")
+	}
+	for _, rn := range r.nodes {
+		if rn.iface.st == ok && rn.iface.v == EtcdInterface {
+			p.errorf(rn.iface.line, rn.path+".interface", "%s is the interface that joins a node to the lab's etcd network (datastore: etcd, line %d); name the underlay interface otherwise", EtcdInterface, r.datastore.line)
+		}
+	}
+	if _, found := lab.EtcdSubnet(); !found {
+		p.errorf(r.datastore.line, "datastore", "no /%d in %s is free for the lab's etcd network: the lab's networks, pools and peers cover them all", EtcdSubnetBits, etcdSubnetRange)
+	}
+}
+
+// checkDataplane sets the lab's dataplane and the nodes' own (Node.Dataplane
+// stays empty for a node without one: the lab's is its). A kernel-mode node's link is a veth on
+// its network's bridge, which impairments do not reach yet. Router nodes
+// and external routers forward in userspace: on a network with kernel
+// nodes they reach them through the network's joint (see topology/lab).
+func (p *parser) checkDataplane(r *rawLab, lab *Lab) {
+	lab.Dataplane = DataplaneUserspace
+	labLine := 0
+	if r.dataplane.st == ok {
+		lab.Dataplane, labLine = r.dataplane.v, r.dataplane.line
+	}
+	raw := map[string]*rawNode{}
+	for i := range r.nodes {
+		raw[r.nodes[i].name.v] = &r.nodes[i]
+	}
+	kernelLine := map[string]int{} // kernel-mode nodes: the line saying so
+	for i := range lab.Nodes {
+		n := &lab.Nodes[i]
+		rn := raw[n.Name]
+		if rn == nil {
+			continue
+		}
+		line := labLine
+		if rn.dplane.st == ok {
+			n.Dataplane, line = rn.dplane.v, rn.dplane.line
+		}
+		if lab.KernelNode(*n) && rn.impair.st == ok {
+			p.errorf(rn.impair.line, rn.path+".impairments", "link impairments are not supported on a kernel-mode node yet (dataplane: kernel, line %d): its link is a veth on a bridge, not a fabric link", line)
+		}
+		kernelLine[n.Name] = line
+		if !lab.KernelNode(*n) {
+			delete(kernelLine, n.Name)
+		}
+	}
+	// A netstack workload is a stack inside the userspace engine: a
+	// kernel-mode node has none.
+	for _, rw := range r.workloads {
+		line, kernel := kernelLine[rw.node.v]
+		if kernel && rw.stack.st == ok && rw.stack.v == config.StackNetstack {
+			p.errorf(rw.stack.line, rw.path+".stack", "netstack workloads need the userspace engine; node %s is kernel-mode (dataplane: kernel, line %d)", rw.node.v, line)
 		}
 	}
 }
@@ -493,7 +558,19 @@ func (p *parser) checkWorkloads(r *rawLab, lab *Lab, nodes, rnodes map[string]in
 	seen := map[string]int{}
 	for i := range r.workloads {
 		rw := &r.workloads[i]
-		w := Workload{Name: rw.name.v, Node: rw.node.v, Address: rw.address.v}
+		w := Workload{Name: rw.name.v, Node: rw.node.v, Address: rw.address.v, Labels: rw.labels.v, Stack: rw.stack.v}
+		if rw.ns.st == ok && rw.ns.v != policy.DefaultNamespace {
+			w.Namespace = rw.ns.v
+		}
+		if w.Stack == config.StackNamespace {
+			w.Stack = "" // the default, as the agent's config writes it
+		}
+		for _, sv := range rw.serve {
+			w.Serve = append(w.Serve, sv.v)
+		}
+		if rw.serveN.st == ok && len(rw.serve) > 0 && !w.IsNetstack() {
+			p.errorf(rw.serveN.line, rw.path+".serve", "services are for netstack workloads (stack: netstack); a namespace workload runs its own servers (vrouter exec %s -- ...)", w.Name)
+		}
 		switch rw.name.st {
 		case absent:
 			p.errorf(rw.line, rw.path+".name", "is required (e.g. web-1)")

@@ -32,9 +32,9 @@ var ruleTests = []struct {
 	{"top level is a mapping", "not-a-mapping.yaml", []want{
 		{1, "", "a lab file is a YAML mapping with the fields name, ipPools, ipam, bgp, networks, nodes, workloads, bgpPeers"}}},
 	{"unknown fields", "unknown-field.yaml", []want{
-		{7, "nodes.node1.adress", "unknown field (known: kind, network, address, interface, asNumber, labels, routeReflectorClusterID, cpuSet, impairments)"},
+		{7, "nodes.node1.adress", "unknown field (known: kind, network, address, interface, asNumber, labels, routeReflectorClusterID, cpuSet, impairments, dataplane)"},
 		{7, "nodes.node1.address", "is required"},
-		{8, "routeReflectors", "unknown field (known: name, ipPools, ipam, bgp, networks, nodes, workloads, bgpPeers, routers, dataplane)"}}},
+		{8, "routeReflectors", "unknown field (known: name, ipPools, ipam, bgp, networks, nodes, workloads, bgpPeers, routers, dataplane, datastore, policies)"}}},
 	{"field names are case-sensitive", "unknown-field-case.yaml", []want{
 		{9, "bgp.asnumber", "unknown field (known: asNumber, nodeToNodeMesh, keepaliveTime, holdTime, gracefulRestart, restartTime)"}}},
 	{"a key given twice", "duplicate-key.yaml", []want{
@@ -219,7 +219,7 @@ var ruleTests = []struct {
 	{"node kind is calico or router", "node-kind-invalid.yaml", []want{
 		{9, "nodes.tor.kind", `"Router" is not a kind of node (valid: calico, router); did you mean router? (case matters)`},
 		{10, "nodes.node2.kind", `"switch" is not a kind of node (valid: calico, router)`},
-		{10, "nodes.node2.bogus", "unknown field (known for calico nodes: kind, network, address, interface, asNumber, labels, routeReflectorClusterID, cpuSet, impairments; for router nodes: kind, interfaces, routes)"}}},
+		{10, "nodes.node2.bogus", "unknown field (known for calico nodes: kind, network, address, interface, asNumber, labels, routeReflectorClusterID, cpuSet, impairments, dataplane; for router nodes: kind, interfaces, routes)"}}},
 	{"router and calico nodes keep to their fields", "router-node-calico-fields.yaml", []want{
 		{11, "nodes.tor.network", "is a field of calico nodes; a router node has interfaces instead (fields of a router node: kind, interfaces, routes)"},
 		{12, "nodes.tor.address", "is a field of calico nodes; a router node has interfaces instead"},
@@ -274,11 +274,30 @@ var ruleTests = []struct {
 		{13, "bgpPeers[0].node", "tor is a router node (line 9), which runs no BGP; name a calico node (known: node1)"}}},
 	{"dataplane is userspace or kernel", "dataplane-invalid.yaml", []want{
 		{2, "dataplane", `"Kernel" is not a dataplane (valid: userspace, kernel); did you mean kernel? (case matters)`}}},
+	{"datastore is bbolt or etcd", "datastore-invalid.yaml", []want{
+		{2, "datastore", `"consul" is not a datastore (valid: bbolt, etcd)`}}},
+	{"an etcd lab's nodes leave mgmt0 to etcd, and its etcd network needs room", "datastore-etcd-interface.yaml", []want{
+		{2, "datastore", "no /22 in 198.18.0.0/15 is free for the lab's etcd network"},
+		{8, "nodes.node1.interface", "mgmt0 is the interface that joins a node to the lab's etcd network (datastore: etcd, line 2)"}}},
+	{"an etcd lab's members' names are taken", "datastore-etcd-names.yaml", []want{
+		{8, "nodes.etcd0", "etcd0 is the name of one of the lab's etcd members (datastore: etcd, line 2)"},
+		{10, "workloads[0].name", "etcd2 is the name of one of the lab's etcd members"}}},
 	{"dataplane is a string", "dataplane-other.yaml", []want{
 		{2, "dataplane", "must be"}}},
-	{"a kernel lab has no userspace routers", "dataplane-kernel-routers.yaml", []want{
-		{9, "nodes.tor", "a router node cannot join a kernel lab (dataplane: kernel, line 12)"},
-		{11, "routers.ext", "an external router cannot join a kernel lab (dataplane: kernel, line 12)"}}},
+	{"a node's dataplane is userspace or kernel; a kernel node has no impairments", "dataplane-node.yaml", []want{
+		{7, "nodes.node1.dataplane", `"Kernel" is not a dataplane (valid: userspace, kernel); did you mean kernel? (case matters)`},
+		{8, "nodes.node2.dataplane", "must be"},
+		{9, "nodes.node3.impairments", "link impairments are not supported on a kernel-mode node yet (dataplane: kernel, line 9)"}}},
+	{"a workload's stack and services", "workload-stack-serve.yaml", []want{
+		{9, "workloads[0].stack", `"gvisor" is not a workload stack (valid: namespace, netstack; case matters)`},
+		{10, "workloads[1].serve", "services are for netstack workloads (stack: netstack); a namespace workload runs its own servers (vrouter exec b -- ...)"},
+		{16, "workloads[2].serve[1]", `no udp service "http" (tcp: http, echo, sink; udp: echo, sink)`},
+		{17, "workloads[2].serve[2]", `port "0" is not 1-65535`},
+		{18, "workloads[2].serve[3]", "tcp port 80 is already served (line 15); a port serves one service per protocol"},
+		{19, "workloads[2].serve[4]", "must be a single value, not a list"},
+		{20, "workloads[3].serve", `must be a list of services (e.g. [tcp:80:http, udp:53:echo]), not "tcp:80:http"`}}},
+	{"a kernel lab has no netstack workloads", "dataplane-kernel-netstack.yaml", []want{
+		{10, "workloads[0].stack", "netstack workloads need the userspace engine; node node1 is kernel-mode (dataplane: kernel, line 2)"}}},
 	{"a calico node required", "nodes-only-routers.yaml", []want{
 		{7, "nodes", "a lab needs at least one calico node"}}},
 }
@@ -348,7 +367,7 @@ testdata/many-problems.yaml:4: bgp.asNumber: 23456 is AS_TRANS (RFC 6793), reser
 testdata/many-problems.yaml:4: bgp.holdTime: 1s is too short; RFC 4271 allows 0 (no hold timer) or at least 3s
 testdata/many-problems.yaml:6: networks[0].mtu: 100000 is outside 576-9000
 testdata/many-problems.yaml:8: nodes.node1.address: 192.168.60.10 is not in network lan (192.168.50.0/24)
-testdata/many-problems.yaml:9: nodes.node2.adress: unknown field (known: kind, network, address, interface, asNumber, labels, routeReflectorClusterID, cpuSet, impairments)
+testdata/many-problems.yaml:9: nodes.node2.adress: unknown field (known: kind, network, address, interface, asNumber, labels, routeReflectorClusterID, cpuSet, impairments, dataplane)
 testdata/many-problems.yaml:9: nodes.node2.address: is required (the node's address on its network)
 testdata/many-problems.yaml:11: workloads[0].node: unknown node node3 (known: node1, node2)`
 	if err == nil || err.Error() != want {

@@ -27,6 +27,13 @@ interface named after the sending node and its underlay interface
 the engines carry whole (GSO, longer than the MTU) are recorded whole, as
 tcpdump records them on an interface with GRO.
 
+A network with kernel-mode nodes is a Linux bridge: capture reads it with a
+packet socket (the bridge in promiscuous mode) in its namespace, records
+each IPv4 packet on its sender's interface (by source MAC; fab0 for what
+the joint to the fabric sends) and, on a mixed network, merges it with the
+fabric's packets so that each is recorded once; --bridge reads the bridge
+only.
+
 The capture runs until Ctrl-C, --count packets or --duration, then flushes
 the file and prints how many packets it captured on stderr. '-w -' writes
 to standard output, flushing every packet, for a reader such as
@@ -41,6 +48,7 @@ to standard output, flushing every packet, for a reader such as
 	cmd.Flags().StringVarP(&file, "write", "w", "", "pcapng file to write ('-' for standard output)")
 	cmd.Flags().IntVarP(&opt.Count, "count", "c", 0, "stop after this many packets (0: no limit)")
 	cmd.Flags().DurationVar(&opt.Duration, "duration", 0, "stop after this long, e.g. 30s (0: no limit)")
+	cmd.Flags().BoolVar(&opt.Bridge, "bridge", false, "on a network with kernel-mode nodes: read its Linux bridge only, not the userspace members' fabric")
 	_ = cmd.MarkFlagRequired("write")
 	cmd.RunE = func(cmd *cobra.Command, args []string) (err error) {
 		if file == "" {

@@ -16,9 +16,9 @@ import (
 func newIPAMCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "ipam",
-		Short: "Show IPAM state in a datastore, as calicoctl ipam does",
+		Short: "Show, check and release IPAM state in a datastore, as calicoctl ipam does",
 	}
-	cmd.AddCommand(newIPAMShowCommand())
+	cmd.AddCommand(newIPAMShowCommand(), newIPAMCheckCommand(), newIPAMReleaseCommand())
 	return cmd
 }
 
@@ -28,20 +28,24 @@ func newIPAMShowCommand() *cobra.Command {
 	var pools []string
 	var showBlocks bool
 	cmd := &cobra.Command{
-		Use:   "show [--show-blocks] (--db FILE | --datastore etcd --etcd-endpoints URL,...) [--pool CIDR]...",
+		Use:   "show [--show-blocks] (--lab LAB | --db FILE | --datastore etcd --etcd-endpoints URL,...) [--pool CIDR]...",
 		Short: "Print addresses in use and free per IP pool (and per block), as 'calicoctl ipam show' does",
-		Long: `show reads the IPAM datastore, a bbolt file (--db, the default datastore) or
+		Long: `show reads the IPAM datastore, a bbolt file (--db, the default datastore),
 etcd (--datastore etcd with --etcd-endpoints and, for TLS, --etcd-cert,
---etcd-key and --etcd-ca), and prints for each pool given with --pool how
+--etcd-key and --etcd-ca) or a lab's (--lab: its file, or the etcd cluster
+of a lab with datastore: etcd, reached through the lab's etcd network), and
+prints for each pool given with --pool how
 many of its addresses are in use and free; with --show-blocks, every
 block too. Without --pool it prints the total over all blocks.`,
 		Example: "  vrouter ipam show --db /run/vrouter/calico-bgp/ipam.db --pool 10.244.0.0/16 --show-blocks\n" +
+			"  vrouter ipam show --lab calico-etcd --show-blocks\n" +
 			"  vrouter ipam show --datastore etcd --etcd-endpoints https://10.0.0.1:2379 \\\n" +
 			"      --etcd-cert client.pem --etcd-key client-key.pem --etcd-ca ca.pem --show-blocks",
 		Args: cobra.NoArgs,
 	}
 	ds.register(cmd)
 	cmd.Flags().StringVar(&db, "db", "", "the bbolt datastore file (for --datastore bbolt)")
+	load := labFlag(cmd)
 	cmd.Flags().StringSliceVar(&pools, "pool", nil, "an IP pool's CIDR to group by (repeatable)")
 	cmd.Flags().BoolVar(&showBlocks, "show-blocks", false, "print every block as well")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -53,19 +57,38 @@ block too. Without --pool it prints the total over all blocks.`,
 			}
 			cidrs = append(cidrs, c)
 		}
-		cfg := &config.Node{Datastore: db}
-		if err := ds.apply(cmd, cfg); err != nil {
-			return err
+		var store interface {
+			ipam.Datastore
+			Close() error
 		}
-		if cfg.DatastoreType != config.DatastoreEtcd {
-			// Show, do not create: OpenBolt makes a missing file.
-			if _, err := os.Stat(db); err != nil {
-				return fmt.Errorf("datastore file: %w", err)
+		var err error
+		if cmd.Flags().Changed("lab") {
+			// A lab's store: its bbolt file, or its etcd (reached
+			// through the lab's etcd network).
+			if db != "" || cmd.Flags().Changed("datastore") {
+				return fmt.Errorf("--lab and --db or --datastore: give one")
 			}
-		}
-		store, err := agent.OpenDatastore(cmd.Context(), cfg)
-		if err != nil {
-			return err
+			st, err := load()
+			if err != nil {
+				return err
+			}
+			if store, err = st.OpenIPAM(cmd.Context()); err != nil {
+				return err
+			}
+		} else {
+			cfg := &config.Node{Datastore: db}
+			if err := ds.apply(cmd, cfg); err != nil {
+				return err
+			}
+			if cfg.DatastoreType != config.DatastoreEtcd {
+				// Show, do not create: OpenBolt makes a missing file.
+				if _, err := os.Stat(db); err != nil {
+					return fmt.Errorf("datastore file: %w", err)
+				}
+			}
+			if store, err = agent.OpenDatastore(cmd.Context(), cfg); err != nil {
+				return err
+			}
 		}
 		defer store.Close()
 		var blocks []ipam.Block

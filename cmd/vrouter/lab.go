@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -20,6 +21,7 @@ import (
 	"github.com/vrouter-lab/vrouter/vrouter/control"
 	"github.com/vrouter-lab/vrouter/vrouter/dataplane"
 	"github.com/vrouter-lab/vrouter/vrouter/netns"
+	"github.com/vrouter-lab/vrouter/vrouter/resources"
 )
 
 func newDeployCommand() *cobra.Command {
@@ -32,7 +34,8 @@ func newDeployCommand() *cobra.Command {
 		Long: `deploy validates the lab file, then creates one network namespace and one
 'vrouter node run' agent per node and one namespace per workload. It returns
 once every BGP session is Established and every node has a route to every
-other node's blocks, and prints a summary. The lab keeps running until
+other node's blocks, and prints a summary (a bordered table). On a terminal it shows each
+phase (plan, provision, start, wait) as it goes. The lab keeps running until
 'vrouter destroy'. On failure or timeout it removes everything it made.
 With --no-wait it returns as soon as every agent runs, without waiting for
 BGP: for labs whose sessions are not meant to come up (a wrong password or
@@ -52,7 +55,9 @@ AS, a peer outside the lab).`,
 			}
 			defer unlock()
 			start := time.Now()
-			st, err := lab.Deploy(ctx, l, lab.Options{File: file, Timeout: timeout, NoWait: noWait, Progress: cmd.ErrOrStderr()})
+			ph := newPhases(cmd.ErrOrStderr(), writesToTerminal(cmd.OutOrStdout()) && writesToTerminal(cmd.ErrOrStderr()))
+			st, err := lab.Deploy(ctx, l, lab.Options{File: file, Timeout: timeout, NoWait: noWait, Progress: ph, Phase: ph.Phase})
+			ph.Done(err)
 			if errors.Is(err, lab.ErrInterrupted) {
 				return fmt.Errorf("interrupted: lab %s was not deployed, and everything deploy made is removed", l.Name)
 			}
@@ -60,7 +65,7 @@ AS, a peer outside the lab).`,
 				return err
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "lab %s deployed in %s\n", st.Name, time.Since(start).Round(time.Millisecond))
-			return printInspect(cmd, st, "table")
+			return printInspect(cmd, st, "box")
 		},
 	}
 	cmd.Flags().StringVarP(&file, "topo", "t", "", "lab file (YAML)")
@@ -110,7 +115,10 @@ a symbolic link, and finishes its work when interrupted.`,
 				return err
 			}
 			defer unlock()
-			return lab.Destroy(name)
+			ph := newPhases(cmd.ErrOrStderr(), writesToTerminal(cmd.OutOrStdout()) && writesToTerminal(cmd.ErrOrStderr()))
+			err = lab.DestroyPhases(name, ph.Phase)
+			ph.Done(err)
+			return err
 		},
 	}
 	cmd.Flags().StringVarP(&file, "topo", "t", "", "lab file (YAML)")
@@ -142,21 +150,75 @@ func nodeAgent(cmd *cobra.Command) func(node string) (*control.Client, error) {
 
 func newInspectCommand() *cobra.Command {
 	var output string
+	var watch bool
+	var interval time.Duration
 	cmd := &cobra.Command{
-		Use:   "inspect",
+		Use:   "inspect [--watch [--interval 2s]]",
 		Short: "List a lab's nodes and workloads with addresses, interfaces and state",
-		Args:  cobra.NoArgs,
+		Long: `inspect lists a lab's nodes, tunnels, routers, bridges and workloads with
+their namespaces, interfaces, addresses and state. -o box draws the table
+with borders (as deploy's summary), -o json prints JSON.
+
+With --watch it lists them again every --interval until interrupted: on a
+terminal it redraws the screen, otherwise it prints one listing after the
+other, each under a line with the time.`,
+		Example: "  vrouter inspect\n  vrouter inspect --watch --interval 2s",
+		Args:    cobra.NoArgs,
 	}
 	load := labFlag(cmd)
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, box or json")
+	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "list again every --interval until interrupted")
+	cmd.Flags().DurationVar(&interval, "interval", 2*time.Second, "with --watch, how often to list")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		st, err := load()
-		if err != nil {
+		if !watch {
+			st, err := load()
+			if err != nil {
+				return err
+			}
+			return printInspect(cmd, st, output)
+		}
+		if interval < 100*time.Millisecond {
+			return fmt.Errorf("--interval %s: at least 100ms", interval)
+		}
+		if _, err := load(); err != nil {
 			return err
 		}
-		return printInspect(cmd, st, output)
+		ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		cmd.SetContext(ctx)
+		return watchEvery(ctx, cmd.OutOrStdout(), writesToTerminal(cmd.OutOrStdout()), interval, func() error {
+			st, err := load()
+			if err != nil {
+				return err
+			}
+			return printInspect(cmd, st, output)
+		})
 	}
 	return cmd
+}
+
+// watchEvery calls draw every interval until ctx ends or draw fails: on a
+// terminal after clearing the screen, otherwise after a line with the
+// time, so that one listing follows the other.
+func watchEvery(ctx context.Context, out io.Writer, terminal bool, interval time.Duration, draw func() error) error {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		now := time.Now().Format("15:04:05")
+		if terminal {
+			fmt.Fprintf(out, "\033[H\033[2JEvery %s, %s (interrupt to stop)\n\n", interval, now)
+		} else {
+			fmt.Fprintf(out, "--- %s\n", now)
+		}
+		if err := draw(); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
 }
 
 // inspectRow is one line of `vrouter inspect`.
@@ -181,6 +243,8 @@ func inspectRows(ctx context.Context, st *lab.State) []inspectRow {
 			switch {
 			case !s.LinkUp:
 				state = "link down" // vrouter link set NODE down
+			case s.DatastoreError != "":
+				state = "datastore down" // etcd down: BGP and forwarding go on
 			case !s.Ready:
 				state = "starting"
 			}
@@ -237,6 +301,18 @@ func inspectRows(ctx context.Context, st *lab.State) []inspectRow {
 			}
 		}
 		rows = append(rows, inspectRow{Name: b.Network, Kind: "bridge", Node: "-", Namespace: b.Namespace, Interface: lab.BridgeName, Address: cidr, State: state})
+		if b.Joint != "" {
+			// A mixed network's joint to the fabric: its port on the bridge.
+			state := "down"
+			if b.JointRunning() {
+				state = "running"
+			}
+			rows = append(rows, inspectRow{Name: b.Network, Kind: "joint", Node: "-", Namespace: b.Namespace, Interface: lab.JointPort, Address: cidr, State: state})
+		}
+	}
+	// An etcd lab's members, each in its namespace on the etcd network.
+	for _, m := range st.EtcdStatus(ctx) {
+		rows = append(rows, inspectRow{Name: m.Name, Kind: "etcd", Node: "-", Namespace: m.Namespace, Interface: "eth0", Address: m.Endpoint, State: m.State})
 	}
 	for _, w := range st.Workloads {
 		state := "running"
@@ -244,10 +320,14 @@ func inspectRows(ctx context.Context, st *lab.State) []inspectRow {
 		if !ok {
 			a, state = "-", "down"
 		}
-		if !netns.Exists(w.Namespace) {
+		kind, ns := "workload", w.Namespace
+		if w.IsNetstack() {
+			// no namespace: its stack is in the node's agent
+			kind, ns = "workload (netstack)", "-"
+		} else if !netns.Exists(w.Namespace) {
 			state = "missing" // deleted outside vrouter: vrouter workload del
 		}
-		rows = append(rows, inspectRow{Name: w.Name, Kind: "workload", Node: w.Node, Namespace: w.Namespace, Interface: w.Interface, Address: a, State: state})
+		rows = append(rows, inspectRow{Name: w.Name, Kind: kind, Node: w.Node, Namespace: ns, Interface: w.Interface, Address: a, State: state})
 	}
 	return rows
 }
@@ -263,6 +343,12 @@ func printInspect(cmd *cobra.Command, st *lab.State, format string) error {
 			Name  string       `json:"name"`
 			Nodes []inspectRow `json:"nodes"`
 		}{st.Name, rows})
+	case "box":
+		var cells [][]string
+		for _, r := range rows {
+			cells = append(cells, []string{r.Name, r.Kind, r.Node, r.Namespace, r.Interface, r.Address, r.State})
+		}
+		return writeBoxTable(out, []string{"NAME", "KIND", "NODE", "NAMESPACE", "INTERFACE", "ADDRESS", "STATE"}, cells)
 	case "table", "":
 		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "NAME\tKIND\tNODE\tNAMESPACE\tINTERFACE\tADDRESS\tSTATE")
@@ -271,7 +357,7 @@ func printInspect(cmd *cobra.Command, st *lab.State, format string) error {
 		}
 		return tw.Flush()
 	}
-	return fmt.Errorf("unknown output format %q (want table or json)", format)
+	return fmt.Errorf("unknown output format %q (want table, box or json)", format)
 }
 
 func newExecCommand() *cobra.Command {
@@ -292,6 +378,9 @@ with the standard streams attached, and exits with CMD's exit code.`,
 		ns, ok := st.Namespace(args[0])
 		if !ok {
 			return fmt.Errorf("lab %s has no node, router or workload %q", st.Name, topology.Shorten(args[0]))
+		}
+		if w, ok := st.Workload(args[0]); ok && w.IsNetstack() {
+			return fmt.Errorf("workload %s is a netstack workload: a gVisor stack inside node %s's agent, with no namespace to run commands in; probe it instead, e.g.: vrouter probe %s TARGET --ping 3 --lab %s (or --tcp PORT, --udp PORT, --http URL, --bulk 5s)", w.Name, w.Node, w.Name, st.Name)
 		}
 		if !netns.Exists(ns) {
 			return missingNamespace(st, args[0], ns)
@@ -345,20 +434,74 @@ route: forwarding lives in the engine.)`,
 }
 
 func newApplyCommand() *cobra.Command {
-	var file string
+	var file, resFile string
+	var ds datastoreFlags
+	var loadLab func() (*lab.State, error)
 	cmd := &cobra.Command{
-		Use:   "apply -t FILE",
-		Short: "Apply an edited lab file to a running lab (IP pools' ipipMode and mtu)",
-		Long: `apply compares the lab file with the running lab of the same name and
+		Use:   "apply (-t LABFILE | -f RESOURCES (--datastore etcd --etcd-endpoints URL,... | --lab LAB))",
+		Short: "Apply an edited lab file to a running lab (pools, policies, labels), or Calico resources to etcd (calicoctl apply)",
+		Long: `apply does one of two things, by its flag.
+
+-t LABFILE compares the lab file with the running lab of the same name and
 applies what can change without restarting nodes: each IP pool's ipipMode
-(Never, Always, CrossSubnet) and mtu. Every node reprograms its routes at
-once (via NODE dev tunl0 onlink, or dev ens33) and brings up tunl0 with an
-address from its own block if it needs one. A new mtu applies to workloads
-added afterwards. Any other difference is refused, changing nothing:
-destroy and deploy for those.`,
-		Example: "  sed -i 's/ipipMode: Never/ipipMode: Always/' lab.yaml\n  vrouter apply -t lab.yaml",
-		Args:    cobra.NoArgs,
+(Never, Always, CrossSubnet) and mtu, the policies, and the workloads'
+namespaces and labels. Every node reprograms its routes at once (via NODE
+dev tunl0 onlink, or dev ens33) and brings up tunl0 with an address from
+its own block if it needs one. A new mtu applies to workloads added
+afterwards. Every agent gets the new policies at once: new flows see them
+from the next packet, established flows at their next packet (kept if the
+new policies allow them, cut if they deny them). On a lab with datastore:
+etcd, nodes after the running lab's in the file are added (their
+namespaces and agents), and join every node's mesh through etcd. Any
+other difference is refused, changing nothing: destroy and deploy for
+those.
+
+-f RESOURCES (a file, or - for stdin) writes Calico resources to etcd, as
+calicoctl apply does: YAML documents separated by ---, each an IPPool,
+BGPConfiguration, BGPPeer, Node, GlobalNetworkPolicy, NetworkPolicy or
+WorkloadEndpoint (apiVersion projectcalico.org/v3). The whole file is checked first, every problem reported as FILE:LINE: FIELD:
+message, and nothing is written unless all of it is valid; then pools,
+BGP configurations, peers, nodes, then policies and endpoints are created
+or replaced, in that order. Agents running with meshFromDatastore apply
+them within seconds: a pool's ipipMode reprograms routes, BGPConfiguration
+default's nodeToNodeMeshEnabled and asNumber and BGPPeers change sessions,
+policies are recompiled and enforced (engine or nftables). With --lab
+instead of the datastore flags, the resources go to the etcd of that lab
+(one with datastore: etcd).
+
+` + etcdHelp,
+		Example: "  sed -i 's/ipipMode: Never/ipipMode: Always/' lab.yaml\n  vrouter apply -t lab.yaml\n" +
+			"  vrouter apply -f resources.yaml --datastore etcd --etcd-endpoints https://10.0.0.1:2379 \\\n" +
+			"      --etcd-cert client.pem --etcd-key client-key.pem --etcd-ca ca.pem",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			switch {
+			case file != "" && resFile != "":
+				return fmt.Errorf("-t (a lab file) and -f (resources for etcd): give one")
+			case resFile != "" && cmd.Flags().Changed("lab"):
+				if cmd.Flags().Changed("datastore") || etcdFlagsChanged(cmd) {
+					return fmt.Errorf("--lab and --datastore: give one (an etcd lab, or etcd)")
+				}
+				return applyResources(cmd, &ds, resFile, func() (*resources.Store, error) {
+					st, err := loadLab()
+					if err != nil {
+						return nil, err
+					}
+					es, err := st.OpenEtcd(cmd.Context())
+					if err != nil {
+						return nil, err
+					}
+					return resources.Owning(es), nil
+				})
+			case resFile != "":
+				return applyResources(cmd, &ds, resFile, nil)
+			case cmd.Flags().Changed("lab"):
+				return fmt.Errorf("--lab goes with -f (an etcd lab's etcd); -t names the lab by its file")
+			case file == "":
+				return fmt.Errorf("give -t LABFILE (a running lab) or -f RESOURCES --datastore etcd (etcd)")
+			case cmd.Flags().Changed("datastore") || etcdFlagsChanged(cmd):
+				return fmt.Errorf("-t applies a lab file to its lab; --datastore and --etcd-* go with -f")
+			}
 			l, err := topology.Load(file)
 			if err != nil {
 				return err
@@ -386,7 +529,9 @@ destroy and deploy for those.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&file, "topo", "t", "", "lab file (YAML)")
-	_ = cmd.MarkFlagRequired("topo")
+	cmd.Flags().StringVarP(&file, "topo", "t", "", "lab file (YAML) of a running lab")
+	cmd.Flags().StringVarP(&resFile, "filename", "f", "", "Calico resources (YAML, - for stdin) to write to etcd")
+	ds.register(cmd)
+	loadLab = labFlag(cmd)
 	return cmd
 }

@@ -32,7 +32,7 @@ func TestHelpListsCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range []string{"deploy", "destroy", "inspect", "exec", "node", "get", "route", "workload", "link", "capture", "version", "demo", "completion"} {
+	for _, c := range []string{"deploy", "destroy", "inspect", "exec", "node", "get", "route", "workload", "link", "capture", "probe", "version", "demo", "completion"} {
 		if !strings.Contains(out, "  "+c+" ") {
 			t.Errorf("--help does not list %q:\n%s", c, out)
 		}

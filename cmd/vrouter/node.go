@@ -29,6 +29,7 @@ func newNodeCommand() *cobra.Command {
 
 func newNodeRunCommand() *cobra.Command {
 	var configFile, dataplane, metricsAddr string
+	var meshFromDatastore bool
 	var ds datastoreFlags
 	cmd := &cobra.Command{
 		Use:   "run [--config FILE] [--dataplane userspace|kernel] [--datastore etcd --etcd-endpoints URL,...] [--metrics-addr HOST:PORT]",
@@ -62,6 +63,16 @@ any number of hosts: --etcd-endpoints lists the members' client URLs;
 and the CA of the members' certificates (https endpoints). The flags
 override the config file's datastoreType and etcd fields.
 
+With --mesh-from-datastore (or meshFromDatastore: true in the node file;
+etcd only) the node registers its Node resource in etcd
+(/calico/resources/v3/projectcalico.org/nodes/NODE: address, AS, labels,
+routeReflectorClusterID) and meshes with every registered node, watching
+them, instead of with the config's mesh peers; IP pools, BGPConfiguration
+and BGPPeer resources in etcd (vrouter apply -f) apply live. If etcd does
+not answer when the agent starts, it starts from the state it saved last
+time (workloads, tunl0, blocks) and keeps forwarding, retrying etcd in
+the background; workload adds fail, naming etcd, until it is back.
+
 --metrics-addr serves Prometheus metrics at http://HOST:PORT/metrics
 (default: off; Felix uses port 9091, e.g. --metrics-addr :9091). The
 control socket serves them at GET /metrics in any case.`,
@@ -89,6 +100,12 @@ control socket serves them at GET /metrics in any case.`,
 			if metricsAddr != "" {
 				cfg.MetricsAddr = metricsAddr
 			}
+			if cmd.Flags().Changed("mesh-from-datastore") {
+				cfg.MeshFromDatastore = meshFromDatastore
+				if err := cfg.CheckDatastore(); err != nil {
+					return err
+				}
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return agent.Run(ctx, cfg)
@@ -97,6 +114,7 @@ control socket serves them at GET /metrics in any case.`,
 	cmd.Flags().StringVar(&configFile, "config", config.DefaultNodeFile, "node config file: YAML (a real host's node.yaml) or JSON (written by deploy)")
 	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://HOST:PORT/metrics (default off; Felix uses :9091)")
 	cmd.Flags().StringVar(&dataplane, "dataplane", "", "what forwards: userspace (the engine) or kernel (netlink routes, veth workloads); default: the config file's (a YAML node file's: kernel), else userspace")
+	cmd.Flags().BoolVar(&meshFromDatastore, "mesh-from-datastore", false, "register the node in etcd and mesh with the registered nodes (needs --datastore etcd)")
 	ds.register(cmd)
 	return cmd
 }

@@ -30,10 +30,13 @@ encapsulation. Routing tables print in 'ip route' format, BGP status the way
 	}
 	root.AddCommand(
 		newDeployCommand(), newDestroyCommand(), newApplyCommand(), newInspectCommand(), newExecCommand(),
-		newNodeCommand(), newRouterCommand(), newGetCommand(), newRouteCommand(), newWorkloadCommand(),
+		newNodeCommand(), newRouterCommand(), newJointCommand(), newGetCommand(), newRouteCommand(), newWorkloadCommand(),
 		newLinkCommand(), newCaptureCommand(), newIPAMCommand(), newTestCommand(), newVersionCommand(), newDemoCommand(), newCNICommand(),
-		newMetricsCommand(), newServeCommand(), newGraphCommand(),
+		newMetricsCommand(), newServeCommand(), newGraphCommand(), newUICommand(),
 	)
+	root.AddCommand(newDeleteCommand()) // calicoctl delete, on etcd
+	root.AddCommand(newEtcdCommand())   // a lab's etcd members
+	root.AddCommand(newProbeCommand())  // from any workload, netstack or namespace
 	return root
 }
 

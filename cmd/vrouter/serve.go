@@ -67,15 +67,20 @@ authenticates the scraper. --allow-remote accepts any address, such as
 	return cmd
 }
 
-// checkServeAddr accepts host:port with a loopback host, or any host with
-// allowRemote.
+// checkServeAddr checks serve's --metrics address (checkListenAddr).
 func checkServeAddr(addr string, allowRemote bool) error {
+	return checkListenAddr("--metrics", addr, allowRemote)
+}
+
+// checkListenAddr accepts host:port with a loopback host, or any host
+// with allowRemote; its errors name the flag that gave addr.
+func checkListenAddr(flag, addr string, allowRemote bool) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("--metrics %s: want host:port (e.g. 127.0.0.1:9091): %w", addr, err)
+		return fmt.Errorf("%s %s: want host:port (e.g. 127.0.0.1:9091): %w", flag, addr, err)
 	}
 	if port == "" {
-		return fmt.Errorf("--metrics %s: no port", addr)
+		return fmt.Errorf("%s %s: no port", flag, addr)
 	}
 	if allowRemote {
 		return nil
@@ -90,7 +95,7 @@ func checkServeAddr(addr string, allowRemote bool) error {
 	if host == "" {
 		what = "every interface"
 	}
-	return fmt.Errorf("--metrics %s listens on %s, which other hosts may reach: use 127.0.0.1:%s, or --allow-remote", addr, what, port)
+	return fmt.Errorf("%s %s listens on %s, which other hosts may reach: use 127.0.0.1:%s, or --allow-remote", flag, addr, what, port)
 }
 
 // serveMetrics answers GET /metrics on ln with the lab's merged metrics

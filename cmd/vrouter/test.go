@@ -21,17 +21,19 @@ var errTestsFailed = errors.New("some scenarios failed")
 func newTestCommand() *cobra.Command {
 	var run, junit, artifacts string
 	var keep bool
+	var parallel int
 	cmd := &cobra.Command{
-		Use:   "test PATH... [--run REGEX] [--junit FILE] [--artifacts DIR] [--keep-on-failure]",
+		Use:   "test PATH... [--run REGEX] [--junit FILE] [--artifacts DIR] [--keep-on-failure] [--parallel N]",
 		Short: "Run conformance scenarios (YAML) against labs, with pcap evidence",
 		Long: `test runs the scenario files at PATH (files, or directories searched for
 *.yaml, skipping testdata): each scenario deploys its lab under a unique
 name, runs its steps (deploy, workload add and del, apply, link down and
-up, link impairments, node restart, capture start and stop, wait) and
-assertions (routes, bgp, ping, tcp, packets, bgpMessages; each polled
+up, link impairments, node restart, stop and start, pause and resume,
+capture start and stop, wait) and assertions (routes, bgp, ping, tcp, packets, bgpMessages; each polled
 until it holds or its timeout passes), and destroys the lab, also on Ctrl-C. Every file is
 checked before anything is created; a file with errors is reported as
-FILE:LINE: FIELD: message and nothing runs.
+FILE:LINE: FIELD: message and nothing runs. --parallel N runs N scenarios
+at once (labs are independent).
 
 It prints a line per step (elapsed time, verdict), then "N passed, N failed",
 and exits non-zero when any scenario failed. Captures are kept as pcapng in
@@ -47,6 +49,7 @@ README's "Conformance tests" section describes the format.`,
 	cmd.Flags().StringVar(&junit, "junit", "", "write JUnit XML results to this file")
 	cmd.Flags().StringVar(&artifacts, "artifacts", "", "directory for captures and evidence (default: a new directory under $TMPDIR)")
 	cmd.Flags().BoolVar(&keep, "keep-on-failure", false, "leave the lab of a failed scenario deployed, to look around")
+	cmd.Flags().IntVar(&parallel, "parallel", 1, "run up to N scenarios at once, each on its own lab (their progress lines come when each ends)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		// A reader that goes away (vrouter test | head) must not kill
 		// the runner before it has destroyed its labs: writes fail
@@ -87,8 +90,11 @@ README's "Conformance tests" section describes the format.`,
 		if artifacts, err = filepath.Abs(artifacts); err != nil {
 			return err
 		}
+		if parallel < 1 {
+			return fmt.Errorf("--parallel %d: must be at least 1", parallel)
+		}
 		stderr := cmd.ErrOrStderr()
-		r, err := scenarios.NewRunner(scenarios.Options{Artifacts: artifacts, KeepOnFailure: keep, Progress: cmd.OutOrStdout()})
+		r, err := scenarios.NewRunner(scenarios.Options{Artifacts: artifacts, KeepOnFailure: keep, Progress: cmd.OutOrStdout(), Parallel: parallel})
 		if err != nil {
 			return err
 		}

@@ -215,6 +215,17 @@ svg .session:hover { stroke-width: 4; opacity: 1; }
 	return b.Flush()
 }
 
+// WriteSVG writes the SVG drawing of g alone, as WriteHTML draws it: for
+// a page of its own, such as vrouter ui's, which marks it up live (nodes
+// are g.node elements with data-name, workloads g.workload, a node's
+// interface on a network g.link with data-node and data-network, sessions
+// path.session with data-a and data-b).
+func WriteSVG(w io.Writer, g *Graph) error {
+	b := bufio.NewWriter(w)
+	writeSVG(b, g, lay(g))
+	return b.Flush()
+}
+
 func writeSVG(b *bufio.Writer, g *Graph, L *layout) {
 	fmt.Fprintf(b, `<svg xmlns="http://www.w3.org/2000/svg" id="topology" width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f" role="img" aria-label="%s">`+"\n",
 		L.w, L.h, L.w, L.h, esc("lab "+g.Name))

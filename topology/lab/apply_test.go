@@ -92,6 +92,24 @@ func TestApplyIPIPMode(t *testing.T) {
 		t.Error("node1 still encapsulates after apply Never")
 	}
 
+	// A link impairment changes on the running lab: node2's link takes
+	// it at once, and loses it again.
+	node2 := "node2: {network: lan, address: 192.168.50.11, interface: ens33}"
+	write(strings.Replace(never, node2, "node2: {network: lan, address: 192.168.50.11, interface: ens33, impairments: {delay: 50ms}}", 1))
+	if out := mustVR(t, "apply", "-t", file); !strings.Contains(out, "link node2: impairments none -> delay 50ms") {
+		t.Errorf("apply of an impairment:\n%s", out)
+	}
+	if out := mustVR(t, append([]string{"link", "show", "node2"}, lab...)...); !strings.Contains(out, "delay 50ms") {
+		t.Errorf("link show after apply:\n%s", out)
+	}
+	write(never)
+	if out := mustVR(t, "apply", "-t", file); !strings.Contains(out, "link node2: impairments delay 50ms -> none") {
+		t.Errorf("apply without the impairment:\n%s", out)
+	}
+	if out := mustVR(t, append([]string{"link", "show", "node2"}, lab...)...); strings.Contains(out, "delay") {
+		t.Errorf("link show after apply without the impairment:\n%s", out)
+	}
+
 	// Refused: a BGP timer. Nothing changes.
 	write(strings.Replace(always, "holdTime: 9s", "holdTime: 12s", 1))
 	out, code := vr(t, "apply", "-t", file)

@@ -27,10 +27,14 @@ import (
 // stream (iperf3, 5 s), 64-byte UDP (iperf3 -u -l 64 -b 0, 5 s: packets
 // delivered per second, and the engines' CPU per forwarded packet per hop,
 // the agents' utime+stime over the run ÷ the packets their engines
-// forwarded) and the median ping RTT (20 pings). In the same run the same
-// is measured for two references: the kernel forwarding the same shape
-// (namespace - veth - router namespace - veth - namespace), and the raw
-// TUN pass-through, one process moving packets between a TUN device in
+// forwarded) and the median ping RTT (20 pings); the same TCP and small
+// packets between netstack workloads on the same nodes (vrouter probe
+// --bulk / --flood, gVisor stacks in the agents: the engines' rate without
+// TUN system calls); TCP and RTT with pinned engines, IPIP, a router node,
+// kernel-mode nodes (a kernel lab, and a mixed one). In the same run the
+// same is measured for two references: the kernel forwarding the same
+// shape (namespace - veth - router namespace - veth - namespace), and the
+// raw TUN pass-through, one process moving packets between a TUN device in
 // one namespace and one in another with a read and a write per packet
 // (passThroughMain), the naive ceiling of one engine hop. It runs only
 // under -bench (it deploys labs and takes a few minutes) and once,
@@ -38,7 +42,7 @@ import (
 //
 //	sudo go test -run '^$' -bench EndToEnd -benchtime 1x ./topology/lab/
 //
-// VROUTER_E2E=short leaves out the pinned, IPIP and routed labs.
+// VROUTER_E2E=short runs the first lab and the references only.
 func BenchmarkEndToEnd(b *testing.B) {
 	netnstest.RequireRoot(b)
 	netnstest.RequireCommand(b, "iperf3", "iperf3")
@@ -64,6 +68,9 @@ func BenchmarkEndToEnd(b *testing.B) {
 	}
 	name := fmt.Sprintf("bench-%d", os.Getpid()%100000)
 	data = regexp.MustCompile(`(?m)^name: .*$`).ReplaceAll(data, []byte("name: "+name))
+	// Netstack workloads beside web-1 and web-3 (the engine run measures
+	// them): a TCP and a UDP sink on node3, a source on node1.
+	netstackWorkloads := "  - {name: api-1, node: node1, stack: netstack}\n  - {name: api-3, node: node3, stack: netstack, serve: [tcp:5201:sink, udp:9:sink]}\n"
 	runLab := func(row string, data []byte, udp bool) {
 		r := result{name: row}
 		file := filepath.Join(b.TempDir(), "lab.yaml")
@@ -109,10 +116,20 @@ func BenchmarkEndToEnd(b *testing.B) {
 			if f1 > f0 {
 				r.cpuUs = ticksToSeconds(c1-c0) * 1e6 / float64(f1-f0)
 			}
+			var bulk, flood struct {
+				OK    bool
+				Error string
+				Mbps  float64
+				PPS   float64
+			}
+			benchProbe(b, &bulk, "probe", "api-1", "api-3", "--lab", name, "--bulk", "5s", "-o", "json")
+			benchProbe(b, &flood, "probe", "api-1", "api-3", "--lab", name, "--flood", "5s", "--size", "64", "-o", "json")
+			rows = append(rows, r, result{name: "netstack api-1 -> api-3 (no TUN)", gbps: bulk.Mbps / 1000, retrans: -1, pps: flood.PPS})
+			return
 		}
 		rows = append(rows, r)
 	}
-	runLab("engines (web-1 -> web-3)", data, true)
+	runLab("engines (web-1 -> web-3)", append(append([]byte{}, data...), netstackWorkloads...), true)
 	if !short {
 		pinnedData := regexp.MustCompile(`(?m)^(  node\d: \{.*)\}$`).ReplaceAll(data, []byte("$1, cpuSet: '0'}"))
 		if n := strings.Count(string(pinnedData), "cpuSet"); n != 3 {
@@ -133,6 +150,18 @@ func BenchmarkEndToEnd(b *testing.B) {
 			b.Fatal(err)
 		}
 		runLab("CrossSubnet IPIP via router node", regexp.MustCompile(`(?m)^name: .*$`).ReplaceAll(xs, []byte("name: "+name)), false)
+		// Kernel mode (dataplane: kernel): the nodes' kernels forward, on
+		// veths and a Linux bridge; with IPIP Always through tunl0 (the
+		// agent's userspace tunl0 where the kernel has no ipip module); and a
+		// mixed lab, node1 in kernel mode and node3 userspace, through the
+		// joint between lan's bridge and the fabric.
+		runLab("kernel-mode lab (web-1 -> web-3)", append(append([]byte{}, data...), "\ndataplane: kernel\n"...), false)
+		runLab("kernel-mode lab, IPIP Always", []byte(ipipData+"\ndataplane: kernel\n"), false)
+		mixedData := regexp.MustCompile(`(?m)^(  node1: \{.*)\}$`).ReplaceAll(data, []byte("$1, dataplane: kernel}"))
+		if !strings.Contains(string(mixedData), "dataplane: kernel}") {
+			b.Fatal("node1 not made kernel-mode")
+		}
+		runLab("mixed: kernel node1 -> engine node3", mixedData, false)
 	}
 
 	// The references, in namespaces of their own.
@@ -194,7 +223,28 @@ func BenchmarkEndToEnd(b *testing.B) {
 	p.stop()
 	rows = append(rows, pt, kernel)
 
-	engine := rows[0]
+	engine, ns := rows[0], rows[1]
+	for _, r := range rows[2:] {
+		switch r.name {
+		case "engines, cpuSet 0":
+			b.ReportMetric(r.gbps, "pinned-Gbit/s")
+		case "engines, IPIP Always":
+			b.ReportMetric(r.gbps, "ipip-Gbit/s")
+		case "CrossSubnet IPIP via router node":
+			b.ReportMetric(r.gbps, "routed-ipip-Gbit/s")
+		case "kernel-mode lab (web-1 -> web-3)":
+			b.ReportMetric(r.gbps, "kernel-lab-Gbit/s")
+			b.ReportMetric(r.rttUs, "kernel-lab-rtt-µs")
+		case "kernel-mode lab, IPIP Always":
+			b.ReportMetric(r.gbps, "kernel-lab-ipip-Gbit/s")
+		case "mixed: kernel node1 -> engine node3":
+			b.ReportMetric(r.gbps, "mixed-lab-Gbit/s")
+			b.ReportMetric(r.rttUs, "mixed-lab-rtt-µs")
+		}
+	}
+	b.ReportMetric(ns.gbps, "netstack-Gbit/s")
+	b.ReportMetric(ns.pps, "netstack-64B-pps")
+	b.ReportMetric(kernel.pps, "kernel-64B-pps")
 	b.ReportMetric(engine.gbps, "engine-Gbit/s")
 	b.ReportMetric(kernel.gbps, "kernel-Gbit/s")
 	b.ReportMetric(pt.gbps, "passthrough-Gbit/s")
@@ -206,7 +256,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 	b.ReportMetric(engine.rttUs, "engine-rtt-µs")
 	b.ReportMetric(kernel.rttUs, "kernel-rtt-µs")
 	var t strings.Builder
-	fmt.Fprintf(&t, "\n%-34s %7s %7s %7s %8s %9s %6s %9s %8s\n", "path (TCP 5 s, UDP64 5 s, ping x20)",
+	fmt.Fprintf(&t, "\n%-36s %7s %7s %7s %8s %9s %6s %9s %8s\n", "path (TCP 5 s, UDP64 5 s, ping x20)",
 		"Gbit/s", "/kernel", "/ptun", "retrans", "UDP64 pps", "loss%", "µs/pkt/hop", "rtt p50")
 	for _, r := range rows {
 		cpu := "-"
@@ -217,11 +267,28 @@ func BenchmarkEndToEnd(b *testing.B) {
 		if r.pps > 0 {
 			pps = fmt.Sprintf("%.0f", r.pps)
 		}
-		fmt.Fprintf(&t, "%-34s %7.2f %7.2f %7.2f %8d %9s %6.1f %10s %6.0fµs\n", r.name, r.gbps, r.gbps/kernel.gbps, r.gbps/pt.gbps,
-			r.retrans, pps, r.loss, cpu, r.rttUs)
+		retrans, loss, rtt := strconv.Itoa(r.retrans), fmt.Sprintf("%.1f", r.loss), fmt.Sprintf("%.0fµs", r.rttUs)
+		if r.retrans < 0 { // netstack probes: no retransmits, loss or ping
+			retrans, loss, rtt = "-", "-", "-"
+		}
+		fmt.Fprintf(&t, "%-36s %7.2f %7.2f %7.2f %8s %9s %6s %10s %8s\n", r.name, r.gbps, r.gbps/kernel.gbps, r.gbps/pt.gbps,
+			retrans, pps, loss, cpu, rtt)
 	}
 	fmt.Fprintf(&t, "engine UDP64 pps / pass-through: %.2f\n", engine.pps/pt.pps)
 	b.Log(t.String())
+}
+
+// benchProbe runs vrouter with args (a probe, -o json) and decodes its
+// result into v; a failed probe fails the benchmark.
+func benchProbe(b *testing.B, v any, args ...string) {
+	b.Helper()
+	out, err := benchRunFor(2*time.Minute, vrouterBin, args...)
+	if err != nil {
+		b.Fatalf("vrouter %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		b.Fatalf("vrouter %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
 }
 
 // benchRun runs a command with a bound on its time and returns its

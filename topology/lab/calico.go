@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"runtime"
 	"strings"
+	"time"
 
 	"github.com/vrouter-lab/vrouter/topology"
 	"github.com/vrouter-lab/vrouter/vrouter/bgp"
@@ -23,6 +24,10 @@ type calicoNode struct {
 	cfg       *config.Node // the agent's config; nil for a node of a deployed lab
 	cpus      []int        // the CPUs it runs on (cpuSet); any when empty
 	workloads int          // how many workloads it serves at start
+	// meshPeers: with the mesh from etcd, how many sessions the node
+	// has once every node of the lab file registered; ready waits for
+	// them (the agent alone counts only the nodes it has seen).
+	meshPeers int
 	last      *control.Status
 }
 
@@ -48,6 +53,7 @@ func planCalicoNode(l *topology.Lab, dir string, n topology.Node) (*calicoNode, 
 		cfg:       cfg,
 		cpus:      n.CPUSet,
 		workloads: len(cfg.Workloads),
+		meshPeers: meshPeers(l, n, cfg),
 	}, nil
 }
 
@@ -113,7 +119,7 @@ func (c *calicoNode) ready(ctx context.Context, anyState bool) (bool, string) {
 		return false, ""
 	}
 	c.last = s
-	if !s.Ready && !anyState {
+	if (!s.Ready || s.PeersEstablished < c.meshPeers) && !anyState {
 		return false, ""
 	}
 	return true, fmt.Sprintf("node %s: %d BGP sessions Established, %d routes", c.ns.Name, s.PeersEstablished, s.Routes)
@@ -138,6 +144,9 @@ func (c *calicoNode) waitingFor() string {
 	}
 	if len(down) > 0 {
 		return fmt.Sprintf("BGP: %d of %d sessions Established; not up: %s", s.PeersEstablished, len(s.Peers), strings.Join(down, ", "))
+	}
+	if s.PeersEstablished < c.meshPeers {
+		return fmt.Sprintf("BGP: %d of the lab's %d sessions Established (the mesh from etcd: the other nodes are not all registered and up yet)", s.PeersEstablished, c.meshPeers)
 	}
 	return fmt.Sprintf("routes: every BGP session is Established, but not every other node's blocks are routed yet (%d routes)", s.Routes)
 }
@@ -172,7 +181,21 @@ func nodeConfig(l *topology.Lab, dir string, n topology.Node) (*config.Node, err
 			RestartTime:     l.BGP.RestartTime,
 		},
 	}
-	if l.Kernel() {
+	if l.Etcd() {
+		// The lab's etcd cluster, reached through the node's mgmt0
+		// (etcd.go).
+		eps, err := etcdEndpoints(l)
+		if err != nil {
+			return nil, err
+		}
+		c.Datastore, c.DatastoreType = "", config.DatastoreEtcd
+		c.Etcd = config.Etcd{Endpoints: eps, Timeout: labEtcdTimeout}
+		// The node registers itself and meshes with the nodes registered
+		// in etcd, as Calico's do, not with the lab file's list.
+		c.MeshFromDatastore = true
+		c.Labels, c.RouteReflectorClusterID = n.Labels, n.RouteReflectorClusterID
+	}
+	if l.KernelNode(n) {
 		// The node's kernel forwards, on the veth its network's bridge
 		// joins (kernel.go); the agent makes its workloads' veths.
 		c.Dataplane, c.Fabric = config.DataplaneKernel, ""
@@ -188,16 +211,44 @@ func nodeConfig(l *topology.Lab, dir string, n topology.Node) (*config.Node, err
 	}
 	c.BGP.Peers = bgpPeers(l, n)
 	c.BGP.RouteNodes = routeNodes(l, n)
+	if c.MeshFromDatastore {
+		// The mesh comes from etcd: the config keeps the BGPPeers' peers
+		// alone. RouteNodes stay the lab file's, so that deploy waits
+		// for the blocks of the nodes the lab file meshes with.
+		noMesh := *l
+		noMesh.BGP.NodeToNodeMesh = false
+		c.BGP.Peers = bgpPeers(&noMesh, n)
+	}
 	for _, p := range l.IPPools {
 		c.Pools = append(c.Pools, config.Pool{Name: p.Name, CIDR: p.CIDR, BlockSize: p.BlockSize, IPIPMode: string(p.IPIPMode), MTU: l.WorkloadMTU(p, net)})
 	}
 	for _, w := range l.Workloads {
 		if w.Node == n.Name {
-			c.Workloads = append(c.Workloads, config.Workload{Name: w.Name, Namespace: l.NamespaceName(w.Name), Address: w.Address})
+			c.Workloads = append(c.Workloads, workloadConfig(l.Name, w))
 		}
 	}
 	return c, nil
 }
+
+// meshType is the type of a node-to-node mesh peering (config.BGPPeer's
+// Type, as calicoctl node status prints it).
+const meshType = "node-to-node mesh"
+
+// meshPeers is how many BGP sessions node n, whose mesh comes from
+// etcd, has once every node of lab l registered: those its config
+// would list with the mesh from the lab file. Zero without a mesh from
+// etcd.
+func meshPeers(l *topology.Lab, n topology.Node, cfg *config.Node) int {
+	if !cfg.MeshFromDatastore {
+		return 0
+	}
+	return len(bgpPeers(l, n))
+}
+
+// labEtcdTimeout bounds an etcd lab's agents' datastore transactions:
+// with etcd down, a workload add fails with the agent's error naming etcd
+// before the control client (10s) gives up on the agent.
+const labEtcdTimeout = 3 * time.Second
 
 // nodeASN is the AS of node n: its own, or the lab's for a lab state
 // written before nodes had one.
@@ -245,7 +296,7 @@ func bgpPeers(l *topology.Lab, n topology.Node) []config.BGPPeer {
 	}
 	if l.BGP.NodeToNodeMesh {
 		for _, o := range l.Nodes {
-			add(config.BGPPeer{Address: o.Address, ASN: nodeASN(l, o), Type: "node-to-node mesh"})
+			add(config.BGPPeer{Address: o.Address, ASN: nodeASN(l, o), Type: meshType})
 		}
 	}
 	for _, bp := range l.BGPPeers {

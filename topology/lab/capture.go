@@ -23,6 +23,10 @@ type CaptureOptions struct {
 	// Ready, if not nil, is called once every node on the network copies
 	// its frames to the capture: nothing sent afterwards is missed.
 	Ready func()
+	// Bridge reads only the Linux bridge of a network with kernel-mode
+	// nodes (as tcpdump -i br0 in its namespace would), not the fabric
+	// of a mixed network's userspace members.
+	Bridge bool
 }
 
 // captureReadyTimeout bounds how long Capture waits for the network's
@@ -84,9 +88,11 @@ func Capture(ctx context.Context, st *State, network string, w io.Writer, opt Ca
 	if opt.Count < 0 || opt.Duration < 0 {
 		return 0, errors.New("capture: count and duration must not be negative")
 	}
-	if st.Spec != nil && st.Spec.Kernel() {
-		ns := BridgeNamespace(st.Name, network)
-		return 0, fmt.Errorf("capture: network %s of kernel lab %s is Linux bridge %s in namespace %s, which vrouter capture does not read yet; capture it with: ip netns exec %s tcpdump -i %s -w FILE", network, st.Name, BridgeName, ns, ns, BridgeName)
+	if st.Spec != nil && st.Spec.KernelNetwork(network) {
+		return captureKernel(ctx, st, network, w, opt)
+	}
+	if opt.Bridge {
+		return 0, fmt.Errorf("capture: network %s of lab %s has no kernel-mode node, so no bridge: capture it without --bridge", network, st.Name)
 	}
 	// The tap's socket goes in a node namespace of the network, whose
 	// net.unix.max_dgram_qlen deploy has raised: in the root namespace a

@@ -25,7 +25,24 @@ type Options struct {
 	Timeout  time.Duration // how long to wait for BGP and routes; default 60s
 	Progress io.Writer     // progress lines; nil for none
 	NoWait   bool          // return once every agent answers, BGP or not
+	// Phase is told when each phase begins; nil for none.
+	Phase PhaseFunc
 }
+
+// PhaseFunc is told, as each phase of Deploy or Destroy begins, its
+// number (from 1), how many phases there are, and what it does ("start 3
+// agents and 1 router"): for a progress display.
+type PhaseFunc func(n, of int, what string)
+
+// phase tells f, if any.
+func (f PhaseFunc) phase(n, of int, format string, args ...any) {
+	if f != nil {
+		f(n, of, fmt.Sprintf(format, args...))
+	}
+}
+
+// deployPhases is how many phases Deploy has.
+const deployPhases = 4
 
 // Deploy creates the lab: namespaces, one agent process per node, one
 // namespace per workload, a forwarder (and a BGP daemon) per router. It
@@ -51,6 +68,7 @@ func Deploy(ctx context.Context, l *topology.Lab, opt Options) (st *State, err e
 			fmt.Fprintf(opt.Progress, format+"\n", args...)
 		}
 	}
+	opt.Phase.phase(1, deployPhases, "plan: check the lab file's nodes and their executables")
 	p, err := newPlan(l)
 	if err != nil {
 		return nil, err
@@ -75,19 +93,41 @@ func Deploy(ctx context.Context, l *topology.Lab, opt Options) (st *State, err e
 			st = nil
 		}
 	}()
+	opt.Phase.phase(2, deployPhases, "provision: state directory, %s", counted(len(p.nodes)+len(p.workloads)+len(p.bridges), "namespace"))
 	if err := provision(ctx, p, st); err != nil {
 		return nil, err
 	}
 	// The timeout bounds starting (the routers' forwarders must answer)
 	// and waiting.
 	deadline := time.Now().Add(opt.Timeout)
+	opt.Phase.phase(3, deployPhases, "start: %s", p.processes())
+	jctx, jcancel := context.WithDeadline(ctx, deadline)
+	err = startJoints(jctx, p, opt.Binary)
+	jcancel()
+	if err != nil {
+		return nil, orInterrupted(ctx, err)
+	}
+	if err := startEtcdBefore(ctx, p.etcd, l, deadline, progress); err != nil {
+		return nil, err
+	}
 	if err := start(ctx, p.nodes, startEnv{bin: opt.Binary, progress: progress}, deadline); err != nil {
 		return nil, err
 	}
 	wctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
+	if opt.NoWait {
+		opt.Phase.phase(4, deployPhases, "wait: every agent answering")
+	} else {
+		opt.Phase.phase(4, deployPhases, "wait: BGP sessions Established, every block routed")
+	}
 	if err := waitReady(wctx, p.nodes, opt.NoWait, opt.Timeout, progress); err != nil {
 		return nil, orInterrupted(ctx, err)
+	}
+	if len(l.Policies) > 0 {
+		if err := PushPolicies(wctx, st, l); err != nil {
+			return nil, orInterrupted(ctx, err)
+		}
+		progress("policies: %d sent to every node", len(l.Policies))
 	}
 	return st, nil
 }
@@ -102,8 +142,40 @@ type plan struct {
 	// (each waited for: the nodes' BGP sessions across them need them).
 	nodes     []Node
 	workloads []WorkloadState
-	bridges   []bridge // a kernel lab's networks (kernel.go)
-	frr       bool     // a node runs as user frr: the state directory lets group frr through
+	bridges   []bridge   // a kernel lab's networks (kernel.go)
+	etcd      *EtcdState // an etcd lab's cluster (etcd.go)
+	frr       bool       // a node runs as user frr: the state directory lets group frr through
+}
+
+// processes says what start starts: "3 agents, 1 router".
+func (p *plan) processes() string {
+	agents, routers := 0, 0
+	for _, n := range p.nodes {
+		if n.Kind() == topology.KindCalico {
+			agents++
+		} else {
+			routers++
+		}
+	}
+	out := counted(agents, "agent")
+	if routers > 0 {
+		out += ", " + counted(routers, "router")
+	}
+	if p.etcd != nil {
+		out = counted(len(p.etcd.Members), "etcd member") + ", " + out
+	}
+	return out
+}
+
+// counted is "1 thing" or "n things" ("n processes").
+func counted(n int, thing string) string {
+	switch {
+	case n == 1:
+		return "1 " + thing
+	case strings.HasSuffix(thing, "s"):
+		return fmt.Sprintf("%d %ses", n, thing)
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }
 
 // newPlan plans the deployment of lab l: it computes every node's config
@@ -114,7 +186,10 @@ func newPlan(l *topology.Lab) (*plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &plan{dir: dir, bridges: planBridges(l)}
+	p := &plan{dir: dir, bridges: planBridges(l, dir)}
+	if p.etcd, err = planEtcd(l, dir); err != nil {
+		return nil, err
+	}
 	for _, n := range l.Nodes {
 		c, err := planCalicoNode(l, dir, n)
 		if err != nil {
@@ -153,7 +228,8 @@ func newPlan(l *topology.Lab) (*plan, error) {
 		return nil, fmt.Errorf("lab %s has stale state from an earlier run (%s); clean it with: vrouter destroy --lab %s", l.Name, strings.Join(left, ", "), l.Name)
 	}
 	for _, w := range l.Workloads {
-		p.workloads = append(p.workloads, WorkloadState{Name: w.Name, Node: w.Node, Namespace: l.NamespaceName(w.Name), Interface: config.InterfaceName(l.Name, w.Name)})
+		c := workloadConfig(l.Name, w)
+		p.workloads = append(p.workloads, WorkloadState{Name: w.Name, Node: w.Node, Namespace: c.Namespace, Interface: config.InterfaceName(l.Name, w.Name), Stack: c.Stack})
 	}
 	return p, nil
 }
@@ -190,12 +266,17 @@ func provision(ctx context.Context, p *plan, st *State) error {
 	if err := provisionBridges(ctx, p, st); err != nil {
 		return err
 	}
+	if err := provisionEtcd(ctx, p.etcd, st); err != nil {
+		return err
+	}
 	for _, w := range p.workloads {
 		if err := interrupted(ctx); err != nil {
 			return err
 		}
-		if err := createNamespace(w.Namespace); err != nil {
-			return err
+		if w.Namespace != "" { // a netstack workload has none
+			if err := createNamespace(w.Namespace); err != nil {
+				return err
+			}
 		}
 		st.Workloads = append(st.Workloads, w)
 	}
@@ -214,6 +295,20 @@ func start(ctx context.Context, nodes []Node, env startEnv, deadline time.Time) 
 		if err := n.start(wctx, env); err != nil {
 			return orInterrupted(ctx, err)
 		}
+	}
+	return nil
+}
+
+// startEtcdBefore starts an etcd lab's cluster, before the agents that
+// use it, waits until it serves (until deadline at most) and seeds it.
+func startEtcdBefore(ctx context.Context, e *EtcdState, l *topology.Lab, deadline time.Time, progress func(string, ...any)) error {
+	wctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	if err := startEtcd(wctx, e, l.Name, progress); err != nil {
+		return orInterrupted(ctx, err)
+	}
+	if err := seedEtcd(wctx, e, l); err != nil {
+		return orInterrupted(ctx, err)
 	}
 	return nil
 }

@@ -23,6 +23,14 @@ import (
 // lab state directory is removed (see removeDir). The caller holds the
 // lab's lock (Lock).
 func Destroy(name string) error {
+	return DestroyPhases(name, nil)
+}
+
+// destroyPhases is how many phases Destroy has.
+const destroyPhases = 3
+
+// DestroyPhases is Destroy telling phase as each of its phases begins.
+func DestroyPhases(name string, phase PhaseFunc) error {
 	dir, err := Dir(name)
 	if err != nil {
 		return err
@@ -34,7 +42,9 @@ func Destroy(name string) error {
 	// up once its processes are stopped.
 	st, _ := Load(name)
 	var errs []error
-	for _, pf := range pidFiles(dir) {
+	pids := pidFiles(dir)
+	phase.phase(1, destroyPhases, "stop: %s", counted(len(pids), "process"))
+	for _, pf := range pids {
 		if err := stopAgent(pf); err != nil {
 			errs = append(errs, err)
 		}
@@ -54,6 +64,7 @@ func Destroy(name string) error {
 	// Whatever still runs in the lab's namespaces (a daemon whose pid file
 	// was lost, a process someone started with vrouter exec) would keep
 	// the namespace alive after it is unmounted.
+	phase.phase(2, destroyPhases, "delete %s", counted(len(nss), "namespace"))
 	if err := killInNamespaces(nss); err != nil {
 		errs = append(errs, err)
 	}
@@ -62,6 +73,7 @@ func Destroy(name string) error {
 			errs = append(errs, err)
 		}
 	}
+	phase.phase(3, destroyPhases, "remove the state directory")
 	if err := removeDir(name); err != nil {
 		errs = append(errs, err)
 	}

@@ -37,9 +37,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	vrouterBin = filepath.Join(dir, "vrouter")
-	// Tests run the binary with the race detector; benchmarks measure
-	// the binary as it ships (the race detector costs several times the
-	// CPU and memory).
+	// Tests run the binary under the race detector; benchmarks (-bench)
+	// measure it as it ships.
 	build := []string{"build", "-race", "-o", vrouterBin, "../../cmd/vrouter"}
 	if f := flag.Lookup("test.bench"); f != nil && f.Value.String() != "" {
 		build = slices.Delete(build, 1, 2)
@@ -170,7 +169,8 @@ func TestLabEndToEnd(t *testing.T) {
 
 	out := mustVR(t, "deploy", "-t", file)
 	for _, n := range []string{"node1", "node2", "node3", "web-1", "web-2", "web-3", "db-1", "db-2"} {
-		if !regexp.MustCompile(`(?m)^` + n + ` .* running$`).MatchString(out) {
+		// the summary is a bordered table: │ NAME │ ... │ STATE │
+		if !regexp.MustCompile(`(?m)^│ ` + n + ` +│ .* │ running +│$`).MatchString(out) {
 			t.Errorf("deploy summary lacks %s running:\n%s", n, out)
 		}
 	}

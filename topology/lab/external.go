@@ -164,6 +164,9 @@ func routerConfig(l *topology.Lab, dir string, r topology.Router) (*config.Route
 		MTU:       net.MTU,
 		Neighbors: neighbors(l, r.Network),
 	}
+	if !r.Impairment.IsZero() {
+		c.Impairments = map[string]config.Impairment{r.Interface: r.Impairment}
+	}
 	for _, p := range r.Announce {
 		first := p.Addr()
 		if p.Bits() < 31 {
@@ -183,7 +186,8 @@ type routerPeer struct {
 }
 
 // routerPeers lists the sessions router r's generated configuration has:
-// one per peer node, with the password of a bgpPeers entry between them.
+// one per peer node, with the router's password, or else the password of
+// a bgpPeers entry between them.
 func routerPeers(l *topology.Lab, r topology.Router) []routerPeer {
 	var out []routerPeer
 	for _, name := range r.Peers {
@@ -191,8 +195,11 @@ func routerPeers(l *topology.Lab, r topology.Router) []routerPeer {
 		if !ok {
 			continue
 		}
-		p := routerPeer{Name: n.Name, Address: n.Address, ASN: nodeASN(l, n)}
+		p := routerPeer{Name: n.Name, Address: n.Address, ASN: nodeASN(l, n), Password: r.Password}
 		for _, bp := range l.BGPPeers {
+			if p.Password != "" {
+				break
+			}
 			if bp.PeerIP == r.Address && bp.AppliesTo(n) && bp.Password != "" {
 				p.Password = bp.Password
 				break

@@ -6,20 +6,27 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vrouter-lab/vrouter/topology"
+	"github.com/vrouter-lab/vrouter/vrouter/fabric"
+	"github.com/vrouter-lab/vrouter/vrouter/joint"
 	"github.com/vrouter-lab/vrouter/vrouter/netns"
 )
 
-// A kernel lab (dataplane: kernel) runs the same calico nodes as any lab,
-// their agents with the kernel dataplane: each node is a namespace whose
-// kernel forwards, its agent programming the namespace's main table and
-// making its workloads' veth pairs. Each network is a Linux bridge (br0)
-// in a namespace of the lab's (BridgeNamespace), joined to each node on
-// it by a veth pair whose node end is the node's interface (ens33) with
-// the node's address. Nothing is made in the root namespace; destroying
-// the lab's namespaces removes the bridges and every veth.
+// Kernel-mode nodes (dataplane: kernel, lab-wide or per node) run the
+// same agent with the kernel dataplane: each is a namespace whose kernel
+// forwards, its agent programming the namespace's main table and making
+// its workloads' veth pairs. A network with kernel nodes is a Linux bridge
+// (br0) in a namespace of the lab's (BridgeNamespace), joined to each
+// kernel node on it by a veth pair whose node end is the node's interface
+// (ens33) with the node's address. When userspace members are on it too,
+// a joint process (vrouter/joint) puts a TAP port on the bridge and stands
+// for the kernel nodes on the fabric. Nothing is made in the root
+// namespace; destroying the lab's namespaces removes the bridges, the
+// joint's port and every veth.
 
 // BridgeName is the Linux bridge of a kernel lab's network, in the
 // network's own namespace.
@@ -30,7 +37,13 @@ const BridgeName = "br0"
 type BridgeState struct {
 	Network   string `json:"network"`
 	Namespace string `json:"namespace"`
+	// Joint is the joint's pid file, for a mixed network.
+	Joint string `json:"joint,omitempty"`
 }
+
+// JointRunning reports whether the bridge has a joint to the fabric (a
+// mixed network) and it runs.
+func (b BridgeState) JointRunning() bool { return b.Joint != "" && processAlive(b.Joint) }
 
 // BridgeNamespace is the namespace of network's bridge in lab:
 // vr-<lab>.<network>.br. The second dot, which no name may contain, keeps
@@ -45,6 +58,10 @@ type bridge struct {
 	namespace string
 	mtu       int
 	ports     []bridgePort
+	// joint joins the bridge to the userspace fabric (a mixed network);
+	// nil for a network of kernel nodes only.
+	joint      *joint.Config
+	jointPaths processPaths
 }
 
 // bridgePort is a node's end of a bridge.
@@ -62,17 +79,18 @@ type bridgePort struct {
 // route (169.254.1.1 dev eth0), which its node answers ARP for.
 var linkLocalGateway = netip.MustParsePrefix("169.254.1.1/32")
 
-// planBridges plans the bridges of kernel lab l: one per network, with a
-// port for each node on it.
-func planBridges(l *topology.Lab) []bridge {
-	if !l.Kernel() {
-		return nil
-	}
+// planBridges plans the bridges of lab l: one per network with a
+// kernel-mode node on it, with a port for each such node, and a joint to
+// the userspace fabric when userspace members are on it too.
+func planBridges(l *topology.Lab, dir string) []bridge {
 	var out []bridge
 	for _, n := range l.Networks {
+		if !l.KernelNetwork(n.Name) {
+			continue
+		}
 		b := bridge{network: n.Name, namespace: BridgeNamespace(l.Name, n.Name), mtu: n.MTU}
 		for _, node := range l.Nodes {
-			if node.Network == n.Name {
+			if node.Network == n.Name && l.KernelNode(node) {
 				b.ports = append(b.ports, bridgePort{
 					namespace: l.NamespaceName(node.Name),
 					iface:     node.Interface,
@@ -82,9 +100,72 @@ func planBridges(l *topology.Lab) []bridge {
 				})
 			}
 		}
+		if l.MixedNetwork(n.Name) {
+			b.joint = planJoint(l, dir, n, b.namespace)
+			b.jointPaths = jointPaths(dir, n.Name)
+		}
 		out = append(out, b)
 	}
 	return out
+}
+
+// JointPort is the joint's TAP port on a mixed network's bridge.
+const JointPort = "fab0"
+
+// planJoint is the config of the joint of mixed network n.
+func planJoint(l *topology.Lab, dir string, n topology.Network, ns string) *joint.Config {
+	c := &joint.Config{Network: n.Name, FabricDir: fabricDir(dir), Namespace: ns, Bridge: BridgeName, Port: JointPort, MTU: n.MTU}
+	kernel := map[string]bool{}
+	for _, node := range l.Nodes {
+		if node.Network == n.Name && l.KernelNode(node) {
+			kernel[node.Name] = true
+			c.Kernel = append(c.Kernel, joint.Member{Node: node.Name, Address: node.Address, Namespace: l.NamespaceName(node.Name), Interface: node.Interface})
+		}
+	}
+	for _, m := range neighbors(l, n.Name) {
+		if !kernel[m.Node] {
+			c.Fabric = append(c.Fabric, joint.Member{Node: m.Node, Address: m.Address})
+		}
+	}
+	return c
+}
+
+// jointPaths are the files of network's joint: nodes/<network>.joint.*
+// (no node file has a dot in its base name's middle).
+func jointPaths(dir, network string) processPaths {
+	return memberPaths(nodesDir(dir), network+".joint")
+}
+
+// startJoints starts the joints of p's mixed networks, each in its
+// bridge's namespace, and waits until each is attached to the fabric
+// under every kernel node's name, so the userspace nodes find them.
+func startJoints(ctx context.Context, p *plan, bin string) error {
+	for _, b := range p.bridges {
+		if b.joint == nil {
+			continue
+		}
+		jp := b.jointPaths
+		if err := startProcess(b.namespace, []string{bin, "joint", "run", "--config", jp.Config}, jp.Log, jp.PIDFile, nil); err != nil {
+			return fmt.Errorf("network %s: start joint: %w", b.network, err)
+		}
+		for _, k := range b.joint.Kernel {
+			sock := filepath.Join(b.joint.FabricDir, b.network, k.Node+".sock")
+			for {
+				if _, err := os.Stat(sock); err == nil {
+					break
+				}
+				if !processAlive(jp.PIDFile) {
+					return fmt.Errorf("network %s: joint exited; last log lines:\n%s", b.network, tail(jp.Log, 10))
+				}
+				select {
+				case <-ctx.Done():
+					return fmt.Errorf("network %s: timed out waiting for the joint", b.network)
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // provisionBridges makes the bridges of p, the nodes' namespaces being
@@ -97,9 +178,22 @@ func provisionBridges(ctx context.Context, p *plan, st *State) error {
 		if err := createNamespace(b.namespace); err != nil {
 			return err
 		}
-		st.Bridges = append(st.Bridges, BridgeState{Network: b.network, Namespace: b.namespace})
+		bs := BridgeState{Network: b.network, Namespace: b.namespace}
+		if b.joint != nil {
+			bs.Joint = b.jointPaths.PIDFile
+		}
+		st.Bridges = append(st.Bridges, bs)
 		if err := b.create(); err != nil {
 			return fmt.Errorf("network %s: %w", b.network, err)
+		}
+		if b.joint != nil {
+			// The joint's fabric sockets are made in this namespace.
+			if err := fabric.SetMaxDgramQlen(b.namespace, fabric.DefaultMaxDgramQlen); err != nil {
+				return err
+			}
+			if err := b.joint.WriteFile(b.jointPaths.Config); err != nil {
+				return fmt.Errorf("network %s: write joint config: %w", b.network, err)
+			}
 		}
 	}
 	return nil

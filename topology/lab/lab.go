@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/vrouter-lab/vrouter/topology"
+	"github.com/vrouter-lab/vrouter/vrouter/config"
 )
 
 // stateFile is the name of the file in a lab's state directory that records
@@ -43,6 +44,8 @@ type State struct {
 	Routers   []RouterState   `json:"routers,omitempty"`
 	// Bridges are a kernel lab's networks (kernel.go).
 	Bridges []BridgeState `json:"bridges,omitempty"`
+	// Etcd is an etcd lab's cluster (etcd.go); nil on bbolt.
+	Etcd *EtcdState `json:"etcd,omitempty"`
 }
 
 // NodeState is one node of a deployed lab.
@@ -62,8 +65,34 @@ type NodeState struct {
 type WorkloadState struct {
 	Name      string `json:"name"`
 	Node      string `json:"node"`
-	Namespace string `json:"namespace"`
+	Namespace string `json:"namespace"` // empty for a netstack workload
 	Interface string `json:"interface"` // the engine port, caliXXXXXXXXXXX
+	// Stack is config.StackNetstack for a gVisor stack in the node's
+	// agent, empty for a namespace.
+	Stack string `json:"stack,omitempty"`
+}
+
+// IsNetstack reports whether the workload is a gVisor stack in its node's
+// agent (it has no namespace).
+func (w WorkloadState) IsNetstack() bool { return w.Stack == config.StackNetstack }
+
+// StackName is the workload's stack as listings show it: namespace or
+// netstack.
+func (w WorkloadState) StackName() string {
+	if w.IsNetstack() {
+		return config.StackNetstack
+	}
+	return config.StackNamespace
+}
+
+// Workload returns the named workload's state.
+func (s *State) Workload(name string) (WorkloadState, bool) {
+	for _, w := range s.Workloads {
+		if w.Name == name {
+			return w, true
+		}
+	}
+	return WorkloadState{}, false
 }
 
 // Load reads the state of the deployed lab called name. The name must be a
@@ -112,6 +141,11 @@ func (s *State) pathOutside() (string, bool) {
 		paths = append(paths, r.Config, r.Control, r.Log, r.PIDFile, r.Dir)
 		for _, p := range r.Processes {
 			paths = append(paths, p.PIDFile, p.Log)
+		}
+	}
+	if s.Etcd != nil {
+		for _, m := range s.Etcd.Members {
+			paths = append(paths, m.DataDir, m.Log, m.PIDFile)
 		}
 	}
 	for _, p := range paths {
@@ -176,6 +210,11 @@ func (s *State) Namespace(name string) (string, bool) {
 	}
 	if r, ok := s.Router(name); ok {
 		return r.Namespace, true
+	}
+	if s.Etcd != nil {
+		if m, ok := s.Etcd.Member(name); ok {
+			return m.Namespace, true
+		}
 	}
 	return "", false
 }

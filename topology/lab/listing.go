@@ -28,6 +28,10 @@ func (l *Table) add(item map[string]any, row ...string) {
 // ippools or blocks.
 func Listing(ctx context.Context, st *State, kind string) (*Table, error) {
 	switch kind {
+	case "policies", "policy", "networkpolicies", "globalnetworkpolicies":
+		return policyListing(ctx, st)
+	case "denied", "denials":
+		return denialListing(ctx, st)
 	case "nodes", "node", "no":
 		l := &Table{Columns: []string{"NAME", "ASN", "IPV4", "NETWORK", "INTERFACE"}, Narrow: 1}
 		for _, n := range st.Nodes {
@@ -46,7 +50,7 @@ func Listing(ctx context.Context, st *State, kind string) (*Table, error) {
 		}
 		return l, nil
 	case "workloads", "workload", "wep", "workloadendpoints":
-		l := &Table{Columns: []string{"WORKLOAD", "NODE", "NETWORKS", "INTERFACE", "NAMESPACE", "STATE"}, Narrow: 4}
+		l := &Table{Columns: []string{"WORKLOAD", "NODE", "NETWORKS", "INTERFACE", "STACK", "NAMESPACE", "STATE"}, Narrow: 5}
 		addrs := map[string]string{}
 		for _, n := range st.Nodes {
 			if s, err := control.NewClient(n.Control).Status(ctx); err == nil {
@@ -62,13 +66,17 @@ func Listing(ctx context.Context, st *State, kind string) (*Table, error) {
 			}
 			state := "running"
 			switch {
-			case !netns.Exists(w.Namespace):
+			case !w.IsNetstack() && !netns.Exists(w.Namespace):
 				state = "missing" // deleted outside vrouter
 			case a == "-":
 				state = "down"
 			}
-			l.add(map[string]any{"name": w.Name, "node": w.Node, "ipNetworks": a, "interfaceName": w.Interface, "namespace": w.Namespace, "state": state},
-				w.Name, w.Node, a, w.Interface, w.Namespace, state)
+			ns := w.Namespace
+			if w.IsNetstack() {
+				ns = "-" // its stack is in the node's agent
+			}
+			l.add(map[string]any{"name": w.Name, "node": w.Node, "ipNetworks": a, "interfaceName": w.Interface, "namespace": w.Namespace, "stack": w.StackName(), "state": state},
+				w.Name, w.Node, a, w.Interface, w.StackName(), ns, state)
 		}
 		return l, nil
 	case "ippools", "ippool", "pools":
@@ -79,7 +87,7 @@ func Listing(ctx context.Context, st *State, kind string) (*Table, error) {
 		}
 		return l, nil
 	case "blocks", "block":
-		store, err := ipam.OpenBolt(ipamPath(st.Dir))
+		store, err := st.OpenIPAM(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -138,6 +146,32 @@ func Listing(ctx context.Context, st *State, kind string) (*Table, error) {
 			l.add(item, p.Name, peer, node, asn, pw)
 		}
 		return l, nil
+	case "etcdmembers", "etcdmember", "etcd":
+		l := &Table{Columns: []string{"NAME", "NAMESPACE", "ENDPOINT", "STATE", "DATADIR"}, Narrow: 4}
+		if st.Etcd == nil {
+			return nil, fmt.Errorf("lab %s runs no etcd (its datastore is bbolt)", st.Name)
+		}
+		for _, m := range st.EtcdStatus(ctx) {
+			l.add(map[string]any{"name": m.Name, "namespace": m.Namespace, "endpoint": m.Endpoint, "state": m.State, "dataDir": m.DataDir},
+				m.Name, m.Namespace, m.Endpoint, m.State, m.DataDir)
+		}
+		return l, nil
 	}
-	return nil, fmt.Errorf("unknown resource %q (want nodes, workloads, ippools, blocks or bgppeers)", kind)
+	return nil, fmt.Errorf("unknown resource %q (want nodes, workloads, ippools, blocks, bgppeers, etcdmembers, policies or denied)", kind)
+}
+
+// IPAMStore is a lab's IPAM datastore, opened by vrouter's commands.
+type IPAMStore interface {
+	ipam.Datastore
+	Close() error
+}
+
+// OpenIPAM opens the lab's IPAM datastore: the bbolt file in its state
+// directory, or its etcd cluster (through the lab's etcd network); the
+// caller closes it.
+func (s *State) OpenIPAM(ctx context.Context) (IPAMStore, error) {
+	if s.Etcd != nil {
+		return s.OpenEtcd(ctx)
+	}
+	return ipam.OpenBolt(ipamPath(s.Dir))
 }

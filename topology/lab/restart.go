@@ -33,32 +33,96 @@ type RestartOptions struct {
 // namespaces, and whatever runs in them, stay), and announces its blocks
 // again.
 func RestartNode(ctx context.Context, st *State, node string, opt RestartOptions) error {
+	if err := StopNode(st, node, opt); err != nil {
+		return err
+	}
+	return StartNode(ctx, st, node, opt)
+}
+
+// StopNode stops the agent of one node of a running lab, with SIGTERM (its
+// sessions closed with a NOTIFICATION) or, with opt.Kill, SIGKILL (as a
+// crash), and leaves it stopped until StartNode. For an external router
+// it stops the BGP daemon's processes; its forwarder, link and kernel
+// stay up.
+func StopNode(st *State, node string, opt RestartOptions) error {
+	if opt.Progress == nil {
+		opt.Progress = func(string, ...any) {}
+	}
+	stop, verb := stopAgent, "stopped"
+	if opt.Kill {
+		stop, verb = killAgent, "killed"
+	}
+	if r, ok := st.Router(node); ok {
+		if len(r.Processes) == 0 {
+			return fmt.Errorf("router %s runs no BGP daemon (kind: router)", node)
+		}
+		for _, p := range r.Processes {
+			if err := stop(p.PIDFile); err != nil {
+				return fmt.Errorf("router %s: %s: %w", node, p.Name, err)
+			}
+		}
+		opt.Progress("router %s: %s %s", node, r.Daemon, verb)
+		return nil
+	}
 	n, ok := st.Node(node)
 	if !ok {
 		return fmt.Errorf("lab %s has no node %q", st.Name, topology.Shorten(node))
 	}
+	if err := stop(n.PIDFile); err != nil {
+		return fmt.Errorf("node %s: %w", node, err)
+	}
+	opt.Progress("node %s: agent %s", node, verb)
+	return nil
+}
+
+// StartNode starts the agent of a node of a running lab that StopNode
+// stopped, with the same config, then waits until the node is ready (see
+// RestartNode); for an external router, its BGP daemon's processes, not
+// waiting for its sessions. A node or router that runs is an error.
+func StartNode(ctx context.Context, st *State, node string, opt RestartOptions) error {
 	if opt.Timeout == 0 {
 		opt.Timeout = 60 * time.Second
 	}
 	if opt.Progress == nil {
 		opt.Progress = func(string, ...any) {}
 	}
+	if r, ok := st.Router(node); ok {
+		m, err := routerKind(forwarder{rs: r})
+		if err != nil {
+			return err
+		}
+		e, ok := m.(*externalRouter)
+		if !ok || len(r.Processes) == 0 {
+			return fmt.Errorf("router %s runs no BGP daemon (kind: router)", node)
+		}
+		for _, p := range r.Processes {
+			if processAlive(p.PIDFile) {
+				return fmt.Errorf("router %s: %s runs already", node, p.Name)
+			}
+		}
+		for _, p := range r.Processes {
+			if err := startProcess(r.Namespace, p.Args, p.Log, p.PIDFile, nil); err != nil {
+				return fmt.Errorf("router %s: start %s: %w", node, p.Name, err)
+			}
+			if err := e.daemon.started(r, p); err != nil {
+				return err
+			}
+		}
+		opt.Progress("router %s: %s started", node, r.Daemon)
+		return nil
+	}
+	n, ok := st.Node(node)
+	if !ok {
+		return fmt.Errorf("lab %s has no node %q", st.Name, topology.Shorten(node))
+	}
+	if processAlive(n.PIDFile) {
+		return fmt.Errorf("node %s: its agent runs already", node)
+	}
 	if opt.Binary == "" {
 		var err error
 		if opt.Binary, err = os.Executable(); err != nil {
 			return fmt.Errorf("find vrouter executable: %w", err)
 		}
-	}
-	if opt.Kill {
-		if err := killAgent(n.PIDFile); err != nil {
-			return fmt.Errorf("node %s: %w", node, err)
-		}
-		opt.Progress("node %s: agent killed", node)
-	} else {
-		if err := stopAgent(n.PIDFile); err != nil {
-			return fmt.Errorf("node %s: %w", node, err)
-		}
-		opt.Progress("node %s: agent stopped", node)
 	}
 	c := st.calicoNode(n)
 	if err := c.start(ctx, startEnv{bin: opt.Binary, progress: opt.Progress}); err != nil {

@@ -59,6 +59,22 @@ type DaemonProcess struct {
 	Log     string   `json:"log"`
 }
 
+// StatusCommand returns the command line, to be run in the router's
+// namespace, that shows its daemon's BGP sessions (birdc show protocols,
+// vtysh -c "show bgp summary", gobgp neighbor); nil for a router node
+// (kind: router), which runs no daemon.
+func (r RouterState) StatusCommand() []string {
+	n, err := routerKind(forwarder{rs: r})
+	if err != nil {
+		return nil
+	}
+	e, ok := n.(*externalRouter)
+	if !ok {
+		return nil
+	}
+	return e.CLI(e.daemon.statusArgs()...)
+}
+
 // CLIArgs returns the command line that runs the router's daemon CLI with
 // args (e.g. "show route"), to be run in the router's namespace; nil for a
 // router node (kind: router), which runs no daemon.

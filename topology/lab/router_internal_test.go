@@ -24,18 +24,22 @@ routers:
   b2: {network: lan, address: 192.168.50.101, daemon: bird2, asNumber: 64600}
   fr: {network: lan, address: 192.168.50.102, daemon: frr, announce: [10.97.0.0/16]}
   fr-none: {network: lan, address: 192.168.50.103, daemon: frr, asNumber: 64601}
+  b1-rr: {network: lan, address: 192.168.50.104, daemon: bird, routeReflectorClusterID: 244.0.0.2, password: own, holdTime: 30s}
+  b2-rr: {network: lan, address: 192.168.50.105, daemon: bird2, routeReflectorClusterID: 244.0.0.3, password: own, holdTime: 30s}
 bgpPeers:
   - {name: b1, peerIP: 192.168.50.100, password: "pw with spaces"}
   - {name: b2, peerIP: 192.168.50.101}
   - {name: fr, peerIP: 192.168.50.102, password: s3cret}
   - {name: fr-none, node: node-2, peerIP: 192.168.50.103}
+  - {name: b1-rr, peerIP: 192.168.50.104, password: theirs}
+  - {name: b2-rr, peerIP: 192.168.50.105}
 `
 
 // Every generated daemon configuration is one the daemon itself accepts
 // (bird -p, bgpd -C), and names each peer node with its AS.
 func TestGeneratedConfigsParse(t *testing.T) {
-	for _, tc := range []struct{ hold, keepalive string }{{"0s", "0s"}, {"9s", "3s"}} {
-		src := strings.Replace(generatedLab, "holdTime: 0s", "holdTime: "+tc.hold+", keepaliveTime: "+tc.keepalive, 1)
+	for _, tc := range []struct{ hold, keepalive, gr string }{{"0s", "0s", "false"}, {"9s", "3s", "true"}} {
+		src := strings.Replace(generatedLab, "holdTime: 0s", "holdTime: "+tc.hold+", keepaliveTime: "+tc.keepalive+", gracefulRestart: "+tc.gr+", restartTime: 60s", 1)
 		l, err := topology.Parse("gen.yaml", []byte(src))
 		if err != nil {
 			t.Fatal(err)
@@ -96,6 +100,36 @@ func TestGeneratedConfigsParse(t *testing.T) {
 						t.Errorf("config does not announce %s:\n%s", a, text)
 					}
 				}
+				if r.Daemon != topology.DaemonBIRD && r.Daemon != topology.DaemonBIRD2 {
+					return
+				}
+				// the lab file's reflector, key, hold time and graceful
+				// restart reach BIRD's configuration
+				has := func(want string, yes bool) {
+					if strings.Contains(text, want) != yes {
+						t.Errorf("config has %q: %v, want %v:\n%s", want, !yes, yes, text)
+					}
+				}
+				rr := r.RouteReflectorClusterID.IsValid()
+				has("rr cluster id "+r.RouteReflectorClusterID.String()+";", rr)
+				has("rr client;", rr)
+				// clients (iBGP) keep the next hop; other peers get the router's
+				clients := 0
+				for _, p := range routerPeers(l, r) {
+					if rr && p.ASN == r.ASNumber {
+						clients++
+					}
+				}
+				if n := strings.Count(text, "rr client;"); n != clients {
+					t.Errorf("%d rr clients, want %d:\n%s", n, clients, text)
+				}
+				if n := strings.Count(text, "next hop self;"); n != len(routerPeers(l, r))-clients {
+					t.Errorf("%d sessions with next hop self, want %d:\n%s", n, len(routerPeers(l, r))-clients, text)
+				}
+				has(`password "own";`, rr)
+				has("hold time 30;", rr)
+				has("keepalive time", !rr && tc.hold != "0s")
+				has("graceful restart on;\n  graceful restart time 60;", tc.gr == "true")
 			})
 		}
 	}

@@ -19,37 +19,57 @@ import (
 )
 
 // scaleCase is one lab shape of BenchmarkScale: n nodes in a full mesh, or
-// with rr route reflectors that every node peers with.
+// with rr route reflectors that every node peers with; ns netstack
+// workloads (with HTTP, echo and sink services) on every node.
 type scaleCase struct {
-	n, rr int
+	n, rr, ns int
+	etcd      bool // datastore: etcd (the mesh from the nodes registered there)
 }
 
 func (c scaleCase) String() string {
-	if c.rr == 0 {
-		return fmt.Sprintf("mesh %d", c.n)
+	if c.ns > 0 {
+		return fmt.Sprintf("%d x %d netstack", c.n, c.ns)
 	}
-	return fmt.Sprintf("%d nodes, %d RRs", c.n, c.rr)
+	s := fmt.Sprintf("%d nodes, %d RRs", c.n, c.rr)
+	if c.rr == 0 {
+		s = fmt.Sprintf("mesh %d", c.n)
+	}
+	if c.etcd {
+		s += " etcd"
+	}
+	return s
 }
 
-// scaleCases reads VROUTER_SCALE ("mesh10,mesh25,rr200:2" ...), by default
-// the shapes.
+// scaleCases reads VROUTER_SCALE ("mesh10,mesh25,rr200,etcdmesh50,ns10x1000"
+// ...: an etcd prefix deploys the lab with datastore: etcd), by default the
+// issues' shapes.
 func scaleCases(b *testing.B) []scaleCase {
 	spec := os.Getenv("VROUTER_SCALE")
 	if spec == "" {
-		spec = "mesh10,mesh25,mesh50,rr100,rr200"
+		spec = "mesh10,mesh25,mesh50,etcdmesh50,rr100,rr200,ns10x1000"
 	}
 	var out []scaleCase
 	for _, f := range strings.Split(spec, ",") {
 		var c scaleCase
 		var err error
+		c.etcd = strings.HasPrefix(f, "etcd")
+		f = strings.TrimPrefix(f, "etcd")
 		switch {
 		case strings.HasPrefix(f, "mesh"):
 			c.n, err = strconv.Atoi(f[4:])
 		case strings.HasPrefix(f, "rr"):
 			c.rr = 2
 			c.n, err = strconv.Atoi(f[2:])
+		case strings.HasPrefix(f, "ns"):
+			n, ns, _ := strings.Cut(f[2:], "x")
+			if c.n, err = strconv.Atoi(n); err == nil {
+				c.ns, err = strconv.Atoi(ns)
+			}
+			if err == nil && (c.ns < 1 || c.ns > topology.MaxWorkloadsPerNode) {
+				err = fmt.Errorf("1-%d workloads per node", topology.MaxWorkloadsPerNode)
+			}
 		default:
-			err = fmt.Errorf("want meshN or rrN")
+			err = fmt.Errorf("want meshN, rrN or nsNxW")
 		}
 		if err != nil || c.n < 3 || c.n > 1000 {
 			b.Fatalf("VROUTER_SCALE: bad case %q: %v", f, err)
@@ -63,6 +83,9 @@ func scaleCases(b *testing.B) []scaleCase {
 func scaleLab(b *testing.B, name string, c scaleCase) string {
 	var s strings.Builder
 	fmt.Fprintf(&s, "name: %s\nipPools:\n  - {name: pool, cidr: 10.244.0.0/16}\n", name)
+	if c.etcd {
+		s.WriteString("datastore: etcd\n")
+	}
 	fmt.Fprintf(&s, "bgp: {nodeToNodeMesh: %v}\nnetworks:\n  - {name: lan, cidr: 192.168.0.0/22}\nnodes:\n", c.rr == 0)
 	for i := range c.n {
 		extra := ""
@@ -73,6 +96,14 @@ func scaleLab(b *testing.B, name string, c scaleCase) string {
 	}
 	if c.rr > 0 {
 		s.WriteString("bgpPeers:\n  - {name: to-rr, nodeSelector: all(), peerSelector: rr == 'y'}\n")
+	}
+	if c.ns > 0 {
+		s.WriteString("workloads:\n")
+		for i := range c.n {
+			for k := range c.ns {
+				fmt.Fprintf(&s, "  - {name: a%d-%d, node: n%d, stack: netstack, serve: [tcp:80:http, tcp:7:echo, udp:53:echo, tcp:5201:sink]}\n", i+1, k, i+1)
+			}
+		}
 	}
 	file := filepath.Join(b.TempDir(), name+".yaml")
 	if err := os.WriteFile(file, []byte(s.String()), 0o644); err != nil {
@@ -104,10 +135,26 @@ func BenchmarkScale(b *testing.B) {
 		results = append(results, runScale(b, c))
 	}
 	var t strings.Builder
-	fmt.Fprintf(&t, "\n%-18s %9s %9s %9s %9s %9s %9s %9s %9s %9s %9s\n", "lab", "deploy", "conv p50", "conv p99", "RSS avg", "anon avg", "PSS avg", "RSS max", "RSS all", "idle CPU", "destroy")
+	fmt.Fprintf(&t, "\n%-20s %9s %9s %9s %9s %9s %9s %9s %9s %9s %9s\n", "lab", "deploy", "conv p50", "conv p99", "RSS avg", "anon avg", "PSS avg", "RSS max", "RSS all", "idle CPU", "destroy")
 	for _, r := range results {
-		fmt.Fprintf(&t, "%-18s %8.1fs %7.0fms %7.0fms %7.1fMB %7.1fMB %7.1fMB %7.1fMB %7.0fMB %8.1f%% %8.1fs\n", r.c,
+		fmt.Fprintf(&t, "%-20s %8.1fs %7.0fms %7.0fms %7.1fMB %7.1fMB %7.1fMB %7.1fMB %7.0fMB %8.1f%% %8.1fs\n", r.c,
 			r.deploy.Seconds(), ms(r.p50), ms(r.p99), r.rssAvg, r.anonAvg, r.pssAvg, r.rssMax, r.total, r.idleCPU, r.destroy.Seconds())
+	}
+	// A netstack lab's agents beside those of the mesh of as many nodes
+	// without workloads, same run: what 1,000 workloads add to an agent.
+	for _, r := range results {
+		if r.c.ns == 0 {
+			continue
+		}
+		for _, base := range results {
+			if base.c == (scaleCase{n: r.c.n}) {
+				per := (r.rssAvg - base.rssAvg) * 1024 / float64(r.c.ns)
+				fmt.Fprintf(&t, "%s: agent RSS %.1f MB with %d netstack workloads, %.1f MB without (mesh %d): %.1f MB per 1,000 workloads, %.0f kB each; idle CPU %.1f%% vs %.1f%%\n",
+					r.c, r.rssAvg, r.c.ns, base.rssAvg, r.c.n, per*1000/1024, per, r.idleCPU, base.idleCPU)
+				b.ReportMetric(per, "kB/netstack-workload")
+			}
+		}
+		b.ReportMetric(r.deploy.Seconds(), "netstack-deploy-s")
 	}
 	b.Log(t.String())
 }
@@ -161,7 +208,12 @@ func runScale(b *testing.B, c scaleCase) (r scaleResult) {
 
 	// Convergence: each add claims a new block on a different node; the
 	// time runs from the add's start until the last other node routes it.
-	const adds = 20
+	// (Not in a netstack lab: its blocks are IPAM's choice, the fixed
+	// addresses below may be taken.)
+	adds := 20
+	if c.ns > 0 {
+		adds = 0
+	}
 	var took []time.Duration
 	for k := range adds {
 		node := nodes[(k*7+3)%c.n]
@@ -174,8 +226,10 @@ func runScale(b *testing.B, c scaleCase) (r scaleResult) {
 		waitRouted(b, dir, nodes, node, block+" via ")
 		took = append(took, time.Since(start))
 	}
-	slices.Sort(took)
-	r.p50, r.p99 = took[len(took)/2], took[(len(took)*99+99)/100-1]
+	if len(took) > 0 {
+		slices.Sort(took)
+		r.p50, r.p99 = took[len(took)/2], took[(len(took)*99+99)/100-1]
+	}
 
 	start = time.Now()
 	if out, err := benchRunFor(5*time.Minute, vrouterBin, "destroy", "-t", file); err != nil {

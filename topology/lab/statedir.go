@@ -37,6 +37,9 @@ import (
 //	    routers/<router>.json          a router forwarder's config (config.Router)
 //	    routers/<router>.{log,pid,start}
 //	    routers/<router>.<daemon>.{log,pid,start}   each daemon process of an external router
+//	    etcd/                          an etcd lab's cluster (etcd.go), 0700
+//	    etcd/<member>.{log,pid,start}  an etcd member's log, pid and start time
+//	    etcd/<member>/                 its data directory (--data-dir), 0700
 //	    routers/<router>/              the daemon's directory (0700, or user frr's):
 //	        bird.conf, bird.ctl                      bird, bird2
 //	        bgpd.conf, zebra.conf, bgpd.pid,         frr
@@ -162,13 +165,30 @@ func daemonFile(ddir, file string) string { return filepath.Join(ddir, file) }
 
 // pidFiles lists the pid files in the lab state directory dir: the
 // routers' (forwarders and daemon processes) first, then the node
-// agents'. It needs no state file, so destroy finds what runs after a
+// agents', then the etcd members' (the agents stop before the datastore
+// they use). It needs no state file, so destroy finds what runs after a
 // crash.
 func pidFiles(dir string) []string {
 	routers, _ := filepath.Glob(filepath.Join(routersDir(dir), "*.pid"))
 	nodes, _ := filepath.Glob(filepath.Join(nodesDir(dir), "*.pid"))
-	return append(routers, nodes...)
+	etcd, _ := filepath.Glob(filepath.Join(etcdDir(dir), "*.pid"))
+	return append(append(routers, nodes...), etcd...)
 }
+
+// etcdDir holds an etcd lab's members: their data directories, logs and
+// pid files.
+func etcdDir(dir string) string { return filepath.Join(dir, "etcd") }
+
+// etcdMemberPaths are the log and pid files of etcd member name (Config
+// unused: its flags are its configuration).
+func etcdMemberPaths(dir, name string) processPaths {
+	p := memberPaths(etcdDir(dir), name)
+	p.Config = ""
+	return p
+}
+
+// etcdDataDir is etcd member name's data directory.
+func etcdDataDir(dir, name string) string { return filepath.Join(etcdDir(dir), name) }
 
 // startFile is where the start time of the process in pidFile is kept.
 func startFile(pidFile string) string {

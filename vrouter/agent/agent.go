@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -24,6 +25,8 @@ import (
 	"github.com/vrouter-lab/vrouter/vrouter/fib"
 	"github.com/vrouter-lab/vrouter/vrouter/ipam"
 	"github.com/vrouter-lab/vrouter/vrouter/netns"
+	"github.com/vrouter-lab/vrouter/vrouter/policy"
+	"github.com/vrouter-lab/vrouter/vrouter/resources"
 )
 
 // Agent is one running node.
@@ -54,12 +57,34 @@ type Agent struct {
 
 	mu         sync.Mutex // guards workloads, added, blocks, holes and tunnelAddr
 	workloads  map[string]control.WorkloadInfo
+	wmeta      map[string]workloadMeta    // what policy sees of each workload
 	added      map[string]config.Workload // added through the control API (see workloadsFile)
 	blocks     []netip.Prefix             // announced: affine blocks and borrowed /32s
 	holes      map[netip.Prefix]bool      // the announced blocks, which are blackholed
 	tunnelAddr netip.Addr                 // tunl0 address, when a pool uses IPIP
 
 	pools atomic.Pointer[[]config.Pool] // the IP pools, replaced by setPools (under routeMu)
+
+	// The cluster from etcd (cluster.go): the resource store, the peers
+	// configured in the speaker and the log level BGPConfiguration sets.
+	res      *resources.Store
+	peersMu  sync.Mutex
+	peers    map[netip.Addr]bgp.Peer
+	dynPeers atomic.Pointer[[]config.BGPPeer]
+	logLevel *slog.LevelVar
+
+	// degraded is set while an agent that started with etcd unreachable
+	// serves from its saved state (degraded.go).
+	degraded atomic.Bool
+	cache    datastoreCache // what it started from, when degraded
+	serving  atomic.Bool    // set once start has restored the workloads
+	synced   atomic.Bool    // set once the blocks are synced: the cache may be written
+
+	polMu    sync.Mutex       // serializes policy changes
+	policies *policy.Compiled // the policy set in force, compiled (nil: none)
+
+	// Policies from etcd (clusterpolicy.go), merged with the lab's.
+	cpol clusterPolicy
 
 	metricsOnce sync.Once
 	metrics     http.Handler // GET /metrics, made by metricsHandler
@@ -69,7 +94,9 @@ type Agent struct {
 // Run runs the agent until ctx ends, then removes what it made (its TUN
 // devices vanish with their descriptors).
 func Run(ctx context.Context, cfg *config.Node) error {
-	a := newAgent(cfg, slog.New(slog.NewTextHandler(os.Stderr, nil)).With("node", cfg.Node))
+	level := new(slog.LevelVar)
+	a := newAgent(cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("node", cfg.Node))
+	a.logLevel = level
 	defer a.close()
 	if err := a.start(ctx); err != nil {
 		return fmt.Errorf("node %s: %w", cfg.Node, err)
@@ -93,11 +120,7 @@ func OpenDatastore(ctx context.Context, cfg *config.Node) (Datastore, error) {
 		return nil, err
 	}
 	if cfg.DatastoreType == config.DatastoreEtcd {
-		s, err := ipam.OpenEtcd(ctx, ipam.EtcdConfig{
-			Endpoints: cfg.Etcd.Endpoints,
-			CertFile:  cfg.Etcd.CertFile, KeyFile: cfg.Etcd.KeyFile, CAFile: cfg.Etcd.CAFile,
-			Timeout: cfg.Etcd.Timeout,
-		})
+		s, err := ipam.OpenEtcd(ctx, etcdStoreConfig(cfg))
 		if err != nil {
 			return nil, err
 		}
@@ -120,9 +143,11 @@ func newAgent(cfg *config.Node, log *slog.Logger) *Agent {
 		newDataplane: dataplaneFor(cfg.Dataplane),
 		newSpeaker:   startSpeaker,
 		workloads:    map[string]control.WorkloadInfo{},
+		wmeta:        map[string]workloadMeta{},
 		added:        map[string]config.Workload{},
 		learned:      map[netip.Prefix]netip.Addr{},
 		stale:        map[netip.Prefix]bool{},
+		peers:        map[netip.Addr]bgp.Peer{},
 	}
 }
 
@@ -140,21 +165,39 @@ func (a *Agent) start(ctx context.Context) error {
 		return err
 	}
 	a.dp = dp
-	// IPAM: the lab's shared datastore (a bbolt file), or etcd.
-	a.store, err = OpenDatastore(ctx, cfg)
-	if err != nil {
+	// IPAM: the lab's shared datastore (a bbolt file), or etcd; with
+	// etcd unreachable, the node starts from its saved state.
+	if err := a.openStore(ctx); err != nil {
 		return err
 	}
+	cfgPools := slices.Clone(cfg.Pools)
+	var snap *resources.Snapshot // the cluster's resources, with the mesh from etcd
+	switch {
+	case a.degraded.Load() && len(a.cache.Pools) > 0:
+		cfgPools = slices.Clone(a.cache.Pools)
+	case a.res != nil && !a.degraded.Load():
+		if snap, err = a.res.Load(ctx); snap == nil {
+			return err
+		}
+		cfgPools = a.clusterPools(ctx, snap)
+	}
 	var pools []ipam.Pool
-	for _, p := range cfg.Pools {
+	for _, p := range cfgPools {
 		pools = append(pools, ipam.Pool{Name: p.Name, CIDR: p.CIDR, BlockSize: p.BlockSize})
 	}
 	a.ipam, err = ipam.New(a.store, pools, ipam.Options{StrictAffinity: cfg.StrictAffinity})
 	if err != nil {
 		return err
 	}
-	cfgPools := slices.Clone(cfg.Pools)
 	a.pools.Store(&cfgPools)
+	// The config's fixed workload addresses are taken before tunl0's, so
+	// the blocks they lie in are the node's first and tunl0's address is
+	// the first free one of them, as a Calico node's tunnel address is
+	// the first of the first block it claims (not one of a block claimed
+	// for tunl0 alone).
+	if err := a.assignFixed(ctx); err != nil {
+		return err
+	}
 	if err := a.ensureTunnel(ctx, cfgPools); err != nil {
 		return err
 	}
@@ -200,25 +243,32 @@ func (a *Agent) start(ctx context.Context) error {
 	if err := a.bgp.Watch(ctx, a.learn); err != nil {
 		return err
 	}
-	for _, p := range cfg.BGP.Peers {
-		peer := bgp.Peer{Address: p.Address, ASN: p.ASN, Type: bgp.ParsePeerType(p.Type), Password: p.Password,
-			RouteReflectorClient: p.RouteReflectorClient, ClusterID: p.ClusterID, KeepOriginalNextHop: p.KeepOriginalNextHop}
-		if cfg.Prefix.Masked().Contains(p.Address) {
-			peer.SharedNetwork = cfg.Prefix.Masked()
+	if cfg.MeshFromDatastore {
+		// The mesh comes from the registered nodes, as read now (or as
+		// saved, with etcd down), then as watchCluster sees them change;
+		// a graceful restart's sweep waits for these peers.
+		peers := a.staticPeers()
+		switch {
+		case snap != nil:
+			a.learnNodes(snap)
+			peers = a.desiredPeers(snap)
+		case a.degraded.Load():
+			peers = append(slices.Clone(a.cache.Peers), peers...)
 		}
-		// Between two lab nodes, the one with the lower address opens the
-		// session and the other waits: no connection collisions, which at
-		// a few hundred sessions kept pairs from ever coming up. Sessions
-		// with a password stay active on both ends: a password mismatch
-		// is then visible on both (TCPMD5Failure counts on the receiver).
-		if isNode(cfg, p.Address) && p.Address.Less(addr) && p.Password == "" {
-			peer.Passive = true
-		}
-		if err := a.bgp.AddPeer(ctx, peer); err != nil {
+		if err := a.setPeers(ctx, peers); err != nil {
 			return err
+		}
+	} else {
+		for _, p := range cfg.BGP.Peers {
+			if err := a.bgp.AddPeer(ctx, a.bgpPeer(p, isNode(cfg, p.Address))); err != nil {
+				return err
+			}
 		}
 	}
 
+	// The policies a previous agent of the node enforced apply from the
+	// workloads' first packet.
+	a.restorePolicies()
 	for _, w := range cfg.Workloads {
 		if !w.IsNetstack() && !netns.Exists(w.Namespace) {
 			// Deleted while no agent served it (before a restart): the
@@ -226,7 +276,7 @@ func (a *Agent) start(ctx context.Context) error {
 			a.log.Error("workload namespace is gone, not serving the workload", "workload", w.Name, "namespace", w.Namespace)
 			continue
 		}
-		if _, err := a.addWorkload(ctx, w); err != nil {
+		if _, err := a.serveWorkload(ctx, w); err != nil {
 			return err
 		}
 	}
@@ -235,6 +285,20 @@ func (a *Agent) start(ctx context.Context) error {
 	}
 	if err := a.syncBlocks(ctx); err != nil {
 		return err
+	}
+	if len(cfg.Workloads) >= freeAfterWorkloads {
+		// Serving them made garbage (IPAM's decoded blocks, mostly) that
+		// the runtime would keep mapped: give it back before idling.
+		debug.FreeOSMemory()
+	}
+	a.serving.Store(true)
+	if a.degraded.Load() {
+		go a.recoverDatastore(ctx)
+	}
+	if a.res != nil {
+		go a.register(ctx)
+		go a.watchCluster(ctx)
+		go a.endpointLoop(ctx)
 	}
 	go a.dp.Run(ctx)
 	if a.staleCount() > 0 {
@@ -248,6 +312,34 @@ func (a *Agent) start(ctx context.Context) error {
 	return a.serveControl(ctx)
 }
 
+// assignFixed assigns the fixed addresses of the config's workloads (those
+// it will serve) to their handles, unless IPAM kept one for them already:
+// addWorkload then finds them by handle.
+func (a *Agent) assignFixed(ctx context.Context) error {
+	if a.degraded.Load() {
+		return nil // etcd is down: the workloads are served at their saved addresses
+	}
+	for _, w := range a.cfg.Workloads {
+		if !w.Address.IsValid() || (!w.IsNetstack() && !netns.Exists(w.Namespace)) {
+			continue
+		}
+		h := handle(a.cfg.Lab, w.Name)
+		if _, err := a.ipam.AddressByHandle(ctx, h); err == nil {
+			continue
+		}
+		args := ipam.AssignArgs{Node: a.cfg.Node, Handle: h, Attrs: workloadAttrs(w.Name, a.cfg.Node)}
+		if err := a.ipam.AssignIP(ctx, w.Address, args); err != nil {
+			return fmt.Errorf("workload %s: %w", w.Name, err)
+		}
+	}
+	return nil
+}
+
+// workloadAttrs are the IPAM attributes of workload's address on node.
+func workloadAttrs(workload, node string) map[string]string {
+	return map[string]string{"workload": workload, "node": node}
+}
+
 // ensureTunnel brings up tunl0 when one of pools uses IPIP and it is not
 // up yet: its address comes from the node's own block, as Calico assigns
 // it (handle ipip-tunnel-addr-NODE); the node's kernel owns the address,
@@ -259,7 +351,13 @@ func (a *Agent) ensureTunnel(ctx context.Context, pools []config.Pool) error {
 		return nil
 	}
 	h := "ipip-tunnel-addr-" + a.cfg.Node
-	addr, err := a.ipam.AddressByHandle(ctx, h)
+	var addr netip.Addr
+	var err error
+	if a.degraded.Load() && a.cache.TunnelAddr.IsValid() {
+		addr = a.cache.TunnelAddr // etcd is down: the saved one
+	} else {
+		addr, err = a.ipam.AddressByHandle(ctx, h)
+	}
 	if err != nil {
 		addr, err = a.ipam.AutoAssign(ctx, ipam.AssignArgs{Node: a.cfg.Node, Handle: h, Attrs: map[string]string{"type": "ipipTunnelAddress", "node": a.cfg.Node}})
 	}
@@ -345,8 +443,27 @@ func handle(lab, name string) string { return lab + "." + name }
 // interface, returns it as it is (a CNI ADD repeated); with another, it
 // is an error.
 func (a *Agent) addWorkload(ctx context.Context, w config.Workload) (*control.WorkloadInfo, error) {
+	info, err := a.serveWorkload(ctx, w)
+	if err != nil {
+		return nil, err
+	}
+	return info, a.syncBlocks(ctx)
+}
+
+// freeAfterWorkloads is how many workloads of its config an agent's start
+// serves before it returns the garbage to the OS.
+const freeAfterWorkloads = 100
+
+// serveWorkload is addWorkload without the blocks' sync (blackholes and
+// announcements), which the agent's start does once for all the
+// workloads of its config: a sync each (two reads of every block of the
+// datastore) made the start of a node with 1,000 workloads take minutes.
+func (a *Agent) serveWorkload(ctx context.Context, w config.Workload) (*control.WorkloadInfo, error) {
 	svcs, err := checkWorkload(&w)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkPolicyMeta(w); err != nil {
 		return nil, err
 	}
 	a.mu.Lock()
@@ -359,8 +476,15 @@ func (a *Agent) addWorkload(ctx context.Context, w config.Workload) (*control.Wo
 		return nil, fmt.Errorf("workload %s already exists (namespace %s, interface %s)", w.Name, have.Namespace, have.PodInterface)
 	}
 	h := handle(a.cfg.Lab, w.Name)
-	args := ipam.AssignArgs{Node: a.cfg.Node, Handle: h, Attrs: map[string]string{"workload": w.Name, "node": a.cfg.Node}}
-	addr, err := a.ipam.AddressByHandle(ctx, h)
+	args := ipam.AssignArgs{Node: a.cfg.Node, Handle: h, Attrs: workloadAttrs(w.Name, a.cfg.Node)}
+	var addr netip.Addr
+	if saved, ok := a.savedAddress(w); ok {
+		// etcd is down since the agent started: serve the workload at
+		// its saved address; recoverDatastore checks it with IPAM later.
+		addr = saved
+	} else {
+		addr, err = a.ipam.AddressByHandle(ctx, h)
+	}
 	// An address IPAM already kept for the workload (a restarted agent
 	// serving it again) stays the workload's if serving it fails; only
 	// one allocated here is given back.
@@ -394,9 +518,11 @@ func (a *Agent) addWorkload(ctx context.Context, w config.Workload) (*control.Wo
 	}
 	a.mu.Lock()
 	a.workloads[w.Name] = info
+	a.wmeta[w.Name] = workloadMeta{Namespace: w.PolicyNamespace, Labels: w.Labels, Pod: w.Pod}
 	a.mu.Unlock()
 	a.log.Info("workload added", "workload", w.Name, "address", addr, "interface", info.Interface)
-	return &info, a.syncBlocks(ctx)
+	a.workloadsChanged()
+	return &info, nil
 }
 
 // deleteWorkload removes a workload's port and route and releases its
@@ -405,6 +531,7 @@ func (a *Agent) deleteWorkload(ctx context.Context, name string) error {
 	a.mu.Lock()
 	w, ok := a.workloads[name]
 	delete(a.workloads, name)
+	delete(a.wmeta, name)
 	_, added := a.added[name]
 	delete(a.added, name)
 	a.mu.Unlock()
@@ -420,6 +547,7 @@ func (a *Agent) deleteWorkload(ctx context.Context, name string) error {
 		return err
 	}
 	a.log.Info("workload deleted", "workload", name)
+	a.workloadsChanged()
 	return a.syncBlocks(ctx)
 }
 
@@ -429,22 +557,30 @@ func (a *Agent) deleteWorkload(ctx context.Context, name string) error {
 // workload route is already there), so that the other nodes, the owner
 // included, reach it by longest-prefix match over the owner's /26.
 func (a *Agent) syncBlocks(ctx context.Context) error {
-	blocks, err := a.ipam.BlocksForNode(ctx, a.cfg.Node)
-	if err != nil {
-		return err
-	}
-	borrowed, err := a.ipam.BorrowedByNode(ctx, a.cfg.Node)
-	if err != nil {
-		return err
-	}
 	var want []netip.Prefix
 	holes := map[netip.Prefix]bool{}
-	for _, b := range blocks {
-		want = append(want, b.CIDR)
-		holes[b.CIDR] = true
-	}
-	for _, addr := range borrowed {
-		want = append(want, netip.PrefixFrom(addr, 32))
+	if a.degraded.Load() {
+		// etcd has been down since the start: the saved blocks.
+		want = slices.Clone(a.cache.Blocks)
+		for _, p := range a.cache.Holes {
+			holes[p] = true
+		}
+	} else {
+		blocks, err := a.ipam.BlocksForNode(ctx, a.cfg.Node)
+		if err != nil {
+			return err
+		}
+		borrowed, err := a.ipam.BorrowedByNode(ctx, a.cfg.Node)
+		if err != nil {
+			return err
+		}
+		for _, b := range blocks {
+			want = append(want, b.CIDR)
+			holes[b.CIDR] = true
+		}
+		for _, addr := range borrowed {
+			want = append(want, netip.PrefixFrom(addr, 32))
+		}
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -476,6 +612,8 @@ func (a *Agent) syncBlocks(ctx context.Context) error {
 		}
 	}
 	a.blocks, a.holes = want, holes
+	a.synced.Store(true)
+	a.saveCacheLocked()
 	return nil
 }
 

@@ -397,3 +397,36 @@ func TestDeleteUnknownWorkloadIsNotFound(t *testing.T) {
 		t.Errorf("DELETE of an unknown workload: HTTP %d, want 404", resp.StatusCode)
 	}
 }
+
+// With an IPIP pool, the config's fixed workload addresses are assigned
+// before tunl0's: tunl0 gets the first free address of the block they
+// claimed, and the node claims no other block (the seed's Always table:
+// tunl0 10.244.166.128, the pod 10.244.166.129, one blackhole). A workload
+// without a fixed address follows tunl0.
+func TestFixedAddressesBeforeTunnel(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Pools[0].IPIPMode = "Always"
+	cfg.Workloads = []config.Workload{
+		{Name: "web-1", Stack: config.StackNetstack, Address: netip.MustParseAddr("10.244.166.129")},
+		{Name: "db-1", Stack: config.StackNetstack},
+		{Name: "web-9", Stack: config.StackNetstack, Address: netip.MustParseAddr("10.244.166.131")},
+	}
+	n := startTestNode(t, cfg)
+	s, err := n.status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := netip.MustParseAddr("10.244.166.128"); s.TunnelAddress != want {
+		t.Errorf("tunl0 address %v, want %v", s.TunnelAddress, want)
+	}
+	if len(s.Blocks) != 1 || s.Blocks[0] != netip.MustParsePrefix("10.244.166.128/26") {
+		t.Errorf("blocks %v, want only 10.244.166.128/26", s.Blocks)
+	}
+	got := map[string]string{}
+	for _, w := range s.Workloads {
+		got[w.Name] = w.Address.String()
+	}
+	if want := map[string]string{"web-1": "10.244.166.129", "db-1": "10.244.166.130", "web-9": "10.244.166.131"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("workload addresses %v, want %v", got, want)
+	}
+}

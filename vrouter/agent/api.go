@@ -11,6 +11,7 @@ import (
 	"github.com/vrouter-lab/vrouter/vrouter/config"
 	"github.com/vrouter-lab/vrouter/vrouter/control"
 	"github.com/vrouter-lab/vrouter/vrouter/fib"
+	"github.com/vrouter-lab/vrouter/vrouter/probe"
 )
 
 // link reports the state of the node's underlay link.
@@ -88,6 +89,7 @@ func (a *Agent) serveControl(ctx context.Context) error {
 		control.Reply(w, a.dp.Stats(), nil)
 	})
 	mux.Handle("GET /metrics", a.metricsHandler())
+	a.servePolicies(mux)
 	mux.HandleFunc("POST /v1/workloads", func(w http.ResponseWriter, r *http.Request) {
 		var wl config.Workload
 		if err := control.Decode(r, &wl); err != nil {
@@ -99,6 +101,15 @@ func (a *Agent) serveControl(ctx context.Context) error {
 	})
 	mux.HandleFunc("DELETE /v1/workloads/{name}", func(w http.ResponseWriter, r *http.Request) {
 		control.Reply(w, struct{}{}, a.deleteWorkload(r.Context(), r.PathValue("name")))
+	})
+	mux.HandleFunc("POST /v1/workloads/{name}/probe", func(w http.ResponseWriter, r *http.Request) {
+		var req probe.Request
+		if err := control.Decode(r, &req); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		res, err := a.probe(r.Context(), r.PathValue("name"), req)
+		control.Reply(w, res, err)
 	})
 	mux.HandleFunc("GET /v1/workloads/{name}", func(w http.ResponseWriter, r *http.Request) {
 		a.mu.Lock()

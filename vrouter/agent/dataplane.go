@@ -93,6 +93,8 @@ type Speaker interface {
 	// Watch calls fn for every route learned or withdrawn from now on.
 	Watch(ctx context.Context, fn func(bgp.RouteUpdate)) error
 	AddPeer(ctx context.Context, p bgp.Peer) error
+	// DeletePeer removes a peer added by AddPeer, closing its session.
+	DeletePeer(ctx context.Context, addr netip.Addr) error
 	// Announce and Withdraw originate and stop originating a prefix.
 	Announce(ctx context.Context, prefix netip.Prefix, nextHop netip.Addr) error
 	Withdraw(ctx context.Context, prefix netip.Prefix) error

@@ -31,6 +31,7 @@ type fakeDataplane struct {
 	imp     config.Impairment
 	closed  bool
 	running bool
+	nodes   map[netip.Addr]string // given by AddNodes
 	// beforeReplace, when set, runs at the start of every ReplaceRoute.
 	beforeReplace func(fib.Route)
 }
@@ -112,6 +113,20 @@ func (d *fakeDataplane) SetLinkUp(up bool) {
 	d.down = !up
 }
 
+func (d *fakeDataplane) AddNodes(network netip.Prefix, nodes map[netip.Addr]string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.nodes == nil {
+		d.nodes = map[netip.Addr]string{}
+	}
+	for a, n := range nodes {
+		if network.Contains(a) {
+			d.nodes[a] = n
+		}
+	}
+	return nil
+}
+
 func (d *fakeDataplane) Stats() map[string]uint64 { return map[string]uint64{"fake": 1} }
 
 func (d *fakeDataplane) Run(ctx context.Context) {
@@ -172,6 +187,29 @@ func (s *fakeSpeaker) AddPeer(_ context.Context, p bgp.Peer) error {
 	defer s.mu.Unlock()
 	s.added = append(s.added, p)
 	return nil
+}
+
+func (s *fakeSpeaker) DeletePeer(_ context.Context, addr netip.Addr) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := slices.IndexFunc(s.added, func(p bgp.Peer) bool { return p.Address == addr })
+	if i < 0 {
+		return errors.New("no such peer")
+	}
+	s.added = slices.Delete(s.added, i, i+1)
+	return nil
+}
+
+// peerAddrs returns the addresses of the peers configured now, sorted.
+func (s *fakeSpeaker) peerAddrs() []netip.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []netip.Addr
+	for _, p := range s.added {
+		out = append(out, p.Address)
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
 }
 
 func (s *fakeSpeaker) Announce(_ context.Context, prefix netip.Prefix, nextHop netip.Addr) error {

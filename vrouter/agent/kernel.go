@@ -36,7 +36,10 @@ func dataplaneFor(name string) newDataplaneFunc {
 // Dataplane: the underlay is the namespace's own interface (cfg.Interface),
 // routes go into its main table, workloads are veth pairs. Its Close leaves
 // routes and workloads in place, so forwarding survives the agent.
-type kernelDataplane struct{ *kernel.Dataplane }
+type kernelDataplane struct {
+	*kernel.Dataplane
+	policy *kernelPolicy // network policy as nftables (kernelpolicy.go)
+}
 
 // errNetstackKernel is the kernel dataplane's answer to a netstack
 // workload.
@@ -83,6 +86,8 @@ func newKernel(_ context.Context, cfg *config.Node, log *slog.Logger) (Dataplane
 		Address:   cfg.Prefix,
 		MTU:       cfg.MTU,
 		AdoptFor:  cfg.BGP.RestartTime,
+		// The periodic full resync (0: Felix's default).
+		ResyncInterval: cfg.RouteRefreshInterval,
 		// A userspace tunl0 (no ipip module) accepts IPIP from the
 		// nodes, as the engine's does.
 		TunnelSources: tunnelSources(cfg),
@@ -99,5 +104,5 @@ func newKernel(_ context.Context, cfg *config.Node, log *slog.Logger) (Dataplane
 		d.SetLinkUp(false)
 		log.Info("underlay link is down (vrouter link set)", "interface", cfg.Interface)
 	}
-	return kernelDataplane{d}, nil
+	return kernelDataplane{d, &kernelPolicy{namespace: cfg.Namespace}}, nil
 }

@@ -185,7 +185,7 @@ func (a *Agent) sweepStale(ctx context.Context) {
 // sent End-of-RIB.
 func (a *Agent) peersSynced(ctx context.Context) bool {
 	peers, err := a.bgp.Peers(ctx)
-	if err != nil || len(peers) < len(a.cfg.BGP.Peers) {
+	if err != nil || len(peers) < len(a.peerList()) {
 		return false
 	}
 	for _, p := range peers {

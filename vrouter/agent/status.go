@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/vrouter-lab/vrouter/vrouter/bgp"
 	"github.com/vrouter-lab/vrouter/vrouter/config"
@@ -17,7 +18,7 @@ import (
 
 // hasPassword reports whether the session with addr uses TCP MD5.
 func (a *Agent) hasPassword(addr netip.Addr) bool {
-	for _, p := range a.cfg.BGP.Peers {
+	for _, p := range a.peerList() {
 		if p.Address == addr {
 			return p.Password != ""
 		}
@@ -91,12 +92,23 @@ func (a *Agent) status(ctx context.Context) (*control.Status, error) {
 	}
 	a.mu.Unlock()
 	slices.SortFunc(s.Workloads, func(x, y control.WorkloadInfo) int { return x.Address.Compare(y.Address) })
-	s.Ready = s.PeersEstablished == len(a.cfg.BGP.Peers)
+	s.Ready = s.PeersEstablished == len(a.peerList())
 	if s.Ready {
-		s.Ready, err = a.remoteBlocksRouted(ctx)
+		// The blocks are in the datastore: when it does not answer (etcd
+		// down) the status says so, without waiting the store's full
+		// timeout, and the rest of it stands.
+		bctx, cancel := context.WithTimeout(ctx, statusDatastoreTimeout)
+		s.Ready, err = a.remoteBlocksRouted(bctx)
+		cancel()
+		if err != nil {
+			s.DatastoreError = err.Error()
+		}
 	}
-	return s, err
+	return s, nil
 }
+
+// statusDatastoreTimeout bounds the datastore read of a status.
+const statusDatastoreTimeout = 2 * time.Second
 
 func (a *Agent) remoteBlocksRouted(ctx context.Context) (bool, error) {
 	blocks, err := a.ipam.Blocks(ctx)
@@ -104,7 +116,7 @@ func (a *Agent) remoteBlocksRouted(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	peers := map[string]bool{}
-	for _, p := range a.cfg.BGP.Peers {
+	for _, p := range a.peerList() {
 		peers[p.Node] = true
 	}
 	if len(a.cfg.BGP.RouteNodes) > 0 {

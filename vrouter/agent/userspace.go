@@ -19,6 +19,7 @@ import (
 	"github.com/vrouter-lab/vrouter/vrouter/fib"
 	"github.com/vrouter-lab/vrouter/vrouter/netns"
 	"github.com/vrouter-lab/vrouter/vrouter/netstack"
+	"github.com/vrouter-lab/vrouter/vrouter/policy"
 	"golang.org/x/sys/unix"
 )
 
@@ -117,7 +118,28 @@ func (u *userspace) Impairment() config.Impairment {
 	f := u.ep.Impairment()
 	return config.Impairment{Delay: f.Delay, Jitter: f.Jitter, Loss: f.Loss * 100, Rate: f.Rate, Duplicate: f.Duplicate * 100, Corrupt: f.Corrupt * 100}
 }
-func (u *userspace) Stats() map[string]uint64           { return u.engine.Stats() }
+func (u *userspace) Stats() map[string]uint64 { return u.engine.Stats() }
+
+// AddNodes adds nodes that registered after the start (the mesh from
+// etcd): those on the node's network to the fabric's neighbour table,
+// every one to the sources tunl0 accepts.
+func (u *userspace) AddNodes(network netip.Prefix, nodes map[netip.Addr]string) error {
+	neigh := u.ep.Neighbors()
+	changed := false
+	var addrs []netip.Addr
+	for addr, node := range nodes {
+		addrs = append(addrs, addr)
+		if network.Contains(addr) && neigh[addr] != node {
+			neigh[addr], changed = node, true
+		}
+	}
+	if changed {
+		if err := u.ep.SetNeighbors(neigh); err != nil {
+			return err
+		}
+	}
+	return u.engine.AddTunnelSources(addrs...)
+}
 func (u *userspace) Run(ctx context.Context)            { u.engine.Run(ctx) }
 func (u *userspace) EnableTunnel(addr netip.Addr) error { return u.enableTunnel(addr) }
 func (u *userspace) Tunnel() string {
@@ -321,4 +343,17 @@ func workloadRoutes(t *netns.TUN, addr netip.Addr) error {
 // probability).
 func FabricImpairment(imp config.Impairment) fabric.Impairment {
 	return fabric.Impairment{Delay: imp.Delay, Jitter: imp.Jitter, Loss: imp.Loss / 100, Rate: imp.Rate, Duplicate: imp.Duplicate / 100, Corrupt: imp.Corrupt / 100}
+}
+
+// SetPolicy installs policy chains in the engine.
+func (u *userspace) SetPolicy(chains map[string]*policy.EndpointRules) error {
+	u.engine.SetPolicy(chains)
+	return nil
+}
+
+// PolicyCounters returns the engine's policy counters.
+func (u *userspace) PolicyCounters() (map[policy.RuleID]uint64, control.PolicyStatus) {
+	m := u.engine.PolicyMetrics()
+	return m.Rules, control.PolicyStatus{Denied: m.Denied, AllowedFlows: m.AllowedFlows, Passed: m.Passed, Related: m.Related,
+		Conntrack: control.ConntrackStatus{Entries: m.Entries, Capacity: m.Capacity, Created: m.Created, Evicted: m.Evicted, Expired: m.Expired, Revoked: m.Revoked}}
 }

@@ -52,6 +52,7 @@ import (
 	"github.com/vrouter-lab/vrouter/vrouter/config"
 	"github.com/vrouter-lab/vrouter/vrouter/control"
 	"github.com/vrouter-lab/vrouter/vrouter/netns"
+	"github.com/vrouter-lab/vrouter/vrouter/policy"
 	"golang.org/x/sys/unix"
 )
 
@@ -192,6 +193,44 @@ type Args struct {
 	Netns       string
 	IfName      string
 	Path        string
+	// PodNamespace and PodName are CNI_ARGS' K8S_POD_NAMESPACE and
+	// K8S_POD_NAME (a Kubernetes runtime's), if given: the workload's
+	// namespace and pod for network policy.
+	PodNamespace string
+	PodName      string
+}
+
+// podNameRE is a Kubernetes pod name (a DNS subdomain).
+var podNameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`)
+
+// parseCNIArgs reads CNI_ARGS (KEY=VALUE pairs separated by ';') into a:
+// K8S_POD_NAMESPACE and K8S_POD_NAME; other keys are ignored.
+func parseCNIArgs(s string, a *Args) error {
+	if len(s) > 4096 {
+		return fmt.Errorf("CNI_ARGS is longer than 4096 bytes")
+	}
+	for _, kv := range strings.Split(s, ";") {
+		if kv == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return fmt.Errorf("CNI_ARGS: %q is not KEY=VALUE", kv)
+		}
+		switch k {
+		case "K8S_POD_NAMESPACE":
+			if m := policy.CheckNamespace(v); m != "" {
+				return fmt.Errorf("CNI_ARGS K8S_POD_NAMESPACE: %s", m)
+			}
+			a.PodNamespace = v
+		case "K8S_POD_NAME":
+			if !podNameRE.MatchString(v) {
+				return fmt.Errorf("CNI_ARGS K8S_POD_NAME %q is not a pod name", v)
+			}
+			a.PodName = v
+		}
+	}
+	return nil
 }
 
 // argsFrom reads the CNI_* variables the command needs.
@@ -232,6 +271,9 @@ func argsFrom(getenv func(string) string) (Args, *Error) {
 	}
 	if a.Netns != "" && !filepath.IsAbs(a.Netns) {
 		return bad("CNI_NETNS %q is not an absolute path", a.Netns)
+	}
+	if err := parseCNIArgs(getenv("CNI_ARGS"), &a); err != nil {
+		return bad("%v", err)
 	}
 	return a, nil
 }
@@ -344,7 +386,8 @@ func (p *plugin) add(ctx context.Context) (types.Result, *Error) {
 	if !netns.Exists(p.args.Netns) {
 		return nil, newError(types.ErrInvalidNetNS, "CNI_NETNS "+p.args.Netns+" does not exist", nil)
 	}
-	info, err := p.agent.AddWorkload(ctx, config.Workload{Name: p.name(), Namespace: p.args.Netns, PodInterface: p.args.IfName})
+	info, err := p.agent.AddWorkload(ctx, config.Workload{Name: p.name(), Namespace: p.args.Netns, PodInterface: p.args.IfName,
+		PolicyNamespace: p.args.PodNamespace, Pod: p.args.PodName})
 	if err != nil {
 		return nil, agentError("adding the workload", err)
 	}

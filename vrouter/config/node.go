@@ -67,6 +67,10 @@ type Node struct {
 	// (a lab file's impairments, `vrouter link set NODE --delay ...`, so
 	// that a restart keeps it); nil: none.
 	Impairment *Impairment `json:"impairment,omitempty"`
+	// RouteRefreshInterval is the kernel dataplane's period of full
+	// resyncs of its routes with the kernel's table (Felix's
+	// routeRefreshInterval); zero: Felix's default, 90 s.
+	RouteRefreshInterval time.Duration `json:"routeRefreshInterval,omitempty"`
 	// MetricsAddr, when set, is a TCP address (host:port) where the agent
 	// serves Prometheus metrics at /metrics besides its control socket
 	// (`vrouter node run --metrics-addr`; Felix uses port 9091).
@@ -82,6 +86,19 @@ type Node struct {
 	DatastoreType string `json:"datastoreType,omitempty"`
 	// Etcd is the etcd cluster of DatastoreEtcd.
 	Etcd Etcd `json:"etcd,omitzero"`
+	// MeshFromDatastore (only with DatastoreEtcd) makes the agent register
+	// its Node resource in etcd and build its node-to-node mesh from the
+	// registered nodes, watching them, instead of from BGP.Peers' mesh
+	// entries; IP pools, BGPConfiguration and BGPPeer resources in etcd
+	// apply too (package resources).
+	MeshFromDatastore bool `json:"meshFromDatastore,omitempty"`
+	// RouteReflectorClusterID, when valid, makes the node a route
+	// reflector with that cluster ID (its Node resource's
+	// routeReflectorClusterID), for BGPPeers that select it.
+	RouteReflectorClusterID netip.Addr `json:"routeReflectorClusterID,omitzero"`
+	// Labels are the node's labels (its Node resource's), matched by
+	// BGPPeer node selectors.
+	Labels map[string]string `json:"labels,omitempty"`
 	// StrictAffinity forbids borrowing addresses from other nodes' blocks.
 	StrictAffinity bool       `json:"strictAffinity,omitempty"`
 	BGP            BGP        `json:"bgp"`
@@ -136,6 +153,9 @@ func (c *Node) CheckDatastore() error {
 		}
 	default:
 		return fmt.Errorf("unknown datastore %q: want %s or %s", c.DatastoreType, DatastoreBolt, DatastoreEtcd)
+	}
+	if c.MeshFromDatastore && c.DatastoreType != DatastoreEtcd {
+		return fmt.Errorf("meshFromDatastore needs datastore %s (the nodes register there)", DatastoreEtcd)
 	}
 	return nil
 }
@@ -269,6 +289,14 @@ type Workload struct {
 	// PodInterface is the workload side's interface (a CNI runtime's
 	// CNI_IFNAME); empty: eth0.
 	PodInterface string `json:"podInterface,omitempty"`
+	// PolicyNamespace and Labels are what network policy sees of the
+	// workload: its Kubernetes-style namespace (empty: "default") and
+	// labels. Pod is its Kubernetes pod name (a CNI runtime's
+	// K8S_POD_NAME), if any. An agent with the cluster in etcd writes
+	// them in the workload's WorkloadEndpoint.
+	PolicyNamespace string            `json:"policyNamespace,omitempty"`
+	Labels          map[string]string `json:"labels,omitempty"`
+	Pod             string            `json:"pod,omitempty"`
 }
 
 // LoadNode reads a node config file.

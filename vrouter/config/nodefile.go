@@ -39,7 +39,7 @@ const (
 var (
 	nodeFileFields = []string{"node", "address", "interface", "gateway", "mtu", "dataplane", "asNumber",
 		"keepaliveTime", "holdTime", "gracefulRestart", "restartTime", "peers", "ipPools", "strictAffinity",
-		"datastore", "datastoreType", "etcdEndpoints", "etcdCertFile", "etcdKeyFile", "etcdCACertFile", "etcdTimeout", "stateDir"}
+		"datastore", "datastoreType", "etcdEndpoints", "etcdCertFile", "etcdKeyFile", "etcdCACertFile", "etcdTimeout", "meshFromDatastore", "labels", "routeReflectorClusterID", "stateDir", "routeRefreshInterval"}
 	nodePeerFields = []string{"address", "asNumber", "node", "password", "routeReflectorClient", "clusterID"}
 	nodePoolFields = []string{"name", "cidr", "blockSize", "ipipMode", "mtu"}
 )
@@ -341,7 +341,7 @@ var nodeName = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9_.\-]{0,252})$`)
 func (p *nodeParser) node(root *yaml.Node) *Node {
 	c := &Node{Lab: HostLab, MTU: 1500, Dataplane: DataplaneKernel, Datastore: DefaultDatastore, StateDir: DefaultStateDir, Network: "underlay"}
 	var haveAddr, haveIface, haveAS, havePools bool
-	var restartLine, typeLine, endpointsLine, certLine int
+	var restartLine, typeLine, endpointsLine, certLine, meshLine int
 	var peerLines, poolLines []int
 	p.fields(root, "", nodeFileFields, func(key string, v *yaml.Node) {
 		switch key {
@@ -451,6 +451,20 @@ func (p *nodeParser) node(root *yaml.Node) *Node {
 			c.Etcd.CAFile, _ = p.path(v, key)
 		case "etcdTimeout":
 			c.Etcd.Timeout, _ = p.duration(v, key)
+		case "routeRefreshInterval":
+			c.RouteRefreshInterval, _ = p.duration(v, key)
+		case "meshFromDatastore":
+			c.MeshFromDatastore, _ = p.boolean(v, key)
+			meshLine = v.Line
+		case "labels":
+			p.labels(c, v, key)
+		case "routeReflectorClusterID":
+			if a, ok := p.addr(v, key); ok {
+				if !a.Is4() {
+					p.errorf(v.Line, key, "%s: want an IPv4 address such as 224.0.0.1", a)
+				}
+				c.RouteReflectorClusterID = a
+			}
 		case "stateDir":
 			if s, ok := p.path(v, key); ok {
 				c.StateDir = s
@@ -491,6 +505,9 @@ func (p *nodeParser) node(root *yaml.Node) *Node {
 	if (c.Etcd.CertFile == "") != (c.Etcd.KeyFile == "") && !p.reported("etcdCertFile") && !p.reported("etcdKeyFile") {
 		p.errorf(certLine, "etcdCertFile", "etcdCertFile and etcdKeyFile go together: a client certificate and its key")
 	}
+	if c.MeshFromDatastore && c.DatastoreType != DatastoreEtcd {
+		p.errorf(meshLine, "meshFromDatastore", "set without datastoreType: etcdv3 (the nodes register in etcd)")
+	}
 	if c.BGP.RestartTime > 0 && !c.BGP.GracefulRestart {
 		p.errorf(restartLine, "restartTime", "set without gracefulRestart: true")
 	}
@@ -522,6 +539,43 @@ func (p *nodeParser) node(root *yaml.Node) *Node {
 		}
 	}
 	return c
+}
+
+// labelKey and labelValue are what Kubernetes allows in a label (the
+// key's optional DNS prefix included).
+var (
+	labelKey   = regexp.MustCompile(`^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`)
+	labelValue = regexp.MustCompile(`^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$`)
+)
+
+// labels reads the node's labels, a mapping of strings.
+func (p *nodeParser) labels(c *Node, v *yaml.Node, field string) {
+	if v.Kind != yaml.MappingNode {
+		p.errorf(v.Line, field, "want a mapping of label names to values, such as {rack: r1}")
+		return
+	}
+	if len(v.Content) > 2*100 {
+		p.errorf(v.Line, field, "%d labels: at most 100", len(v.Content)/2)
+		return
+	}
+	c.Labels = map[string]string{}
+	for i := 0; i+1 < len(v.Content); i += 2 {
+		k, val := v.Content[i], v.Content[i+1]
+		path := field + "." + k.Value
+		if k.Kind != yaml.ScalarNode || !labelKey.MatchString(k.Value) {
+			p.errorf(k.Line, field, "%q is not a label name", k.Value)
+			continue
+		}
+		s, ok := p.scalar(val, path)
+		if !ok {
+			continue
+		}
+		if !labelValue.MatchString(s) {
+			p.errorf(val.Line, path, "%q is not a label value (at most 63 letters, digits, '-', '_', '.')", s)
+			continue
+		}
+		c.Labels[k.Value] = s
+	}
 }
 
 // reported says whether a problem names field already.

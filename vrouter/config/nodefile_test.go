@@ -220,6 +220,13 @@ func TestNodeFileEtcd(t *testing.T) {
 	if err := c.CheckDatastore(); err != nil {
 		t.Error(err)
 	}
+	c, err = ParseNodeYAML("n.yaml", []byte(base+"datastoreType: etcdv3\netcdEndpoints: http://a:2379\nmeshFromDatastore: true\nlabels: {rack: r1, route-reflector: \"true\"}\nrouteReflectorClusterID: 224.0.0.1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.MeshFromDatastore || !reflect.DeepEqual(c.Labels, map[string]string{"rack": "r1", "route-reflector": "true"}) || c.RouteReflectorClusterID.String() != "224.0.0.1" {
+		t.Errorf("mesh %v labels %v cluster ID %v", c.MeshFromDatastore, c.Labels, c.RouteReflectorClusterID)
+	}
 	c, err = ParseNodeYAML("n.yaml", []byte(base+"datastoreType: etcd\netcdEndpoints:\n  - http://127.0.0.1:2379\n"))
 	if err != nil || !reflect.DeepEqual(c.Etcd.Endpoints, []string{"http://127.0.0.1:2379"}) {
 		t.Errorf("endpoints as a list: %+v, %v", c, err)
@@ -231,6 +238,11 @@ func TestNodeFileEtcd(t *testing.T) {
 		{"datastoreType: etcdv3\netcdEndpoints: 127.0.0.1:2379\n", `n.yaml:7: etcdEndpoints: "127.0.0.1:2379" is not an etcd client URL`},
 		{"datastoreType: etcdv3\netcdEndpoints: https://a:2379\netcdCertFile: /c.pem\n", "n.yaml:8: etcdCertFile: etcdCertFile and etcdKeyFile go together"},
 		{"datastoreType: etcdv3\netcdEndpoints: https://a:2379\netcdCACertFile: ca.pem\n", `n.yaml:8: etcdCACertFile: "ca.pem" is not an absolute path`},
+		{"meshFromDatastore: true\n", "n.yaml:6: meshFromDatastore: set without datastoreType: etcdv3"},
+		{"labels: [a]\n", "n.yaml:6: labels: want a mapping"},
+		{"labels: {rack: \"a b\"}\n", `n.yaml:6: labels.rack: "a b" is not a label value`},
+		{"labels: {\"-x\": a}\n", `n.yaml:6: labels: "-x" is not a label name`},
+		{"routeReflectorClusterID: 1.2.3\n", "n.yaml:6: routeReflectorClusterID:"},
 	} {
 		_, err := ParseNodeYAML("n.yaml", []byte(base+tc.file))
 		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
@@ -264,5 +276,18 @@ func TestNodeFileWithPasswordMustBePrivate(t *testing.T) {
 		if c.refused != (err != nil) || c.refused && !strings.Contains(err.Error(), "chmod 600") {
 			t.Errorf("mode %04o, password %v: %v", c.mode, c.data == withPassword, err)
 		}
+	}
+}
+
+// routeRefreshInterval sets the kernel dataplane's periodic resync, as
+// Felix's field of that name; it is a positive duration.
+func TestNodeFileRouteRefreshInterval(t *testing.T) {
+	base := "address: 10.0.0.5/24\ninterface: eth1\nasNumber: 65001\nipPools:\n  - cidr: 10.48.0.0/16\n"
+	c, err := ParseNodeYAML("n.yaml", []byte(base+"routeRefreshInterval: 30s\n"))
+	if err != nil || c.RouteRefreshInterval != 30*time.Second {
+		t.Errorf("routeRefreshInterval 30s: %v, %v", c, err)
+	}
+	if _, err := ParseNodeYAML("n.yaml", []byte(base+"routeRefreshInterval: often\n")); err == nil || !strings.HasPrefix(err.Error(), `n.yaml:6: routeRefreshInterval: "often" is not a duration`) {
+		t.Errorf("routeRefreshInterval: often: %v", err)
 	}
 }

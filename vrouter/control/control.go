@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/vrouter-lab/vrouter/vrouter/config"
+	"github.com/vrouter-lab/vrouter/vrouter/probe"
 )
 
 // Socket returns the control socket of the agent of node on a host whose
@@ -56,6 +57,10 @@ type Status struct {
 	// Impairment is the underlay link's impairment (vrouter link set
 	// --delay); nil: none.
 	Impairment *config.Impairment `json:"impairment,omitempty"`
+	// DatastoreError says why the IPAM datastore did not answer the
+	// status's readiness check (etcd down): BGP and forwarding go on,
+	// Ready is false; empty when it answered.
+	DatastoreError string `json:"datastoreError,omitempty"`
 }
 
 // Which tunl0 a node uses, as Status.Tunnel says.
@@ -280,6 +285,25 @@ func (c *Client) Workload(ctx context.Context, name string) (*WorkloadInfo, erro
 // address.
 func (c *Client) DeleteWorkload(ctx context.Context, name string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/workloads/"+url.PathEscape(name), nil, nil)
+}
+
+// Probe runs a probe from inside netstack workload name's stack (the
+// agent's API answers only for netstack workloads; a namespace
+// workload's probe runs in its namespace: probe.NamespaceDialer). It
+// waits as long as the probe may take.
+func (c *Client) Probe(ctx context.Context, name string, req probe.Request) (*probe.Result, error) {
+	if err := req.Check(); err != nil {
+		return nil, err
+	}
+	long := *c
+	hc := *c.http
+	hc.Timeout = req.Longest() + 10*time.Second
+	long.http = &hc
+	var res probe.Result
+	if err := long.do(ctx, http.MethodPost, "/v1/workloads/"+url.PathEscape(name)+"/probe", req, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
 }
 
 // Stats returns the engine's counters by name.

@@ -31,6 +31,11 @@ func WriteNodeStatus(w io.Writer, s *Status, statusErr error) error {
 	if _, err := fmt.Fprintln(w, TunnelLine(s)); err != nil {
 		return err
 	}
+	if s.DatastoreError != "" {
+		if _, err := fmt.Fprintf(w, "\nDatastore: %s (BGP and forwarding go on; workload adds fail until it is back)\n", s.DatastoreError); err != nil {
+			return err
+		}
+	}
 	switch {
 	case s.StaleRoutes == 1:
 		_, err := fmt.Fprintln(w, "\nGraceful restart: 1 restored route is still stale (kept until BGP brings it back or the restart time passes).")

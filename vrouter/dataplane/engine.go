@@ -73,6 +73,9 @@ type EngineConfig struct {
 	// router's namespace carrying its address) and a fabric endpoint,
 	// like the primary Host and Underlay.
 	Interfaces []Interface
+	// ConntrackSize is the number of flows policy's connection tracking
+	// holds; 0 means DefaultConntrackSize.
+	ConntrackSize int
 }
 
 // Interface is one more underlay interface of an engine.
@@ -124,6 +127,8 @@ type Engine struct {
 
 	batches batchPool // the TUN readers' buffers
 
+	pol *enforcer // network policy and its connection tracking (policy.go)
+
 	segDrops   atomic.Uint64 // super-packets that could not be segmented
 	encapDrops atomic.Uint64 // packets for tunl0 that could not be encapsulated
 }
@@ -158,6 +163,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		hosts:     []*tunPort{host},
 		underlays: []underlay{{id: underlayPortID, name: cfg.Interface, ep: cfg.Underlay}},
 		localPort: map[netip.Addr]PortID{},
+		pol:       newEnforcer(cfg.ConntrackSize),
 	}
 	e.batches.init(runtime.GOMAXPROCS(0))
 	out := make([]output, firstWorkload)
@@ -212,6 +218,12 @@ func (e *Engine) EnableTunnel(addr netip.Addr) error {
 	return nil
 }
 
+// AddTunnelSources adds outer sources whose IPIP packets tunl0 accepts
+// (nodes that joined the cluster after the engine started).
+func (e *Engine) AddTunnelSources(addrs ...netip.Addr) error {
+	return e.decap.AddNodes(addrs...)
+}
+
 // Stats returns the forwarder's and the fabric's counters by name.
 func (e *Engine) Stats() map[string]uint64 {
 	m := e.fwd.Stats().Map()
@@ -254,6 +266,8 @@ func (e *Engine) Run(ctx context.Context) {
 		e.start(p)
 	}
 	e.mu.Unlock()
+	e.wg.Add(1)
+	go e.policyClock(ctx)
 	<-ctx.Done()
 	e.Close()
 }
@@ -331,6 +345,9 @@ func (e *Engine) addPort(name string, p workloadPort, mtu int) error {
 	out[id] = p.output()
 	e.outputs.Store(&out)
 	e.ports[name] = p
+	if _, ok := e.pol.chains[name]; ok {
+		e.rebuildPolicy()
+	}
 	if e.ctx != nil {
 		e.start(p)
 	}
@@ -365,6 +382,9 @@ func (e *Engine) RemoveWorkload(name string) {
 	out[id] = nil
 	e.outputs.Store(&out)
 	e.freeIDs = append(e.freeIDs, id)
+	if _, ok := e.pol.chains[name]; ok {
+		e.rebuildPolicy()
+	}
 }
 
 // Close stops the readers of the fabric; TUN readers end when their devices

@@ -21,6 +21,8 @@ type EngineMetrics struct {
 	// decapsulator's counters ("accepted", then drops by reason).
 	Tunnel bool
 	Decap  []encap.Counter
+	// Policy holds the network policy and conntrack counters.
+	Policy PolicyMetrics
 }
 
 // UnderlayMetrics are one underlay interface's counters.
@@ -40,6 +42,7 @@ func (e *Engine) Metrics() EngineMetrics {
 		SegmentDrops: e.segDrops.Load(),
 		EncapDrops:   e.encapDrops.Load(),
 		Tunnel:       e.tunnel.Load(),
+		Policy:       e.PolicyMetrics(),
 	}
 	for _, u := range e.underlays {
 		um := UnderlayMetrics{Name: u.name, Stats: u.ep.Stats()}

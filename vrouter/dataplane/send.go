@@ -103,6 +103,15 @@ func (s *sender) handleAt(buf []byte, off, n int, g header.GSO, in PortID, i int
 	} else {
 		d = s.e.fwd.Forward(pkt, in, s.icmp[i][headroom:])
 	}
+	if ps := s.e.pol.state.Load(); ps != nil && (d.Action == Deliver || d.Action == Encap || d.Action == Local) {
+		out := PortID(hostPortID)
+		if d.Action != Local {
+			out = d.Port.ID
+		}
+		if !s.e.pol.allow(ps, d.Packet, in, out) {
+			return
+		}
+	}
 	switch d.Action {
 	case Drop:
 		return

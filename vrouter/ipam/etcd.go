@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -18,6 +19,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 )
 
 // Defaults of EtcdConfig.
@@ -46,6 +48,10 @@ type EtcdConfig struct {
 	// zero means DefaultEtcdTimeout. With every member down, a transaction
 	// fails after this long with an error naming etcd and its endpoints.
 	Timeout time.Duration
+	// Dialer, when set, opens the client's connections to the members
+	// (addr is HOST:PORT), e.g. from another network namespace; nil means
+	// an ordinary TCP dial.
+	Dialer func(ctx context.Context, addr string) (net.Conn, error)
 }
 
 // TLS reports whether the configuration uses TLS.
@@ -126,6 +132,22 @@ type EtcdStore struct {
 // OpenEtcd connects to etcd and checks that it answers within
 // cfg.DialTimeout (or ctx's deadline, if earlier).
 func OpenEtcd(ctx context.Context, cfg EtcdConfig) (*EtcdStore, error) {
+	s, err := NewEtcd(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Ping(ctx); err != nil {
+		s.cli.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// NewEtcd returns a store of the etcd cluster cfg names without waiting
+// for it to answer: the client connects in the background, and every
+// transaction fails after cfg.Timeout while no member answers. An agent
+// that must start while etcd is down opens its store so.
+func NewEtcd(cfg EtcdConfig) (*EtcdStore, error) {
 	if len(cfg.Endpoints) == 0 {
 		return nil, errors.New("ipam: etcd: no endpoints")
 	}
@@ -147,30 +169,45 @@ func OpenEtcd(ctx context.Context, cfg EtcdConfig) (*EtcdStore, error) {
 	s := &EtcdStore{cfg: cfg, where: "etcd at " + strings.Join(cfg.Endpoints, ",")}
 	// No DialTimeout in clientv3.Config: that would block in New; the Get
 	// below checks connectivity with a deadline instead.
-	s.cli, err = clientv3.New(clientv3.Config{
+	ccfg := clientv3.Config{
 		Endpoints: cfg.Endpoints,
 		TLS:       tc,
 		Logger:    zap.NewNop(),
 		Context:   context.Background(),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("ipam: %s: %w", s.where, err)
 	}
-	cctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
-	defer cancel()
-	if _, err := s.cli.Get(cctx, calicoConfigKey); err != nil {
-		s.cli.Close()
-		if ctx.Err() == nil && cctx.Err() != nil {
-			hint := "is etcd running and reachable?"
-			if tc != nil {
-				hint = "is etcd running and reachable, and do its CA and the client certificate match?"
-			}
-			return nil, fmt.Errorf("ipam: %s: no answer within %v (%s): %w", s.where, cfg.DialTimeout, hint, err)
-		}
+	if cfg.Dialer != nil {
+		ccfg.DialOptions = []grpc.DialOption{grpc.WithContextDialer(cfg.Dialer)}
+	}
+	s.cli, err = clientv3.New(ccfg)
+	if err != nil {
 		return nil, fmt.Errorf("ipam: %s: %w", s.where, err)
 	}
 	return s, nil
 }
+
+// Ping checks that etcd answers within the store's DialTimeout (or ctx's
+// deadline, if earlier).
+func (s *EtcdStore) Ping(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
+	defer cancel()
+	if _, err := s.cli.Get(cctx, calicoConfigKey); err != nil {
+		if ctx.Err() == nil && cctx.Err() != nil {
+			hint := "is etcd running and reachable?"
+			if s.cfg.TLS() {
+				hint = "is etcd running and reachable, and do its CA and the client certificate match?"
+			}
+			return fmt.Errorf("ipam: %s: no answer within %v (%s): %w", s.where, s.cfg.DialTimeout, hint, err)
+		}
+		return fmt.Errorf("ipam: %s: %w", s.where, err)
+	}
+	return nil
+}
+
+// Client returns the store's etcd client (package resources shares it).
+func (s *EtcdStore) Client() *clientv3.Client { return s.cli }
+
+// Where returns "etcd at ENDPOINTS", as errors name the cluster.
+func (s *EtcdStore) Where() string { return s.where }
 
 // Config returns the configuration the store was opened with, with
 // defaults filled in.

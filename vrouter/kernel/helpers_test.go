@@ -25,7 +25,7 @@ var nsPrefix = fmt.Sprintf("vkt%d-", os.Getpid())
 var nsSeq atomic.Int32
 
 // newNS makes a namespace removed when the test ends.
-func newNS(t *testing.T, role string) string {
+func newNS(t testing.TB, role string) string {
 	t.Helper()
 	name := fmt.Sprintf("%s%d%s", nsPrefix, nsSeq.Add(1), role)
 	if err := netns.Create(name); err != nil {
@@ -41,7 +41,7 @@ func newNS(t *testing.T, role string) string {
 
 // guard checks the test leaves the root namespace as it found it and no
 // namespace of its own behind. Call it first: its checks run last.
-func guard(t *testing.T) {
+func guard(t testing.TB) {
 	t.Helper()
 	netnstest.RequireRoot(t)
 	netnstest.RequireCommand(t, "ip", "iproute2")
@@ -50,7 +50,7 @@ func guard(t *testing.T) {
 }
 
 // ip runs ip(8) inside namespace ns and returns its output.
-func ip(t *testing.T, ns string, args ...string) string {
+func ip(t testing.TB, ns string, args ...string) string {
 	t.Helper()
 	out, err := exec.Command("ip", append([]string{"-n", ns}, args...)...).CombinedOutput()
 	if err != nil {
@@ -62,7 +62,7 @@ func ip(t *testing.T, ns string, args ...string) string {
 // ipRoute returns `ip route` in ns. Lines lose the trailing space some
 // iproute2 versions print (and the seed's, as most pasted output, has
 // not); nothing else changes.
-func ipRoute(t *testing.T, ns string) string {
+func ipRoute(t testing.TB, ns string) string {
 	t.Helper()
 	return strings.ReplaceAll(ip(t, ns, "route"), " \n", "\n")
 }
@@ -78,7 +78,7 @@ type host struct {
 // newHosts makes len(addrs) host namespaces on one network (192.168.50.0/24
 // style): two joined by a veth pair named ens33 at both ends, more through
 // a bridge in a namespace of its own.
-func newHosts(t *testing.T, addrs ...string) []host {
+func newHosts(t testing.TB, addrs ...string) []host {
 	t.Helper()
 	var hosts []host
 	for i, a := range addrs {
@@ -117,11 +117,11 @@ func newHosts(t *testing.T, addrs ...string) []host {
 }
 
 // testLog writes the dataplane's log to the test's.
-func testLog(t *testing.T) *slog.Logger {
+func testLog(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
@@ -129,7 +129,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 // newDP makes a dataplane on h, closed when the test ends.
-func newDP(t *testing.T, h host, opts Options) *Dataplane {
+func newDP(t testing.TB, h host, opts Options) *Dataplane {
 	t.Helper()
 	opts.Namespace, opts.Interface, opts.Address = h.ns, "ens33", h.addr
 	if opts.Logger == nil {
@@ -145,7 +145,7 @@ func newDP(t *testing.T, h host, opts Options) *Dataplane {
 
 // run runs d's reconcile loop until the returned stop is called or the
 // test ends.
-func run(t *testing.T, d *Dataplane) (stop func()) {
+func run(t testing.TB, d *Dataplane) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -156,7 +156,7 @@ func run(t *testing.T, d *Dataplane) (stop func()) {
 }
 
 // eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for !cond() {
@@ -168,7 +168,7 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 }
 
 // seed reads a seed table from testdata, without its comment lines.
-func seed(t *testing.T, name string) string {
+func seed(t testing.TB, name string) string {
 	t.Helper()
 	data, err := os.ReadFile("testdata/" + name)
 	if err != nil {
@@ -183,7 +183,7 @@ func seed(t *testing.T, name string) string {
 	return b.String()
 }
 
-func mustRoute(t *testing.T, line string) fib.Route {
+func mustRoute(t testing.TB, line string) fib.Route {
 	t.Helper()
 	r, err := fib.Parse(line)
 	if err != nil {
@@ -193,7 +193,7 @@ func mustRoute(t *testing.T, line string) fib.Route {
 }
 
 // replace programs routes given in `ip route` text.
-func replace(t *testing.T, d *Dataplane, lines ...string) {
+func replace(t testing.TB, d *Dataplane, lines ...string) {
 	t.Helper()
 	for _, l := range lines {
 		if err := d.ReplaceRoute(mustRoute(t, l)); err != nil {
@@ -203,7 +203,7 @@ func replace(t *testing.T, d *Dataplane, lines ...string) {
 }
 
 // hasLine reports whether `ip route` in ns has exactly line.
-func hasLine(t *testing.T, ns, line string) bool {
+func hasLine(t testing.TB, ns, line string) bool {
 	t.Helper()
 	for _, l := range strings.Split(ipRoute(t, ns), "\n") {
 		if l == line {

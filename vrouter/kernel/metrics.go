@@ -32,6 +32,10 @@ type UserTunnelMetrics struct {
 	EncapPackets, EncapNoRoute, EncapErrors uint64
 	DecapWriteErrors                        uint64
 	Decap                                   []encap.Counter // "accepted", then drops by reason
+	// EncapSuperPackets counts the GSO super-packets read from tunl0 and
+	// cut into segments; DecapSuperPackets the super-packets written to
+	// it, each joined from consecutive segments of a TCP flow.
+	EncapSuperPackets, DecapSuperPackets uint64
 }
 
 // PortMetrics is one interface of the node namespace as the kernel counts
@@ -59,11 +63,13 @@ func (d *Dataplane) Metrics() Metrics {
 	d.mu.Lock()
 	if t := d.utun; t != nil {
 		m.UserTunnel = &UserTunnelMetrics{
-			EncapPackets:     t.txPackets.Load(),
-			EncapNoRoute:     t.txNoRoute.Load(),
-			EncapErrors:      t.txErrors.Load(),
-			DecapWriteErrors: t.rxWriteErrors.Load(),
-			Decap:            t.decap.Counters(),
+			EncapPackets:      t.txPackets.Load(),
+			EncapNoRoute:      t.txNoRoute.Load(),
+			EncapErrors:       t.txErrors.Load(),
+			DecapWriteErrors:  t.rxWriteErrors.Load(),
+			EncapSuperPackets: t.txSuper.Load(),
+			DecapSuperPackets: t.rxSuper.Load(),
+			Decap:             t.decap.Counters(),
 		}
 	}
 	d.mu.Unlock()

@@ -14,6 +14,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -102,6 +104,12 @@ var (
 	mDecap      = newMetric("vrouter_ipip_decapsulated_packets_total", prometheus.CounterValue, "IPIP packets decapsulated (from a lab node, to the node's address).")
 	mDecapDrop  = newMetric("vrouter_ipip_decap_dropped_packets_total", prometheus.CounterValue, "IPIP packets not decapsulated, by reason (unknown_source: not from a known node).", "reason")
 
+	mPolicyDenied  = newMetric("vrouter_policy_denied_packets_total", prometheus.CounterValue, "Packets network policy denied, by reason (ingress_deny_rule, ingress_default_deny, egress_deny_rule, egress_default_deny, revoked, malformed).", "reason")
+	mPolicyAllowed = newMetric("vrouter_policy_allowed_flows_total", prometheus.CounterValue, "New flows network policy allowed (their later packets pass by connection tracking).")
+	mPolicyHits    = newMetric("vrouter_policy_rule_hits_total", prometheus.CounterValue, "Flows a policy rule decided (Log rules: the flows they logged), by policy, direction and rule index.", "policy", "direction", "rule")
+	mCTEntries     = newMetric("vrouter_conntrack_entries", prometheus.GaugeValue, "Flows in the engine's connection tracking table (expired ones until reused).")
+	mCTEvictions   = newMetric("vrouter_conntrack_evictions_total", prometheus.CounterValue, "Live flows evicted from the full connection tracking table to make room.")
+
 	mPortUp      = newMetric("vrouter_port_up", prometheus.GaugeValue, "1 if the port's link is up, else 0.", "port", "kind")
 	mPortRx      = newMetric("vrouter_port_receive_packets_total", prometheus.CounterValue, "Packets (GSO super-packets count once in the engine) received on the port.", "port", "kind")
 	mPortTx      = newMetric("vrouter_port_transmit_packets_total", prometheus.CounterValue, "Packets (GSO super-packets count once in the engine) sent on the port.", "port", "kind")
@@ -137,6 +145,7 @@ var all = []*metric{
 	mInfo, mLinkUp, mWorkloads,
 	mForwarded, mDelivered, mFragmented, mDropped, mICMPSent, mICMPNot,
 	mEncap, mEncapDrop, mDecap, mDecapDrop,
+	mPolicyDenied, mPolicyAllowed, mPolicyHits, mCTEntries, mCTEvictions,
 	mPortUp, mPortRx, mPortTx, mPortRxBytes, mPortTxBytes, mPortRxDrop, mPortTxDrop,
 	mKernelResyncs, mKernelRoutes,
 	mSessions, mPeerUp, mPeerState, mPeerSince, mPeerRecv, mPeerAccept, mPeerAdv, mStale,
@@ -256,6 +265,19 @@ func Write(s *Snapshot, ch chan<- prometheus.Metric) {
 	emit(ch, mBorrowed, float64(s.IPAM.Borrowed))
 }
 
+// writePolicy emits the engine's policy and conntrack counters.
+func writePolicy(ch chan<- prometheus.Metric, p *dataplane.PolicyMetrics) {
+	for _, r := range dataplane.DeniedReasons() {
+		emit(ch, mPolicyDenied, float64(p.Denied[r]), r)
+	}
+	emit(ch, mPolicyAllowed, float64(p.AllowedFlows))
+	for id, n := range p.Rules {
+		emit(ch, mPolicyHits, float64(n), id.Policy, strings.ToLower(string(id.Direction)), strconv.Itoa(id.Index))
+	}
+	emit(ch, mCTEntries, float64(p.Entries))
+	emit(ch, mCTEvictions, float64(p.Evicted))
+}
+
 func writeEngine(ch chan<- prometheus.Metric, e *dataplane.EngineMetrics) {
 	f := e.Forwarder
 	emit(ch, mForwarded, float64(f.Forwarded))
@@ -274,6 +296,7 @@ func writeEngine(ch chan<- prometheus.Metric, e *dataplane.EngineMetrics) {
 		emit(ch, mEncapDrop, float64(e.EncapDrops), "error")
 		writeDecap(ch, e.Decap)
 	}
+	writePolicy(ch, &e.Policy)
 	for _, u := range e.Underlays {
 		const kind = "underlay"
 		st := u.Stats

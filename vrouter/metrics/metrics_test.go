@@ -20,6 +20,7 @@ import (
 	"github.com/vrouter-lab/vrouter/vrouter/dataplane"
 	"github.com/vrouter-lab/vrouter/vrouter/fabric"
 	"github.com/vrouter-lab/vrouter/vrouter/kernel"
+	"github.com/vrouter-lab/vrouter/vrouter/policy"
 )
 
 // userspaceSnapshot is a node with the engine, two peers (one up), IPIP.
@@ -33,6 +34,8 @@ func userspaceSnapshot() *Snapshot {
 		Dataplane: "userspace", Tunnel: "engine", LinkUp: true,
 		Engine: &dataplane.EngineMetrics{
 			Forwarder: fwd, Tunnel: true, SegmentDrops: 4,
+			Policy: dataplane.PolicyMetrics{Denied: map[string]uint64{dataplane.DeniedIngressDefault: 6}, AllowedFlows: 11, Entries: 9, Evicted: 1,
+				Rules: map[policy.RuleID]uint64{{Policy: "shop/web", Direction: policy.Ingress, Index: 0}: 5}},
 			Decap: []encap.Counter{{Name: "accepted", Value: 40}, {Name: "unknown_source", Value: 2}, {Name: "ecn_ce_marked", Value: 9}},
 			Underlays: []dataplane.UnderlayMetrics{{Name: "ens33", Up: true, Stats: fabric.Stats{
 				TxFrames: 140, RxFrames: 90, TxBytes: 14000, RxBytes: 9000,
@@ -329,7 +332,10 @@ func TestHandler(t *testing.T) {
 		t.Fatalf("GET /metrics: %d %s", rec.Code, rec.Header().Get("Content-Type"))
 	}
 	body := rec.Body.Bytes()
-	for _, want := range []string{"vrouter_packets_forwarded_total 100\n", "go_goroutines ", "process_start_time_seconds "} {
+	for _, want := range []string{"vrouter_packets_forwarded_total 100\n", "go_goroutines ", "process_start_time_seconds ",
+		"vrouter_policy_denied_packets_total{reason=\"ingress_default_deny\"} 6\n", "vrouter_policy_denied_packets_total{reason=\"revoked\"} 0\n",
+		"vrouter_policy_rule_hits_total{direction=\"ingress\",policy=\"shop/web\",rule=\"0\"} 5\n", "vrouter_conntrack_entries 9\n",
+		"vrouter_conntrack_evictions_total 1\n", "vrouter_policy_allowed_flows_total 11\n"} {
 		if !bytes.Contains(body, []byte(want)) {
 			t.Errorf("exposition lacks %q", want)
 		}

@@ -161,7 +161,7 @@ func TestParseService(t *testing.T) {
 		{"udp:53:echo", netstack.Service{Proto: "udp", Port: 53, Kind: "echo"}, true},
 		{"tcp:5201:sink", netstack.Service{Proto: "tcp", Port: 5201, Kind: "sink"}, true},
 		{"udp:80:http", netstack.Service{}, false},
-		{"udp:9:sink", netstack.Service{}, false},
+		{"udp:9:sink", netstack.Service{Proto: "udp", Port: 9, Kind: "sink"}, true},
 		{"tcp:0:http", netstack.Service{}, false},
 		{"tcp:65536:http", netstack.Service{}, false},
 		{"sctp:80:http", netstack.Service{}, false},

@@ -1,27 +1,34 @@
 package netstack
 
 import (
-	"errors"
+	"bytes"
+	"context"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+	"gvisor.dev/gvisor/pkg/waiter"
 )
 
 // Service is one server a netstack workload runs, written
-// PROTO:PORT:KIND: tcp:80:http, tcp:7:echo, udp:53:echo, tcp:5201:sink.
+// PROTO:PORT:KIND: tcp:80:http, tcp:7:echo, udp:53:echo, tcp:5201:sink,
+// udp:9:sink.
 type Service struct {
 	Proto string // "tcp" or "udp"
 	Port  uint16
-	Kind  string // "http" (tcp), "echo" (tcp or udp) or "sink" (tcp)
+	Kind  string // "http" (tcp), "echo" or "sink" (tcp or udp)
 }
 
 // String returns the service as ParseService reads it.
@@ -44,9 +51,9 @@ func ParseService(v string) (Service, error) {
 	case s.Proto != "tcp" && s.Proto != "udp":
 		return Service{}, fmt.Errorf("service %q: protocol %q is not tcp or udp", v, s.Proto)
 	case s.Proto == "tcp" && (s.Kind == "http" || s.Kind == "echo" || s.Kind == "sink"):
-	case s.Proto == "udp" && s.Kind == "echo":
+	case s.Proto == "udp" && (s.Kind == "echo" || s.Kind == "sink"):
 	default:
-		return Service{}, fmt.Errorf("service %q: no %s service %q (tcp: http, echo, sink; udp: echo)", v, s.Proto, s.Kind)
+		return Service{}, fmt.Errorf("service %q: no %s service %q (tcp: http, echo, sink; udp: echo, sink)", v, s.Proto, s.Kind)
 	}
 	return s, nil
 }
@@ -115,8 +122,14 @@ func (v *servers) close() {
 	v.wg.Wait()
 }
 
-// go runs fn in a goroutine close waits for.
+// run runs fn in a goroutine close waits for, unless the services are
+// closed.
 func (v *servers) run(fn func()) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.closed {
+		return
+	}
 	v.wg.Add(1)
 	go func() {
 		defer v.wg.Done()
@@ -124,51 +137,120 @@ func (v *servers) run(fn func()) {
 	}()
 }
 
+// An idle service holds no goroutine: its endpoint's wait queue calls
+// back when a connection or datagram arrives, and the callback starts a
+// goroutine that takes everything waiting (accepts the connections,
+// echoes the datagrams) and ends. So an idle workload costs its
+// endpoints only, whatever it serves. drain is that goroutine's work;
+// running keeps to one goroutine at a time.
+type lazyService struct {
+	st      *Stack
+	ep      tcpip.Endpoint
+	wq      waiter.Queue
+	entry   waiter.Entry
+	running atomic.Bool
+	drain   func()
+}
+
+// start registers the callback, before the endpoint is bound (nothing
+// can arrive unnoticed).
+func (l *lazyService) start() *lazyService {
+	l.entry = waiter.NewFunctionEntry(waiter.ReadableEvents, func(waiter.EventMask) { l.wake() })
+	l.wq.EventRegister(&l.entry)
+	return l
+}
+
+// Close unregisters the callback and closes the endpoint.
+func (l *lazyService) Close() error {
+	l.wq.EventUnregister(&l.entry)
+	l.ep.Close()
+	return nil
+}
+
+// wake starts the draining goroutine unless it runs; it drains again if
+// something arrived while it was stopping. It is called by the endpoint's
+// notification, perhaps under its locks: it touches only the flag.
+func (l *lazyService) wake() {
+	if !l.running.CompareAndSwap(false, true) {
+		return
+	}
+	l.st.svc.run(func() {
+		for {
+			l.drain()
+			l.running.Store(false)
+			if l.ep.Readiness(waiter.ReadableEvents) == 0 || !l.running.CompareAndSwap(false, true) {
+				return
+			}
+		}
+	})
+}
+
 // serve starts the services.
 func (st *Stack) serve(svcs []Service) error {
 	for _, s := range svcs {
-		local := tcpip.FullAddress{NIC: nicID, Addr: tcpip.AddrFrom4(st.addr.As4()), Port: s.Port}
+		l := &lazyService{st: st}
+		proto := tcp.ProtocolNumber
 		if s.Proto == "udp" {
-			c, err := gonet.DialUDP(st.s, &local, nil, ipv4.ProtocolNumber)
-			if err != nil {
-				return fmt.Errorf("%s: %w", s, err)
-			}
-			if st.svc.track(c) {
-				st.svc.run(func() { udpEcho(c) })
-			}
-			continue
+			proto = udp.ProtocolNumber
 		}
-		l, err := gonet.ListenTCP(st.s, local, ipv4.ProtocolNumber)
-		if err != nil {
-			return fmt.Errorf("%s: %w", s, err)
+		ep, e := st.s.NewEndpoint(proto, ipv4.ProtocolNumber, &l.wq)
+		if e != nil {
+			return fmt.Errorf("%s: %s", s, e)
 		}
-		if !st.svc.track(l) {
-			continue
-		}
+		l.ep = ep
 		switch s.Kind {
 		case "http":
-			srv := &http.Server{Handler: st.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
-			st.svc.untrack(l)
-			st.svc.track(srv)
-			st.svc.run(func() { _ = srv.Serve(l) })
+			l.drain = func() { st.accept(ep, nil) }
 		case "echo":
-			st.svc.run(func() { st.accept(l, func(c net.Conn) { _, _ = io.Copy(c, c) }) })
+			l.drain = func() { st.accept(ep, func(c net.Conn) { _, _ = io.Copy(c, c) }) }
+			if s.Proto == "udp" {
+				l.drain = func() { udpEcho(ep) }
+			}
 		case "sink":
-			st.svc.run(func() { st.accept(l, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) }) })
+			l.drain = func() { st.accept(ep, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) }) }
+			if s.Proto == "udp" {
+				var count atomic.Uint64
+				l.drain = func() { udpSink(ep, &count) }
+				// gVisor's default, 32 KB, holds a few hundred small
+				// datagrams: a flood overflows it before the sink's
+				// goroutine runs. Used only while datagrams wait.
+				ep.SocketOptions().SetReceiveBufferSize(udpSinkBuffer, true)
+			}
+		}
+		if !st.svc.track(l.start()) {
+			return errClosed
+		}
+		if e := ep.Bind(tcpip.FullAddress{NIC: nicID, Addr: tcpip.AddrFrom4(st.addr.As4()), Port: s.Port}); e != nil {
+			return fmt.Errorf("%s: bind: %s", s, e)
+		}
+		if s.Proto == "tcp" {
+			if e := ep.Listen(listenBacklog); e != nil {
+				return fmt.Errorf("%s: listen: %s", s, e)
+			}
 		}
 	}
 	return nil
 }
 
-// accept serves every connection l accepts with fn until l is closed.
-func (st *Stack) accept(l net.Listener, fn func(net.Conn)) {
+// listenBacklog is a service's accept queue.
+const listenBacklog = 128
+
+// accept serves every connection waiting on ep with fn, each in a
+// goroutine of its own (fn nil: hands them to the shared HTTP server),
+// and returns when none is left.
+func (st *Stack) accept(ep tcpip.Endpoint, fn func(net.Conn)) {
 	for {
-		c, err := l.Accept()
-		if err != nil {
-			if !errors.Is(err, net.ErrClosed) {
-				st.log.Debug("accept ended", "workload", st.name, "err", err)
+		n, wq, e := ep.Accept(nil)
+		if e != nil {
+			if _, ok := e.(*tcpip.ErrWouldBlock); !ok {
+				st.log.Debug("accept ended", "workload", st.name, "err", e)
 			}
 			return
+		}
+		c := gonet.NewTCPConn(wq, n)
+		if fn == nil {
+			st.serveHTTP(c)
+			continue
 		}
 		if !st.svc.track(c) {
 			return
@@ -181,30 +263,131 @@ func (st *Stack) accept(l net.Listener, fn func(net.Conn)) {
 	}
 }
 
-// httpHandler answers every request with the workload's name and
-// address: "api-1 10.244.1.5\n".
-func (st *Stack) httpHandler() http.Handler {
-	body := st.name + " " + st.addr.String() + "\n"
-	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = io.WriteString(w, body)
+// The HTTP service of every stack in the process is one http.Server
+// (started with the first), fed the connections the stacks accept: an
+// idle workload holds no server and no goroutine for it.
+var shared struct {
+	once sync.Once
+	ch   chan net.Conn
+}
+
+// httpConn is a connection of a stack's HTTP service: the body it
+// answers with, and the stack that tracks it.
+type httpConn struct {
+	net.Conn
+	st   *Stack
+	body string
+	once sync.Once
+}
+
+func (c *httpConn) Close() error {
+	c.once.Do(func() { c.st.svc.untrack(c) })
+	return c.Conn.Close()
+}
+
+type bodyKey struct{}
+
+// chanListener hands the shared HTTP server the stacks' connections; it
+// is never closed.
+type chanListener struct{ ch chan net.Conn }
+
+func (l chanListener) Accept() (net.Conn, error) { return <-l.ch, nil }
+func (l chanListener) Close() error              { return nil }
+func (l chanListener) Addr() net.Addr            { return &net.TCPAddr{} }
+
+// serveHTTP hands c to the shared HTTP server, which answers every
+// request with the workload's name and address: "api-1 10.244.1.5\n".
+func (st *Stack) serveHTTP(c net.Conn) {
+	shared.once.Do(func() {
+		shared.ch = make(chan net.Conn, 64)
+		srv := &http.Server{
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       time.Minute,
+			ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+				if hc, ok := c.(*httpConn); ok {
+					return context.WithValue(ctx, bodyKey{}, hc.body)
+				}
+				return ctx
+			},
+			Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				body, _ := r.Context().Value(bodyKey{}).(string)
+				w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+				_, _ = io.WriteString(w, body)
+			}),
+			ErrorLog: log.New(io.Discard, "", 0),
+		}
+		go func() { _ = srv.Serve(chanListener{shared.ch}) }()
 	})
+	// the server closes hc when it is done, which untracks it
+	hc := &httpConn{Conn: c, st: st, body: st.name + " " + st.addr.String() + "\n"}
+	if !st.svc.track(hc) {
+		return
+	}
+	shared.ch <- hc
 }
 
 // udpEchoMax is the longest datagram the UDP echo service sends back
-// whole (longer ones are truncated): its buffer is held by every idle
-// workload running it.
+// whole (longer ones are truncated).
 const udpEchoMax = 9216
 
-// udpEcho sends every datagram c receives back to its sender until c is
-// closed.
-func udpEcho(c *gonet.UDPConn) {
-	buf := make([]byte, udpEchoMax)
+// udpBufs are the UDP echo services' buffers, taken while datagrams wait.
+var udpBufs = sync.Pool{New: func() any { b := make([]byte, udpEchoMax); return &b }}
+
+// udpEcho sends every datagram waiting on ep back to its sender and
+// returns when none is left.
+func udpEcho(ep tcpip.Endpoint) {
+	bp := udpBufs.Get().(*[]byte)
+	defer udpBufs.Put(bp)
 	for {
-		n, from, err := c.ReadFrom(buf)
-		if err != nil {
+		w := tcpip.SliceWriter(*bp)
+		res, e := ep.Read(&w, tcpip.ReadOptions{NeedRemoteAddr: true})
+		if e != nil {
 			return
 		}
-		_, _ = c.WriteTo(buf[:n], from)
+		var r bytes.Reader
+		r.Reset((*bp)[:res.Count])
+		to := res.RemoteAddr
+		_, _ = ep.Write(&r, tcpip.WriteOptions{To: &to})
+	}
+}
+
+// The UDP sink's control datagrams (package probe's flood sends them): a
+// query is answered with the reply prefix and the decimal count of
+// datagrams received since the last reset; a reset with a count of 0.
+const (
+	sinkReset = "vrouter-probe:reset"
+	sinkQuery = "vrouter-probe:count"
+	sinkReply = "vrouter-probe:count="
+)
+
+// udpSinkBuffer is the UDP sink's receive buffer (gVisor clamps it to
+// the stack's maximum, 4 MB by default).
+const udpSinkBuffer = 4 << 20
+
+// udpSink counts and discards every datagram waiting on ep, answering
+// the control datagrams, and returns when none is left.
+func udpSink(ep tcpip.Endpoint, count *atomic.Uint64) {
+	var buf [64]byte
+	for {
+		w := tcpip.SliceWriter(buf[:])
+		res, e := ep.Read(&w, tcpip.ReadOptions{NeedRemoteAddr: true})
+		if e != nil {
+			return
+		}
+		var reply string
+		switch msg := string(buf[:res.Count]); {
+		case res.Total == len(sinkReset) && msg == sinkReset:
+			count.Store(0)
+			reply = sinkReply + "0"
+		case res.Total == len(sinkQuery) && msg == sinkQuery:
+			reply = sinkReply + strconv.FormatUint(count.Load(), 10)
+		default:
+			count.Add(1)
+			continue
+		}
+		var r strings.Reader
+		r.Reset(reply)
+		to := res.RemoteAddr
+		_, _ = ep.Write(&r, tcpip.WriteOptions{To: &to})
 	}
 }
