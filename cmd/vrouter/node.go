@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -76,6 +77,7 @@ the background; workload adds fail, naming etcd, until it is back.
 control socket serves them at GET /metrics in any case.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			agentGCDefault()
 			cfg, err := config.LoadNodeFile(configFile)
 			if err != nil {
 				return err
@@ -246,4 +248,22 @@ soon as the new agent answers, without waiting for BGP.`,
 		return nil
 	}
 	return cmd
+}
+
+// agentGC is the agent's garbage collection target (GOGC) unless the
+// environment sets one: an agent's live heap is small (BGP state, the
+// FIB), but its packet buffers (tens of MB of address space, mostly never
+// touched) count toward the heap the default GOGC=100 lets grow before a
+// collection, so garbage (BGP messages, control requests) piled up to
+// that much resident memory. 50 keeps idle agents smaller (see
+// docs/benchmarks.md, Scale) for a collection CPU cost that is noise at
+// BGP's message rates. No GOMEMLIMIT: the untouched buffers count toward
+// it too, and a limit near the resident size would collect continually.
+const agentGC = 50
+
+// agentGCDefault applies agentGC when GOGC is not set.
+func agentGCDefault() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(agentGC)
+	}
 }

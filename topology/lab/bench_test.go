@@ -8,36 +8,53 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/vrouter-lab/vrouter/topology"
+	"github.com/vrouter-lab/vrouter/topology/lab"
+	"github.com/vrouter-lab/vrouter/vrouter/control"
 	"github.com/vrouter-lab/vrouter/vrouter/netns"
 	"github.com/vrouter-lab/vrouter/vrouter/netns/netnstest"
 )
 
-// BenchmarkEndToEnd measures one TCP stream (iperf3, 5 s) and the ping RTT
-// between workloads on two nodes of a deployed lab, through both nodes'
-// userspace engines and the fabric, and then the same between namespaces
-// forwarded by the kernel (namespace - veth - router namespace - veth -
-// namespace), the reference the engine is measured against. It runs only
-// under -bench (it deploys a lab and takes about half a minute) and once,
+// BenchmarkEndToEnd measures, between workloads on two nodes of a deployed
+// lab (through both nodes' userspace engines and the fabric): one TCP
+// stream (iperf3, 5 s), 64-byte UDP (iperf3 -u -l 64 -b 0, 5 s: packets
+// delivered per second, and the engines' CPU per forwarded packet per hop,
+// the agents' utime+stime over the run ÷ the packets their engines
+// forwarded) and the median ping RTT (20 pings). In the same run the same
+// is measured for two references: the kernel forwarding the same shape
+// (namespace - veth - router namespace - veth - namespace), and the raw
+// TUN pass-through, one process moving packets between a TUN device in
+// one namespace and one in another with a read and a write per packet
+// (passThroughMain), the naive ceiling of one engine hop. It runs only
+// under -bench (it deploys labs and takes a few minutes) and once,
 // whatever b.N is: `make bench` or
 //
 //	sudo go test -run '^$' -bench EndToEnd -benchtime 1x ./topology/lab/
+//
+// VROUTER_E2E=short leaves out the pinned, IPIP and routed labs.
 func BenchmarkEndToEnd(b *testing.B) {
 	netnstest.RequireRoot(b)
 	netnstest.RequireCommand(b, "iperf3", "iperf3")
 	netnstest.RequireCommand(b, "ping", "iputils-ping")
 	netnstest.GuardRoot(b)
+	short := os.Getenv("VROUTER_E2E") == "short"
 
 	type result struct {
-		gbps, rttMs float64
-		retrans     int
+		name      string
+		gbps      float64
+		retrans   int
+		rttUs     float64 // median
+		pps, loss float64 // 64-byte UDP delivered per second, loss %
+		cpuUs     float64 // µs of CPU per packet per hop; 0: not measured
 	}
-	var engine, pinned, ipip, routed, kernel result
+	var rows []result
 
 	// The lab: web-1 (node1) -> web-3 (node3), as the README's example;
 	// once as it is and once with every node's engine pinned to CPU 0.
@@ -47,7 +64,8 @@ func BenchmarkEndToEnd(b *testing.B) {
 	}
 	name := fmt.Sprintf("bench-%d", os.Getpid()%100000)
 	data = regexp.MustCompile(`(?m)^name: .*$`).ReplaceAll(data, []byte("name: "+name))
-	runLab := func(data []byte) (r result) {
+	runLab := func(row string, data []byte, udp bool) {
+		r := result{name: row}
 		file := filepath.Join(b.TempDir(), "lab.yaml")
 		if err := os.WriteFile(file, data, 0o644); err != nil {
 			b.Fatal(err)
@@ -62,37 +80,67 @@ func BenchmarkEndToEnd(b *testing.B) {
 			}
 		}()
 		in := func(ws string) []string { return []string{vrouterBin, "exec", "--lab", name, ws, "--"} }
+		r.rttUs = benchPing(b, in("web-1"), "10.244.135.1")
 		r.gbps, r.retrans = benchIperf(b, in("web-3"), in("web-1"), "10.244.135.1")
-		r.rttMs = benchPing(b, in("web-1"), "10.244.135.1")
-		return r
+		if udp {
+			dir := filepath.Join(topology.StateRoot, name)
+			var pids []int
+			var clients []*control.Client
+			for _, n := range []string{"node1", "node2", "node3"} {
+				pids = append(pids, pidOf(b, filepath.Join(dir, "nodes", n+".pid")))
+				clients = append(clients, control.NewClient(lab.ControlSocket(dir, n)))
+			}
+			forwarded := func() uint64 {
+				var sum uint64
+				for _, c := range clients {
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					m, err := c.Stats(ctx)
+					cancel()
+					if err != nil {
+						b.Fatal(err)
+					}
+					sum += m["forwarded"]
+				}
+				return sum
+			}
+			f0, c0 := forwarded(), procTicks(pids...)
+			r.pps, r.loss = benchUDP(b, in("web-3"), in("web-1"), "10.244.135.1")
+			f1, c1 := forwarded(), procTicks(pids...)
+			if f1 > f0 {
+				r.cpuUs = ticksToSeconds(c1-c0) * 1e6 / float64(f1-f0)
+			}
+		}
+		rows = append(rows, r)
 	}
-	engine = runLab(data)
-	pinnedData := regexp.MustCompile(`(?m)^(  node\d: \{.*)\}$`).ReplaceAll(data, []byte("$1, cpuSet: '0'}"))
-	if n := strings.Count(string(pinnedData), "cpuSet"); n != 3 {
-		b.Fatalf("pinned the engines of %d nodes, want 3", n)
+	runLab("engines (web-1 -> web-3)", data, true)
+	if !short {
+		pinnedData := regexp.MustCompile(`(?m)^(  node\d: \{.*)\}$`).ReplaceAll(data, []byte("$1, cpuSet: '0'}"))
+		if n := strings.Count(string(pinnedData), "cpuSet"); n != 3 {
+			b.Fatalf("pinned the engines of %d nodes, want 3", n)
+		}
+		runLab("engines, cpuSet 0", pinnedData, false)
+		// The same with IPIP (ipipMode Always): every packet encapsulated by
+		// node1 and decapsulated by node3, workload MTU 1480.
+		ipipData := strings.Replace(string(data), "ipipMode: Never", "ipipMode: Always", 1)
+		if ipipData == string(data) {
+			b.Fatal("the example's pool has no ipipMode: Never to switch")
+		}
+		runLab("engines, IPIP Always", []byte(ipipData), false)
+		// Across a router node (examples/calico-crosssubnet.yaml): node1 on
+		// rack1, node3 on rack2, IPIP (CrossSubnet) through a third engine.
+		xs, err := os.ReadFile("../../examples/calico-crosssubnet.yaml")
+		if err != nil {
+			b.Fatal(err)
+		}
+		runLab("CrossSubnet IPIP via router node", regexp.MustCompile(`(?m)^name: .*$`).ReplaceAll(xs, []byte("name: "+name)), false)
 	}
-	pinned = runLab(pinnedData)
-	// The same with IPIP (ipipMode Always): every packet encapsulated by
-	// node1 and decapsulated by node3, workload MTU 1480.
-	ipipData := strings.Replace(string(data), "ipipMode: Never", "ipipMode: Always", 1)
-	if ipipData == string(data) {
-		b.Fatal("the example's pool has no ipipMode: Never to switch")
-	}
-	ipip = runLab([]byte(ipipData))
-	// Across a router node (examples/calico-crosssubnet.yaml): node1 on
-	// rack1, node3 on rack2, IPIP (CrossSubnet) through a third engine.
-	xs, err := os.ReadFile("../../examples/calico-crosssubnet.yaml")
-	if err != nil {
-		b.Fatal(err)
-	}
-	routed = runLab(regexp.MustCompile(`(?m)^name: .*$`).ReplaceAll(xs, []byte("name: "+name)))
 
-	// The kernel reference, in namespaces of its own.
+	// The references, in namespaces of their own.
 	prefix := fmt.Sprintf("vrbench-%d-", os.Getpid())
 	netnstest.GuardNamespaces(b, prefix)
-	a, r, z := prefix+"a", prefix+"r", prefix+"z"
+	a, r, z, pa, pz := prefix+"a", prefix+"r", prefix+"z", prefix+"pa", prefix+"pz"
 	defer func() {
-		for _, ns := range []string{a, r, z} {
+		for _, ns := range []string{a, r, z, pa, pz} {
 			if netns.Exists(ns) {
 				if err := netns.Delete(ns); err != nil {
 					b.Errorf("delete namespace %s: %v", ns, err)
@@ -100,7 +148,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 			}
 		}
 	}()
-	for _, ns := range []string{a, r, z} {
+	for _, ns := range []string{a, r, z, pa, pz} {
 		if err := netns.Create(ns); err != nil {
 			b.Fatal(err)
 		}
@@ -128,26 +176,52 @@ func BenchmarkEndToEnd(b *testing.B) {
 		b.Fatal(err)
 	}
 	ex := func(ns string) []string { return []string{"ip", "netns", "exec", ns} }
+	kernel := result{name: "kernel (ns-veth-ns-veth-ns)"}
+	kernel.rttUs = benchPing(b, ex(a), "10.99.2.2")
 	kernel.gbps, kernel.retrans = benchIperf(b, ex(z), ex(a), "10.99.2.2")
-	kernel.rttMs = benchPing(b, ex(a), "10.99.2.2")
+	kernel.pps, kernel.loss = benchUDP(b, ex(z), ex(a), "10.99.2.2")
 
+	pt := result{name: "raw TUN pass-through (1 hop)"}
+	p := startPassThrough(b, pa, pz)
+	pt.rttUs = benchPing(b, ex(pa), "10.99.2.2")
+	pt.gbps, pt.retrans = benchIperf(b, ex(pz), ex(pa), "10.99.2.2")
+	n0, c0 := p.packets(b), procTicks(p.cmd.Process.Pid)
+	pt.pps, pt.loss = benchUDP(b, ex(pz), ex(pa), "10.99.2.2")
+	n1, c1 := p.packets(b), procTicks(p.cmd.Process.Pid)
+	if n1 > n0 {
+		pt.cpuUs = ticksToSeconds(c1-c0) * 1e6 / float64(n1-n0)
+	}
+	p.stop()
+	rows = append(rows, pt, kernel)
+
+	engine := rows[0]
 	b.ReportMetric(engine.gbps, "engine-Gbit/s")
-	b.ReportMetric(pinned.gbps, "pinned-Gbit/s")
-	b.ReportMetric(ipip.gbps, "ipip-Gbit/s")
-	b.ReportMetric(routed.gbps, "routed-ipip-Gbit/s")
 	b.ReportMetric(kernel.gbps, "kernel-Gbit/s")
+	b.ReportMetric(pt.gbps, "passthrough-Gbit/s")
 	b.ReportMetric(engine.gbps/kernel.gbps, "engine/kernel")
-	b.ReportMetric(pinned.gbps/kernel.gbps, "pinned/kernel")
-	b.ReportMetric(engine.rttMs*1000, "engine-rtt-µs")
-	b.ReportMetric(kernel.rttMs*1000, "kernel-rtt-µs")
-	row := "\n%-34s %8.2f %8d %8.3f %8.2f"
-	b.Logf("\n%-34s %8s %8s %8s %8s"+row+row+row+row+row,
-		"path (iperf3 TCP 5 s, ping x20)", "Gbit/s", "retrans", "rtt ms", "/kernel",
-		"engines (web-1 -> web-3)", engine.gbps, engine.retrans, engine.rttMs, engine.gbps/kernel.gbps,
-		"engines, cpuSet 0 (web-1 -> web-3)", pinned.gbps, pinned.retrans, pinned.rttMs, pinned.gbps/kernel.gbps,
-		"engines, IPIP Always", ipip.gbps, ipip.retrans, ipip.rttMs, ipip.gbps/kernel.gbps,
-		"CrossSubnet IPIP via router node", routed.gbps, routed.retrans, routed.rttMs, routed.gbps/kernel.gbps,
-		"kernel (ns-veth-ns-veth-ns)", kernel.gbps, kernel.retrans, kernel.rttMs, 1.0)
+	b.ReportMetric(engine.gbps/pt.gbps, "engine/passthrough")
+	b.ReportMetric(engine.pps, "engine-udp64-pps")
+	b.ReportMetric(pt.pps, "passthrough-udp64-pps")
+	b.ReportMetric(engine.cpuUs, "engine-µs/pkt/hop")
+	b.ReportMetric(engine.rttUs, "engine-rtt-µs")
+	b.ReportMetric(kernel.rttUs, "kernel-rtt-µs")
+	var t strings.Builder
+	fmt.Fprintf(&t, "\n%-34s %7s %7s %7s %8s %9s %6s %9s %8s\n", "path (TCP 5 s, UDP64 5 s, ping x20)",
+		"Gbit/s", "/kernel", "/ptun", "retrans", "UDP64 pps", "loss%", "µs/pkt/hop", "rtt p50")
+	for _, r := range rows {
+		cpu := "-"
+		if r.cpuUs > 0 {
+			cpu = fmt.Sprintf("%.1f", r.cpuUs)
+		}
+		pps := "-"
+		if r.pps > 0 {
+			pps = fmt.Sprintf("%.0f", r.pps)
+		}
+		fmt.Fprintf(&t, "%-34s %7.2f %7.2f %7.2f %8d %9s %6.1f %10s %6.0fµs\n", r.name, r.gbps, r.gbps/kernel.gbps, r.gbps/pt.gbps,
+			r.retrans, pps, r.loss, cpu, r.rttUs)
+	}
+	fmt.Fprintf(&t, "engine UDP64 pps / pass-through: %.2f\n", engine.pps/pt.pps)
+	b.Log(t.String())
 }
 
 // benchRun runs a command with a bound on its time and returns its
@@ -164,11 +238,31 @@ func benchRunFor(d time.Duration, name string, args ...string) (string, error) {
 	return string(out), err
 }
 
-// benchIperf runs an iperf3 server (one test, daemonized with a pid file)
-// by the command prefix srv and a 5 s client by cli toward addr, and
-// returns the received Gbit/s and the sender's retransmits. The server is
-// killed if it is still running.
+// benchIperf runs an iperf3 server by the command prefix srv and a 5 s
+// TCP client by cli toward addr, and returns the received Gbit/s and the
+// sender's retransmits.
 func benchIperf(b *testing.B, srv, cli []string, addr string) (float64, int) {
+	b.Helper()
+	out := benchIperfRun(b, srv, cli, addr)
+	var r struct {
+		End struct {
+			SumSent     struct{ Retransmits int } `json:"sum_sent"`
+			SumReceived struct {
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		b.Fatalf("iperf3 output: %v\n%.500s", err, out)
+	}
+	return r.End.SumReceived.BitsPerSecond / 1e9, r.End.SumSent.Retransmits
+}
+
+// benchIperfRun runs an iperf3 server (one test, daemonized with a pid
+// file) by the command prefix srv and a 5 s client with the extra
+// arguments by cli toward addr, and returns the client's JSON report. The
+// server is killed if it is still running.
+func benchIperfRun(b *testing.B, srv, cli []string, addr string, extra ...string) string {
 	b.Helper()
 	pidFile := filepath.Join(b.TempDir(), "iperf3.pid")
 	defer func() {
@@ -185,7 +279,7 @@ func benchIperf(b *testing.B, srv, cli []string, addr string) (float64, int) {
 	var out string
 	var err error
 	for range 20 { // the daemon may not be listening yet
-		args = append(append([]string{}, cli...), "iperf3", "-c", addr, "-t", "5", "-J")
+		args = append(append(append([]string{}, cli...), "iperf3", "-c", addr, "-t", "5", "-J"), extra...)
 		if out, err = benchRun(args[0], args[1:]...); err == nil {
 			break
 		}
@@ -194,34 +288,53 @@ func benchIperf(b *testing.B, srv, cli []string, addr string) (float64, int) {
 	if err != nil {
 		b.Fatalf("iperf3 client: %v\n%.500s", err, out)
 	}
-	var r struct {
-		End struct {
-			SumSent     struct{ Retransmits int } `json:"sum_sent"`
-			SumReceived struct {
-				BitsPerSecond float64 `json:"bits_per_second"`
-			} `json:"sum_received"`
-		}
-	}
-	if err := json.Unmarshal([]byte(out), &r); err != nil {
-		b.Fatalf("iperf3 output: %v\n%.500s", err, out)
-	}
-	return r.End.SumReceived.BitsPerSecond / 1e9, r.End.SumSent.Retransmits
+	return out
 }
 
-var rttRE = regexp.MustCompile(`= [0-9.]+/([0-9.]+)/`)
+var rttRE = regexp.MustCompile(`time=([0-9.]+) ms`)
 
-// benchPing returns the average RTT in ms of 20 pings toward addr.
+// benchPing returns the median RTT in µs of 20 pings toward addr, 50 ms
+// apart (after one to resolve neighbours, not counted).
 func benchPing(b *testing.B, in []string, addr string) float64 {
 	b.Helper()
-	args := append(append([]string{}, in...), "ping", "-c", "20", "-i", "0.05", "-q", addr)
+	args := append(append([]string{}, in...), "ping", "-c", "1", "-W", "2", addr)
+	if out, err := benchRun(args[0], args[1:]...); err != nil {
+		b.Fatalf("ping: %v\n%s", err, out)
+	}
+	args = append(append([]string{}, in...), "ping", "-c", "20", "-i", "0.05", addr)
 	out, err := benchRun(args[0], args[1:]...)
 	if err != nil {
 		b.Fatalf("ping: %v\n%s", err, out)
 	}
-	m := rttRE.FindStringSubmatch(out)
-	if m == nil {
+	var rtts []float64
+	for _, m := range rttRE.FindAllStringSubmatch(out, -1) {
+		v, _ := strconv.ParseFloat(m[1], 64)
+		rtts = append(rtts, v*1000)
+	}
+	if len(rtts) == 0 {
 		b.Fatalf("ping output:\n%s", out)
 	}
-	v, _ := strconv.ParseFloat(m[1], 64)
-	return v
+	slices.Sort(rtts)
+	return rtts[len(rtts)/2]
+}
+
+// benchUDP runs an iperf3 server by srv and a 5 s client by cli sending
+// 64-byte UDP datagrams as fast as it can toward addr, and returns the
+// datagrams delivered per second and the loss in percent.
+func benchUDP(b *testing.B, srv, cli []string, addr string) (pps, loss float64) {
+	b.Helper()
+	out := benchIperfRun(b, srv, cli, addr, "-u", "-l", "64", "-b", "0")
+	var r struct {
+		End struct {
+			SumReceived struct {
+				Seconds     float64 `json:"seconds"`
+				Bytes       float64 `json:"bytes"`
+				LostPercent float64 `json:"lost_percent"`
+			} `json:"sum_received"`
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil || r.End.SumReceived.Seconds == 0 {
+		b.Fatalf("iperf3 output: %v\n%.500s", err, out)
+	}
+	return r.End.SumReceived.Bytes / 64 / r.End.SumReceived.Seconds, r.End.SumReceived.LostPercent
 }

@@ -86,6 +86,7 @@ type scaleResult struct {
 	deploy, destroy       time.Duration
 	p50, p99              time.Duration
 	rssAvg, rssMax, total float64 // MiB
+	anonAvg, pssAvg       float64 // MiB: private (RssAnon) and proportional (Pss) memory per agent
 	idleCPU               float64 // % of one CPU, all agents, idle lab
 }
 
@@ -103,10 +104,10 @@ func BenchmarkScale(b *testing.B) {
 		results = append(results, runScale(b, c))
 	}
 	var t strings.Builder
-	fmt.Fprintf(&t, "\n%-18s %9s %9s %9s %9s %9s %9s %9s %9s\n", "lab", "deploy", "conv p50", "conv p99", "RSS avg", "RSS max", "RSS all", "idle CPU", "destroy")
+	fmt.Fprintf(&t, "\n%-18s %9s %9s %9s %9s %9s %9s %9s %9s %9s %9s\n", "lab", "deploy", "conv p50", "conv p99", "RSS avg", "anon avg", "PSS avg", "RSS max", "RSS all", "idle CPU", "destroy")
 	for _, r := range results {
-		fmt.Fprintf(&t, "%-18s %8.1fs %7.0fms %7.0fms %7.1fMB %7.1fMB %7.0fMB %8.1f%% %8.1fs\n", r.c,
-			r.deploy.Seconds(), ms(r.p50), ms(r.p99), r.rssAvg, r.rssMax, r.total, r.idleCPU, r.destroy.Seconds())
+		fmt.Fprintf(&t, "%-18s %8.1fs %7.0fms %7.0fms %7.1fMB %7.1fMB %7.1fMB %7.1fMB %7.0fMB %8.1f%% %8.1fs\n", r.c,
+			r.deploy.Seconds(), ms(r.p50), ms(r.p99), r.rssAvg, r.anonAvg, r.pssAvg, r.rssMax, r.total, r.idleCPU, r.destroy.Seconds())
 	}
 	b.Log(t.String())
 }
@@ -148,8 +149,12 @@ func runScale(b *testing.B, c scaleCase) (r scaleResult) {
 		rss := procRSS(pid)
 		r.total += rss
 		r.rssMax = max(r.rssMax, rss)
+		r.anonAvg += procMem(pid, "status", "RssAnon:")
+		r.pssAvg += procMem(pid, "smaps_rollup", "Pss:")
 	}
 	r.rssAvg = r.total / float64(len(pids))
+	r.anonAvg /= float64(len(pids))
+	r.pssAvg /= float64(len(pids))
 	t0, c0 := time.Now(), procCPU(pids)
 	time.Sleep(5 * time.Second)
 	r.idleCPU = float64(procCPU(pids)-c0) / 100 / time.Since(t0).Seconds() * 100
@@ -228,6 +233,19 @@ func procRSS(pid int) float64 {
 	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	for _, line := range strings.Split(string(data), "\n") {
 		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// procMem returns a memory figure of a process in MiB: the line starting
+// with key in /proc/pid/file (in kB).
+func procMem(pid int, file, key string) float64 {
+	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, file))
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == key {
 			kb, _ := strconv.ParseFloat(f[1], 64)
 			return kb / 1024
 		}

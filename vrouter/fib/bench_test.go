@@ -205,6 +205,20 @@ func BenchmarkLookup(b *testing.B) {
 						}
 						b.ReportMetric(float64(found)/float64(i), "unicast/op")
 					})
+					b.Run("fibref", func(b *testing.B) {
+						s := getBenchSet(kind, size.n)
+						mask := len(s.addrs) - 1
+						found := 0
+						b.ReportAllocs()
+						i := 0
+						for b.Loop() {
+							if r := s.fib.LookupRef(s.addrs[i&mask]); r != nil && r.Type == Unicast {
+								found++
+							}
+							i++
+						}
+						b.ReportMetric(float64(found)/float64(i), "unicast/op")
+					})
 					b.Run("bart", func(b *testing.B) {
 						s := getBenchSet(kind, size.n)
 						mask := len(s.addrs) - 1
