@@ -78,6 +78,7 @@ control socket serves them at GET /metrics in any case.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			agentGCDefault()
+			dropStartupPagesLater()
 			cfg, err := config.LoadNodeFile(configFile)
 			if err != nil {
 				return err
