@@ -7,7 +7,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/gaissmai/bart"
 )
@@ -340,49 +339,5 @@ func BenchmarkParse(b *testing.B) {
 		if _, err := Parse("192.168.50.0/24 dev ens33 proto kernel scope link src 192.168.50.10 metric 100"); err != nil {
 			b.Fatal(err)
 		}
-	}
-}
-
-// BenchmarkLookupRatio runs Table.LookupRef and a raw bart.Table[int] on
-// the same 1M-prefix tables in alternating rounds of 4096 lookups within
-// one loop, so both see the same machine load, and reports each one's
-// ns/lookup and their ratio (fib/bart; the goal is ≤ 1.1). On a
-// shared machine this ratio is steadier than two separate benchmarks.
-func BenchmarkLookupRatio(b *testing.B) {
-	for _, kind := range []string{"random", "calico"} {
-		b.Run(kind+"/1M", func(b *testing.B) {
-			s := getBenchSet(kind, 1_000_000)
-			mask := len(s.addrs) - 1
-			const round = 4096
-			var fibNS, bartNS time.Duration
-			var found [2]int
-			i, n := 0, 0
-			b.ReportAllocs()
-			for b.Loop() {
-				t0 := time.Now()
-				for j := range round {
-					if r := s.fib.LookupRef(s.addrs[(i+j)&mask]); r != nil && r.Type == Unicast {
-						found[0]++
-					}
-				}
-				t1 := time.Now()
-				for j := range round {
-					if v, ok := s.bart.Lookup(s.addrs[(i+j)&mask]); ok && s.routes[v].Type == Unicast {
-						found[1]++
-					}
-				}
-				t2 := time.Now()
-				fibNS += t1.Sub(t0)
-				bartNS += t2.Sub(t1)
-				i += round
-				n += round
-			}
-			if found[0] != found[1] {
-				b.Fatalf("fib found %d unicast routes, bart %d", found[0], found[1])
-			}
-			b.ReportMetric(float64(fibNS)/float64(n), "fib-ns/lookup")
-			b.ReportMetric(float64(bartNS)/float64(n), "bart-ns/lookup")
-			b.ReportMetric(float64(fibNS)/float64(bartNS), "fib/bart")
-		})
 	}
 }
