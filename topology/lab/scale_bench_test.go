@@ -103,7 +103,8 @@ func BenchmarkScale(b *testing.B) {
 	var results []scaleResult
 	for _, c := range scaleCases(b) {
 		r := runScale(b, c)
-		b.Logf("%s: deploy %.1fs, conv p50 %.0fms p99 %.0fms, RSS %.1f MB at deploy, %.1f MB steady (anon %.1f, PSS %.1f, max %.1f), idle CPU %.1f%%, destroy %.1fs",
+		// Printed at once (b.Log waits for the end): a later case may fail.
+		fmt.Printf("%s: deploy %.1fs, conv p50 %.0fms p99 %.0fms, RSS %.1f MB at deploy, %.1f MB steady (anon %.1f, PSS %.1f, max %.1f), idle CPU %.1f%%, destroy %.1fs\n",
 			c, r.deploy.Seconds(), ms(r.p50), ms(r.p99), r.rssDeploy, r.rssAvg, r.anonAvg, r.pssAvg, r.rssMax, r.idleCPU, r.destroy.Seconds())
 		results = append(results, r)
 	}
