@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"syscall"
 	"time"
@@ -77,7 +78,6 @@ the background; workload adds fail, naming etcd, until it is back.
 control socket serves them at GET /metrics in any case.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			agentGCDefault()
 			dropStartupPagesLater()
 			cfg, err := config.LoadNodeFile(configFile)
 			if err != nil {
@@ -92,6 +92,7 @@ control socket serves them at GET /metrics in any case.`,
 			if err := ds.apply(cmd, cfg); err != nil {
 				return err
 			}
+			agentRuntimeDefaults(cfg)
 			if cfg.Datastore != "" && cfg.DatastoreType != config.DatastoreEtcd {
 				if err := os.MkdirAll(filepath.Dir(cfg.Datastore), 0o755); err != nil {
 					return fmt.Errorf("datastore directory: %w", err)
@@ -262,9 +263,17 @@ soon as the new agent answers, without waiting for BGP.`,
 // it too, and a limit near the resident size would collect continually.
 const agentGC = 50
 
-// agentGCDefault applies agentGC when GOGC is not set.
-func agentGCDefault() {
+// agentRuntimeDefaults applies agentGC when GOGC is not set and, for the
+// userspace engine (a lab's node: many agents share the machine's CPUs)
+// when GOMAXPROCS is not set, one P: an idle agent then wakes no second
+// thread to look for work after each BGP message, and forwarding is not
+// slower (the engine's system calls are raw, so its readers never gave
+// their P away anyway). Measured in docs/benchmarks.md.
+func agentRuntimeDefaults(cfg *config.Node) {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(agentGC)
+	}
+	if os.Getenv("GOMAXPROCS") == "" && cfg.Dataplane != config.DataplaneKernel {
+		runtime.GOMAXPROCS(1)
 	}
 }

@@ -3,7 +3,6 @@ package lab_test
 import (
 	"bufio"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -95,7 +94,6 @@ func passThroughMain() int {
 type passThrough struct {
 	cmd   *exec.Cmd
 	lines *bufio.Scanner
-	stdin io.Closer
 }
 
 // startPassThrough runs the pass-through between namespaces a and b,
