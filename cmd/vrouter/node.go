@@ -78,6 +78,7 @@ the background; workload adds fail, naming etcd, until it is back.
 control socket serves them at GET /metrics in any case.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			dropStartupPagesLater()
 			cfg, err := config.LoadNodeFile(configFile)
 			if err != nil {
 				return err
