@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -76,6 +78,7 @@ the background; workload adds fail, naming etcd, until it is back.
 control socket serves them at GET /metrics in any case.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			dropStartupPagesLater()
 			cfg, err := config.LoadNodeFile(configFile)
 			if err != nil {
 				return err
@@ -89,6 +92,7 @@ control socket serves them at GET /metrics in any case.`,
 			if err := ds.apply(cmd, cfg); err != nil {
 				return err
 			}
+			agentRuntimeDefaults(cfg)
 			if cfg.Datastore != "" && cfg.DatastoreType != config.DatastoreEtcd {
 				if err := os.MkdirAll(filepath.Dir(cfg.Datastore), 0o755); err != nil {
 					return fmt.Errorf("datastore directory: %w", err)
@@ -246,4 +250,30 @@ soon as the new agent answers, without waiting for BGP.`,
 		return nil
 	}
 	return cmd
+}
+
+// agentGC is the agent's garbage collection target (GOGC) unless the
+// environment sets one: an agent's live heap is small (BGP state, the
+// FIB), but its packet buffers (tens of MB of address space, mostly never
+// touched) count toward the heap the default GOGC=100 lets grow before a
+// collection, so garbage (BGP messages, control requests) piled up to
+// that much resident memory. 50 keeps idle agents smaller (see
+// docs/benchmarks.md, Scale) for a collection CPU cost that is noise at
+// BGP's message rates. No GOMEMLIMIT: the untouched buffers count toward
+// it too, and a limit near the resident size would collect continually.
+const agentGC = 50
+
+// agentRuntimeDefaults applies agentGC when GOGC is not set and, for the
+// userspace engine (a lab's node: many agents share the machine's CPUs)
+// when GOMAXPROCS is not set, one P: an idle agent then wakes no second
+// thread to look for work after each BGP message, and forwarding is not
+// slower (the engine's system calls are raw, so its readers never gave
+// their P away anyway). Measured in docs/benchmarks.md.
+func agentRuntimeDefaults(cfg *config.Node) {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(agentGC)
+	}
+	if os.Getenv("GOMAXPROCS") == "" && cfg.Dataplane != config.DataplaneKernel {
+		runtime.GOMAXPROCS(1)
+	}
 }

@@ -27,6 +27,10 @@ import (
 var vrouterBin string
 
 func TestMain(m *testing.M) {
+	if os.Getenv(passThroughEnv) != "" {
+		os.Exit(passThroughMain())
+	}
+	flag.Parse()
 	dir, err := os.MkdirTemp("", "vrouter-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -35,7 +39,6 @@ func TestMain(m *testing.M) {
 	vrouterBin = filepath.Join(dir, "vrouter")
 	// Tests run the binary under the race detector; benchmarks (-bench)
 	// measure it as it ships.
-	flag.Parse()
 	build := []string{"build", "-race", "-o", vrouterBin, "../../cmd/vrouter"}
 	if f := flag.Lookup("test.bench"); f != nil && f.Value.String() != "" {
 		build = slices.Delete(build, 1, 2)

@@ -46,7 +46,7 @@ func (c scaleCase) String() string {
 func scaleCases(b *testing.B) []scaleCase {
 	spec := os.Getenv("VROUTER_SCALE")
 	if spec == "" {
-		spec = "mesh10,mesh25,mesh50,etcdmesh50,rr100,rr200,ns10x1000"
+		spec = "mesh10,mesh25,mesh50,etcdmesh50,rr100,rr200,rr500,ns10x1000"
 	}
 	var out []scaleCase
 	for _, f := range strings.Split(spec, ",") {
@@ -117,7 +117,9 @@ type scaleResult struct {
 	deploy, destroy       time.Duration
 	p50, p99              time.Duration
 	rssAvg, rssMax, total float64 // MiB
+	anonAvg, pssAvg       float64 // MiB: private (RssAnon) and proportional (Pss) memory per agent
 	idleCPU               float64 // % of one CPU, all agents, idle lab
+	rssDeploy             float64 // MiB: RSS avg 2 s after deploy (before start-up pages are dropped)
 }
 
 // BenchmarkScale deploys labs of growing size and reports deploy time,
@@ -131,13 +133,25 @@ func BenchmarkScale(b *testing.B) {
 	netnstest.GuardRoot(b)
 	var results []scaleResult
 	for _, c := range scaleCases(b) {
-		results = append(results, runScale(b, c))
+		// A node costs ~10 MB of private memory (PSS; its RSS counts the
+		// binary's shared pages too) plus its namespace, devices and
+		// sockets in the kernel: leave out a lab the machine has no
+		// room for, with 25 MB a node, rather than run it out of memory.
+		if avail, need := memAvailable(), float64(c.n)*25; avail < need {
+			fmt.Printf("%s: left out: %.0f MB available, %.0f MB needed\n", c, avail, need)
+			continue
+		}
+		r := runScale(b, c)
+		// Printed at once (b.Log waits for the end): a later case may fail.
+		fmt.Printf("%s: deploy %.1fs, conv p50 %.0fms p99 %.0fms, RSS %.1f MB at deploy, %.1f MB steady (anon %.1f, PSS %.1f, max %.1f), idle CPU %.1f%%, destroy %.1fs\n",
+			c, r.deploy.Seconds(), ms(r.p50), ms(r.p99), r.rssDeploy, r.rssAvg, r.anonAvg, r.pssAvg, r.rssMax, r.idleCPU, r.destroy.Seconds())
+		results = append(results, r)
 	}
 	var t strings.Builder
-	fmt.Fprintf(&t, "\n%-20s %9s %9s %9s %9s %9s %9s %9s %9s\n", "lab", "deploy", "conv p50", "conv p99", "RSS avg", "RSS max", "RSS all", "idle CPU", "destroy")
+	fmt.Fprintf(&t, "\n%-18s %9s %9s %9s %9s %9s %9s %9s %9s %9s %9s %9s\n", "lab", "deploy", "conv p50", "conv p99", "RSS@deploy", "RSS avg", "anon avg", "PSS avg", "RSS max", "RSS all", "idle CPU", "destroy")
 	for _, r := range results {
-		fmt.Fprintf(&t, "%-20s %8.1fs %7.0fms %7.0fms %7.1fMB %7.1fMB %7.0fMB %8.1f%% %8.1fs\n", r.c,
-			r.deploy.Seconds(), ms(r.p50), ms(r.p99), r.rssAvg, r.rssMax, r.total, r.idleCPU, r.destroy.Seconds())
+		fmt.Fprintf(&t, "%-18s %8.1fs %7.0fms %7.0fms %7.1fMB %7.1fMB %7.1fMB %7.1fMB %7.1fMB %7.0fMB %8.1f%% %8.1fs\n", r.c,
+			r.deploy.Seconds(), ms(r.p50), ms(r.p99), r.rssDeploy, r.rssAvg, r.anonAvg, r.pssAvg, r.rssMax, r.total, r.idleCPU, r.destroy.Seconds())
 	}
 	// A netstack lab's agents beside those of the mesh of as many nodes
 	// without workloads, same run: what 1,000 workloads add to an agent.
@@ -158,6 +172,10 @@ func BenchmarkScale(b *testing.B) {
 	b.Log(t.String())
 }
 
+// scaleSettle is how long after deploy the agents' memory is read: past
+// the agent's start-up (startupPagesDelay in cmd/vrouter is 20 s).
+const scaleSettle = 25 * time.Second
+
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 func runScale(b *testing.B, c scaleCase) (r scaleResult) {
@@ -170,10 +188,13 @@ func runScale(b *testing.B, c scaleCase) (r scaleResult) {
 		b.Fatalf("%s: deploy: %v\n%.2000s", c, err, out)
 	}
 	r.deploy = time.Since(start)
+	ready := time.Now()
+	// Destroying a lab takes about a second per node on a loaded machine.
+	destroyBound := 5*time.Minute + time.Duration(c.n)*time.Second
 	destroyed := false
 	defer func() {
 		if !destroyed {
-			benchRunFor(5*time.Minute, vrouterBin, "destroy", "-t", file)
+			benchRunFor(destroyBound, vrouterBin, "destroy", "-t", file)
 		}
 	}()
 	dir := filepath.Join(topology.StateRoot, name)
@@ -182,7 +203,7 @@ func runScale(b *testing.B, c scaleCase) (r scaleResult) {
 		nodes[i] = fmt.Sprintf("n%d", i+1)
 	}
 
-	// Memory and idle CPU of the agents, once BGP has settled.
+	// Idle CPU of the agents, once BGP has settled.
 	time.Sleep(2 * time.Second)
 	var pids []int
 	for _, n := range nodes {
@@ -192,11 +213,9 @@ func runScale(b *testing.B, c scaleCase) (r scaleResult) {
 		}
 		pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
 		pids = append(pids, pid)
-		rss := procRSS(pid)
-		r.total += rss
-		r.rssMax = max(r.rssMax, rss)
+		r.rssDeploy += procRSS(pid)
 	}
-	r.rssAvg = r.total / float64(len(pids))
+	r.rssDeploy /= float64(len(pids))
 	t0, c0 := time.Now(), procCPU(pids)
 	time.Sleep(5 * time.Second)
 	r.idleCPU = float64(procCPU(pids)-c0) / 100 / time.Since(t0).Seconds() * 100
@@ -226,8 +245,23 @@ func runScale(b *testing.B, c scaleCase) (r scaleResult) {
 		r.p50, r.p99 = took[len(took)/2], took[(len(took)*99+99)/100-1]
 	}
 
+	// Memory of the agents in steady state: after the adds, and once the
+	// last agent started is past its start-up (when it drops the pages
+	// of the binary that only start-up used: cmd/vrouter/agentmem.go).
+	time.Sleep(time.Until(ready.Add(scaleSettle)))
+	for _, pid := range pids {
+		rss := procRSS(pid)
+		r.total += rss
+		r.rssMax = max(r.rssMax, rss)
+		r.anonAvg += procMem(pid, "status", "RssAnon:")
+		r.pssAvg += procMem(pid, "smaps_rollup", "Pss:")
+	}
+	r.rssAvg = r.total / float64(len(pids))
+	r.anonAvg /= float64(len(pids))
+	r.pssAvg /= float64(len(pids))
+
 	start = time.Now()
-	if out, err := benchRunFor(5*time.Minute, vrouterBin, "destroy", "-t", file); err != nil {
+	if out, err := benchRunFor(destroyBound, vrouterBin, "destroy", "-t", file); err != nil {
 		b.Errorf("%s: destroy: %v\n%s", c, err, out)
 	}
 	destroyed = true
@@ -277,11 +311,33 @@ func waitRouted(b *testing.B, dir string, nodes []string, owner, want string) {
 	}
 }
 
+// memAvailable returns the machine's available memory in MiB.
+func memAvailable() float64 {
+	return procMem(0, "", "MemAvailable:")
+}
+
 // procRSS returns a process's resident memory in MiB.
 func procRSS(pid int) float64 {
 	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	for _, line := range strings.Split(string(data), "\n") {
 		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// procMem returns a memory figure of a process in MiB: the line starting
+// with key in /proc/pid/file (in kB); pid 0 reads /proc/meminfo.
+func procMem(pid int, file, key string) float64 {
+	path := fmt.Sprintf("/proc/%d/%s", pid, file)
+	if pid == 0 {
+		path = "/proc/meminfo"
+	}
+	data, _ := os.ReadFile(path)
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == key {
 			kb, _ := strconv.ParseFloat(f[1], 64)
 			return kb / 1024
 		}

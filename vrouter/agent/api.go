@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 
@@ -121,6 +122,11 @@ func (a *Agent) serveControl(ctx context.Context) error {
 		}
 		control.Reply(w, info, nil)
 	})
+	// Go's profiles (heap, CPU, goroutines) for diagnosing an agent, on
+	// the control socket only (root's unix socket, never TCP):
+	// curl --unix-socket SOCKET http://x/debug/pprof/heap > heap.pb.gz
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	socket := a.cfg.ControlSocket()
 	if err := os.MkdirAll(filepath.Dir(socket), 0o755); err != nil {
 		return fmt.Errorf("control socket: %w", err)

@@ -357,8 +357,8 @@ func (f *Forwarder) forward(pkt []byte, in PortID, segLen int, icmpBuf []byte) D
 		}
 	}
 
-	r, ok := f.table.Lookup(addrFrom4(dst))
-	if !ok {
+	r := f.table.LookupRef(addrFrom4(dst))
+	if r == nil {
 		return f.icmpError(ps, in, pkt, ihl, icmpDestUnreach, codeNetUnreach, 0, ReasonNoRoute, true, icmpBuf)
 	}
 	switch r.Type {
@@ -376,7 +376,7 @@ func (f *Forwarder) forward(pkt []byte, in PortID, segLen int, icmpBuf []byte) D
 	default:
 		return f.drop(ReasonRouteType)
 	}
-	out := f.egress(ps, &r)
+	out := f.egress(ps, r)
 	if out == nil {
 		return f.drop(ReasonUnknownEgress)
 	}
@@ -403,7 +403,7 @@ func (f *Forwarder) forward(pkt []byte, in PortID, segLen int, icmpBuf []byte) D
 		hdr.DecrementTTL()
 	}
 	if ihl > ipHeaderLen && (opts.end != 0 || opts.rr != 0 || opts.ts != 0) {
-		f.updateOptions(ps, hdr, opts, &r, out, host)
+		f.updateOptions(ps, hdr, opts, r, out, host)
 	}
 
 	d := Decision{Action: Deliver, Fragment: frag, Port: out, NextHop: r.Gateway, Packet: pkt}

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/gaissmai/bart"
 )
@@ -205,6 +206,20 @@ func BenchmarkLookup(b *testing.B) {
 						}
 						b.ReportMetric(float64(found)/float64(i), "unicast/op")
 					})
+					b.Run("fibref", func(b *testing.B) {
+						s := getBenchSet(kind, size.n)
+						mask := len(s.addrs) - 1
+						found := 0
+						b.ReportAllocs()
+						i := 0
+						for b.Loop() {
+							if r := s.fib.LookupRef(s.addrs[i&mask]); r != nil && r.Type == Unicast {
+								found++
+							}
+							i++
+						}
+						b.ReportMetric(float64(found)/float64(i), "unicast/op")
+					})
 					b.Run("bart", func(b *testing.B) {
 						s := getBenchSet(kind, size.n)
 						mask := len(s.addrs) - 1
@@ -229,6 +244,67 @@ func BenchmarkLookup(b *testing.B) {
 // goroutine loops over Lookup: each op is one Delete, Insert or Replace
 // (a workload /32 going away and coming back, a remote block moving to
 // another node and back). It reports updates/s and the reader's lookups/s.
+// BenchmarkLookupRatio times Lookup, LookupRef and raw bart interleaved,
+// 4096 lookups of each in turn (each on its own addresses, in rotating
+// order, so that none runs on caches another warmed), and reports each
+// one's time per lookup and the ratios to bart: on a shared, noisy
+// machine the separate benchmarks above run seconds apart and their ratio
+// swings by 2x, while interleaved runs see the same load.
+func BenchmarkLookupRatio(b *testing.B) {
+	for _, kind := range []string{"random", "calico"} {
+		for _, size := range benchSizes {
+			b.Run(kind+"/"+size.name, func(b *testing.B) {
+				s := getBenchSet(kind, size.n)
+				mask := len(s.addrs) - 1
+				const chunk = 4096
+				var took [3]time.Duration // fib, ref, bart
+				found := 0
+				run := func(which, at int) {
+					t0 := time.Now()
+					switch which {
+					case 0:
+						for k := range chunk {
+							if r, ok := s.fib.Lookup(s.addrs[(at+k)&mask]); ok && r.Type == Unicast {
+								found++
+							}
+						}
+					case 1:
+						for k := range chunk {
+							if r := s.fib.LookupRef(s.addrs[(at+k)&mask]); r != nil && r.Type == Unicast {
+								found++
+							}
+						}
+					case 2:
+						for k := range chunk {
+							if v, ok := s.bart.Lookup(s.addrs[(at+k)&mask]); ok && s.routes[v].Type == Unicast {
+								found++
+							}
+						}
+					}
+					took[which] += time.Since(t0)
+				}
+				i, n := 0, 0
+				for b.Loop() {
+					for k := range 3 {
+						run((n+k)%3, i)
+						i += chunk
+					}
+					n++
+				}
+				lookups := float64(n * chunk)
+				b.ReportMetric(float64(took[0])/lookups, "fib-ns/lookup")
+				b.ReportMetric(float64(took[1])/lookups, "ref-ns/lookup")
+				b.ReportMetric(float64(took[2])/lookups, "bart-ns/lookup")
+				b.ReportMetric(float64(took[0])/float64(took[2]), "fib/bart")
+				b.ReportMetric(float64(took[1])/float64(took[2]), "ref/bart")
+				if found == 0 {
+					b.Fatal("no lookup found a unicast route")
+				}
+			})
+		}
+	}
+}
+
 func BenchmarkUpdate(b *testing.B) {
 	for _, size := range benchSizes {
 		b.Run("calico/"+size.name, func(b *testing.B) {

@@ -122,11 +122,24 @@ func (t *Table) Delete(dst netip.Prefix, metric uint32) bool {
 // Lookup returns the best route to addr: the longest matching prefix and,
 // among routes to that prefix, the lowest metric.
 func (t *Table) Lookup(addr netip.Addr) (Route, bool) {
+	if r := t.LookupRef(addr); r != nil {
+		return *r, true
+	}
+	return Route{}, false
+}
+
+// LookupRef is Lookup without the copy: it returns a pointer to the best
+// route to addr in the table's current snapshot, or nil. The route must
+// not be modified; it stays valid (and unchanged) after the table
+// changes, as a published snapshot is never written to. The forwarding
+// path uses it: copying the 120-byte Route out of every lookup cost a
+// quarter of the lookup time at 1M prefixes.
+func (t *Table) LookupRef(addr netip.Addr) *Route {
 	routes, ok := t.cur.Load().Lookup(addr)
 	if !ok {
-		return Route{}, false
+		return nil
 	}
-	return routes[0], true
+	return &routes[0]
 }
 
 // Get returns the routes to exactly dst, lowest metric first. A dst with host

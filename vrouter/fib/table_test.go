@@ -578,3 +578,45 @@ func TestTableLookupAllocs(t *testing.T) {
 		t.Errorf("Lookup(%v) = %v", a, got)
 	}
 }
+
+// LookupRef finds what Lookup finds, and a route it returned stays as it
+// was when the table changes afterwards (snapshots are never written to).
+func TestTableLookupRef(t *testing.T) {
+	tab := NewTable()
+	if r := tab.LookupRef(addr("10.244.77.5")); r != nil {
+		t.Fatalf("LookupRef in an empty table = %v", r)
+	}
+	viaNode2 := Route{Dst: pfx("10.244.77.0/26"), Type: Unicast, Gateway: addr("192.168.50.11"), Dev: "ens33", Protocol: ProtoBird}
+	viaTunl := Route{Dst: pfx("10.244.77.0/26"), Type: Unicast, Gateway: addr("192.168.50.11"), Dev: "tunl0", Protocol: ProtoBird, OnLink: true}
+	for _, r := range node1Routes() {
+		if err := tab.Insert(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tab.Insert(viaNode2); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"10.244.77.5", "192.168.50.99", "10.244.135.1", "10.244.166.130", "8.8.8.8", "10.244.200.1"} {
+		want, ok := tab.Lookup(addr(a))
+		got := tab.LookupRef(addr(a))
+		if ok != (got != nil) || ok && *got != want {
+			t.Errorf("LookupRef(%s) = %v, Lookup = %v, %v", a, got, want, ok)
+		}
+	}
+	r := tab.LookupRef(addr("10.244.77.5"))
+	if err := tab.Replace(viaTunl); err != nil {
+		t.Fatal(err)
+	}
+	if *r != viaNode2 {
+		t.Errorf("route returned before Replace changed to %v", *r)
+	}
+	if got := tab.LookupRef(addr("10.244.77.5")); got == nil || *got != viaTunl {
+		t.Errorf("after Replace, LookupRef = %v, want %v", got, viaTunl)
+	}
+	if !tab.Delete(pfx("10.244.77.0/26"), 0) {
+		t.Fatal("Delete found no route")
+	}
+	if *r != viaNode2 {
+		t.Errorf("route returned before Delete changed to %v", *r)
+	}
+}

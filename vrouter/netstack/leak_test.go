@@ -144,8 +144,13 @@ func TestIdleMemory(t *testing.T) {
 	g1 := runtime.NumGoroutine()
 	per := (int64(m1) - int64(m0)) / n
 	t.Logf("%d idle netstack workloads (4 services each): %d bytes and %.1f goroutines per workload", n, per, float64(g1-g0)/n)
-	if per > maxIdleBytes {
-		t.Errorf("%d bytes per idle netstack workload, want at most %d", per, maxIdleBytes)
+	limit := int64(maxIdleBytes)
+	if raceBuild {
+		// Measured under -race: 95-106 kB for the same 81 kB.
+		limit = limit * 5 / 4
+	}
+	if per > limit {
+		t.Errorf("%d bytes per idle netstack workload, want at most %d (race build: %v)", per, limit, raceBuild)
 	}
 	for i, st := range stacks {
 		p.a.delStack(fmt.Sprintf("cali%d", i), st)
