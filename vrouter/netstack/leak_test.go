@@ -167,3 +167,49 @@ func TestIdleMemory(t *testing.T) {
 		p.a.delStack(fmt.Sprintf("cali%d", i), st)
 	}
 }
+
+// A stack closed while its UDP echo service is busy echoing closes: the
+// draining goroutine stops although a closed endpoint stays readable
+// (it once spun for ever, and Close waited on it).
+func TestCloseWhileEchoing(t *testing.T) {
+	p := newPair(t)
+	for round := range 20 {
+		st := p.a.addStack(t, "caliA", "api-1", addrA, "udp:53:echo")
+		client := p.b.addStack(t, "caliB", "client", addrB)
+		c, err := client.DialUDP(netip.AddrPortFrom(addrA, 53))
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := make(chan struct{})
+		sent := make(chan struct{})
+		go func() {
+			defer close(sent)
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_, _ = c.Write([]byte("ping"))
+				if i%64 == 0 {
+					time.Sleep(time.Millisecond)
+				}
+			}
+		}()
+		time.Sleep(20 * time.Millisecond) // the service is echoing
+		closed := make(chan struct{})
+		go func() {
+			p.a.delStack("caliA", st)
+			close(closed)
+		}()
+		select {
+		case <-closed:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: the stack did not close within 10 s while its UDP echo was busy", round)
+		}
+		close(stop)
+		<-sent
+		c.Close()
+		p.b.delStack("caliB", client)
+	}
+}

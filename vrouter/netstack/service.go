@@ -149,6 +149,7 @@ type lazyService struct {
 	wq      waiter.Queue
 	entry   waiter.Entry
 	running atomic.Bool
+	closed  atomic.Bool // set by Close: a closed endpoint stays "readable"
 	drain   func()
 }
 
@@ -162,6 +163,7 @@ func (l *lazyService) start() *lazyService {
 
 // Close unregisters the callback and closes the endpoint.
 func (l *lazyService) Close() error {
+	l.closed.Store(true)
 	l.wq.EventUnregister(&l.entry)
 	l.ep.Close()
 	return nil
@@ -178,7 +180,10 @@ func (l *lazyService) wake() {
 		for {
 			l.drain()
 			l.running.Store(false)
-			if l.ep.Readiness(waiter.ReadableEvents) == 0 || !l.running.CompareAndSwap(false, true) {
+			// A closed endpoint reports itself readable for ever (its
+			// reads fail at once): stop then, or close would wait on
+			// this goroutine spinning.
+			if l.closed.Load() || l.ep.Readiness(waiter.ReadableEvents) == 0 || !l.running.CompareAndSwap(false, true) {
 				return
 			}
 		}
