@@ -102,7 +102,7 @@ workloads:
 		t.Errorf("link set --delay printed %q", out)
 	}
 	rtt, out, err := minRTT(name, "a", "10.244.2.1")
-	if err != nil || rtt < base+50*time.Millisecond {
+	if err != nil || rtt < 50*time.Millisecond { // (not base+50ms: base varies by more than the slack)
 		t.Errorf("ping a -> b with node2 delayed 50ms: min RTT %v (before: %v), %v\n%s", rtt, base, err, out)
 	}
 	t.Logf("a -> b min RTT %v with 50ms delay on node2", rtt)
