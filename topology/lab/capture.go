@@ -142,24 +142,9 @@ func Capture(ctx context.Context, st *State, network string, w io.Writer, opt Ca
 		return 0, fmt.Errorf("capture %s: %w", network, err)
 	}
 
-	pw, err := pcap.NewPcapngWriter(w, ifaces...)
+	pw, stream, index, err := startPcapng(w, network, ifaces, opt)
 	if err != nil {
-		return 0, fmt.Errorf("capture %s: %w", network, err)
-	}
-	stream := isStream(w)
-	if stream && len(ifaces) > 0 {
-		// Hand the reader the section header now, not with the first packet.
-		if err := pw.Flush(); err != nil {
-			return 0, fmt.Errorf("capture %s: %w", network, err)
-		}
-	}
-	if opt.Ready != nil {
-		opt.Ready()
-	}
-
-	index := make(map[string]int, len(ifaces))
-	for i, name := range ifaces {
-		index[name] = i
+		return 0, err
 	}
 	n := 0
 	lastFlush := time.Now()
@@ -201,6 +186,32 @@ func Capture(ctx context.Context, st *State, network string, w io.Writer, opt Ca
 		return n, fmt.Errorf("capture %s: write: %w", network, err)
 	}
 	return n, nil
+}
+
+// startPcapng writes the pcapng section of ifaces to w (at once when w is
+// a pipe or terminal, so that a reader has it before the first packet),
+// tells opt.Ready, and returns the writer, whether w is a stream, and each
+// interface's index in the section.
+func startPcapng(w io.Writer, network string, ifaces []string, opt CaptureOptions) (*pcap.Writer, bool, map[string]int, error) {
+	pw, err := pcap.NewPcapngWriter(w, ifaces...)
+	if err != nil {
+		return nil, false, nil, fmt.Errorf("capture %s: %w", network, err)
+	}
+	stream := isStream(w)
+	if stream && len(ifaces) > 0 {
+		// Hand the reader the section header now, not with the first packet.
+		if err := pw.Flush(); err != nil {
+			return nil, false, nil, fmt.Errorf("capture %s: %w", network, err)
+		}
+	}
+	if opt.Ready != nil {
+		opt.Ready()
+	}
+	index := make(map[string]int, len(ifaces))
+	for i, name := range ifaces {
+		index[name] = i
+	}
+	return pw, stream, index, nil
 }
 
 // isStream reports whether w is a pipe, terminal, socket or anything else

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vrouter-lab/vrouter/pcap"
 	"github.com/vrouter-lab/vrouter/vrouter/fabric"
 	"github.com/vrouter-lab/vrouter/vrouter/joint"
 	"github.com/vrouter-lab/vrouter/vrouter/netns"
@@ -126,22 +125,9 @@ func captureKernel(ctx context.Context, st *State, network string, w io.Writer, 
 		}()
 	}
 
-	pw, err := pcap.NewPcapngWriter(w, ifaces...)
+	pw, stream, index, err := startPcapng(w, network, ifaces, opt)
 	if err != nil {
-		return 0, fmt.Errorf("capture %s: %w", network, err)
-	}
-	stream := isStream(w)
-	if stream && len(ifaces) > 0 {
-		if err := pw.Flush(); err != nil {
-			return 0, fmt.Errorf("capture %s: %w", network, err)
-		}
-	}
-	if opt.Ready != nil {
-		opt.Ready()
-	}
-	index := make(map[string]int, len(ifaces))
-	for i, name := range ifaces {
-		index[name] = i
+		return 0, err
 	}
 	n := 0
 	lastFlush := time.Now()

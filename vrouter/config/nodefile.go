@@ -44,21 +44,25 @@ var (
 	nodePoolFields = []string{"name", "cidr", "blockSize", "ipipMode", "mtu"}
 )
 
-// FileProblem is one thing wrong with a node file.
+// FileProblem is one thing wrong with a file (a node file, or a resource
+// file of package resources).
 type FileProblem struct {
 	Line  int    // 1-based; 0 when unknown
 	Field string // like "peers[1].address"; empty for the file as a whole
 	Msg   string
 }
 
-// NodeFileError lists every problem found in a node file, one per line
-// as FILE:LINE: FIELD: message (the lab file's style).
-type NodeFileError struct {
+// FileError lists every problem found in a file, one per line as
+// FILE:LINE: FIELD: message (the lab file's style).
+type FileError struct {
 	File     string
 	Problems []FileProblem
 }
 
-func (e *NodeFileError) Error() string {
+// NodeFileError is the error of a node file.
+type NodeFileError = FileError
+
+func (e *FileError) Error() string {
 	lines := make([]string, 0, len(e.Problems))
 	for _, p := range e.Problems {
 		var b strings.Builder

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/vrouter-lab/vrouter/vrouter/config"
 	"gopkg.in/yaml.v3"
 )
 
@@ -20,36 +21,11 @@ const MaxFileSize = 4 << 20
 const maxDocuments = 10000
 
 // Problem is one thing wrong in a resource file.
-type Problem struct {
-	Line  int    // 1-based; 0 when unknown
-	Field string // like "spec.cidr"; empty for the document as a whole
-	Msg   string
-}
+type Problem = config.FileProblem
 
 // FileError lists every problem of a resource file, one per line as
 // FILE:LINE: FIELD: message.
-type FileError struct {
-	File     string
-	Problems []Problem
-}
-
-func (e *FileError) Error() string {
-	lines := make([]string, 0, len(e.Problems))
-	for _, p := range e.Problems {
-		var b strings.Builder
-		b.WriteString(e.File)
-		if p.Line > 0 {
-			b.WriteString(":" + strconv.Itoa(p.Line))
-		}
-		b.WriteString(": ")
-		if p.Field != "" {
-			b.WriteString(p.Field + ": ")
-		}
-		b.WriteString(p.Msg)
-		lines = append(lines, b.String())
-	}
-	return strings.Join(lines, "\n")
-}
+type FileError = config.FileError
 
 // ParseYAML reads calicoctl's resource files: YAML documents separated by
 // ---, each one resource (apiVersion projectcalico.org/v3, kind Node,
