@@ -123,9 +123,10 @@ func TestAddDelFreesStack(t *testing.T) {
 
 // maxIdleBytes is the most Go memory one idle netstack workload (its
 // stack, its port, HTTP, echo and sink services) may take: the issue's
-// goal. Measured: about 68 kB (81 kB when each stack had its own random
-// source and iptables, 145 kB when each service held a goroutine and the
-// UDP echo its buffer).
+// goal. Measured: about 81 kB (145 kB when each service held a goroutine
+// and the UDP echo its buffer; sharing one random source and one iptables
+// among the stacks saved 13 kB more, and was taken back: under a loaded
+// CI run a 4 MB echo through a netstack workload then wedged twice).
 const maxIdleBytes = 100 << 10
 
 // The memory of an idle netstack workload: heap and stacks of 200 of

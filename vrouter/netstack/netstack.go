@@ -18,12 +18,9 @@ package netstack
 
 import (
 	"context"
-	cryptorand "crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand"
 	"net/netip"
 	"sync"
 
@@ -55,53 +52,6 @@ const nicID tcpip.NICID = 1
 // found); at 1024 none did in 40 runs. It costs 8 KB per stack (the
 // channel's buffer).
 const queueLen = 1024
-
-// What every stack shares, instead of one each: gVisor gives a stack its
-// own math/rand source (4.9 kB) and its own default iptables (6.5 kB) unless
-// told otherwise, which a thousand idle workloads per agent feel.
-var (
-	// sharedRand is the stacks' non-cryptographic random source (gVisor
-	// draws its secrets, such as TCP's initial sequence numbers, from its
-	// secure RNG, not from this).
-	sharedRand = &lockedSource{src: rand.NewSource(seed())}
-
-	tablesOnce sync.Once
-	tables     *stack.IPTables
-)
-
-// sharedTables returns gVisor's default iptables (accept everything), one
-// for every stack: nothing ever changes a netstack workload's tables, and
-// unchanged tables are only read (gVisor skips them: no connection
-// tracking, no timer).
-func sharedTables(clock tcpip.Clock, r *rand.Rand) *stack.IPTables {
-	tablesOnce.Do(func() { tables = stack.DefaultTables(clock, r) })
-	return tables
-}
-
-// lockedSource is a math/rand source safe for concurrent use, as gVisor
-// requires of Options.RandSource.
-type lockedSource struct {
-	mu  sync.Mutex
-	src rand.Source
-}
-
-func (s *lockedSource) Int63() int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.src.Int63()
-}
-
-func (s *lockedSource) Seed(v int64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.src.Seed(v)
-}
-
-func seed() int64 {
-	var b [8]byte
-	_, _ = cryptorand.Read(b[:]) // never fails (crypto/rand panics instead)
-	return int64(binary.LittleEndian.Uint64(b[:]))
-}
 
 // Config describes a netstack workload.
 type Config struct {
@@ -149,8 +99,6 @@ func New(cfg Config) (*Stack, error) {
 	s := stack.New(stack.Options{
 		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4},
-		RandSource:         sharedRand,
-		DefaultIPTables:    sharedTables,
 	})
 	st := &Stack{name: cfg.Name, addr: cfg.Address, log: log, s: s}
 	st.ctx, st.cancel = context.WithCancel(context.Background())
