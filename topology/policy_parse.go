@@ -1,8 +1,6 @@
 package topology
 
 import (
-	"fmt"
-	"net/netip"
 	"strconv"
 	"strings"
 
@@ -288,7 +286,7 @@ func (pr policyReader) entity(n *yaml.Node, rel string) policy.EntityRule {
 		switch key {
 		case "nets", "notNets":
 			pr.items(v, rel, func(s string, line int, f string) {
-				c, err := parseNet(s)
+				c, err := policy.ParseNet(s)
 				if err != nil {
 					pr.errorf(line, f, "%s", err)
 					return
@@ -321,28 +319,6 @@ func (pr policyReader) entity(n *yaml.Node, rel string) policy.EntityRule {
 		}
 	})
 	return e
-}
-
-// parseNet reads a CIDR of a rule: an IPv4 CIDR without host bits, or an
-// address (a /32).
-func parseNet(s string) (netip.Prefix, error) {
-	if !strings.Contains(s, "/") {
-		a, err := netip.ParseAddr(s)
-		if err != nil || !a.Is4() {
-			return netip.Prefix{}, fmt.Errorf("%q is not an IPv4 CIDR or address", s)
-		}
-		return netip.PrefixFrom(a, 32), nil
-	}
-	c, err := netip.ParsePrefix(s)
-	switch {
-	case err != nil:
-		return c, fmt.Errorf("%q is not a CIDR (such as 10.244.0.0/16)", s)
-	case !c.Addr().Is4():
-		return c, fmt.Errorf("%s is not an IPv4 CIDR (only IPv4 is supported)", s)
-	case c != c.Masked():
-		return c, fmt.Errorf("%s has host bits set; did you mean %s?", s, c.Masked())
-	}
-	return c, nil
 }
 
 // checkPolicies applies Calico's defaults to the policies read, validates

@@ -270,3 +270,25 @@ func (e *Endpoint) labels() map[string]string {
 func NamespaceLabels(ns string) map[string]string {
 	return map[string]string{LabelName: ns, LabelK8sName: ns}
 }
+
+// ParseNet reads a rule's CIDR: an IPv4 CIDR without host bits, or an
+// address (a /32).
+func ParseNet(s string) (netip.Prefix, error) {
+	if !strings.Contains(s, "/") {
+		a, err := netip.ParseAddr(s)
+		if err != nil || !a.Is4() {
+			return netip.Prefix{}, fmt.Errorf("%q is not an IPv4 CIDR or address", s)
+		}
+		return netip.PrefixFrom(a, 32), nil
+	}
+	c, err := netip.ParsePrefix(s)
+	switch {
+	case err != nil:
+		return c, fmt.Errorf("%q is not a CIDR (such as 10.244.0.0/16)", s)
+	case !c.Addr().Is4():
+		return c, fmt.Errorf("%s is not an IPv4 CIDR (only IPv4 is supported)", s)
+	case c != c.Masked():
+		return c, fmt.Errorf("%s has host bits set; did you mean %s?", s, c.Masked())
+	}
+	return c, nil
+}

@@ -264,7 +264,7 @@ func toEntity(es *EntitySpec, path string) (policy.EntityRule, error) {
 		out  *[]netip.Prefix
 	}{{"nets", es.Nets, &e.Nets}, {"notNets", es.NotNets, &e.NotNets}} {
 		for i, s := range f.in {
-			c, err := ParseNet(s)
+			c, err := policy.ParseNet(s)
 			if err != nil {
 				return e, fieldErr(path+"."+f.name+"["+strconv.Itoa(i)+"]", "%v", err)
 			}
@@ -285,28 +285,6 @@ func toEntity(es *EntitySpec, path string) (policy.EntityRule, error) {
 		}
 	}
 	return e, nil
-}
-
-// ParseNet reads a rule's CIDR: an IPv4 CIDR without host bits, or an
-// address (a /32).
-func ParseNet(s string) (netip.Prefix, error) {
-	if !strings.Contains(s, "/") {
-		a, err := netip.ParseAddr(s)
-		if err != nil || !a.Is4() {
-			return netip.Prefix{}, fmt.Errorf("%q is not an IPv4 CIDR or address", s)
-		}
-		return netip.PrefixFrom(a, 32), nil
-	}
-	c, err := netip.ParsePrefix(s)
-	switch {
-	case err != nil:
-		return c, fmt.Errorf("%q is not a CIDR (such as 10.244.0.0/16)", s)
-	case !c.Addr().Is4():
-		return c, fmt.Errorf("%s is not an IPv4 CIDR (only IPv4 is supported)", s)
-	case c != c.Masked():
-		return c, fmt.Errorf("%s has host bits set; did you mean %s?", s, c.Masked())
-	}
-	return c, nil
 }
 
 // FromPolicy returns the resource (a *NetworkPolicy or a
@@ -402,7 +380,7 @@ func (r *WorkloadEndpoint) Validate() error {
 		return fieldErr("spec.node", "%q is not a node name", s.Node)
 	}
 	for i, n := range s.IPNetworks {
-		if _, err := ParseNet(n); err != nil {
+		if _, err := policy.ParseNet(n); err != nil {
 			return fieldErr("spec.ipNetworks["+strconv.Itoa(i)+"]", "%v", err)
 		}
 	}
@@ -423,7 +401,7 @@ func (r *WorkloadEndpoint) Endpoint(name string) policy.Endpoint {
 		e.Labels[k] = v
 	}
 	for _, n := range r.Spec.IPNetworks {
-		if c, err := ParseNet(n); err == nil {
+		if c, err := policy.ParseNet(n); err == nil {
 			e.Addr = c.Addr()
 			break
 		}
