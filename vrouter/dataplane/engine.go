@@ -76,6 +76,10 @@ type EngineConfig struct {
 	// ConntrackSize is the number of flows policy's connection tracking
 	// holds; 0 means DefaultConntrackSize.
 	ConntrackSize int
+	// TUNIO is how TUN devices are read and written: TUNIORead or
+	// TUNIOUring; empty means the VROUTER_TUN_IO environment variable's,
+	// else TUNIORead.
+	TUNIO string
 }
 
 // Interface is one more underlay interface of an engine.
@@ -127,6 +131,10 @@ type Engine struct {
 
 	batches batchPool // the TUN readers' buffers
 
+	tunIO   string     // TUNIORead or TUNIOUring
+	ringsMu sync.Mutex // guards rings
+	rings   []*tunRing // every sender's ring, closed by Close
+
 	pol *enforcer // network policy and its connection tracking (policy.go)
 
 	segDrops   atomic.Uint64 // super-packets that could not be segmented
@@ -158,7 +166,14 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{fwd: fwd, host: host, log: cfg.Logger, addr: cfg.Address, mtu: cfg.MTU, decap: decap,
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	tunIO, err := resolveTUNIO(cfg.TUNIO, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{fwd: fwd, host: host, log: cfg.Logger, tunIO: tunIO, addr: cfg.Address, mtu: cfg.MTU, decap: decap,
 		ports: map[string]workloadPort{}, nextID: firstWorkload,
 		hosts:     []*tunPort{host},
 		underlays: []underlay{{id: underlayPortID, name: cfg.Interface, ep: cfg.Underlay}},
@@ -387,13 +402,22 @@ func (e *Engine) RemoveWorkload(name string) {
 	}
 }
 
-// Close stops the readers of the fabric; TUN readers end when their devices
-// are closed by their owners.
+// Close stops the readers of the fabric and closes the engine's io_uring
+// rings (TUN readers still running go on with plain system calls); TUN
+// readers end when their devices are closed by their owners.
 func (e *Engine) Close() {
-	if e.closed.Swap(true) {
+	e.ringsMu.Lock()
+	closed := e.closed.Swap(true)
+	e.ringsMu.Unlock()
+	if closed {
 		return
 	}
 	for _, u := range e.underlays {
 		u.ep.Close()
 	}
+	e.closeRings()
 }
+
+// TUNIO returns how the engine reads and writes its TUN devices:
+// TUNIORead or TUNIOUring.
+func (e *Engine) TUNIO() string { return e.tunIO }

@@ -70,6 +70,7 @@ func newSender(e *Engine) *sender {
 		errs:   make([]error, batch),
 	}
 	s.tw.init()
+	s.tw.ring = e.newTunRing()
 	for _, u := range e.underlays {
 		s.fab = append(s.fab, fabricQueue{ep: u.ep, nextHops: make([]netip.Addr, 0, batch), frames: make([]fabric.Frame, 0, batch)})
 	}
@@ -347,12 +348,32 @@ func (s *sender) flushTUN() {
 		return
 	}
 	outs := *s.e.outputs.Load()
-	for _, p := range s.tun {
+	for i := 0; i < len(s.tun); {
+		p := s.tun[i]
+		j := i + 1
+		if s.tw.ring != nil {
+			for j < len(s.tun) && s.tun[j].port == p.port {
+				j++
+			}
+		}
 		if int(p.port) < len(outs) && outs[p.port] != nil {
-			if err := outs[p.port].output(s, p.buf); err != nil {
+			var err error
+			if tp, ok := outs[p.port].(*tunPort); ok && j-i > 1 {
+				// io_uring: the run of packets to one TUN device
+				// with one io_uring_enter
+				err = tp.writeRun(&s.tw, s.tun[i:j])
+			} else {
+				for _, q := range s.tun[i:j] {
+					if err = outs[p.port].output(s, q.buf); err != nil {
+						break
+					}
+				}
+			}
+			if err != nil {
 				s.e.log.Debug("tun write", "port", p.port, "err", err)
 			}
 		}
+		i = j
 	}
 	clear(s.tun)
 	s.tun = s.tun[:0]

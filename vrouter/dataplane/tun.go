@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
 	"github.com/vrouter-lab/vrouter/header"
+	"github.com/vrouter-lab/vrouter/vrouter/uring"
 	"golang.org/x/sys/unix"
 )
 
@@ -22,6 +24,9 @@ type tunPort struct {
 	id   PortID
 	file *os.File
 	rc   syscall.RawConn
+	// rwFlags are the RWF_* flags of the port's io_uring reads and
+	// writes: RWF_NOWAIT, or none where the device cannot honour it.
+	rwFlags atomic.Uint32
 }
 
 func newTUNPort(id PortID, dev Device) (*tunPort, error) {
@@ -33,7 +38,9 @@ func newTUNPort(id PortID, dev Device) (*tunPort, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
-	return &tunPort{id: id, file: f, rc: rc}, nil
+	p := &tunPort{id: id, file: f, rc: rc}
+	p.rwFlags.Store(uring.NoWait)
+	return p, nil
 }
 
 // The engine's TUN reads and writes never block (the descriptors are
@@ -59,9 +66,18 @@ type tunWrite struct {
 	b     []byte
 	errno unix.Errno
 	fn    func(fd uintptr) bool
+
+	// With io_uring (ring not nil): the packets to one port written
+	// with one io_uring_enter by fnRing (ringWrite), and the outcome.
+	ring            *tunRing
+	port            *tunPort
+	run             []pending
+	written, failed int
+	fnRing          func(fd uintptr) bool
 }
 
 func (w *tunWrite) init() {
+	w.fnRing = w.ringWrite
 	w.fn = func(fd uintptr) bool {
 		for {
 			_, _, w.errno = unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&w.b[0])), uintptr(len(w.b)))
@@ -87,6 +103,33 @@ func (p *tunPort) writeWith(w *tunWrite, b []byte) error {
 	return nil
 }
 
+// writeRun writes run, packets all for p, with w's ring: one
+// io_uring_enter for all of them (or write(2) each when the ring is
+// closed).
+func (p *tunPort) writeRun(w *tunWrite, run []pending) error {
+	w.run, w.port, w.written, w.failed, w.errno = run, p, 0, 0, 0
+	err := p.rc.Write(w.fnRing)
+	written, failed := w.written, w.failed
+	w.run, w.port = nil, nil
+	if err != nil {
+		return err
+	}
+	if written == 0 {
+		for _, q := range run {
+			if err := p.writeWith(w, q.buf); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if failed > 0 {
+		return errRingWrite
+	}
+	return nil
+}
+
+var errRingWrite = errors.New("io_uring write failed")
+
 // readTUN reads p's device until it is closed: each read returns one
 // virtio_net_hdr and one packet; the packets available at once (up to
 // batch) are routed together and sent with one flush. The buffers come
@@ -97,10 +140,31 @@ func (e *Engine) readTUN(p *tunPort) {
 	var b *tunBatch
 	var n int
 	var rerr error
+	ahead := readAhead
 	read := func(fd uintptr) bool {
 		for n < batch {
 			if b == nil {
 				b = e.batches.get(e)
+			}
+			if t := b.s.tw.ring; t != nil {
+				m, again, ok, err := p.ringRead(t, fd, b, n, min(ahead, batch-n))
+				if ok {
+					n += m
+					switch {
+					case err != nil:
+						rerr = err
+						return true
+					case again:
+						ahead = min(2*ahead, batch)
+						continue
+					case n == 0:
+						e.batches.put(b)
+						b = nil
+						return false
+					}
+					return true
+				}
+				// the ring is closed (the engine is): system calls
 			}
 			m, err := rawRead(fd, b.bufs[n][headroom-vnetLen:])
 			switch {
@@ -127,7 +191,7 @@ func (e *Engine) readTUN(p *tunPort) {
 		return true
 	}
 	for {
-		n, rerr = 0, nil
+		n, rerr, ahead = 0, nil, readAhead
 		if err := p.rc.Read(read); err != nil && rerr == nil {
 			rerr = err
 		}
