@@ -18,6 +18,7 @@ import (
 	"github.com/vrouter-lab/vrouter/topology"
 	"github.com/vrouter-lab/vrouter/topology/lab"
 	"github.com/vrouter-lab/vrouter/vrouter/control"
+	"github.com/vrouter-lab/vrouter/vrouter/dataplane"
 	"github.com/vrouter-lab/vrouter/vrouter/netns"
 	"github.com/vrouter-lab/vrouter/vrouter/netns/netnstest"
 )
@@ -42,7 +43,8 @@ import (
 //
 //	sudo go test -run '^$' -bench EndToEnd -benchtime 1x ./topology/lab/
 //
-// VROUTER_E2E=short runs the first lab and the references only.
+// VROUTER_E2E=short runs the first lab, the same with io_uring TUN I/O,
+// and the references only.
 func BenchmarkEndToEnd(b *testing.B) {
 	netnstest.RequireRoot(b)
 	netnstest.RequireCommand(b, "iperf3", "iperf3")
@@ -71,13 +73,15 @@ func BenchmarkEndToEnd(b *testing.B) {
 	// Netstack workloads beside web-1 and web-3 (the engine run measures
 	// them): a TCP and a UDP sink on node3, a source on node1.
 	netstackWorkloads := "  - {name: api-1, node: node1, stack: netstack}\n  - {name: api-3, node: node3, stack: netstack, serve: [tcp:5201:sink, udp:9:sink]}\n"
-	runLab := func(row string, data []byte, udp bool) {
+	// env is added to the environment of `vrouter deploy`, and so of the
+	// lab's agents (VROUTER_TUN_IO).
+	runLab := func(row string, data []byte, udp bool, env ...string) {
 		r := result{name: row}
 		file := filepath.Join(b.TempDir(), "lab.yaml")
 		if err := os.WriteFile(file, data, 0o644); err != nil {
 			b.Fatal(err)
 		}
-		if out, err := benchRun(vrouterBin, "deploy", "-t", file); err != nil {
+		if out, err := benchRunEnv(60*time.Second, env, vrouterBin, "deploy", "-t", file); err != nil {
 			benchRun(vrouterBin, "destroy", "-t", file)
 			b.Fatalf("deploy: %v\n%s", err, out)
 		}
@@ -116,6 +120,10 @@ func BenchmarkEndToEnd(b *testing.B) {
 			if f1 > f0 {
 				r.cpuUs = ticksToSeconds(c1-c0) * 1e6 / float64(f1-f0)
 			}
+			if len(env) > 0 { // the netstack probes run with the first lab only
+				rows = append(rows, r)
+				return
+			}
 			var bulk, flood struct {
 				OK    bool
 				Error string
@@ -130,6 +138,9 @@ func BenchmarkEndToEnd(b *testing.B) {
 		rows = append(rows, r)
 	}
 	runLab("engines (web-1 -> web-3)", append(append([]byte{}, data...), netstackWorkloads...), true)
+	// The same engines reading and writing their TUN devices through
+	// io_uring (dataplane.TUNIOUring), in short runs too.
+	runLab("engines, io_uring TUN I/O", append(append([]byte{}, data...), netstackWorkloads...), true, dataplane.TUNIOEnv+"="+dataplane.TUNIOUring)
 	if !short {
 		pinnedData := regexp.MustCompile(`(?m)^(  node\d: \{.*)\}$`).ReplaceAll(data, []byte("$1, cpuSet: '0'}"))
 		if n := strings.Count(string(pinnedData), "cpuSet"); n != 3 {
@@ -226,6 +237,11 @@ func BenchmarkEndToEnd(b *testing.B) {
 	engine, ns := rows[0], rows[1]
 	for _, r := range rows[2:] {
 		switch r.name {
+		case "engines, io_uring TUN I/O":
+			b.ReportMetric(r.gbps, "uring-Gbit/s")
+			b.ReportMetric(r.pps, "uring-udp64-pps")
+			b.ReportMetric(r.cpuUs, "uring-µs/pkt/hop")
+			b.ReportMetric(r.rttUs, "uring-rtt-µs")
 		case "engines, cpuSet 0":
 			b.ReportMetric(r.gbps, "pinned-Gbit/s")
 		case "engines, IPIP Always":
@@ -275,6 +291,11 @@ func BenchmarkEndToEnd(b *testing.B) {
 			retrans, pps, loss, cpu, rtt)
 	}
 	fmt.Fprintf(&t, "engine UDP64 pps / pass-through: %.2f\n", engine.pps/pt.pps)
+	for _, r := range rows {
+		if r.name == "engines, io_uring TUN I/O" {
+			fmt.Fprintf(&t, "io_uring engines UDP64 pps / pass-through: %.2f, / plain engines: %.2f\n", r.pps/pt.pps, r.pps/engine.pps)
+		}
+	}
 	b.Log(t.String())
 }
 
@@ -299,9 +320,18 @@ func benchRun(name string, args ...string) (string, error) {
 
 // benchRunFor is benchRun with a bound of d.
 func benchRunFor(d time.Duration, name string, args ...string) (string, error) {
+	return benchRunEnv(d, nil, name, args...)
+}
+
+// benchRunEnv is benchRunFor with env added to the command's environment.
+func benchRunEnv(d time.Duration, env []string, name string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	cmd := exec.CommandContext(ctx, name, args...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
+	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
 
