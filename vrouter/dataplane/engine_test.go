@@ -215,6 +215,13 @@ type engineRig struct {
 
 func newEngineRig(t *testing.T, tunnel bool) *engineRig {
 	t.Helper()
+	return newEngineRigWith(t, tunnel, nil)
+}
+
+// newEngineRigWith is newEngineRig with mod applied to the engine's
+// configuration.
+func newEngineRigWith(t *testing.T, tunnel bool, mod func(*dataplane.EngineConfig)) *engineRig {
+	t.Helper()
 	table := fib.NewTable()
 	dev := "ens33"
 	if tunnel {
@@ -236,6 +243,9 @@ func newEngineRig(t *testing.T, tunnel bool) *engineRig {
 	}
 	if tunnel {
 		cfg.Nodes = []netip.Addr{engPeer}
+	}
+	if mod != nil {
+		mod(&cfg)
 	}
 	e, err := dataplane.NewEngine(cfg)
 	if err != nil {

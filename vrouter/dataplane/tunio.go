@@ -47,7 +47,7 @@ func resolveTUNIO(mode string, log *slog.Logger) (string, error) {
 		return "", fmt.Errorf("engine: TUN I/O %q: want %q or %q", mode, TUNIORead, TUNIOUring)
 	}
 	if mode == TUNIOUring {
-		if err := uring.Supported(); err != nil {
+		if err := uringSupported(); err != nil {
 			if log == nil {
 				log = slog.Default()
 			}
@@ -57,6 +57,9 @@ func resolveTUNIO(mode string, log *slog.Logger) (string, error) {
 	}
 	return mode, nil
 }
+
+// uringSupported is uring.Supported; tests replace it.
+var uringSupported = uring.Supported
 
 // ringEntries is the size of a sender's ring: a whole batch of reads or
 // of writes at once.
