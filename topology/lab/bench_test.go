@@ -23,6 +23,13 @@ import (
 	"github.com/vrouter-lab/vrouter/vrouter/netns/netnstest"
 )
 
+// Rows of BenchmarkEndToEnd that others refer to.
+const (
+	engineRow   = "engines (web-1 -> web-3)"
+	netstackRow = "netstack api-1 -> api-3 (no TUN)"
+	uringRow    = "engines, io_uring TUN I/O"
+)
+
 // BenchmarkEndToEnd measures, between workloads on two nodes of a deployed
 // lab (through both nodes' userspace engines and the fabric): one TCP
 // stream (iperf3, 5 s), 64-byte UDP (iperf3 -u -l 64 -b 0, 5 s: packets
@@ -44,7 +51,8 @@ import (
 //	sudo go test -run '^$' -bench EndToEnd -benchtime 1x ./topology/lab/
 //
 // VROUTER_E2E=short runs the first lab, the same with io_uring TUN I/O,
-// and the references only.
+// and the references only; VROUTER_E2E_URING=first runs the io_uring lab
+// before the plain one.
 func BenchmarkEndToEnd(b *testing.B) {
 	netnstest.RequireRoot(b)
 	netnstest.RequireCommand(b, "iperf3", "iperf3")
@@ -132,15 +140,26 @@ func BenchmarkEndToEnd(b *testing.B) {
 			}
 			benchProbe(b, &bulk, "probe", "api-1", "api-3", "--lab", name, "--bulk", "5s", "-o", "json")
 			benchProbe(b, &flood, "probe", "api-1", "api-3", "--lab", name, "--flood", "5s", "--size", "64", "-o", "json")
-			rows = append(rows, r, result{name: "netstack api-1 -> api-3 (no TUN)", gbps: bulk.Mbps / 1000, retrans: -1, pps: flood.PPS})
+			rows = append(rows, r, result{name: netstackRow, gbps: bulk.Mbps / 1000, retrans: -1, pps: flood.PPS})
 			return
 		}
 		rows = append(rows, r)
 	}
-	runLab("engines (web-1 -> web-3)", append(append([]byte{}, data...), netstackWorkloads...), true)
 	// The same engines reading and writing their TUN devices through
-	// io_uring (dataplane.TUNIOUring), in short runs too.
-	runLab("engines, io_uring TUN I/O", append(append([]byte{}, data...), netstackWorkloads...), true, dataplane.TUNIOEnv+"="+dataplane.TUNIOUring)
+	// io_uring (dataplane.TUNIOUring), in short runs too; after the plain
+	// engines, or before them with VROUTER_E2E_URING=first (to see the
+	// order's effect on a shared machine).
+	uringLab := func() {
+		runLab(uringRow, append(append([]byte{}, data...), netstackWorkloads...), true, dataplane.TUNIOEnv+"="+dataplane.TUNIOUring)
+	}
+	uringFirst := os.Getenv("VROUTER_E2E_URING") == "first"
+	if uringFirst {
+		uringLab()
+	}
+	runLab(engineRow, append(append([]byte{}, data...), netstackWorkloads...), true)
+	if !uringFirst {
+		uringLab()
+	}
 	if !short {
 		pinnedData := regexp.MustCompile(`(?m)^(  node\d: \{.*)\}$`).ReplaceAll(data, []byte("$1, cpuSet: '0'}"))
 		if n := strings.Count(string(pinnedData), "cpuSet"); n != 3 {
@@ -234,10 +253,14 @@ func BenchmarkEndToEnd(b *testing.B) {
 	p.stop()
 	rows = append(rows, pt, kernel)
 
-	engine, ns := rows[0], rows[1]
-	for _, r := range rows[2:] {
+	var engine, ns result
+	for _, r := range rows {
 		switch r.name {
-		case "engines, io_uring TUN I/O":
+		case engineRow:
+			engine = r
+		case netstackRow:
+			ns = r
+		case uringRow:
 			b.ReportMetric(r.gbps, "uring-Gbit/s")
 			b.ReportMetric(r.pps, "uring-udp64-pps")
 			b.ReportMetric(r.cpuUs, "uring-µs/pkt/hop")
@@ -292,7 +315,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 	}
 	fmt.Fprintf(&t, "engine UDP64 pps / pass-through: %.2f\n", engine.pps/pt.pps)
 	for _, r := range rows {
-		if r.name == "engines, io_uring TUN I/O" {
+		if r.name == uringRow {
 			fmt.Fprintf(&t, "io_uring engines UDP64 pps / pass-through: %.2f, / plain engines: %.2f\n", r.pps/pt.pps, r.pps/engine.pps)
 		}
 	}
