@@ -190,10 +190,16 @@ func (e *Engine) readTUN(p *tunPort) {
 		}
 		return true
 	}
+	last := readAhead
 	for {
-		n, rerr, ahead = 0, nil, readAhead
+		// the first enter reads as many as the last round found, and one
+		// more (a lone packet, a ping, costs one enter)
+		n, rerr, ahead = 0, nil, min(max(last+1, 2), batch)
 		if err := p.rc.Read(read); err != nil && rerr == nil {
 			rerr = err
+		}
+		if n > 0 {
+			last = n
 		}
 		if b != nil {
 			for i := range n {

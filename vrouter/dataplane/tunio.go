@@ -18,9 +18,10 @@ const (
 	// batch.
 	TUNIORead = "read"
 	// TUNIOUring reads and writes them through io_uring: up to batch
-	// reads of a port with one io_uring_enter (8 at first, doubling
-	// while every one finds a packet), and all the packets a batch sends
-	// to one port with one more. Where io_uring is missing or disabled
+	// reads of a port with one io_uring_enter (one more than the last
+	// round found, doubling while every one finds a packet; see
+	// readAhead), and all the packets a batch sends to one port with one
+	// more. Where io_uring is missing or disabled
 	// the engine uses TUNIORead and logs why, once.
 	TUNIOUring = "uring"
 )
@@ -65,10 +66,12 @@ var uringSupported = uring.Supported
 // of writes at once.
 const ringEntries = batch
 
-// readAhead is how many reads of a port one io_uring_enter submits at
-// first; it doubles (up to what the batch has left) while every read
+// readAhead is how many reads of a port the first io_uring_enter of a
+// port's reader submits; after that, as many as the last round read and
+// one more, doubling (up to what the batch has left) while every read
 // finds a packet. The spike: about 8 reads at once paid, 64-128
-// on one TUN device lost.
+// on one TUN device lost; here, requests that find nothing complete at
+// once with EAGAIN, but each still costs the kernel a request.
 const readAhead = 8
 
 // tunRing is a sender's io_uring: its TUN reads (when the sender is a
