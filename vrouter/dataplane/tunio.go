@@ -55,6 +55,9 @@ func resolveTUNIO(mode string, log *slog.Logger) (string, error) {
 			log.Warn("io_uring unavailable: TUN devices read and written with plain system calls", "err", err)
 			return TUNIORead, nil
 		}
+		if log != nil {
+			log.Info("TUN devices read and written through io_uring")
+		}
 	}
 	return mode, nil
 }
