@@ -27,7 +27,13 @@ import (
 const (
 	engineRow   = "engines (web-1 -> web-3)"
 	netstackRow = "netstack api-1 -> api-3 (no TUN)"
-	uringRow    = "engines, io_uring TUN I/O"
+)
+
+// altTUNIO is the engines' TUN I/O mode that is not the default, and
+// altRow the row measuring it.
+var (
+	altTUNIO = map[string]string{dataplane.TUNIORead: dataplane.TUNIOUring, dataplane.TUNIOUring: dataplane.TUNIORead}[dataplane.DefaultTUNIO]
+	altRow   = map[string]string{dataplane.TUNIORead: "engines, read/write TUN I/O", dataplane.TUNIOUring: "engines, io_uring TUN I/O"}[altTUNIO]
 )
 
 // BenchmarkEndToEnd measures, between workloads on two nodes of a deployed
@@ -50,9 +56,9 @@ const (
 //
 //	sudo go test -run '^$' -bench EndToEnd -benchtime 1x ./topology/lab/
 //
-// VROUTER_E2E=short runs the first lab, the same with io_uring TUN I/O,
-// and the references only; VROUTER_E2E_URING=first runs the io_uring lab
-// before the plain one.
+// VROUTER_E2E=short runs the first lab, the same with the other TUN I/O mode,
+// and the references only; VROUTER_E2E_ALT=first runs the lab with the
+// engines' other TUN I/O mode before the one with the default.
 func BenchmarkEndToEnd(b *testing.B) {
 	netnstest.RequireRoot(b)
 	netnstest.RequireCommand(b, "iperf3", "iperf3")
@@ -145,20 +151,20 @@ func BenchmarkEndToEnd(b *testing.B) {
 		}
 		rows = append(rows, r)
 	}
-	// The same engines reading and writing their TUN devices through
-	// io_uring (dataplane.TUNIOUring), in short runs too; after the plain
-	// engines, or before them with VROUTER_E2E_URING=first (to see the
+	// The same engines with the TUN I/O mode that is not the default
+	// (dataplane.TUNIORead or TUNIOUring), in short runs too; after the
+	// default, or before it with VROUTER_E2E_ALT=first (to see the
 	// order's effect on a shared machine).
-	uringLab := func() {
-		runLab(uringRow, append(append([]byte{}, data...), netstackWorkloads...), true, dataplane.TUNIOEnv+"="+dataplane.TUNIOUring)
+	altLab := func() {
+		runLab(altRow, append(append([]byte{}, data...), netstackWorkloads...), true, dataplane.TUNIOEnv+"="+altTUNIO)
 	}
-	uringFirst := os.Getenv("VROUTER_E2E_URING") == "first"
-	if uringFirst {
-		uringLab()
+	altFirst := os.Getenv("VROUTER_E2E_ALT") == "first"
+	if altFirst {
+		altLab()
 	}
 	runLab(engineRow, append(append([]byte{}, data...), netstackWorkloads...), true)
-	if !uringFirst {
-		uringLab()
+	if !altFirst {
+		altLab()
 	}
 	if !short {
 		pinnedData := regexp.MustCompile(`(?m)^(  node\d: \{.*)\}$`).ReplaceAll(data, []byte("$1, cpuSet: '0'}"))
@@ -260,11 +266,11 @@ func BenchmarkEndToEnd(b *testing.B) {
 			engine = r
 		case netstackRow:
 			ns = r
-		case uringRow:
-			b.ReportMetric(r.gbps, "uring-Gbit/s")
-			b.ReportMetric(r.pps, "uring-udp64-pps")
-			b.ReportMetric(r.cpuUs, "uring-µs/pkt/hop")
-			b.ReportMetric(r.rttUs, "uring-rtt-µs")
+		case altRow:
+			b.ReportMetric(r.gbps, altTUNIO+"-Gbit/s")
+			b.ReportMetric(r.pps, altTUNIO+"-udp64-pps")
+			b.ReportMetric(r.cpuUs, altTUNIO+"-µs/pkt/hop")
+			b.ReportMetric(r.rttUs, altTUNIO+"-rtt-µs")
 		case "engines, cpuSet 0":
 			b.ReportMetric(r.gbps, "pinned-Gbit/s")
 		case "engines, IPIP Always":
@@ -315,8 +321,9 @@ func BenchmarkEndToEnd(b *testing.B) {
 	}
 	fmt.Fprintf(&t, "engine UDP64 pps / pass-through: %.2f\n", engine.pps/pt.pps)
 	for _, r := range rows {
-		if r.name == uringRow {
-			fmt.Fprintf(&t, "io_uring engines UDP64 pps / pass-through: %.2f, / plain engines: %.2f\n", r.pps/pt.pps, r.pps/engine.pps)
+		if r.name == altRow {
+			fmt.Fprintf(&t, "engines with TUN I/O %s (default %s): UDP64 pps / pass-through %.2f, / default engines %.2f; TCP / default %.2f\n",
+				altTUNIO, dataplane.DefaultTUNIO, r.pps/pt.pps, r.pps/engine.pps, r.gbps/engine.gbps)
 		}
 	}
 	b.Log(t.String())

@@ -78,7 +78,7 @@ type EngineConfig struct {
 	ConntrackSize int
 	// TUNIO is how TUN devices are read and written: TUNIORead or
 	// TUNIOUring; empty means the VROUTER_TUN_IO environment variable's,
-	// else TUNIORead.
+	// else DefaultTUNIO.
 	TUNIO string
 }
 

@@ -11,11 +11,11 @@ import (
 )
 
 // TUN I/O modes (EngineConfig.TUNIO, or the VROUTER_TUN_IO environment
-// variable when that is empty).
+// variable when that is empty; DefaultTUNIO when both are).
 const (
 	// TUNIORead reads and writes TUN devices with one system call per
 	// packet (read(2), write(2)), plus one read that finds nothing per
-	// batch.
+	// batch; where io_uring is missing or disabled.
 	TUNIORead = "read"
 	// TUNIOUring reads and writes them through io_uring: up to batch
 	// reads of a port with one io_uring_enter (one more than the last
@@ -30,9 +30,9 @@ const (
 // when EngineConfig.TUNIO is empty.
 const TUNIOEnv = "VROUTER_TUN_IO"
 
-// defaultTUNIO is the mode when neither the configuration nor the
+// DefaultTUNIO is the mode when neither the configuration nor the
 // environment chooses; see docs/benchmarks.md (io_uring TUN I/O) for why.
-const defaultTUNIO = TUNIORead
+const DefaultTUNIO = TUNIOUring
 
 // resolveTUNIO returns the mode the engine uses: mode, or the
 // environment's, or the default; TUNIORead where io_uring is not usable.
@@ -42,7 +42,7 @@ func resolveTUNIO(mode string, log *slog.Logger) (string, error) {
 	}
 	switch mode {
 	case "":
-		mode = defaultTUNIO
+		mode = DefaultTUNIO
 	case TUNIORead, TUNIOUring:
 	default:
 		return "", fmt.Errorf("engine: TUN I/O %q: want %q or %q", mode, TUNIORead, TUNIOUring)
