@@ -140,13 +140,16 @@ func (e *Engine) readTUN(p *tunPort) {
 	var b *tunBatch
 	var n int
 	var rerr error
-	ahead := readAhead
+	ahead, last := readAhead, readAhead
 	read := func(fd uintptr) bool {
 		for n < batch {
 			if b == nil {
 				b = e.batches.get(e)
 			}
-			if t := b.s.tw.ring; t != nil {
+			// io_uring when the last round read more than one packet: a
+			// port with lone packets (pings, BGP keepalives) is read
+			// with read(2), which measured quicker for them
+			if t := b.s.tw.ring; t != nil && last > 1 {
 				m, again, ok, err := p.ringRead(t, fd, b, n, min(ahead, batch-n))
 				if ok {
 					n += m
@@ -190,7 +193,6 @@ func (e *Engine) readTUN(p *tunPort) {
 		}
 		return true
 	}
-	last := readAhead
 	for {
 		// the first enter reads as many as the last round found, and one
 		// more (a lone packet, a ping, costs one enter)
