@@ -169,9 +169,7 @@ func TestNoAllocs(t *testing.T) {
 
 // TestNoLeak: rings set up and closed leave no descriptor behind.
 func TestNoLeak(t *testing.T) {
-	if err := Supported(); err != nil {
-		t.Skip(err)
-	}
+	_ = newRing(t, 2) // fails under CI, skips elsewhere, without io_uring
 	before := openFDs(t)
 	for range 50 {
 		r, err := New(64)
