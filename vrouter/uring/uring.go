@@ -194,8 +194,10 @@ func (r *Ring) mmap(p *params) error {
 	return nil
 }
 
-// Close releases the ring. Requests still in the kernel are cancelled by
-// it; the buffers they name must stay valid until Close returns.
+// Close releases the ring. Requests still in the kernel are cancelled as
+// the kernel tears the ring down, which may end after Close returns: reap
+// every request (PrepCancelFD those that wait) before closing a ring
+// whose buffers will be used again.
 func (r *Ring) Close() error {
 	if r.fd < 0 {
 		return ErrClosed
