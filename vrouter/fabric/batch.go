@@ -97,6 +97,16 @@ func (e *Endpoint) writeChunk(nextHops []netip.Addr, frames []Frame, errs []erro
 				continue
 			}
 		}
+		if p.link != nil {
+			if handled, err := e.ringSend(p.link, &f.GSO, f.Packet); handled {
+				if err != nil {
+					setErr(i, err)
+				} else {
+					sent++
+				}
+				continue
+			}
+		}
 		putHeader(&hdrs[k], &f.GSO, len(f.Packet))
 		iovs[k][0].Base = &hdrs[k][0]
 		iovs[k][0].SetLen(HeaderLen)
