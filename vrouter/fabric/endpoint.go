@@ -108,7 +108,10 @@ type Options struct {
 
 // RingEnv is the environment variable that, set to 0, disables the
 // shared-memory rings of every endpoint the process attaches (as
-// Options.NoRing), so that benchmarks can compare both paths.
+// Options.NoRing), so that benchmarks can compare both paths; set to
+// "eager", it makes each ring at the first frame to a neighbour (as
+// Options.RingAfter -1), so that tests exercise the rings with little
+// traffic.
 const RingEnv = "VROUTER_FABRIC_RING"
 
 // peer is a resolved neighbour: its node name and socket address.
@@ -210,7 +213,7 @@ func Attach(dir, network, node string, opts Options) (*Endpoint, error) {
 		tapFD:   -1,
 		links:   map[string]*link{},
 	}
-	if !opts.NoRing && os.Getenv(RingEnv) != "0" {
+	if env := os.Getenv(RingEnv); !opts.NoRing && env != "0" {
 		e.ringSize = opts.RingSize
 		if e.ringSize == 0 {
 			e.ringSize = DefaultRingSize
@@ -219,7 +222,10 @@ func Attach(dir, network, node string, opts Options) (*Endpoint, error) {
 			return nil, fmt.Errorf("fabric: ring size %d is not a power of two from %d to %d", e.ringSize, minRingSize, maxRingSize)
 		}
 		e.ringAfter = opts.RingAfter
-		if e.ringAfter == 0 {
+		switch {
+		case env == "eager":
+			e.ringAfter = -1
+		case e.ringAfter == 0:
 			e.ringAfter = DefaultRingAfter
 		}
 	}
