@@ -18,6 +18,7 @@ import (
 	"github.com/vrouter-lab/vrouter/topology"
 	"github.com/vrouter-lab/vrouter/topology/lab"
 	"github.com/vrouter-lab/vrouter/vrouter/control"
+	"github.com/vrouter-lab/vrouter/vrouter/fabric"
 	"github.com/vrouter-lab/vrouter/vrouter/netns"
 	"github.com/vrouter-lab/vrouter/vrouter/netns/netnstest"
 )
@@ -42,7 +43,8 @@ import (
 //
 //	sudo go test -run '^$' -bench EndToEnd -benchtime 1x ./topology/lab/
 //
-// VROUTER_E2E=short runs the first lab and the references only.
+// VROUTER_E2E=short runs the first lab, the same with the fabric's rings
+// off (VROUTER_FABRIC_RING=0 for its agents) and the references only.
 func BenchmarkEndToEnd(b *testing.B) {
 	netnstest.RequireRoot(b)
 	netnstest.RequireCommand(b, "iperf3", "iperf3")
@@ -71,13 +73,15 @@ func BenchmarkEndToEnd(b *testing.B) {
 	// Netstack workloads beside web-1 and web-3 (the engine run measures
 	// them): a TCP and a UDP sink on node3, a source on node1.
 	netstackWorkloads := "  - {name: api-1, node: node1, stack: netstack}\n  - {name: api-3, node: node3, stack: netstack, serve: [tcp:5201:sink, udp:9:sink]}\n"
-	runLab := func(row string, data []byte, udp bool) {
+	// env is added to the environment of the lab's agents (deploy
+	// starts them).
+	runLab := func(row string, data []byte, udp bool, env ...string) {
 		r := result{name: row}
 		file := filepath.Join(b.TempDir(), "lab.yaml")
 		if err := os.WriteFile(file, data, 0o644); err != nil {
 			b.Fatal(err)
 		}
-		if out, err := benchRun(vrouterBin, "deploy", "-t", file); err != nil {
+		if out, err := benchRunEnv(60*time.Second, env, vrouterBin, "deploy", "-t", file); err != nil {
 			benchRun(vrouterBin, "destroy", "-t", file)
 			b.Fatalf("deploy: %v\n%s", err, out)
 		}
@@ -87,8 +91,10 @@ func BenchmarkEndToEnd(b *testing.B) {
 			}
 		}()
 		in := func(ws string) []string { return []string{vrouterBin, "exec", "--lab", name, ws, "--"} }
-		r.rttUs = benchPing(b, in("web-1"), "10.244.135.1")
+		// TCP first: the fabric makes its rings for busy links, and the
+		// pings then measure them (an idle link has none).
 		r.gbps, r.retrans = benchIperf(b, in("web-3"), in("web-1"), "10.244.135.1")
+		r.rttUs = benchPing(b, in("web-1"), "10.244.135.1")
 		if udp {
 			dir := filepath.Join(topology.StateRoot, name)
 			var pids []int
@@ -116,6 +122,10 @@ func BenchmarkEndToEnd(b *testing.B) {
 			if f1 > f0 {
 				r.cpuUs = ticksToSeconds(c1-c0) * 1e6 / float64(f1-f0)
 			}
+			if len(env) > 0 {
+				rows = append(rows, r)
+				return
+			}
 			var bulk, flood struct {
 				OK    bool
 				Error string
@@ -130,6 +140,9 @@ func BenchmarkEndToEnd(b *testing.B) {
 		rows = append(rows, r)
 	}
 	runLab("engines (web-1 -> web-3)", append(append([]byte{}, data...), netstackWorkloads...), true)
+	// The same with the fabric's shared-memory rings off: every frame
+	// between the engines over the unix datagram sockets.
+	runLab("engines, socket fabric (no ring)", data, true, fabric.RingEnv+"=0")
 	if !short {
 		pinnedData := regexp.MustCompile(`(?m)^(  node\d: \{.*)\}$`).ReplaceAll(data, []byte("$1, cpuSet: '0'}"))
 		if n := strings.Count(string(pinnedData), "cpuSet"); n != 3 {
@@ -226,6 +239,11 @@ func BenchmarkEndToEnd(b *testing.B) {
 	engine, ns := rows[0], rows[1]
 	for _, r := range rows[2:] {
 		switch r.name {
+		case "engines, socket fabric (no ring)":
+			b.ReportMetric(r.gbps, "socket-fabric-Gbit/s")
+			b.ReportMetric(r.pps, "socket-fabric-udp64-pps")
+			b.ReportMetric(r.cpuUs, "socket-fabric-µs/pkt/hop")
+			b.ReportMetric(r.rttUs, "socket-fabric-rtt-µs")
 		case "engines, cpuSet 0":
 			b.ReportMetric(r.gbps, "pinned-Gbit/s")
 		case "engines, IPIP Always":
@@ -299,9 +317,18 @@ func benchRun(name string, args ...string) (string, error) {
 
 // benchRunFor is benchRun with a bound of d.
 func benchRunFor(d time.Duration, name string, args ...string) (string, error) {
+	return benchRunEnv(d, nil, name, args...)
+}
+
+// benchRunEnv is benchRunFor with env added to the command's environment.
+func benchRunEnv(d time.Duration, env []string, name string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	cmd := exec.CommandContext(ctx, name, args...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
+	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
 
