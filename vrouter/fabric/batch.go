@@ -80,8 +80,15 @@ func (e *Endpoint) writeChunk(nextHops []netip.Addr, frames []Frame, errs []erro
 			continue
 		}
 		if tl != nil {
-			tapTo[tapN], tapF[tapN] = p.name, f
-			tapN++
+			if p.link != nil && (imp == nil || !imp.delays) {
+				// It may go into a ring at once, below: the copy must
+				// leave first, or the receiver's answer could reach the
+				// taps before it.
+				e.mirror(tl, p.name, f)
+			} else {
+				tapTo[tapN], tapF[tapN] = p.name, f
+				tapN++
+			}
 		}
 		if imp != nil {
 			if imp.lose() {

@@ -762,3 +762,53 @@ func FuzzRingRecords(f *testing.F) {
 		}
 	})
 }
+
+// TestRingTapCopyFirst: a frame's tap copy leaves before the frame enters
+// the ring, so a receiver that answers at once never has its answer
+// captured before the frame it answers.
+func TestRingTapCopyFirst(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{RingAfter: -1, TapScanInterval: 20 * time.Millisecond}
+	a := attach(t, dir, "node1", opts)
+	b := attach(t, dir, "node2", opts)
+	rxa := reader(t, a, 2048)
+	go func() { // node2 echoes at once
+		bufs := [][]byte{make([]byte, 2048)}
+		frames := make([]Frame, 1)
+		for {
+			n, err := b.ReadBatch(bufs, frames)
+			if err != nil {
+				return
+			}
+			for _, f := range frames[:n] {
+				_ = b.SendTo(addr1, f)
+			}
+		}
+	}()
+	tap := openTap(t, dir)
+	records := collect(t, tap, 300*time.Millisecond)
+	hops := []netip.Addr{addr2}
+	const rounds = 40
+	for i := range rounds {
+		if i%2 == 0 {
+			a.WriteBatch(hops, []Frame{{Packet: rpacket(100, i)}}, nil)
+		} else if err := a.SendTo(addr2, Frame{Packet: rpacket(100, i)}); err != nil {
+			t.Fatal(err)
+		}
+		recvFrame(t, rxa)
+		time.Sleep(2 * time.Millisecond)
+	}
+	if outRing(a, "node2") == nil || outRing(b, "node1") == nil {
+		t.Fatal("no rings")
+	}
+	recs := records()
+	if len(recs) != 2*rounds {
+		t.Fatalf("%d records, want %d", len(recs), 2*rounds)
+	}
+	for i := 0; i < len(recs); i += 2 {
+		q, r := recs[i], recs[i+1]
+		if q.From != "node1" || r.From != "node2" || seqOf(q.Packet) != i/2 || seqOf(r.Packet) != i/2 {
+			t.Fatalf("records %d, %d: %s seq %d, %s seq %d; want node1 then node2, seq %d", i, i+1, q.From, seqOf(q.Packet), r.From, seqOf(r.Packet), i/2)
+		}
+	}
+}
