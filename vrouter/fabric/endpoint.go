@@ -130,7 +130,8 @@ type neighborTable struct {
 }
 
 // Endpoint is one node's attachment to an underlay network: a unix
-// datagram socket at <dir>/<network>/<node>.sock. SendTo, SendToNode,
+// datagram socket at <dir>/<network>/<node>.sock, and shared-memory rings
+// to and from its busy neighbours under <dir>/<network>/rings. SendTo, SendToNode,
 // SetNeighbors, SetUp, SetImpairment and Stats are safe for concurrent
 // use; ReadBatch calls are serialized.
 type Endpoint struct {
@@ -787,8 +788,9 @@ func (e *Endpoint) Sender(k int) (string, bool) {
 
 // Close detaches the endpoint: it stops its goroutines, drops what waits
 // in the delay queue, wakes a blocked ReadBatch (which returns ErrClosed),
-// closes the sockets and removes the socket file, and the network's
-// directory if nothing else is left in it.
+// closes the sockets, drops its rings (outbound ones marked closed,
+// inbound ones gone) and removes the socket file, the ring files, and the
+// network's directory if nothing else is left in it.
 func (e *Endpoint) Close() error {
 	e.mu.Lock()
 	if e.closed {
