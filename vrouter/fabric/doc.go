@@ -72,7 +72,11 @@
 // the ring, frames the delay queue sends (impairments with delay), frames
 // to a node outside the neighbour table (SendToNode for ICMP errors), and
 // everything while no ring is made. Taps, impairments, link state and
-// counters apply to ring frames as to the others. Options.NoRing, or
+// counters apply to ring frames as to the others. The directory should
+// be on a tmpfs (labs keep it under /run): on a disk the kernel would
+// write the rings' pages back. A ring file truncated behind the mapping's
+// back would fault the process that maps it (SIGBUS): the files are the
+// lab's own, root's, and nothing truncates them. Options.NoRing, or
 // VROUTER_FABRIC_RING=0 in the environment, keeps an endpoint's frames on
 // the socket (the end-to-end benchmark measures both).
 //
