@@ -19,6 +19,7 @@ import (
 	"github.com/vrouter-lab/vrouter/topology/lab"
 	"github.com/vrouter-lab/vrouter/vrouter/control"
 	"github.com/vrouter-lab/vrouter/vrouter/dataplane"
+	"github.com/vrouter-lab/vrouter/vrouter/fabric"
 	"github.com/vrouter-lab/vrouter/vrouter/netns"
 	"github.com/vrouter-lab/vrouter/vrouter/netns/netnstest"
 )
@@ -56,9 +57,10 @@ var (
 //
 //	sudo go test -run '^$' -bench EndToEnd -benchtime 1x ./topology/lab/
 //
-// VROUTER_E2E=short runs the first lab, the same with the other TUN I/O mode,
-// and the references only; VROUTER_E2E_ALT=first runs the lab with the
-// engines' other TUN I/O mode before the one with the default.
+// VROUTER_E2E=short runs the first lab, the same with the other TUN I/O
+// mode, the same with the fabric's rings off (VROUTER_FABRIC_RING=0 for
+// its agents) and the references only; VROUTER_E2E_ALT=first runs the lab
+// with the engines' other TUN I/O mode before the one with the default.
 func BenchmarkEndToEnd(b *testing.B) {
 	netnstest.RequireRoot(b)
 	netnstest.RequireCommand(b, "iperf3", "iperf3")
@@ -87,8 +89,8 @@ func BenchmarkEndToEnd(b *testing.B) {
 	// Netstack workloads beside web-1 and web-3 (the engine run measures
 	// them): a TCP and a UDP sink on node3, a source on node1.
 	netstackWorkloads := "  - {name: api-1, node: node1, stack: netstack}\n  - {name: api-3, node: node3, stack: netstack, serve: [tcp:5201:sink, udp:9:sink]}\n"
-	// env is added to the environment of `vrouter deploy`, and so of the
-	// lab's agents (VROUTER_TUN_IO).
+	// env is added to the environment of the lab's agents (deploy
+	// starts them): VROUTER_TUN_IO, VROUTER_FABRIC_RING.
 	runLab := func(row string, data []byte, udp bool, env ...string) {
 		r := result{name: row}
 		file := filepath.Join(b.TempDir(), "lab.yaml")
@@ -105,8 +107,10 @@ func BenchmarkEndToEnd(b *testing.B) {
 			}
 		}()
 		in := func(ws string) []string { return []string{vrouterBin, "exec", "--lab", name, ws, "--"} }
-		r.rttUs = benchPing(b, in("web-1"), "10.244.135.1")
+		// TCP first: the fabric makes its rings for busy links, and the
+		// pings then measure them (an idle link has none).
 		r.gbps, r.retrans = benchIperf(b, in("web-3"), in("web-1"), "10.244.135.1")
+		r.rttUs = benchPing(b, in("web-1"), "10.244.135.1")
 		if udp {
 			dir := filepath.Join(topology.StateRoot, name)
 			var pids []int
@@ -166,6 +170,9 @@ func BenchmarkEndToEnd(b *testing.B) {
 	if !altFirst {
 		altLab()
 	}
+	// The same with the fabric's shared-memory rings off: every frame
+	// between the engines over the unix datagram sockets.
+	runLab("engines, socket fabric (no ring)", data, true, fabric.RingEnv+"=0")
 	if !short {
 		pinnedData := regexp.MustCompile(`(?m)^(  node\d: \{.*)\}$`).ReplaceAll(data, []byte("$1, cpuSet: '0'}"))
 		if n := strings.Count(string(pinnedData), "cpuSet"); n != 3 {
@@ -271,6 +278,11 @@ func BenchmarkEndToEnd(b *testing.B) {
 			b.ReportMetric(r.pps, altTUNIO+"-udp64-pps")
 			b.ReportMetric(r.cpuUs, altTUNIO+"-µs/pkt/hop")
 			b.ReportMetric(r.rttUs, altTUNIO+"-rtt-µs")
+		case "engines, socket fabric (no ring)":
+			b.ReportMetric(r.gbps, "socket-fabric-Gbit/s")
+			b.ReportMetric(r.pps, "socket-fabric-udp64-pps")
+			b.ReportMetric(r.cpuUs, "socket-fabric-µs/pkt/hop")
+			b.ReportMetric(r.rttUs, "socket-fabric-rtt-µs")
 		case "engines, cpuSet 0":
 			b.ReportMetric(r.gbps, "pinned-Gbit/s")
 		case "engines, IPIP Always":

@@ -80,8 +80,15 @@ func (e *Endpoint) writeChunk(nextHops []netip.Addr, frames []Frame, errs []erro
 			continue
 		}
 		if tl != nil {
-			tapTo[tapN], tapF[tapN] = p.name, f
-			tapN++
+			if p.link != nil && (imp == nil || !imp.delays) {
+				// It may go into a ring at once, below: the copy must
+				// leave first, or the receiver's answer could reach the
+				// taps before it.
+				e.mirror(tl, p.name, f)
+			} else {
+				tapTo[tapN], tapF[tapN] = p.name, f
+				tapN++
+			}
 		}
 		if imp != nil {
 			if imp.lose() {
@@ -90,6 +97,16 @@ func (e *Endpoint) writeChunk(nextHops []netip.Addr, frames []Frame, errs []erro
 			}
 			if imp.delays {
 				if err := e.delay.push(e, imp, p, f); err != nil {
+					setErr(i, err)
+				} else {
+					sent++
+				}
+				continue
+			}
+		}
+		if p.link != nil {
+			if handled, err := e.ringSend(p.link, &f.GSO, f.Packet); handled {
+				if err != nil {
 					setErr(i, err)
 				} else {
 					sent++

@@ -71,8 +71,8 @@ func TestWriteBatch(t *testing.T) {
 
 func TestWriteBatchQueueFull(t *testing.T) {
 	dir := t.TempDir()
-	a := attach(t, dir, "node1", Options{})
-	attach(t, dir, "node2", Options{}) // does not read
+	a := attach(t, dir, "node1", Options{NoRing: true}) // the socket's queue
+	attach(t, dir, "node2", Options{})                  // does not read
 	c := attach(t, dir, "node3", Options{})
 	rxC := reader(t, c, 4096)
 	q := maxQueued(t) // sized to it: 11 by the kernel's default, 513 under systemd

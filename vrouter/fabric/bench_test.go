@@ -42,22 +42,29 @@ func benchFrame(size int) Frame {
 // sender (the benchmark loop: SendTo per frame, or WriteBatch per 32) and
 // the receiver (ReadBatch, 64 buffers) in separate goroutines. A sender
 // that finds the queue full yields and retries, as TCP would slow down,
-// so every frame arrives; full/op counts those retries.
+// so every frame arrives; full/op counts those retries. fabric=socket is
+// the unix datagram path, fabric=ring the shared-memory ring (made at the
+// first frame).
 func BenchmarkSendReceive(b *testing.B) {
-	for _, size := range []int{1500, 65535} {
-		for _, batch := range []int{1, 32} {
-			for _, tap := range []bool{false, true} {
-				name := fmt.Sprintf("size=%d/batch=%d/tap=%v", size, batch, tap)
-				b.Run(name, func(b *testing.B) { benchSendReceive(b, size, batch, tap) })
+	for _, fabric := range []string{"socket", "ring"} {
+		for _, size := range []int{1500, 65535} {
+			for _, batch := range []int{1, 32} {
+				for _, tap := range []bool{false, true} {
+					name := fmt.Sprintf("fabric=%s/size=%d/batch=%d/tap=%v", fabric, size, batch, tap)
+					b.Run(name, func(b *testing.B) { benchSendReceive(b, size, batch, tap, fabric == "ring") })
+				}
 			}
 		}
 	}
 }
 
-func benchSendReceive(b *testing.B, size, batch int, withTap bool) {
+func benchSendReceive(b *testing.B, size, batch int, withTap, ring bool) {
 	dir := b.TempDir()
 	ns := benchNamespace(b)
-	opts := Options{Namespace: ns}
+	opts := Options{Namespace: ns, NoRing: !ring}
+	if ring {
+		opts.RingAfter = -1
+	}
 	a := attach(b, dir, "node1", opts)
 	r := attach(b, dir, "node2", opts)
 	var tapRecords atomic.Int64

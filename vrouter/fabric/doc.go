@@ -4,7 +4,8 @@
 // # Endpoints
 //
 // A network is a directory, <dir>/<network>, and each node attached to it
-// is an Endpoint: a unix datagram socket <dir>/<network>/<node>.sock.
+// is an Endpoint: a unix datagram socket <dir>/<network>/<node>.sock
+// (and, for busy links, shared-memory rings: see below).
 // Unix sockets are filesystem objects, so engines in different network
 // namespaces (and processes) reach each other through them. A frame is
 // addressed to a node by name; SendTo resolves an underlay next-hop
@@ -31,6 +32,53 @@
 // or two. Malformed datagrams
 // (short, wrong version, lengths that disagree, GSO fields pointing
 // outside the packet) are dropped and counted, never delivered.
+//
+// # Shared-memory rings
+//
+// A busy link does not use the socket for its frames. Once an endpoint has
+// sent a neighbour Options.RingAfter frames within a second
+// (DefaultRingAfter, 64: BGP keepalives never get there), it makes a
+// single-producer single-consumer ring, a file
+// <dir>/<network>/rings/<receiver>/<sender> (the lab's state directory is a
+// tmpfs, so the file is memory) that both endpoints map MAP_SHARED, and
+// announces it with a control datagram on the socket; the receiver maps
+// it when it reads the announce (ring.go has the layout). From then on
+// sending a frame to that neighbour is a copy into the ring and an atomic
+// store of the tail, serialized by a mutex in the sending process, and
+// ReadBatch copies frames out of its inbound rings into the caller's
+// buffers: no system call on either side while frames flow. ReadBatch
+// reads the socket too, without waiting, when the rings are empty and
+// every few batches. Only when the rings and the socket are all empty does
+// the receiver set the rings' "sleeping" flags, look at the rings once
+// more, and wait on its socket; a sender that publishes a frame and finds
+// the flag set clears it and sends a 16-byte doorbell datagram, which
+// wakes it. So under load there is no wakeup per batch, and an idle link
+// costs nothing. A full ring drops the frame (TxDrops.QueueFull).
+//
+// Lifecycle: closing an endpoint marks its outbound rings closed (their
+// receivers drop each once it is read) and its inbound rings gone (their
+// senders stop using them), and removes the files. An endpoint attaching
+// under a node name does the same to the rings a killed predecessor left,
+// so a restarted receiver is never written into through a stale ring (its
+// senders see "gone" at their next frame, fall back to the socket and make
+// a new ring) and a restarted sender's old ring is dropped. A receiver
+// killed and not restarted is found by its senders when its ring is full
+// or has not been read for a while: a doorbell to a dead socket is
+// refused, and sending becomes ErrNeighborDown as on the socket path. The
+// ring's contents are untrusted: every length and offset is checked, a
+// malformed record is dropped and counted (RxDrops.BadFrame), and one
+// whose length makes no sense drops what is queued behind it. What a ring
+// does not cover goes over the socket: frames too large for a quarter of
+// the ring, frames the delay queue sends (impairments with delay), frames
+// to a node outside the neighbour table (SendToNode for ICMP errors), and
+// everything while no ring is made. Taps, impairments, link state and
+// counters apply to ring frames as to the others. The directory should
+// be on a tmpfs (labs keep it under /run): on a disk the kernel would
+// write the rings' pages back. A ring file truncated behind the mapping's
+// back would fault the process that maps it (SIGBUS): the files are the
+// lab's own, root's, and nothing truncates them. Options.NoRing, or
+// VROUTER_FABRIC_RING=0 in the environment, keeps an endpoint's frames on
+// the socket (the end-to-end benchmark measures both).
 //
 // # Queue depth and what a full queue does
 //

@@ -1,6 +1,7 @@
 package fabric
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -87,12 +88,37 @@ type Options struct {
 	// TapScanInterval is how often the endpoint looks for taps; zero
 	// means DefaultTapScanInterval, a negative value disables taps.
 	TapScanInterval time.Duration
+
+	// NoRing keeps every frame this endpoint sends on the socket: no
+	// shared-memory ring is made toward its neighbours (rings they make
+	// toward it are still read). The environment variable
+	// VROUTER_FABRIC_RING=0 does the same for every endpoint of the
+	// process.
+	NoRing bool
+
+	// RingSize is the data size of the rings the endpoint makes, a power
+	// of two from 64 KiB to 1 GiB; zero means DefaultRingSize.
+	RingSize int
+
+	// RingAfter is how many frames the endpoint sends a neighbour within
+	// a second over the socket before it makes a ring to it; zero means
+	// DefaultRingAfter, a negative value at the first frame.
+	RingAfter int
 }
+
+// RingEnv is the environment variable that, set to 0, disables the
+// shared-memory rings of every endpoint the process attaches (as
+// Options.NoRing), so that benchmarks can compare both paths; set to
+// "eager", it makes each ring at the first frame to a neighbour (as
+// Options.RingAfter -1), so that tests exercise the rings with little
+// traffic.
+const RingEnv = "VROUTER_FABRIC_RING"
 
 // peer is a resolved neighbour: its node name and socket address.
 type peer struct {
 	name string
 	sa   sockaddr
+	link *link // nil for a node outside the neighbour table
 }
 
 // neighborTable is an immutable neighbour table; changes publish a new
@@ -104,7 +130,8 @@ type neighborTable struct {
 }
 
 // Endpoint is one node's attachment to an underlay network: a unix
-// datagram socket at <dir>/<network>/<node>.sock. SendTo, SendToNode,
+// datagram socket at <dir>/<network>/<node>.sock, and shared-memory rings
+// to and from its busy neighbours under <dir>/<network>/rings. SendTo, SendToNode,
 // SetNeighbors, SetUp, SetImpairment and Stats are safe for concurrent
 // use; ReadBatch calls are serialized.
 type Endpoint struct {
@@ -138,6 +165,13 @@ type Endpoint struct {
 
 	stats counters
 	rx    receiver
+
+	// The rings this endpoint makes toward its neighbours, by node name.
+	linksMu   sync.Mutex
+	links     map[string]*link
+	ringSize  int // 0: no rings
+	ringAfter int
+	closing   atomic.Bool
 }
 
 // Attach attaches node to the underlay network: it binds the socket
@@ -178,6 +212,23 @@ func Attach(dir, network, node string, opts Options) (*Endpoint, error) {
 		done:    make(chan struct{}),
 		fd:      -1,
 		tapFD:   -1,
+		links:   map[string]*link{},
+	}
+	if env := os.Getenv(RingEnv); !opts.NoRing && env != "0" {
+		e.ringSize = opts.RingSize
+		if e.ringSize == 0 {
+			e.ringSize = DefaultRingSize
+		}
+		if e.ringSize < minRingSize || e.ringSize > maxRingSize || e.ringSize&(e.ringSize-1) != 0 {
+			return nil, fmt.Errorf("fabric: ring size %d is not a power of two from %d to %d", e.ringSize, minRingSize, maxRingSize)
+		}
+		e.ringAfter = opts.RingAfter
+		switch {
+		case env == "eager":
+			e.ringAfter = -1
+		case e.ringAfter == 0:
+			e.ringAfter = DefaultRingAfter
+		}
 	}
 	if err := e.SetNeighbors(opts.Neighbors); err != nil {
 		return nil, err
@@ -191,6 +242,7 @@ func Attach(dir, network, node string, opts Options) (*Endpoint, error) {
 		return nil, fmt.Errorf("fabric: attach %s to %s: %w", node, network, err)
 	}
 	e.ino = inode(e.path)
+	e.disownRings()
 	e.file = os.NewFile(uintptr(fd), e.path) // fd is nonblocking: the file uses the runtime poller
 	e.fd = fd
 	if e.rc, err = e.file.SyscallConn(); err == nil {
@@ -202,6 +254,7 @@ func Attach(dir, network, node string, opts Options) (*Endpoint, error) {
 		return nil, fmt.Errorf("fabric: attach %s to %s: %w", node, network, err)
 	}
 	e.rx.fn = e.rx.recv
+	e.rx.tryFn = e.rx.try
 	interval := opts.TapScanInterval
 	if interval == 0 {
 		interval = DefaultTapScanInterval
@@ -260,6 +313,7 @@ func (e *Endpoint) SetNeighbors(m map[netip.Addr]string) error {
 			if !p.sa.setJoin(e.netDir, node) {
 				return fmt.Errorf("fabric: socket path of neighbour %s under %s is too long for a unix socket address", node, e.netDir)
 			}
+			p.link = e.linkFor(node)
 			t.byName[node] = p
 		}
 		addr = addr.Unmap()
@@ -363,6 +417,11 @@ func (e *Endpoint) send(p *peer, f *Frame) error {
 			return e.delay.push(e, imp, p, f)
 		}
 	}
+	if p.link != nil {
+		if handled, err := e.ringSend(p.link, &f.GSO, f.Packet); handled {
+			return err
+		}
+	}
 	return e.transmit(&p.sa, &f.GSO, f.Packet)
 }
 
@@ -407,20 +466,32 @@ func (e *Endpoint) txResult(errno unix.Errno, n int) error {
 // maxBatch bounds the datagrams one ReadBatch receives (recvmmsg's vlen).
 const maxBatch = 256
 
+// socketEvery is how often (in ReadBatch calls that found frames in the
+// rings) the socket is also read without waiting, so that frames and
+// announces from senders without a ring are not starved by busy rings.
+const socketEvery = 8
+
 // receiver is ReadBatch's state: the recvmmsg vectors, reused across
-// calls, and the callback the runtime poller runs when the socket is
-// readable (made once, so waiting allocates nothing).
+// calls, the callbacks the runtime poller runs when the socket is readable
+// (made once, so waiting allocates nothing), and the inbound rings.
 type receiver struct {
 	mu    sync.Mutex
 	msgs  []mmsghdr
 	iovs  [][2]unix.Iovec
 	hdrs  [][HeaderLen]byte
 	names []unix.RawSockaddrUnix // the senders' socket addresses
-	order []int                  // frames[k] came in msgs[order[k]]
+	order []int                  // frames[k] came in msgs[order[k]], if src[k] is nil
+	src   []*ring                // frames[k] came from ring src[k]
+	last  int                    // frames the last ReadBatch returned
 	vlen  int
 	got   int
 	errno unix.Errno
 	fn    func(fd uintptr) bool
+	tryFn func(fd uintptr)
+
+	rings   []*ring // inbound, one per sender that made one
+	newRing bool    // an announce was just accepted
+	calls   uint
 }
 
 func (r *receiver) grow(n int) {
@@ -432,6 +503,7 @@ func (r *receiver) grow(n int) {
 	r.hdrs = make([][HeaderLen]byte, n)
 	r.names = make([]unix.RawSockaddrUnix, n)
 	r.order = make([]int, n)
+	r.src = make([]*ring, n)
 	for i := range r.msgs {
 		r.iovs[i][0].Base = &r.hdrs[i][0]
 		r.iovs[i][0].SetLen(HeaderLen)
@@ -456,18 +528,41 @@ func (r *receiver) recv(fd uintptr) bool {
 	}
 }
 
+// try is recv without waiting: nothing queued is zero datagrams.
+func (r *receiver) try(fd uintptr) {
+	if !r.recv(fd) {
+		r.got, r.errno = 0, 0
+	}
+}
+
+// setSleeping sets or clears the sleeping flag of every inbound ring.
+func (r *receiver) setSleeping(v uint32) {
+	for _, rg := range r.rings {
+		rg.sleeping().Store(v)
+	}
+}
+
 // ReadBatch waits for frames and receives as many as are queued, up to
-// min(len(bufs), len(frames), 256), in one system call (recvmmsg). Each
-// frame's packet is received straight into a caller buffer, so a buffer
-// must hold the largest packet expected (64 KB for GSO super-packets);
-// give it headroom by slicing (bufs[i] = b[off:]) when the packet must be
-// preceded by something later, such as a virtio_net_hdr. Longer frames
-// are dropped and counted (RxDrops.TooBig).
+// min(len(bufs), len(frames), 256): from the inbound rings, copied, and
+// from the socket, in one system call (recvmmsg). Each frame's packet is
+// put straight into a caller buffer, so a buffer must hold the largest
+// packet expected (64 KB for GSO super-packets); give it headroom by
+// slicing (bufs[i] = b[off:]) when the packet must be preceded by
+// something later, such as a virtio_net_hdr. Longer frames are dropped
+// and counted (RxDrops.TooBig).
 //
 // It returns n ≥ 1 frames: frames[i].Packet is bufs[i][:len] for i < n.
 // To keep that so when some datagrams are dropped (malformed, link down)
 // it may swap elements of bufs. It returns ErrClosed once the endpoint is
-// closed. Calls are serialized; it does not allocate.
+// closed. Calls are serialized; it does not allocate (but for accepting a
+// new ring, once per neighbour).
+//
+// While frames flow through the rings it makes no system call: the socket
+// is read without waiting only when the rings are empty or every
+// socketEvery calls. Only when both are empty does it set the rings'
+// sleeping flags, look at the rings once more (a producer that published
+// before it saw the flag), and wait on the socket, where a producer that
+// sees the flag sends a doorbell.
 func (e *Endpoint) ReadBatch(bufs [][]byte, frames []Frame) (int, error) {
 	n := min(len(bufs), len(frames), maxBatch)
 	if n == 0 {
@@ -477,83 +572,201 @@ func (e *Endpoint) ReadBatch(bufs [][]byte, frames []Frame) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.grow(n)
+	r.last = 0
 	for {
-		for i := range n {
-			setIov(&r.iovs[i][1], bufs[i])
-			r.msgs[i].hdr.Flags = 0
-			r.msgs[i].hdr.Name = (*byte)(unsafe.Pointer(&r.names[i]))
-			r.msgs[i].hdr.Namelen = unix.SizeofSockaddrUnix
-		}
-		r.vlen = n
-		if err := e.rc.Read(r.fn); err != nil {
-			return 0, ErrClosed
-		}
-		if r.errno != 0 {
-			if errors.Is(r.errno, unix.EBADF) {
-				return 0, ErrClosed
+		r.newRing = false
+		if len(r.rings) > 0 {
+			k := e.drainRings(bufs, frames, 0, n)
+			r.calls++
+			if k == n || k > 0 && r.calls%socketEvery != 0 {
+				r.last = k
+				return k, nil
 			}
-			return 0, r.errno
-		}
-		down := e.down.Load()
-		k := 0
-		var bytes uint64
-		var bad, big, dropped uint64
-		for i := range r.got {
-			m := &r.msgs[i]
-			ln := int(m.len)
-			switch {
-			case m.hdr.Flags&unix.MSG_TRUNC != 0:
-				big++
-				continue
-			case ln < HeaderLen:
-				bad++
-				continue
-			}
-			g, err := parseHeader(&r.hdrs[i], ln-HeaderLen)
+			k, err := e.readSocket(bufs, frames, k, n, false)
 			if err != nil {
-				bad++
+				return 0, err
+			}
+			if k > 0 {
+				r.last = k
+				return k, nil
+			}
+			if r.newRing {
 				continue
 			}
-			if down {
-				dropped++
-				continue
+			r.setSleeping(1)
+			if k = e.drainRings(bufs, frames, 0, n); k > 0 {
+				r.setSleeping(0)
+				r.last = k
+				return k, nil
 			}
-			if k != i {
-				bufs[k], bufs[i] = bufs[i], bufs[k]
-			}
-			frames[k] = Frame{GSO: g, Packet: bufs[k][:ln-HeaderLen]}
-			r.order[k] = i
-			bytes += uint64(ln - HeaderLen)
-			k++
 		}
-		if bad > 0 {
-			e.stats.rxBadFrame.Add(bad)
-		}
-		if big > 0 {
-			e.stats.rxTooBig.Add(big)
-		}
-		if dropped > 0 {
-			e.stats.rxLinkDown.Add(dropped)
+		k, err := e.readSocket(bufs, frames, 0, n, true)
+		r.setSleeping(0)
+		if err != nil {
+			return 0, err
 		}
 		if k > 0 {
-			e.stats.rxFrames.Add(uint64(k))
-			e.stats.rxBytes.Add(bytes)
+			r.last = k
 			return k, nil
 		}
 	}
 }
 
+// drainRings copies frames from the inbound rings into bufs[k:n] and
+// frames[k:n], counts them, and returns the new k. A ring its producer
+// closed is dropped once read.
+func (e *Endpoint) drainRings(bufs [][]byte, frames []Frame, k, n int) int {
+	r := &e.rx
+	down := e.down.Load()
+	var c ringCounts
+	k0 := k
+	for i := 0; i < len(r.rings); i++ {
+		rg := r.rings[i]
+		if k < n {
+			start := k
+			k = rg.get(bufs, frames, k, n, down, &c)
+			for j := start; j < k; j++ {
+				r.src[j] = rg
+			}
+		}
+		if rg.closed().Load() != 0 && rg.empty() {
+			rg.unmap()
+			r.rings = append(r.rings[:i], r.rings[i+1:]...)
+			i--
+		}
+	}
+	if c.bad > 0 {
+		e.stats.rxBadFrame.Add(c.bad)
+	}
+	if c.big > 0 {
+		e.stats.rxTooBig.Add(c.big)
+	}
+	if c.down > 0 {
+		e.stats.rxLinkDown.Add(c.down)
+	}
+	if k > k0 {
+		e.stats.rxFrames.Add(uint64(k - k0))
+		e.stats.rxBytes.Add(c.bytes)
+	}
+	return k
+}
+
+// readSocket receives datagrams into bufs[k:n], waiting for one if block,
+// handles control datagrams, and returns the new k.
+func (e *Endpoint) readSocket(bufs [][]byte, frames []Frame, k, n int, block bool) (int, error) {
+	r := &e.rx
+	m := n - k
+	for j := range m {
+		setIov(&r.iovs[j][1], bufs[k+j])
+		r.msgs[j].hdr.Flags = 0
+		r.msgs[j].hdr.Name = (*byte)(unsafe.Pointer(&r.names[j]))
+		r.msgs[j].hdr.Namelen = unix.SizeofSockaddrUnix
+	}
+	r.vlen = m
+	var err error
+	if block {
+		err = e.rc.Read(r.fn)
+	} else {
+		err = e.rc.Control(r.tryFn)
+	}
+	if err != nil {
+		return 0, ErrClosed
+	}
+	if r.errno != 0 {
+		if errors.Is(r.errno, unix.EBADF) {
+			return 0, ErrClosed
+		}
+		return 0, r.errno
+	}
+	down := e.down.Load()
+	w := k
+	var bytes uint64
+	var bad, big, dropped uint64
+	for j := range r.got {
+		i := k + j
+		msg := &r.msgs[j]
+		ln := int(msg.len)
+		switch {
+		case msg.hdr.Flags&unix.MSG_TRUNC != 0:
+			big++
+			continue
+		case ln < HeaderLen:
+			bad++
+			continue
+		case r.hdrs[j][1] == flagControl:
+			if !e.controlIn(&r.hdrs[j], bufs[i][:ln-HeaderLen]) {
+				bad++
+			}
+			continue
+		}
+		g, err := parseHeader(&r.hdrs[j], ln-HeaderLen)
+		if err != nil {
+			bad++
+			continue
+		}
+		if down {
+			dropped++
+			continue
+		}
+		if w != i {
+			bufs[w], bufs[i] = bufs[i], bufs[w]
+		}
+		frames[w] = Frame{GSO: g, Packet: bufs[w][:ln-HeaderLen]}
+		r.order[w] = j
+		r.src[w] = nil
+		bytes += uint64(ln - HeaderLen)
+		w++
+	}
+	if bad > 0 {
+		e.stats.rxBadFrame.Add(bad)
+	}
+	if big > 0 {
+		e.stats.rxTooBig.Add(big)
+	}
+	if dropped > 0 {
+		e.stats.rxLinkDown.Add(dropped)
+	}
+	if w > k {
+		e.stats.rxFrames.Add(uint64(w - k))
+		e.stats.rxBytes.Add(bytes)
+	}
+	return w, nil
+}
+
+// controlIn handles a control datagram: a doorbell (the wakeup was the
+// point) or an announce of a ring. False means malformed.
+func (e *Endpoint) controlIn(h *[HeaderLen]byte, payload []byte) bool {
+	if h[0] != Version || int(binary.BigEndian.Uint32(h[12:])) != len(payload) {
+		return false
+	}
+	switch h[2] {
+	case ctlDoorbell:
+		return len(payload) == 0
+	case ctlAnnounce:
+		e.acceptRing(string(payload))
+		e.rx.newRing = true
+		return true
+	}
+	return false
+}
+
 // Sender returns the node that sent frames[k] of the last ReadBatch, from
-// the address of its socket. It must be called by the goroutine that
-// called ReadBatch, before it calls it again. It allocates: it is meant
-// for rare uses, such as sending an ICMP error back to the neighbour a
-// packet came from.
+// the ring it came through or the address of its socket. It must be
+// called by the goroutine that called ReadBatch, before it calls it again.
+// It may allocate: it is meant for rare uses, such as sending an ICMP
+// error back to the neighbour a packet came from.
 func (e *Endpoint) Sender(k int) (string, bool) {
 	r := &e.rx
-	if k < 0 || k >= r.got || k >= len(r.order) {
+	if k < 0 || k >= r.last || k >= len(r.order) {
 		return "", false
 	}
+	if rg := r.src[k]; rg != nil {
+		return rg.peer, true
+	}
 	i := r.order[k]
+	if i >= r.got {
+		return "", false
+	}
 	sa := &r.names[i]
 	n := int(r.msgs[i].hdr.Namelen) - 2 // after sun_family
 	if sa.Family != unix.AF_UNIX || n <= 0 {
@@ -575,8 +788,9 @@ func (e *Endpoint) Sender(k int) (string, bool) {
 
 // Close detaches the endpoint: it stops its goroutines, drops what waits
 // in the delay queue, wakes a blocked ReadBatch (which returns ErrClosed),
-// closes the sockets and removes the socket file, and the network's
-// directory if nothing else is left in it.
+// closes the sockets, drops its rings (outbound ones marked closed,
+// inbound ones gone) and removes the socket file, the ring files, and the
+// network's directory if nothing else is left in it.
 func (e *Endpoint) Close() error {
 	e.mu.Lock()
 	if e.closed {
@@ -584,6 +798,7 @@ func (e *Endpoint) Close() error {
 		return nil
 	}
 	e.closed = true
+	e.closing.Store(true)
 	e.mu.Unlock()
 	close(e.done)
 	e.wg.Wait()
@@ -591,6 +806,7 @@ func (e *Endpoint) Close() error {
 	if e.tapFD >= 0 {
 		unix.Close(e.tapFD)
 	}
+	e.closeRings()
 	e.removeFiles()
 	return err
 }

@@ -332,8 +332,8 @@ func maxQueued(t testing.TB) int {
 
 func TestQueueFull(t *testing.T) {
 	dir := t.TempDir()
-	a := attach(t, dir, "node1", Options{})
-	b := attach(t, dir, "node2", Options{}) // never reads until told
+	a := attach(t, dir, "node1", Options{NoRing: true}) // the socket's queue (TestRingWrapAndFull: the ring's)
+	b := attach(t, dir, "node2", Options{})             // never reads until told
 	// Sized to the queue: systemd raises max_dgram_qlen to 512, the
 	// kernel's default is 10.
 	q := maxQueued(t)

@@ -46,7 +46,7 @@ func TestMaxDgramQlenInNamespace(t *testing.T) {
 	// A receiver whose socket is created in the namespace queues qlen+1
 	// frames, whoever sends them.
 	dir := t.TempDir()
-	a := attach(t, dir, "node1", Options{})
+	a := attach(t, dir, "node1", Options{NoRing: true}) // the socket's queue
 	attach(t, dir, "node2", Options{Namespace: ns})
 	full := 0
 	for i := range 2 * qlen {
