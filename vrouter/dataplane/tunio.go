@@ -32,7 +32,7 @@ const TUNIOEnv = "VROUTER_TUN_IO"
 
 // DefaultTUNIO is the mode when neither the configuration nor the
 // environment chooses; see docs/benchmarks.md (io_uring TUN I/O) for why.
-const DefaultTUNIO = TUNIOUring
+const DefaultTUNIO = TUNIORead
 
 // resolveTUNIO returns the mode the engine uses: mode, or the
 // environment's, or the default; TUNIORead where io_uring is not usable.
