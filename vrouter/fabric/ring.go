@@ -54,7 +54,7 @@ const (
 	minRingSize     = 64 << 10
 	maxRingSize     = 1 << 30
 	ringsDir        = "rings"
-	DefaultRingSize = 2 << 20
+	DefaultRingSize = 4 << 20 // as much as a socket's DefaultSocketBuffer: 2 MiB overflowed under TCP bursts
 )
 
 // DefaultRingAfter is Options.RingAfter's default: an endpoint makes a ring
