@@ -119,19 +119,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 				pids = append(pids, pidOf(b, filepath.Join(dir, "nodes", n+".pid")))
 				clients = append(clients, control.NewClient(lab.ControlSocket(dir, n)))
 			}
-			forwarded := func() uint64 {
-				var sum uint64
-				for _, c := range clients {
-					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-					m, err := c.Stats(ctx)
-					cancel()
-					if err != nil {
-						b.Fatal(err)
-					}
-					sum += m["forwarded"]
-				}
-				return sum
-			}
+			forwarded := func() uint64 { return forwardedSum(b, clients) }
 			f0, c0 := forwarded(), procTicks(pids...)
 			r.pps, r.loss = benchUDP(b, in("web-3"), in("web-1"), "10.244.135.1")
 			f1, c1 := forwarded(), procTicks(pids...)
@@ -476,4 +464,20 @@ func benchUDP(b *testing.B, srv, cli []string, addr string) (pps, loss float64) 
 		b.Fatalf("iperf3 output: %v\n%.500s", err, out)
 	}
 	return r.End.SumReceived.Bytes / 64 / r.End.SumReceived.Seconds, r.End.SumReceived.LostPercent
+}
+
+// forwardedSum is the sum of the engines' "forwarded" counters, read over
+// the agents' control sockets.
+func forwardedSum(b *testing.B, clients []*control.Client) uint64 {
+	var sum uint64
+	for _, c := range clients {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		m, err := c.Stats(ctx)
+		cancel()
+		if err != nil {
+			b.Fatal(err)
+		}
+		sum += m["forwarded"]
+	}
+	return sum
 }

@@ -1,7 +1,6 @@
 package lab_test
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -79,19 +78,7 @@ func BenchmarkTUNIO(b *testing.B) {
 		}
 		labs = append(labs, l)
 	}
-	forwarded := func(l *side) uint64 {
-		var sum uint64
-		for _, c := range l.clients {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			m, err := c.Stats(ctx)
-			cancel()
-			if err != nil {
-				b.Fatal(err)
-			}
-			sum += m["forwarded"]
-		}
-		return sum
-	}
+	forwarded := func(l *side) uint64 { return forwardedSum(b, l.clients) }
 	for r := range rounds {
 		order := []*side{labs[0], labs[1]}
 		if r%2 == 1 {
