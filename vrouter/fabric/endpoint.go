@@ -632,6 +632,7 @@ func (e *Endpoint) drainRings(bufs [][]byte, frames []Frame, k, n int) int {
 		if rg.closed().Load() != 0 && rg.empty() {
 			rg.unmap()
 			r.rings = append(r.rings[:i], r.rings[i+1:]...)
+			e.stats.ringsIn.Store(int64(len(r.rings)))
 			i--
 		}
 	}
@@ -647,6 +648,8 @@ func (e *Endpoint) drainRings(bufs [][]byte, frames []Frame, k, n int) int {
 	if k > k0 {
 		e.stats.rxFrames.Add(uint64(k - k0))
 		e.stats.rxBytes.Add(c.bytes)
+		e.stats.ringRxFrames.Add(uint64(k - k0))
+		e.stats.ringRxBytes.Add(c.bytes)
 	}
 	return k
 }

@@ -146,6 +146,9 @@ func TestRingEnvDisables(t *testing.T) {
 	if outRing(a, "node2") != nil {
 		t.Error("a ring was made with " + RingEnv + "=0")
 	}
+	if sa, sb := a.Stats(), b.Stats(); sa.TxFrames != 10 || sb.RxFrames != 10 || sa.Ring != (RingStats{}) || sb.Ring != (RingStats{}) {
+		t.Errorf("ring counters with %s=0: sender %+v, receiver %+v", RingEnv, sa, sb)
+	}
 	if _, err := os.Stat(filepath.Join(dir, "lan", "rings")); err == nil {
 		t.Error("rings directory made")
 	}
@@ -205,7 +208,8 @@ func TestRingWrapAndFull(t *testing.T) {
 	if want := minRingSize / 1024; queued != want {
 		t.Errorf("%d frames queued in a %d-byte ring, want %d", queued, minRingSize, want)
 	}
-	if s := a.Stats(); s.TxDrops.QueueFull != uint64(full) || s.TxFrames != uint64(queued) {
+	if s := a.Stats(); s.TxDrops.QueueFull != uint64(full) || s.TxFrames != uint64(queued) ||
+		s.Ring.TxFull != uint64(full) || s.Ring.TxFrames != uint64(queued) || s.Ring.TxBytes != uint64(queued*size) {
 		t.Errorf("stats %+v", s)
 	}
 	rx := reader(t, b, 1<<16)
@@ -584,6 +588,9 @@ func TestRingRestart(t *testing.T) {
 		}
 		time.Sleep(100 * time.Microsecond)
 	}
+	if n := a.Stats().Ring.Out; n != 0 {
+		t.Errorf("%d rings out counted after the consumer died, want 0", n)
+	}
 	// newRing sends until node1 has a ring to node2 other than old (a
 	// failed attempt is retried after a second).
 	newRing := func(old *ring) *ring {
@@ -620,6 +627,12 @@ func TestRingRestart(t *testing.T) {
 	// The killed helpers' rings to node1 were removed by the next one.
 	if ents, _ := os.ReadDir(filepath.Join(dir, "lan", "rings", "node1")); len(ents) != 1 {
 		t.Errorf("ring files toward node1: %v, want 1", ents)
+	}
+	// One ring each way counted, not one per incarnation of the helper
+	// (node1's reader drops the disowned inbound rings once read).
+	waitFor(t, "one ring in", func() bool { return a.Stats().Ring.In == 1 })
+	if st := a.Stats().Ring; st.Out != 1 || st.TxFrames == 0 || st.RxFrames == 0 {
+		t.Errorf("ring stats after two restarts: %+v, want one ring out, frames both ways", st)
 	}
 }
 

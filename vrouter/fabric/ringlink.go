@@ -65,6 +65,7 @@ func (e *Endpoint) ringSend(l *link, g *header.GSO, pkt []byte) (handled bool, e
 	if r.gone().Load() != 0 {
 		// the consumer left (closed, or restarted and disowned it)
 		l.r = nil
+		e.stats.ringsOut.Add(-1)
 		r.remove()
 		l.count, l.since = 0, time.Since(e.epoch)
 		l.mu.Unlock()
@@ -96,6 +97,7 @@ func (e *Endpoint) ringSend(l *link, g *header.GSO, pkt []byte) (handled bool, e
 			l.mu.Lock()
 			if l.r == r {
 				l.r = nil
+				e.stats.ringsOut.Add(-1)
 				r.remove()
 				l.count, l.since = 0, time.Since(e.epoch)
 			}
@@ -108,10 +110,13 @@ func (e *Endpoint) ringSend(l *link, g *header.GSO, pkt []byte) (handled bool, e
 	}
 	if !ok {
 		e.stats.txQueueFull.Add(1)
+		e.stats.ringTxFull.Add(1)
 		return true, ErrQueueFull
 	}
 	e.stats.txFrames.Add(1)
 	e.stats.txBytes.Add(uint64(len(pkt)))
+	e.stats.ringTxFrames.Add(1)
+	e.stats.ringTxBytes.Add(uint64(len(pkt)))
 	return true, nil
 }
 
@@ -149,6 +154,7 @@ func (e *Endpoint) maybeRing(l *link) *ring {
 		return nil
 	}
 	l.r = r
+	e.stats.ringsOut.Add(1)
 	return r
 }
 
@@ -180,6 +186,7 @@ func (e *Endpoint) closeRings() {
 			l.r.closed().Store(1)
 			l.r.remove()
 			l.r = nil
+			e.stats.ringsOut.Add(-1)
 		}
 		l.mu.Unlock()
 	}
@@ -190,6 +197,7 @@ func (e *Endpoint) closeRings() {
 		r.remove()
 	}
 	e.rx.rings = nil
+	e.stats.ringsIn.Store(0)
 	e.rx.mu.Unlock()
 	removeEmptyDirs(filepath.Join(e.netDir, ringsDir, e.node), filepath.Join(e.netDir, ringsDir))
 }
@@ -235,6 +243,7 @@ func (e *Endpoint) acceptRing(from string) {
 		}
 		old.unmap()
 		rx.rings = append(rx.rings[:i], rx.rings[i+1:]...)
+		e.stats.ringsIn.Store(int64(len(rx.rings)))
 		break
 	}
 	r, err := openRing(path, from)
@@ -243,6 +252,7 @@ func (e *Endpoint) acceptRing(from string) {
 		return
 	}
 	rx.rings = append(rx.rings, r)
+	e.stats.ringsIn.Store(int64(len(rx.rings)))
 }
 
 // log reports a ring problem, rare: a ring that could not be made falls

@@ -19,6 +19,26 @@ type Stats struct {
 	TapFrames, TapDrops uint64
 	// Delayed is the number of frames waiting in the delay queue now.
 	Delayed uint64
+	// Ring is the part of the traffic above that went through the
+	// shared-memory rings, and the rings the endpoint has now.
+	Ring RingStats
+}
+
+// RingStats counts an endpoint's shared-memory ring traffic: a subset of
+// Stats' frames, bytes and drops (frames over the socket are not in it).
+type RingStats struct {
+	// TxFrames and TxBytes count frames put in rings to neighbours (in
+	// Stats.TxFrames and TxBytes too).
+	TxFrames, TxBytes uint64
+	// RxFrames and RxBytes count frames ReadBatch delivered from rings (in
+	// Stats.RxFrames and RxBytes too).
+	RxFrames, RxBytes uint64
+	// TxFull counts frames dropped because the ring to the neighbour was
+	// full (in Stats.TxDrops.QueueFull too).
+	TxFull uint64
+	// Out is the number of rings the endpoint has now to its neighbours,
+	// In the number it reads from them.
+	Out, In uint64
 }
 
 // TxDrops counts frames dropped on the way out, by reason.
@@ -55,18 +75,21 @@ type counters struct {
 	txNoNeighbor, txNeighborDown, txLinkDown, txLoss, txQueueFull, txBadFrame, txError atomic.Uint64
 	tapFrames, tapDrops                                                                atomic.Uint64
 	delayed                                                                            atomic.Int64
+	ringTxFrames, ringTxBytes, ringTxFull                                              atomic.Uint64
+	ringsOut                                                                           atomic.Int64
 	_                                                                                  [64]byte
 
 	rxFrames, rxBytes                atomic.Uint64
 	rxLinkDown, rxBadFrame, rxTooBig atomic.Uint64
+	ringRxFrames, ringRxBytes        atomic.Uint64
+	ringsIn                          atomic.Int64
 	_                                [64]byte
 }
 
+// nonNegative is a gauge's value, 0 if a race made it negative.
+func nonNegative(v int64) uint64 { return uint64(max(v, 0)) }
+
 func (c *counters) snapshot() Stats {
-	d := c.delayed.Load()
-	if d < 0 {
-		d = 0
-	}
 	return Stats{
 		TxFrames: c.txFrames.Load(),
 		TxBytes:  c.txBytes.Load(),
@@ -88,6 +111,15 @@ func (c *counters) snapshot() Stats {
 		},
 		TapFrames: c.tapFrames.Load(),
 		TapDrops:  c.tapDrops.Load(),
-		Delayed:   uint64(d),
+		Delayed:   nonNegative(c.delayed.Load()),
+		Ring: RingStats{
+			TxFrames: c.ringTxFrames.Load(),
+			TxBytes:  c.ringTxBytes.Load(),
+			RxFrames: c.ringRxFrames.Load(),
+			RxBytes:  c.ringRxBytes.Load(),
+			TxFull:   c.ringTxFull.Load(),
+			Out:      nonNegative(c.ringsOut.Load()),
+			In:       nonNegative(c.ringsIn.Load()),
+		},
 	}
 }
