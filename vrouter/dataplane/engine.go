@@ -248,6 +248,8 @@ func (e *Engine) Stats() map[string]uint64 {
 		m["fabric_rx_frames"] += f.RxFrames
 		m["fabric_tx_drops"] += f.TxDrops.Total()
 		m["fabric_rx_drops"] += f.RxDrops.Total()
+		m["fabric_ring_tx_frames"] += f.Ring.TxFrames
+		m["fabric_ring_rx_frames"] += f.Ring.RxFrames
 	}
 	if n := e.segDrops.Load(); n != 0 {
 		m["gso_segment_drops"] = n

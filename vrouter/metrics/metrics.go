@@ -118,6 +118,11 @@ var (
 	mPortRxDrop  = newMetric("vrouter_port_receive_dropped_packets_total", prometheus.CounterValue, "Packets received on the port and dropped there, by reason.", "port", "kind", "reason")
 	mPortTxDrop  = newMetric("vrouter_port_transmit_dropped_packets_total", prometheus.CounterValue, "Packets that should have left by the port and were dropped there, by reason.", "port", "kind", "reason")
 
+	mRingFrames = newMetric("vrouter_fabric_ring_frames_total", prometheus.CounterValue, "Frames the engine's fabric port sent (tx) or received (rx) through shared-memory rings rather than its socket (a subset of vrouter_port_*_packets_total).", "port", "direction")
+	mRingBytes  = newMetric("vrouter_fabric_ring_bytes_total", prometheus.CounterValue, "Bytes of IP packets the engine's fabric port sent (tx) or received (rx) through shared-memory rings.", "port", "direction")
+	mRingFull   = newMetric("vrouter_fabric_ring_full_drops_total", prometheus.CounterValue, "Frames dropped because the shared-memory ring to the neighbour was full (a subset of vrouter_port_transmit_dropped_packets_total{reason=\"queue_full\"}).", "port")
+	mRings      = newMetric("vrouter_fabric_rings", prometheus.GaugeValue, "Shared-memory rings the engine's fabric port has now: out to busy neighbours, in from them.", "port", "direction")
+
 	mKernelResyncs = newMetric("vrouter_kernel_resyncs_total", prometheus.CounterValue, "Full resynchronisations of the kernel dataplane's routes with the kernel's table.")
 	mKernelRoutes  = newMetric("vrouter_kernel_route_events_total", prometheus.CounterValue, "Routes the kernel dataplane restored (removed by someone else), removed (stray), adopted (left by an earlier agent) or claimed (adopted and wanted again).", "event")
 
@@ -147,6 +152,7 @@ var all = []*metric{
 	mEncap, mEncapDrop, mDecap, mDecapDrop,
 	mPolicyDenied, mPolicyAllowed, mPolicyHits, mCTEntries, mCTEvictions,
 	mPortUp, mPortRx, mPortTx, mPortRxBytes, mPortTxBytes, mPortRxDrop, mPortTxDrop,
+	mRingFrames, mRingBytes, mRingFull, mRings,
 	mKernelResyncs, mKernelRoutes,
 	mSessions, mPeerUp, mPeerState, mPeerSince, mPeerRecv, mPeerAccept, mPeerAdv, mStale,
 	mRoutes,
@@ -323,6 +329,14 @@ func writeEngine(ch chan<- prometheus.Metric, e *dataplane.EngineMetrics) {
 		} {
 			emit(ch, mPortTxDrop, float64(d.n), u.Name, kind, d.reason)
 		}
+		r := st.Ring
+		emit(ch, mRingFrames, float64(r.TxFrames), u.Name, "tx")
+		emit(ch, mRingFrames, float64(r.RxFrames), u.Name, "rx")
+		emit(ch, mRingBytes, float64(r.TxBytes), u.Name, "tx")
+		emit(ch, mRingBytes, float64(r.RxBytes), u.Name, "rx")
+		emit(ch, mRingFull, float64(r.TxFull), u.Name)
+		emit(ch, mRings, float64(r.Out), u.Name, "out")
+		emit(ch, mRings, float64(r.In), u.Name, "in")
 	}
 }
 

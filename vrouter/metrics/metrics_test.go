@@ -39,7 +39,8 @@ func userspaceSnapshot() *Snapshot {
 			Decap: []encap.Counter{{Name: "accepted", Value: 40}, {Name: "unknown_source", Value: 2}, {Name: "ecn_ce_marked", Value: 9}},
 			Underlays: []dataplane.UnderlayMetrics{{Name: "ens33", Up: true, Stats: fabric.Stats{
 				TxFrames: 140, RxFrames: 90, TxBytes: 14000, RxBytes: 9000,
-				TxDrops: fabric.TxDrops{LinkDown: 6}, RxDrops: fabric.RxDrops{BadFrame: 1},
+				TxDrops: fabric.TxDrops{LinkDown: 6, QueueFull: 2}, RxDrops: fabric.RxDrops{BadFrame: 1},
+				Ring: fabric.RingStats{TxFrames: 120, TxBytes: 12000, RxFrames: 80, RxBytes: 8000, TxFull: 2, Out: 1, In: 2},
 			}}},
 		},
 		Peers: []bgp.PeerStatus{
@@ -124,13 +125,29 @@ vrouter_port_transmit_dropped_packets_total{kind="underlay",port="ens33",reason=
 vrouter_port_transmit_dropped_packets_total{kind="underlay",port="ens33",reason="loss"} 0
 vrouter_port_transmit_dropped_packets_total{kind="underlay",port="ens33",reason="neighbor_down"} 0
 vrouter_port_transmit_dropped_packets_total{kind="underlay",port="ens33",reason="no_neighbor"} 0
-vrouter_port_transmit_dropped_packets_total{kind="underlay",port="ens33",reason="queue_full"} 0
+vrouter_port_transmit_dropped_packets_total{kind="underlay",port="ens33",reason="queue_full"} 2
+# HELP vrouter_fabric_ring_frames_total Frames the engine's fabric port sent (tx) or received (rx) through shared-memory rings rather than its socket (a subset of vrouter_port_*_packets_total).
+# TYPE vrouter_fabric_ring_frames_total counter
+vrouter_fabric_ring_frames_total{direction="rx",port="ens33"} 80
+vrouter_fabric_ring_frames_total{direction="tx",port="ens33"} 120
+# HELP vrouter_fabric_ring_bytes_total Bytes of IP packets the engine's fabric port sent (tx) or received (rx) through shared-memory rings.
+# TYPE vrouter_fabric_ring_bytes_total counter
+vrouter_fabric_ring_bytes_total{direction="rx",port="ens33"} 8000
+vrouter_fabric_ring_bytes_total{direction="tx",port="ens33"} 12000
+# HELP vrouter_fabric_ring_full_drops_total Frames dropped because the shared-memory ring to the neighbour was full (a subset of vrouter_port_transmit_dropped_packets_total{reason="queue_full"}).
+# TYPE vrouter_fabric_ring_full_drops_total counter
+vrouter_fabric_ring_full_drops_total{port="ens33"} 2
+# HELP vrouter_fabric_rings Shared-memory rings the engine's fabric port has now: out to busy neighbours, in from them.
+# TYPE vrouter_fabric_rings gauge
+vrouter_fabric_rings{direction="in",port="ens33"} 2
+vrouter_fabric_rings{direction="out",port="ens33"} 1
 # HELP vrouter_ipam_addresses_borrowed Addresses assigned to the node from blocks not affine to it.
 # TYPE vrouter_ipam_addresses_borrowed gauge
 vrouter_ipam_addresses_borrowed 1
 `), "vrouter_bgp_sessions", "vrouter_bgp_peer_up", "vrouter_bgp_peer_prefixes_advertised", "vrouter_bgp_peer_state_change_timestamp_seconds",
 		"vrouter_bgp_stale_routes", "vrouter_fib_routes", "vrouter_ipip_decap_dropped_packets_total", "vrouter_ipip_encapsulated_packets_total",
-		"vrouter_port_transmit_dropped_packets_total", "vrouter_ipam_addresses_borrowed"); err != nil {
+		"vrouter_port_transmit_dropped_packets_total", "vrouter_fabric_ring_frames_total", "vrouter_fabric_ring_bytes_total",
+		"vrouter_fabric_ring_full_drops_total", "vrouter_fabric_rings", "vrouter_ipam_addresses_borrowed"); err != nil {
 		t.Error(err)
 	}
 	for name, want := range map[string]float64{
