@@ -101,4 +101,3 @@ func TestFabricRingMetrics(t *testing.T) {
 		})
 	}
 }
-
