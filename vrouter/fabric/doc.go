@@ -54,6 +54,8 @@
 // the flag set clears it and sends a 16-byte doorbell datagram, which
 // wakes it. So under load there is no wakeup per batch, and an idle link
 // costs nothing. A full ring drops the frame (TxDrops.QueueFull).
+// Stats.Ring tells the ring traffic from the socket's: frames, bytes and
+// full-ring drops (subsets of the totals) and the rings open each way.
 //
 // Lifecycle: closing an endpoint marks its outbound rings closed (their
 // receivers drop each once it is read) and its inbound rings gone (their
