@@ -466,9 +466,10 @@ func (e *Endpoint) txResult(errno unix.Errno, n int) error {
 // maxBatch bounds the datagrams one ReadBatch receives (recvmmsg's vlen).
 const maxBatch = 256
 
-// socketEvery is how often (in ReadBatch calls that found frames in the
-// rings) the socket is also read without waiting, so that frames and
-// announces from senders without a ring are not starved by busy rings.
+// socketEvery is how often (in ReadBatch calls while the endpoint has
+// rings) the socket is read first, without waiting, so that frames and
+// announces from senders without a ring are not starved by busy rings
+// (TestRingNoStarvation); the rings take turns to be drained first.
 const socketEvery = 8
 
 // receiver is ReadBatch's state: the recvmmsg vectors, reused across
@@ -491,6 +492,7 @@ type receiver struct {
 
 	rings   []*ring // inbound, one per sender that made one
 	newRing bool    // an announce was just accepted
+	next    int     // the ring drainRings starts at next
 	calls   uint
 }
 
@@ -576,15 +578,24 @@ func (e *Endpoint) ReadBatch(bufs [][]byte, frames []Frame) (int, error) {
 	for {
 		r.newRing = false
 		if len(r.rings) > 0 {
-			k := e.drainRings(bufs, frames, 0, n)
+			// Every socketEvery calls the socket comes first, so that
+			// rings that always fill a batch (a flood) cannot starve the
+			// neighbours without one (BGP keepalives) or a new ring's
+			// announce; otherwise it is read when the rings are empty.
 			r.calls++
-			if k == n || k > 0 && r.calls%socketEvery != 0 {
-				r.last = k
-				return k, nil
+			k := 0
+			socketTurn := r.calls%socketEvery == 0
+			var err error
+			if socketTurn {
+				if k, err = e.readSocket(bufs, frames, 0, n, false); err != nil {
+					return 0, err
+				}
 			}
-			k, err := e.readSocket(bufs, frames, k, n, false)
-			if err != nil {
-				return 0, err
+			k = e.drainRings(bufs, frames, k, n)
+			if k == 0 && !socketTurn {
+				if k, err = e.readSocket(bufs, frames, 0, n, false); err != nil {
+					return 0, err
+				}
 			}
 			if k > 0 {
 				r.last = k
@@ -620,15 +631,26 @@ func (e *Endpoint) drainRings(bufs [][]byte, frames []Frame, k, n int) int {
 	down := e.down.Load()
 	var c ringCounts
 	k0 := k
-	for i := 0; i < len(r.rings); i++ {
-		rg := r.rings[i]
-		if k < n {
+	// Each call starts at the next ring, so that one ring that always
+	// has a batch's worth (a flood) cannot starve the others (the BGP
+	// keepalives of a busy neighbour).
+	if m := len(r.rings); m > 0 {
+		first := r.next % m
+		r.next = first + 1
+		for i := range m {
+			if k == n {
+				break
+			}
+			rg := r.rings[(first+i)%m]
 			start := k
 			k = rg.get(bufs, frames, k, n, down, &c)
 			for j := start; j < k; j++ {
 				r.src[j] = rg
 			}
 		}
+	}
+	for i := 0; i < len(r.rings); i++ {
+		rg := r.rings[i]
 		if rg.closed().Load() != 0 && rg.empty() {
 			rg.unmap()
 			r.rings = append(r.rings[:i], r.rings[i+1:]...)
