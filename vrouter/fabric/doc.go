@@ -48,7 +48,8 @@
 // ReadBatch copies frames out of its inbound rings into the caller's
 // buffers: no system call on either side while frames flow. ReadBatch
 // reads the socket too, without waiting, when the rings are empty and
-// every few batches. Only when the rings and the socket are all empty does
+// first every few batches, and drains the rings in turn, so a flooded ring
+// starves neither another ring nor the socket (BGP keepalives). Only when the rings and the socket are all empty does
 // the receiver set the rings' "sleeping" flags, look at the rings once
 // more, and wait on its socket; a sender that publishes a frame and finds
 // the flag set clears it and sends a 16-byte doorbell datagram, which
