@@ -48,11 +48,53 @@ func (e *Endpoint) writeChunk(nextHops []netip.Addr, frames []Frame, errs []erro
 			errs[base+i] = err
 		}
 	}
-	nt := e.neigh.Load()
+	k, sent := 0, 0
 	tl := e.taps.Load()
+	// flush copies the frames held for the socket to the taps and sends
+	// them with one sendmmsg: at the end, and before a new ring's announce.
+	flush := func() {
+		if tapN > 0 {
+			e.mirrorBatch(tl, &tapTo, &tapF, tapN)
+			tapN = 0
+		}
+		if k == 0 {
+			return
+		}
+		e.mu.RLock()
+		defer e.mu.RUnlock()
+		if e.closed {
+			for j := range k {
+				setErr(int(idx[j]), ErrClosed)
+			}
+			k = 0
+			return
+		}
+		for j := 0; j < k; {
+			r, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(e.fd), uintptr(unsafe.Pointer(&msgs[j])), uintptr(k-j), unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, 0, 0)
+			switch {
+			case errno == unix.EINTR:
+			case errno != 0:
+				// sendmmsg reports an error only when the first message
+				// fails; skip that one and go on.
+				i := int(idx[j])
+				setErr(i, e.txResult(errno, len(frames[i].Packet)))
+				j++
+			default:
+				var bytes uint64
+				for _, m := range msgs[j : j+int(r)] {
+					bytes += uint64(m.len) - HeaderLen
+				}
+				e.stats.txFrames.Add(uint64(r))
+				e.stats.txBytes.Add(bytes)
+				sent += int(r)
+				j += int(r)
+			}
+		}
+		k = 0
+	}
+	nt := e.neigh.Load()
 	imp := e.imp.Load()
 	down := e.down.Load()
-	k, sent := 0, 0
 	for i := range frames {
 		f := &frames[i]
 		p := nt.byAddr[nextHops[i]]
@@ -105,7 +147,7 @@ func (e *Endpoint) writeChunk(nextHops []netip.Addr, frames []Frame, errs []erro
 			}
 		}
 		if p.link != nil {
-			if handled, err := e.ringSend(p.link, &f.GSO, f.Packet); handled {
+			if handled, err := e.ringSend(p.link, &f.GSO, f.Packet, flush); handled {
 				if err != nil {
 					setErr(i, err)
 				} else {
@@ -127,39 +169,7 @@ func (e *Endpoint) writeChunk(nextHops []netip.Addr, frames []Frame, errs []erro
 		idx[k] = uint8(i)
 		k++
 	}
-	if tapN > 0 {
-		e.mirrorBatch(tl, &tapTo, &tapF, tapN)
-	}
-	e.mu.RLock()
-	if e.closed {
-		e.mu.RUnlock()
-		for j := range k {
-			setErr(int(idx[j]), ErrClosed)
-		}
-		return sent
-	}
-	for j := 0; j < k; {
-		r, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(e.fd), uintptr(unsafe.Pointer(&msgs[j])), uintptr(k-j), unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, 0, 0)
-		switch {
-		case errno == unix.EINTR:
-		case errno != 0:
-			// sendmmsg reports an error only when the first message
-			// fails; skip that one and go on.
-			i := int(idx[j])
-			setErr(i, e.txResult(errno, len(frames[i].Packet)))
-			j++
-		default:
-			var bytes uint64
-			for _, m := range msgs[j : j+int(r)] {
-				bytes += uint64(m.len) - HeaderLen
-			}
-			e.stats.txFrames.Add(uint64(r))
-			e.stats.txBytes.Add(bytes)
-			sent += int(r)
-			j += int(r)
-		}
-	}
-	e.mu.RUnlock()
+	flush()
 	return sent
 }
 

@@ -418,7 +418,7 @@ func (e *Endpoint) send(p *peer, f *Frame) error {
 		}
 	}
 	if p.link != nil {
-		if handled, err := e.ringSend(p.link, &f.GSO, f.Packet); handled {
+		if handled, err := e.ringSend(p.link, &f.GSO, f.Packet, nil); handled {
 			return err
 		}
 	}

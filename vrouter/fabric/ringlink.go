@@ -53,11 +53,15 @@ func (e *Endpoint) ringPath(to, from string) string {
 
 // ringSend puts one frame in the ring to l's node, making the ring when
 // the link has become busy. handled false means "use the socket".
-func (e *Endpoint) ringSend(l *link, g *header.GSO, pkt []byte) (handled bool, err error) {
+//
+// before, if not nil, runs before a new ring is announced: WriteBatch
+// sends the frames it holds for the socket then, so that the announce
+// (and the frames behind it in the ring) cannot overtake them.
+func (e *Endpoint) ringSend(l *link, g *header.GSO, pkt []byte, before func()) (handled bool, err error) {
 	l.mu.Lock()
 	r := l.r
 	if r == nil {
-		if r = e.maybeRing(l); r == nil {
+		if r = e.maybeRing(l, before); r == nil {
 			l.mu.Unlock()
 			return false, nil
 		}
@@ -122,7 +126,7 @@ func (e *Endpoint) ringSend(l *link, g *header.GSO, pkt []byte) (handled bool, e
 
 // maybeRing counts a frame about to go over the socket and makes the ring
 // once the link is busy enough. It is called with l.mu held.
-func (e *Endpoint) maybeRing(l *link) *ring {
+func (e *Endpoint) maybeRing(l *link, before func()) *ring {
 	if e.ringSize == 0 {
 		return nil
 	}
@@ -137,6 +141,9 @@ func (e *Endpoint) maybeRing(l *link) *ring {
 	}
 	if now < l.retry || e.closing.Load() {
 		return nil
+	}
+	if before != nil {
+		before()
 	}
 	r, err := createRing(e.ringPath(l.name, e.node), l.name, e.ringSize)
 	if err == nil {
