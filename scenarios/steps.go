@@ -633,6 +633,12 @@ func (a tracerouteAssert) describe() string { return "traceroute " + a.from + " 
 // traceroute polled faster sees its hops go silent.
 func (tracerouteAssert) pause() time.Duration { return 3 * time.Second }
 
+// traceWait is traceroute's longest wait for a probe (-w, seconds): its
+// probes go out together and a hop's wait is cut to 3 or 10 times the
+// round trip of the answers already in, so it only counts when nothing
+// further answers; 2 rather than 1 keeps a loaded machine's late answers.
+const traceWait = "2"
+
 // traceLine is one line of `traceroute -I -n -q 1` (ICMP echo probes,
 // which no workload kernel rate-limits as it does port unreachables):
 // hop number, address or *, and an annotation such as !N.
@@ -681,7 +687,7 @@ func (a tracerouteAssert) run(ctx context.Context, run *scenarioRun) error {
 	}
 	tctx, cancel := context.WithTimeout(ctx, time.Duration(a.maxHops)*2*time.Second+5*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(tctx, "ip", "netns", "exec", ns, "traceroute", "-I", "-n", "-q", "1", "-w", "1", "-m", strconv.Itoa(a.maxHops), to.String()).CombinedOutput()
+	out, err := exec.CommandContext(tctx, "ip", "netns", "exec", ns, "traceroute", "-I", "-n", "-q", "1", "-w", traceWait, "-m", strconv.Itoa(a.maxHops), to.String()).CombinedOutput()
 	var exit *exec.ExitError
 	if err != nil && !errors.As(err, &exit) {
 		return fatal(fmt.Errorf("traceroute: %w", err))

@@ -29,7 +29,7 @@ func newTestCommand() *cobra.Command {
 *.yaml, skipping testdata): each scenario deploys its lab under a unique
 name, runs its steps (deploy, workload add and del, apply, link down and
 up, link impairments, node restart, stop and start, pause and resume,
-capture start and stop, wait) and assertions (routes, bgp, ping, tcp, packets, bgpMessages; each polled
+capture start and stop, wait) and assertions (routes, bgp, ping, traceroute, tcp, packets, bgpMessages; each polled
 until it holds or its timeout passes), and destroys the lab, also on Ctrl-C. Every file is
 checked before anything is created; a file with errors is reported as
 FILE:LINE: FIELD: message and nothing runs. --parallel N runs N scenarios
