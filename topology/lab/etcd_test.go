@@ -235,6 +235,24 @@ func testEtcdLab(t *testing.T, dataplane string) {
 	mustVR(t, "workload", "add", "a2", "--node", "node3", "--lab", name)
 	mustVR(t, "workload", "add", "a3", "--node", "node2", "--lab", name)
 	ping("etcd back")
+	// Every agent reads etcd again (its status reads the blocks), before
+	// the apply below asks each of them to: a loaded machine's agent can
+	// take a few seconds more than another's to reach the members back.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		var lagging []string
+		for _, r := range inspectLab(t, name) {
+			if r.Kind == "node" && r.State != "running" {
+				lagging = append(lagging, r.Name+": "+r.State)
+			}
+		}
+		if len(lagging) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("30s after etcd came back, nodes not running: %s", strings.Join(lagging, ", "))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 
 	// The store: every workload's address once, nothing else; blocks that
 	// do not overlap, each affine to the node whose workloads it holds.

@@ -280,7 +280,10 @@ func TestWrongPeerAS(t *testing.T) {
 		}
 		return ""
 	}
-	eventually(t, 10*time.Second, func() string {
+	// 30s: an attempt that a loaded machine stalls past the 3s hold time
+	// ends in "Hold timer expired" instead, and GoBGP idles 5s before the
+	// next one.
+	eventually(t, 30*time.Second, func() string {
 		established()
 		pa, _ := a.peer(t, b.addr)
 		pb, _ := b.peer(t, a.addr)
