@@ -138,9 +138,10 @@ type Dataplane struct {
 	utun         *userTunnel
 	tunnel       atomic.Value // string: TunnelKernel, TunnelUserspace
 
-	kick   chan struct{} // asks the reconcile loop for a resync
-	closed atomic.Bool
-	done   chan struct{} // closed by Close: ends Run's subscription
+	kick    chan struct{}  // asks the reconcile loop for a resync
+	closed  atomic.Bool    // set by Close, under mu
+	done    chan struct{}  // closed by Close: ends Run's subscription
+	running sync.WaitGroup // the reconcile loop, which Close waits for
 
 	resyncs, restored, removed, adoptedN, claimed atomic.Uint64
 }
@@ -565,10 +566,14 @@ func (d *Dataplane) Stats() map[string]uint64 {
 // while no agent runs. A userspace tunl0 goes (with the routes through it):
 // it lives in this process. It may be called more than once.
 func (d *Dataplane) Close() error {
+	d.mu.Lock()
 	if d.closed.Swap(true) {
+		d.mu.Unlock()
 		return nil
 	}
 	close(d.done)
+	d.mu.Unlock()
+	d.running.Wait() // a resync takes mu
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.utun != nil {

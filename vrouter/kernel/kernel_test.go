@@ -605,3 +605,50 @@ func checksum(b []byte) uint16 {
 	}
 	return uint16(sum)
 }
+
+// Close ends the reconcile loop before it releases the netlink handle:
+// when Close returns, Run has returned, though route notifications kept
+// the loop reading links through the handle (under -race, the handle
+// closed beneath a running loop was a data race; without a handle,
+// netlink would have read the agent's own namespace).
+func TestCloseWaitsForRun(t *testing.T) {
+	guard(t)
+	h := newHosts(t, "192.168.50.10/24")[0]
+	d := newDP(t, h, Options{ResyncInterval: time.Hour})
+	replace(t, d, "10.244.104.0/26 via 192.168.50.11 dev ens33 proto bird")
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		d.Run(context.Background())
+	}()
+	// Notifications of a wanted route deleted by hand, again and again:
+	// each one makes the loop look the route's link up.
+	stop := make(chan struct{})
+	churned := make(chan struct{})
+	go func() {
+		defer close(churned)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_ = exec.Command("ip", "-n", h.ns, "route", "del", "10.244.104.0/26").Run()
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ran:
+	default:
+		t.Error("Close returned while Run was still running")
+	}
+	close(stop)
+	<-churned
+	<-ran
+	if n := d.resyncs.Load(); n < 2 {
+		t.Errorf("%d resyncs: the notifications never reached the loop", n)
+	}
+}

@@ -15,6 +15,14 @@ import (
 // ResyncInterval, and when the adoption time (AdoptFor from now) ends.
 func (d *Dataplane) Run(ctx context.Context) {
 	d.mu.Lock()
+	if d.closed.Load() {
+		d.mu.Unlock()
+		return
+	}
+	// Close waits for the loop before it releases the netlink handle the
+	// loop reads links with.
+	d.running.Add(1)
+	defer d.running.Done()
 	d.adoptUntil = time.Now().Add(d.opts.AdoptFor)
 	d.mu.Unlock()
 
@@ -119,11 +127,11 @@ func (d *Dataplane) interesting(u netlink.RouteUpdate) bool {
 // owned route that is not wanted (adopted routes wait until the adoption
 // time ends). Routes it does not own it leaves alone.
 func (d *Dataplane) resync() {
-	if d.closed.Load() {
-		return
-	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.closed.Load() { // the handle is released
+		return
+	}
 	d.resyncs.Add(1)
 	routes, err := d.list()
 	if err != nil {
