@@ -147,8 +147,10 @@ func TestIdleMemory(t *testing.T) {
 	t.Logf("%d idle netstack workloads (4 services each): %d bytes and %.1f goroutines per workload", n, per, float64(g1-g0)/n)
 	limit := int64(maxIdleBytes)
 	if raceBuild {
-		// Measured under -race: 95-106 kB for the same 81 kB.
-		limit = limit * 5 / 4
+		// Measured under -race: 95-129 kB for the same 81 kB (the
+		// instrumented goroutines' stacks grow, and a loaded CI run
+		// caught them at 129 kB).
+		limit = limit * 3 / 2
 	}
 	if per > limit {
 		t.Errorf("%d bytes per idle netstack workload, want at most %d (race build: %v)", per, limit, raceBuild)
