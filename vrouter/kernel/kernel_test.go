@@ -636,7 +636,7 @@ func TestCloseWaitsForRun(t *testing.T) {
 			_ = exec.Command("ip", "-n", h.ns, "route", "del", "10.244.104.0/26").Run()
 		}
 	}()
-	time.Sleep(300 * time.Millisecond)
+	eventually(t, 10*time.Second, "the loop to resync on the notifications", func() bool { return d.resyncs.Load() >= 3 })
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -648,7 +648,4 @@ func TestCloseWaitsForRun(t *testing.T) {
 	close(stop)
 	<-churned
 	<-ran
-	if n := d.resyncs.Load(); n < 2 {
-		t.Errorf("%d resyncs: the notifications never reached the loop", n)
-	}
 }
